@@ -1,6 +1,9 @@
 //! Stateright models of the Synod protocol (single-decree Paxos), of Multi-Paxos, and a
 //! state-for-state mirror of Lamport's `Paxos.tla`, with the invariants of *Paxos Made Simple*.
 
+pub mod actor_trace;
 pub mod lamport;
+mod lamport_target;
 pub mod runner;
 pub mod synod;
+pub mod types;

@@ -1,0 +1,138 @@
+//! What the runner writes about a step of a stateright [`ActorModel`]: action and state as JSON
+//! for trace files, and one readable line per step for counterexample listings. Shared by every
+//! actor-based model (Synod, Multi-Paxos).
+
+use std::borrow::Cow;
+use std::fmt::{Debug, Write as _};
+use std::hash::Hash;
+
+use serde::Serialize;
+use serde_json::{json, Value as Json};
+use stateright::actor::{Actor, ActorModel, ActorModelAction, ActorModelState, Command, Id, Out};
+
+/// The node name used in every listing: `n<id>`, plus its role when the model knows it.
+pub trait NodeNames {
+    fn node_name(&self, id: Id) -> String;
+}
+
+pub fn action_json<M, T, R>(action: &ActorModelAction<M, T, R>) -> Json
+where
+    M: Serialize,
+    T: Serialize,
+    R: Debug,
+{
+    let id = |id: &Id| usize::from(*id);
+    match action {
+        ActorModelAction::Deliver { src, dst, msg } => {
+            json!({"kind": "deliver", "src": id(src), "dst": id(dst), "msg": msg})
+        }
+        ActorModelAction::Drop(env) => {
+            json!({"kind": "drop", "src": id(&env.src), "dst": id(&env.dst), "msg": env.msg})
+        }
+        ActorModelAction::Timeout(node, timer) => {
+            json!({"kind": "timeout", "node": id(node), "timer": timer})
+        }
+        ActorModelAction::Crash(node) => json!({"kind": "crash", "node": id(node)}),
+        ActorModelAction::Recover(node) => json!({"kind": "recover", "node": id(node)}),
+        ActorModelAction::SelectRandom { actor, key, random } => {
+            json!({"kind": "random", "node": id(actor), "key": key, "random": format!("{random:?}")})
+        }
+    }
+}
+
+pub fn state_json<A, H>(state: &ActorModelState<A, H>) -> Json
+where
+    A: Actor,
+    A::State: Serialize,
+    A::Msg: Serialize,
+    A::Timer: Serialize,
+    A::Random: Serialize,
+    A::Storage: Serialize,
+    H: Serialize,
+{
+    serde_json::to_value(state).unwrap_or_else(|e| json!({"unserializable": e.to_string()}))
+}
+
+/// "n2 (acceptor) receives Prepare(1.0) from n0: <old> → <new>; persists …; sends …".
+pub fn describe_step<A, C, H>(
+    model: &ActorModel<A, C, H>,
+    prev: &ActorModelState<A, H>,
+    action: &ActorModelAction<A::Msg, A::Timer, A::Random>,
+    next: &ActorModelState<A, H>,
+) -> String
+where
+    A: Actor,
+    A::Msg: Ord,
+    A::Timer: Ord,
+    H: Clone + Debug + Hash,
+    C: NodeNames,
+{
+    let names = &model.cfg;
+    let mut out = Out::new();
+    let (node, mut line) = match action {
+        ActorModelAction::Deliver { src, dst, msg } => {
+            let mut state = Cow::Borrowed(&*prev.actor_states[usize::from(*dst)]);
+            model.actors[usize::from(*dst)].on_msg(*dst, &mut state, *src, msg.clone(), &mut out);
+            let line = format!(
+                "{} receives {msg:?} from {}",
+                names.node_name(*dst),
+                names.node_name(*src)
+            );
+            (*dst, line)
+        }
+        ActorModelAction::Timeout(node, timer) => {
+            let mut state = Cow::Borrowed(&*prev.actor_states[usize::from(*node)]);
+            model.actors[usize::from(*node)].on_timeout(*node, &mut state, timer, &mut out);
+            (
+                *node,
+                format!("{}: timer {timer:?} fires", names.node_name(*node)),
+            )
+        }
+        ActorModelAction::Drop(env) => {
+            let line = format!(
+                "the network loses {:?} from {} to {}",
+                env.msg,
+                names.node_name(env.src),
+                names.node_name(env.dst)
+            );
+            return line;
+        }
+        ActorModelAction::Crash(node) => {
+            let storage = &prev.actor_storages[usize::from(*node)];
+            return format!(
+                "{} crashes; its durable state is {storage:?}",
+                names.node_name(*node)
+            );
+        }
+        ActorModelAction::Recover(node) => {
+            let storage = &prev.actor_storages[usize::from(*node)];
+            (
+                *node,
+                format!("{} recovers from {storage:?}", names.node_name(*node)),
+            )
+        }
+        ActorModelAction::SelectRandom { actor, random, .. } => (
+            *actor,
+            format!("{} chooses {random:?}", names.node_name(*actor)),
+        ),
+    };
+    let index = usize::from(node);
+    let (before, after) = (&prev.actor_states[index], &next.actor_states[index]);
+    if before != after {
+        let _ = write!(line, ": {before:?} → {after:?}");
+    } else {
+        line.push_str(": state unchanged");
+    }
+    for command in out.iter() {
+        match command {
+            Command::Save(storage) => {
+                let _ = write!(line, "; persists {storage:?}");
+            }
+            Command::Send(to, msg) => {
+                let _ = write!(line, "; sends {msg:?} to {}", names.node_name(*to));
+            }
+            _ => {}
+        }
+    }
+    line
+}

@@ -1,0 +1,184 @@
+//! Small, `Copy` protocol vocabulary shared by the message-passing models: ballots, values and
+//! sets of node ids. Compact on purpose: every state the checker stores holds many of them.
+
+use std::fmt;
+
+use serde::Serialize;
+use stateright::actor::Id;
+use stateright::{Rewrite, RewritePlan};
+
+/// A ballot (proposal number) `(round, proposer)`, ordered lexicographically: unique per
+/// proposer, and a proposer can always pick one above any it has seen.
+///
+/// The proposer is an actor index, never rewritten by symmetry reduction: proposers are not
+/// interchangeable (each proposes its own value), so the models keep them out of the permuted
+/// set (see [`crate::synod`]'s symmetry notes).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Ballot {
+    pub round: u8,
+    pub proposer: u8,
+}
+
+impl Ballot {
+    pub fn new(round: u8, proposer: usize) -> Self {
+        let proposer = u8::try_from(proposer).expect("models have fewer than 256 nodes");
+        Ballot { round, proposer }
+    }
+}
+
+impl fmt::Debug for Ballot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.round, self.proposer)
+    }
+}
+
+impl fmt::Display for Ballot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl<R> Rewrite<R> for Ballot {
+    fn rewrite<S>(&self, _: &RewritePlan<R, S>) -> Self {
+        *self
+    }
+}
+
+/// A proposed value. Proposers' inputs are `v1..=vN`; `v0` is never an input, so a value that
+/// appears from nowhere (an uninitialised default) is visible to the Validity property.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Value(pub u8);
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+impl<R> Rewrite<R> for Value {
+    fn rewrite<S>(&self, _: &RewritePlan<R, S>) -> Self {
+        *self
+    }
+}
+
+/// A set of actor ids (at most 16 actors), e.g. the acceptors that promised a ballot.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct IdSet(u16);
+
+impl IdSet {
+    pub const CAPACITY: usize = 16;
+
+    pub fn insert(&mut self, id: Id) {
+        self.0 |= 1 << Self::bit(id);
+    }
+
+    pub fn with(mut self, id: Id) -> Self {
+        self.insert(id);
+        self
+    }
+
+    pub fn contains(&self, id: Id) -> bool {
+        self.0 & (1 << Self::bit(id)) != 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Id> + '_ {
+        (0..Self::CAPACITY)
+            .filter(|i| self.0 & (1 << i) != 0)
+            .map(Id::from)
+    }
+
+    fn bit(id: Id) -> usize {
+        let bit = usize::from(id);
+        assert!(
+            bit < Self::CAPACITY,
+            "IdSet holds ids below {}",
+            Self::CAPACITY
+        );
+        bit
+    }
+}
+
+impl FromIterator<Id> for IdSet {
+    fn from_iter<T: IntoIterator<Item = Id>>(iter: T) -> Self {
+        let mut set = IdSet::default();
+        for id in iter {
+            set.insert(id);
+        }
+        set
+    }
+}
+
+impl fmt::Debug for IdSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (n, id) in self.iter().enumerate() {
+            if n > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "n{}", usize::from(id))?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl Rewrite<Id> for IdSet {
+    fn rewrite<S>(&self, plan: &RewritePlan<Id, S>) -> Self {
+        self.iter().map(|id| plan.rewrite(&id)).collect()
+    }
+}
+
+/// The majorities of `members` with exactly `majority(members.len())` elements. Any majority
+/// that satisfies an "exists a quorum" condition of the kind I1 states contains one of these
+/// that does too, so checking these suffices.
+pub fn minimal_majorities(members: &[Id]) -> Vec<IdSet> {
+    let need = majority(members.len());
+    let n = members.len();
+    (0u32..(1 << n))
+        .filter(|mask| mask.count_ones() as usize == need)
+        .map(|mask| {
+            (0..n)
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| members[i])
+                .collect()
+        })
+        .collect()
+}
+
+/// The size of the smallest majority of `n` nodes.
+pub fn majority(n: usize) -> usize {
+    n / 2 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ballots_order_by_round_then_proposer() {
+        assert!(Ballot::new(1, 1) < Ballot::new(2, 0));
+        assert!(Ballot::new(2, 0) < Ballot::new(2, 1));
+    }
+
+    #[test]
+    fn minimal_majorities_of_three_and_five() {
+        let three = Id::vec_from(2..5);
+        assert_eq!(minimal_majorities(&three).len(), 3);
+        assert!(minimal_majorities(&three).iter().all(|q| q.len() == 2));
+        assert_eq!(minimal_majorities(&Id::vec_from(0..5)).len(), 10);
+    }
+
+    #[test]
+    fn id_set_rewrites_through_the_plan() {
+        let plan = RewritePlan::<Id, _>::from_values_to_sort(&vec![2, 1, 0]);
+        let set = IdSet::default().with(Id::from(0));
+        assert_eq!(set.rewrite(&plan), IdSet::default().with(Id::from(2)));
+    }
+}
