@@ -1,1 +1,53 @@
+//! Conformance between the model (`paxos-model`) and the implementation (`paxos-impl`): the
+//! abstraction from implementation state to model state, and the translation of model actions
+//! to implementation inputs. Only this crate sees both sides.
+//!
+//! So far it maps the shared vocabulary (ballots); replay and trace validation come with the
+//! conformance issue.
 
+use paxos_impl::Ballot as ImplBallot;
+use paxos_model::types::Ballot as ModelBallot;
+
+/// Model ballots name their proposer by actor index; implementation ballots by node id. The
+/// conformance harness numbers impl nodes by the model's actor indices, so the map is 1:1.
+pub fn ballot_to_model(ballot: ImplBallot) -> Option<ModelBallot> {
+    Some(ModelBallot {
+        round: u8::try_from(ballot.round).ok()?,
+        proposer: u8::try_from(ballot.node).ok()?,
+    })
+}
+
+pub fn ballot_to_impl(ballot: ModelBallot) -> ImplBallot {
+    ImplBallot {
+        round: u64::from(ballot.round),
+        node: u32::from(ballot.proposer),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// The two sides order ballots identically, so "promised ≥ b" means the same on both.
+        #[test]
+        fn ballot_order_is_preserved_both_ways(r1 in 0u8..=255, p1 in 0u8..16, r2 in 0u8..=255, p2 in 0u8..16) {
+            let (a, b) = (ModelBallot { round: r1, proposer: p1 }, ModelBallot { round: r2, proposer: p2 });
+            prop_assert_eq!(a.cmp(&b), ballot_to_impl(a).cmp(&ballot_to_impl(b)));
+            prop_assert_eq!(ballot_to_model(ballot_to_impl(a)), Some(a));
+        }
+    }
+
+    #[test]
+    fn impl_ballots_beyond_the_model_bounds_have_no_model_image() {
+        assert_eq!(
+            ballot_to_model(ImplBallot {
+                round: 300,
+                node: 0
+            }),
+            None
+        );
+    }
+}

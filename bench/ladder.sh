@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs the model-checking ladder recorded in specs/results.md and prints one markdown row per
+# configuration: unique states, generated states, depth, wall time, states/second, peak memory.
+# Usage: bench/ladder.sh [TIMEOUT_SECONDS]   (each row stops at the timeout and says so)
+set -u
+limit=${1:-300}
+cd "$(dirname "$0")/.."
+cargo build --release -q -p paxos-model
+bin=target/release/paxos-model
+rows=(
+  "synod --proposers 1 --rounds 1"
+  "synod --proposers 1 --rounds 2"
+  "synod --proposers 1 --rounds 3"
+  "synod --proposers 2 --rounds 1 --no-symmetry"
+  "synod --proposers 2 --rounds 1"
+  "synod --proposers 2 --rounds 1 --lossy"
+  "synod --proposers 2 --rounds 1 --duplicating"
+  "synod --proposers 2 --rounds 1 --crashes 1"
+  "synod --proposers 2 --rounds 2"
+  "synod --proposers 1 --acceptors 5 --rounds 1"
+  "synod --proposers 1 --acceptors 5 --rounds 2"
+  "lamport --acceptors 3 --values 2 --max-ballot 1"
+  "lamport --acceptors 3 --values 2 --max-ballot 2"
+  "lamport --acceptors 3 --values 2 --max-ballot 3"
+)
+echo "| command | unique | generated | depth | time (s) | states/s | peak RSS (MB) | complete |"
+echo "|---|---:|---:|---:|---:|---:|---:|---|"
+for row in "${rows[@]}"; do
+  out=$(mktemp)
+  # shellcheck disable=SC2086
+  /usr/bin/time -f "%M" -o "$out.mem" "$bin" check $row --json --timeout "$limit" --trace-dir /tmp/ladder-traces >"$out" 2>/dev/null
+  python3 - "$out" "$out.mem" "$row" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+rss_mb = int(open(sys.argv[2]).read().split()[-1]) / 1024
+print(f"| `paxos-model check {sys.argv[3]}` | {report['unique_states']:,} | {report['states']:,} | "
+      f"{report['max_depth']} | {report['elapsed_seconds']:.2f} | {report['states_per_second']:,.0f} | "
+      f"{rss_mb:,.0f} | {'yes' if report['complete'] else 'no (' + report['stop_reason'] + ')'} |")
+PY
+  rm -f "$out" "$out.mem"
+done

@@ -1,0 +1,199 @@
+//! The `paxos-model` binary as a user runs it: exit codes, JSON summaries, trace files.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use paxos_model::runner::read_trace;
+
+fn paxos_model(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_paxos-model"))
+        .args(args)
+        .output()
+        .expect("the paxos-model binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_clear_message() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["check", "synod", "--acceptors", "0"], "--acceptors"),
+        (&["check", "synod", "--bug", "no-such-bug"], "known bugs"),
+        (&["check", "synod", "--rounds", "0"], "--rounds"),
+        (
+            &["check", "lamport", "--bug", "accept-below-promise"],
+            "lamport",
+        ),
+        (&["check", "synod", "--threads", "0"], "--threads"),
+    ];
+    for (args, expected) in cases {
+        let output = paxos_model(args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn bugs_lists_every_seeded_bug_with_its_property() {
+    let output = paxos_model(&["bugs"]);
+    assert!(output.status.success());
+    let listing = String::from_utf8_lossy(&output.stdout);
+    for bug in paxos_model::synod::SynodBug::ALL {
+        let line = listing
+            .lines()
+            .find(|l| l.contains(bug.name()))
+            .expect("bug listed");
+        assert!(line.contains(bug.violates()[0]), "{line}");
+    }
+    for bug in paxos_model::lamport::LamportBug::all() {
+        assert!(listing.contains(bug.name()), "{} missing", bug.name());
+    }
+}
+
+#[test]
+fn correct_default_check_exits_0_with_every_property_holding() {
+    let dir = tempdir("correct");
+    let output = paxos_model(&["check", "synod", "--json", "--trace-dir", &dir]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("--json prints one JSON object");
+    assert_eq!(report["format"], "paxos-check-report/1");
+    assert_eq!(report["complete"], true);
+    for property in report["properties"].as_array().expect("properties") {
+        let verdict = property["verdict"].as_str().expect("verdict");
+        assert!(verdict == "holds" || verdict == "reachable", "{property}");
+    }
+}
+
+#[test]
+fn a_seeded_bug_exits_1_and_saves_a_replayable_trace() {
+    let dir = tempdir("bug");
+    let output = paxos_model(&[
+        "check",
+        "synod",
+        "--bug",
+        "default-value",
+        "--json",
+        "--trace-dir",
+        &dir,
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let validity = report["properties"]
+        .as_array()
+        .expect("properties")
+        .iter()
+        .find(|p| p["name"] == "Validity")
+        .expect("Validity reported");
+    assert_eq!(validity["verdict"], "violated");
+    let file = validity["discovery"]["trace_file"]
+        .as_str()
+        .expect("trace file");
+    let trace = read_trace(Path::new(file)).expect("trace reads back");
+    assert_eq!(trace.property, "Validity");
+    assert_eq!(trace.config["bug"], "default-value");
+    assert!(!trace.steps.is_empty());
+}
+
+#[test]
+fn lamport_check_counts_tlc_states() {
+    let dir = tempdir("lamport");
+    let output = paxos_model(&[
+        "check",
+        "lamport",
+        "--max-ballot",
+        "1",
+        "--json",
+        "--trace-dir",
+        &dir,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["unique_states"], 3_921);
+}
+
+fn tempdir(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("paxos-model-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.to_string_lossy().into_owned()
+}
+
+/// `explore --bug` finds the counterexample first and prints a URL that opens the explorer on
+/// it; the server answers for that path.
+#[test]
+fn explore_with_a_bug_serves_the_counterexample_path() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paxos-model"))
+        .args([
+            "explore",
+            "synod",
+            "--bug",
+            "learner-mixed-ballots",
+            "--addr",
+            &addr,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("explore starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut url = None;
+    while url.is_none() && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            url = line.strip_prefix("Discovery: ").map(str::to_owned);
+        }
+    }
+    let url = url.expect("explore prints a Discovery URL within 60 s");
+    let path = url
+        .split("#/steps/")
+        .nth(1)
+        .expect("URL opens a step path")
+        .to_owned();
+    let mut stream = TcpStream::connect(&addr).expect("explorer listens");
+    write!(
+        stream,
+        "GET /.states/{path} HTTP/1.0\r\nHost: {addr}\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    child.kill().expect("explore stops");
+    let _ = child.wait();
+    assert!(
+        response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+        "{response}"
+    );
+    assert!(
+        response.contains("Learner"),
+        "the state view names the roles: {response}"
+    );
+}
