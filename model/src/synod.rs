@@ -758,7 +758,7 @@ impl SynodActor {
 }
 
 /// Ghost variables: what the run has done so far, kept only by the model.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct SynodHistory {
     /// Every proposal `(ballot, value)` ever issued (an Accept sent), sorted.
     pub proposals: Vec<(Ballot, Value)>,
@@ -768,6 +768,31 @@ pub struct SynodHistory {
     pub promises: Vec<(Id, Ballot)>,
     /// The first vote cast against a promise: `(acceptor, voted ballot, promised ballot)`.
     pub broken_promise: Option<(Id, Ballot, Ballot)>,
+}
+
+/// One line, readable in the explorer: `proposals [1.0=v1] votes [n2:1.0=v1] promises [n2:1.0]`.
+impl fmt::Debug for SynodHistory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("proposals [")?;
+        for (i, (b, v)) in self.proposals.iter().enumerate() {
+            write!(f, "{}{b}={v:?}", if i > 0 { ", " } else { "" })?;
+        }
+        f.write_str("] votes [")?;
+        for (i, (a, b, v)) in self.votes.iter().enumerate() {
+            let sep = if i > 0 { ", " } else { "" };
+            write!(f, "{sep}n{}:{b}={v:?}", usize::from(*a))?;
+        }
+        f.write_str("] promises [")?;
+        for (i, (a, b)) in self.promises.iter().enumerate() {
+            write!(f, "{}n{}:{b}", if i > 0 { ", " } else { "" }, usize::from(*a))?;
+        }
+        f.write_str("]")?;
+        if let Some((a, voted, promised)) = self.broken_promise {
+            let a = usize::from(a);
+            write!(f, " broken promise: n{a} voted {voted} after promising {promised}")?;
+        }
+        Ok(())
+    }
 }
 
 impl Rewrite<Id> for SynodHistory {
