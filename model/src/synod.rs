@@ -784,12 +784,20 @@ impl fmt::Debug for SynodHistory {
         }
         f.write_str("] promises [")?;
         for (i, (a, b)) in self.promises.iter().enumerate() {
-            write!(f, "{}n{}:{b}", if i > 0 { ", " } else { "" }, usize::from(*a))?;
+            write!(
+                f,
+                "{}n{}:{b}",
+                if i > 0 { ", " } else { "" },
+                usize::from(*a)
+            )?;
         }
         f.write_str("]")?;
         if let Some((a, voted, promised)) = self.broken_promise {
             let a = usize::from(a);
-            write!(f, " broken promise: n{a} voted {voted} after promising {promised}")?;
+            write!(
+                f,
+                " broken promise: n{a} voted {voted} after promising {promised}"
+            )?;
         }
         Ok(())
     }
