@@ -402,6 +402,26 @@ impl MsgBits {
 
 /// Iterates over the set bits of a word, lowest first.
 #[inline]
+/// The highest vote ballot among the acceptors in `quorum` (-1 when none voted) and the
+/// value mask of the votes at that ballot, given each acceptor's top ballot and value mask.
+fn highest_vote(
+    quorum: impl Into<u64>,
+    top: &[i8; MAX_ACCEPTORS],
+    top_vals: &[u8; MAX_ACCEPTORS],
+) -> (i8, u8) {
+    let mut m = -1i8;
+    let mut vals = 0u8;
+    for a in bits(quorum.into()) {
+        if top[a] > m {
+            m = top[a];
+            vals = top_vals[a];
+        } else if top[a] == m {
+            vals |= top_vals[a];
+        }
+    }
+    (m, vals)
+}
+
 fn bits(mut x: u64) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
         if x == 0 {
@@ -846,16 +866,7 @@ impl LamportModel {
             if self.has_bug(LamportBug::Phase2aIgnoresVotes) {
                 return self.real_values;
             }
-            let mut m = -1i8;
-            let mut vals = 0u8;
-            for a in bits(q.into()) {
-                if top[a] > m {
-                    m = top[a];
-                    vals = top_vals[a];
-                } else if top[a] == m {
-                    vals |= top_vals[a];
-                }
-            }
+            let (m, vals) = highest_vote(q, &top, &top_vals);
             allowed |= if m < 0 { free } else { vals };
         }
         allowed
@@ -1061,16 +1072,7 @@ impl LamportModel {
             }
             for v in bits(issued.into()) {
                 let safe = self.majorities.iter().any(|&q| {
-                    let mut m = -1i8;
-                    let mut vals = 0u8;
-                    for a in bits(q.into()) {
-                        if top[a] > m {
-                            m = top[a];
-                            vals = top_vals[a];
-                        } else if top[a] == m {
-                            vals |= top_vals[a];
-                        }
-                    }
+                    let (m, vals) = highest_vote(q, &top, &top_vals);
                     m < 0 || vals & (1 << v) != 0
                 });
                 if !safe {
