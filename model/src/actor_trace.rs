@@ -53,7 +53,7 @@ where
     serde_json::to_value(state).unwrap_or_else(|e| json!({"unserializable": e.to_string()}))
 }
 
-/// "n2 (acceptor) receives Prepare(1.0) from n0: <old> → <new>; persists …; sends …".
+/// `n2 (acceptor) receives Prepare(1.0) from n0: OLD → NEW; persists …; sends …`.
 pub fn describe_step<A, C, H>(
     model: &ActorModel<A, C, H>,
     prev: &ActorModelState<A, H>,
