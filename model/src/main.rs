@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use paxos_model::explorer_view::Readable;
 use paxos_model::lamport::{LamportBug, LamportConfig, LamportModel};
 use paxos_model::runner::{self, CheckOptions, CheckTarget, Strategy};
 use paxos_model::synod::{self, SynodBug, SynodConfig};
@@ -244,8 +245,11 @@ fn check(variant: Option<Variant>, run: &RunArgs) -> Result<i32, Failure> {
     }
 }
 
-fn explore_with<M: CheckTarget>(
+/// Finds `property`'s counterexample on `model` (when given), then serves `shown`, which must
+/// take the same actions in the same order so the path opens unchanged.
+fn explore_with<M: CheckTarget, V: CheckTarget>(
     model: M,
+    shown: impl FnOnce(M) -> V,
     addr: SocketAddr,
     property: Option<&'static str>,
 ) -> Result<i32, Failure> {
@@ -275,16 +279,20 @@ fn explore_with<M: CheckTarget>(
             }
         }
     };
-    runner::explore(model, addr, path.as_deref())?;
+    runner::explore(shown(model), addr, path.as_deref())?;
     Ok(0)
 }
 
 fn explore(variant: Variant, addr: SocketAddr) -> Result<i32, Failure> {
     let property = target_property(&variant)?;
     match variant {
-        Variant::Synod(args) => explore_with(synod::model(synod_config(&args)?), addr, property),
+        Variant::Synod(args) => {
+            let model = synod::model(synod_config(&args)?);
+            explore_with(model, |inner| Readable { inner }, addr, property)
+        }
         Variant::Lamport(args) => {
-            explore_with(LamportModel::new(lamport_config(&args)?), addr, property)
+            let model = LamportModel::new(lamport_config(&args)?);
+            explore_with(model, |m| m, addr, property)
         }
     }
 }
