@@ -84,6 +84,10 @@ pub trait CheckTarget:
     ) -> String;
     /// The canonical representative of a state's symmetry class, when reduction is sound.
     fn symmetry(&self) -> Option<SymmetryFn<Self::State>>;
+    /// A state as a person reads it in a counterexample listing.
+    fn render_state(&self, state: &Self::State) -> String {
+        format!("{state:#?}")
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -792,7 +796,7 @@ fn render_listing<M: CheckTarget>(
         ));
     }
     out.push_str(&format!("  {ending}: {}\n  Final state:\n", property.name));
-    for line in format!("{:#?}", path.last_state()).lines() {
+    for line in model.render_state(path.last_state()).lines() {
         out.push_str(&format!("    {line}\n"));
     }
     out.push_str(&format!("  Trace: {}\n", trace_file.display()));

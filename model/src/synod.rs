@@ -38,6 +38,7 @@ use stateright::actor::{
 use stateright::{Expectation, Representative, Rewrite, RewritePlan};
 
 use crate::actor_trace::{self, NodeNames};
+use crate::explorer_view::View;
 use crate::runner::{CheckTarget, SymmetryFn};
 use crate::types::{majority, minimal_majorities, Ballot, IdSet, Value};
 
@@ -1086,6 +1087,10 @@ impl CheckTarget for SynodModel {
 
     fn symmetry(&self) -> Option<SymmetryFn<Self::State>> {
         Some(representative)
+    }
+
+    fn render_state(&self, state: &Self::State) -> String {
+        format!("{:#?}", View(state.clone()))
     }
 }
 
