@@ -1147,6 +1147,18 @@ mod tests {
     }
 
     #[test]
+    fn breadth_first_search_reaches_the_same_states() {
+        let checker = model(SynodConfig::default())
+            .checker()
+            .threads(2)
+            .spawn_bfs()
+            .join();
+        assert_eq!(checker.unique_state_count(), 255_901);
+        checker.assert_no_discovery("Agreement");
+        checker.assert_any_discovery("Non-vacuity");
+    }
+
+    #[test]
     fn correct_protocol_with_five_acceptors_one_proposer() {
         let cfg = SynodConfig {
             proposers: 1,
