@@ -2,8 +2,11 @@
 //! abstraction from implementation state to model state, and the translation of model actions
 //! to implementation inputs. Only this crate sees both sides.
 //!
-//! So far it maps the shared vocabulary (ballots); replay and trace validation come with the
-//! conformance issue.
+//! So far: the ballot mapping, and [`synod`], which replays every enabled transition of every
+//! reachable Synod model state on the implementation's Synod core. Multi-Paxos replay, trace
+//! files and trace validation come with the conformance issue.
+
+pub mod synod;
 
 use paxos_impl::Ballot as ImplBallot;
 use paxos_model::types::Ballot as ModelBallot;
