@@ -288,7 +288,7 @@ fn replay(
     action: &ActorModelAction<SynodMsg, SynodTimer, ()>,
 ) -> Option<(StepOutcome, Option<StepOutcome>)> {
     let cfg = &model.cfg;
-    let (index, model_out, model_next, impl_result) = match action {
+    let (model_out, model_next, impl_result) = match action {
         ActorModelAction::Deliver { src, dst, msg } => {
             let i = usize::from(*dst);
             let actor = &model.actors[i];
@@ -297,12 +297,7 @@ fn replay(
             actor.on_msg(*dst, &mut next, *src, *msg, &mut out);
             let mut node = concretize(cfg, actor, &state.actor_states[i]);
             let effects = deliver(&mut node, node_id(*src), msg_to_impl(*msg));
-            (
-                i,
-                out,
-                next.into_owned(),
-                outcome_from_impl(&node, &effects),
-            )
+            (out, next.into_owned(), outcome_from_impl(&node, &effects))
         }
         ActorModelAction::Timeout(id, timer) => {
             let i = usize::from(*id);
@@ -315,12 +310,7 @@ fn replay(
                 Node::Proposer(p) => p.on_retry_timeout(),
                 _ => Vec::new(),
             };
-            (
-                i,
-                out,
-                next.into_owned(),
-                outcome_from_impl(&node, &effects),
-            )
+            (out, next.into_owned(), outcome_from_impl(&node, &effects))
         }
         ActorModelAction::Recover(id) => {
             let i = usize::from(*id);
@@ -349,11 +339,10 @@ fn replay(
             } else {
                 Vec::new()
             };
-            (i, out, next, outcome_from_impl(&node, &effects))
+            (out, next, outcome_from_impl(&node, &effects))
         }
         _ => return None,
     };
-    let _ = index;
     let expected = outcome_from_model(model_next, &model_out);
     Some((expected, impl_result))
 }
