@@ -10,11 +10,12 @@ use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
 use paxos_impl::synod::{Acceptor, Durable, Effect, Learner, Message, Phase, Proposer};
+use paxos_impl::Ballot as ImplBallot;
 use paxos_model::synod::{
     self, AcceptorState, LearnerState, Phase as ModelPhase, ProposerState, Role, SynodActor,
     SynodConfig, SynodModel, SynodModelState, SynodMsg, SynodState, SynodStorage, SynodTimer,
 };
-use paxos_model::types::{IdSet, Value};
+use paxos_model::types::{Ballot, IdSet, Value};
 use stateright::actor::{Actor, ActorModelAction, Command, Id, Out};
 use stateright::Model;
 
@@ -58,13 +59,29 @@ fn node_id(id: Id) -> u32 {
     usize::from(id) as u32
 }
 
+/// `Some(None)` for no value, `None` when the value is outside the model's bounds.
+fn optional<T, U>(x: Option<T>, f: impl FnOnce(T) -> Option<U>) -> Option<Option<U>> {
+    match x {
+        None => Some(None),
+        Some(t) => f(t).map(Some),
+    }
+}
+
+fn vote_to_model(&(ballot, value): &(ImplBallot, u8)) -> Option<(Ballot, Value)> {
+    Some((ballot_to_model(ballot)?, Value(value)))
+}
+
+fn vote_to_impl((ballot, value): (Ballot, Value)) -> (ImplBallot, u8) {
+    (ballot_to_impl(ballot), value.0)
+}
+
 fn msg_to_impl(msg: SynodMsg) -> Message<u8> {
     let b = ballot_to_impl;
     match msg {
         SynodMsg::Prepare(ballot) => Message::Prepare { ballot: b(ballot) },
         SynodMsg::Promise(ballot, last) => Message::Promise {
             ballot: b(ballot),
-            accepted: last.map(|(vb, v)| (b(vb), v.0)),
+            accepted: last.map(vote_to_impl),
         },
         SynodMsg::Nack(ballot, promised) => Message::Nack {
             ballot: b(ballot),
@@ -85,13 +102,9 @@ fn msg_to_model(msg: &Message<u8>) -> Option<SynodMsg> {
     let b = |ballot| ballot_to_model(ballot);
     Some(match msg {
         Message::Prepare { ballot } => SynodMsg::Prepare(b(*ballot)?),
-        Message::Promise { ballot, accepted } => SynodMsg::Promise(
-            b(*ballot)?,
-            match accepted {
-                None => None,
-                Some((vb, v)) => Some((b(*vb)?, Value(*v))),
-            },
-        ),
+        Message::Promise { ballot, accepted } => {
+            SynodMsg::Promise(b(*ballot)?, optional(accepted.as_ref(), vote_to_model)?)
+        }
         Message::Nack { ballot, promised } => SynodMsg::Nack(b(*ballot)?, b(*promised)?),
         Message::Accept { ballot, value } => SynodMsg::Accept(b(*ballot)?, Value(*value)),
         Message::Accepted { ballot, value } => SynodMsg::Accepted(b(*ballot)?, Value(*value)),
@@ -104,14 +117,8 @@ fn durable_to_model(d: &Durable<u8>) -> Option<SynodStorage> {
             round: u8::try_from(*round).ok()?,
         },
         Durable::Acceptor { promised, accepted } => SynodStorage::Acceptor {
-            promised: match promised {
-                None => None,
-                Some(p) => Some(ballot_to_model(*p)?),
-            },
-            accepted: match accepted {
-                None => None,
-                Some((b, v)) => Some((ballot_to_model(*b)?, Value(*v))),
-            },
+            promised: optional(*promised, ballot_to_model)?,
+            accepted: optional(accepted.as_ref(), vote_to_model)?,
         },
         Durable::Learner { learned } => SynodStorage::Learner {
             learned: Value(*learned),
@@ -126,7 +133,7 @@ fn durable_to_impl(s: &SynodStorage) -> Durable<u8> {
         },
         SynodStorage::Acceptor { promised, accepted } => Durable::Acceptor {
             promised: promised.map(ballot_to_impl),
-            accepted: accepted.map(|(b, v)| (ballot_to_impl(b), v.0)),
+            accepted: accepted.map(vote_to_impl),
         },
         SynodStorage::Learner { learned } => Durable::Learner { learned: learned.0 },
     }
@@ -136,46 +143,51 @@ fn ids(set: IdSet) -> BTreeSet<u32> {
     set.iter().map(node_id).collect()
 }
 
+/// The implementation node the runtime builds for `role` from its durable record alone (what
+/// a restart does).
+fn recovered(cfg: &SynodConfig, role: &Role, durable: Option<Durable<u8>>) -> Node {
+    let node_ids = |ids: Vec<Id>| ids.into_iter().map(node_id).collect();
+    match role {
+        Role::Proposer { index, value } => Node::Proposer(Proposer::recover(
+            u32::from(*index),
+            node_ids(cfg.acceptor_ids()),
+            value.0,
+            u64::from(cfg.max_round),
+            durable,
+        )),
+        Role::Acceptor => Node::Acceptor(Acceptor::recover(node_ids(cfg.learner_ids()), durable)),
+        Role::Learner => Node::Learner(Learner::recover(cfg.acceptors, durable)),
+    }
+}
+
 /// Concretisation: the implementation node whose abstraction is `state`.
 pub fn concretize(cfg: &SynodConfig, actor: &SynodActor, state: &SynodState) -> Node {
-    let acceptors: Vec<u32> = cfg.acceptor_ids().into_iter().map(node_id).collect();
-    let learners: Vec<u32> = cfg.learner_ids().into_iter().map(node_id).collect();
-    match (state, &actor.role) {
-        (SynodState::Proposer(p), Role::Proposer { value, .. }) => {
-            let mut node = Proposer::recover(
-                u32::from(p.index),
-                acceptors,
-                value.0,
-                u64::from(cfg.max_round),
-                Some(Durable::Proposer {
-                    round: u64::from(p.round),
-                }),
-            );
+    let mut node = recovered(cfg, &actor.role, None);
+    match (&mut node, state) {
+        (Node::Proposer(node), SynodState::Proposer(p)) => {
+            node.round = u64::from(p.round);
             node.phase = match p.phase {
                 ModelPhase::Idle => Phase::Idle,
                 ModelPhase::Preparing { promises, highest } => Phase::Preparing {
                     promises: ids(promises),
-                    highest: highest.map(|(b, v)| (ballot_to_impl(b), v.0)),
+                    highest: highest.map(vote_to_impl),
                 },
                 ModelPhase::Accepting { value } => Phase::Accepting { value: value.0 },
             };
-            Node::Proposer(node)
         }
-        (SynodState::Acceptor(a), _) => Node::Acceptor(Acceptor {
-            promised: a.promised.map(ballot_to_impl),
-            accepted: a.accepted.map(|(b, v)| (ballot_to_impl(b), v.0)),
-            learners,
-        }),
-        (SynodState::Learner(l), _) => {
-            let mut node = Learner::recover(cfg.acceptors, None);
+        (Node::Acceptor(node), SynodState::Acceptor(a)) => {
+            node.promised = a.promised.map(ballot_to_impl);
+            node.accepted = a.accepted.map(vote_to_impl);
+        }
+        (Node::Learner(node), SynodState::Learner(l)) => {
             node.learned = l.learned.map(|v| v.0);
             for (b, v, from) in &l.votes {
                 node.votes.insert((ballot_to_impl(*b), v.0), ids(*from));
             }
-            Node::Learner(node)
         }
-        (SynodState::Proposer(_), _) => unreachable!("a proposer state belongs to a proposer"),
+        _ => unreachable!("the actor's role fixes its state's role"),
     }
+    node
 }
 
 /// Abstraction: the model state of an implementation node (None: outside the model's bounds).
@@ -189,10 +201,7 @@ pub fn abstraction(node: &Node) -> Option<SynodState> {
                 Phase::Idle => ModelPhase::Idle,
                 Phase::Preparing { promises, highest } => ModelPhase::Preparing {
                     promises: to_set(promises),
-                    highest: match highest {
-                        None => None,
-                        Some((b, v)) => Some((ballot_to_model(*b)?, Value(*v))),
-                    },
+                    highest: optional(highest.as_ref(), vote_to_model)?,
                 },
                 Phase::Accepting { value } => ModelPhase::Accepting {
                     value: Value(*value),
@@ -200,14 +209,8 @@ pub fn abstraction(node: &Node) -> Option<SynodState> {
             },
         }),
         Node::Acceptor(a) => SynodState::Acceptor(AcceptorState {
-            promised: match a.promised {
-                None => None,
-                Some(p) => Some(ballot_to_model(p)?),
-            },
-            accepted: match &a.accepted {
-                None => None,
-                Some((b, v)) => Some((ballot_to_model(*b)?, Value(*v))),
-            },
+            promised: optional(a.promised, ballot_to_model)?,
+            accepted: optional(a.accepted.as_ref(), vote_to_model)?,
         }),
         Node::Learner(l) => {
             let mut votes = Vec::new();
@@ -318,20 +321,7 @@ fn replay(
             let storage = &state.actor_storages[i];
             let mut out = Out::new();
             let next = actor.on_start(*id, storage, &mut out);
-            let durable = storage.as_ref().map(durable_to_impl);
-            let acceptors: Vec<u32> = cfg.acceptor_ids().into_iter().map(node_id).collect();
-            let learners: Vec<u32> = cfg.learner_ids().into_iter().map(node_id).collect();
-            let node = match &actor.role {
-                Role::Proposer { index, value } => Node::Proposer(Proposer::recover(
-                    u32::from(*index),
-                    acceptors,
-                    value.0,
-                    u64::from(cfg.max_round),
-                    durable,
-                )),
-                Role::Acceptor => Node::Acceptor(Acceptor::recover(learners, durable)),
-                Role::Learner => Node::Learner(Learner::recover(cfg.acceptors, durable)),
-            };
+            let node = recovered(cfg, &actor.role, storage.as_ref().map(durable_to_impl));
             // The runtime arms the retry timer on start when rounds remain.
             let arm = matches!(&node, Node::Proposer(p) if p.can_retry());
             let effects = if arm {
