@@ -219,14 +219,6 @@ fn lamport_config(args: &LamportArgs) -> Result<LamportConfig, UsageError> {
     Ok(cfg)
 }
 
-/// The property a bug was written to break: the explorer opens on its counterexample.
-fn target_property(variant: &Variant) -> Result<Option<&'static str>, UsageError> {
-    Ok(match variant {
-        Variant::Synod(args) => synod_config(args)?.bug.map(|b| b.violates()[0]),
-        Variant::Lamport(args) => lamport_config(args)?.bug.map(|b| b.violates()),
-    })
-}
-
 fn check_one<M: CheckTarget>(model: M, run: &RunArgs) -> Result<i32, Failure> {
     let opts = run.options()?;
     let report = runner::check(model, &opts)?;
@@ -284,15 +276,22 @@ fn explore_with<M: CheckTarget, V: CheckTarget>(
 }
 
 fn explore(variant: Variant, addr: SocketAddr) -> Result<i32, Failure> {
-    let property = target_property(&variant)?;
+    // The explorer opens on the counterexample of the property the bug was written to break.
     match variant {
         Variant::Synod(args) => {
-            let model = synod::model(synod_config(&args)?);
-            explore_with(model, |inner| Readable { inner }, addr, property)
+            let cfg = synod_config(&args)?;
+            let property = cfg.bug.map(|b| b.violates()[0]);
+            explore_with(
+                synod::model(cfg),
+                |inner| Readable { inner },
+                addr,
+                property,
+            )
         }
         Variant::Lamport(args) => {
-            let model = LamportModel::new(lamport_config(&args)?);
-            explore_with(model, |m| m, addr, property)
+            let cfg = lamport_config(&args)?;
+            let property = cfg.bug.map(|b| b.violates());
+            explore_with(LamportModel::new(cfg), |m| m, addr, property)
         }
     }
 }
