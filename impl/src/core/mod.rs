@@ -1,0 +1,73 @@
+//! The Multi-Paxos replica core: every replica is acceptor, leader candidate, learner and state
+//! machine, as one deterministic state machine with no IO, no clocks, no randomness and no
+//! threads. The transitions are those of `specs/protocol.md` (M1–M12, "Multi-Paxos: the
+//! replica as modelled"); each handler in [`replica`] names its rule.
+//!
+//! ```text
+//!   Replica::new(config, sm)            ─┐
+//!   Replica::recover(config, durable, sm)├─► (Replica, [Persist(..), SetElectionTimer])
+//!                                        │
+//!   Input::Message { from, msg }   ─┐    │
+//!   Input::ElectionTimeout         ─┼─► Replica::step ─► [Persist(Record)..,      (durable first)
+//!   Input::ClientRequest(command)  ─┘                     Send { to, msg } | Executed { .. }
+//!                                                         | Reply { .. } ..,
+//!                                                         SetElectionTimer | CancelElectionTimer]
+//! ```
+//!
+//! The runtime performs a step's effects in order and makes every `Persist` durable before it
+//! performs anything after it. A write-ahead log of the [`Record`]s folds back into the
+//! [`Durable`] state ([`Durable::from_records`]) that [`Replica::recover`] starts from (M11).
+//!
+//! Modelled exactly, because conformance replays every model transition on this core:
+//! - bootstrap: the initial leader leads at `1.<leader>` with `round = 1, promised = 1.<leader>`
+//!   persisted; the others are followers promised to `1.<leader>`, nothing persisted;
+//! - the candidate and the leader do their own acceptor part in the same step, never by a
+//!   message to themselves;
+//! - sends go out in ascending slot order, each to the other replicas in configuration order;
+//!   pending commands are proposed in ascending `(client, seq)` order;
+//! - the election timer is armed exactly when the replica is not leading; `SetElectionTimer`
+//!   and `CancelElectionTimer` appear only on the steps that change that.
+//!
+//! A follower ignores client requests (M5''): the service redirects the client to the leader
+//! it knows, `promised().node`.
+//!
+//! # Trace events
+//!
+//! Every transition — each [`Replica::step`], plus bootstrap and recovery — emits exactly one
+//! `tracing` event at level DEBUG with target [`TRACE_TARGET`] (`"paxos::core"`). Its fields
+//! are stable (trace validation reads them); optional fields are absent when they do not apply:
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `node` | u32 | the replica's id |
+//! | `rule` | str | the rule applied: `bootstrap`, `M1`, `M2`, `M2'`, `M2''`, `M3`, `M4`, `M5`, `M5'`, `M5''`, `M6`, `M6'`, `M7`, `M8`, `M10`, `M11`, or `none` when the input changed nothing. M5b, M9 and M12 happen inside these and are not separate events. |
+//! | `input` | str | `bootstrap`, `recover`, `election_timeout`, `client_request`, `prepare`, `promise`, `nack`, `accept`, `accepted`, `decide` |
+//! | `from` | u32, optional | the sender of a message |
+//! | `ballot` | str `round.node`, optional | the message's ballot; for M1 the new own ballot |
+//! | `slot` | u64, optional | the message's slot (Accept, Accepted, Decide) |
+//! | `promised` | str `round.node` | the promise after the step |
+//! | `round` | u64 | the round after the step |
+//! | `phase` | str | `follower`, `preparing` or `leading` after the step |
+//! | `next_slot` | u64, optional | `next_slot` after the step, when leading |
+//! | `chosen` | u64, optional | the slot this step chose (M7 on a majority, M8) |
+//! | `applied` | u64 | the applied prefix's length after the step |
+//! | `pending` | u64 | pending commands after the step |
+//! | `persisted` | u64 | `Persist` effects of the step |
+//! | `sent` | u64 | `Send` effects of the step |
+
+pub mod replica;
+pub mod state_machine;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use replica::{ClientEntry, Phase, Replica, ReplicaEffect, ReplicaState, Rule};
+pub use state_machine::{KvOp, KvOutput, KvStore, Recorder, StateMachine};
+pub use types::{
+    ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
+    Record, Slot, Vote,
+};
+
+/// The `tracing` target of the core's transition events.
+pub const TRACE_TARGET: &str = "paxos::core";

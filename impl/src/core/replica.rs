@@ -1,0 +1,928 @@
+//! The Multi-Paxos replica: acceptor, leader candidate, learner and state machine in one
+//! deterministic state machine. One handler per input; each names the rule of
+//! `specs/protocol.md` (M1–M12) it implements.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::state_machine::StateMachine;
+use super::types::{
+    ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
+    Record, Slot, Vote,
+};
+use crate::ballot::{Ballot, NodeId};
+
+/// The effect type of a replica running state machine `SM`.
+pub type ReplicaEffect<SM> = Effect<<SM as StateMachine>::Op, <SM as StateMachine>::Output>;
+
+/// The replica's role in the current ballot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase<Op> {
+    Follower,
+    /// Phase 1 at the replica's own ballot `(round, id)`.
+    Preparing {
+        /// Replicas whose Promise has been counted, this one included.
+        promises: BTreeSet<NodeId>,
+        /// Per slot, the highest-ballot vote among the counted Promises and the own votes.
+        merged: BTreeMap<Slot, (Ballot, Entry<Op>)>,
+    },
+    /// Phase 2 at the replica's own ballot `(round, id)`.
+    Leading {
+        /// The next slot for a new command.
+        next_slot: Slot,
+        /// Per slot proposed at this ballot, the replicas that accepted it (this one included).
+        votes: BTreeMap<Slot, BTreeSet<NodeId>>,
+    },
+}
+
+impl<Op> Phase<Op> {
+    /// `"follower"`, `"preparing"` or `"leading"`, as in the trace events.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Follower => "follower",
+            Phase::Preparing { .. } => "preparing",
+            Phase::Leading { .. } => "leading",
+        }
+    }
+}
+
+/// A client's row in the client table: its last executed request and that request's output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientEntry<Out> {
+    pub last_seq: u64,
+    pub output: Out,
+}
+
+/// Everything a replica holds besides its configuration and state machine, as plain data: the
+/// read-only view conformance abstracts from, and what it concretises a replica from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaState<Op, Out> {
+    /// The highest round used for an own ballot, or known to be superseded (M10).
+    pub round: u64,
+    pub promised: Ballot,
+    pub accepted: BTreeMap<Slot, (Ballot, Entry<Op>)>,
+    pub chosen: BTreeMap<Slot, Entry<Op>>,
+    pub phase: Phase<Op>,
+    /// Client commands waiting for a slot, in ascending `(client, seq)` order.
+    pub pending: BTreeMap<CommandId, Command<Op>>,
+    /// The length of the applied prefix: slots `0..applied` are chosen and applied.
+    pub applied: Slot,
+    /// `last_seq[client]` and the output of that request.
+    pub clients: BTreeMap<ClientId, ClientEntry<Out>>,
+    /// The round as the records persisted so far rebuild it.
+    pub persisted_round: u64,
+    /// The promise as the records persisted so far rebuild it (`None`: never written).
+    pub persisted_promise: Option<Ballot>,
+}
+
+/// A Multi-Paxos replica running state machine `SM`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replica<SM: StateMachine> {
+    config: Config,
+    state: ReplicaState<SM::Op, SM::Output>,
+    sm: SM,
+}
+
+/// The rule a step applied; `as_str` gives the id of `specs/protocol.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    Bootstrap,
+    M1,
+    M2,
+    M2Repeat,
+    M2Nack,
+    M3,
+    M4,
+    M5,
+    M5Preparing,
+    M5Follower,
+    M6,
+    M6Nack,
+    M7,
+    M8,
+    M10,
+    M11,
+    /// The input changed nothing ("any other delivery").
+    None,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Bootstrap => "bootstrap",
+            Rule::M1 => "M1",
+            Rule::M2 => "M2",
+            Rule::M2Repeat => "M2'",
+            Rule::M2Nack => "M2''",
+            Rule::M3 => "M3",
+            Rule::M4 => "M4",
+            Rule::M5 => "M5",
+            Rule::M5Preparing => "M5'",
+            Rule::M5Follower => "M5''",
+            Rule::M6 => "M6",
+            Rule::M6Nack => "M6'",
+            Rule::M7 => "M7",
+            Rule::M8 => "M8",
+            Rule::M10 => "M10",
+            Rule::M11 => "M11",
+            Rule::None => "none",
+        }
+    }
+}
+
+/// What one transition did, for its trace event.
+struct Transition {
+    rule: Rule,
+    input: &'static str,
+    from: Option<NodeId>,
+    ballot: Option<Ballot>,
+    slot: Option<Slot>,
+    chosen: Option<Slot>,
+}
+
+impl Transition {
+    fn new(rule: Rule, input: &'static str) -> Self {
+        Transition {
+            rule,
+            input,
+            from: None,
+            ballot: None,
+            slot: None,
+            chosen: None,
+        }
+    }
+
+    fn from(mut self, from: NodeId) -> Self {
+        self.from = Some(from);
+        self
+    }
+
+    fn ballot(mut self, ballot: Ballot) -> Self {
+        self.ballot = Some(ballot);
+        self
+    }
+
+    fn slot(mut self, slot: Slot) -> Self {
+        self.slot = Some(slot);
+        self
+    }
+
+    fn chosen(mut self, slot: Slot) -> Self {
+        self.chosen = Some(slot);
+        self
+    }
+}
+
+/// A step's effects while they are produced: records first, everything else after.
+struct Outbox<Op, Out> {
+    records: Vec<Record<Op>>,
+    effects: Vec<Effect<Op, Out>>,
+}
+
+impl<Op, Out> Outbox<Op, Out> {
+    fn new() -> Self {
+        Outbox {
+            records: Vec::new(),
+            effects: Vec::new(),
+        }
+    }
+
+    fn sent(&self) -> usize {
+        let sends = self.effects.iter();
+        sends.filter(|e| matches!(e, Effect::Send { .. })).count()
+    }
+
+    /// Persists, then the rest, then a timer effect if the step changed whether it is armed.
+    fn finish(self, armed_before: bool, armed_after: bool) -> Vec<Effect<Op, Out>> {
+        let mut effects: Vec<_> = self.records.into_iter().map(Effect::Persist).collect();
+        effects.extend(self.effects);
+        match (armed_before, armed_after) {
+            (false, true) => effects.push(Effect::SetElectionTimer),
+            (true, false) => effects.push(Effect::CancelElectionTimer),
+            _ => {}
+        }
+        effects
+    }
+}
+
+type OutboxOf<SM> = Outbox<<SM as StateMachine>::Op, <SM as StateMachine>::Output>;
+
+impl<SM: StateMachine> Replica<SM> {
+    /// Bootstrap from empty storage. The initial leader leads at `1.<id>` and persists
+    /// `round = 1, promised = 1.<id>`; every other replica is a follower promised to it, with
+    /// nothing persisted and its election timer armed. The returned effects do exactly that.
+    pub fn new(config: Config, sm: SM) -> Result<(Self, Vec<ReplicaEffect<SM>>), ConfigError> {
+        config.validate()?;
+        let bootstrap = config.bootstrap_ballot();
+        let mut replica = Replica {
+            state: ReplicaState::empty(bootstrap),
+            config,
+            sm,
+        };
+        let mut out = Outbox::new();
+        if replica.config.id == replica.config.initial_leader {
+            replica.set_round(1, &mut out);
+            replica.set_promised(bootstrap, &mut out);
+            replica.state.phase = Phase::Leading {
+                next_slot: 0,
+                votes: BTreeMap::new(),
+            };
+        }
+        replica.trace(&Transition::new(Rule::Bootstrap, "bootstrap"), &out);
+        replica.check_invariants();
+        let armed = replica.election_timer_armed();
+        Ok((replica, out.finish(false, armed)))
+    }
+
+    /// M11: restart from storage only, as a follower. The promise is the highest of the
+    /// persisted one (the bootstrap promise if none) and every accepted ballot; the chosen
+    /// prefix is re-applied to `sm` (which should be empty) without replies. The returned
+    /// effects arm the election timer.
+    pub fn recover(
+        config: Config,
+        durable: Durable<SM::Op>,
+        sm: SM,
+    ) -> Result<(Self, Vec<ReplicaEffect<SM>>), ConfigError> {
+        config.validate()?;
+        let highest_vote = durable.accepted.values().map(|(ballot, _)| *ballot).max();
+        let promised = durable.promised.unwrap_or(config.bootstrap_ballot());
+        let state = ReplicaState {
+            round: durable.round,
+            promised: promised.max(highest_vote.unwrap_or(promised)),
+            accepted: durable.accepted,
+            chosen: durable.chosen,
+            phase: Phase::Follower,
+            pending: BTreeMap::new(),
+            applied: 0,
+            clients: BTreeMap::new(),
+            persisted_round: durable.round,
+            persisted_promise: durable.promised,
+        };
+        let mut replica = Replica { config, state, sm };
+        replica.apply_chosen(&mut Outbox::new());
+        let out = Outbox::new();
+        replica.trace(&Transition::new(Rule::M11, "recover"), &out);
+        replica.check_invariants();
+        Ok((replica, out.finish(false, true)))
+    }
+
+    /// Concretisation for conformance: a replica in exactly `state`, which the caller keeps
+    /// consistent (`sm` has executed the commands of `chosen[0..applied]` that the client
+    /// table records; `promised` is the own ballot when not a follower).
+    pub fn from_state(
+        config: Config,
+        state: ReplicaState<SM::Op, SM::Output>,
+        sm: SM,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Replica { config, state, sm })
+    }
+
+    /// Applies one input; returns the effects to perform, in order (see [`Effect`]).
+    pub fn step(&mut self, input: Input<SM::Op>) -> Vec<ReplicaEffect<SM>> {
+        let armed = self.election_timer_armed();
+        let mut out = Outbox::new();
+        let transition = match input {
+            Input::ElectionTimeout => self.on_election_timeout(&mut out),
+            Input::ClientRequest(command) => self.on_request(command, &mut out),
+            Input::Message { from, msg } => self.on_message(from, msg, &mut out),
+        };
+        self.trace(&transition, &out);
+        self.check_invariants();
+        out.finish(armed, self.election_timer_armed())
+    }
+
+    // ---------------------------------------------------------------- read-only view
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    pub fn state(&self) -> &ReplicaState<SM::Op, SM::Output> {
+        &self.state
+    }
+
+    pub fn round(&self) -> u64 {
+        self.state.round
+    }
+
+    pub fn promised(&self) -> Ballot {
+        self.state.promised
+    }
+
+    /// The own ballot `(round, id)`: the one in use while preparing or leading.
+    pub fn ballot(&self) -> Ballot {
+        Ballot {
+            round: self.state.round,
+            node: self.config.id,
+        }
+    }
+
+    pub fn accepted(&self) -> &BTreeMap<Slot, (Ballot, Entry<SM::Op>)> {
+        &self.state.accepted
+    }
+
+    pub fn chosen(&self) -> &BTreeMap<Slot, Entry<SM::Op>> {
+        &self.state.chosen
+    }
+
+    pub fn phase(&self) -> &Phase<SM::Op> {
+        &self.state.phase
+    }
+
+    pub fn is_leading(&self) -> bool {
+        matches!(self.state.phase, Phase::Leading { .. })
+    }
+
+    /// Waiting client commands, ascending by `(client, seq)`.
+    pub fn pending(&self) -> impl Iterator<Item = &Command<SM::Op>> {
+        self.state.pending.values()
+    }
+
+    pub fn applied(&self) -> Slot {
+        self.state.applied
+    }
+
+    pub fn clients(&self) -> &BTreeMap<ClientId, ClientEntry<SM::Output>> {
+        &self.state.clients
+    }
+
+    pub fn state_machine(&self) -> &SM {
+        &self.sm
+    }
+
+    /// Armed exactly when not leading.
+    pub fn election_timer_armed(&self) -> bool {
+        !self.is_leading()
+    }
+
+    /// The state the records persisted so far rebuild ([`Durable::from_records`] of them).
+    pub fn durable(&self) -> Durable<SM::Op> {
+        Durable {
+            round: self.state.persisted_round,
+            promised: self.state.persisted_promise,
+            accepted: self.state.accepted.clone(),
+            chosen: self.state.chosen.clone(),
+        }
+    }
+
+    // ---------------------------------------------------------------- handlers
+
+    /// M1: start phase 1 for all slots at a ballot above everything seen.
+    fn on_election_timeout(&mut self, out: &mut OutboxOf<SM>) -> Transition {
+        let ignored = Transition::new(Rule::None, "election_timeout");
+        if self.is_leading() {
+            return ignored;
+        }
+        let seen = self.state.round.max(self.state.promised.round);
+        let Some(round) = seen.checked_add(1) else {
+            return ignored;
+        };
+        self.set_round(round, out);
+        let ballot = self.ballot();
+        self.set_promised(ballot, out);
+        self.state.phase = Phase::Preparing {
+            promises: BTreeSet::from([self.config.id]),
+            merged: self.state.accepted.clone(),
+        };
+        self.send_to_others(Message::Prepare { ballot }, out);
+        Transition::new(Rule::M1, "election_timeout").ballot(ballot)
+    }
+
+    fn on_message(
+        &mut self,
+        from: NodeId,
+        msg: Message<SM::Op>,
+        out: &mut OutboxOf<SM>,
+    ) -> Transition {
+        if from == self.config.id || !self.config.is_replica(from) {
+            return Transition::new(Rule::None, msg_kind(&msg)).from(from);
+        }
+        let transition = match msg {
+            Message::Prepare { ballot } => self.on_prepare(from, ballot, out),
+            Message::Promise { ballot, accepted } => self.on_promise(from, ballot, accepted, out),
+            Message::Nack { ballot, promised } => self.on_nack(ballot, promised),
+            Message::Accept {
+                ballot,
+                slot,
+                entry,
+            } => self.on_accept(from, ballot, slot, entry, out),
+            Message::Accepted {
+                ballot,
+                slot,
+                entry,
+            } => self.on_accepted(from, ballot, slot, entry, out),
+            Message::Decide { slot, entry } => self.on_decide(slot, entry, out),
+        };
+        transition.from(from)
+    }
+
+    /// M2 (promise a higher ballot), M2' (repeat), M2'' (Nack a lower one).
+    fn on_prepare(&mut self, from: NodeId, ballot: Ballot, out: &mut OutboxOf<SM>) -> Transition {
+        let rule = match ballot.cmp(&self.state.promised) {
+            std::cmp::Ordering::Less => {
+                let promised = self.state.promised;
+                out.effects
+                    .push(send(from, Message::Nack { ballot, promised }));
+                Rule::M2Nack
+            }
+            std::cmp::Ordering::Equal => {
+                out.effects.push(send(from, self.promise(ballot)));
+                Rule::M2Repeat
+            }
+            std::cmp::Ordering::Greater => {
+                self.set_promised(ballot, out);
+                out.effects.push(send(from, self.promise(ballot)));
+                self.step_down();
+                Rule::M2
+            }
+        };
+        Transition::new(rule, "prepare").ballot(ballot)
+    }
+
+    /// M3: count a Promise for the own ballot and merge its votes; M4 on a majority.
+    fn on_promise(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        votes: Vec<Vote<SM::Op>>,
+        out: &mut OutboxOf<SM>,
+    ) -> Transition {
+        let ignored = Transition::new(Rule::None, "promise").ballot(ballot);
+        let own = self.ballot();
+        let majority = self.config.majority();
+        let Phase::Preparing { promises, merged } = &mut self.state.phase else {
+            return ignored;
+        };
+        if ballot != own || !promises.insert(from) {
+            return ignored;
+        }
+        for (slot, vote_ballot, entry) in votes {
+            let higher = merged.get(&slot).is_none_or(|(b, _)| vote_ballot > *b);
+            if higher {
+                merged.insert(slot, (vote_ballot, entry));
+            }
+        }
+        if promises.len() < majority {
+            return Transition::new(Rule::M3, "promise").ballot(ballot);
+        }
+        self.become_leader(out);
+        Transition::new(Rule::M4, "promise").ballot(ballot)
+    }
+
+    /// M4: re-propose, at the own ballot, every unchosen slot up to the highest known one (the
+    /// highest-ballot vote, or `noop`), then propose pending commands (M5b).
+    fn become_leader(&mut self, out: &mut OutboxOf<SM>) {
+        let phase = std::mem::replace(&mut self.state.phase, Phase::Follower);
+        let Phase::Preparing { mut merged, .. } = phase else {
+            self.state.phase = phase;
+            return;
+        };
+        let top = merged
+            .keys()
+            .last()
+            .copied()
+            .max(self.state.chosen.keys().last().copied());
+        let mut votes = BTreeMap::new();
+        let mut reproposed = BTreeSet::new();
+        // Every slot below `applied` is chosen, so the scan starts there.
+        let scan = top
+            .map(|top| self.state.applied..=top)
+            .into_iter()
+            .flatten();
+        let unchosen: Vec<Slot> = scan
+            .filter(|s| !self.state.chosen.contains_key(s))
+            .collect();
+        for slot in unchosen {
+            let entry = merged.remove(&slot).map_or(Entry::Noop, |(_, entry)| entry);
+            reproposed.extend(entry.command().map(Command::id));
+            self.propose(slot, entry, out);
+            votes.insert(slot, BTreeSet::from([self.config.id]));
+        }
+        let next_slot = top.map_or(0, |top| top.saturating_add(1));
+        self.state.phase = Phase::Leading { next_slot, votes };
+        let clients = &self.state.clients;
+        self.state
+            .pending
+            .retain(|id, _| !reproposed.contains(id) && !executed(clients, *id));
+        self.propose_pending(out);
+    }
+
+    /// M5 (leading), M5' (preparing), M5'' (following: nothing).
+    fn on_request(&mut self, command: Command<SM::Op>, out: &mut OutboxOf<SM>) -> Transition {
+        let id = command.id();
+        let rule = match self.state.phase {
+            Phase::Follower => Rule::M5Follower,
+            Phase::Preparing { .. } => {
+                if executed(&self.state.clients, id) || self.state.pending.contains_key(&id) {
+                    Rule::None
+                } else {
+                    self.state.pending.insert(id, command);
+                    Rule::M5Preparing
+                }
+            }
+            Phase::Leading { next_slot, .. } => {
+                if executed(&self.state.clients, id) {
+                    out.effects.push(self.reply_from_table(id));
+                } else if !self.in_log(id, next_slot) && !self.state.pending.contains_key(&id) {
+                    self.state.pending.insert(id, command);
+                    self.propose_pending(out);
+                }
+                Rule::M5
+            }
+        };
+        Transition::new(rule, "client_request")
+    }
+
+    /// M6: accept at a ballot at or above the promise, answer the leader, step down if this
+    /// replica was preparing or leading at a lower ballot. M6': Nack below the promise.
+    fn on_accept(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        slot: Slot,
+        entry: Entry<SM::Op>,
+        out: &mut OutboxOf<SM>,
+    ) -> Transition {
+        if ballot < self.state.promised {
+            let promised = self.state.promised;
+            out.effects
+                .push(send(from, Message::Nack { ballot, promised }));
+            return Transition::new(Rule::M6Nack, "accept")
+                .ballot(ballot)
+                .slot(slot);
+        }
+        self.set_promised(ballot, out);
+        self.set_accepted(slot, ballot, entry.clone(), out);
+        let accepted = Message::Accepted {
+            ballot,
+            slot,
+            entry,
+        };
+        out.effects.push(send(from, accepted));
+        let campaigning = !matches!(self.state.phase, Phase::Follower);
+        if campaigning && self.ballot() < ballot {
+            self.step_down();
+        }
+        Transition::new(Rule::M6, "accept")
+            .ballot(ballot)
+            .slot(slot)
+    }
+
+    /// M7: count a vote for a slot proposed at the own ballot; on a majority the slot is
+    /// chosen: persist, Decide, apply (M9), and refill the window (M5b).
+    fn on_accepted(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        slot: Slot,
+        entry: Entry<SM::Op>,
+        out: &mut OutboxOf<SM>,
+    ) -> Transition {
+        let ignored = Transition::new(Rule::None, "accepted")
+            .ballot(ballot)
+            .slot(slot);
+        let own = self.ballot();
+        let majority = self.config.majority();
+        let Phase::Leading { votes, .. } = &mut self.state.phase else {
+            return ignored;
+        };
+        if ballot != own || self.state.chosen.contains_key(&slot) {
+            return ignored;
+        }
+        let Some(voters) = votes.get_mut(&slot) else {
+            return ignored;
+        };
+        if !voters.insert(from) {
+            return ignored;
+        }
+        let counted = Transition::new(Rule::M7, "accepted")
+            .ballot(ballot)
+            .slot(slot);
+        if voters.len() < majority {
+            return counted;
+        }
+        self.choose(slot, entry.clone(), out);
+        self.send_to_others(Message::Decide { slot, entry }, out);
+        self.apply_chosen(out);
+        self.propose_pending(out);
+        counted.chosen(slot)
+    }
+
+    /// M8: learn a chosen slot from the leader and apply (M9).
+    fn on_decide(
+        &mut self,
+        slot: Slot,
+        entry: Entry<SM::Op>,
+        out: &mut OutboxOf<SM>,
+    ) -> Transition {
+        if self.state.chosen.contains_key(&slot) {
+            return Transition::new(Rule::None, "decide").slot(slot);
+        }
+        self.choose(slot, entry, out);
+        self.apply_chosen(out);
+        Transition::new(Rule::M8, "decide").slot(slot).chosen(slot)
+    }
+
+    /// M10: the own ballot was refused; remember how high the refusal was and step down.
+    fn on_nack(&mut self, ballot: Ballot, promised: Ballot) -> Transition {
+        if matches!(self.state.phase, Phase::Follower) || ballot != self.ballot() {
+            return Transition::new(Rule::None, "nack").ballot(ballot);
+        }
+        self.state.round = self.state.round.max(promised.round);
+        self.step_down();
+        Transition::new(Rule::M10, "nack").ballot(ballot)
+    }
+
+    // ---------------------------------------------------------------- sub-rules
+
+    /// M5b: while leading, with pending commands, fewer than `window` slots in flight and the
+    /// slot bound not reached, propose the least pending command in `next_slot`.
+    fn propose_pending(&mut self, out: &mut OutboxOf<SM>) {
+        loop {
+            let Phase::Leading { next_slot, .. } = self.state.phase else {
+                return;
+            };
+            let at_limit = self
+                .config
+                .slot_limit
+                .is_some_and(|limit| next_slot >= limit);
+            if at_limit || self.in_flight(next_slot) >= self.config.window {
+                return;
+            }
+            let Some(after) = next_slot.checked_add(1) else {
+                return;
+            };
+            let Some((_, command)) = self.state.pending.pop_first() else {
+                return;
+            };
+            self.propose(next_slot, Entry::Command(command), out);
+            if let Phase::Leading { next_slot, votes } = &mut self.state.phase {
+                votes.insert(*next_slot, BTreeSet::from([self.config.id]));
+                *next_slot = after;
+            }
+        }
+    }
+
+    /// M9: apply the chosen prefix in slot order. A `noop` and a retried duplicate are
+    /// skipped; a leader replies to the client of every command it executes.
+    fn apply_chosen(&mut self, out: &mut OutboxOf<SM>) {
+        while let Some(entry) = self.state.chosen.get(&self.state.applied) {
+            let slot = self.state.applied;
+            let fresh = entry
+                .command()
+                .filter(|c| !executed(&self.state.clients, c.id()));
+            if let Some(command) = fresh.cloned() {
+                self.execute(slot, command, out);
+            }
+            let Some(next) = slot.checked_add(1) else {
+                return;
+            };
+            self.state.applied = next;
+        }
+    }
+
+    fn execute(&mut self, slot: Slot, command: Command<SM::Op>, out: &mut OutboxOf<SM>) {
+        let output = self.sm.apply(&command);
+        let row = ClientEntry {
+            last_seq: command.seq,
+            output: output.clone(),
+        };
+        self.state.clients.insert(command.client, row);
+        let (client, seq) = command.id();
+        out.effects.push(Effect::Executed {
+            slot,
+            command,
+            output: output.clone(),
+        });
+        if self.is_leading() {
+            out.effects.push(Effect::Reply {
+                client,
+                seq,
+                output: Some(output),
+            });
+        }
+    }
+
+    /// M12: back to following; pending commands are dropped (their clients retry).
+    fn step_down(&mut self) {
+        self.state.phase = Phase::Follower;
+        self.state.pending.clear();
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    /// Accept `entry` in `slot` at the own ballot and send the Accept (M4, M5b).
+    fn propose(&mut self, slot: Slot, entry: Entry<SM::Op>, out: &mut OutboxOf<SM>) {
+        let ballot = self.ballot();
+        self.set_accepted(slot, ballot, entry.clone(), out);
+        let accept = Message::Accept {
+            ballot,
+            slot,
+            entry,
+        };
+        self.send_to_others(accept, out);
+    }
+
+    fn set_round(&mut self, round: u64, out: &mut OutboxOf<SM>) {
+        self.state.round = round;
+        self.state.persisted_round = round;
+        out.records.push(Record::Round(round));
+    }
+
+    /// Written unless storage already holds exactly this promise (after recovery, the
+    /// promise in memory may be a vote's ballot that was never written as a promise).
+    fn set_promised(&mut self, ballot: Ballot, out: &mut OutboxOf<SM>) {
+        self.state.promised = ballot;
+        if self.state.persisted_promise != Some(ballot) {
+            self.state.persisted_promise = Some(ballot);
+            out.records.push(Record::Promise(ballot));
+        }
+    }
+
+    fn set_accepted(
+        &mut self,
+        slot: Slot,
+        ballot: Ballot,
+        entry: Entry<SM::Op>,
+        out: &mut OutboxOf<SM>,
+    ) {
+        let vote = (ballot, entry);
+        if self.state.accepted.get(&slot) == Some(&vote) {
+            return;
+        }
+        let (ballot, entry) = vote.clone();
+        self.state.accepted.insert(slot, vote);
+        out.records.push(Record::Accept {
+            slot,
+            ballot,
+            entry,
+        });
+    }
+
+    fn choose(&mut self, slot: Slot, entry: Entry<SM::Op>, out: &mut OutboxOf<SM>) {
+        self.state.chosen.insert(slot, entry.clone());
+        out.records.push(Record::Chosen { slot, entry });
+    }
+
+    fn send_to_others(&self, msg: Message<SM::Op>, out: &mut OutboxOf<SM>) {
+        for to in self.config.others() {
+            out.effects.push(send(to, msg.clone()));
+        }
+    }
+
+    fn promise(&self, ballot: Ballot) -> Message<SM::Op> {
+        let accepted = self.state.accepted.iter();
+        let accepted = accepted.map(|(&slot, (b, entry))| (slot, *b, entry.clone()));
+        Message::Promise {
+            ballot,
+            accepted: accepted.collect(),
+        }
+    }
+
+    fn reply_from_table(&self, (client, seq): CommandId) -> ReplicaEffect<SM> {
+        let row = self
+            .state
+            .clients
+            .get(&client)
+            .filter(|row| row.last_seq == seq);
+        Effect::Reply {
+            client,
+            seq,
+            output: row.map(|row| row.output.clone()),
+        }
+    }
+
+    /// Whether request `id` is in the log below `next_slot`: accepted at the own ballot, or
+    /// chosen. Chosen slots below `applied` need no look: a request chosen there was applied,
+    /// so it counts as executed, which the caller checks first.
+    fn in_log(&self, id: CommandId, next_slot: Slot) -> bool {
+        let own = self.ballot();
+        let accepted = self.state.accepted.range(..next_slot);
+        let mut accepted = accepted.map(|(_, vote)| vote);
+        let chosen = self.state.chosen.range(self.state.applied..next_slot);
+        accepted.any(|(ballot, entry)| *ballot == own && entry.is_request(id))
+            || chosen
+                .map(|(_, entry)| entry)
+                .any(|entry| entry.is_request(id))
+    }
+
+    /// Slots below `next_slot` not chosen yet. Every slot below `applied` is chosen.
+    fn in_flight(&self, next_slot: Slot) -> u64 {
+        let applied = self.state.applied;
+        if next_slot <= applied {
+            return 0;
+        }
+        let chosen = self.state.chosen.range(applied..next_slot).count() as u64;
+        next_slot - applied - chosen
+    }
+
+    // ---------------------------------------------------------------- invariants and trace
+
+    /// Checked after every transition (TigerBeetle's `invariants()`).
+    fn check_invariants(&self) {
+        let state = &self.state;
+        let highest_vote = state.accepted.values().map(|(b, _)| *b).max();
+        debug_assert!(
+            highest_vote.is_none_or(|b| b <= state.promised),
+            "vote above the promise"
+        );
+        debug_assert!(state.persisted_promise.is_none_or(|p| p <= state.promised));
+        debug_assert!(state.persisted_round <= state.round, "round went backwards");
+        let last_applied = state.applied.checked_sub(1);
+        debug_assert!(last_applied.is_none_or(|s| state.chosen.contains_key(&s)));
+        debug_assert!(
+            !state.chosen.contains_key(&state.applied),
+            "M9 stopped early"
+        );
+        match &state.phase {
+            Phase::Follower => {
+                debug_assert!(
+                    state.pending.is_empty(),
+                    "a follower holds no pending command"
+                );
+            }
+            Phase::Preparing { promises, .. } => {
+                debug_assert_eq!(state.promised, self.ballot(), "preparing at the promise");
+                debug_assert!(promises.contains(&self.config.id), "own promise counted");
+            }
+            Phase::Leading { next_slot, votes } => {
+                // Not asserted: that M5b left no room unused. M8 (a Decide from a higher
+                // leader) can free room in the window and, as modelled, does not run M5b.
+                debug_assert_eq!(state.promised, self.ballot(), "leading at the promise");
+                let top = votes.keys().last();
+                debug_assert!(
+                    top.is_none_or(|s| s < next_slot),
+                    "voted slot below next_slot"
+                );
+            }
+        }
+    }
+
+    /// The one trace event of a transition (fields documented in [`crate::core`]).
+    fn trace(&self, transition: &Transition, out: &OutboxOf<SM>) {
+        let next_slot = match self.state.phase {
+            Phase::Leading { next_slot, .. } => Some(next_slot),
+            _ => None,
+        };
+        tracing::debug!(
+            target: super::TRACE_TARGET,
+            node = self.config.id,
+            rule = transition.rule.as_str(),
+            input = transition.input,
+            from = transition.from,
+            ballot = transition.ballot.map(tracing::field::display),
+            slot = transition.slot,
+            promised = %self.state.promised,
+            round = self.state.round,
+            phase = self.state.phase.name(),
+            next_slot,
+            chosen = transition.chosen,
+            applied = self.state.applied,
+            pending = self.state.pending.len(),
+            persisted = out.records.len(),
+            sent = out.sent(),
+        );
+    }
+}
+
+impl<Op, Out> ReplicaState<Op, Out> {
+    fn empty(promised: Ballot) -> Self {
+        ReplicaState {
+            round: 0,
+            promised,
+            accepted: BTreeMap::new(),
+            chosen: BTreeMap::new(),
+            phase: Phase::Follower,
+            pending: BTreeMap::new(),
+            applied: 0,
+            clients: BTreeMap::new(),
+            persisted_round: 0,
+            persisted_promise: None,
+        }
+    }
+}
+
+fn executed<Out>(clients: &BTreeMap<ClientId, ClientEntry<Out>>, (client, seq): CommandId) -> bool {
+    clients.get(&client).is_some_and(|row| row.last_seq >= seq)
+}
+
+fn send<Op, Out>(to: NodeId, msg: Message<Op>) -> Effect<Op, Out> {
+    Effect::Send { to, msg }
+}
+
+fn msg_kind<Op>(msg: &Message<Op>) -> &'static str {
+    match msg {
+        Message::Prepare { .. } => "prepare",
+        Message::Promise { .. } => "promise",
+        Message::Nack { .. } => "nack",
+        Message::Accept { .. } => "accept",
+        Message::Accepted { .. } => "accepted",
+        Message::Decide { .. } => "decide",
+    }
+}

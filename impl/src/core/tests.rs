@@ -1,0 +1,917 @@
+//! Exact-effect tests, one or more per rule of `specs/protocol.md` (M1–M12): one input in, the
+//! exact list of effects out.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::ballot::{Ballot, NodeId};
+
+type Sm = Recorder<u32>;
+type R = Replica<Sm>;
+type E = ReplicaEffect<Sm>;
+
+fn b(round: u64, node: NodeId) -> Ballot {
+    Ballot { round, node }
+}
+
+fn config_of(id: NodeId, replicas: u32, window: u64) -> Config {
+    Config {
+        id,
+        replicas: (0..replicas).collect(),
+        initial_leader: 0,
+        window,
+        slot_limit: None,
+    }
+}
+
+fn config(id: NodeId) -> Config {
+    config_of(id, 3, 2)
+}
+
+fn cmd(client: u64, seq: u64) -> Command<u32> {
+    Command {
+        client: ClientId(client),
+        seq,
+        op: (client * 100 + seq) as u32,
+    }
+}
+
+fn c(client: u64, seq: u64) -> Entry<u32> {
+    Entry::Command(cmd(client, seq))
+}
+
+fn start(config: Config) -> R {
+    Replica::new(config, Sm::default()).unwrap().0
+}
+
+fn leader() -> R {
+    start(config(0))
+}
+
+fn follower(id: NodeId) -> R {
+    start(config(id))
+}
+
+/// Replica `id` after its election timer fired once (ballot `2.id`).
+fn candidate(id: NodeId) -> R {
+    let mut r = follower(id);
+    r.step(Input::ElectionTimeout);
+    r
+}
+
+fn deliver(from: NodeId, msg: Message<u32>) -> Input<u32> {
+    Input::Message { from, msg }
+}
+
+fn request(client: u64, seq: u64) -> Input<u32> {
+    Input::ClientRequest(cmd(client, seq))
+}
+
+fn send(to: NodeId, msg: Message<u32>) -> E {
+    Effect::Send { to, msg }
+}
+
+fn persist(record: Record<u32>) -> E {
+    Effect::Persist(record)
+}
+
+fn accept(ballot: Ballot, slot: Slot, entry: Entry<u32>) -> Message<u32> {
+    Message::Accept {
+        ballot,
+        slot,
+        entry,
+    }
+}
+
+fn accepted(ballot: Ballot, slot: Slot, entry: Entry<u32>) -> Message<u32> {
+    Message::Accepted {
+        ballot,
+        slot,
+        entry,
+    }
+}
+
+fn accept_record(slot: Slot, ballot: Ballot, entry: Entry<u32>) -> E {
+    persist(Record::Accept {
+        slot,
+        ballot,
+        entry,
+    })
+}
+
+fn chosen_record(slot: Slot, entry: Entry<u32>) -> E {
+    persist(Record::Chosen { slot, entry })
+}
+
+fn executed(slot: Slot, command: Command<u32>, output: u64) -> E {
+    Effect::Executed {
+        slot,
+        command,
+        output,
+    }
+}
+
+fn reply(client: u64, seq: u64, output: Option<u64>) -> E {
+    Effect::Reply {
+        client: ClientId(client),
+        seq,
+        output,
+    }
+}
+
+fn voters(ids: &[NodeId]) -> BTreeSet<NodeId> {
+    ids.iter().copied().collect()
+}
+
+/// Every Persist the replica emitted, in order: a write-ahead log.
+fn records(effects: &[E]) -> Vec<Record<u32>> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Persist(record) => Some(record.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn bootstrap_the_initial_leader_persists_round_and_promise_and_leads_without_phase_1() {
+    let (r, effects) = Replica::new(config(0), Sm::default()).unwrap();
+    assert_eq!(
+        effects,
+        vec![persist(Record::Round(1)), persist(Record::Promise(b(1, 0)))]
+    );
+    assert_eq!(
+        *r.phase(),
+        Phase::Leading {
+            next_slot: 0,
+            votes: BTreeMap::new()
+        }
+    );
+    assert_eq!((r.round(), r.promised()), (1, b(1, 0)));
+    assert!(!r.election_timer_armed());
+    assert_eq!(r.durable(), Durable::from_records(records(&effects)));
+}
+
+#[test]
+fn bootstrap_followers_are_promised_to_the_initial_leader_with_nothing_persisted() {
+    let (r, effects) = Replica::new(config(2), Sm::default()).unwrap();
+    assert_eq!(effects, vec![Effect::SetElectionTimer]);
+    assert_eq!(*r.phase(), Phase::Follower);
+    assert_eq!((r.round(), r.promised()), (0, b(1, 0)));
+    assert!(r.election_timer_armed());
+    assert_eq!(r.durable(), Durable::default());
+}
+
+#[test]
+fn m1_timeout_persists_round_and_promise_then_prepares_the_others() {
+    let mut r = follower(1);
+    r.step(deliver(0, accept(b(1, 0), 0, c(1, 1))));
+    let prepare = Message::Prepare { ballot: b(2, 1) };
+    assert_eq!(
+        r.step(Input::ElectionTimeout),
+        vec![
+            persist(Record::Round(2)),
+            persist(Record::Promise(b(2, 1))),
+            send(0, prepare.clone()),
+            send(2, prepare),
+        ],
+        "no timer effect: it stays armed"
+    );
+    assert_eq!(
+        *r.phase(),
+        Phase::Preparing {
+            promises: voters(&[1]),
+            merged: BTreeMap::from([(0, (b(1, 0), c(1, 1)))]),
+        }
+    );
+}
+
+#[test]
+fn m1_a_leader_ignores_the_election_timer() {
+    let mut r = leader();
+    let before = r.clone();
+    assert_eq!(r.step(Input::ElectionTimeout), vec![]);
+    assert_eq!(r, before);
+}
+
+#[test]
+fn m1_a_new_campaign_goes_above_the_last_and_keeps_pending() {
+    let mut r = candidate(1);
+    r.step(request(1, 1));
+    let effects = r.step(Input::ElectionTimeout);
+    assert_eq!(
+        effects[..2],
+        [persist(Record::Round(3)), persist(Record::Promise(b(3, 1)))]
+    );
+    assert_eq!(r.pending().cloned().collect::<Vec<_>>(), vec![cmd(1, 1)]);
+}
+
+#[test]
+fn m1_a_recovered_replica_never_reuses_a_ballot() {
+    let durable = Durable::from_records([Record::Round(4), Record::Promise(b(4, 0))]);
+    let (mut r, _) = Replica::recover(config(0), durable, Sm::default()).unwrap();
+    let effects = r.step(Input::ElectionTimeout);
+    assert_eq!(effects[0], persist(Record::Round(5)));
+}
+
+#[test]
+fn m2_a_higher_prepare_is_promised_with_every_vote_in_slot_order() {
+    let mut r = follower(1);
+    r.step(deliver(0, accept(b(1, 0), 2, c(2, 1))));
+    r.step(deliver(0, accept(b(1, 0), 0, c(1, 1))));
+    let promise = Message::Promise {
+        ballot: b(2, 2),
+        accepted: vec![(0, b(1, 0), c(1, 1)), (2, b(1, 0), c(2, 1))],
+    };
+    assert_eq!(
+        r.step(deliver(2, Message::Prepare { ballot: b(2, 2) })),
+        vec![persist(Record::Promise(b(2, 2))), send(2, promise)]
+    );
+    assert_eq!(r.promised(), b(2, 2));
+}
+
+#[test]
+fn m2_m12_a_higher_prepare_makes_the_leader_step_down_and_drop_pending() {
+    let mut r = start(config_of(0, 3, 1));
+    r.step(request(1, 1));
+    r.step(request(2, 1));
+    assert_eq!(r.pending().count(), 1, "window 1: the second waits");
+    let promise = Message::Promise {
+        ballot: b(2, 1),
+        accepted: vec![(0, b(1, 0), c(1, 1))],
+    };
+    assert_eq!(
+        r.step(deliver(1, Message::Prepare { ballot: b(2, 1) })),
+        vec![
+            persist(Record::Promise(b(2, 1))),
+            send(1, promise),
+            Effect::SetElectionTimer,
+        ]
+    );
+    assert_eq!(*r.phase(), Phase::Follower);
+    assert_eq!(r.pending().count(), 0);
+}
+
+#[test]
+fn m2_repeat_an_equal_prepare_is_answered_again_without_a_write() {
+    let mut r = follower(1);
+    let promise = Message::Promise {
+        ballot: b(1, 0),
+        accepted: vec![],
+    };
+    assert_eq!(
+        r.step(deliver(0, Message::Prepare { ballot: b(1, 0) })),
+        vec![send(0, promise)]
+    );
+}
+
+#[test]
+fn m2_nack_a_lower_prepare_is_refused_with_the_promise() {
+    let mut r = follower(2);
+    r.step(deliver(1, Message::Prepare { ballot: b(2, 1) }));
+    let before = r.clone();
+    assert_eq!(
+        r.step(deliver(0, Message::Prepare { ballot: b(1, 0) })),
+        vec![send(
+            0,
+            Message::Nack {
+                ballot: b(1, 0),
+                promised: b(2, 1)
+            }
+        )]
+    );
+    assert_eq!(r, before);
+}
+
+#[test]
+fn m3_a_promise_counts_once_per_replica_and_only_for_the_own_ballot() {
+    let mut r = start(config_of(1, 5, 2));
+    r.step(Input::ElectionTimeout);
+    let promise = |ballot| Message::Promise {
+        ballot,
+        accepted: vec![],
+    };
+    assert_eq!(r.step(deliver(2, promise(b(2, 1)))), vec![]);
+    let counted = r.clone();
+    assert_eq!(r.step(deliver(2, promise(b(2, 1)))), vec![], "duplicate");
+    assert_eq!(r.step(deliver(3, promise(b(1, 0)))), vec![], "stale ballot");
+    assert_eq!(r, counted);
+    let Phase::Preparing { promises, .. } = r.phase() else {
+        panic!("still preparing");
+    };
+    assert_eq!(*promises, voters(&[1, 2]));
+    assert_eq!(
+        r.step(deliver(4, promise(b(2, 1)))),
+        vec![Effect::CancelElectionTimer],
+        "a majority of 3 out of 5: leading, nothing to re-propose"
+    );
+    assert_eq!(
+        *r.phase(),
+        Phase::Leading {
+            next_slot: 0,
+            votes: BTreeMap::new()
+        }
+    );
+}
+
+#[test]
+fn m3_m4_merging_picks_the_highest_ballot_per_slot_and_fills_gaps_with_noop() {
+    let mut r = follower(2);
+    r.step(deliver(0, accept(b(1, 0), 1, c(1, 1))));
+    r.step(deliver(0, accept(b(1, 0), 3, c(3, 1))));
+    r.step(deliver(1, Message::Prepare { ballot: b(2, 1) }));
+    r.step(deliver(1, accept(b(2, 1), 1, c(2, 1))));
+    r.step(Input::ElectionTimeout);
+    assert_eq!(r.ballot(), b(3, 2));
+    let promise = Message::Promise {
+        ballot: b(3, 2),
+        accepted: vec![
+            (1, b(1, 0), c(1, 1)),
+            (3, b(2, 1), c(4, 1)),
+            (4, b(1, 0), c(5, 1)),
+        ],
+    };
+    let entries = [Entry::Noop, c(2, 1), Entry::Noop, c(4, 1), c(5, 1)];
+    let mut expected: Vec<E> = (0..5)
+        .map(|s| accept_record(s, b(3, 2), entries[s as usize].clone()))
+        .collect();
+    for (slot, entry) in entries.iter().enumerate() {
+        let msg = accept(b(3, 2), slot as u64, entry.clone());
+        expected.extend([send(0, msg.clone()), send(1, msg)]);
+    }
+    expected.push(Effect::CancelElectionTimer);
+    assert_eq!(r.step(deliver(0, promise)), expected);
+    assert_eq!(
+        *r.phase(),
+        Phase::Leading {
+            next_slot: 5,
+            votes: (0..5).map(|s| (s, voters(&[2]))).collect(),
+        }
+    );
+}
+
+#[test]
+fn m4_skips_chosen_slots_drops_reproposed_and_executed_pending_then_proposes_the_rest() {
+    let mut r = candidate(1);
+    for client in [1, 2, 3] {
+        r.step(request(client, 1));
+    }
+    assert_eq!(
+        r.step(deliver(
+            0,
+            Message::Decide {
+                slot: 0,
+                entry: c(1, 1)
+            }
+        )),
+        vec![chosen_record(0, c(1, 1)), executed(0, cmd(1, 1), 0)],
+        "no reply: only a leader replies"
+    );
+    let promise = Message::Promise {
+        ballot: b(2, 1),
+        accepted: vec![(1, b(1, 0), c(2, 1))],
+    };
+    let (a1, a2) = (accept(b(2, 1), 1, c(2, 1)), accept(b(2, 1), 2, c(3, 1)));
+    assert_eq!(
+        r.step(deliver(2, promise)),
+        vec![
+            accept_record(1, b(2, 1), c(2, 1)),
+            accept_record(2, b(2, 1), c(3, 1)),
+            send(0, a1.clone()),
+            send(2, a1),
+            send(0, a2.clone()),
+            send(2, a2),
+            Effect::CancelElectionTimer,
+        ]
+    );
+    assert_eq!(r.pending().count(), 0);
+    assert_eq!(
+        *r.phase(),
+        Phase::Leading {
+            next_slot: 3,
+            votes: BTreeMap::from([(1, voters(&[1])), (2, voters(&[1]))]),
+        }
+    );
+}
+
+#[test]
+fn m5_the_stable_leader_skips_phase_1_and_pipelines_up_to_the_window() {
+    let mut r = leader();
+    let a0 = accept(b(1, 0), 0, c(1, 1));
+    assert_eq!(
+        r.step(request(1, 1)),
+        vec![
+            accept_record(0, b(1, 0), c(1, 1)),
+            send(1, a0.clone()),
+            send(2, a0)
+        ]
+    );
+    let a1 = accept(b(1, 0), 1, c(2, 1));
+    assert_eq!(
+        r.step(request(2, 1)),
+        vec![
+            accept_record(1, b(1, 0), c(2, 1)),
+            send(1, a1.clone()),
+            send(2, a1)
+        ]
+    );
+    assert_eq!(r.step(request(3, 1)), vec![], "window of 2 is full");
+    assert_eq!(r.pending().cloned().collect::<Vec<_>>(), vec![cmd(3, 1)]);
+}
+
+#[test]
+fn m5_a_request_already_in_the_log_or_pending_changes_nothing() {
+    let mut r = start(config_of(0, 3, 1));
+    r.step(request(1, 1));
+    r.step(request(2, 1));
+    let before = r.clone();
+    assert_eq!(r.step(request(1, 1)), vec![], "accepted at the own ballot");
+    assert_eq!(r.step(request(2, 1)), vec![], "pending");
+    assert_eq!(r, before);
+    r.step(deliver(1, accepted(b(1, 0), 0, c(1, 1))));
+    r.step(deliver(1, accepted(b(1, 0), 1, c(2, 1))));
+    let before = r.clone();
+    let retried = Input::ClientRequest(Command {
+        op: 999,
+        ..cmd(2, 1)
+    });
+    assert_eq!(
+        r.step(retried),
+        vec![reply(2, 1, Some(1))],
+        "a request is its (client, seq), whatever the op"
+    );
+    assert_eq!(r, before);
+}
+
+#[test]
+fn m5_an_executed_request_is_answered_from_the_client_table() {
+    let mut r = leader();
+    r.step(request(1, 1));
+    r.step(deliver(2, accepted(b(1, 0), 0, c(1, 1))));
+    r.step(request(1, 2));
+    r.step(deliver(2, accepted(b(1, 0), 1, c(1, 2))));
+    assert_eq!(r.clients()[&ClientId(1)].last_seq, 2);
+    let before = r.clone();
+    assert_eq!(r.step(request(1, 2)), vec![reply(1, 2, Some(1))]);
+    assert_eq!(
+        r.step(request(1, 1)),
+        vec![reply(1, 1, None)],
+        "older than the last: executed, output no longer kept"
+    );
+    assert_eq!(r, before);
+}
+
+#[test]
+fn m5b_the_slot_limit_stops_new_proposals() {
+    let mut r = start(Config {
+        slot_limit: Some(1),
+        ..config(0)
+    });
+    assert_eq!(r.step(request(1, 1)).len(), 3);
+    assert_eq!(r.step(request(2, 1)), vec![]);
+    assert_eq!(r.pending().count(), 1);
+}
+
+#[test]
+fn m5_preparing_a_request_waits_in_pending_in_client_seq_order() {
+    let mut r = candidate(1);
+    r.step(deliver(
+        0,
+        Message::Decide {
+            slot: 0,
+            entry: c(9, 1),
+        },
+    ));
+    assert_eq!(r.step(request(2, 1)), vec![]);
+    assert_eq!(r.step(request(1, 1)), vec![]);
+    let before = r.clone();
+    assert_eq!(r.step(request(1, 1)), vec![], "already pending");
+    assert_eq!(
+        r.step(request(9, 1)),
+        vec![],
+        "executed: no reply while preparing"
+    );
+    assert_eq!(r, before);
+    let pending: Vec<_> = r.pending().cloned().collect();
+    assert_eq!(pending, vec![cmd(1, 1), cmd(2, 1)]);
+}
+
+#[test]
+fn m5_follower_ignores_requests() {
+    let mut r = follower(1);
+    let before = r.clone();
+    assert_eq!(r.step(request(1, 1)), vec![]);
+    assert_eq!(r, before);
+}
+
+#[test]
+fn m6_accept_persists_the_promise_and_vote_then_answers_the_leader() {
+    let mut r = follower(1);
+    // The bootstrap promise was never written: storage holds it from the first vote on.
+    assert_eq!(
+        r.step(deliver(0, accept(b(1, 0), 0, c(1, 1)))),
+        vec![
+            persist(Record::Promise(b(1, 0))),
+            accept_record(0, b(1, 0), c(1, 1)),
+            send(0, accepted(b(1, 0), 0, c(1, 1))),
+        ]
+    );
+    assert_eq!(
+        r.step(deliver(0, accept(b(1, 0), 0, c(1, 1)))),
+        vec![send(0, accepted(b(1, 0), 0, c(1, 1)))],
+        "a repeated Accept writes nothing new"
+    );
+    assert_eq!(r.accepted()[&0], (b(1, 0), c(1, 1)));
+}
+
+#[test]
+fn m6_m12_a_higher_accept_makes_the_leader_step_down() {
+    let mut r = start(config_of(0, 3, 1));
+    r.step(request(1, 1));
+    r.step(request(2, 1));
+    assert_eq!(
+        r.step(deliver(1, accept(b(2, 1), 0, Entry::Noop))),
+        vec![
+            persist(Record::Promise(b(2, 1))),
+            accept_record(0, b(2, 1), Entry::Noop),
+            send(1, accepted(b(2, 1), 0, Entry::Noop)),
+            Effect::SetElectionTimer,
+        ]
+    );
+    assert_eq!(*r.phase(), Phase::Follower);
+    assert_eq!(r.pending().count(), 0);
+}
+
+#[test]
+fn m6_nack_an_accept_below_the_promise_is_refused() {
+    let mut r = follower(2);
+    r.step(deliver(1, Message::Prepare { ballot: b(2, 1) }));
+    assert_eq!(
+        r.step(deliver(0, accept(b(1, 0), 0, c(1, 1)))),
+        vec![send(
+            0,
+            Message::Nack {
+                ballot: b(1, 0),
+                promised: b(2, 1)
+            }
+        )]
+    );
+    assert!(r.accepted().is_empty());
+}
+
+#[test]
+fn m7_m9_a_majority_chooses_decides_applies_replies_and_refills_the_window() {
+    let mut r = leader();
+    for client in [1, 2, 3] {
+        r.step(request(client, 1));
+    }
+    let decide = Message::Decide {
+        slot: 0,
+        entry: c(1, 1),
+    };
+    let a2 = accept(b(1, 0), 2, c(3, 1));
+    assert_eq!(
+        r.step(deliver(1, accepted(b(1, 0), 0, c(1, 1)))),
+        vec![
+            chosen_record(0, c(1, 1)),
+            accept_record(2, b(1, 0), c(3, 1)),
+            send(1, decide.clone()),
+            send(2, decide),
+            executed(0, cmd(1, 1), 0),
+            reply(1, 1, Some(0)),
+            send(1, a2.clone()),
+            send(2, a2),
+        ]
+    );
+    assert_eq!(r.applied(), 1);
+}
+
+#[test]
+fn m7_votes_for_other_ballots_repeats_and_chosen_slots_are_ignored() {
+    let mut r = start(config_of(0, 5, 2));
+    r.step(request(1, 1));
+    let vote = |from, ballot| deliver(from, accepted(ballot, 0, c(1, 1)));
+    assert_eq!(r.step(vote(1, b(2, 1))), vec![], "another ballot");
+    assert_eq!(r.step(vote(1, b(1, 0))), vec![]);
+    assert_eq!(r.step(vote(1, b(1, 0))), vec![], "counted once");
+    assert_eq!(r.step(vote(0, b(1, 0))), vec![], "not from itself");
+    let Phase::Leading { votes, .. } = r.phase() else {
+        panic!("leading");
+    };
+    assert_eq!(votes[&0], voters(&[0, 1]));
+    assert_eq!(r.step(vote(3, b(1, 0)))[0], chosen_record(0, c(1, 1)));
+    assert_eq!(r.step(vote(4, b(1, 0))), vec![], "already chosen");
+}
+
+#[test]
+fn m8_m9_decide_persists_and_applies_in_slot_order() {
+    let mut r = follower(1);
+    let decide = |slot, entry| deliver(0, Message::Decide { slot, entry });
+    assert_eq!(r.step(decide(1, c(2, 1))), vec![chosen_record(1, c(2, 1))]);
+    assert_eq!(r.applied(), 0, "slot 0 is not chosen yet");
+    assert_eq!(
+        r.step(decide(0, c(1, 1))),
+        vec![
+            chosen_record(0, c(1, 1)),
+            executed(0, cmd(1, 1), 0),
+            executed(1, cmd(2, 1), 1)
+        ]
+    );
+    assert_eq!(r.applied(), 2);
+    assert_eq!(r.step(decide(0, c(1, 1))), vec![], "duplicate Decide");
+}
+
+#[test]
+fn m9_a_command_chosen_twice_is_executed_once_and_noop_is_skipped() {
+    let mut r = follower(1);
+    for (slot, entry) in [(0, c(1, 1)), (1, Entry::Noop), (2, c(1, 1))] {
+        r.step(deliver(0, Message::Decide { slot, entry }));
+    }
+    assert_eq!(r.applied(), 3);
+    assert_eq!(r.state_machine().executed, vec![cmd(1, 1)]);
+}
+
+#[test]
+fn m9_an_older_retry_chosen_after_a_newer_request_is_skipped() {
+    let mut r = leader();
+    r.step(request(1, 2));
+    r.step(deliver(1, accepted(b(1, 0), 0, c(1, 2))));
+    r.step(deliver(2, Message::Prepare { ballot: b(2, 2) }));
+    r.step(deliver(2, accept(b(2, 2), 1, c(1, 1))));
+    assert_eq!(
+        r.step(deliver(
+            2,
+            Message::Decide {
+                slot: 1,
+                entry: c(1, 1)
+            }
+        )),
+        vec![chosen_record(1, c(1, 1))],
+        "seq 1 <= last_seq 2: skipped, no reply"
+    );
+    assert_eq!(r.state_machine().executed, vec![cmd(1, 2)]);
+}
+
+#[test]
+fn m10_a_nack_steps_down_and_the_next_ballot_jumps_above_the_refusal() {
+    let mut r = candidate(1);
+    r.step(request(1, 1));
+    let nack = Message::Nack {
+        ballot: b(2, 1),
+        promised: b(5, 2),
+    };
+    assert_eq!(r.step(deliver(2, nack)), vec![], "the timer stays armed");
+    assert_eq!((r.phase().clone(), r.round()), (Phase::Follower, 5));
+    assert_eq!(r.pending().count(), 0);
+    assert_eq!(r.durable().round, 2, "the jump is volatile");
+    let effects = r.step(Input::ElectionTimeout);
+    assert_eq!(effects[0], persist(Record::Round(6)));
+}
+
+#[test]
+fn m10_a_leader_nacked_steps_down_and_arms_the_timer() {
+    let mut r = leader();
+    let nack = Message::Nack {
+        ballot: b(1, 0),
+        promised: b(2, 1),
+    };
+    assert_eq!(r.step(deliver(1, nack)), vec![Effect::SetElectionTimer]);
+    assert_eq!(*r.phase(), Phase::Follower);
+}
+
+#[test]
+fn m10_a_nack_for_another_ballot_is_ignored() {
+    let mut r = candidate(1);
+    let before = r.clone();
+    let nack = Message::Nack {
+        ballot: b(1, 1),
+        promised: b(5, 2),
+    };
+    assert_eq!(r.step(deliver(2, nack)), vec![]);
+    assert_eq!(r, before);
+}
+
+#[test]
+fn m11_recovery_rebuilds_the_applied_prefix_and_client_table_without_replies() {
+    let mut r = leader();
+    let mut log = records(&[]);
+    let mut run = |r: &mut R, input| log.extend(records(&r.step(input)));
+    run(&mut r, request(1, 1));
+    run(&mut r, request(2, 1));
+    run(&mut r, deliver(1, accepted(b(1, 0), 0, c(1, 1))));
+    run(&mut r, deliver(1, accepted(b(1, 0), 1, c(2, 1))));
+    run(&mut r, request(1, 2));
+    let durable = Durable::from_records(
+        [Record::Round(1), Record::Promise(b(1, 0))]
+            .into_iter()
+            .chain(log),
+    );
+    assert_eq!(durable, r.durable());
+    let (back, effects) = Replica::recover(config(0), durable, Sm::default()).unwrap();
+    assert_eq!(effects, vec![Effect::SetElectionTimer]);
+    assert_eq!(*back.phase(), Phase::Follower);
+    assert_eq!(back.applied(), 2);
+    assert_eq!(back.clients(), r.clients());
+    assert_eq!(back.state_machine(), r.state_machine());
+    assert_eq!(back.accepted(), r.accepted(), "the in-flight vote survives");
+    assert_eq!(back.pending().count(), 0);
+    assert_eq!((back.round(), back.promised()), (1, b(1, 0)));
+}
+
+#[test]
+fn m11_the_promise_after_recovery_is_the_highest_of_promise_and_votes() {
+    let recover = |durable| {
+        let (r, _) = Replica::recover(config(1), durable, Sm::default()).unwrap();
+        r.promised()
+    };
+    let vote = |ballot| Record::Accept {
+        slot: 3,
+        ballot,
+        entry: Entry::Noop,
+    };
+    assert_eq!(
+        recover(Durable::default()),
+        b(1, 0),
+        "the bootstrap promise"
+    );
+    let voted = Durable::from_records([Record::Promise(b(2, 1)), vote(b(3, 2))]);
+    assert_eq!(recover(voted), b(3, 2));
+    let promised = Durable::from_records([Record::Promise(b(4, 0)), vote(b(3, 2))]);
+    assert_eq!(recover(promised), b(4, 0));
+    let unpromised = Durable::from_records([vote(b(2, 2))]);
+    assert_eq!(recover(unpromised), b(2, 2));
+}
+
+#[test]
+fn m11_a_recovered_replica_persists_the_promise_it_acts_on() {
+    let durable = Durable::from_records([Record::Accept {
+        slot: 0,
+        ballot: b(2, 2),
+        entry: Entry::Noop,
+    }]);
+    let (mut r, _) = Replica::recover(config(1), durable, Sm::default()).unwrap();
+    assert_eq!(
+        r.step(deliver(2, accept(b(2, 2), 1, Entry::Noop))),
+        vec![
+            persist(Record::Promise(b(2, 2))),
+            accept_record(1, b(2, 2), Entry::Noop),
+            send(2, accepted(b(2, 2), 1, Entry::Noop)),
+        ]
+    );
+}
+
+#[test]
+fn messages_from_outside_the_configuration_or_from_itself_are_ignored() {
+    let mut r = follower(1);
+    let before = r.clone();
+    let prepare = Message::Prepare { ballot: b(9, 7) };
+    assert_eq!(r.step(deliver(7, prepare.clone())), vec![]);
+    assert_eq!(r.step(deliver(1, prepare)), vec![]);
+    assert_eq!(r, before);
+}
+
+#[test]
+fn configurations_that_cannot_run_are_refused() {
+    let bad = |config: Config| Replica::new(config, Sm::default()).err();
+    let base = config(0);
+    let duplicate = Config {
+        replicas: vec![0, 1, 1],
+        ..base.clone()
+    };
+    assert_eq!(bad(duplicate), Some(ConfigError::DuplicateReplica));
+    let stranger = Config {
+        id: 5,
+        ..base.clone()
+    };
+    assert_eq!(bad(stranger), Some(ConfigError::NotAReplica(5)));
+    let no_leader = Config {
+        initial_leader: 4,
+        ..base.clone()
+    };
+    assert_eq!(bad(no_leader), Some(ConfigError::NotAReplica(4)));
+    let closed = Config { window: 0, ..base };
+    assert_eq!(bad(closed), Some(ConfigError::ZeroWindow));
+}
+
+#[test]
+fn durable_state_is_the_fold_of_the_persisted_records_and_back() {
+    let (mut r, first) = Replica::new(config(0), Sm::default()).unwrap();
+    let mut log = records(&first);
+    let inputs = [
+        request(1, 1),
+        request(2, 1),
+        deliver(1, accepted(b(1, 0), 0, c(1, 1))),
+        deliver(2, Message::Prepare { ballot: b(2, 2) }),
+        deliver(2, accept(b(2, 2), 1, Entry::Noop)),
+        deliver(
+            2,
+            Message::Decide {
+                slot: 1,
+                entry: Entry::Noop,
+            },
+        ),
+        Input::ElectionTimeout,
+    ];
+    for input in inputs {
+        log.extend(records(&r.step(input)));
+        assert_eq!(Durable::from_records(log.clone()), r.durable());
+    }
+    let durable = r.durable();
+    assert_eq!(Durable::from_records(durable.to_records()), durable);
+}
+
+/// Collects the fields of every core trace event.
+#[derive(Clone, Default)]
+struct Capture {
+    events: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
+}
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.to_string());
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if event.metadata().target() != TRACE_TARGET {
+            return;
+        }
+        let mut fields = BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        self.events.lock().unwrap().push(fields);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn every_transition_emits_exactly_one_trace_event_with_the_stable_fields() {
+    let capture = Capture::default();
+    let events = capture.events.clone();
+    tracing::subscriber::with_default(capture, || {
+        let mut r = leader();
+        r.step(request(1, 1));
+        r.step(deliver(1, accepted(b(1, 0), 0, c(1, 1))));
+        r.step(deliver(1, Message::Prepare { ballot: b(0, 1) }));
+        r.step(deliver(
+            2,
+            Message::Decide {
+                slot: 0,
+                entry: c(1, 1),
+            },
+        ));
+    });
+    let events = events.lock().unwrap();
+    let rules: Vec<_> = events.iter().map(|e| e["rule"].as_str()).collect();
+    assert_eq!(rules, ["bootstrap", "M5", "M7", "M2''", "none"]);
+    let always = [
+        "node",
+        "rule",
+        "input",
+        "promised",
+        "round",
+        "phase",
+        "applied",
+        "pending",
+        "persisted",
+        "sent",
+    ];
+    for event in events.iter() {
+        for field in always {
+            assert!(event.contains_key(field), "{field} missing from {event:?}");
+        }
+    }
+    let chose = &events[2];
+    assert_eq!(chose["chosen"], "0");
+    assert_eq!(chose["slot"], "0");
+    assert_eq!(chose["ballot"], "1.0");
+    assert_eq!(chose["from"], "1");
+    assert_eq!(chose["applied"], "1");
+    assert_eq!(chose["phase"], "leading");
+    assert_eq!(chose["next_slot"], "1");
+    assert_eq!(chose["persisted"], "1");
+    assert_eq!(chose["sent"], "2");
+    assert!(
+        !events[3].contains_key("chosen"),
+        "absent when nothing was chosen"
+    );
+}

@@ -1,0 +1,321 @@
+//! The Multi-Paxos vocabulary: commands and log entries, messages, durable records, the inputs
+//! the core accepts and the effects it asks the runtime to perform (`specs/protocol.md`, M1–M12).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ballot::{Ballot, NodeId};
+
+/// A position in the replicated log, from 0. Each slot is one Synod instance.
+pub type Slot = u64;
+
+/// An external caller of the service. Client ids are not node ids: clients never vote.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClientId(pub u64);
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "client{}", self.0)
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What identifies a client request: `(client, seq)`. Two commands with the same id are the
+/// same request (a retry), whatever their operations.
+pub type CommandId = (ClientId, u64);
+
+/// A client request: the client's `seq`-th command, carrying an opaque operation for the state
+/// machine. Each client issues its commands in `seq` order, one at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Command<Op> {
+    pub client: ClientId,
+    pub seq: u64,
+    pub op: Op,
+}
+
+impl<Op> Command<Op> {
+    pub fn id(&self) -> CommandId {
+        (self.client, self.seq)
+    }
+}
+
+/// What a slot holds: a client command, or `noop` (fills a gap when a new leader re-proposes).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Entry<Op> {
+    Noop,
+    Command(Command<Op>),
+}
+
+impl<Op> Entry<Op> {
+    pub fn command(&self) -> Option<&Command<Op>> {
+        match self {
+            Entry::Noop => None,
+            Entry::Command(command) => Some(command),
+        }
+    }
+
+    /// Whether this entry is the request `id` (a `noop` is no request).
+    pub fn is_request(&self, id: CommandId) -> bool {
+        self.command().is_some_and(|c| c.id() == id)
+    }
+}
+
+/// A vote as carried in a Promise: the acceptor accepted `entry` at `ballot` in `slot`.
+pub type Vote<Op> = (Slot, Ballot, Entry<Op>);
+
+/// Replica-to-replica messages. Client requests and replies are [`Input::ClientRequest`] and
+/// [`Effect::Reply`]: clients are external callers, not replicas.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message<Op> {
+    /// Phase 1a, for all slots at once.
+    Prepare { ballot: Ballot },
+    /// Phase 1b: every vote the acceptor holds, ascending by slot (sparse).
+    Promise {
+        ballot: Ballot,
+        accepted: Vec<Vote<Op>>,
+    },
+    /// `ballot` is below the sender's promise.
+    Nack { ballot: Ballot, promised: Ballot },
+    /// Phase 2a for one slot.
+    Accept {
+        ballot: Ballot,
+        slot: Slot,
+        entry: Entry<Op>,
+    },
+    /// Phase 2b, to the leader only.
+    Accepted {
+        ballot: Ballot,
+        slot: Slot,
+        entry: Entry<Op>,
+    },
+    /// The leader tells the others that `slot` is chosen.
+    Decide { slot: Slot, entry: Entry<Op> },
+}
+
+/// One durable change. A write-ahead log is a sequence of these; [`Durable::from_records`]
+/// folds it back into the state recovery starts from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record<Op> {
+    /// The highest round this replica has used for its own ballots.
+    Round(u64),
+    Promise(Ballot),
+    Accept {
+        slot: Slot,
+        ballot: Ballot,
+        entry: Entry<Op>,
+    },
+    Chosen {
+        slot: Slot,
+        entry: Entry<Op>,
+    },
+}
+
+/// What survives a crash (M11): the fold of every [`Record`] persisted so far.
+///
+/// `promised: None` means no promise was ever persisted: the replica then holds the bootstrap
+/// promise `1.<initial leader>`, which needs no write because empty storage implies it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Durable<Op> {
+    pub round: u64,
+    pub promised: Option<Ballot>,
+    pub accepted: BTreeMap<Slot, (Ballot, Entry<Op>)>,
+    pub chosen: BTreeMap<Slot, Entry<Op>>,
+}
+
+impl<Op> Default for Durable<Op> {
+    fn default() -> Self {
+        Durable {
+            round: 0,
+            promised: None,
+            accepted: BTreeMap::new(),
+            chosen: BTreeMap::new(),
+        }
+    }
+}
+
+impl<Op> Durable<Op> {
+    /// Replays one record, as recovery from a write-ahead log does: the later record wins.
+    pub fn apply(&mut self, record: Record<Op>) {
+        match record {
+            Record::Round(round) => self.round = round,
+            Record::Promise(ballot) => self.promised = Some(ballot),
+            Record::Accept {
+                slot,
+                ballot,
+                entry,
+            } => {
+                self.accepted.insert(slot, (ballot, entry));
+            }
+            Record::Chosen { slot, entry } => {
+                self.chosen.insert(slot, entry);
+            }
+        }
+    }
+
+    /// The state a write-ahead log holding `records`, in order, rebuilds.
+    pub fn from_records(records: impl IntoIterator<Item = Record<Op>>) -> Self {
+        let mut durable = Durable::default();
+        for record in records {
+            durable.apply(record);
+        }
+        durable
+    }
+}
+
+impl<Op: Clone> Durable<Op> {
+    /// The shortest record sequence that rebuilds this state (for compacting a log).
+    pub fn to_records(&self) -> Vec<Record<Op>> {
+        let mut records = Vec::new();
+        if self.round > 0 {
+            records.push(Record::Round(self.round));
+        }
+        records.extend(self.promised.map(Record::Promise));
+        records.extend(
+            self.accepted
+                .iter()
+                .map(|(&slot, (ballot, entry))| Record::Accept {
+                    slot,
+                    ballot: *ballot,
+                    entry: entry.clone(),
+                }),
+        );
+        records.extend(self.chosen.iter().map(|(&slot, entry)| Record::Chosen {
+            slot,
+            entry: entry.clone(),
+        }));
+        records
+    }
+}
+
+/// Everything that can happen to a replica. Recovery is [`crate::core::Replica::recover`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Input<Op> {
+    /// A message from another replica.
+    Message { from: NodeId, msg: Message<Op> },
+    /// The election timer fired: the replica suspects the leader (M1).
+    ElectionTimeout,
+    /// A client submits, or retries, a command (M5).
+    ClientRequest(Command<Op>),
+}
+
+/// What the runtime must do after a step, in order.
+///
+/// Within one step every `Persist` comes first, then the sends, executions and replies in the
+/// order the rule produced them, then at most one timer effect. The runtime must make the
+/// records durable before it performs any later effect of the same step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect<Op, Out> {
+    /// Append this record to stable storage before performing any later effect.
+    Persist(Record<Op>),
+    Send {
+        to: NodeId,
+        msg: Message<Op>,
+    },
+    /// The replica is no longer leading: keep an election timer running (it fires
+    /// [`Input::ElectionTimeout`] after a randomised delay, and again after each firing) until
+    /// [`Effect::CancelElectionTimer`].
+    SetElectionTimer,
+    /// The replica leads: stop the election timer.
+    CancelElectionTimer,
+    /// The state machine executed `command` from `slot` (M9); for observers, nothing to do.
+    Executed {
+        slot: Slot,
+        command: Command<Op>,
+        output: Out,
+    },
+    /// Answer the client. `output` is `None` only when the client retried a request older
+    /// than the last one it had executed: the client table keeps the latest output only, and
+    /// the client, which issues one request at a time, has already had that answer.
+    Reply {
+        client: ClientId,
+        seq: u64,
+        output: Option<Out>,
+    },
+}
+
+/// A replica's static configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// This replica.
+    pub id: NodeId,
+    /// Every replica, this one included; sends go out in this order.
+    pub replicas: Vec<NodeId>,
+    /// The replica that starts leading at ballot `1.<initial_leader>` without phase 1.
+    pub initial_leader: NodeId,
+    /// At most this many slots in flight (proposed, not yet chosen) for new commands.
+    pub window: u64,
+    /// Propose no new command at or above this slot (bounded exploration); `None` in
+    /// production.
+    pub slot_limit: Option<Slot>,
+}
+
+impl Config {
+    /// `R / 2 + 1`.
+    pub fn majority(&self) -> usize {
+        self.replicas.len() / 2 + 1
+    }
+
+    /// The ballot every replica starts promised to: `1.<initial_leader>`.
+    pub fn bootstrap_ballot(&self) -> Ballot {
+        Ballot {
+            round: 1,
+            node: self.initial_leader,
+        }
+    }
+
+    /// Every replica but this one, in configuration order.
+    pub fn others(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.replicas.iter().copied().filter(move |&r| r != self.id)
+    }
+
+    pub fn is_replica(&self, node: NodeId) -> bool {
+        self.replicas.contains(&node)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut sorted = self.replicas.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != self.replicas.len() {
+            return Err(ConfigError::DuplicateReplica);
+        }
+        if !self.is_replica(self.id) {
+            return Err(ConfigError::NotAReplica(self.id));
+        }
+        if !self.is_replica(self.initial_leader) {
+            return Err(ConfigError::NotAReplica(self.initial_leader));
+        }
+        if self.window == 0 {
+            return Err(ConfigError::ZeroWindow);
+        }
+        Ok(())
+    }
+}
+
+/// Why a [`Config`] cannot run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    DuplicateReplica,
+    /// This id (the replica's own or the initial leader's) is not in `replicas`.
+    NotAReplica(NodeId),
+    ZeroWindow,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::DuplicateReplica => write!(f, "a replica id appears twice"),
+            ConfigError::NotAReplica(id) => write!(f, "node {id} is not in the replica list"),
+            ConfigError::ZeroWindow => write!(f, "the window must allow at least one slot"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
