@@ -5,6 +5,7 @@ pub mod actor_trace;
 pub mod explorer_view;
 pub mod lamport;
 mod lamport_target;
+pub mod multi;
 pub mod runner;
 pub mod synod;
 pub mod types;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use paxos_model::explorer_view::Readable;
 use paxos_model::lamport::{LamportBug, LamportConfig, LamportModel};
+use paxos_model::multi::{self, MultiBug, MultiConfig};
 use paxos_model::runner::{self, CheckOptions, CheckTarget, Strategy};
 use paxos_model::synod::{self, SynodBug, SynodConfig};
 
@@ -17,6 +18,8 @@ Examples:
   paxos-model check                                   # every variant's default configuration
   paxos-model check synod --proposers 2 --rounds 2 --crashes 1
   paxos-model check synod --bug ignore-promise-values # see a seeded bug's counterexample
+  paxos-model check multi --replicas 3 --slots 2 --commands 2 --rounds 2
+  paxos-model check multi --bug promise-merge-off-by-one
   paxos-model check lamport --acceptors 3 --values 2 --max-ballot 2
   paxos-model explore synod --bug learner-mixed-ballots --addr 127.0.0.1:3000
   paxos-model bugs
@@ -61,6 +64,8 @@ enum Command {
 enum Variant {
     /// Single-decree Paxos: proposers, acceptors and learners exchanging messages.
     Synod(SynodArgs),
+    /// Multi-Paxos: replicas with a stable leader, a replicated log and clients that retry.
+    Multi(MultiArgs),
     /// A state-for-state mirror of Lamport's Paxos.tla, for comparing state counts with TLC.
     Lamport(LamportArgs),
 }
@@ -83,6 +88,50 @@ struct SynodArgs {
     #[arg(long, default_value_t = SynodConfig::default().max_round)]
     rounds: u8,
     /// Nodes that may be crashed at the same time; a crash keeps only durable state.
+    #[arg(long, default_value_t = 0)]
+    crashes: usize,
+    /// The network may lose messages.
+    #[arg(long)]
+    lossy: bool,
+    /// The network may deliver a message more than once.
+    #[arg(long)]
+    duplicating: bool,
+    /// Check a seeded bug instead of the correct protocol (see `paxos-model bugs`).
+    #[arg(long, value_name = "NAME")]
+    bug: Option<String>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+struct MultiArgs {
+    /// Replicas (2-5, usually 3 or 5); each is acceptor, leader candidate, learner and state
+    /// machine. Replica 0 leads first.
+    #[arg(long, default_value_t = MultiConfig::default().replicas)]
+    replicas: usize,
+    /// Log slots (1-4).
+    #[arg(long, default_value_t = MultiConfig::default().slots)]
+    slots: usize,
+    /// Client commands in all (1-6), dealt round-robin to the clients.
+    #[arg(long, default_value_t = MultiConfig::default().commands)]
+    commands: usize,
+    /// Clients (1 to min(3, commands)); each sends its commands one at a time.
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Highest round an election may use: 1 keeps the initial leader, 2 allows every replica
+    /// one election, and so on.
+    #[arg(long, default_value_t = MultiConfig::default().max_round)]
+    rounds: u8,
+    /// Elections the whole run may hold (any replica may campaign; each uses a higher round).
+    #[arg(long, default_value_t = MultiConfig::default().elections)]
+    elections: u8,
+    /// Slots the leader may have in flight for new commands [default: --slots].
+    #[arg(long)]
+    window: Option<usize>,
+    /// How often a client may resend its outstanding request to every replica.
+    #[arg(long, default_value_t = MultiConfig::default().retries)]
+    retries: u8,
+    /// Replicas that may be crashed at the same time; a crash keeps only durable state.
     #[arg(long, default_value_t = 0)]
     crashes: usize,
     /// The network may lose messages.
@@ -203,6 +252,33 @@ fn synod_config(args: &SynodArgs) -> Result<SynodConfig, UsageError> {
     Ok(cfg)
 }
 
+fn multi_config(args: &MultiArgs) -> Result<MultiConfig, UsageError> {
+    let bug = args
+        .bug
+        .as_deref()
+        .map(str::parse::<MultiBug>)
+        .transpose()?;
+    let defaults = MultiConfig::default();
+    let cfg = MultiConfig {
+        replicas: args.replicas,
+        clients: args
+            .clients
+            .unwrap_or_else(|| defaults.clients.min(args.commands)),
+        commands: args.commands,
+        slots: args.slots,
+        window: args.window.unwrap_or(args.slots),
+        max_round: args.rounds,
+        elections: args.elections,
+        retries: args.retries,
+        crashes: args.crashes,
+        lossy: args.lossy,
+        duplicating: args.duplicating,
+        bug,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
 fn lamport_config(args: &LamportArgs) -> Result<LamportConfig, UsageError> {
     let bug = args
         .bug
@@ -230,10 +306,15 @@ fn check(variant: Option<Variant>, run: &RunArgs) -> Result<i32, Failure> {
     run.options()?;
     match variant {
         Some(Variant::Synod(args)) => check_one(synod::model(synod_config(&args)?), &args.run),
+        Some(Variant::Multi(args)) => check_one(multi::model(multi_config(&args)?), &args.run),
         Some(Variant::Lamport(args)) => {
             check_one(LamportModel::new(lamport_config(&args)?), &args.run)
         }
-        None => check_one(synod::model(SynodConfig::default()), run),
+        None => {
+            let synod = check_one(synod::model(SynodConfig::default()), run)?;
+            let multi = check_one(multi::model(MultiConfig::default()), run)?;
+            Ok(synod.max(multi))
+        }
     }
 }
 
@@ -288,6 +369,16 @@ fn explore(variant: Variant, addr: SocketAddr) -> Result<i32, Failure> {
                 property,
             )
         }
+        Variant::Multi(args) => {
+            let cfg = multi_config(&args)?;
+            let property = cfg.bug.map(|b| b.violates()[0]);
+            explore_with(
+                multi::model(cfg),
+                |inner| Readable { inner },
+                addr,
+                property,
+            )
+        }
         Variant::Lamport(args) => {
             let cfg = lamport_config(&args)?;
             let property = cfg.bug.map(|b| b.violates());
@@ -301,6 +392,15 @@ fn bugs() {
     for bug in SynodBug::ALL {
         println!(
             "  {:<28} breaks {:<16} {}",
+            bug.name(),
+            bug.violates()[0],
+            bug.description()
+        );
+    }
+    println!("\nMulti-Paxos (paxos-model check multi --bug NAME):");
+    for bug in MultiBug::ALL {
+        println!(
+            "  {:<28} breaks {:<20} {}",
             bug.name(),
             bug.violates()[0],
             bug.description()

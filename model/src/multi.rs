@@ -1,0 +1,1664 @@
+//! Multi-Paxos as a stateright actor model: replicas that are each acceptor, leader candidate,
+//! learner and state machine, and clients that submit commands and retry them. The rules are
+//! those of `specs/protocol.md` (M1–M12); each handler names the rule it implements.
+//!
+//! ```text
+//!   client ── Request(c) ─► leader: slot s ── Accept(b, s, c) ─► replicas ── Accepted ─► leader
+//!   leader: majority for (b, s) ─► chosen ── Decide(s, c) ─► replicas ─► apply in slot order
+//!   leader applies c ── Reply(c) ─► client           (retried c: answered from the client table)
+//!
+//!   election timer (any time) ─► Prepare(b) for all slots ─► Promise(b, accepted[]) ─►
+//!   new leader re-proposes the highest-ballot command of each slot, fills gaps with no-ops
+//! ```
+//!
+//! Bootstrap: replica 0 leads at ballot `1.0` without phase 1 (no ballot is below it, so there
+//! is nothing phase 1 could find), and every replica starts promised to `1.0`. A leader change
+//! therefore costs one round: `--rounds 2` allows every replica one election.
+//!
+//! Actor layout: replicas `0..R`, clients `R..R+C`. Durable state (stateright `Storage`): a
+//! replica's round, promise, accepted and chosen slots. Clients never crash (a client that
+//! forgets its place would resubmit old commands, a different experiment), so states with a
+//! crashed client are outside the checked boundary.
+//!
+//! Ghost history ([`MultiHistory`]) records every proposal, every vote, the highest promise of
+//! every replica, every command submitted and every reply sent, so the per-slot invariants of
+//! DESIGN.md §3 are stated over the whole run, exactly as for Synod.
+//!
+//! No symmetry reduction: replicas are not interchangeable, because ballots name their replica
+//! and ties between equal rounds are broken by that name (swapping two replicas swaps who wins
+//! a tie, which is a different behaviour, not the same one renamed).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::Serialize;
+use stateright::actor::{
+    model_timeout, Actor, ActorModel, ActorModelState, Envelope, Id, LossyNetwork, Network, Out,
+};
+use stateright::Expectation;
+
+use crate::actor_trace::{self, NodeNames};
+use crate::explorer_view::View;
+use crate::runner::{CheckTarget, SymmetryFn};
+use crate::types::{majority, minimal_majorities, Ballot, IdSet};
+
+/// The most slots a configuration may have: slot vectors are fixed-size arrays, so messages
+/// and states stay `Copy` and small.
+pub const MAX_SLOTS: usize = 4;
+/// The most client commands a configuration may have ([`CmdSet`] is a 16-bit set, and id 15
+/// is reserved for the fabricated command of a seeded bug).
+pub const MAX_COMMANDS: usize = 6;
+
+/// A log entry: `c0` is the no-op, `c1..=cN` are client commands (see
+/// [`MultiConfig::command_owner`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Cmd(pub u8);
+
+impl Cmd {
+    pub const NOOP: Cmd = Cmd(0);
+    /// What the `gap-fill-fabricates` bug writes into gaps: no client ever sends it.
+    pub const FABRICATED: Cmd = Cmd(15);
+
+    pub fn is_noop(self) -> bool {
+        self == Cmd::NOOP
+    }
+}
+
+impl fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Cmd::NOOP => f.write_str("noop"),
+            Cmd(k) => write!(f, "c{k}"),
+        }
+    }
+}
+
+/// A set of commands (ids below 16).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct CmdSet(u16);
+
+impl CmdSet {
+    pub fn insert(&mut self, cmd: Cmd) {
+        self.0 |= 1 << cmd.0;
+    }
+
+    pub fn remove(&mut self, cmd: Cmd) {
+        self.0 &= !(1 << cmd.0);
+    }
+
+    pub fn contains(self, cmd: Cmd) -> bool {
+        self.0 & (1 << cmd.0) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The least command: pending commands are proposed in ascending `(client, seq)` order,
+    /// which is ascending id order by construction of the ids.
+    pub fn first(self) -> Option<Cmd> {
+        (!self.is_empty()).then(|| Cmd(self.0.trailing_zeros() as u8))
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Cmd> {
+        (0..16u8).filter(move |k| self.0 & (1 << k) != 0).map(Cmd)
+    }
+}
+
+impl fmt::Debug for CmdSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// A vote: the ballot and command an acceptor accepted in a slot.
+pub type Vote = (Ballot, Cmd);
+/// One entry per slot.
+pub type Slots<T> = [T; MAX_SLOTS];
+
+/// The bounds and fault model of one Multi-Paxos model instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MultiConfig {
+    pub replicas: usize,
+    pub clients: usize,
+    /// Client commands in all; command `k` belongs to client `(k-1) mod clients`.
+    pub commands: usize,
+    pub slots: usize,
+    /// At most this many slots in flight for new commands at the leader.
+    pub window: usize,
+    /// The highest round an election may use (bootstrap uses round 1).
+    pub max_round: u8,
+    /// How many elections (M1 campaigns) a run may hold, across all replicas.
+    pub elections: u8,
+    /// How often a client may resend its outstanding request to every replica.
+    pub retries: u8,
+    /// How many replicas may be crashed at the same time (0 disables crashes).
+    pub crashes: usize,
+    pub lossy: bool,
+    pub duplicating: bool,
+    pub bug: Option<MultiBug>,
+}
+
+impl Default for MultiConfig {
+    fn default() -> Self {
+        MultiConfig {
+            replicas: 3,
+            clients: 1,
+            commands: 2,
+            slots: 2,
+            window: 2,
+            max_round: 2,
+            elections: 1,
+            retries: 0,
+            crashes: 0,
+            lossy: false,
+            duplicating: false,
+            bug: None,
+        }
+    }
+}
+
+impl MultiConfig {
+    /// Checks the bounds; the message names the offending option and what it accepts.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(2..=5).contains(&self.replicas) {
+            return Err(format!(
+                "--replicas must be between 2 and 5, usually 3 or 5 (got {})",
+                self.replicas
+            ));
+        }
+        if !(1..=MAX_COMMANDS).contains(&self.commands) {
+            return Err(format!(
+                "--commands must be between 1 and {MAX_COMMANDS} (got {})",
+                self.commands
+            ));
+        }
+        if self.clients == 0 || self.clients > self.commands.min(3) {
+            return Err(format!(
+                "--clients must be between 1 and min(3, --commands) = {} (got {})",
+                self.commands.min(3),
+                self.clients
+            ));
+        }
+        if !(1..=MAX_SLOTS).contains(&self.slots) {
+            return Err(format!(
+                "--slots must be between 1 and {MAX_SLOTS} (got {})",
+                self.slots
+            ));
+        }
+        if !(1..=self.slots).contains(&self.window) {
+            return Err(format!(
+                "--window must be between 1 and --slots ({}) (got {})",
+                self.slots, self.window
+            ));
+        }
+        if !(1..=4).contains(&self.max_round) {
+            return Err(format!(
+                "--rounds must be between 1 and 4 (got {}); round 1 is the initial leader's, \
+                 each further round allows every replica one election",
+                self.max_round
+            ));
+        }
+        if self.elections > 3 {
+            return Err(format!(
+                "--elections must be between 0 and 3 (got {})",
+                self.elections
+            ));
+        }
+        if self.retries > 3 {
+            return Err(format!(
+                "--retries must be between 0 and 3 (got {})",
+                self.retries
+            ));
+        }
+        if self.crashes > self.replicas {
+            return Err(format!(
+                "--crashes must be at most the number of replicas ({}) (got {})",
+                self.replicas, self.crashes
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn replica_ids(&self) -> Vec<Id> {
+        Id::vec_from(0..self.replicas)
+    }
+
+    pub fn client_id(&self, client: usize) -> Id {
+        Id::from(self.replicas + client)
+    }
+
+    pub fn majority(&self) -> usize {
+        majority(self.replicas)
+    }
+
+    /// `(client index, sequence number)` of command `cmd` (not the no-op).
+    pub fn command_owner(&self, cmd: Cmd) -> (usize, u8) {
+        let k = usize::from(cmd.0) - 1;
+        (k % self.clients, (k / self.clients + 1) as u8)
+    }
+
+    /// Client `client`'s command with sequence number `seq` (1-based), if it has one.
+    pub fn command_of(&self, client: usize, seq: u8) -> Option<Cmd> {
+        let k = (usize::from(seq) - 1) * self.clients + client + 1;
+        (k <= self.commands).then_some(Cmd(k as u8))
+    }
+
+    pub fn commands(&self) -> impl Iterator<Item = Cmd> {
+        (1..=self.commands as u8).map(Cmd)
+    }
+}
+
+/// Seeded bugs: each breaks the protocol in one realistic way, and the checker must find a
+/// counterexample for every property in [`MultiBug::violates`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MultiBug {
+    PromiseMergeOffByOne,
+    NoopOverwritesAccepted,
+    SkipPhase1AfterNack,
+    AcceptBelowPromise,
+    CommitWithoutMajority,
+    ApplyOutOfOrder,
+    IgnoreClientSequence,
+    ReplyBeforeCommit,
+    GapFillFabricates,
+}
+
+impl MultiBug {
+    pub const ALL: [MultiBug; 9] = [
+        MultiBug::PromiseMergeOffByOne,
+        MultiBug::NoopOverwritesAccepted,
+        MultiBug::SkipPhase1AfterNack,
+        MultiBug::AcceptBelowPromise,
+        MultiBug::CommitWithoutMajority,
+        MultiBug::ApplyOutOfOrder,
+        MultiBug::IgnoreClientSequence,
+        MultiBug::ReplyBeforeCommit,
+        MultiBug::GapFillFabricates,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MultiBug::PromiseMergeOffByOne => "promise-merge-off-by-one",
+            MultiBug::NoopOverwritesAccepted => "noop-overwrites-accepted",
+            MultiBug::SkipPhase1AfterNack => "skip-phase-1-after-nack",
+            MultiBug::AcceptBelowPromise => "accept-below-promise",
+            MultiBug::CommitWithoutMajority => "commit-without-majority",
+            MultiBug::ApplyOutOfOrder => "apply-out-of-order",
+            MultiBug::IgnoreClientSequence => "ignore-client-sequence",
+            MultiBug::ReplyBeforeCommit => "reply-before-commit",
+            MultiBug::GapFillFabricates => "gap-fill-fabricates",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            MultiBug::PromiseMergeOffByOne => "new leader merges every slot a Promise carries except the highest one",
+            MultiBug::NoopOverwritesAccepted => "new leader fills every slot below the highest with a no-op, even where Promises carry a command",
+            MultiBug::SkipPhase1AfterNack => "leader answers a Nack by moving to a higher ballot and re-sending its Accepts, skipping phase 1",
+            MultiBug::AcceptBelowPromise => "replica accepts an Accept whose ballot is below its promise",
+            MultiBug::CommitWithoutMajority => "leader counts a slot chosen one vote short of a majority",
+            MultiBug::ApplyOutOfOrder => "replica applies a chosen slot before the slots below it are chosen",
+            MultiBug::IgnoreClientSequence => "client table never consulted: a retried command is proposed and executed again",
+            MultiBug::ReplyBeforeCommit => "leader replies to the client when it proposes the command, before it is chosen",
+            MultiBug::GapFillFabricates => "new leader fills gaps with an uninitialised command instead of a no-op",
+        }
+    }
+
+    /// The properties this bug must violate (the first is the one it was written for).
+    pub fn violates(self) -> &'static [&'static str] {
+        match self {
+            MultiBug::PromiseMergeOffByOne => &["R2'", "I1", "R2a", "R2", "Agreement"],
+            MultiBug::NoopOverwritesAccepted => &["I1", "R2'", "R2a", "R2", "Agreement"],
+            MultiBug::SkipPhase1AfterNack => &["I1", "R2'"],
+            MultiBug::AcceptBelowPromise => &["P1a"],
+            MultiBug::CommitWithoutMajority => &["Log consistency"],
+            MultiBug::ApplyOutOfOrder => &["State-machine safety"],
+            MultiBug::IgnoreClientSequence => &["Exactly-once"],
+            MultiBug::ReplyBeforeCommit => &["Reply safety"],
+            MultiBug::GapFillFabricates => &["Validity"],
+        }
+    }
+
+    /// The smallest configuration in which the checker finds this bug's counterexample.
+    pub fn witness_config(self) -> MultiConfig {
+        let base = MultiConfig {
+            bug: Some(self),
+            ..MultiConfig::default()
+        };
+        match self {
+            // A command is proposed twice only when its client retries.
+            MultiBug::IgnoreClientSequence => MultiConfig {
+                commands: 1,
+                retries: 1,
+                ..base
+            },
+            // A gap below the highest accepted slot needs two commands in flight at once.
+            MultiBug::GapFillFabricates => MultiConfig { clients: 2, ..base },
+            _ => base,
+        }
+    }
+}
+
+impl fmt::Display for MultiBug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for MultiBug {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MultiBug::ALL
+            .into_iter()
+            .find(|bug| bug.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = MultiBug::ALL.iter().map(|b| b.name()).collect();
+                format!(
+                    "unknown Multi-Paxos bug '{s}'; known bugs: {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Protocol messages, per slot and per ballot as in the papers.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum MultiMsg {
+    Prepare(Ballot),
+    Promise(Ballot, Slots<Option<Vote>>),
+    Nack(Ballot, Ballot),
+    Accept(Ballot, u8, Cmd),
+    Accepted(Ballot, u8, Cmd),
+    Decide(u8, Cmd),
+    Request(Cmd),
+    Reply(Cmd),
+}
+
+fn fmt_slots<T: Copy>(
+    f: &mut fmt::Formatter<'_>,
+    slots: &[Option<T>],
+    entry: impl Fn(&mut fmt::Formatter<'_>, T) -> fmt::Result,
+) -> fmt::Result {
+    f.write_str("[")?;
+    for (s, item) in slots.iter().enumerate() {
+        if s > 0 {
+            f.write_str(" ")?;
+        }
+        match item {
+            None => f.write_str("-")?,
+            Some(x) => entry(f, *x)?,
+        }
+    }
+    f.write_str("]")
+}
+
+fn fmt_vote(f: &mut fmt::Formatter<'_>, (b, c): Vote) -> fmt::Result {
+    write!(f, "{b}={c:?}")
+}
+
+impl fmt::Debug for MultiMsg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MultiMsg::Prepare(b) => write!(f, "Prepare({b})"),
+            MultiMsg::Promise(b, accepted) => {
+                write!(f, "Promise({b}, ")?;
+                let used = accepted
+                    .iter()
+                    .rposition(Option::is_some)
+                    .map_or(0, |s| s + 1);
+                fmt_slots(f, &accepted[..used], fmt_vote)?;
+                f.write_str(")")
+            }
+            MultiMsg::Nack(b, promised) => write!(f, "Nack({b}, promised {promised})"),
+            MultiMsg::Accept(b, s, c) => write!(f, "Accept({b}, s{s}, {c:?})"),
+            MultiMsg::Accepted(b, s, c) => write!(f, "Accepted({b}, s{s}, {c:?})"),
+            MultiMsg::Decide(s, c) => write!(f, "Decide(s{s}, {c:?})"),
+            MultiMsg::Request(c) => write!(f, "Request({c:?})"),
+            MultiMsg::Reply(c) => write!(f, "Reply({c:?})"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum MultiTimer {
+    /// A replica suspects the leader (fires at any time): M1.
+    Election,
+    /// A client resends its outstanding request to every replica.
+    Retry,
+}
+
+/// A replica's part as leader.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum LeaderPhase {
+    Follower,
+    /// Phase 1 at the replica's own ballot `(round, self)`.
+    Preparing {
+        promises: IdSet,
+        /// Per slot, the highest-ballot vote among the Promises counted (own included).
+        merged: Slots<Option<Vote>>,
+    },
+    /// Phase 2 at `(round, self)`: slots below `next_slot` have been proposed.
+    Leading {
+        next_slot: u8,
+        /// Per slot in flight, the replicas that accepted it (self included).
+        votes: Slots<IdSet>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ReplicaState {
+    /// Durable: the highest round this replica has used for its own ballots.
+    pub round: u8,
+    /// Durable.
+    pub promised: Ballot,
+    /// Durable.
+    pub accepted: Slots<Option<Vote>>,
+    /// Durable: what this replica knows is chosen.
+    pub chosen: Slots<Option<Cmd>>,
+    pub phase: LeaderPhase,
+    /// Client commands waiting for a slot (candidate or leader only).
+    pub pending: CmdSet,
+    /// The slots applied to the state machine (a prefix, unless a bug says otherwise).
+    pub applied: u8,
+    /// The state machine: client commands in the order they were executed.
+    pub executed: Slots<Option<Cmd>>,
+}
+
+impl ReplicaState {
+    fn ballot(&self, me: Id) -> Ballot {
+        Ballot::new(self.round, usize::from(me))
+    }
+
+    fn is_applied(&self, slot: usize) -> bool {
+        self.applied & (1 << slot) != 0
+    }
+
+    pub fn executed(&self) -> impl Iterator<Item = Cmd> + '_ {
+        self.executed.iter().map_while(|c| *c)
+    }
+
+    fn push_executed(&mut self, cmd: Cmd) {
+        if let Some(free) = self.executed.iter_mut().find(|c| c.is_none()) {
+            *free = Some(cmd);
+        }
+    }
+
+    fn storage(&self) -> ReplicaStorage {
+        ReplicaStorage {
+            round: self.round,
+            promised: self.promised,
+            accepted: self.accepted,
+            chosen: self.chosen,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ClientState {
+    /// First field on purpose: keeps states readable and ordered by client.
+    pub index: u8,
+    /// Sequence number of the outstanding command (1-based), or past the last when done.
+    pub seq: u8,
+    /// Resends of the outstanding command so far.
+    pub retries: u8,
+}
+
+/// Variant order matches the actor layout: replicas first.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum MultiState {
+    Replica(ReplicaState),
+    Client(ClientState),
+}
+
+impl fmt::Debug for ReplicaState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.phase {
+            LeaderPhase::Follower => f.write_str("follower")?,
+            LeaderPhase::Preparing { promises, merged } => {
+                write!(f, "preparing promises {promises:?} merged ")?;
+                fmt_slots(f, &merged, fmt_vote)?;
+            }
+            LeaderPhase::Leading { next_slot, votes } => {
+                write!(f, "leading next s{next_slot} votes [")?;
+                for (s, v) in votes.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+                    write!(f, " s{s}:{v:?}")?;
+                }
+                f.write_str(" ]")?;
+            }
+        }
+        write!(
+            f,
+            " | round {} promised {} accepted ",
+            self.round, self.promised
+        )?;
+        fmt_slots(f, &self.accepted, fmt_vote)?;
+        f.write_str(" chosen ")?;
+        fmt_slots(f, &self.chosen, |f, c| write!(f, "{c:?}"))?;
+        write!(f, " | applied {:04b} executed [", self.applied)?;
+        for (i, c) in self.executed().enumerate() {
+            write!(f, "{}{c:?}", if i > 0 { " " } else { "" })?;
+        }
+        f.write_str("]")?;
+        if !self.pending.is_empty() {
+            write!(f, " pending {:?}", self.pending)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for MultiState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MultiState::Replica(r) => write!(f, "Replica {r:?}"),
+            MultiState::Client(c) => write!(f, "Client {} awaiting seq {}", c.index, c.seq),
+        }
+    }
+}
+
+/// What survives a replica's crash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct ReplicaStorage {
+    pub round: u8,
+    pub promised: Ballot,
+    pub accepted: Slots<Option<Vote>>,
+    pub chosen: Slots<Option<Cmd>>,
+}
+
+impl fmt::Debug for ReplicaStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "round {} promised {} accepted ",
+            self.round, self.promised
+        )?;
+        fmt_slots(f, &self.accepted, fmt_vote)?;
+        f.write_str(" chosen ")?;
+        fmt_slots(f, &self.chosen, |f, c| write!(f, "{c:?}"))
+    }
+}
+
+/// The parts of the configuration every actor needs, shared rather than copied per actor.
+#[derive(Debug)]
+struct Topology {
+    cfg: MultiConfig,
+    replicas: Vec<Id>,
+}
+
+impl Topology {
+    fn has_bug(&self, bug: MultiBug) -> bool {
+        self.cfg.bug == Some(bug)
+    }
+
+    fn commit_quorum(&self) -> usize {
+        if self.has_bug(MultiBug::CommitWithoutMajority) {
+            self.cfg.majority() - 1
+        } else {
+            self.cfg.majority()
+        }
+    }
+
+    fn others(&self, me: Id) -> impl Iterator<Item = Id> + '_ {
+        self.replicas.iter().copied().filter(move |r| *r != me)
+    }
+
+    /// The round of the next campaign, when the round bound allows one (M1).
+    fn next_campaign(&self, r: &ReplicaState) -> Option<u8> {
+        let round = r.round.max(r.promised.round) + 1;
+        (round <= self.cfg.max_round).then_some(round)
+    }
+
+    /// The election timer is armed exactly when the replica is not leading and a campaign is
+    /// still possible.
+    fn election_armed(&self, r: &ReplicaState) -> bool {
+        !matches!(r.phase, LeaderPhase::Leading { .. }) && self.next_campaign(r).is_some()
+    }
+
+    /// The highest sequence number of `client` this replica has executed (the client table).
+    fn last_seq(&self, r: &ReplicaState, client: usize) -> u8 {
+        if self.has_bug(MultiBug::IgnoreClientSequence) {
+            return 0;
+        }
+        r.executed()
+            .map(|c| self.cfg.command_owner(c))
+            .filter(|(owner, _)| *owner == client)
+            .map(|(_, seq)| seq)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn is_executed(&self, r: &ReplicaState, cmd: Cmd) -> bool {
+        let (client, seq) = self.cfg.command_owner(cmd);
+        self.last_seq(r, client) >= seq
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Role {
+    Replica,
+    Client { index: u8 },
+}
+
+#[derive(Clone, Debug)]
+pub struct MultiActor {
+    pub role: Role,
+    topology: Arc<Topology>,
+}
+
+impl Actor for MultiActor {
+    type Msg = MultiMsg;
+    type Timer = MultiTimer;
+    type State = MultiState;
+    type Storage = ReplicaStorage;
+    type Random = ();
+
+    fn on_start(&self, id: Id, storage: &Option<ReplicaStorage>, o: &mut Out<Self>) -> MultiState {
+        let t = &*self.topology;
+        match self.role {
+            Role::Client { index } => {
+                let client = ClientState {
+                    index,
+                    seq: 1,
+                    retries: 0,
+                };
+                if let Some(cmd) = t.cfg.command_of(usize::from(index), 1) {
+                    o.send(Id::from(0), MultiMsg::Request(cmd));
+                    if t.cfg.retries > 0 {
+                        o.set_timer(MultiTimer::Retry, model_timeout());
+                    }
+                }
+                MultiState::Client(client)
+            }
+            Role::Replica => {
+                let bootstrap = Ballot::new(1, 0);
+                let mut r = ReplicaState {
+                    round: 0,
+                    promised: bootstrap,
+                    accepted: [None; MAX_SLOTS],
+                    chosen: [None; MAX_SLOTS],
+                    phase: LeaderPhase::Follower,
+                    pending: CmdSet::default(),
+                    applied: 0,
+                    executed: [None; MAX_SLOTS],
+                };
+                match storage {
+                    // M11: only durable state survives; a vote is also a promise.
+                    Some(saved) => {
+                        r.round = saved.round;
+                        r.accepted = saved.accepted;
+                        r.chosen = saved.chosen;
+                        let highest_vote = saved.accepted.iter().flatten().map(|(b, _)| *b).max();
+                        r.promised = saved.promised.max(highest_vote.unwrap_or(saved.promised));
+                        self.apply(id, &mut r, o);
+                    }
+                    None if usize::from(id) == 0 => {
+                        r.round = 1;
+                        r.phase = LeaderPhase::Leading {
+                            next_slot: 0,
+                            votes: [IdSet::default(); MAX_SLOTS],
+                        };
+                        o.save(r.storage());
+                    }
+                    None => {}
+                }
+                if t.election_armed(&r) {
+                    o.set_timer(MultiTimer::Election, model_timeout());
+                }
+                MultiState::Replica(r)
+            }
+        }
+    }
+
+    fn on_msg(
+        &self,
+        id: Id,
+        state: &mut Cow<MultiState>,
+        src: Id,
+        msg: MultiMsg,
+        o: &mut Out<Self>,
+    ) {
+        match **state {
+            MultiState::Client(c) => {
+                if let MultiMsg::Reply(cmd) = msg {
+                    if let Some(next) = self.on_reply(c, src, cmd, o) {
+                        *state.to_mut() = MultiState::Client(next);
+                    }
+                }
+            }
+            MultiState::Replica(before) => {
+                let mut r = before;
+                match msg {
+                    MultiMsg::Prepare(b) => Self::on_prepare(&mut r, src, b, o),
+                    MultiMsg::Promise(b, accepted) => {
+                        self.on_promise(id, &mut r, src, b, accepted, o)
+                    }
+                    MultiMsg::Nack(b, promised) => self.on_nack(id, &mut r, b, promised, o),
+                    MultiMsg::Accept(b, s, cmd) => self.on_accept(id, &mut r, src, b, s, cmd, o),
+                    MultiMsg::Accepted(b, s, cmd) => {
+                        self.on_accepted(id, &mut r, src, b, s, cmd, o)
+                    }
+                    MultiMsg::Decide(s, cmd) => self.on_decide(id, &mut r, s, cmd, o),
+                    MultiMsg::Request(cmd) => self.on_request(id, &mut r, cmd, o),
+                    MultiMsg::Reply(_) => {}
+                }
+                self.finish(&before, r, self.topology.election_armed(&before), state, o);
+            }
+        }
+    }
+
+    fn on_timeout(
+        &self,
+        id: Id,
+        state: &mut Cow<MultiState>,
+        timer: &MultiTimer,
+        o: &mut Out<Self>,
+    ) {
+        match (**state, timer) {
+            (MultiState::Client(c), MultiTimer::Retry) => {
+                if let Some(next) = self.on_retry(c, o) {
+                    *state.to_mut() = MultiState::Client(next);
+                }
+            }
+            (MultiState::Replica(before), MultiTimer::Election) => {
+                let mut r = before;
+                self.on_election_timeout(id, &mut r, o);
+                // The timer that fired is disarmed, whatever it was before.
+                self.finish(&before, r, false, state, o);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl MultiActor {
+    /// Ends every replica step the same way: persist if durable state changed, keep the
+    /// election timer armed exactly when [`Topology::election_armed`] says, store the state.
+    fn finish(
+        &self,
+        before: &ReplicaState,
+        after: ReplicaState,
+        was_armed: bool,
+        state: &mut Cow<MultiState>,
+        o: &mut Out<Self>,
+    ) {
+        if after.storage() != before.storage() {
+            o.save(after.storage());
+        }
+        match (was_armed, self.topology.election_armed(&after)) {
+            (false, true) => o.set_timer(MultiTimer::Election, model_timeout()),
+            (true, false) => o.cancel_timer(MultiTimer::Election),
+            _ => {}
+        }
+        if after != *before {
+            *state.to_mut() = MultiState::Replica(after);
+        }
+    }
+
+    /// M1: suspect the leader and start phase 1 for every slot at a higher ballot.
+    fn on_election_timeout(&self, me: Id, r: &mut ReplicaState, o: &mut Out<Self>) {
+        let t = &*self.topology;
+        if matches!(r.phase, LeaderPhase::Leading { .. }) {
+            return;
+        }
+        let Some(round) = t.next_campaign(r) else {
+            return;
+        };
+        r.round = round;
+        r.promised = r.ballot(me);
+        r.phase = LeaderPhase::Preparing {
+            promises: IdSet::default().with(me),
+            merged: r.accepted,
+        };
+        o.broadcast(
+            &t.others(me).collect::<Vec<_>>(),
+            &MultiMsg::Prepare(r.promised),
+        );
+        if t.cfg.majority() <= 1 {
+            self.become_leader(me, r, o);
+        }
+    }
+
+    /// M2, M2', M2''.
+    fn on_prepare(r: &mut ReplicaState, src: Id, b: Ballot, o: &mut Out<Self>) {
+        if r.promised > b {
+            o.send(src, MultiMsg::Nack(b, r.promised));
+            return;
+        }
+        if r.promised < b {
+            r.promised = b;
+            if r.phase != LeaderPhase::Follower {
+                Self::step_down(r);
+            }
+        }
+        o.send(src, MultiMsg::Promise(b, r.accepted));
+    }
+
+    /// M3: count a Promise for the current campaign; a majority makes this replica leader.
+    fn on_promise(
+        &self,
+        me: Id,
+        r: &mut ReplicaState,
+        src: Id,
+        b: Ballot,
+        accepted: Slots<Option<Vote>>,
+        o: &mut Out<Self>,
+    ) {
+        let t = &*self.topology;
+        let LeaderPhase::Preparing {
+            mut promises,
+            mut merged,
+        } = r.phase
+        else {
+            return;
+        };
+        if b != r.ballot(me) || promises.contains(src) {
+            return;
+        }
+        promises.insert(src);
+        let carried = accepted.iter().rposition(Option::is_some);
+        for (s, vote) in accepted.iter().enumerate() {
+            if t.has_bug(MultiBug::PromiseMergeOffByOne) && Some(s) == carried {
+                continue;
+            }
+            merged[s] = merged[s].max(*vote);
+        }
+        r.phase = LeaderPhase::Preparing { promises, merged };
+        if promises.len() >= t.cfg.majority() {
+            self.become_leader(me, r, o);
+        }
+    }
+
+    /// M4: re-propose the highest-ballot command of every slot up to the highest one known,
+    /// fill gaps with no-ops, then propose the pending commands.
+    fn become_leader(&self, me: Id, r: &mut ReplicaState, o: &mut Out<Self>) {
+        let t = &*self.topology;
+        let LeaderPhase::Preparing { merged, .. } = r.phase else {
+            return;
+        };
+        let b = r.ballot(me);
+        let slots = t.cfg.slots;
+        let top = (0..slots).rfind(|&s| merged[s].is_some() || r.chosen[s].is_some());
+        let next_slot = top.map_or(0, |s| s + 1);
+        let mut votes = [IdSet::default(); MAX_SLOTS];
+        let mut reproposed = CmdSet::default();
+        let others: Vec<Id> = t.others(me).collect();
+        for s in 0..next_slot {
+            if r.chosen[s].is_some() {
+                continue;
+            }
+            let gap = if t.has_bug(MultiBug::GapFillFabricates) {
+                Cmd::FABRICATED
+            } else {
+                Cmd::NOOP
+            };
+            let cmd = match merged[s] {
+                Some(_) if t.has_bug(MultiBug::NoopOverwritesAccepted) && Some(s) != top => {
+                    Cmd::NOOP
+                }
+                Some((_, cmd)) => cmd,
+                None => gap,
+            };
+            r.accepted[s] = Some((b, cmd));
+            votes[s] = IdSet::default().with(me);
+            reproposed.insert(cmd);
+            o.broadcast(&others, &MultiMsg::Accept(b, s as u8, cmd));
+        }
+        r.phase = LeaderPhase::Leading {
+            next_slot: next_slot as u8,
+            votes,
+        };
+        for cmd in r.pending.iter() {
+            if reproposed.contains(cmd) || t.is_executed(r, cmd) {
+                r.pending.remove(cmd);
+            }
+        }
+        self.propose_pending(me, r, o);
+    }
+
+    /// M5b: a stable leader skips phase 1 and pipelines pending commands into free slots.
+    fn propose_pending(&self, me: Id, r: &mut ReplicaState, o: &mut Out<Self>) {
+        let t = &*self.topology;
+        let b = r.ballot(me);
+        loop {
+            let LeaderPhase::Leading {
+                mut next_slot,
+                mut votes,
+            } = r.phase
+            else {
+                return;
+            };
+            let in_flight = (0..usize::from(next_slot))
+                .filter(|&s| r.chosen[s].is_none())
+                .count();
+            let Some(cmd) = r.pending.first() else {
+                return;
+            };
+            if in_flight >= t.cfg.window || usize::from(next_slot) >= t.cfg.slots {
+                return;
+            }
+            let s = next_slot;
+            r.pending.remove(cmd);
+            r.accepted[usize::from(s)] = Some((b, cmd));
+            votes[usize::from(s)] = IdSet::default().with(me);
+            next_slot += 1;
+            r.phase = LeaderPhase::Leading { next_slot, votes };
+            o.broadcast(
+                &t.others(me).collect::<Vec<_>>(),
+                &MultiMsg::Accept(b, s, cmd),
+            );
+            if t.has_bug(MultiBug::ReplyBeforeCommit) {
+                let (client, _) = t.cfg.command_owner(cmd);
+                o.send(t.cfg.client_id(client), MultiMsg::Reply(cmd));
+            }
+            if votes[usize::from(s)].len() >= t.commit_quorum() {
+                self.commit(me, r, s, cmd, o);
+            }
+        }
+    }
+
+    /// M5, M5', M5''.
+    fn on_request(&self, me: Id, r: &mut ReplicaState, cmd: Cmd, o: &mut Out<Self>) {
+        let t = &*self.topology;
+        match r.phase {
+            LeaderPhase::Leading { next_slot, .. } => {
+                if t.is_executed(r, cmd) {
+                    let (client, _) = t.cfg.command_owner(cmd);
+                    o.send(t.cfg.client_id(client), MultiMsg::Reply(cmd));
+                    return;
+                }
+                let b = r.ballot(me);
+                let in_flight = (0..usize::from(next_slot))
+                    .any(|s| r.chosen[s].is_none() && r.accepted[s] == Some((b, cmd)));
+                if in_flight || r.pending.contains(cmd) {
+                    return;
+                }
+                r.pending.insert(cmd);
+                self.propose_pending(me, r, o);
+            }
+            LeaderPhase::Preparing { .. } => {
+                if !t.is_executed(r, cmd) {
+                    r.pending.insert(cmd);
+                }
+            }
+            LeaderPhase::Follower => {}
+        }
+    }
+
+    /// M6, M6'.
+    #[allow(clippy::too_many_arguments)]
+    fn on_accept(
+        &self,
+        me: Id,
+        r: &mut ReplicaState,
+        src: Id,
+        b: Ballot,
+        s: u8,
+        cmd: Cmd,
+        o: &mut Out<Self>,
+    ) {
+        let t = &*self.topology;
+        if r.promised > b && !t.has_bug(MultiBug::AcceptBelowPromise) {
+            o.send(src, MultiMsg::Nack(b, r.promised));
+            return;
+        }
+        r.promised = r.promised.max(b);
+        r.accepted[usize::from(s)] = Some((b, cmd));
+        if r.phase != LeaderPhase::Follower && r.ballot(me) < b {
+            Self::step_down(r);
+        }
+        o.send(src, MultiMsg::Accepted(b, s, cmd));
+    }
+
+    /// M7: count a vote for a slot in flight; a majority chooses it.
+    #[allow(clippy::too_many_arguments)]
+    fn on_accepted(
+        &self,
+        me: Id,
+        r: &mut ReplicaState,
+        src: Id,
+        b: Ballot,
+        s: u8,
+        cmd: Cmd,
+        o: &mut Out<Self>,
+    ) {
+        let t = &*self.topology;
+        let LeaderPhase::Leading {
+            next_slot,
+            mut votes,
+        } = r.phase
+        else {
+            return;
+        };
+        let slot = usize::from(s);
+        if b != r.ballot(me) || r.chosen[slot].is_some() || votes[slot].contains(src) {
+            return;
+        }
+        votes[slot].insert(src);
+        r.phase = LeaderPhase::Leading { next_slot, votes };
+        if votes[slot].len() >= t.commit_quorum() {
+            self.commit(me, r, s, cmd, o);
+            self.propose_pending(me, r, o);
+        }
+    }
+
+    /// The second half of M7: the slot is chosen; tell the others and apply.
+    fn commit(&self, me: Id, r: &mut ReplicaState, s: u8, cmd: Cmd, o: &mut Out<Self>) {
+        let t = &*self.topology;
+        r.chosen[usize::from(s)] = Some(cmd);
+        if let LeaderPhase::Leading {
+            next_slot,
+            mut votes,
+        } = r.phase
+        {
+            votes[usize::from(s)] = IdSet::default();
+            r.phase = LeaderPhase::Leading { next_slot, votes };
+        }
+        o.broadcast(&t.others(me).collect::<Vec<_>>(), &MultiMsg::Decide(s, cmd));
+        self.apply(me, r, o);
+    }
+
+    /// M8.
+    fn on_decide(&self, me: Id, r: &mut ReplicaState, s: u8, cmd: Cmd, o: &mut Out<Self>) {
+        let slot = usize::from(s);
+        if r.chosen[slot].is_some() {
+            return;
+        }
+        r.chosen[slot] = Some(cmd);
+        if let LeaderPhase::Leading {
+            next_slot,
+            mut votes,
+        } = r.phase
+        {
+            votes[slot] = IdSet::default();
+            r.phase = LeaderPhase::Leading { next_slot, votes };
+        }
+        self.apply(me, r, o);
+    }
+
+    /// M9: apply chosen slots in order; a leader replies to each command it executes.
+    fn apply(&self, _me: Id, r: &mut ReplicaState, o: &mut Out<Self>) {
+        let t = &*self.topology;
+        loop {
+            let next = if t.has_bug(MultiBug::ApplyOutOfOrder) {
+                (0..t.cfg.slots).find(|&s| !r.is_applied(s) && r.chosen[s].is_some())
+            } else {
+                (0..t.cfg.slots)
+                    .find(|&s| !r.is_applied(s))
+                    .filter(|&s| r.chosen[s].is_some())
+            };
+            let Some(s) = next else {
+                return;
+            };
+            r.applied |= 1 << s;
+            let Some(cmd) = r.chosen[s].filter(|c| !c.is_noop()) else {
+                continue;
+            };
+            if cmd == Cmd::FABRICATED || t.is_executed(r, cmd) {
+                continue;
+            }
+            r.push_executed(cmd);
+            if matches!(r.phase, LeaderPhase::Leading { .. }) {
+                let (client, _) = t.cfg.command_owner(cmd);
+                o.send(t.cfg.client_id(client), MultiMsg::Reply(cmd));
+            }
+        }
+    }
+
+    /// M10: a Nack for the current ballot means another replica has a higher one.
+    fn on_nack(
+        &self,
+        me: Id,
+        r: &mut ReplicaState,
+        b: Ballot,
+        promised: Ballot,
+        o: &mut Out<Self>,
+    ) {
+        let t = &*self.topology;
+        if r.phase == LeaderPhase::Follower || b != r.ballot(me) {
+            return;
+        }
+        if let (true, LeaderPhase::Leading { next_slot, .. }) =
+            (t.has_bug(MultiBug::SkipPhase1AfterNack), r.phase)
+        {
+            // The bug: outbid the Nack and carry on as leader without phase 1.
+            r.round = promised.round + 1;
+            let b = r.ballot(me);
+            r.promised = r.promised.max(b);
+            let mut votes = [IdSet::default(); MAX_SLOTS];
+            let others: Vec<Id> = t.others(me).collect();
+            let in_flight = r.accepted.iter_mut().zip(r.chosen).zip(votes.iter_mut());
+            for (s, ((accepted, chosen), voters)) in
+                in_flight.enumerate().take(usize::from(next_slot))
+            {
+                if let (None, Some((_, cmd))) = (chosen, *accepted) {
+                    *accepted = Some((b, cmd));
+                    *voters = IdSet::default().with(me);
+                    o.broadcast(&others, &MultiMsg::Accept(b, s as u8, cmd));
+                }
+            }
+            r.phase = LeaderPhase::Leading { next_slot, votes };
+            return;
+        }
+        r.round = r.round.max(promised.round);
+        Self::step_down(r);
+    }
+
+    /// M12.
+    fn step_down(r: &mut ReplicaState) {
+        r.phase = LeaderPhase::Follower;
+        r.pending = CmdSet::default();
+    }
+
+    fn on_reply(
+        &self,
+        c: ClientState,
+        src: Id,
+        cmd: Cmd,
+        o: &mut Out<Self>,
+    ) -> Option<ClientState> {
+        let t = &*self.topology;
+        let index = usize::from(c.index);
+        if t.cfg.command_of(index, c.seq) != Some(cmd) {
+            return None;
+        }
+        let next = ClientState {
+            seq: c.seq + 1,
+            retries: 0,
+            ..c
+        };
+        match t.cfg.command_of(index, next.seq) {
+            Some(cmd) => {
+                o.send(src, MultiMsg::Request(cmd));
+                if t.cfg.retries > 0 {
+                    o.set_timer(MultiTimer::Retry, model_timeout());
+                }
+            }
+            None => o.cancel_timer(MultiTimer::Retry),
+        }
+        Some(next)
+    }
+
+    fn on_retry(&self, c: ClientState, o: &mut Out<Self>) -> Option<ClientState> {
+        let t = &*self.topology;
+        let cmd = t.cfg.command_of(usize::from(c.index), c.seq)?;
+        if c.retries >= t.cfg.retries {
+            return None;
+        }
+        let next = ClientState {
+            retries: c.retries + 1,
+            ..c
+        };
+        o.broadcast(&t.replicas, &MultiMsg::Request(cmd));
+        if next.retries < t.cfg.retries {
+            o.set_timer(MultiTimer::Retry, model_timeout());
+        }
+        Some(next)
+    }
+}
+
+/// Ghost variables: what the run has done so far, kept only by the model.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct MultiHistory {
+    /// Every proposal `(slot, ballot, command)` ever issued (an Accept sent), sorted.
+    pub proposals: Vec<(u8, Ballot, Cmd)>,
+    /// Every vote ever cast, as `(slot, ballot, command)` and the replicas that cast it; a
+    /// leader votes for its own proposal in the step that issues it.
+    pub votes: Vec<(u8, Ballot, Cmd, IdSet)>,
+    /// The highest ballot each replica ever promised (in a Promise, or to itself in a
+    /// Prepare), sorted by replica.
+    pub promises: Vec<(Id, Ballot)>,
+    /// The first vote cast against a promise: `(replica, slot, voted ballot, promised ballot)`.
+    pub broken_promise: Option<(Id, u8, Ballot, Ballot)>,
+    /// Every command a client has sent.
+    pub submitted: CmdSet,
+    /// Every command a replica has answered.
+    pub replied: CmdSet,
+    /// Elections held so far (ballots a replica promised itself in a Prepare).
+    pub campaigns: u8,
+}
+
+impl fmt::Debug for MultiHistory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("proposals [")?;
+        for (i, (s, b, c)) in self.proposals.iter().enumerate() {
+            write!(f, "{}s{s}:{b}={c:?}", if i > 0 { ", " } else { "" })?;
+        }
+        f.write_str("] votes [")?;
+        for (i, (s, b, c, by)) in self.votes.iter().enumerate() {
+            write!(f, "{}s{s}:{b}={c:?}{by:?}", if i > 0 { ", " } else { "" })?;
+        }
+        f.write_str("] promises [")?;
+        for (i, (a, b)) in self.promises.iter().enumerate() {
+            let sep = if i > 0 { ", " } else { "" };
+            write!(f, "{sep}n{}:{b}", usize::from(*a))?;
+        }
+        write!(
+            f,
+            "] submitted {:?} replied {:?} elections {}",
+            self.submitted, self.replied, self.campaigns
+        )?;
+        if let Some((a, s, voted, promised)) = self.broken_promise {
+            let a = usize::from(a);
+            write!(
+                f,
+                " broken promise: n{a} voted {voted} in s{s} after promising {promised}"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl MultiHistory {
+    fn promised(&self, replica: Id) -> Option<Ballot> {
+        self.promises
+            .iter()
+            .find(|(a, _)| *a == replica)
+            .map(|(_, b)| *b)
+    }
+
+    /// The `(slot, ballot, command)` triples voted for by at least `majority` replicas.
+    pub fn chosen(&self, majority: usize) -> impl Iterator<Item = (u8, Ballot, Cmd)> + '_ {
+        self.votes
+            .iter()
+            .filter(move |(.., by)| by.len() >= majority)
+            .map(|&(s, b, c, _)| (s, b, c))
+    }
+
+    /// I1 for one issued proposal in slot `s`: some majority has no vote in `s` below `n`, or
+    /// its highest vote in `s` below `n` is for `cmd`.
+    fn safe_at(&self, quorums: &[IdSet], s: u8, n: Ballot, cmd: Cmd) -> bool {
+        quorums.iter().any(|q| {
+            let heard = |&&(vs, vb, _, by): &&(u8, Ballot, Cmd, IdSet)| {
+                vs == s && vb < n && by.iter().any(|a| q.contains(a))
+            };
+            match self.votes.iter().filter(heard).map(|v| v.1).max() {
+                None => true,
+                Some(top) => self
+                    .votes
+                    .iter()
+                    .filter(heard)
+                    .filter(|v| v.1 == top)
+                    .all(|v| v.2 == cmd),
+            }
+        })
+    }
+
+    fn record_proposal(&mut self, s: u8, b: Ballot, cmd: Cmd) -> bool {
+        match self.proposals.binary_search(&(s, b, cmd)) {
+            Ok(_) => false,
+            Err(at) => {
+                self.proposals.insert(at, (s, b, cmd));
+                true
+            }
+        }
+    }
+
+    fn record_vote(&mut self, replica: Id, s: u8, b: Ballot, cmd: Cmd) -> bool {
+        let at = self
+            .votes
+            .binary_search_by(|(vs, vb, vc, _)| (*vs, *vb, *vc).cmp(&(s, b, cmd)));
+        match at {
+            Ok(i) if self.votes[i].3.contains(replica) => return false,
+            Ok(i) => self.votes[i].3.insert(replica),
+            Err(i) => self
+                .votes
+                .insert(i, (s, b, cmd, IdSet::default().with(replica))),
+        }
+        if let Some(promised) = self.promised(replica) {
+            if promised > b && self.broken_promise.is_none() {
+                self.broken_promise = Some((replica, s, b, promised));
+            }
+        }
+        true
+    }
+
+    fn record_promise(&mut self, replica: Id, b: Ballot) -> bool {
+        if self.promised(replica).is_some_and(|p| p >= b) {
+            return false;
+        }
+        self.promises.retain(|(a, _)| *a != replica);
+        self.promises.push((replica, b));
+        self.promises.sort();
+        true
+    }
+}
+
+fn record_msg_out(
+    _cfg: &MultiConfig,
+    history: &MultiHistory,
+    env: Envelope<&MultiMsg>,
+) -> Option<MultiHistory> {
+    let mut next = history.clone();
+    let changed = match *env.msg {
+        MultiMsg::Accept(b, s, cmd) => {
+            let proposed = next.record_proposal(s, b, cmd);
+            next.record_vote(env.src, s, b, cmd) || proposed
+        }
+        MultiMsg::Accepted(b, s, cmd) => next.record_vote(env.src, s, b, cmd),
+        MultiMsg::Promise(b, _) => next.record_promise(env.src, b),
+        MultiMsg::Prepare(b) => {
+            let first = next.record_promise(env.src, b);
+            if first {
+                next.campaigns += 1;
+            }
+            first
+        }
+        MultiMsg::Request(cmd) if !history.submitted.contains(cmd) => {
+            next.submitted.insert(cmd);
+            true
+        }
+        MultiMsg::Reply(cmd) if !history.replied.contains(cmd) => {
+            next.replied.insert(cmd);
+            true
+        }
+        _ => false,
+    };
+    changed.then_some(next)
+}
+
+pub type MultiModel = ActorModel<MultiActor, MultiConfig, MultiHistory>;
+pub type MultiModelState = ActorModelState<MultiActor, MultiHistory>;
+
+/// Builds the model for `cfg` (call [`MultiConfig::validate`] first).
+pub fn model(cfg: MultiConfig) -> MultiModel {
+    let topology = Arc::new(Topology {
+        replicas: cfg.replica_ids(),
+        cfg: cfg.clone(),
+    });
+    let actor = |role| MultiActor {
+        role,
+        topology: Arc::clone(&topology),
+    };
+    let roles: Vec<Role> = (0..cfg.replicas)
+        .map(|_| Role::Replica)
+        .chain((0..cfg.clients).map(|c| Role::Client { index: c as u8 }))
+        .collect();
+    let network = if cfg.duplicating {
+        Network::new_unordered_duplicating([])
+    } else {
+        Network::new_unordered_nonduplicating([])
+    };
+    let lossy = if cfg.lossy {
+        LossyNetwork::Yes
+    } else {
+        LossyNetwork::No
+    };
+    let crashes = cfg.crashes;
+    ActorModel::new(cfg, MultiHistory::default())
+        .actors(roles.into_iter().map(actor))
+        .init_network(network)
+        .lossy_network(lossy)
+        .max_crashes(crashes)
+        .record_msg_out(record_msg_out)
+        .within_boundary(within_bounds)
+        .property(Expectation::Always, "Validity", validity)
+        .property(Expectation::Always, "Agreement", agreement)
+        .property(Expectation::Always, "R2", r2)
+        .property(Expectation::Always, "R2a", r2a)
+        .property(Expectation::Always, "R2'", r2_prime)
+        .property(Expectation::Always, "I1", i1)
+        .property(Expectation::Always, "P1a", p1a)
+        .property(Expectation::Always, "Log consistency", log_consistency)
+        .property(
+            Expectation::Always,
+            "State-machine safety",
+            state_machine_safety,
+        )
+        .property(Expectation::Always, "Exactly-once", exactly_once)
+        .property(Expectation::Always, "Reply safety", reply_safety)
+        .property(Expectation::Sometimes, "Non-vacuity", non_vacuity)
+}
+
+/// The bounds that no single actor can enforce: the number of elections in the whole run, and
+/// clients never crash.
+fn within_bounds(cfg: &MultiConfig, s: &MultiModelState) -> bool {
+    s.history.campaigns <= cfg.elections && !s.crashed[cfg.replicas..].iter().any(|c| *c)
+}
+
+fn replicas(s: &MultiModelState) -> impl Iterator<Item = &ReplicaState> + '_ {
+    s.actor_states.iter().filter_map(|a| match &**a {
+        MultiState::Replica(r) => Some(r),
+        MultiState::Client(_) => None,
+    })
+}
+
+/// The command chosen in `slot`, per history, if any.
+fn chosen_in(m: &MultiModel, s: &MultiModelState, slot: u8) -> Vec<(Ballot, Cmd)> {
+    s.history
+        .chosen(m.cfg.majority())
+        .filter(|(cs, ..)| *cs == slot)
+        .map(|(_, b, c)| (b, c))
+        .collect()
+}
+
+fn slots(m: &MultiModel) -> impl Iterator<Item = u8> {
+    0..m.cfg.slots as u8
+}
+
+/// [C1] Only submitted commands or no-ops are chosen, decided or executed.
+fn validity(m: &MultiModel, s: &MultiModelState) -> bool {
+    let valid = |c: Cmd| c.is_noop() || s.history.submitted.contains(c);
+    s.history.chosen(m.cfg.majority()).all(|(_, _, c)| valid(c))
+        && replicas(s)
+            .all(|r| r.chosen.iter().flatten().all(|c| valid(*c)) && r.executed().all(valid))
+}
+
+/// [C2] Per slot, at most one command is chosen.
+fn agreement(m: &MultiModel, s: &MultiModelState) -> bool {
+    slots(m).all(|slot| {
+        let chosen = chosen_in(m, s, slot);
+        chosen.windows(2).all(|w| w[0].1 == w[1].1)
+    })
+}
+
+/// [P2] Per slot: if (n, c) is chosen, every chosen (n', c') with n' > n has c' = c.
+fn r2(m: &MultiModel, s: &MultiModelState) -> bool {
+    slots(m).all(|slot| {
+        let chosen = chosen_in(m, s, slot);
+        chosen
+            .iter()
+            .all(|&(n, c)| chosen.iter().all(|&(n2, c2)| n2 <= n || c2 == c))
+    })
+}
+
+/// [P2a] Per slot: if (n, c) is chosen, every vote (n', c') with n' > n has c' = c.
+fn r2a(m: &MultiModel, s: &MultiModelState) -> bool {
+    slots(m).all(|slot| {
+        chosen_in(m, s, slot).iter().all(|&(n, c)| {
+            s.history
+                .votes
+                .iter()
+                .all(|&(vs, vb, vc, _)| vs != slot || vb <= n || vc == c)
+        })
+    })
+}
+
+/// [P2b] Per slot: if (n, c) is chosen, every proposal (n', c') with n' > n has c' = c.
+fn r2_prime(m: &MultiModel, s: &MultiModelState) -> bool {
+    slots(m).all(|slot| {
+        chosen_in(m, s, slot).iter().all(|&(n, c)| {
+            s.history
+                .proposals
+                .iter()
+                .all(|&(ps, pb, pc)| ps != slot || pb <= n || pc == c)
+        })
+    })
+}
+
+/// [P2c] Every proposal (slot, n, c) is safe at n for some majority.
+fn i1(m: &MultiModel, s: &MultiModelState) -> bool {
+    let quorums = minimal_majorities(&m.cfg.replica_ids());
+    s.history
+        .proposals
+        .iter()
+        .all(|&(slot, n, c)| s.history.safe_at(&quorums, slot, n, c))
+}
+
+/// A replica accepts (slot, n, c) only if it has not promised a ballot above n.
+fn p1a(_: &MultiModel, s: &MultiModelState) -> bool {
+    s.history.broken_promise.is_none()
+}
+
+/// Every command a replica holds as decided is chosen in that slot, so no two replicas'
+/// logs differ in any slot.
+fn log_consistency(m: &MultiModel, s: &MultiModelState) -> bool {
+    replicas(s).all(|r| {
+        slots(m).all(|slot| match r.chosen[usize::from(slot)] {
+            None => true,
+            Some(c) => chosen_in(m, s, slot).iter().any(|&(_, cc)| cc == c),
+        })
+    })
+}
+
+/// The executed sequences of any two replicas are one a prefix of the other.
+fn state_machine_safety(_: &MultiModel, s: &MultiModelState) -> bool {
+    let all: Vec<&ReplicaState> = replicas(s).collect();
+    all.iter().all(|a| {
+        all.iter()
+            .all(|b| a.executed().zip(b.executed()).all(|(x, y)| x == y))
+    })
+}
+
+/// No replica executes a command twice.
+fn exactly_once(_: &MultiModel, s: &MultiModelState) -> bool {
+    replicas(s).all(|r| {
+        let mut seen = CmdSet::default();
+        r.executed().all(|c| {
+            let fresh = !seen.contains(c);
+            seen.insert(c);
+            fresh
+        })
+    })
+}
+
+/// A client is only answered for a command that is chosen.
+fn reply_safety(m: &MultiModel, s: &MultiModelState) -> bool {
+    s.history
+        .replied
+        .iter()
+        .all(|c| s.history.chosen(m.cfg.majority()).any(|(_, _, cc)| cc == c))
+}
+
+/// Every client command is chosen and executed on every replica, and every client has its
+/// replies.
+fn non_vacuity(m: &MultiModel, s: &MultiModelState) -> bool {
+    let done = s.actor_states.iter().all(|a| match &**a {
+        MultiState::Client(c) => m.cfg.command_of(usize::from(c.index), c.seq).is_none(),
+        MultiState::Replica(r) => m.cfg.commands().all(|c| r.executed().any(|e| e == c)),
+    });
+    done
+}
+
+impl NodeNames for MultiConfig {
+    fn node_name(&self, id: Id) -> String {
+        let i = usize::from(id);
+        if i < self.replicas {
+            format!("n{i} (replica)")
+        } else {
+            format!("n{i} (client {})", i - self.replicas)
+        }
+    }
+}
+
+impl CheckTarget for MultiModel {
+    fn variant(&self) -> &'static str {
+        "multi"
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        let mut json = serde_json::to_value(&self.cfg).unwrap_or_default();
+        json["bug"] = self
+            .cfg
+            .bug
+            .map_or(serde_json::Value::Null, |b| b.name().into());
+        json
+    }
+
+    fn state_json(&self, state: &Self::State) -> serde_json::Value {
+        actor_trace::state_json(state)
+    }
+
+    fn action_json(&self, action: &Self::Action) -> serde_json::Value {
+        actor_trace::action_json(action)
+    }
+
+    fn describe_step(
+        &self,
+        prev: &Self::State,
+        action: &Self::Action,
+        next: &Self::State,
+    ) -> String {
+        actor_trace::describe_step(self, prev, action, next)
+    }
+
+    /// None: see the module notes on why replicas are not interchangeable.
+    fn symmetry(&self) -> Option<SymmetryFn<Self::State>> {
+        None
+    }
+
+    fn render_state(&self, state: &Self::State) -> String {
+        format!("{:#?}", View(state.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use stateright::{Checker, HasDiscoveries, Model};
+
+    use super::*;
+
+    /// Runs DFS to exhaustion (or until every property in `stop_at` is discovered) and returns
+    /// the discovered property names and the unique state count.
+    fn run(cfg: MultiConfig, stop_at: &[&'static str]) -> (Vec<&'static str>, usize) {
+        let mut checker = model(cfg).checker().threads(2);
+        if !stop_at.is_empty() {
+            checker = checker.finish_when(HasDiscoveries::AllOf(stop_at.iter().copied().collect()));
+        }
+        let checker = checker.spawn_dfs().join();
+        let mut names: Vec<_> = checker.discoveries().into_keys().collect();
+        names.sort();
+        (names, checker.unique_state_count())
+    }
+
+    #[test]
+    fn every_seeded_bug_violates_what_it_claims() {
+        let mut missed = Vec::new();
+        for bug in MultiBug::ALL {
+            let started = std::time::Instant::now();
+            let (discovered, unique) = run(bug.witness_config(), bug.violates());
+            eprintln!(
+                "{bug}: {discovered:?} after {unique} states in {:?}",
+                started.elapsed()
+            );
+            for property in bug.violates() {
+                if !discovered.contains(property) {
+                    missed.push(format!("{bug}: no {property} after {unique} states"));
+                }
+            }
+        }
+        assert!(missed.is_empty(), "{missed:#?}");
+    }
+
+    #[test]
+    fn every_invariant_has_a_seeded_bug() {
+        let targeted: BTreeSet<&str> = MultiBug::ALL
+            .iter()
+            .flat_map(|bug| bug.violates().iter().copied())
+            .collect();
+        for property in model(MultiConfig::default()).properties() {
+            if property.expectation == Expectation::Always {
+                assert!(
+                    targeted.contains(property.name),
+                    "no bug violates {}",
+                    property.name
+                );
+            }
+        }
+    }
+}
