@@ -400,10 +400,11 @@ fn bugs() {
     println!("\nMulti-Paxos (paxos-model check multi --bug NAME):");
     for bug in MultiBug::ALL {
         println!(
-            "  {:<28} breaks {:<20} {}",
+            "  {:<28} breaks {:<22} {}{}",
             bug.name(),
             bug.violates()[0],
-            bug.description()
+            bug.description(),
+            witness_flags(&bug.witness_config())
         );
     }
     println!("\nLamport variant (paxos-model check lamport --bug NAME):");
@@ -414,6 +415,29 @@ fn bugs() {
             bug.violates(),
             bug.description()
         );
+    }
+}
+
+/// The options beyond the defaults that a bug's counterexample needs, as a hint.
+fn witness_flags(cfg: &MultiConfig) -> String {
+    let d = MultiConfig::default();
+    let mut flags = Vec::new();
+    if cfg.clients != d.clients {
+        flags.push(format!("--clients {}", cfg.clients));
+    }
+    if cfg.commands != d.commands {
+        flags.push(format!("--commands {}", cfg.commands));
+    }
+    if cfg.retries != d.retries {
+        flags.push(format!("--retries {}", cfg.retries));
+    }
+    if cfg.crashes != d.crashes {
+        flags.push(format!("--crashes {}", cfg.crashes));
+    }
+    if flags.is_empty() {
+        String::new()
+    } else {
+        format!(" (with {})", flags.join(" "))
     }
 }
 

@@ -18,7 +18,13 @@ fn stderr(output: &Output) -> String {
 
 #[test]
 fn bad_arguments_exit_2_with_a_clear_message() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 8] = [
+        (&["check", "multi", "--replicas", "1"], "--replicas"),
+        (&["check", "multi", "--bug", "no-such-bug"], "known bugs"),
+        (
+            &["check", "multi", "--slots", "2", "--window", "3"],
+            "--window",
+        ),
         (&["check", "synod", "--acceptors", "0"], "--acceptors"),
         (&["check", "synod", "--bug", "no-such-bug"], "known bugs"),
         (&["check", "synod", "--rounds", "0"], "--rounds"),
@@ -50,6 +56,13 @@ fn bugs_lists_every_seeded_bug_with_its_property() {
     assert!(output.status.success());
     let listing = String::from_utf8_lossy(&output.stdout);
     for bug in paxos_model::synod::SynodBug::ALL {
+        let line = listing
+            .lines()
+            .find(|l| l.contains(bug.name()))
+            .expect("bug listed");
+        assert!(line.contains(bug.violates()[0]), "{line}");
+    }
+    for bug in paxos_model::multi::MultiBug::ALL {
         let line = listing
             .lines()
             .find(|l| l.contains(bug.name()))
@@ -107,6 +120,64 @@ fn a_seeded_bug_exits_1_and_saves_a_replayable_trace() {
 }
 
 #[test]
+fn multi_check_of_a_small_configuration_holds_everywhere() {
+    let dir = tempdir("multi");
+    let args = [
+        "check",
+        "multi",
+        "--commands",
+        "1",
+        "--retries",
+        "1",
+        "--json",
+        "--trace-dir",
+        &dir,
+    ];
+    let output = paxos_model(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["variant"], "multi");
+    assert_eq!(report["complete"], true);
+    let properties = report["properties"].as_array().expect("properties");
+    assert_eq!(properties.len(), 12);
+    for property in properties {
+        let verdict = property["verdict"].as_str().expect("verdict");
+        assert!(verdict == "holds" || verdict == "reachable", "{property}");
+    }
+}
+
+#[test]
+fn a_multi_bug_exits_1_with_its_counterexample() {
+    let dir = tempdir("multi-bug");
+    let output = paxos_model(&[
+        "check",
+        "multi",
+        "--commands",
+        "1",
+        "--bug",
+        "reply-before-commit",
+        "--json",
+        "--trace-dir",
+        &dir,
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let property = report["properties"]
+        .as_array()
+        .expect("properties")
+        .iter()
+        .find(|p| p["name"] == "Reply safety")
+        .expect("Reply safety reported");
+    assert_eq!(property["verdict"], "violated");
+    let file = property["discovery"]["trace_file"]
+        .as_str()
+        .expect("trace file");
+    let trace = read_trace(Path::new(file)).expect("trace reads back");
+    assert_eq!(trace.config["bug"], "reply-before-commit");
+    assert!(!trace.steps.is_empty());
+}
+
+#[test]
 fn lamport_check_counts_tlc_states() {
     let dir = tempdir("lamport");
     let output = paxos_model(&[
@@ -133,6 +204,11 @@ fn tempdir(name: &str) -> String {
 /// it; the server answers for that path.
 #[test]
 fn explore_with_a_bug_serves_the_counterexample_path() {
+    explore_serves(&["synod", "--bug", "learner-mixed-ballots"], "Learner");
+    explore_serves(&["multi", "--bug", "promise-merge-off-by-one"], "Replica");
+}
+
+fn explore_serves(variant: &[&str], role: &str) {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::process::Stdio;
@@ -144,14 +220,9 @@ fn explore_with_a_bug_serves_the_counterexample_path() {
         .port();
     let addr = format!("127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_paxos-model"))
-        .args([
-            "explore",
-            "synod",
-            "--bug",
-            "learner-mixed-ballots",
-            "--addr",
-            &addr,
-        ])
+        .arg("explore")
+        .args(variant)
+        .args(["--addr", &addr])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -193,7 +264,7 @@ fn explore_with_a_bug_serves_the_counterexample_path() {
         "{response}"
     );
     assert!(
-        response.contains("Learner"),
+        response.contains(role),
         "the state view names the roles: {response}"
     );
 }
