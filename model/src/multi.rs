@@ -1955,6 +1955,35 @@ mod tests {
         assert!(missed.is_empty(), "{missed:#?}");
     }
 
+    /// What `paxos-model explore multi --bug NAME` (with the options `paxos-model bugs` lists)
+    /// does before it serves: a single-threaded BFS for the shortest counterexample, whose
+    /// action path the explorer opens.
+    #[test]
+    fn every_seeded_bug_has_a_shortest_counterexample_for_the_explorer() {
+        use crate::runner::{find_discovery, CheckOptions, Strategy};
+        let opts = CheckOptions {
+            strategy: Strategy::Bfs,
+            threads: 1,
+            symmetry: false,
+            ..CheckOptions::default()
+        };
+        for bug in MultiBug::ALL {
+            let started = std::time::Instant::now();
+            let property = bug.violates()[0];
+            let found = find_discovery(model(bug.witness_config()), &opts, property)
+                .expect("the checker runs")
+                .unwrap_or_else(|| panic!("{bug}: no counterexample for {property}"));
+            eprintln!(
+                "{bug}: {property} in {} steps, found in {:?}",
+                found.trace.steps.len(),
+                started.elapsed()
+            );
+            assert_eq!(found.property, property);
+            assert!(!found.trace.steps.is_empty());
+            assert!(found.explorer_path.split('/').count() > found.trace.steps.len());
+        }
+    }
+
     #[test]
     fn every_invariant_has_a_seeded_bug() {
         let targeted: BTreeSet<&str> = MultiBug::ALL
