@@ -101,6 +101,7 @@
 mod error;
 mod group_commit;
 mod record;
+pub mod replica_log;
 pub mod snapshot;
 mod wal;
 
@@ -108,6 +109,10 @@ use std::path::Path;
 
 pub use error::WalError;
 pub use group_commit::{AppendTicket, GroupCommit, GroupCommitOptions, GroupCommitStats};
+pub use replica_log::{
+    CodecError, ReplicaGroupCommit, ReplicaLog, ReplicaLogError, ReplicaLogOptions,
+    ReplicaRecovered, ReplicaSnapshot,
+};
 pub use snapshot::{latest_snapshot, prune_snapshots, read_snapshot, write_snapshot, Snapshot};
 pub use wal::{Recovered, TornTail, Wal, WalOptions, WalStats};
 
