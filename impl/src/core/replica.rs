@@ -529,7 +529,9 @@ impl<SM: StateMachine> Replica<SM> {
             Phase::Leading { next_slot, .. } => {
                 if executed(&self.state.clients, id) {
                     out.effects.push(self.reply_from_table(id));
-                } else if !self.in_log(id, next_slot) && !self.state.pending.contains_key(&id) {
+                } else if !self.in_flight_request(id, next_slot)
+                    && !self.state.pending.contains_key(&id)
+                {
                     self.state.pending.insert(id, command);
                     self.propose_pending(out);
                 }
@@ -798,18 +800,15 @@ impl<SM: StateMachine> Replica<SM> {
         }
     }
 
-    /// Whether request `id` is in the log below `next_slot`: accepted at the own ballot, or
-    /// chosen. Chosen slots below `applied` need no look: a request chosen there was applied,
-    /// so it counts as executed, which the caller checks first.
-    fn in_log(&self, id: CommandId, next_slot: Slot) -> bool {
+    /// M5: whether request `id` is in flight: proposed at the own ballot in a slot below
+    /// `next_slot` that is not chosen yet. A request chosen but not yet applied (a slot below
+    /// it is still open) is not in flight: the spec re-proposes it, and M9 executes it once.
+    fn in_flight_request(&self, id: CommandId, next_slot: Slot) -> bool {
         let own = self.ballot();
-        let accepted = self.state.accepted.range(..next_slot);
-        let mut accepted = accepted.map(|(_, vote)| vote);
-        let chosen = self.state.chosen.range(self.state.applied..next_slot);
-        accepted.any(|(ballot, entry)| *ballot == own && entry.is_request(id))
-            || chosen
-                .map(|(_, entry)| entry)
-                .any(|entry| entry.is_request(id))
+        let mut accepted = self.state.accepted.range(..next_slot);
+        accepted.any(|(slot, (ballot, entry))| {
+            *ballot == own && entry.is_request(id) && !self.state.chosen.contains_key(slot)
+        })
     }
 
     /// Slots below `next_slot` not chosen yet. Every slot below `applied` is chosen.
