@@ -2,10 +2,13 @@
 //! abstraction from implementation state to model state, and the translation of model actions
 //! to implementation inputs. Only this crate sees both sides.
 //!
-//! So far: the ballot mapping, and [`synod`], which replays every enabled transition of every
-//! reachable Synod model state on the implementation's Synod core. Multi-Paxos replay, trace
-//! files and trace validation come with the conformance issue.
+//! So far: the ballot mapping; [`synod`], which replays every enabled transition of every
+//! reachable Synod model state on the implementation's Synod core; and [`multi`], which does
+//! the same for every replica transition of the Multi-Paxos model on the implementation's
+//! replica core (`paxos_impl::core`). Trace files and trace validation come with the
+//! conformance issue.
 
+pub mod multi;
 pub mod synod;
 
 use paxos_impl::Ballot as ImplBallot;

@@ -406,7 +406,7 @@ impl<SM: StateMachine> Replica<SM> {
         let transition = match msg {
             Message::Prepare { ballot } => self.on_prepare(from, ballot, out),
             Message::Promise { ballot, accepted } => self.on_promise(from, ballot, accepted, out),
-            Message::Nack { ballot, promised } => self.on_nack(ballot, promised),
+            Message::Nack { ballot, promised } => self.on_nack(ballot, promised, out),
             Message::Accept {
                 ballot,
                 slot,
@@ -632,11 +632,16 @@ impl<SM: StateMachine> Replica<SM> {
     }
 
     /// M10: the own ballot was refused; remember how high the refusal was and step down.
-    fn on_nack(&mut self, ballot: Ballot, promised: Ballot) -> Transition {
+    /// M10. The raised round is persisted: it costs a write only under contention, and keeps
+    /// "the round in storage is the round in memory" true at every step, which is what the
+    /// model and the conformance comparison check.
+    fn on_nack(&mut self, ballot: Ballot, promised: Ballot, out: &mut OutboxOf<SM>) -> Transition {
         if matches!(self.state.phase, Phase::Follower) || ballot != self.ballot() {
             return Transition::new(Rule::None, "nack").ballot(ballot);
         }
-        self.state.round = self.state.round.max(promised.round);
+        if promised.round > self.state.round {
+            self.set_round(promised.round, out);
+        }
         self.step_down();
         Transition::new(Rule::M10, "nack").ballot(ballot)
     }

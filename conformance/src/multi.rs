@@ -1,0 +1,952 @@
+//! Multi-Paxos conformance, step by step: every (reachable model state, enabled action) pair
+//! whose actor is a replica is replayed on the implementation's replica core
+//! ([`paxos_impl::core::Replica`]), and the two must agree on the replica's next state, the
+//! messages it sends (as a multiset), what it persists and whether its election timer is
+//! armed (`specs/protocol.md`, M1–M12; DESIGN.md §5).
+//!
+//! ```text
+//!   model state ──concretize──► Replica::from_state ─┐
+//!   model action ──────────────► one core Input ─────┼─► step ─► effects ─► StepOutcome (actual)
+//!   model storage ─────────────► Replica::recover ───┘                          │ ==
+//!   model: on_msg / on_timeout / on_start, next_state ─────────────────► StepOutcome (expected)
+//! ```
+//!
+//! The mapping:
+//! - replicas are impl nodes with the model's actor indices as ids; ballots map 1:1
+//!   ([`crate::ballot_to_impl`]);
+//! - model command `c0` is [`Entry::Noop`]; `ck` is the client command
+//!   `(client, seq) = MultiConfig::command_owner(ck)` whose operation is `k` (so the mapping
+//!   back is exact, and checked); the state machine is a [`Recorder`], whose executed sequence
+//!   is the model's `executed`, and whose client table is rebuilt from it;
+//! - `Deliver Request(c)` is [`Input::ClientRequest`], any other delivery at a replica is
+//!   [`Input::Message`], the `Election` timer is [`Input::ElectionTimeout`], and `Recover`
+//!   rebuilds the replica from the model's durable storage alone with [`Replica::recover`];
+//! - an impl `Reply { client, seq }` is the model's `Reply(c)` to `MultiConfig::client_id`;
+//! - the persisted state is compared as recovery reads it (M11): the impl's records are folded
+//!   onto the durable state before the step, and on both sides the promise is read as
+//!   `max(promised, highest accepted ballot)`, the bootstrap promise `1.0` when none was
+//!   written (the two sides may write the bootstrap promise at different moments);
+//! - the impl has no round bound, so its timer counts as armed when it is armed *and* a
+//!   campaign is within the model's `max_round` (the model disarms it otherwise);
+//! - a leader's voters of chosen slots are dead state, kept by the core and (mostly) cleared by
+//!   the model: both sides are compared in [`canonical`] form, without them.
+//!
+//! Every disagreement is a [`Divergence`].
+//!
+//! Client actions (a Reply delivered to a client, the client's Retry timer) have no impl
+//! counterpart and are counted as skipped. Drops, crashes and deliveries to a crashed replica
+//! change no replica: they are counted as `no_step` and only explored.
+
+use std::borrow::Cow;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::panic::{self, AssertUnwindSafe};
+
+use paxos_impl::core::{
+    ClientEntry, ClientId, Command, Config, Durable, Effect, Entry, Input, Message, Phase,
+    Recorder, Replica, ReplicaState as ImplState,
+};
+use paxos_impl::Ballot as ImplBallot;
+use paxos_model::explorer_view::View;
+use paxos_model::multi::{
+    self, Cmd, CmdSet, LeaderPhase, MultiConfig, MultiModel, MultiModelState, MultiMsg, MultiState,
+    MultiTimer, ReplicaState, ReplicaStorage, Slots, Vote, MAX_SLOTS,
+};
+use paxos_model::types::{Ballot, IdSet};
+use stateright::actor::{Actor, ActorModelAction, Command as OutCommand, Id, Out};
+use stateright::Model;
+
+use crate::{ballot_to_impl, ballot_to_model};
+
+/// The implementation's state machine under conformance: it records what it executes.
+pub type Sm = Recorder<u8>;
+/// The implementation replica under conformance.
+pub type ImplReplica = Replica<Sm>;
+type ImplEffect = Effect<u8, u64>;
+type ModelAction = ActorModelAction<MultiMsg, MultiTimer, ()>;
+
+/// What one replica step did, in the model's vocabulary, for comparison.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// The replica's state after the step.
+    pub state: ReplicaState,
+    /// `(destination actor, message)`, sorted: compared as a multiset.
+    pub sends: Vec<(usize, MultiMsg)>,
+    /// The durable state after the step as recovery reads it (M11): `promised` is
+    /// `max(promised, highest accepted ballot)`, `1.0` when never written.
+    pub persisted: ReplicaStorage,
+    /// Whether the election timer is armed after the step (and, impl side, a campaign is
+    /// within the model's round bound).
+    pub election_timer: bool,
+}
+
+/// A (state, action) pair on which the model and the implementation disagree.
+#[derive(Clone, Debug)]
+pub struct Divergence {
+    /// The model state before the step, rendered one node per line.
+    pub state: String,
+    /// The replica that acts.
+    pub node: usize,
+    pub action: String,
+    pub expected: StepOutcome,
+    /// `Err`: the implementation's result has no model image, or the implementation panicked,
+    /// or the model state before the step has no implementation counterpart.
+    pub actual: Result<StepOutcome, String>,
+}
+
+impl Divergence {
+    /// The parts of the outcome that differ.
+    pub fn differences(&self) -> Vec<&'static str> {
+        let Ok(actual) = &self.actual else {
+            return vec!["no comparable outcome"];
+        };
+        let e = &self.expected;
+        let mut parts = Vec::new();
+        if e.state != actual.state {
+            parts.push("state");
+        }
+        if e.sends != actual.sends {
+            parts.push("sends");
+        }
+        if e.persisted != actual.persisted {
+            parts.push("persisted");
+        }
+        if e.election_timer != actual.election_timer {
+            parts.push("election timer");
+        }
+        parts
+    }
+}
+
+fn fmt_outcome(f: &mut fmt::Formatter<'_>, o: &StepOutcome) -> fmt::Result {
+    writeln!(f, "    state:     {:?}", o.state)?;
+    writeln!(f, "    sends:     {:?}", o.sends)?;
+    writeln!(f, "    persisted: {:?}", o.persisted)?;
+    writeln!(f, "    timer:     {}", o.election_timer)
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "divergence at n{} ({}) on {}",
+            self.node,
+            self.differences().join(", "),
+            self.action
+        )?;
+        writeln!(f, "  model state before the step:")?;
+        for line in self.state.lines() {
+            writeln!(f, "    {line}")?;
+        }
+        writeln!(f, "  expected (model):")?;
+        fmt_outcome(f, &self.expected)?;
+        writeln!(f, "  actual (implementation):")?;
+        match &self.actual {
+            Ok(actual) => fmt_outcome(f, actual),
+            Err(why) => writeln!(f, "    {why}"),
+        }
+    }
+}
+
+/// The result of [`check_exhaustively`].
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Reachable model states visited (within the model's boundary).
+    pub states: usize,
+    /// (state, action) pairs replayed on the implementation (replica steps).
+    pub pairs: usize,
+    /// (state, action) pairs of client actors, which have no implementation counterpart.
+    pub skipped: usize,
+    /// Drops, crashes and deliveries to a crashed replica: no replica steps.
+    pub no_step: usize,
+    pub divergences: Vec<Divergence>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} states, {} pairs replayed, {} client pairs skipped, {} non-steps, {} divergences",
+            self.states,
+            self.pairs,
+            self.skipped,
+            self.no_step,
+            self.divergences.len()
+        )
+    }
+}
+
+// ------------------------------------------------------------------------------ vocabulary
+
+/// The implementation configuration of replica `id`: replica 0 is the initial leader, the
+/// window and the slot bound are the model's.
+pub fn impl_config(cfg: &MultiConfig, id: usize) -> Config {
+    Config {
+        id: node_id(id),
+        replicas: (0..cfg.replicas).map(node_id).collect(),
+        initial_leader: 0,
+        window: cfg.window as u64,
+        slot_limit: Some(cfg.slots as u64),
+    }
+}
+
+fn node_id(i: usize) -> u32 {
+    u32::try_from(i).expect("models have fewer than 16 actors")
+}
+
+/// The client command that model command `cmd` (not the no-op) stands for.
+pub fn command_to_impl(cfg: &MultiConfig, cmd: Cmd) -> Command<u8> {
+    let (client, seq) = cfg.command_owner(cmd);
+    Command {
+        client: ClientId(client as u64),
+        seq: u64::from(seq),
+        op: cmd.0,
+    }
+}
+
+pub fn entry_to_impl(cfg: &MultiConfig, cmd: Cmd) -> Entry<u8> {
+    if cmd.is_noop() {
+        Entry::Noop
+    } else {
+        Entry::Command(command_to_impl(cfg, cmd))
+    }
+}
+
+/// The model command of an impl command: its operation names it, and its `(client, seq)` must
+/// be that command's.
+pub fn command_to_model(cfg: &MultiConfig, c: &Command<u8>) -> Result<Cmd, String> {
+    let cmd = Cmd(c.op);
+    let owner = (c.op != 0 && c.op < 16).then(|| cfg.command_owner(cmd));
+    let id = (c.client.0 as usize, c.seq);
+    match owner {
+        Some((client, seq)) if (client, u64::from(seq)) == id => Ok(cmd),
+        _ => Err(format!("command {c:?} is no model command")),
+    }
+}
+
+pub fn entry_to_model(cfg: &MultiConfig, entry: &Entry<u8>) -> Result<Cmd, String> {
+    match entry {
+        Entry::Noop => Ok(Cmd::NOOP),
+        Entry::Command(c) => command_to_model(cfg, c),
+    }
+}
+
+fn ballot_out(b: ImplBallot) -> Result<Ballot, String> {
+    ballot_to_model(b).ok_or_else(|| format!("ballot {b} is beyond the model's bounds"))
+}
+
+fn small<T: TryFrom<u64>>(what: &str, x: u64) -> Result<T, String> {
+    T::try_from(x).map_err(|_| format!("{what} {x} is beyond the model's bounds"))
+}
+
+fn slot_index(slot: u64) -> Result<usize, String> {
+    usize::try_from(slot)
+        .ok()
+        .filter(|&s| s < MAX_SLOTS)
+        .ok_or_else(|| format!("slot {slot} is beyond the model's {MAX_SLOTS} slots"))
+}
+
+fn vote_to_impl(cfg: &MultiConfig, (b, cmd): Vote) -> (ImplBallot, Entry<u8>) {
+    (ballot_to_impl(b), entry_to_impl(cfg, cmd))
+}
+
+fn vote_to_model(cfg: &MultiConfig, (b, entry): &(ImplBallot, Entry<u8>)) -> Result<Vote, String> {
+    Ok((ballot_out(*b)?, entry_to_model(cfg, entry)?))
+}
+
+/// A model slot vector as a sparse map keyed by slot.
+fn slots_to_map<T: Copy, U>(slots: &Slots<Option<T>>, f: impl Fn(T) -> U) -> BTreeMap<u64, U> {
+    let used = slots.iter().enumerate();
+    used.filter_map(|(s, x)| x.map(|x| (s as u64, f(x))))
+        .collect()
+}
+
+/// A sparse map keyed by slot as a model slot vector.
+fn map_to_slots<T, U: Copy>(
+    map: &BTreeMap<u64, T>,
+    f: impl Fn(&T) -> Result<U, String>,
+) -> Result<Slots<Option<U>>, String> {
+    let mut slots = [None; MAX_SLOTS];
+    for (&slot, x) in map {
+        slots[slot_index(slot)?] = Some(f(x)?);
+    }
+    Ok(slots)
+}
+
+fn ids_to_impl(set: IdSet) -> BTreeSet<u32> {
+    set.iter().map(|id| node_id(usize::from(id))).collect()
+}
+
+fn ids_to_model(set: &BTreeSet<u32>) -> IdSet {
+    set.iter().map(|&n| Id::from(n as usize)).collect()
+}
+
+pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<Message<u8>> {
+    let b = ballot_to_impl;
+    Some(match msg {
+        MultiMsg::Prepare(ballot) => Message::Prepare { ballot: b(ballot) },
+        MultiMsg::Promise(ballot, accepted) => Message::Promise {
+            ballot: b(ballot),
+            accepted: slots_to_map(&accepted, |v| vote_to_impl(cfg, v))
+                .into_iter()
+                .map(|(slot, (vb, entry))| (slot, vb, entry))
+                .collect(),
+        },
+        MultiMsg::Nack(ballot, promised) => Message::Nack {
+            ballot: b(ballot),
+            promised: b(promised),
+        },
+        MultiMsg::Accept(ballot, s, cmd) => Message::Accept {
+            ballot: b(ballot),
+            slot: u64::from(s),
+            entry: entry_to_impl(cfg, cmd),
+        },
+        MultiMsg::Accepted(ballot, s, cmd) => Message::Accepted {
+            ballot: b(ballot),
+            slot: u64::from(s),
+            entry: entry_to_impl(cfg, cmd),
+        },
+        MultiMsg::Decide(s, cmd) => Message::Decide {
+            slot: u64::from(s),
+            entry: entry_to_impl(cfg, cmd),
+        },
+        MultiMsg::Request(_) | MultiMsg::Reply(_) => return None,
+    })
+}
+
+pub fn msg_to_model(cfg: &MultiConfig, msg: &Message<u8>) -> Result<MultiMsg, String> {
+    let b = |ballot| ballot_out(ballot);
+    let slot = |s| small::<u8>("slot", s);
+    let cmd = |entry| entry_to_model(cfg, entry);
+    Ok(match msg {
+        Message::Prepare { ballot } => MultiMsg::Prepare(b(*ballot)?),
+        Message::Promise { ballot, accepted } => {
+            let mut votes = [None; MAX_SLOTS];
+            for (s, vb, entry) in accepted {
+                votes[slot_index(*s)?] = Some((b(*vb)?, cmd(entry)?));
+            }
+            MultiMsg::Promise(b(*ballot)?, votes)
+        }
+        Message::Nack { ballot, promised } => MultiMsg::Nack(b(*ballot)?, b(*promised)?),
+        Message::Accept {
+            ballot,
+            slot: s,
+            entry,
+        } => MultiMsg::Accept(b(*ballot)?, slot(*s)?, cmd(entry)?),
+        Message::Accepted {
+            ballot,
+            slot: s,
+            entry,
+        } => MultiMsg::Accepted(b(*ballot)?, slot(*s)?, cmd(entry)?),
+        Message::Decide { slot: s, entry } => MultiMsg::Decide(slot(*s)?, cmd(entry)?),
+    })
+}
+
+// ------------------------------------------------------------------------------ durable state
+
+/// The durable state the implementation restarts from when the model's storage is `storage`.
+pub fn durable_to_impl(cfg: &MultiConfig, storage: Option<&ReplicaStorage>) -> Durable<u8> {
+    match storage {
+        None => Durable::default(),
+        Some(s) => Durable {
+            round: u64::from(s.round),
+            promised: Some(ballot_to_impl(s.promised)),
+            accepted: slots_to_map(&s.accepted, |v| vote_to_impl(cfg, v)),
+            chosen: slots_to_map(&s.chosen, |c| entry_to_impl(cfg, c)),
+        },
+    }
+}
+
+/// The bootstrap promise every replica holds before it writes one (M11 on empty storage).
+fn bootstrap_ballot() -> Ballot {
+    Ballot::new(1, 0)
+}
+
+/// The model's storage as recovery reads it (M11).
+pub fn model_recovery_view(storage: Option<&ReplicaStorage>) -> ReplicaStorage {
+    let s = storage.copied().unwrap_or(ReplicaStorage {
+        round: 0,
+        promised: bootstrap_ballot(),
+        accepted: [None; MAX_SLOTS],
+        chosen: [None; MAX_SLOTS],
+    });
+    let highest_vote = s.accepted.iter().flatten().map(|(b, _)| *b).max();
+    ReplicaStorage {
+        promised: s.promised.max(highest_vote.unwrap_or(s.promised)),
+        ..s
+    }
+}
+
+/// The implementation's durable state as recovery reads it (M11).
+pub fn impl_recovery_view(cfg: &MultiConfig, d: &Durable<u8>) -> Result<ReplicaStorage, String> {
+    let promised = d.promised.map(ballot_out).transpose()?;
+    let storage = ReplicaStorage {
+        round: small("round", d.round)?,
+        promised: promised.unwrap_or(bootstrap_ballot()),
+        accepted: map_to_slots(&d.accepted, |v| vote_to_model(cfg, v))?,
+        chosen: map_to_slots(&d.chosen, |e| entry_to_model(cfg, e))?,
+    };
+    Ok(model_recovery_view(Some(&storage)))
+}
+
+// ------------------------------------------------------------------------------ replica state
+
+/// The client table a state machine that executed `executed`, in order, has: per client, its
+/// last request and that request's output (a [`Recorder`] outputs positions).
+fn client_table(executed: &[Command<u8>]) -> BTreeMap<ClientId, ClientEntry<u64>> {
+    let mut table = BTreeMap::new();
+    for (position, c) in executed.iter().enumerate() {
+        let row = ClientEntry {
+            last_seq: c.seq,
+            output: position as u64,
+        };
+        table.insert(c.client, row);
+    }
+    table
+}
+
+/// Concretisation: the implementation replica `id` whose abstraction is `r`, with the
+/// persisted round and promise of the model's `storage`.
+pub fn concretize(
+    cfg: &MultiConfig,
+    id: usize,
+    r: &ReplicaState,
+    storage: Option<&ReplicaStorage>,
+) -> ImplReplica {
+    let entry = |c| entry_to_impl(cfg, c);
+    let phase = match r.phase {
+        LeaderPhase::Follower => Phase::Follower,
+        LeaderPhase::Preparing { promises, merged } => Phase::Preparing {
+            promises: ids_to_impl(promises),
+            merged: slots_to_map(&merged, |v| vote_to_impl(cfg, v)),
+        },
+        LeaderPhase::Leading { next_slot, votes } => Phase::Leading {
+            next_slot: u64::from(next_slot),
+            votes: (0..MAX_SLOTS)
+                .filter(|&s| !votes[s].is_empty())
+                .map(|s| (s as u64, ids_to_impl(votes[s])))
+                .collect(),
+        },
+    };
+    let executed: Vec<Command<u8>> = r.executed().map(|c| command_to_impl(cfg, c)).collect();
+    let state = ImplState {
+        round: u64::from(r.round),
+        promised: ballot_to_impl(r.promised),
+        accepted: slots_to_map(&r.accepted, |v| vote_to_impl(cfg, v)),
+        chosen: slots_to_map(&r.chosen, entry),
+        phase,
+        pending: r
+            .pending
+            .iter()
+            .map(|c| command_to_impl(cfg, c))
+            .map(|c| (c.id(), c))
+            .collect(),
+        applied: u64::from(r.applied.trailing_ones()),
+        clients: client_table(&executed),
+        persisted_round: storage.map_or(0, |s| u64::from(s.round)),
+        persisted_promise: storage.map(|s| ballot_to_impl(s.promised)),
+    };
+    Replica::from_state(impl_config(cfg, id), state, Recorder { executed })
+        .expect("the model's configurations are valid implementation configurations")
+}
+
+/// Abstraction: the model state of an implementation replica (`Err`: it has none).
+pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaState, String> {
+    let s = replica.state();
+    let chosen = map_to_slots(&s.chosen, |e| entry_to_model(cfg, e))?;
+    let phase = match &s.phase {
+        Phase::Follower => LeaderPhase::Follower,
+        Phase::Preparing { promises, merged } => LeaderPhase::Preparing {
+            promises: ids_to_model(promises),
+            merged: map_to_slots(merged, |v| vote_to_model(cfg, v))?,
+        },
+        Phase::Leading { next_slot, votes } => {
+            // Voters of a chosen slot are dead state on both sides (see `canonical`).
+            let mut model_votes = [IdSet::default(); MAX_SLOTS];
+            for (&slot, voters) in votes {
+                let slot = slot_index(slot)?;
+                if chosen[slot].is_none() {
+                    model_votes[slot] = ids_to_model(voters);
+                }
+            }
+            LeaderPhase::Leading {
+                next_slot: small("next_slot", *next_slot)?,
+                votes: model_votes,
+            }
+        }
+    };
+    let mut pending = CmdSet::default();
+    for c in s.pending.values() {
+        pending.insert(command_to_model(cfg, c)?);
+    }
+    let done = &replica.state_machine().executed;
+    if done.len() > MAX_SLOTS {
+        return Err(format!(
+            "{} commands executed, beyond the model's",
+            done.len()
+        ));
+    }
+    let mut executed = [None; MAX_SLOTS];
+    for (i, c) in done.iter().enumerate() {
+        executed[i] = Some(command_to_model(cfg, c)?);
+    }
+    if s.clients != client_table(done) {
+        return Err(format!(
+            "client table {:?} is not the executed sequence's {:?}",
+            s.clients,
+            client_table(done)
+        ));
+    }
+    let applied: u8 = small("applied", s.applied)?;
+    if usize::from(applied) > MAX_SLOTS {
+        return Err(format!("applied {applied} is beyond the model's slots"));
+    }
+    Ok(ReplicaState {
+        round: small("round", s.round)?,
+        promised: ballot_out(s.promised)?,
+        accepted: map_to_slots(&s.accepted, |v| vote_to_model(cfg, v))?,
+        chosen,
+        phase,
+        pending,
+        applied: ((1u16 << applied) - 1) as u8,
+        executed,
+    })
+}
+
+/// The replica state with the voters of chosen slots forgotten, the form both sides are
+/// compared in. Those voters are dead state: no rule reads `votes[s]` once `chosen[s]` is set
+/// (M7 ignores chosen slots, M5 and M5b count only unchosen ones). The model clears them when
+/// M7 or M8 chooses the slot and the core keeps them, but a leader can also propose into a
+/// slot it already learned as chosen (M5b after an M8 at or above `next_slot`), and then both
+/// hold `votes[s] = {self}` for a chosen `s`; the core's state cannot tell the two apart.
+pub fn canonical(mut r: ReplicaState) -> ReplicaState {
+    if let LeaderPhase::Leading { ref mut votes, .. } = r.phase {
+        for (voters, chosen) in votes.iter_mut().zip(r.chosen) {
+            if chosen.is_some() {
+                *voters = IdSet::default();
+            }
+        }
+    }
+    r
+}
+
+/// Whether the model's round bound still allows a campaign from this replica (M1).
+fn campaign_within_bound(cfg: &MultiConfig, replica: &ImplReplica) -> bool {
+    let seen = replica.round().max(replica.promised().round);
+    seen < u64::from(cfg.max_round)
+}
+
+// ------------------------------------------------------------------------------ one step
+
+fn replica_of(state: &MultiState) -> Option<&ReplicaState> {
+    match state {
+        MultiState::Replica(r) => Some(r),
+        MultiState::Client(_) => None,
+    }
+}
+
+/// The model's side of a replica step: `out` from the actor's handler, the rest from the
+/// model's next state.
+fn outcome_from_model(
+    next: &MultiModelState,
+    i: usize,
+    out: Out<multi::MultiActor>,
+) -> Option<StepOutcome> {
+    let mut sends = Vec::new();
+    for command in out {
+        if let OutCommand::Send(to, msg) = command {
+            sends.push((usize::from(to), msg));
+        }
+    }
+    sends.sort();
+    Some(StepOutcome {
+        state: canonical(*replica_of(&next.actor_states[i])?),
+        sends,
+        persisted: model_recovery_view(next.actor_storages[i].as_ref()),
+        election_timer: next.timers_set[i]
+            .iter()
+            .any(|t| *t == MultiTimer::Election),
+    })
+}
+
+/// The implementation's side: the replica after the step, the step's effects, and the
+/// durable state before it (onto which the step's records are folded).
+fn outcome_from_impl(
+    cfg: &MultiConfig,
+    replica: &ImplReplica,
+    effects: Vec<ImplEffect>,
+    mut durable: Durable<u8>,
+) -> Result<StepOutcome, String> {
+    let mut sends = Vec::new();
+    for effect in effects {
+        match effect {
+            Effect::Persist(record) => durable.apply(record),
+            Effect::Send { to, msg } => sends.push((to as usize, msg_to_model(cfg, &msg)?)),
+            Effect::Reply { client, seq, .. } => {
+                let client = client.0 as usize;
+                let cmd = u8::try_from(seq)
+                    .ok()
+                    .filter(|&seq| seq > 0 && client < cfg.clients)
+                    .and_then(|seq| cfg.command_of(client, seq))
+                    .ok_or_else(|| {
+                        format!("reply to client {client} seq {seq}: no model command")
+                    })?;
+                sends.push((usize::from(cfg.client_id(client)), MultiMsg::Reply(cmd)));
+            }
+            Effect::Executed { .. } | Effect::SetElectionTimer | Effect::CancelElectionTimer => {}
+        }
+    }
+    sends.sort();
+    Ok(StepOutcome {
+        state: abstraction(cfg, replica)?,
+        sends,
+        persisted: impl_recovery_view(cfg, &durable)?,
+        election_timer: replica.election_timer_armed() && campaign_within_bound(cfg, replica),
+    })
+}
+
+/// Runs `f`, turning an implementation panic (a failed invariant) into an error.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|e| {
+        let why = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+        format!("the implementation panicked: {}", why.unwrap_or_default())
+    })
+}
+
+/// The implementation replica before the step: concretised from the model replica, which
+/// must map back to itself.
+fn before_step(
+    cfg: &MultiConfig,
+    i: usize,
+    r: &ReplicaState,
+    storage: Option<&ReplicaStorage>,
+) -> Result<ImplReplica, String> {
+    let replica = concretize(cfg, i, r, storage);
+    match abstraction(cfg, &replica) {
+        Ok(back) if back == canonical(*r) => Ok(replica),
+        back => Err(format!(
+            "the model state before the step has no implementation counterpart: \
+             abstraction(concretize(s)) = {back:?}"
+        )),
+    }
+}
+
+fn input_of(cfg: &MultiConfig, src: Id, msg: MultiMsg) -> Option<Input<u8>> {
+    match msg {
+        MultiMsg::Request(cmd) => Some(Input::ClientRequest(command_to_impl(cfg, cmd))),
+        msg => Some(Input::Message {
+            from: node_id(usize::from(src)),
+            msg: msg_to_impl(cfg, msg)?,
+        }),
+    }
+}
+
+/// One (state, action) pair, classified. Built and consumed at once, never stored: the size
+/// difference between its variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Pair {
+    /// A replica step: the model's outcome and the implementation's.
+    Replayed {
+        node: usize,
+        expected: StepOutcome,
+        actual: Result<StepOutcome, String>,
+    },
+    /// A client actor's step.
+    Client,
+    /// No actor steps.
+    NoStep,
+}
+
+/// Replays `action` from `state` on the implementation; `next` is the model's next state
+/// (`state` itself when the action changes nothing).
+fn replay(
+    model: &MultiModel,
+    state: &MultiModelState,
+    action: &ModelAction,
+    next: &MultiModelState,
+) -> Pair {
+    let cfg = &model.cfg;
+    let (i, input) = match action {
+        ActorModelAction::Deliver { dst, .. } | ActorModelAction::Timeout(dst, _)
+            if usize::from(*dst) >= cfg.replicas =>
+        {
+            return Pair::Client
+        }
+        ActorModelAction::Deliver { dst, .. } if state.crashed[usize::from(*dst)] => {
+            return Pair::NoStep
+        }
+        ActorModelAction::Deliver { src, dst, msg } => {
+            (usize::from(*dst), input_of(cfg, *src, *msg))
+        }
+        ActorModelAction::Timeout(id, MultiTimer::Election) => {
+            (usize::from(*id), Some(Input::ElectionTimeout))
+        }
+        ActorModelAction::Timeout(id, MultiTimer::Retry) => (usize::from(*id), None),
+        ActorModelAction::Recover(id) if usize::from(*id) < cfg.replicas => {
+            return recover(model, state, usize::from(*id), next)
+        }
+        ActorModelAction::Recover(_) => return Pair::Client,
+        _ => return Pair::NoStep,
+    };
+    let id = Id::from(i);
+    let actor = &model.actors[i];
+    let mut cow = Cow::Borrowed(&*state.actor_states[i]);
+    let mut out = Out::new();
+    match action {
+        ActorModelAction::Deliver { src, msg, .. } => {
+            actor.on_msg(id, &mut cow, *src, *msg, &mut out)
+        }
+        ActorModelAction::Timeout(_, timer) => actor.on_timeout(id, &mut cow, timer, &mut out),
+        _ => unreachable!("only deliveries and timeouts reach here"),
+    }
+    let expected =
+        outcome_from_model(next, i, out).expect("a replica's next state is a replica state");
+    let r = replica_of(&state.actor_states[i]).expect("actors below `replicas` are replicas");
+    let storage = state.actor_storages[i].as_ref();
+    let actual = before_step(cfg, i, r, storage).and_then(|mut replica| {
+        let effects = match input {
+            Some(input) => guarded(|| replica.step(input))?,
+            None => Vec::new(),
+        };
+        outcome_from_impl(cfg, &replica, effects, durable_to_impl(cfg, storage))
+    });
+    Pair::Replayed {
+        node: i,
+        expected,
+        actual,
+    }
+}
+
+/// M11: the implementation replica rebuilt from the model's durable storage alone.
+fn recover(model: &MultiModel, state: &MultiModelState, i: usize, next: &MultiModelState) -> Pair {
+    let cfg = &model.cfg;
+    let storage = state.actor_storages[i].as_ref();
+    let mut out = Out::new();
+    model.actors[i].on_start(Id::from(i), &state.actor_storages[i], &mut out);
+    let expected =
+        outcome_from_model(next, i, out).expect("a replica's next state is a replica state");
+    let durable = durable_to_impl(cfg, storage);
+    let actual = guarded(|| Replica::recover(impl_config(cfg, i), durable.clone(), Sm::default()))
+        .and_then(|result| {
+            let (replica, effects) = result.map_err(|e| format!("recovery refused: {e}"))?;
+            outcome_from_impl(cfg, &replica, effects, durable)
+        });
+    Pair::Replayed {
+        node: i,
+        expected,
+        actual,
+    }
+}
+
+// ------------------------------------------------------------------------------ exploration
+
+/// A 128-bit fingerprint of a state: the visited set keeps these, not the states.
+fn fingerprint(state: &MultiModelState) -> u128 {
+    let half = |salt: u64| {
+        let mut h = DefaultHasher::new();
+        salt.hash(&mut h);
+        state.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
+/// Visits every reachable state of `cfg` within the model's boundary (no symmetry reduction,
+/// so the states stateright's checker counts with `--no-symmetry`) and replays every enabled
+/// replica action on the implementation, stopping after `max_divergences` divergences.
+///
+/// Depth-first: the stack holds about depth × branching states, where a breadth-first queue
+/// holds a whole level (gigabytes at the default configuration's millions of states). The
+/// visited set keeps 128-bit fingerprints, not states.
+pub fn check_exhaustively(cfg: &MultiConfig, max_divergences: usize) -> Report {
+    let model = multi::model(cfg.clone());
+    let mut report = Report::default();
+    let mut seen: HashSet<u128> = HashSet::new();
+    let mut stack: Vec<MultiModelState> = Vec::new();
+    let within = |s: &MultiModelState| Model::within_boundary(&model, s);
+    for init in model.init_states() {
+        if within(&init) && seen.insert(fingerprint(&init)) {
+            stack.push(init);
+        }
+    }
+    let mut actions = Vec::new();
+    while let Some(state) = stack.pop() {
+        report.states += 1;
+        actions.clear();
+        model.actions(&state, &mut actions);
+        for action in actions.drain(..) {
+            let next = model.next_state(&state, action.clone());
+            let pair = replay(&model, &state, &action, next.as_ref().unwrap_or(&state));
+            report.record(pair, &state, &action);
+            if !report.divergences.is_empty() && report.divergences.len() >= max_divergences {
+                return report;
+            }
+            let Some(next) = next else { continue };
+            if within(&next) && seen.insert(fingerprint(&next)) {
+                stack.push(next);
+            }
+        }
+    }
+    report
+}
+
+impl Report {
+    /// Counts one (state, action) pair; keeps its divergence, if any.
+    fn record(&mut self, pair: Pair, state: &MultiModelState, action: &ModelAction) {
+        let (node, expected, actual) = match pair {
+            Pair::Client => return self.skipped += 1,
+            Pair::NoStep => return self.no_step += 1,
+            Pair::Replayed {
+                node,
+                expected,
+                actual,
+            } => (node, expected, actual),
+        };
+        self.pairs += 1;
+        if actual.as_ref() == Ok(&expected) {
+            return;
+        }
+        let divergence = Divergence {
+            state: format!("{:?}", View(state.clone())),
+            node,
+            action: format!("{action:?}"),
+            expected,
+            actual,
+        };
+        self.divergences.push(divergence);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Instant;
+
+    use stateright::Checker;
+
+    use super::*;
+    use paxos_model::multi::MultiBug;
+
+    /// One election, one command, one client retry: every rule but the window runs.
+    fn small() -> MultiConfig {
+        MultiConfig {
+            max_round: 2,
+            elections: 1,
+            commands: 1,
+            clients: 1,
+            retries: 1,
+            ..MultiConfig::default()
+        }
+    }
+
+    fn with_crashes() -> MultiConfig {
+        MultiConfig {
+            crashes: 1,
+            ..small()
+        }
+    }
+
+    fn run(name: &str, cfg: &MultiConfig, max: usize) -> Report {
+        let started = Instant::now();
+        let report = check_exhaustively(cfg, max);
+        eprintln!("{name}: {report} in {:?}", started.elapsed());
+        report
+    }
+
+    fn assert_conforms(report: &Report) {
+        assert!(report.pairs > 0, "nothing replayed");
+        if let Some(first) = report.divergences.first() {
+            panic!("{first}");
+        }
+    }
+
+    #[test]
+    fn every_replica_transition_of_a_small_configuration_matches_the_core() {
+        assert_conforms(&run("small", &small(), 1));
+    }
+
+    #[test]
+    fn recovery_transitions_match_with_crashes() {
+        assert_conforms(&run("small with crashes", &with_crashes(), 1));
+    }
+
+    /// The harness visits exactly the states stateright's checker counts.
+    #[test]
+    fn the_visited_states_are_the_checkers() {
+        let report = check_exhaustively(&small(), usize::MAX);
+        let checker = multi::model(small()).checker().spawn_bfs().join();
+        assert_eq!(report.states, checker.unique_state_count());
+        assert_eq!(report.states, 65_434, "specs/results.md, --no-symmetry");
+    }
+
+    /// Concretisation and abstraction are inverse on every replica state reached, and the
+    /// durable state the concretised replica reports reads back as the model's storage.
+    #[test]
+    fn every_model_replica_maps_to_the_core_and_back() {
+        let cfg = with_crashes();
+        let model = multi::model(cfg.clone());
+        let mut stack = model.init_states();
+        let mut seen = HashSet::new();
+        let mut actions = Vec::new();
+        while let Some(state) = stack.pop() {
+            if !Model::within_boundary(&model, &state) || !seen.insert(fingerprint(&state)) {
+                continue;
+            }
+            for (i, a) in state.actor_states.iter().enumerate() {
+                let MultiState::Replica(r) = &**a else {
+                    continue;
+                };
+                let storage = state.actor_storages[i].as_ref();
+                let replica = concretize(&cfg, i, r, storage);
+                assert_eq!(abstraction(&cfg, &replica).unwrap(), canonical(*r));
+                assert_eq!(
+                    impl_recovery_view(&cfg, &replica.durable()).unwrap(),
+                    model_recovery_view(storage)
+                );
+            }
+            actions.clear();
+            model.actions(&state, &mut actions);
+            let next = actions
+                .drain(..)
+                .filter_map(|a| model.next_state(&state, a));
+            stack.extend(next);
+        }
+        assert_eq!(
+            seen.len(),
+            653_432,
+            "every state of the crash configuration"
+        );
+    }
+
+    /// Power: the implementation is correct, so replaying any seeded bug's model against it
+    /// must diverge. A comparison that let a bug through would prove nothing.
+    #[test]
+    fn every_seeded_model_bug_is_a_divergence() {
+        let mut missed = Vec::new();
+        for bug in MultiBug::ALL {
+            let report = run(bug.name(), &bug.witness_config(), 1);
+            match report.divergences.first() {
+                None => missed.push(bug.name()),
+                Some(d) => eprintln!("  n{} {:?} on {}", d.node, d.differences(), d.action),
+            }
+        }
+        assert!(missed.is_empty(), "no divergence for {missed:?}");
+    }
+
+    /// The full default configuration (2,966,505 states without symmetry): run it in release
+    /// mode with
+    /// `cargo test --release -p paxos-conformance --lib -- --ignored --nocapture default`.
+    #[test]
+    #[ignore = "minutes: the full default configuration"]
+    fn every_replica_transition_of_the_default_configuration_matches_the_core() {
+        let report = run("default", &MultiConfig::default(), 10);
+        assert_eq!(report.states, 2_966_505, "specs/results.md, --no-symmetry");
+        assert_conforms(&report);
+    }
+}
