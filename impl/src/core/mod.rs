@@ -55,6 +55,7 @@
 //! | `persisted` | u64 | `Persist` effects of the step |
 //! | `sent` | u64 | `Send` effects of the step |
 
+pub mod mutants;
 pub mod replica;
 pub mod state_machine;
 pub mod types;

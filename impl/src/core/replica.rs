@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::mutants::{self, Mutant};
 use super::state_machine::StateMachine;
 use super::types::{
     ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
@@ -424,7 +425,11 @@ impl<SM: StateMachine> Replica<SM> {
 
     /// M2 (promise a higher ballot), M2' (repeat), M2'' (Nack a lower one).
     fn on_prepare(&mut self, from: NodeId, ballot: Ballot, out: &mut OutboxOf<SM>) -> Transition {
-        let rule = match ballot.cmp(&self.state.promised) {
+        let mut order = ballot.cmp(&self.state.promised);
+        if mutants::active(Mutant::PromiseBelowPromised) && order.is_lt() {
+            order = std::cmp::Ordering::Greater;
+        }
+        let rule = match order {
             std::cmp::Ordering::Less => {
                 let promised = self.state.promised;
                 out.effects
@@ -464,7 +469,7 @@ impl<SM: StateMachine> Replica<SM> {
         }
         for (slot, vote_ballot, entry) in votes {
             let higher = merged.get(&slot).is_none_or(|(b, _)| vote_ballot > *b);
-            if higher {
+            if higher && !mutants::active(Mutant::IgnorePromisedVotes) {
                 merged.insert(slot, (vote_ballot, entry));
             }
         }
@@ -626,13 +631,18 @@ impl<SM: StateMachine> Replica<SM> {
         if self.state.chosen.contains_key(&slot) {
             return Transition::new(Rule::None, "decide").slot(slot);
         }
+        if mutants::active(Mutant::ApplyOutOfOrder) && slot > self.state.applied {
+            if let Some(command) = entry.command().cloned() {
+                self.execute(slot, command, out);
+            }
+        }
         self.choose(slot, entry, out);
         self.apply_chosen(out);
         Transition::new(Rule::M8, "decide").slot(slot).chosen(slot)
     }
 
     /// M10: the own ballot was refused; remember how high the refusal was and step down.
-    /// M10. The raised round is persisted: it costs a write only under contention, and keeps
+    /// The raised round is persisted: it costs a write only under contention, and keeps
     /// "the round in storage is the round in memory" true at every step, which is what the
     /// model and the conformance comparison check.
     fn on_nack(&mut self, ballot: Ballot, promised: Ballot, out: &mut OutboxOf<SM>) -> Transition {
@@ -642,11 +652,29 @@ impl<SM: StateMachine> Replica<SM> {
         if promised.round > self.state.round {
             self.set_round(promised.round, out);
         }
+        if mutants::active(Mutant::SkipPhase1AfterPreemption) {
+            return self.outbid_without_phase_1(promised, out);
+        }
         self.step_down();
         Transition::new(Rule::M10, "nack").ballot(ballot)
     }
 
     // ---------------------------------------------------------------- sub-rules
+
+    /// The [`Mutant::SkipPhase1AfterPreemption`] bug: answer a refusal by re-proposing the own
+    /// accepted slots at a ballot above the refusal, as if phase 1 had been won.
+    fn outbid_without_phase_1(&mut self, refusal: Ballot, out: &mut OutboxOf<SM>) -> Transition {
+        let round = refusal.round.saturating_add(1);
+        self.set_round(round, out);
+        let ballot = self.ballot();
+        self.set_promised(ballot, out);
+        self.state.phase = Phase::Preparing {
+            promises: BTreeSet::from([self.config.id]),
+            merged: self.state.accepted.clone(),
+        };
+        self.become_leader(out);
+        Transition::new(Rule::M4, "nack").ballot(ballot)
+    }
 
     /// M5b: while leading, with pending commands, fewer than `window` slots in flight and the
     /// slot bound not reached, propose the least pending command in `next_slot`.
@@ -738,6 +766,9 @@ impl<SM: StateMachine> Replica<SM> {
 
     fn set_round(&mut self, round: u64, out: &mut OutboxOf<SM>) {
         self.state.round = round;
+        if mutants::active(Mutant::RoundNotPersisted) {
+            return;
+        }
         self.state.persisted_round = round;
         out.records.push(Record::Round(round));
     }
@@ -913,6 +944,9 @@ impl<Op, Out> ReplicaState<Op, Out> {
 }
 
 fn executed<Out>(clients: &BTreeMap<ClientId, ClientEntry<Out>>, (client, seq): CommandId) -> bool {
+    if mutants::active(Mutant::IgnoreClientTable) {
+        return false;
+    }
     clients.get(&client).is_some_and(|row| row.last_seq >= seq)
 }
 

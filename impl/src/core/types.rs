@@ -259,6 +259,9 @@ pub struct Config {
 impl Config {
     /// `R / 2 + 1`.
     pub fn majority(&self) -> usize {
+        if super::mutants::active(super::mutants::Mutant::QuorumOneShort) {
+            return self.replicas.len() / 2;
+        }
         self.replicas.len() / 2 + 1
     }
 
