@@ -9,6 +9,7 @@
 //! conformance issue.
 
 pub mod multi;
+pub mod random;
 pub mod synod;
 
 use paxos_impl::Ballot as ImplBallot;

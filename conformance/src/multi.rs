@@ -64,8 +64,8 @@ use crate::{ballot_to_impl, ballot_to_model};
 pub type Sm = Recorder<u8>;
 /// The implementation replica under conformance.
 pub type ImplReplica = Replica<Sm>;
-type ImplEffect = Effect<u8, u64>;
-type ModelAction = ActorModelAction<MultiMsg, MultiTimer, ()>;
+pub(crate) type ImplEffect = Effect<u8, u64>;
+pub(crate) type ModelAction = ActorModelAction<MultiMsg, MultiTimer, ()>;
 
 /// What one replica step did, in the model's vocabulary, for comparison.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -573,7 +573,7 @@ fn outcome_from_model(
 
 /// The implementation's side: the replica after the step, the step's effects, and the
 /// durable state before it (onto which the step's records are folded).
-fn outcome_from_impl(
+pub(crate) fn outcome_from_impl(
     cfg: &MultiConfig,
     replica: &ImplReplica,
     effects: Vec<ImplEffect>,
@@ -608,7 +608,7 @@ fn outcome_from_impl(
 }
 
 /// Runs `f`, turning an implementation panic (a failed invariant) into an error.
-fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|e| {
         let why = e
             .downcast_ref::<String>()
@@ -636,7 +636,7 @@ fn before_step(
     }
 }
 
-fn input_of(cfg: &MultiConfig, src: Id, msg: MultiMsg) -> Option<Input<u8>> {
+pub(crate) fn input_of(cfg: &MultiConfig, src: Id, msg: MultiMsg) -> Option<Input<u8>> {
     match msg {
         MultiMsg::Request(cmd) => Some(Input::ClientRequest(command_to_impl(cfg, cmd))),
         msg => Some(Input::Message {
@@ -693,19 +693,7 @@ fn replay(
         ActorModelAction::Recover(_) => return Pair::Client,
         _ => return Pair::NoStep,
     };
-    let id = Id::from(i);
-    let actor = &model.actors[i];
-    let mut cow = Cow::Borrowed(&*state.actor_states[i]);
-    let mut out = Out::new();
-    match action {
-        ActorModelAction::Deliver { src, msg, .. } => {
-            actor.on_msg(id, &mut cow, *src, *msg, &mut out)
-        }
-        ActorModelAction::Timeout(_, timer) => actor.on_timeout(id, &mut cow, timer, &mut out),
-        _ => unreachable!("only deliveries and timeouts reach here"),
-    }
-    let expected =
-        outcome_from_model(next, i, out).expect("a replica's next state is a replica state");
+    let expected = model_outcome(model, state, action, i, next);
     let r = replica_of(&state.actor_states[i]).expect("actors below `replicas` are replicas");
     let storage = state.actor_storages[i].as_ref();
     let actual = before_step(cfg, i, r, storage).and_then(|mut replica| {
@@ -722,14 +710,43 @@ fn replay(
     }
 }
 
+/// The model's side of replica `i`'s step `action` (a delivery or a timeout) from `state`
+/// to `next`.
+pub(crate) fn model_outcome(
+    model: &MultiModel,
+    state: &MultiModelState,
+    action: &ModelAction,
+    i: usize,
+    next: &MultiModelState,
+) -> StepOutcome {
+    let id = Id::from(i);
+    let actor = &model.actors[i];
+    let mut cow = Cow::Borrowed(&*state.actor_states[i]);
+    let mut out = Out::new();
+    match action {
+        ActorModelAction::Deliver { src, msg, .. } => {
+            actor.on_msg(id, &mut cow, *src, *msg, &mut out)
+        }
+        ActorModelAction::Timeout(_, timer) => actor.on_timeout(id, &mut cow, timer, &mut out),
+        ActorModelAction::Recover(_) => {
+            actor.on_start(id, &state.actor_storages[i], &mut out);
+        }
+        _ => unreachable!("only deliveries, timeouts and recoveries step a replica"),
+    }
+    outcome_from_model(next, i, out).expect("a replica's next state is a replica state")
+}
+
 /// M11: the implementation replica rebuilt from the model's durable storage alone.
 fn recover(model: &MultiModel, state: &MultiModelState, i: usize, next: &MultiModelState) -> Pair {
     let cfg = &model.cfg;
     let storage = state.actor_storages[i].as_ref();
-    let mut out = Out::new();
-    model.actors[i].on_start(Id::from(i), &state.actor_storages[i], &mut out);
-    let expected =
-        outcome_from_model(next, i, out).expect("a replica's next state is a replica state");
+    let expected = model_outcome(
+        model,
+        state,
+        &ActorModelAction::Recover(Id::from(i)),
+        i,
+        next,
+    );
     let durable = durable_to_impl(cfg, storage);
     let actual = guarded(|| Replica::recover(impl_config(cfg, i), durable.clone(), Sm::default()))
         .and_then(|result| {
