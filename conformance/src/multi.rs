@@ -341,6 +341,11 @@ pub fn msg_to_model(cfg: &MultiConfig, msg: &Message<u8>) -> Result<MultiMsg, St
             entry,
         } => MultiMsg::Accepted(b(*ballot)?, slot(*s)?, cmd(entry)?),
         Message::Decide { slot: s, entry } => MultiMsg::Decide(slot(*s)?, cmd(entry)?),
+        Message::Status { .. } | Message::CatchUp { .. } => {
+            return Err(format!(
+                "{msg:?} is a catch-up message (C1–C3), which the model does not have"
+            ))
+        }
     })
 }
 
@@ -447,6 +452,10 @@ pub fn concretize(
         clients: client_table(&executed),
         persisted_round: storage.map_or(0, |s| u64::from(s.round)),
         persisted_promise: storage.map(|s| ballot_to_impl(s.promised)),
+        // Catch-up bookkeeping (C1–C3): the model has no catch-up, so none has happened.
+        compacted: 0,
+        peer_applied: BTreeMap::new(),
+        all_applied: 0,
     };
     Replica::from_state(impl_config(cfg, id), state, Recorder { executed })
         .expect("the model's configurations are valid implementation configurations")

@@ -1,6 +1,7 @@
 //! The Multi-Paxos replica core: every replica is acceptor, leader candidate, learner and state
 //! machine, as one deterministic state machine with no IO, no clocks, no randomness and no
-//! threads. The transitions are those of `specs/protocol.md` (M1–M12, "Multi-Paxos: the
+//! threads. The transitions are those of `specs/protocol.md` (M1–M12, plus the
+//! implementation-only catch-up rules C1–C3 for lagging replicas and log compaction; "Multi-Paxos: the
 //! replica as modelled"); each handler in [`replica`] names its rule.
 //!
 //! ```text
@@ -40,8 +41,8 @@
 //! | field | type | meaning |
 //! |---|---|---|
 //! | `node` | u32 | the replica's id |
-//! | `rule` | str | the rule applied: `bootstrap`, `M1`, `M2`, `M2'`, `M2''`, `M3`, `M4`, `M5`, `M5'`, `M5''`, `M6`, `M6'`, `M7`, `M8`, `M10`, `M11`, or `none` when the input changed nothing. M5b, M9 and M12 happen inside these and are not separate events. |
-//! | `input` | str | `bootstrap`, `recover`, `election_timeout`, `client_request`, `prepare`, `promise`, `nack`, `accept`, `accepted`, `decide` |
+//! | `rule` | str | the rule applied: `bootstrap`, `M1`, `M2`, `M2'`, `M2''`, `M3`, `M4`, `M5`, `M5'`, `M5''`, `M6`, `M6'`, `M7`, `M8`, `M10`, `M11`, the catch-up rules `C1`, `C2`, `C3`, or `none` when the input changed nothing. M5b, M9 and M12 happen inside these and are not separate events. |
+//! | `input` | str | `bootstrap`, `recover`, `election_timeout`, `tick`, `client_request`, `prepare`, `promise`, `nack`, `accept`, `accepted`, `decide`, `status`, `catch_up` |
 //! | `from` | u32, optional | the sender of a message |
 //! | `ballot` | str `round.node`, optional | the message's ballot; for M1 the new own ballot |
 //! | `slot` | u64, optional | the message's slot (Accept, Accepted, Decide) |
@@ -63,11 +64,11 @@ pub mod types;
 #[cfg(test)]
 mod tests;
 
-pub use replica::{ClientEntry, Phase, Replica, ReplicaEffect, ReplicaState, Rule};
+pub use replica::{AppliedState, ClientEntry, Phase, Replica, ReplicaEffect, ReplicaState, Rule};
 pub use state_machine::{KvOp, KvOutput, KvStore, Recorder, StateMachine};
 pub use types::{
     ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
-    Record, Slot, Vote,
+    Record, Slot, Vote, CATCH_UP_ENTRIES_MAX,
 };
 
 /// The `tracing` target of the core's transition events.

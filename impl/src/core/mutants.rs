@@ -1,9 +1,9 @@
 //! Hand-written protocol mutants of the replica core: one plausible bug per class of Paxos
 //! mistake, for showing that conformance (and the other test suites) can fail.
 //!
-//! A mutant is active only inside [`with_mutant`], on the calling thread, and only when the
+//! A mutant is active only inside `with_mutant`, on the calling thread, and only when the
 //! crate is built with the `mutants` cargo feature (the conformance crate's tests enable it).
-//! Without the feature [`active`] is a constant `false` the optimiser removes, so production
+//! Without the feature `active` is a constant `false` the optimiser removes, so production
 //! builds carry none of this.
 
 /// One deliberate deviation from `specs/protocol.md`.

@@ -10,7 +10,7 @@ use super::mutants::{self, Mutant};
 use super::state_machine::StateMachine;
 use super::types::{
     ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
-    Record, Slot, Vote,
+    Record, Slot, Vote, CATCH_UP_ENTRIES_MAX,
 };
 use crate::ballot::{Ballot, NodeId};
 
@@ -75,6 +75,25 @@ pub struct ReplicaState<Op, Out> {
     pub persisted_round: u64,
     /// The promise as the records persisted so far rebuild it (`None`: never written).
     pub persisted_promise: Option<Ballot>,
+    /// Catch-up (C1–C3, not modelled): entries of slots below this (accepted and chosen
+    /// entries, votes) may have been forgotten, by [`Replica::compact`] or in a snapshot the
+    /// replica restarted from; their effect lives in the state machine.
+    pub compacted: Slot,
+    /// Catch-up, at a leader: the applied prefix each other replica last reported (C2).
+    pub peer_applied: BTreeMap<NodeId, Slot>,
+    /// Catch-up: a prefix every replica is known to have applied (C2 computes it at the
+    /// leader, C3 brings it to followers). Only below it may the log be compacted.
+    pub all_applied: Slot,
+}
+
+/// What a snapshot must hold besides the protocol's durable state to restart a replica whose
+/// log was compacted: the applied prefix, the state machine after exactly those slots, and
+/// the client table (exactly-once execution must survive the restart).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedState<S, Out> {
+    pub applied: Slot,
+    pub state_machine: S,
+    pub clients: BTreeMap<ClientId, ClientEntry<Out>>,
 }
 
 /// A Multi-Paxos replica running state machine `SM`.
@@ -104,6 +123,12 @@ pub enum Rule {
     M8,
     M10,
     M11,
+    /// Catch-up: a non-leader reports its applied prefix to the leader it knows.
+    C1,
+    /// Catch-up: the leader answers a report with the chosen entries the sender lacks.
+    C2,
+    /// Catch-up: a replica learns chosen entries from a leader's answer.
+    C3,
     /// The input changed nothing ("any other delivery").
     None,
 }
@@ -127,6 +152,9 @@ impl Rule {
             Rule::M8 => "M8",
             Rule::M10 => "M10",
             Rule::M11 => "M11",
+            Rule::C1 => "C1",
+            Rule::C2 => "C2",
+            Rule::C3 => "C3",
             Rule::None => "none",
         }
     }
@@ -245,7 +273,28 @@ impl<SM: StateMachine> Replica<SM> {
         durable: Durable<SM::Op>,
         sm: SM,
     ) -> Result<(Self, Vec<ReplicaEffect<SM>>), ConfigError> {
+        Self::recover_from(config, durable, None, sm)
+    }
+
+    /// M11 from a snapshot: as [`Replica::recover`], but the state machine and the client
+    /// table are restored from `snapshot` and only the chosen slots from
+    /// `snapshot.applied` on are re-applied. `durable` may lack any entry below
+    /// `snapshot.applied` (a compacted log); those it still has are kept, so that the replica's
+    /// [`Replica::durable`] stays the fold of its log.
+    pub fn recover_from(
+        config: Config,
+        durable: Durable<SM::Op>,
+        snapshot: Option<AppliedState<SM::Snapshot, SM::Output>>,
+        mut sm: SM,
+    ) -> Result<(Self, Vec<ReplicaEffect<SM>>), ConfigError> {
         config.validate()?;
+        let (applied, clients) = match snapshot {
+            None => (0, BTreeMap::new()),
+            Some(snapshot) => {
+                sm.restore(snapshot.state_machine);
+                (snapshot.applied, snapshot.clients)
+            }
+        };
         let highest_vote = durable.accepted.values().map(|(ballot, _)| *ballot).max();
         let promised = durable.promised.unwrap_or(config.bootstrap_ballot());
         let state = ReplicaState {
@@ -255,10 +304,13 @@ impl<SM: StateMachine> Replica<SM> {
             chosen: durable.chosen,
             phase: Phase::Follower,
             pending: BTreeMap::new(),
-            applied: 0,
-            clients: BTreeMap::new(),
+            applied,
+            clients,
             persisted_round: durable.round,
             persisted_promise: durable.promised,
+            compacted: applied,
+            peer_applied: BTreeMap::new(),
+            all_applied: 0,
         };
         let mut replica = Replica { config, state, sm };
         replica.apply_chosen(&mut Outbox::new());
@@ -288,6 +340,7 @@ impl<SM: StateMachine> Replica<SM> {
             Input::ElectionTimeout => self.on_election_timeout(&mut out),
             Input::ClientRequest(command) => self.on_request(command, &mut out),
             Input::Message { from, msg } => self.on_message(from, msg, &mut out),
+            Input::Tick => self.on_tick(&mut out),
         };
         self.trace(&transition, &out);
         self.check_invariants();
@@ -362,6 +415,43 @@ impl<SM: StateMachine> Replica<SM> {
         !self.is_leading()
     }
 
+    /// What a snapshot at the current applied prefix must hold besides [`Replica::durable`].
+    pub fn applied_state(&self) -> AppliedState<SM::Snapshot, SM::Output> {
+        AppliedState {
+            applied: self.state.applied,
+            state_machine: self.sm.snapshot(),
+            clients: self.state.clients.clone(),
+        }
+    }
+
+    /// The highest slot below which [`Replica::compact`] may forget the log: what this
+    /// replica has applied and every replica is known to have applied (C2, C3).
+    pub fn compaction_point(&self) -> Slot {
+        self.state.applied.min(self.state.all_applied)
+    }
+
+    /// Forgets every accepted and chosen entry below [`Replica::compaction_point`]; returns
+    /// the new compaction point. Call it only once a snapshot ([`Replica::applied_state`]
+    /// with [`Replica::durable`]) at or above that point is durable: recovery then needs the
+    /// snapshot ([`Replica::recover_from`]).
+    ///
+    /// Why forgetting accepted values is safe here: a new leader re-proposes only slots at or
+    /// above its own applied prefix (M4), and every replica has applied every slot below the
+    /// compaction point, so no leader ever asks for a vote there again.
+    pub fn compact(&mut self) -> Slot {
+        let below = self.compaction_point();
+        if below <= self.state.compacted {
+            return self.state.compacted;
+        }
+        self.state.accepted = self.state.accepted.split_off(&below);
+        self.state.chosen = self.state.chosen.split_off(&below);
+        if let Phase::Leading { votes, .. } = &mut self.state.phase {
+            *votes = votes.split_off(&below);
+        }
+        self.state.compacted = below;
+        below
+    }
+
     /// The state the records persisted so far rebuild ([`Durable::from_records`] of them).
     pub fn durable(&self) -> Durable<SM::Op> {
         Durable {
@@ -373,6 +463,72 @@ impl<SM: StateMachine> Replica<SM> {
     }
 
     // ---------------------------------------------------------------- handlers
+
+    /// C1: a replica that does not lead reports its applied prefix to the one it believes
+    /// leads (the proposer of its promise).
+    fn on_tick(&mut self, out: &mut OutboxOf<SM>) -> Transition {
+        let leader = self.state.promised.node;
+        if self.is_leading() || leader == self.config.id || !self.config.is_replica(leader) {
+            return Transition::new(Rule::None, "tick");
+        }
+        let applied = self.state.applied;
+        out.effects.push(send(leader, Message::Status { applied }));
+        Transition::new(Rule::C1, "tick")
+    }
+
+    /// C2: a leader records a follower's applied prefix and answers with the chosen entries
+    /// from there on, and the prefix every replica has applied.
+    fn on_status(&mut self, from: NodeId, applied: Slot, out: &mut OutboxOf<SM>) -> Transition {
+        let reported = self.state.peer_applied.entry(from).or_insert(0);
+        *reported = (*reported).max(applied);
+        let everyone = self.config.others().map(|peer| {
+            let known = self.state.peer_applied.get(&peer).copied();
+            known.unwrap_or(0)
+        });
+        let all_applied = everyone.fold(self.state.applied, Slot::min);
+        self.state.all_applied = self.state.all_applied.max(all_applied);
+        if !self.is_leading() {
+            return Transition::new(Rule::None, "status").from(from);
+        }
+        let entries = self
+            .state
+            .chosen
+            .range(applied..)
+            .take(CATCH_UP_ENTRIES_MAX)
+            .map(|(&slot, entry)| (slot, entry.clone()))
+            .collect();
+        let catch_up = Message::CatchUp {
+            ballot: self.ballot(),
+            entries,
+            all_applied: self.state.all_applied,
+        };
+        out.effects.push(send(from, catch_up));
+        Transition::new(Rule::C2, "status")
+    }
+
+    /// C3: learn chosen entries from a leader's answer (persist, then apply, as M8). Safe
+    /// from any sender and at any ballot: they are chosen values.
+    fn on_catch_up(
+        &mut self,
+        entries: Vec<(Slot, Entry<SM::Op>)>,
+        all_applied: Slot,
+        out: &mut OutboxOf<SM>,
+    ) -> Transition {
+        self.state.all_applied = self.state.all_applied.max(all_applied);
+        let mut learned = None;
+        for (slot, entry) in entries {
+            if slot >= self.state.applied && !self.state.chosen.contains_key(&slot) {
+                self.choose(slot, entry, out);
+                learned = Some(slot);
+            }
+        }
+        self.apply_chosen(out);
+        let transition = Transition::new(Rule::C3, "catch_up");
+        match learned {
+            Some(slot) => transition.chosen(slot),
+            None => transition,
+        }
+    }
 
     /// M1: start phase 1 for all slots at a ballot above everything seen.
     fn on_election_timeout(&mut self, out: &mut OutboxOf<SM>) -> Transition {
@@ -419,6 +575,12 @@ impl<SM: StateMachine> Replica<SM> {
                 entry,
             } => self.on_accepted(from, ballot, slot, entry, out),
             Message::Decide { slot, entry } => self.on_decide(slot, entry, out),
+            Message::Status { applied } => self.on_status(from, applied, out),
+            Message::CatchUp {
+                ballot,
+                entries,
+                all_applied,
+            } => self.on_catch_up(entries, all_applied, out).ballot(ballot),
         };
         transition.from(from)
     }
@@ -599,7 +761,8 @@ impl<SM: StateMachine> Replica<SM> {
         let Phase::Leading { votes, .. } = &mut self.state.phase else {
             return ignored;
         };
-        if ballot != own || self.state.chosen.contains_key(&slot) {
+        // Below the applied prefix is chosen too, though compaction may have forgotten it.
+        if ballot != own || self.state.chosen.contains_key(&slot) || slot < self.state.applied {
             return ignored;
         }
         let Some(voters) = votes.get_mut(&slot) else {
@@ -628,7 +791,7 @@ impl<SM: StateMachine> Replica<SM> {
         entry: Entry<SM::Op>,
         out: &mut OutboxOf<SM>,
     ) -> Transition {
-        if self.state.chosen.contains_key(&slot) {
+        if self.state.chosen.contains_key(&slot) || slot < self.state.applied {
             return Transition::new(Rule::None, "decide").slot(slot);
         }
         if mutants::active(Mutant::ApplyOutOfOrder) && slot > self.state.applied {
@@ -870,7 +1033,9 @@ impl<SM: StateMachine> Replica<SM> {
         debug_assert!(state.persisted_promise.is_none_or(|p| p <= state.promised));
         debug_assert!(state.persisted_round <= state.round, "round went backwards");
         let last_applied = state.applied.checked_sub(1);
-        debug_assert!(last_applied.is_none_or(|s| state.chosen.contains_key(&s)));
+        debug_assert!(last_applied
+            .filter(|&s| s >= state.compacted)
+            .is_none_or(|s| state.chosen.contains_key(&s)));
         debug_assert!(
             !state.chosen.contains_key(&state.applied),
             "M9 stopped early"
@@ -939,6 +1104,9 @@ impl<Op, Out> ReplicaState<Op, Out> {
             clients: BTreeMap::new(),
             persisted_round: 0,
             persisted_promise: None,
+            compacted: 0,
+            peer_applied: BTreeMap::new(),
+            all_applied: 0,
         }
     }
 }
@@ -962,5 +1130,7 @@ fn msg_kind<Op>(msg: &Message<Op>) -> &'static str {
         Message::Accept { .. } => "accept",
         Message::Accepted { .. } => "accepted",
         Message::Decide { .. } => "decide",
+        Message::Status { .. } => "status",
+        Message::CatchUp { .. } => "catch_up",
     }
 }

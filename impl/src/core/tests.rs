@@ -993,3 +993,139 @@ fn every_transition_emits_exactly_one_trace_event_with_the_stable_fields() {
         "absent when nothing was chosen"
     );
 }
+
+// ------------------------------------------------------------- catch-up (C1–C3), snapshots
+
+/// The leader with slot 0 chosen (`c(1, 1)`, accepted by replica 1).
+fn leader_with_slot_0_chosen() -> R {
+    let mut r = leader();
+    r.step(request(1, 1));
+    r.step(deliver(1, accepted(b(1, 0), 0, c(1, 1))));
+    assert_eq!(r.applied(), 1);
+    r
+}
+
+#[test]
+fn c1_a_follower_reports_its_applied_prefix_to_the_leader_it_knows() {
+    let mut f = follower(2);
+    assert_eq!(
+        f.step(Input::Tick),
+        vec![send(0, Message::Status { applied: 0 })]
+    );
+    let mut l = leader();
+    assert_eq!(l.step(Input::Tick), vec![], "a leader reports to no one");
+}
+
+#[test]
+fn c2_the_leader_answers_with_the_chosen_entries_the_follower_lacks() {
+    let mut l = leader_with_slot_0_chosen();
+    assert_eq!(
+        l.step(deliver(2, Message::Status { applied: 0 })),
+        vec![send(
+            2,
+            Message::CatchUp {
+                ballot: b(1, 0),
+                entries: vec![(0, c(1, 1))],
+                all_applied: 0,
+            }
+        )],
+        "replica 1 has not reported: nothing is applied everywhere yet"
+    );
+    l.step(deliver(1, Message::Status { applied: 1 }));
+    let answer = l.step(deliver(2, Message::Status { applied: 1 }));
+    assert_eq!(
+        answer,
+        vec![send(
+            2,
+            Message::CatchUp {
+                ballot: b(1, 0),
+                entries: vec![],
+                all_applied: 1,
+            }
+        )],
+        "an up-to-date follower still hears from the leader"
+    );
+}
+
+#[test]
+fn c2_a_replica_that_does_not_lead_only_records_the_report() {
+    let mut f = follower(1);
+    assert_eq!(f.step(deliver(2, Message::Status { applied: 0 })), vec![]);
+}
+
+#[test]
+fn c3_a_follower_learns_the_entries_it_missed_and_applies_them_in_order() {
+    let mut f = follower(2);
+    let catch_up = Message::CatchUp {
+        ballot: b(1, 0),
+        entries: vec![(0, c(1, 1)), (1, Entry::Noop), (2, c(2, 1))],
+        all_applied: 1,
+    };
+    assert_eq!(
+        f.step(deliver(0, catch_up.clone())),
+        vec![
+            chosen_record(0, c(1, 1)),
+            chosen_record(1, Entry::Noop),
+            chosen_record(2, c(2, 1)),
+            executed(0, cmd(1, 1), 0),
+            executed(2, cmd(2, 1), 1),
+        ]
+    );
+    assert_eq!((f.applied(), f.compaction_point()), (3, 1));
+    assert_eq!(f.step(deliver(0, catch_up)), vec![], "nothing new twice");
+}
+
+#[test]
+fn compaction_forgets_only_what_every_replica_has_applied() {
+    let mut l = leader_with_slot_0_chosen();
+    assert_eq!(l.compact(), 0, "no follower has reported");
+    l.step(deliver(1, Message::Status { applied: 1 }));
+    assert_eq!(l.compact(), 0, "replica 2 has not reported");
+    l.step(deliver(2, Message::Status { applied: 1 }));
+    assert_eq!(l.compact(), 1);
+    assert!(l.chosen().is_empty() && l.accepted().is_empty());
+    // A late Accepted or Decide for the forgotten slot changes nothing.
+    assert_eq!(l.step(deliver(2, accepted(b(1, 0), 0, c(1, 1)))), vec![]);
+    assert_eq!(
+        l.step(deliver(
+            2,
+            Message::Decide {
+                slot: 0,
+                entry: c(1, 1)
+            }
+        )),
+        vec![]
+    );
+}
+
+/// Restarting from a snapshot plus a log whose applied prefix was compacted away gives the
+/// replica a restart from the whole log gives, client table and state machine included.
+#[test]
+fn recovery_from_a_snapshot_equals_recovery_from_the_whole_log() {
+    let mut l = leader_with_slot_0_chosen();
+    let snapshot = l.applied_state();
+    let mut log = l.durable().to_records();
+    log.extend(records(&l.step(request(2, 1))));
+    log.extend(records(&l.step(deliver(1, accepted(b(1, 0), 1, c(2, 1))))));
+    log.extend(records(&l.step(request(3, 1))));
+    let whole = Durable::from_records(log);
+    let mut compacted = whole.clone();
+    compacted.chosen.remove(&0);
+
+    let (from_log, _) = Replica::recover(config(0), whole, Sm::default()).unwrap();
+    let (from_snapshot, effects) =
+        Replica::recover_from(config(0), compacted, Some(snapshot), Sm::default()).unwrap();
+    assert_eq!(effects, vec![Effect::SetElectionTimer]);
+    assert_eq!(from_snapshot.applied(), 2);
+    assert_eq!(from_snapshot.applied(), from_log.applied());
+    assert_eq!(from_snapshot.clients(), from_log.clients());
+    assert_eq!(
+        from_snapshot.state_machine().executed,
+        vec![cmd(1, 1), cmd(2, 1)]
+    );
+    assert_eq!(
+        from_snapshot.state_machine().executed,
+        from_log.state_machine().executed
+    );
+    assert_eq!(from_snapshot.accepted(), from_log.accepted());
+}

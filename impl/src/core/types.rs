@@ -97,7 +97,23 @@ pub enum Message<Op> {
     },
     /// The leader tells the others that `slot` is chosen.
     Decide { slot: Slot, entry: Entry<Op> },
+    /// C1 (catch-up, not modelled): a replica that does not lead tells the replica it believes
+    /// leads how much of the log it has applied.
+    Status { applied: Slot },
+    /// C2 (catch-up, not modelled): the leader's answer to [`Message::Status`]: the chosen
+    /// entries from the follower's applied prefix on (at most [`CATCH_UP_ENTRIES_MAX`]), and
+    /// the prefix every replica has applied, below which the log may be compacted. Sent even
+    /// when `entries` is empty: it also tells the follower the leader at `ballot` is alive.
+    CatchUp {
+        ballot: Ballot,
+        entries: Vec<(Slot, Entry<Op>)>,
+        all_applied: Slot,
+    },
 }
+
+/// The most chosen entries one [`Message::CatchUp`] carries; a follower further behind
+/// catches up over several rounds of [`Input::Tick`].
+pub const CATCH_UP_ENTRIES_MAX: usize = 1024;
 
 /// One durable change. A write-ahead log is a sequence of these; [`Durable::from_records`]
 /// folds it back into the state recovery starts from.
@@ -203,6 +219,9 @@ pub enum Input<Op> {
     ElectionTimeout,
     /// A client submits, or retries, a command (M5).
     ClientRequest(Command<Op>),
+    /// The runtime's periodic catch-up timer (C1), at every replica: not part of the model,
+    /// which has no catch-up (its network loses nothing it must recover from).
+    Tick,
 }
 
 /// What the runtime must do after a step, in order.

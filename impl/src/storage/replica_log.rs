@@ -65,16 +65,21 @@
 //! [`latest_snapshot`] falls back to the older one and the log still holds every record after
 //! it (the module overview of [`crate::storage`] explains the rule).
 //!
-//! # Not yet: recovering a `Replica` from a snapshot
+//! # Recovering a `Replica` from a snapshot
 //!
-//! [`Replica::recover`] takes only a [`Durable`] and re-applies the chosen prefix from slot 0
-//! into an empty state machine. Once a snapshot has dropped chosen entries below `applied`,
-//! starting the core from [`ReplicaRecovered`] needs a core entry point that also takes the
-//! applied prefix and the restored state machine (and the client table, which the caller must
-//! then include in the state-machine bytes). Until the core has one, a runtime that uses
-//! [`Replica::recover`] must not call [`ReplicaLog::snapshot`]; without snapshots the log
-//! recovers exactly the fold of every record.
+//! Once a snapshot has dropped chosen entries below `applied`, [`Replica::recover`] (which
+//! re-applies the chosen prefix from slot 0) is not enough: start the core with
+//! [`Replica::recover_from`], passing the [`AppliedState`] (applied prefix, state machine,
+//! client table) the runtime stored as the snapshot's state-machine bytes
+//! ([`encode_state_machine`] of [`Replica::applied_state`]). The core's own compaction
+//! ([`Replica::compact`]) may then also drop accepted values, but only below the prefix every
+//! replica has applied, which makes that safe (`specs/protocol.md`, "Catch-up, snapshots and
+//! compaction"); the durable state it reports afterwards is what the next snapshot keeps.
 //!
+//! [`Replica::recover_from`]: crate::core::Replica::recover_from
+//! [`Replica::applied_state`]: crate::core::Replica::applied_state
+//! [`Replica::compact`]: crate::core::Replica::compact
+//! [`AppliedState`]: crate::core::AppliedState
 //! [`Replica::recover`]: crate::core::Replica::recover
 //! [`Replica::durable`]: crate::core::Replica::durable
 
