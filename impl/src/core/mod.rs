@@ -1,8 +1,8 @@
 //! The Multi-Paxos replica core: every replica is acceptor, leader candidate, learner and state
 //! machine, as one deterministic state machine with no IO, no clocks, no randomness and no
-//! threads. The transitions are those of `specs/protocol.md` (M1–M12, plus the
-//! implementation-only catch-up rules C1–C3 for lagging replicas and log compaction; "Multi-Paxos: the
-//! replica as modelled"); each handler in [`replica`] names its rule.
+//! threads. The transitions are those of `specs/protocol.md`: M1–M12 ("Multi-Paxos: the replica
+//! as modelled") and the implementation-only catch-up rules C1–C3 ("Catch-up, snapshots and
+//! compaction"); each handler in [`replica`] names its rule.
 //!
 //! ```text
 //!   Replica::new(config, sm)            ─┐
