@@ -810,7 +810,9 @@ impl<SM: StateMachine> Replica<SM> {
     /// it is still open) is not in flight: the spec re-proposes it, and M9 executes it once.
     fn in_flight_request(&self, id: CommandId, next_slot: Slot) -> bool {
         let own = self.ballot();
-        let mut accepted = self.state.accepted.range(..next_slot);
+        // Slots below `applied` are chosen, so they cannot match: start the scan there.
+        let start = self.state.applied.min(next_slot);
+        let mut accepted = self.state.accepted.range(start..next_slot);
         accepted.any(|(slot, (ballot, entry))| {
             *ballot == own && entry.is_request(id) && !self.state.chosen.contains_key(slot)
         })
