@@ -14,7 +14,7 @@
 //!
 //! [limits]                      # every field optional; the defaults are shown
 //! window = 256
-//! frame_bytes_max = 16777216
+//! frame_bytes_max = 67108864
 //! frame_messages_max = 1024
 //! peer_queue_messages_max = 65536
 //! catch_up_slots_max = 512
@@ -81,7 +81,9 @@ impl Default for Timing {
 pub struct Limits {
     /// Slots in flight for new commands (the core's `window`).
     pub window: u64,
-    /// A frame longer than this is malformed: the connection is closed.
+    /// A frame longer than this is malformed: the connection is closed. A Promise carries the
+    /// acceptor's whole `accepted` vector (the runtime does not compact the log yet), so this
+    /// also bounds how long a log can grow and still elect a leader.
     pub frame_bytes_max: u32,
     /// At most this many protocol messages in one frame.
     pub frame_messages_max: usize,
@@ -96,7 +98,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             window: 256,
-            frame_bytes_max: 16 << 20,
+            frame_bytes_max: 64 << 20,
             frame_messages_max: 1024,
             peer_queue_messages_max: 65_536,
             catch_up_slots_max: 512,

@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod config;
+pub mod gate;
 pub mod http;
 pub mod metrics;
 pub mod node;

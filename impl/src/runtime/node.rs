@@ -29,7 +29,7 @@
 //! re-sends the `Accept` of a slot in flight for a whole retransmit interval to the replicas
 //! that have not accepted it: a duplicate of a message already sent, which the model allows.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::ClusterConfig;
+use super::gate::DurabilityGate;
 use super::metrics::{inc, Metrics};
 use super::transport::PeerLink;
 use super::wire::PeerMsg;
@@ -95,6 +96,8 @@ pub struct LocalValue {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct NodeStatus {
     pub id: NodeId,
+    /// The serving process.
+    pub pid: u32,
     pub role: &'static str,
     /// The own ballot `round.id` (the one in use while preparing or leading).
     pub ballot: String,
@@ -139,13 +142,6 @@ enum Action {
     Send { to: NodeId, msg: PeerMsg },
 }
 
-/// Effects held until WAL submission `after` is durable.
-#[derive(Debug)]
-struct Held {
-    after: u64,
-    actions: Vec<Action>,
-}
-
 /// A WAL submission became durable (or failed).
 #[derive(Debug)]
 struct Durability {
@@ -178,9 +174,7 @@ pub struct NodeTask {
     durable_tx: mpsc::UnboundedSender<Durability>,
     durable_rx: mpsc::UnboundedReceiver<Durability>,
     rng: StdRng,
-    submitted: u64,
-    durable: u64,
-    held: VecDeque<Held>,
+    gate: DurabilityGate<Action>,
     records: Vec<Record<KvOp>>,
     actions: Vec<Action>,
     waiters: HashMap<CommandId, Vec<oneshot::Sender<ClientOutcome>>>,
@@ -210,9 +204,7 @@ impl NodeTask {
             durable_tx,
             durable_rx,
             rng: StdRng::seed_from_u64(parts.seed),
-            submitted: 0,
-            durable: 0,
-            held: VecDeque::new(),
+            gate: DurabilityGate::default(),
             records: Vec::new(),
             actions: Vec::new(),
             waiters: HashMap::new(),
@@ -519,11 +511,8 @@ impl NodeTask {
                 Err(e) => self.wal_failure = Some(format!("cannot encode records: {e}")),
             }
         }
-        if !self.actions.is_empty() {
-            let actions = std::mem::take(&mut self.actions);
-            let after = self.submitted;
-            self.held.push_back(Held { after, actions });
-        }
+        let actions = std::mem::take(&mut self.actions);
+        self.gate.hold(actions);
         self.release();
     }
 
@@ -532,8 +521,7 @@ impl NodeTask {
             self.wal_failure = Some("the WAL is closed".into());
             return;
         };
-        self.submitted += 1;
-        let submission = self.submitted;
+        let submission = self.gate.submit();
         let tx = self.durable_tx.clone();
         let submitted_at = Instant::now();
         self.metrics.wal_batch_records.observe(records as f64);
@@ -555,19 +543,14 @@ impl NodeTask {
         }
         let latency = note.submitted_at.elapsed();
         self.metrics.wal_commit_latency.observe_duration(latency);
-        self.durable = self.durable.max(note.submission);
+        self.gate.durable(note.submission);
         self.release();
     }
 
     /// Performs held effects, oldest first, while what they wait for is durable.
     fn release(&mut self) {
-        while self.held.front().is_some_and(|h| h.after <= self.durable) {
-            let Some(held) = self.held.pop_front() else {
-                return;
-            };
-            for action in held.actions {
-                self.perform(action);
-            }
+        for action in self.gate.ready() {
+            self.perform(action);
         }
     }
 
@@ -622,6 +605,7 @@ impl NodeTask {
         };
         let status = NodeStatus {
             id: self.id,
+            pid: std::process::id(),
             role: self.replica.phase().name(),
             ballot: self.replica.ballot().to_string(),
             promised: self.replica.promised().to_string(),
@@ -646,7 +630,7 @@ impl NodeTask {
     async fn shutdown(mut self) -> Result<(), NodeError> {
         self.flush();
         let deadline = tokio::time::Instant::now() + SHUTDOWN_FLUSH_TIMEOUT;
-        while self.wal_failure.is_none() && self.durable < self.submitted {
+        while self.wal_failure.is_none() && self.gate.outstanding() {
             match tokio::time::timeout_at(deadline, self.durable_rx.recv()).await {
                 Ok(Some(note)) => self.on_durable(note),
                 _ => break,
@@ -674,5 +658,200 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Entry;
+    use crate::storage::{GroupCommitOptions, ReplicaLog, ReplicaLogOptions};
+
+    /// A node task for replica `id` of a 3-replica cluster, its peers simulated by channels.
+    struct Harness {
+        inbox: mpsc::Sender<NodeEvent>,
+        peers: BTreeMap<NodeId, mpsc::Receiver<PeerMsg>>,
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<Result<(), NodeError>>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn start(id: NodeId) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Arc::new(ClusterConfig::loopback("t", 3, 7000, 8000));
+        let (mut log, _) =
+            ReplicaLog::<KvOp>::open(dir.path(), ReplicaLogOptions::default()).expect("open");
+        let core = config.core_config(id).expect("core config");
+        let (replica, effects) = Replica::new(core, KvStore::new()).expect("replica");
+        let records: Vec<_> = effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Persist(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        log.persist(&records).expect("persist bootstrap");
+        let wal = log
+            .into_group_commit(GroupCommitOptions::default())
+            .expect("group commit");
+        let mut links = Vec::new();
+        let mut peers = BTreeMap::new();
+        for peer in (0..3).filter(|&p| p != id) {
+            let (sender, receiver) = mpsc::channel(1024);
+            let connected = Arc::new(std::sync::atomic::AtomicBool::new(true));
+            links.push(PeerLink {
+                id: peer,
+                sender,
+                connected,
+            });
+            peers.insert(peer, receiver);
+        }
+        let (inbox, inbox_rx) = mpsc::channel(1024);
+        let (status, _) = watch::channel(NodeStatus::default());
+        let task = NodeTask::new(NodeParts {
+            config,
+            replica,
+            wal,
+            links,
+            metrics: Arc::new(Metrics::default()),
+            status,
+            inbox: inbox_rx,
+            seed: 7,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(task.run(stop_rx));
+        Harness {
+            inbox,
+            peers,
+            stop,
+            task,
+            _dir: dir,
+        }
+    }
+
+    impl Harness {
+        /// The next message to `peer` that is not a heartbeat.
+        async fn next_to(&mut self, peer: NodeId) -> PeerMsg {
+            let receiver = self.peers.get_mut(&peer).expect("peer");
+            loop {
+                let msg = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+                    .await
+                    .expect("a message in time")
+                    .expect("queue open");
+                if !matches!(msg, PeerMsg::Heartbeat { .. }) {
+                    return msg;
+                }
+            }
+        }
+
+        async fn stop(self) {
+            self.stop.send_replace(true);
+            let result = self.task.await.expect("task");
+            assert!(result.is_ok(), "{result:?}");
+        }
+    }
+
+    fn put(seq: u64) -> Command<KvOp> {
+        Command {
+            client: ClientId(1),
+            seq,
+            op: KvOp::Put {
+                key: "k".into(),
+                value: format!("v{seq}"),
+            },
+        }
+    }
+
+    const B10: Ballot = Ballot { round: 1, node: 0 };
+
+    #[tokio::test]
+    async fn the_leader_answers_its_client_once_a_majority_accepted() {
+        let mut node = start(0);
+        let (reply, answer) = oneshot::channel();
+        let command = put(1);
+        let event = NodeEvent::Client {
+            command: command.clone(),
+            reply,
+        };
+        node.inbox.send(event).await.expect("send");
+        let entry = Entry::Command(command);
+        let accept = PeerMsg::Paxos(Message::Accept {
+            ballot: B10,
+            slot: 0,
+            entry: entry.clone(),
+        });
+        assert_eq!(node.next_to(1).await, accept);
+        assert_eq!(node.next_to(2).await, accept);
+        let accepted = Message::Accepted {
+            ballot: B10,
+            slot: 0,
+            entry: entry.clone(),
+        };
+        let event = NodeEvent::Peer {
+            from: 2,
+            msg: PeerMsg::Paxos(accepted),
+        };
+        node.inbox.send(event).await.expect("send");
+        let outcome = tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .expect("in time")
+            .expect("answered");
+        assert_eq!(outcome, ClientOutcome::Done(KvOutput::Value(None)));
+        let decide = PeerMsg::Paxos(Message::Decide { slot: 0, entry });
+        assert_eq!(node.next_to(1).await, decide);
+        assert_eq!(node.next_to(2).await, decide);
+        node.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_follower_redirects_and_catches_up_from_the_leaders_decides() {
+        let mut node = start(1);
+        let (reply, answer) = oneshot::channel();
+        let event = NodeEvent::Client {
+            command: put(1),
+            reply,
+        };
+        node.inbox.send(event).await.expect("send");
+        let leader = Some(0);
+        assert_eq!(
+            answer.await.expect("answered"),
+            ClientOutcome::NotLeader { leader }
+        );
+        let heartbeat = PeerMsg::Heartbeat {
+            ballot: B10,
+            applied: 2,
+        };
+        let event = NodeEvent::Peer {
+            from: 0,
+            msg: heartbeat,
+        };
+        node.inbox.send(event).await.expect("send");
+        assert_eq!(node.next_to(0).await, PeerMsg::CatchUp { from_slot: 0 });
+        for seq in 1..=2 {
+            let decide = Message::Decide {
+                slot: seq - 1,
+                entry: Entry::Command(put(seq)),
+            };
+            let event = NodeEvent::Peer {
+                from: 0,
+                msg: PeerMsg::Paxos(decide),
+            };
+            node.inbox.send(event).await.expect("send");
+        }
+        let (reply, answer) = oneshot::channel();
+        let event = NodeEvent::LocalRead {
+            key: "k".into(),
+            reply,
+        };
+        node.inbox.send(event).await.expect("send");
+        let value = answer.await.expect("answered");
+        assert_eq!(
+            value,
+            LocalValue {
+                value: Some("v2".into()),
+                applied: 2
+            }
+        );
+        node.stop().await;
     }
 }

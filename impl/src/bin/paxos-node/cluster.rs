@@ -1,7 +1,9 @@
 //! `paxos-node cluster`: a local loopback cluster in one command. Writes `cluster.toml` in the
 //! data directory, starts one `paxos-node serve` process per replica (logs to
-//! `node-<id>.log`), and stops them all with SIGTERM on Ctrl-C.
+//! `node-<id>.log`), and stops them all with SIGTERM on Ctrl-C. A replica that exits (or is
+//! killed) is reported with the command that restarts it; the others keep serving.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -70,10 +72,11 @@ pub async fn run(args: ClusterArgs, json_logs: bool) -> ExitCode {
         args.nodes,
         dir.display()
     );
-    for node in &config.nodes {
+    for (node, (_, child)) in config.nodes.iter().zip(&children) {
         println!(
-            "  node {}: client http://{}  peers {}  log {}",
+            "  node {}: pid {}  client http://{}  peers {}  log {}",
             node.id,
+            child.id(),
             node.client_addr,
             node.peer_addr,
             dir.join(format!("node-{}.log", node.id)).display()
@@ -82,17 +85,36 @@ pub async fn run(args: ClusterArgs, json_logs: bool) -> ExitCode {
     let endpoints = endpoints.join(",");
     println!("try:  paxos-node put greeting hello --endpoints {endpoints}");
     println!("      paxos-node get greeting --endpoints {endpoints}");
+    println!("      paxos-node status --endpoints {endpoints}");
     println!("Ctrl-C stops the cluster.");
-    let code = tokio::select! {
-        _ = crate::shutdown_signal() => ExitCode::SUCCESS,
-        id = watch_children(&mut children) => {
-            eprintln!("error: node {id} exited; stopping the cluster (see its log)");
-            ExitCode::from(1)
+    let mut exited = BTreeSet::new();
+    let shutdown = crate::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-    };
+        for (id, child) in children.iter_mut() {
+            if exited.contains(id) {
+                continue;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                exited.insert(*id);
+                let exe = std::env::current_exe().unwrap_or_else(|_| "paxos-node".into());
+                eprintln!(
+                    "node {id} exited ({status}); the others keep serving. Restart it with:\n  \
+                     {} serve --config {} --id {id} --data-dir {}",
+                    exe.display(),
+                    config_path.display(),
+                    dir.join(format!("node-{id}")).display()
+                );
+            }
+        }
+    }
     stop_all(&mut children);
     println!("cluster stopped");
-    code
+    ExitCode::SUCCESS
 }
 
 fn write_config(dir: &Path, config: &ClusterConfig) -> Result<PathBuf, String> {
@@ -122,18 +144,6 @@ fn spawn_node(dir: &Path, config: &Path, id: u32, json_logs: bool) -> Result<Chi
         .stderr(log)
         .spawn()
         .map_err(|e| e.to_string())
-}
-
-/// Returns the id of the first replica that exits.
-async fn watch_children(children: &mut [(u32, Child)]) -> u32 {
-    loop {
-        for (id, child) in children.iter_mut() {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return *id;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// SIGTERM to every replica, then wait; kill whatever is left after the timeout.
