@@ -18,6 +18,8 @@
 //! frame_messages_max = 1024
 //! peer_queue_messages_max = 65536
 //! catch_up_slots_max = 512
+//! wal_batch_records_max = 16384
+//! wal_commit_delay_us = 0
 //!
 //! [[nodes]]
 //! id = 0
@@ -34,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ballot::NodeId;
 use crate::core::Config as CoreConfig;
+use crate::storage::GroupCommitOptions;
 
 /// One replica's addresses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +95,11 @@ pub struct Limits {
     pub peer_queue_messages_max: usize,
     /// At most this many chosen slots sent in answer to one catch-up request.
     pub catch_up_slots_max: u64,
+    /// At most this many records in one group commit (one write, one fsync).
+    pub wal_batch_records_max: usize,
+    /// How long the WAL writer waits for more records after the first of a batch (trades
+    /// latency for fewer fsyncs; 0 relies on the batching that happens during an fsync).
+    pub wal_commit_delay_us: u64,
 }
 
 impl Default for Limits {
@@ -102,6 +110,8 @@ impl Default for Limits {
             frame_messages_max: 1024,
             peer_queue_messages_max: 65_536,
             catch_up_slots_max: 512,
+            wal_batch_records_max: 16_384,
+            wal_commit_delay_us: 0,
         }
     }
 }
@@ -300,6 +310,15 @@ impl Timing {
 }
 
 impl Limits {
+    /// The group-commit options these limits give.
+    pub fn group_commit(&self) -> GroupCommitOptions {
+        GroupCommitOptions {
+            batch_records_max: self.wal_batch_records_max,
+            commit_delay: Duration::from_micros(self.wal_commit_delay_us),
+            ..GroupCommitOptions::default()
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.window == 0 {
             return Err(invalid("limits: window must be at least 1"));
@@ -313,11 +332,18 @@ impl Limits {
         if self.frame_messages_max == 0
             || self.peer_queue_messages_max == 0
             || self.catch_up_slots_max == 0
+            || self.wal_batch_records_max == 0
         {
             return Err(invalid(
-                "limits: frame_messages_max, peer_queue_messages_max and catch_up_slots_max \
-                 must be positive",
+                "limits: frame_messages_max, peer_queue_messages_max, catch_up_slots_max and \
+                 wal_batch_records_max must be positive",
             ));
+        }
+        if self.wal_commit_delay_us > 1_000_000 {
+            return Err(invalid(format!(
+                "limits: wal_commit_delay_us ({}) above one second would stall every write",
+                self.wal_commit_delay_us
+            )));
         }
         Ok(())
     }

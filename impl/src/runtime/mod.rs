@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::ballot::NodeId;
 use crate::core::{KvOp, KvStore, Replica};
-use crate::storage::{GroupCommitOptions, ReplicaLog, ReplicaLogError, ReplicaLogOptions};
+use crate::storage::{ReplicaLog, ReplicaLogError, ReplicaLogOptions};
 use config::ClusterConfig;
 use metrics::Metrics;
 use node::{NodeParts, NodeStatus, NodeTask};
@@ -137,7 +137,7 @@ pub async fn serve(
         "replica started"
     );
     let wal = log
-        .into_group_commit(GroupCommitOptions::default())
+        .into_group_commit(config.limits.group_commit())
         .map_err(storage_error)?;
 
     let peer_listener =
