@@ -536,3 +536,42 @@ fn garbage_frames_and_strangers_are_refused_without_harm() {
         assert!(log.contains("malformed frame from peer"), "{log}");
     });
 }
+
+#[test]
+fn five_replicas_keep_serving_with_two_down() {
+    let _serial = serial();
+    bounded(Duration::from_secs(90), async {
+        let mut cluster = TestCluster::start(5);
+        let leader = wait_for_leader(&cluster, &[0, 1, 2, 3, 4]).await;
+        let mut writer = client(&cluster.endpoints(), 3);
+        writer.op_timeout = Duration::from_secs(20);
+        let put = |i: u32| Op::Put {
+            key: format!("five{i}"),
+            value: format!("v{i}"),
+        };
+        for i in 0..10 {
+            writer.execute(&put(i)).await.expect("put");
+        }
+        let follower = (0..5).find(|&id| id != leader).expect("a follower");
+        cluster.kill9(leader);
+        cluster.kill9(follower);
+        let survivors: Vec<u32> = (0..5)
+            .filter(|&id| id != leader && id != follower)
+            .collect();
+        for i in 10..20 {
+            writer
+                .execute(&put(i))
+                .await
+                .expect("put with two replicas down");
+        }
+        let new_leader = wait_for_leader(&cluster, &survivors).await;
+        assert!(survivors.contains(&new_leader));
+        for i in 0..20 {
+            let get = Op::Get {
+                key: format!("five{i}"),
+            };
+            let reply = writer.execute(&get).await.expect("get");
+            assert_eq!(reply.value, Some(format!("v{i}")));
+        }
+    });
+}

@@ -804,6 +804,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_leader_re_sends_an_accept_left_unanswered_for_a_retransmit_interval() {
+        let mut node = start(0);
+        let (reply, _answer) = oneshot::channel();
+        let command = put(1);
+        let event = NodeEvent::Client {
+            command: command.clone(),
+            reply,
+        };
+        node.inbox.send(event).await.expect("send");
+        let accept = PeerMsg::Paxos(Message::Accept {
+            ballot: B10,
+            slot: 0,
+            entry: Entry::Command(command),
+        });
+        let sent = Instant::now();
+        assert_eq!(node.next_to(1).await, accept);
+        assert_eq!(node.next_to(1).await, accept, "the duplicate");
+        // In flight at two checks one retransmit interval (200 ms) apart.
+        assert!(sent.elapsed() >= Duration::from_millis(150));
+        assert_eq!(node.next_to(2).await, accept);
+        assert_eq!(node.next_to(2).await, accept);
+        node.stop().await;
+    }
+
+    #[tokio::test]
     async fn a_follower_redirects_and_catches_up_from_the_leaders_decides() {
         let mut node = start(1);
         let (reply, answer) = oneshot::channel();
