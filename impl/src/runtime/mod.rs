@@ -170,6 +170,7 @@ pub async fn serve(
         id,
         inbox_tx.clone(),
         Arc::clone(&metrics),
+        &links,
     );
     let (status_tx, status_rx) = watch::channel(NodeStatus::default());
     let task = NodeTask::new(NodeParts {

@@ -216,6 +216,11 @@ impl NodeTask {
             wal_failure: None,
         };
         task.sync_timer(true);
+        if let Some(deadline) = &mut task.election_deadline {
+            // The first timeout after a start waits one more maximum timeout: a restarted
+            // replica gives the leader time to reconnect and be heard before it campaigns.
+            *deadline += task.config.timing.election_timeout_range().1;
+        }
         task.publish();
         task
     }
@@ -703,6 +708,7 @@ mod tests {
                 id: peer,
                 sender,
                 connected,
+                wake: Arc::new(tokio::sync::Notify::new()),
             });
             peers.insert(peer, receiver);
         }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use super::config::ClusterConfig;
@@ -30,7 +30,7 @@ use crate::ballot::NodeId;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// First and largest delay between two dials of an unreachable peer.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(20);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
+pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// A handshake frame is small; anything longer is refused.
 pub const HELLO_BYTES_MAX: u32 = 4096;
 
@@ -41,6 +41,10 @@ pub struct PeerLink {
     pub sender: mpsc::Sender<PeerMsg>,
     /// Whether the outbound connection is up (for `/status`).
     pub connected: Arc<AtomicBool>,
+    /// Cuts the outbound task's backoff short: notified when the peer connects to us, which
+    /// says it is back (a restarted replica then hears the leader's heartbeats at once,
+    /// instead of timing out and disrupting it).
+    pub wake: Arc<Notify>,
 }
 
 /// Starts one outbound task per peer; returns their links and tasks.
@@ -54,7 +58,9 @@ pub fn start_outbound(
     for peer in config.nodes.iter().filter(|n| n.id != me) {
         let (sender, receiver) = mpsc::channel(config.limits.peer_queue_messages_max);
         let connected = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Notify::new());
         let outbound = Outbound {
+            wake: Arc::clone(&wake),
             config: Arc::clone(config),
             me,
             peer: peer.id,
@@ -68,6 +74,7 @@ pub fn start_outbound(
             id: peer.id,
             sender,
             connected,
+            wake,
         });
     }
     (links, tasks)
@@ -80,6 +87,7 @@ struct Outbound {
     addr: std::net::SocketAddr,
     receiver: mpsc::Receiver<PeerMsg>,
     connected: Arc<AtomicBool>,
+    wake: Arc<Notify>,
     metrics: Arc<Metrics>,
 }
 
@@ -106,7 +114,10 @@ impl Outbound {
                 }
             }
             let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
-            tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(backoff + Duration::from_millis(jitter)) => {}
+                _ = self.wake.notified() => backoff = BACKOFF_MIN,
+            }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
@@ -178,14 +189,18 @@ impl Outbound {
     }
 }
 
-/// Accepts peers' connections until the task is aborted.
+/// Accepts peers' connections until the task is aborted. `links` are this node's outbound
+/// links: a peer that connects wakes the outbound task dialling it.
 pub fn start_listener(
     listener: TcpListener,
     config: Arc<ClusterConfig>,
     me: NodeId,
     inbox: mpsc::Sender<NodeEvent>,
     metrics: Arc<Metrics>,
+    links: &[PeerLink],
 ) -> JoinHandle<()> {
+    let wakes: Arc<Vec<(NodeId, Arc<Notify>)>> =
+        Arc::new(links.iter().map(|l| (l.id, Arc::clone(&l.wake))).collect());
     tokio::spawn(async move {
         loop {
             let (stream, addr) = match listener.accept().await {
@@ -202,6 +217,7 @@ pub fn start_listener(
                 addr,
                 inbox: inbox.clone(),
                 metrics: Arc::clone(&metrics),
+                wakes: Arc::clone(&wakes),
             };
             tokio::spawn(inbound.run(stream));
         }
@@ -214,6 +230,7 @@ struct Inbound {
     addr: std::net::SocketAddr,
     inbox: mpsc::Sender<NodeEvent>,
     metrics: Arc<Metrics>,
+    wakes: Arc<Vec<(NodeId, Arc<Notify>)>>,
 }
 
 impl Inbound {
@@ -228,6 +245,9 @@ impl Inbound {
             }
         };
         tracing::info!(peer = from, remote = %self.addr, "peer connected");
+        if let Some((_, wake)) = self.wakes.iter().find(|(id, _)| *id == from) {
+            wake.notify_one();
+        }
         let max = self.config.limits.frame_bytes_max;
         loop {
             let msgs = match wire::read_frame(&mut stream, max).await {
