@@ -104,10 +104,13 @@ pub struct NodeStatus {
     pub promised: String,
     /// The leader this node knows (itself when leading).
     pub leader: Option<NodeId>,
-    /// Every slot below this is chosen and applied.
+    /// Every slot below this is chosen and applied: the commit index (the core applies a slot
+    /// as soon as every slot up to it is chosen).
     pub applied: Slot,
     /// Chosen slots held (below and above `applied`).
     pub chosen: u64,
+    /// The highest chosen slot; above `applied` when a slot below it is still open.
+    pub highest_chosen: Option<Slot>,
     pub next_slot: Option<Slot>,
     pub pending: usize,
     pub waiting_clients: usize,
@@ -619,6 +622,7 @@ impl NodeTask {
                 .or(self.replica.is_leading().then_some(self.id)),
             applied: self.replica.applied(),
             chosen: self.replica.chosen().len() as u64,
+            highest_chosen: self.replica.chosen().keys().next_back().copied(),
             next_slot,
             pending: self.replica.pending().count(),
             waiting_clients: self.waiters.len(),
