@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use paxos_impl::runtime::client::{fetch_json, fetch_metrics, http_client, Client, Op};
+use paxos_impl::runtime::client::{
+    fetch_json, fetch_metrics, http_client, Client, ClientError, Op,
+};
 use paxos_impl::runtime::config::{ClusterConfig, NodeConfig};
 use paxos_impl::runtime::node::LocalValue;
 use paxos_impl::runtime::wire::{self, Hello, HelloReply, PeerMsg, MAGIC};
@@ -243,6 +245,19 @@ fn writes_are_acknowledged_and_readable_from_every_node() {
             .await
             .expect("get");
         assert_eq!(gone.value, None);
+
+        // A request above request_bytes_max is refused, and the service goes on.
+        let huge = Op::Put {
+            key: "huge".into(),
+            value: "x".repeat(2 << 20),
+        };
+        let refused = writer.execute(&huge).await;
+        assert!(
+            matches!(refused, Err(ClientError::Refused { status: 413, .. })),
+            "{refused:?}"
+        );
+        let after = writer.execute(&Op::Get { key: "huge".into() }).await;
+        assert_eq!(after.expect("get after a refused request").value, None);
 
         // A retry with the same (client, seq) is executed once: replay seq 1 of client 1
         // (a put of key0) and see that key0 stays deleted.

@@ -20,6 +20,7 @@
 //! catch_up_slots_max = 512
 //! wal_batch_records_max = 16384
 //! wal_commit_delay_us = 0
+//! request_bytes_max = 1048576
 //!
 //! [[nodes]]
 //! id = 0
@@ -100,6 +101,9 @@ pub struct Limits {
     /// How long the WAL writer waits for more records after the first of a batch (trades
     /// latency for fewer fsyncs; 0 relies on the batching that happens during an fsync).
     pub wal_commit_delay_us: u64,
+    /// A client request body above this is refused (`413`): a command must fit in a peer frame
+    /// and a WAL record with room to spare, so at most a quarter of `frame_bytes_max`.
+    pub request_bytes_max: usize,
 }
 
 impl Default for Limits {
@@ -112,6 +116,7 @@ impl Default for Limits {
             catch_up_slots_max: 512,
             wal_batch_records_max: 16_384,
             wal_commit_delay_us: 0,
+            request_bytes_max: 1 << 20,
         }
     }
 }
@@ -338,6 +343,14 @@ impl Limits {
                 "limits: frame_messages_max, peer_queue_messages_max, catch_up_slots_max and \
                  wal_batch_records_max must be positive",
             ));
+        }
+        if self.request_bytes_max == 0 || self.request_bytes_max > self.frame_bytes_max as usize / 4
+        {
+            return Err(invalid(format!(
+                "limits: request_bytes_max ({}) must be positive and at most a quarter of \
+                 frame_bytes_max ({})",
+                self.request_bytes_max, self.frame_bytes_max
+            )));
         }
         if self.wal_commit_delay_us > 1_000_000 {
             return Err(invalid(format!(

@@ -21,7 +21,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -91,12 +91,14 @@ pub struct ApiError {
 }
 
 pub fn router(state: AppState) -> Router {
+    let body_limit = DefaultBodyLimit::max(state.config.limits.request_bytes_max);
     Router::new()
         .route("/v1/kv/{key}", put(put_key).get(get_key).delete(delete_key))
         .route("/v1/cas/{key}", post(cas_key))
         .route("/v1/local/kv/{key}", get(local_key))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .layer(body_limit)
         .with_state(state)
 }
 
