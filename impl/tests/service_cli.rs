@@ -80,12 +80,32 @@ fn free_range(n: u16) -> u16 {
     }
 }
 
+/// Interrupts the `cluster` process (which stops its replicas) if a test fails before it does.
+struct ClusterGuard(std::process::Child);
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let started = Instant::now();
+        while matches!(self.0.try_wait(), Ok(None)) && started.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn cluster_starts_serves_and_stops_on_ctrl_c() {
     let dir = tempfile::tempdir().expect("tempdir");
     let peer_port = free_range(6);
     let client_port = peer_port + 3;
-    let mut cluster = Command::new(EXE)
+    let cluster = Command::new(EXE)
         .args([
             "--log-format",
             "json",
@@ -101,6 +121,8 @@ fn cluster_starts_serves_and_stops_on_ctrl_c() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn cluster");
+    let mut guard = ClusterGuard(cluster);
+    let cluster = &mut guard.0;
     let endpoints: Vec<String> = (0..3)
         .map(|i| format!("127.0.0.1:{}", client_port + i))
         .collect();
