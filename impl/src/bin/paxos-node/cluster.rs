@@ -1,0 +1,171 @@
+//! `paxos-node cluster`: a local loopback cluster in one command. Writes `cluster.toml` in the
+//! data directory, starts one `paxos-node serve` process per replica (logs to
+//! `node-<id>.log`), and stops them all with SIGTERM on Ctrl-C. A replica that exits (or is
+//! killed) is reported with the command that restarts it; the others keep serving.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use paxos_impl::runtime::config::ClusterConfig;
+
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// Replicas (3 or 5 are the useful sizes).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+    nodes: u32,
+    /// Where the configuration, the WALs and the logs go (default: a new directory under the
+    /// system's temporary directory). Reusing a directory restarts the same cluster.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Peer port of replica 0; replica i uses this + i.
+    #[arg(long, default_value_t = 7000)]
+    peer_port: u16,
+    /// Client (HTTP) port of replica 0; replica i uses this + i.
+    #[arg(long, default_value_t = 8000)]
+    client_port: u16,
+    #[arg(long, default_value = "local")]
+    cluster_id: String,
+}
+
+/// How long stopped replicas get to exit before they are killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn run(args: ClusterArgs, json_logs: bool) -> ExitCode {
+    let dir = args.data_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("paxos-cluster-{}", std::process::id()))
+    });
+    let config = ClusterConfig::loopback(
+        &args.cluster_id,
+        args.nodes,
+        args.peer_port,
+        args.client_port,
+    );
+    let config_path = match write_config(&dir, &config) {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut children = Vec::new();
+    for node in &config.nodes {
+        match spawn_node(&dir, &config_path, node.id, json_logs) {
+            Ok(child) => children.push((node.id, child)),
+            Err(e) => {
+                eprintln!("error: cannot start node {}: {e}", node.id);
+                stop_all(&mut children);
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let endpoints: Vec<String> = config
+        .nodes
+        .iter()
+        .map(|n| n.client_addr.to_string())
+        .collect();
+    println!(
+        "cluster {:?}: {} replicas, data and logs in {}",
+        args.cluster_id,
+        args.nodes,
+        dir.display()
+    );
+    for (node, (_, child)) in config.nodes.iter().zip(&children) {
+        println!(
+            "  node {}: pid {}  client http://{}  peers {}  log {}",
+            node.id,
+            child.id(),
+            node.client_addr,
+            node.peer_addr,
+            dir.join(format!("node-{}.log", node.id)).display()
+        );
+    }
+    let endpoints = endpoints.join(",");
+    println!("try:  paxos-node put greeting hello --endpoints {endpoints}");
+    println!("      paxos-node get greeting --endpoints {endpoints}");
+    println!("      paxos-node status --endpoints {endpoints}");
+    println!("Ctrl-C stops the cluster.");
+    let mut exited = BTreeSet::new();
+    let shutdown = crate::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        for (id, child) in children.iter_mut() {
+            if exited.contains(id) {
+                continue;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                exited.insert(*id);
+                let exe = std::env::current_exe().unwrap_or_else(|_| "paxos-node".into());
+                eprintln!(
+                    "node {id} exited ({status}); the others keep serving. Restart it with:\n  \
+                     {} serve --config {} --id {id} --data-dir {}",
+                    exe.display(),
+                    config_path.display(),
+                    dir.join(format!("node-{id}")).display()
+                );
+            }
+        }
+    }
+    stop_all(&mut children);
+    println!("cluster stopped");
+    ExitCode::SUCCESS
+}
+
+fn write_config(dir: &Path, config: &ClusterConfig) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("cluster.toml");
+    let text = config.to_toml().map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+fn spawn_node(dir: &Path, config: &Path, id: u32, json_logs: bool) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let log_path = dir.join(format!("node-{id}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+    let format = if json_logs { "json" } else { "text" };
+    std::process::Command::new(exe)
+        .args(["--log-format", format, "serve", "--config"])
+        .arg(config)
+        .args(["--id", &id.to_string(), "--data-dir"])
+        .arg(dir.join(format!("node-{id}")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| e.to_string())
+}
+
+/// SIGTERM to every replica, then wait; kill whatever is left after the timeout.
+fn stop_all(children: &mut [(u32, Child)]) {
+    for (_, child) in children.iter() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    let started = Instant::now();
+    for (id, child) in children.iter_mut() {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if started.elapsed() > STOP_TIMEOUT => {
+                    eprintln!("node {id} did not stop in time: killed");
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! `paxos-node`: run a replica (`serve`), a local loopback cluster (`cluster`), client commands
+//! (`put`, `get`, `delete`, `cas`, `status`) and a load generator (`bench`).
+//!
+//! Exit codes: 0 success; 1 the operation failed (no answer, refused, node error); 2 bad
+//! arguments or configuration.
+
+mod bench;
+mod cluster;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use paxos_impl::runtime::client::{fetch_json, http_client, Client, Op};
+use paxos_impl::runtime::config::ClusterConfig;
+use paxos_impl::runtime::{serve, ServeError, ServeOptions};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "paxos-node",
+    version,
+    about = "A Multi-Paxos replicated key-value store: replica, local cluster, client and benchmark"
+)]
+struct Cli {
+    /// Log lines as human-readable text or as JSON objects (one per line, on stderr).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one replica of the cluster described in the configuration file.
+    Serve {
+        /// The cluster's TOML configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// This replica's id in the configuration.
+        #[arg(long)]
+        id: u32,
+        /// Where this replica keeps its write-ahead log (created if missing).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Seed of the election-timeout RNG (default: random, logged at start).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Start a local cluster on loopback, one process per replica; Ctrl-C stops it.
+    Cluster(cluster::ClusterArgs),
+    /// Set KEY to VALUE (prints the value before).
+    Put {
+        key: String,
+        value: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Read KEY (a linearizable read, through the log).
+    Get {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete KEY (prints the value before).
+    Delete {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Set KEY to NEW if it holds OLD. An empty OLD means "absent", an empty NEW deletes.
+    Cas {
+        key: String,
+        old: String,
+        new: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print every endpoint's /status.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Load generator: throughput and latency percentiles.
+    Bench(bench::BenchArgs),
+}
+
+/// Where a client command goes.
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// Client API addresses, comma-separated (host:port or http://host:port).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:8000,127.0.0.1:8001,127.0.0.1:8002"
+    )]
+    pub endpoints: Vec<String>,
+    /// The client id (default: random). Retries reuse it with the same sequence number.
+    #[arg(long)]
+    pub client_id: Option<u64>,
+    /// Give up after this many milliseconds, retries included.
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve { .. } | Command::Cluster(_) => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve {
+            config,
+            id,
+            data_dir,
+            seed,
+        } => run_serve(config, id, data_dir, seed).await,
+        Command::Cluster(args) => cluster::run(args, cli.log_format == LogFormat::Json).await,
+        Command::Put { key, value, target } => client_op(&target, Op::Put { key, value }).await,
+        Command::Get { key, target } => client_op(&target, Op::Get { key }).await,
+        Command::Delete { key, target } => client_op(&target, Op::Delete { key }).await,
+        Command::Cas {
+            key,
+            old,
+            new,
+            target,
+        } => {
+            let absent_if_empty = |s: String| (!s.is_empty()).then_some(s);
+            let op = Op::Cas {
+                key,
+                expected: absent_if_empty(old),
+                new: absent_if_empty(new),
+            };
+            client_op(&target, op).await
+        }
+        Command::Status { target } => status(&target).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+async fn run_serve(config: PathBuf, id: u32, data_dir: PathBuf, seed: Option<u64>) -> ExitCode {
+    let config = match ClusterConfig::load(&config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = ServeOptions {
+        config,
+        id,
+        data_dir,
+        seed: seed.unwrap_or_else(rand::random),
+    };
+    match serve(options, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ ServeError::Config(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "node stopped");
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// A client id below 2^53 (exact in JSON numbers everywhere).
+pub fn random_client_id() -> u64 {
+    rand::random::<u64>() >> 11
+}
+
+async fn client_op(target: &Target, op: Op) -> ExitCode {
+    let http = match http_client(Duration::from_secs(5)) {
+        Ok(http) => http,
+        Err(e) => return fail(e),
+    };
+    let id = target.client_id.unwrap_or_else(random_client_id);
+    let mut client = match Client::new(http, &target.endpoints, id) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    client.op_timeout = Duration::from_millis(target.timeout_ms);
+    match client.execute(&op).await {
+        Ok(reply) => match serde_json::to_string(&reply) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Err(e) => fail(e),
+    }
+}
+
+async fn status(target: &Target) -> ExitCode {
+    let http = match http_client(Duration::from_secs(2)) {
+        Ok(http) => http,
+        Err(e) => return fail(e),
+    };
+    let mut code = ExitCode::SUCCESS;
+    for endpoint in &target.endpoints {
+        match fetch_json::<serde_json::Value>(&http, endpoint, "/status").await {
+            Ok(status) => println!("{status}"),
+            Err(e) => {
+                eprintln!("{endpoint}: {e}");
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    code
+}
+
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(1)
+}

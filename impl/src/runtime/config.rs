@@ -1,0 +1,431 @@
+//! The cluster configuration file (`cluster.toml`): node ids, addresses, timing and limits,
+//! parsed with unknown keys refused and validated as a whole with errors that say what to fix.
+//!
+//! ```toml
+//! cluster_id = "demo"
+//! # initial_leader = 0          # default: the lowest node id
+//!
+//! [timing]                      # every field optional; the defaults are shown
+//! election_timeout_min_ms = 300
+//! election_timeout_max_ms = 600
+//! heartbeat_interval_ms = 50
+//! retransmit_interval_ms = 200
+//! request_timeout_ms = 3000
+//!
+//! [limits]                      # every field optional; the defaults are shown
+//! window = 256
+//! frame_bytes_max = 67108864
+//! frame_messages_max = 1024
+//! peer_queue_messages_max = 65536
+//! catch_up_slots_max = 512
+//! wal_batch_records_max = 16384
+//! wal_commit_delay_us = 0
+//! request_bytes_max = 1048576
+//!
+//! [[nodes]]
+//! id = 0
+//! peer_addr = "127.0.0.1:7000"
+//! client_addr = "127.0.0.1:8000"
+//! ```
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ballot::NodeId;
+use crate::core::Config as CoreConfig;
+use crate::storage::GroupCommitOptions;
+
+/// One replica's addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Where the replica listens for its peers (TCP, framed protocol messages).
+    pub peer_addr: SocketAddr,
+    /// Where the replica serves the client HTTP/JSON API.
+    pub client_addr: SocketAddr,
+}
+
+/// Timers, in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timing {
+    /// A follower that hears nothing from a leader for a delay drawn uniformly from
+    /// `[min, max)` starts an election (M1).
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// A leader sends a heartbeat to every peer this often (well below the minimum timeout).
+    pub heartbeat_interval_ms: u64,
+    /// A leader re-sends the Accept of a slot still in flight after this long, to the peers
+    /// that have not accepted it (a duplicate message: the model allows duplicates).
+    pub retransmit_interval_ms: u64,
+    /// A client request not answered within this long gets `503` (the client retries).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            heartbeat_interval_ms: 50,
+            retransmit_interval_ms: 200,
+            request_timeout_ms: 3000,
+        }
+    }
+}
+
+/// Bounds on every queue, window, batch and frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Slots in flight for new commands (the core's `window`).
+    pub window: u64,
+    /// A frame longer than this is malformed: the connection is closed. A Promise carries the
+    /// acceptor's whole `accepted` vector (the runtime does not compact the log yet), so this
+    /// also bounds how long a log can grow and still elect a leader.
+    pub frame_bytes_max: u32,
+    /// At most this many protocol messages in one frame.
+    pub frame_messages_max: usize,
+    /// Messages queued for one peer; beyond it new messages to that peer are dropped (the
+    /// protocol tolerates loss; the drop is counted in the metrics).
+    pub peer_queue_messages_max: usize,
+    /// At most this many chosen slots sent in answer to one catch-up request.
+    pub catch_up_slots_max: u64,
+    /// At most this many records in one group commit (one write, one fsync).
+    pub wal_batch_records_max: usize,
+    /// How long the WAL writer waits for more records after the first of a batch (trades
+    /// latency for fewer fsyncs; 0 relies on the batching that happens during an fsync).
+    pub wal_commit_delay_us: u64,
+    /// A client request body above this is refused (`413`): a command must fit in a peer frame
+    /// and a WAL record with room to spare, so at most a quarter of `frame_bytes_max`.
+    pub request_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            window: 256,
+            frame_bytes_max: 64 << 20,
+            frame_messages_max: 1024,
+            peer_queue_messages_max: 65_536,
+            catch_up_slots_max: 512,
+            wal_batch_records_max: 16_384,
+            wal_commit_delay_us: 0,
+            request_bytes_max: 1 << 20,
+        }
+    }
+}
+
+/// The whole `cluster.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Peers must present the same id in their handshake.
+    pub cluster_id: String,
+    /// The replica that leads ballot `1.<id>` from empty storage; default the lowest id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_leader: Option<NodeId>,
+    #[serde(default)]
+    pub timing: Timing,
+    #[serde(default)]
+    pub limits: Limits,
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// Why a configuration cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid cluster configuration: {0}")]
+    Invalid(String),
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+impl ClusterConfig {
+    /// Reads, parses and validates a TOML file.
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        ClusterConfig::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: shown,
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+        let config: ClusterConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "cluster configuration".into(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML (what `paxos-node cluster` writes).
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| invalid(format!("cannot write TOML: {e}")))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cluster_id.trim().is_empty() {
+            return Err(invalid("cluster_id must not be empty"));
+        }
+        if self.nodes.is_empty() {
+            return Err(invalid("at least one [[nodes]] entry is needed"));
+        }
+        let mut ids = BTreeSet::new();
+        let mut addrs = BTreeSet::new();
+        for node in &self.nodes {
+            if !ids.insert(node.id) {
+                return Err(invalid(format!("node id {} appears twice", node.id)));
+            }
+            for addr in [node.peer_addr, node.client_addr] {
+                if !addrs.insert(addr) {
+                    return Err(invalid(format!("address {addr} is used twice")));
+                }
+            }
+        }
+        if let Some(leader) = self.initial_leader {
+            if !ids.contains(&leader) {
+                return Err(invalid(format!(
+                    "initial_leader = {leader} is not a node id (nodes: {ids:?})"
+                )));
+            }
+        }
+        self.timing.validate()?;
+        self.limits.validate()
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The initial leader: configured, or the lowest id.
+    pub fn initial_leader(&self) -> NodeId {
+        let lowest = self.nodes.iter().map(|n| n.id).min();
+        self.initial_leader.or(lowest).unwrap_or(0)
+    }
+
+    /// The core's configuration for replica `id`.
+    pub fn core_config(&self, id: NodeId) -> Result<CoreConfig, ConfigError> {
+        if self.node(id).is_none() {
+            let ids: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
+            return Err(invalid(format!(
+                "--id {id} is not a node of this cluster (nodes: {ids:?})"
+            )));
+        }
+        let config = CoreConfig {
+            id,
+            replicas: self.nodes.iter().map(|n| n.id).collect(),
+            initial_leader: self.initial_leader(),
+            window: self.limits.window,
+            slot_limit: None,
+        };
+        config.validate().map_err(|e| invalid(e.to_string()))?;
+        Ok(config)
+    }
+
+    /// A loopback cluster of `nodes` replicas on consecutive ports.
+    pub fn loopback(cluster_id: &str, nodes: u32, peer_port: u16, client_port: u16) -> Self {
+        let addr = |base: u16, i: u32| {
+            let port = base.saturating_add(u16::try_from(i).unwrap_or(u16::MAX));
+            SocketAddr::from(([127, 0, 0, 1], port))
+        };
+        ClusterConfig {
+            cluster_id: cluster_id.to_string(),
+            initial_leader: None,
+            timing: Timing::default(),
+            limits: Limits::default(),
+            nodes: (0..nodes)
+                .map(|i| NodeConfig {
+                    id: i,
+                    peer_addr: addr(peer_port, i),
+                    client_addr: addr(client_port, i),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Timing {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let t = self;
+        if t.election_timeout_min_ms == 0 || t.election_timeout_min_ms >= t.election_timeout_max_ms
+        {
+            return Err(invalid(format!(
+                "timing: need 0 < election_timeout_min_ms ({}) < election_timeout_max_ms ({})",
+                t.election_timeout_min_ms, t.election_timeout_max_ms
+            )));
+        }
+        if t.heartbeat_interval_ms == 0 || t.heartbeat_interval_ms * 2 > t.election_timeout_min_ms {
+            return Err(invalid(format!(
+                "timing: heartbeat_interval_ms ({}) must be positive and at most half of \
+                 election_timeout_min_ms ({}), or followers time out under a live leader",
+                t.heartbeat_interval_ms, t.election_timeout_min_ms
+            )));
+        }
+        if t.retransmit_interval_ms == 0 || t.request_timeout_ms == 0 {
+            return Err(invalid(
+                "timing: retransmit_interval_ms and request_timeout_ms must be positive",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn election_timeout_range(&self) -> (Duration, Duration) {
+        (
+            Duration::from_millis(self.election_timeout_min_ms),
+            Duration::from_millis(self.election_timeout_max_ms),
+        )
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    pub fn retransmit_interval(&self) -> Duration {
+        Duration::from_millis(self.retransmit_interval_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+impl Limits {
+    /// The group-commit options these limits give.
+    pub fn group_commit(&self) -> GroupCommitOptions {
+        GroupCommitOptions {
+            batch_records_max: self.wal_batch_records_max,
+            commit_delay: Duration::from_micros(self.wal_commit_delay_us),
+            ..GroupCommitOptions::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.window == 0 {
+            return Err(invalid("limits: window must be at least 1"));
+        }
+        if self.frame_bytes_max < 1024 {
+            return Err(invalid(format!(
+                "limits: frame_bytes_max ({}) must be at least 1024",
+                self.frame_bytes_max
+            )));
+        }
+        if self.frame_messages_max == 0
+            || self.peer_queue_messages_max == 0
+            || self.catch_up_slots_max == 0
+            || self.wal_batch_records_max == 0
+        {
+            return Err(invalid(
+                "limits: frame_messages_max, peer_queue_messages_max, catch_up_slots_max and \
+                 wal_batch_records_max must be positive",
+            ));
+        }
+        if self.request_bytes_max == 0 || self.request_bytes_max > self.frame_bytes_max as usize / 4
+        {
+            return Err(invalid(format!(
+                "limits: request_bytes_max ({}) must be positive and at most a quarter of \
+                 frame_bytes_max ({})",
+                self.request_bytes_max, self.frame_bytes_max
+            )));
+        }
+        if self.wal_commit_delay_us > 1_000_000 {
+            return Err(invalid(format!(
+                "limits: wal_commit_delay_us ({}) above one second would stall every write",
+                self.wal_commit_delay_us
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const THREE: &str = r#"
+        cluster_id = "t"
+        [[nodes]]
+        id = 0
+        peer_addr = "127.0.0.1:7000"
+        client_addr = "127.0.0.1:8000"
+        [[nodes]]
+        id = 1
+        peer_addr = "127.0.0.1:7001"
+        client_addr = "127.0.0.1:8001"
+        [[nodes]]
+        id = 2
+        peer_addr = "127.0.0.1:7002"
+        client_addr = "127.0.0.1:8002"
+    "#;
+
+    fn error_of(text: &str) -> String {
+        match ClusterConfig::parse(text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_minimal_three_node_file_parses_with_defaults() {
+        let config = ClusterConfig::parse(THREE).expect("valid");
+        assert_eq!(config.nodes.len(), 3);
+        assert_eq!(config.initial_leader(), 0);
+        assert_eq!(config.timing, Timing::default());
+        let core = config.core_config(2).expect("node 2");
+        assert_eq!(core.replicas, vec![0, 1, 2]);
+        assert_eq!(core.window, 256);
+    }
+
+    #[test]
+    fn loopback_round_trips_through_toml() {
+        let config = ClusterConfig::loopback("x", 5, 7100, 8100);
+        let text = config.to_toml().expect("toml");
+        assert_eq!(ClusterConfig::parse(&text).expect("valid"), config);
+    }
+
+    #[test]
+    fn errors_name_what_to_fix() {
+        let dup = THREE.replace("id = 2", "id = 1");
+        assert!(error_of(&dup).contains("node id 1 appears twice"));
+        let addr = THREE.replace("127.0.0.1:8002", "127.0.0.1:8001");
+        assert!(error_of(&addr).contains("127.0.0.1:8001 is used twice"));
+        let unknown = THREE.replace("cluster_id = \"t\"", "cluster_id = \"t\"\nleader = 1");
+        assert!(error_of(&unknown).contains("unknown field `leader`"));
+        let leader = THREE.replace(
+            "cluster_id = \"t\"",
+            "cluster_id = \"t\"\ninitial_leader = 9",
+        );
+        assert!(error_of(&leader).contains("initial_leader = 9 is not a node id"));
+        let timing = format!("{THREE}\n[timing]\nheartbeat_interval_ms = 400\n");
+        assert!(error_of(&timing).contains("at most half"));
+        let bad_addr = THREE.replace("127.0.0.1:7000", "localhost");
+        assert!(error_of(&bad_addr).contains("invalid socket address"));
+        let config = ClusterConfig::parse(THREE).expect("valid");
+        let not_a_node = config.core_config(7).map(|_| ()).map_err(|e| e.to_string());
+        assert!(not_a_node.is_err_and(|e| e.contains("--id 7 is not a node")));
+    }
+}

@@ -1,0 +1,296 @@
+//! The client API over HTTP/JSON.
+//!
+//! | method and path | body or query | answer |
+//! |---|---|---|
+//! | `PUT /v1/kv/{key}` | `{"value", "client_id", "seq"}` | `{"key", "value": previous, "node"}` |
+//! | `GET /v1/kv/{key}` | `?client_id=&seq=` | `{"key", "value": current, "node"}` |
+//! | `DELETE /v1/kv/{key}` | `?client_id=&seq=` | `{"key", "value": previous, "node"}` |
+//! | `POST /v1/cas/{key}` | `{"expected", "new", "client_id", "seq"}` (null: absent) | `{"key", "value": previous, "swapped", "node"}` |
+//! | `GET /v1/local/kv/{key}` | | this node's applied value, **not** linearizable (debugging) |
+//! | `GET /status` | | role, ballot, leader, applied, peers, WAL counters |
+//! | `GET /metrics` | | Prometheus text |
+//!
+//! Every command, reads included, goes through the log, so every answer is linearizable: a
+//! read is executed in its slot, after every write chosen before it. `(client_id, seq)` makes
+//! retries exactly-once: a client issues one request at a time with increasing `seq`, and
+//! retries with the same `seq`. Errors: `307` with `Location` and `{"error": "not_leader",
+//! "leader", "leader_url"}` from a follower; `503` (`no_leader`, `timeout`, `unavailable`) when
+//! the client should retry, possibly elsewhere; `409` (`stale_request`) for a `seq` below the
+//! client's last executed one.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::config::ClusterConfig;
+use super::metrics::Metrics;
+use super::node::{ClientOutcome, NodeEvent, NodeStatus};
+use crate::ballot::NodeId;
+use crate::core::{ClientId, Command, KvOp, KvOutput};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ClusterConfig>,
+    pub inbox: mpsc::Sender<NodeEvent>,
+    pub status: watch::Receiver<NodeStatus>,
+    pub metrics: Arc<Metrics>,
+    /// Each peer's outbound connection state.
+    pub peers: Arc<Vec<(NodeId, Arc<AtomicBool>)>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClientTag {
+    pub client_id: u64,
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PutBody {
+    pub value: String,
+    pub client_id: u64,
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CasBody {
+    pub expected: Option<String>,
+    pub new: Option<String>,
+    pub client_id: u64,
+    pub seq: u64,
+}
+
+/// A successful answer. `value`: the current value for a get, the value before for put,
+/// delete and cas.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiReply {
+    pub key: String,
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swapped: Option<bool>,
+    /// The node that answered.
+    pub node: NodeId,
+}
+
+/// An error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<NodeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_url: Option<String>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = DefaultBodyLimit::max(state.config.limits.request_bytes_max);
+    Router::new()
+        .route("/v1/kv/{key}", put(put_key).get(get_key).delete(delete_key))
+        .route("/v1/cas/{key}", post(cas_key))
+        .route("/v1/local/kv/{key}", get(local_key))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .layer(body_limit)
+        .with_state(state)
+}
+
+async fn put_key(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    uri: Uri,
+    Json(body): Json<PutBody>,
+) -> Response {
+    let op = KvOp::Put {
+        key: key.clone(),
+        value: body.value,
+    };
+    submit(&state, key, body.client_id, body.seq, op, &uri).await
+}
+
+async fn get_key(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(tag): Query<ClientTag>,
+    uri: Uri,
+) -> Response {
+    let op = KvOp::Get { key: key.clone() };
+    submit(&state, key, tag.client_id, tag.seq, op, &uri).await
+}
+
+async fn delete_key(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(tag): Query<ClientTag>,
+    uri: Uri,
+) -> Response {
+    let op = KvOp::Delete { key: key.clone() };
+    submit(&state, key, tag.client_id, tag.seq, op, &uri).await
+}
+
+async fn cas_key(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    uri: Uri,
+    Json(body): Json<CasBody>,
+) -> Response {
+    let op = KvOp::Cas {
+        key: key.clone(),
+        expected: body.expected,
+        new: body.new,
+    };
+    submit(&state, key, body.client_id, body.seq, op, &uri).await
+}
+
+async fn local_key(State(state): State<AppState>, Path(key): Path<String>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if state
+        .inbox
+        .send(NodeEvent::LocalRead { key, reply })
+        .await
+        .is_err()
+    {
+        return unavailable("unavailable", "the node is shutting down");
+    }
+    match answer.await {
+        Ok(value) => Json(value).into_response(),
+        Err(_) => unavailable("unavailable", "the node is shutting down"),
+    }
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    #[derive(Serialize)]
+    struct Peer {
+        id: NodeId,
+        peer_addr: String,
+        client_addr: String,
+        connected: bool,
+    }
+    #[derive(Serialize)]
+    struct Status {
+        cluster_id: String,
+        #[serde(flatten)]
+        node: NodeStatus,
+        peers: Vec<Peer>,
+    }
+    let peers = state
+        .peers
+        .iter()
+        .filter_map(|(id, connected)| {
+            let node = state.config.node(*id)?;
+            Some(Peer {
+                id: *id,
+                peer_addr: node.peer_addr.to_string(),
+                client_addr: node.client_addr.to_string(),
+                connected: connected.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    Json(Status {
+        cluster_id: state.config.cluster_id.clone(),
+        node: state.status.borrow().clone(),
+        peers,
+    })
+    .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let status = state.status.borrow().clone();
+    let text = state.metrics.render(&status.wal_stats(), status.id);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn submit(
+    state: &AppState,
+    key: String,
+    client_id: u64,
+    seq: u64,
+    op: KvOp,
+    uri: &Uri,
+) -> Response {
+    let command = Command {
+        client: ClientId(client_id),
+        seq,
+        op,
+    };
+    let (reply, answer) = oneshot::channel();
+    let event = NodeEvent::Client { command, reply };
+    if state.inbox.send(event).await.is_err() {
+        return unavailable("unavailable", "the node is shutting down");
+    }
+    let timeout = state.config.timing.request_timeout();
+    let node = state.status.borrow().id;
+    match tokio::time::timeout(timeout, answer).await {
+        Err(_) => unavailable("timeout", "not executed in time; retry with the same seq"),
+        Ok(Err(_)) => unavailable("unavailable", "the node dropped the request; retry"),
+        Ok(Ok(ClientOutcome::Done(output))) => {
+            let (value, swapped) = match output {
+                KvOutput::Value(value) => (value, None),
+                KvOutput::Cas { swapped, previous } => (previous, Some(swapped)),
+            };
+            let reply = ApiReply {
+                key,
+                value,
+                swapped,
+                node,
+            };
+            Json(reply).into_response()
+        }
+        Ok(Ok(ClientOutcome::Stale)) => error_response(
+            StatusCode::CONFLICT,
+            ApiError {
+                error: "stale_request".into(),
+                message: format!("seq {seq} is below this client's last executed request"),
+                leader: None,
+                leader_url: None,
+            },
+        ),
+        Ok(Ok(ClientOutcome::NotLeader { leader: None })) => {
+            unavailable("no_leader", "no leader is known yet; retry shortly")
+        }
+        Ok(Ok(ClientOutcome::NotLeader {
+            leader: Some(leader),
+        })) => redirect(state, leader, uri),
+    }
+}
+
+fn redirect(state: &AppState, leader: NodeId, uri: &Uri) -> Response {
+    let Some(node) = state.config.node(leader) else {
+        return unavailable("no_leader", "the known leader is not in the configuration");
+    };
+    let base = format!("http://{}", node.client_addr);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("{base}{path}");
+    let body = ApiError {
+        error: "not_leader".into(),
+        message: format!("node {leader} leads"),
+        leader: Some(leader),
+        leader_url: Some(base),
+    };
+    let mut response = error_response(StatusCode::TEMPORARY_REDIRECT, body);
+    if let Ok(value) = header::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+fn unavailable(error: &str, message: &str) -> Response {
+    let body = ApiError {
+        error: error.into(),
+        message: message.into(),
+        leader: None,
+        leader_url: None,
+    };
+    error_response(StatusCode::SERVICE_UNAVAILABLE, body)
+}
+
+fn error_response(code: StatusCode, body: ApiError) -> Response {
+    (code, Json(body)).into_response()
+}

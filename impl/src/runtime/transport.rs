@@ -1,0 +1,329 @@
+//! Peer TCP transport: one outbound connection per peer (dialled, handshaken, re-dialled with
+//! backoff) carrying this node's messages, and a listener accepting the peers' connections.
+//!
+//! ```text
+//!   node task ──try_send──► bounded queue ──► outbound task ──frames──► peer's listener
+//!                           (per peer)         batches up to frame_messages_max per frame
+//!   peer's outbound ──frames──► inbound task ──► node inbox (bounded: backpressure to TCP)
+//! ```
+//!
+//! Messages queued while a peer is unreachable wait in its bounded queue; a write that fails
+//! loses the frame, which the protocol treats as message loss.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+
+use super::config::ClusterConfig;
+use super::metrics::{inc, Metrics};
+use super::node::NodeEvent;
+use super::wire::{self, FrameError, Hello, HelloReply, PeerMsg, MAGIC};
+use crate::ballot::NodeId;
+
+/// How long a handshake may take before the connection is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// First and largest delay between two dials of an unreachable peer.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(20);
+pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// A handshake frame is small; anything longer is refused.
+pub const HELLO_BYTES_MAX: u32 = 4096;
+
+/// The node task's handle to one peer's outbound queue.
+#[derive(Clone, Debug)]
+pub struct PeerLink {
+    pub id: NodeId,
+    pub sender: mpsc::Sender<PeerMsg>,
+    /// Whether the outbound connection is up (for `/status`).
+    pub connected: Arc<AtomicBool>,
+    /// Cuts the outbound task's backoff short: notified when the peer connects to us, which
+    /// says it is back (a restarted replica then hears the leader's heartbeats at once,
+    /// instead of timing out and disrupting it).
+    pub wake: Arc<Notify>,
+}
+
+/// Starts one outbound task per peer; returns their links and tasks.
+pub fn start_outbound(
+    config: &Arc<ClusterConfig>,
+    me: NodeId,
+    metrics: &Arc<Metrics>,
+) -> (Vec<PeerLink>, Vec<JoinHandle<()>>) {
+    let mut links = Vec::new();
+    let mut tasks = Vec::new();
+    for peer in config.nodes.iter().filter(|n| n.id != me) {
+        let (sender, receiver) = mpsc::channel(config.limits.peer_queue_messages_max);
+        let connected = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Notify::new());
+        let outbound = Outbound {
+            wake: Arc::clone(&wake),
+            config: Arc::clone(config),
+            me,
+            peer: peer.id,
+            addr: peer.peer_addr,
+            receiver,
+            connected: Arc::clone(&connected),
+            metrics: Arc::clone(metrics),
+        };
+        tasks.push(tokio::spawn(outbound.run()));
+        links.push(PeerLink {
+            id: peer.id,
+            sender,
+            connected,
+            wake,
+        });
+    }
+    (links, tasks)
+}
+
+struct Outbound {
+    config: Arc<ClusterConfig>,
+    me: NodeId,
+    peer: NodeId,
+    addr: std::net::SocketAddr,
+    receiver: mpsc::Receiver<PeerMsg>,
+    connected: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+}
+
+impl Outbound {
+    async fn run(mut self) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            match self.dial().await {
+                Ok(stream) => {
+                    tracing::info!(peer = self.peer, addr = %self.addr, "connected to peer");
+                    backoff = BACKOFF_MIN;
+                    self.connected.store(true, Ordering::Relaxed);
+                    let result = self.pump(stream).await;
+                    self.connected.store(false, Ordering::Relaxed);
+                    match result {
+                        Ok(()) => return, // the node task is gone: shutting down
+                        Err(e) => {
+                            tracing::warn!(peer = self.peer, error = %e, "peer connection lost")
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(peer = self.peer, addr = %self.addr, error = %e, "cannot reach peer")
+                }
+            }
+            let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
+            tokio::select! {
+                _ = tokio::time::sleep(backoff + Duration::from_millis(jitter)) => {}
+                _ = self.wake.notified() => backoff = BACKOFF_MIN,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Connects and handshakes.
+    async fn dial(&self) -> Result<TcpStream, FrameError> {
+        let mut stream = TcpStream::connect(self.addr).await?;
+        stream.set_nodelay(true)?;
+        let hello = Hello {
+            magic: MAGIC,
+            cluster_id: self.config.cluster_id.clone(),
+            from: self.me,
+            to: self.peer,
+        };
+        stream
+            .write_all(&wire::encode(&hello, HELLO_BYTES_MAX)?)
+            .await?;
+        let reply = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            wire::read_frame(&mut stream, HELLO_BYTES_MAX),
+        )
+        .await
+        .map_err(|_| FrameError::Malformed("handshake timed out".into()))??;
+        match wire::decode::<HelloReply>(&reply)? {
+            HelloReply::Welcome => Ok(stream),
+            HelloReply::Refused(reason) => {
+                tracing::error!(peer = self.peer, %reason, "peer refused our handshake");
+                Err(FrameError::Malformed(format!("refused: {reason}")))
+            }
+        }
+    }
+
+    /// Writes queued messages, several per frame when several are waiting. `Ok` when the
+    /// queue closed (shutdown), `Err` when the connection failed.
+    async fn pump(&mut self, mut stream: TcpStream) -> Result<(), FrameError> {
+        let max_msgs = self.config.limits.frame_messages_max;
+        let max_bytes = self.config.limits.frame_bytes_max;
+        let mut batch = Vec::with_capacity(max_msgs);
+        loop {
+            let Some(first) = self.receiver.recv().await else {
+                let _ = stream.shutdown().await;
+                return Ok(());
+            };
+            batch.clear();
+            batch.push(first);
+            while batch.len() < max_msgs {
+                match self.receiver.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+            let (frames, errors) = wire::encode_batch(&batch, max_bytes);
+            for error in errors {
+                tracing::error!(peer = self.peer, %error, "message too large for a frame: dropped");
+                inc(&self.metrics.peer_messages_dropped);
+            }
+            let mut bytes = Vec::with_capacity(frames.iter().map(Vec::len).sum());
+            for frame in &frames {
+                bytes.extend_from_slice(frame);
+                inc(&self.metrics.peer_frames_sent);
+            }
+            stream.write_all(&bytes).await?;
+            self.metrics.frame_messages.observe(batch.len() as f64);
+            let sent = batch.len() as u64;
+            self.metrics
+                .peer_messages_sent
+                .fetch_add(sent, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Accepts peers' connections until the task is aborted. `links` are this node's outbound
+/// links: a peer that connects wakes the outbound task dialling it.
+pub fn start_listener(
+    listener: TcpListener,
+    config: Arc<ClusterConfig>,
+    me: NodeId,
+    inbox: mpsc::Sender<NodeEvent>,
+    metrics: Arc<Metrics>,
+    links: &[PeerLink],
+) -> JoinHandle<()> {
+    let wakes: Arc<Vec<(NodeId, Arc<Notify>)>> =
+        Arc::new(links.iter().map(|l| (l.id, Arc::clone(&l.wake))).collect());
+    tokio::spawn(async move {
+        loop {
+            let (stream, addr) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(BACKOFF_MIN).await;
+                    continue;
+                }
+            };
+            let inbound = Inbound {
+                config: Arc::clone(&config),
+                me,
+                addr,
+                inbox: inbox.clone(),
+                metrics: Arc::clone(&metrics),
+                wakes: Arc::clone(&wakes),
+            };
+            tokio::spawn(inbound.run(stream));
+        }
+    })
+}
+
+struct Inbound {
+    config: Arc<ClusterConfig>,
+    me: NodeId,
+    addr: std::net::SocketAddr,
+    inbox: mpsc::Sender<NodeEvent>,
+    metrics: Arc<Metrics>,
+    wakes: Arc<Vec<(NodeId, Arc<Notify>)>>,
+}
+
+impl Inbound {
+    async fn run(self, mut stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let from = match self.handshake(&mut stream).await {
+            Ok(from) => from,
+            Err(e) => {
+                inc(&self.metrics.peer_handshakes_refused);
+                tracing::warn!(remote = %self.addr, error = %e, "peer connection refused at handshake");
+                return;
+            }
+        };
+        tracing::info!(peer = from, remote = %self.addr, "peer connected");
+        if let Some((_, wake)) = self.wakes.iter().find(|(id, _)| *id == from) {
+            wake.notify_one();
+        }
+        let max = self.config.limits.frame_bytes_max;
+        loop {
+            let msgs = match wire::read_frame(&mut stream, max).await {
+                Ok(payload) => wire::decode::<Vec<PeerMsg>>(&payload),
+                Err(e) => Err(e),
+            };
+            let msgs = match msgs {
+                Ok(msgs) => msgs,
+                Err(FrameError::Closed) => {
+                    tracing::info!(peer = from, "peer closed its connection");
+                    return;
+                }
+                Err(e) => {
+                    inc(&self.metrics.peer_frames_rejected);
+                    tracing::error!(peer = from, remote = %self.addr, error = %e,
+                        "malformed frame from peer: connection closed");
+                    return;
+                }
+            };
+            let received = msgs.len() as u64;
+            self.metrics
+                .peer_messages_received
+                .fetch_add(received, Ordering::Relaxed);
+            for msg in msgs {
+                if self
+                    .inbox
+                    .send(NodeEvent::Peer { from, msg })
+                    .await
+                    .is_err()
+                {
+                    return; // the node is shutting down
+                }
+            }
+        }
+    }
+
+    /// Reads the dialler's [`Hello`], answers it, and returns the peer's id if welcome.
+    async fn handshake(&self, stream: &mut TcpStream) -> Result<NodeId, FrameError> {
+        let payload =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, wire::read_frame(stream, HELLO_BYTES_MAX))
+                .await
+                .map_err(|_| FrameError::Malformed("no handshake in time".into()))??;
+        let hello: Hello = wire::decode(&payload)?;
+        let refusal = self.refusal(&hello);
+        let reply = match &refusal {
+            None => HelloReply::Welcome,
+            Some(reason) => HelloReply::Refused(reason.clone()),
+        };
+        stream
+            .write_all(&wire::encode(&reply, HELLO_BYTES_MAX)?)
+            .await?;
+        match refusal {
+            None => Ok(hello.from),
+            Some(reason) => {
+                let _ = stream.shutdown().await;
+                Err(FrameError::Malformed(reason))
+            }
+        }
+    }
+
+    fn refusal(&self, hello: &Hello) -> Option<String> {
+        if hello.magic != MAGIC {
+            return Some(format!("bad magic {:?}", hello.magic));
+        }
+        if hello.cluster_id != self.config.cluster_id {
+            return Some(format!(
+                "cluster {:?} is not this cluster ({:?})",
+                hello.cluster_id, self.config.cluster_id
+            ));
+        }
+        if hello.to != self.me {
+            return Some(format!("this is node {}, not node {}", self.me, hello.to));
+        }
+        if hello.from == self.me || self.config.node(hello.from).is_none() {
+            return Some(format!("node {} is not a peer in this cluster", hello.from));
+        }
+        None
+    }
+}

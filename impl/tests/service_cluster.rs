@@ -1,0 +1,592 @@
+//! End-to-end tests of `paxos-node`: real processes on 127.0.0.1 with temporary data
+//! directories. Every test bounds its own run time, and the cluster tests run one at a time
+//! (the machine is small; timing matters to elections).
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use paxos_impl::runtime::client::{
+    fetch_json, fetch_metrics, http_client, Client, ClientError, Op,
+};
+use paxos_impl::runtime::config::{ClusterConfig, NodeConfig};
+use paxos_impl::runtime::node::LocalValue;
+use paxos_impl::runtime::wire::{self, Hello, HelloReply, PeerMsg, MAGIC};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const EXE: &str = env!("CARGO_BIN_EXE_paxos-node");
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `test` on a fresh runtime, failing it after `limit`.
+fn bounded<F: std::future::Future<Output = ()>>(limit: Duration, test: F) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        if tokio::time::timeout(limit, test).await.is_err() {
+            panic!("test did not finish within {limit:?}");
+        }
+    });
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+struct TestCluster {
+    dir: tempfile::TempDir,
+    config: ClusterConfig,
+    config_path: PathBuf,
+    nodes: Vec<Option<Child>>,
+}
+
+impl TestCluster {
+    fn start(n: u32) -> TestCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = ClusterConfig::loopback("test", n, 1, 1);
+        config.nodes = (0..n)
+            .map(|id| NodeConfig {
+                id,
+                peer_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                client_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            })
+            .collect();
+        config.validate().expect("valid config");
+        let config_path = dir.path().join("cluster.toml");
+        std::fs::write(&config_path, config.to_toml().expect("toml")).expect("write config");
+        let mut cluster = TestCluster {
+            dir,
+            config,
+            config_path,
+            nodes: Vec::new(),
+        };
+        for id in 0..n {
+            let child = cluster.spawn(id);
+            cluster.nodes.push(Some(child));
+        }
+        cluster
+    }
+
+    fn spawn(&self, id: u32) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node-{id}.log")))
+            .expect("log file");
+        Command::new(EXE)
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .args(["--id", &id.to_string(), "--seed", &id.to_string()])
+            .arg("--data-dir")
+            .arg(self.dir.path().join(format!("node-{id}")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn paxos-node")
+    }
+
+    fn endpoint(&self, id: u32) -> String {
+        format!("http://{}", self.config.nodes[id as usize].client_addr)
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        (0..self.config.nodes.len() as u32)
+            .map(|id| self.endpoint(id))
+            .collect()
+    }
+
+    fn kill9(&mut self, id: u32) {
+        if let Some(mut child) = self.nodes[id as usize].take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    fn restart(&mut self, id: u32) {
+        assert!(self.nodes[id as usize].is_none(), "node {id} is running");
+        self.nodes[id as usize] = Some(self.spawn(id));
+    }
+
+    fn is_running(&mut self, id: u32) -> bool {
+        let child = self.nodes[id as usize].as_mut();
+        child.is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn log(&self, id: u32) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for child in self.nodes.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn status(http: &reqwest::Client, endpoint: &str) -> Option<serde_json::Value> {
+    fetch_json(http, endpoint, "/status").await.ok()
+}
+
+/// Waits until every listed node answers `/status` and one of them leads; returns the leader.
+async fn wait_for_leader(cluster: &TestCluster, ids: &[u32]) -> u32 {
+    let http = http_client(Duration::from_secs(1)).expect("http");
+    loop {
+        let mut up = 0;
+        let mut leader = None;
+        for &id in ids {
+            if let Some(s) = status(&http, &cluster.endpoint(id)).await {
+                up += 1;
+                if s["role"] == "leading" {
+                    leader = Some(id);
+                }
+            }
+        }
+        if let (true, Some(leader)) = (up == ids.len(), leader) {
+            return leader;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn local(http: &reqwest::Client, endpoint: &str, key: &str) -> Option<LocalValue> {
+    let url = format!("{endpoint}/v1/local/kv/{key}");
+    let response = http.get(&url).send().await.ok()?;
+    let value: serde_json::Value = response.json().await.ok()?;
+    Some(LocalValue {
+        value: value["value"].as_str().map(str::to_string),
+        applied: value["applied"].as_u64()?,
+    })
+}
+
+fn client(endpoints: &[String], id: u64) -> Client {
+    let http = http_client(Duration::from_secs(2)).expect("http");
+    Client::new(http, endpoints, id).expect("client")
+}
+
+#[test]
+fn writes_are_acknowledged_and_readable_from_every_node() {
+    let _serial = serial();
+    bounded(Duration::from_secs(60), async {
+        let mut cluster = TestCluster::start(3);
+        wait_for_leader(&cluster, &[0, 1, 2]).await;
+        let mut writer = client(&cluster.endpoints(), 1);
+        for i in 0..20 {
+            let op = Op::Put {
+                key: format!("key{i}"),
+                value: format!("value{i}"),
+            };
+            writer.execute(&op).await.expect("put acknowledged");
+        }
+        // Linearizable reads through each node in turn (followers redirect to the leader).
+        for id in 0..3 {
+            let mut reader = client(&[cluster.endpoint(id)], 100 + u64::from(id));
+            for i in 0..20 {
+                let reply = reader
+                    .execute(&Op::Get {
+                        key: format!("key{i}"),
+                    })
+                    .await
+                    .expect("get");
+                assert_eq!(reply.value, Some(format!("value{i}")), "via node {id}");
+            }
+        }
+        // Every node's own state machine holds every write.
+        let http = http_client(Duration::from_secs(1)).expect("http");
+        for id in 0..3 {
+            let endpoint = cluster.endpoint(id);
+            loop {
+                let value = local(&http, &endpoint, "key19").await;
+                if value.and_then(|v| v.value).as_deref() == Some("value19") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            for i in 0..20 {
+                let value = local(&http, &endpoint, &format!("key{i}")).await;
+                assert_eq!(value.and_then(|v| v.value), Some(format!("value{i}")));
+            }
+        }
+        // Compare-and-swap and delete.
+        let cas = |expected: &str, new: &str| Op::Cas {
+            key: "key0".into(),
+            expected: Some(expected.into()),
+            new: Some(new.into()),
+        };
+        let swapped = writer.execute(&cas("value0", "next")).await.expect("cas");
+        assert_eq!(swapped.swapped, Some(true));
+        let refused = writer.execute(&cas("value0", "other")).await.expect("cas");
+        assert_eq!(
+            (refused.swapped, refused.value.as_deref()),
+            (Some(false), Some("next"))
+        );
+        let deleted = writer
+            .execute(&Op::Delete { key: "key0".into() })
+            .await
+            .expect("delete");
+        assert_eq!(deleted.value.as_deref(), Some("next"));
+        let gone = writer
+            .execute(&Op::Get { key: "key0".into() })
+            .await
+            .expect("get");
+        assert_eq!(gone.value, None);
+
+        // A request above request_bytes_max is refused, and the service goes on.
+        let huge = Op::Put {
+            key: "huge".into(),
+            value: "x".repeat(2 << 20),
+        };
+        let refused = writer.execute(&huge).await;
+        assert!(
+            matches!(refused, Err(ClientError::Refused { status: 413, .. })),
+            "{refused:?}"
+        );
+        let after = writer.execute(&Op::Get { key: "huge".into() }).await;
+        assert_eq!(after.expect("get after a refused request").value, None);
+
+        // A retry with the same (client, seq) is executed once: replay seq 1 of client 1
+        // (a put of key0) and see that key0 stays deleted.
+        let body = serde_json::json!({"value": "value0", "client_id": 1, "seq": 1});
+        let url = format!("{}/v1/kv/key0", cluster.endpoint(0));
+        let leader_http = http_client(Duration::from_secs(2)).expect("http");
+        let mut answer = leader_http.put(&url).json(&body).send().await.expect("put");
+        if answer.status() == reqwest::StatusCode::TEMPORARY_REDIRECT {
+            let location = answer.headers()["location"]
+                .to_str()
+                .expect("location")
+                .to_string();
+            answer = leader_http
+                .put(&location)
+                .json(&body)
+                .send()
+                .await
+                .expect("put");
+        }
+        assert_eq!(
+            answer.status(),
+            reqwest::StatusCode::CONFLICT,
+            "stale seq refused"
+        );
+        let still_gone = writer
+            .execute(&Op::Get { key: "key0".into() })
+            .await
+            .expect("get");
+        assert_eq!(still_gone.value, None);
+
+        // Graceful SIGTERM: the node exits 0 and logs that its WAL is closed.
+        let pid = cluster.nodes[2].as_ref().expect("running").id();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let started = Instant::now();
+        let exit = loop {
+            if let Some(exit) = cluster.nodes[2]
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                break exit;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no exit after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(exit.success(), "exit status {exit:?}\n{}", cluster.log(2));
+        assert!(cluster.log(2).contains("write-ahead log closed"));
+    });
+}
+
+#[test]
+fn leader_killed_under_load_fails_over_without_losing_acknowledged_writes() {
+    let _serial = serial();
+    bounded(Duration::from_secs(120), async {
+        let mut cluster = TestCluster::start(3);
+        let old_leader = wait_for_leader(&cluster, &[0, 1, 2]).await;
+        let endpoints = cluster.endpoints();
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::<(String, String, Instant)>::new()));
+        let mut writers = Vec::new();
+        for w in 0..4u64 {
+            let (stop, acked) = (Arc::clone(&stop), Arc::clone(&acked));
+            let mut writer = client(&endpoints, 10 + w);
+            writer.op_timeout = Duration::from_secs(15);
+            writers.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let (key, value) = (format!("w{w}-{n}"), format!("v{n}"));
+                    let op = Op::Put {
+                        key: key.clone(),
+                        value: value.clone(),
+                    };
+                    if writer.execute(&op).await.is_ok() {
+                        let mut acked = acked.lock().unwrap_or_else(|e| e.into_inner());
+                        acked.push((key, value, Instant::now()));
+                    }
+                    n += 1;
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let before_kill = acked.lock().unwrap_or_else(|e| e.into_inner()).len();
+        assert!(before_kill > 0, "writes before the kill");
+        cluster.kill9(old_leader);
+        let killed_at = Instant::now();
+        let survivors: Vec<u32> = (0..3).filter(|&id| id != old_leader).collect();
+        let new_leader = wait_for_leader(&cluster, &survivors).await;
+        assert_ne!(new_leader, old_leader);
+        // Service continues: wait for writes acknowledged after the kill.
+        let failover = loop {
+            let first_after = acked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|(_, _, at)| *at > killed_at)
+                .map(|(_, _, at)| at.duration_since(killed_at));
+            if let Some(failover) = first_after {
+                break failover;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        eprintln!(
+            "failover: first write acknowledged {failover:?} after kill -9 of node {old_leader}"
+        );
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        stop.store(true, Ordering::Relaxed);
+        for writer in writers {
+            writer.await.expect("writer");
+        }
+        let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let after_kill = acked.iter().filter(|(_, _, at)| *at > killed_at).count();
+        assert!(after_kill > 0);
+        eprintln!(
+            "{} writes acknowledged, {after_kill} after the kill",
+            acked.len()
+        );
+
+        // No acknowledged write is lost: a linearizable read of each returns it.
+        let survivor_endpoints: Vec<String> =
+            survivors.iter().map(|&id| cluster.endpoint(id)).collect();
+        let mut reader = client(&survivor_endpoints, 99);
+        for (key, value, _) in &acked {
+            let reply = reader
+                .execute(&Op::Get { key: key.clone() })
+                .await
+                .expect("get");
+            assert_eq!(
+                reply.value.as_ref(),
+                Some(value),
+                "acknowledged write to {key} lost"
+            );
+        }
+
+        // The killed node restarts from its WAL and catches up.
+        let http = http_client(Duration::from_secs(1)).expect("http");
+        let target = status(&http, &cluster.endpoint(new_leader))
+            .await
+            .expect("leader status")["applied"]
+            .as_u64()
+            .expect("applied");
+        cluster.restart(old_leader);
+        let restarted = cluster.endpoint(old_leader);
+        loop {
+            let applied = status(&http, &restarted)
+                .await
+                .and_then(|s| s["applied"].as_u64());
+            if applied.is_some_and(|a| a >= target) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (key, value, _) in &acked {
+            let local = local(&http, &restarted, key).await.expect("local read");
+            assert_eq!(
+                local.value.as_ref(),
+                Some(value),
+                "{key} on the restarted node"
+            );
+        }
+        let log = cluster.log(old_leader);
+        assert!(log.contains("replica started"), "{log}");
+        assert!(cluster.is_running(old_leader));
+    });
+}
+
+async fn closed_by_peer(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+async fn hello(addr: SocketAddr, hello: &Hello) -> (TcpStream, HelloReply) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let frame = wire::encode(hello, 4096).expect("encode");
+    stream.write_all(&frame).await.expect("write");
+    let payload = wire::read_frame(&mut stream, 4096).await.expect("reply");
+    (stream, wire::decode(&payload).expect("decode reply"))
+}
+
+#[test]
+fn garbage_frames_and_strangers_are_refused_without_harm() {
+    let _serial = serial();
+    bounded(Duration::from_secs(60), async {
+        let mut cluster = TestCluster::start(3);
+        wait_for_leader(&cluster, &[0, 1, 2]).await;
+        let target = cluster.config.nodes[1].peer_addr;
+
+        // A length far above the maximum.
+        let mut stream = TcpStream::connect(target).await.expect("connect");
+        stream
+            .write_all(&[0xFF, 0xFF, 0xFF, 0x7F, 1, 2, 3])
+            .await
+            .expect("write");
+        assert!(closed_by_peer(&mut stream).await, "huge length not refused");
+
+        // A plausible length, garbage payload, as the handshake.
+        let mut stream = TcpStream::connect(target).await.expect("connect");
+        let garbage = wire::frame(&[0xFF; 32], 4096).expect("frame");
+        stream.write_all(&garbage).await.expect("write");
+        assert!(
+            closed_by_peer(&mut stream).await,
+            "garbage handshake not refused"
+        );
+
+        // An unknown node, another cluster, the wrong target.
+        let good = Hello {
+            magic: MAGIC,
+            cluster_id: "test".into(),
+            from: 2,
+            to: 1,
+        };
+        let strangers = [
+            Hello {
+                from: 99,
+                ..good.clone()
+            },
+            Hello {
+                cluster_id: "other".into(),
+                ..good.clone()
+            },
+            Hello {
+                to: 0,
+                ..good.clone()
+            },
+        ];
+        for stranger in &strangers {
+            let (mut stream, reply) = hello(target, stranger).await;
+            assert!(
+                matches!(reply, HelloReply::Refused(_)),
+                "{stranger:?} got {reply:?}"
+            );
+            assert!(closed_by_peer(&mut stream).await);
+        }
+
+        // A welcome peer that then sends garbage loses only that connection.
+        let (mut stream, reply) = hello(target, &good).await;
+        assert_eq!(reply, HelloReply::Welcome);
+        let batch = vec![PeerMsg::CatchUp { from_slot: 0 }];
+        stream
+            .write_all(&wire::encode(&batch, 4096).expect("encode"))
+            .await
+            .expect("write");
+        stream.write_all(&garbage).await.expect("write");
+        assert!(
+            closed_by_peer(&mut stream).await,
+            "garbage frame not refused"
+        );
+
+        // The node still serves, and its metrics and log say what happened.
+        assert!(cluster.is_running(1));
+        let mut writer = client(&[cluster.endpoint(1)], 7);
+        let op = Op::Put {
+            key: "after".into(),
+            value: "ok".into(),
+        };
+        writer.execute(&op).await.expect("put after the garbage");
+        let read = writer
+            .execute(&Op::Get {
+                key: "after".into(),
+            })
+            .await
+            .expect("get");
+        assert_eq!(read.value.as_deref(), Some("ok"));
+        let http = http_client(Duration::from_secs(1)).expect("http");
+        let metrics: BTreeMap<String, f64> = fetch_metrics(&http, &cluster.endpoint(1))
+            .await
+            .expect("metrics")
+            .into_iter()
+            .collect();
+        assert!(
+            metrics["paxos_peer_handshakes_refused_total"] >= 4.0,
+            "{metrics:?}"
+        );
+        assert!(
+            metrics["paxos_peer_frames_rejected_total"] >= 1.0,
+            "{metrics:?}"
+        );
+        let log = cluster.log(1);
+        assert!(log.contains("node 99 is not a peer"), "{log}");
+        assert!(log.contains("malformed frame from peer"), "{log}");
+    });
+}
+
+#[test]
+fn five_replicas_keep_serving_with_two_down() {
+    let _serial = serial();
+    bounded(Duration::from_secs(90), async {
+        let mut cluster = TestCluster::start(5);
+        let leader = wait_for_leader(&cluster, &[0, 1, 2, 3, 4]).await;
+        let mut writer = client(&cluster.endpoints(), 3);
+        writer.op_timeout = Duration::from_secs(20);
+        let put = |i: u32| Op::Put {
+            key: format!("five{i}"),
+            value: format!("v{i}"),
+        };
+        for i in 0..10 {
+            writer.execute(&put(i)).await.expect("put");
+        }
+        let follower = (0..5).find(|&id| id != leader).expect("a follower");
+        cluster.kill9(leader);
+        cluster.kill9(follower);
+        let survivors: Vec<u32> = (0..5)
+            .filter(|&id| id != leader && id != follower)
+            .collect();
+        for i in 10..20 {
+            writer
+                .execute(&put(i))
+                .await
+                .expect("put with two replicas down");
+        }
+        let new_leader = wait_for_leader(&cluster, &survivors).await;
+        assert!(survivors.contains(&new_leader));
+        for i in 0..20 {
+            let get = Op::Get {
+                key: format!("five{i}"),
+            };
+            let reply = writer.execute(&get).await.expect("get");
+            assert_eq!(reply.value, Some(format!("v{i}")));
+        }
+    });
+}
