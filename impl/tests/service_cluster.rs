@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use paxos_impl::core::Message;
 use paxos_impl::runtime::client::{
     fetch_json, fetch_metrics, http_client, Client, ClientError, Op,
 };
@@ -506,7 +507,7 @@ fn garbage_frames_and_strangers_are_refused_without_harm() {
         // A welcome peer that then sends garbage loses only that connection.
         let (mut stream, reply) = hello(target, &good).await;
         assert_eq!(reply, HelloReply::Welcome);
-        let batch = vec![PeerMsg::CatchUp { from_slot: 0 }];
+        let batch = vec![PeerMsg::Paxos(Message::Status { applied: 0 })];
         stream
             .write_all(&wire::encode(&batch, 4096).expect("encode"))
             .await

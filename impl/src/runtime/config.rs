@@ -17,7 +17,6 @@
 //! frame_bytes_max = 67108864
 //! frame_messages_max = 1024
 //! peer_queue_messages_max = 65536
-//! catch_up_slots_max = 512
 //! wal_batch_records_max = 16384
 //! wal_commit_delay_us = 0
 //! request_bytes_max = 1048576
@@ -94,8 +93,6 @@ pub struct Limits {
     /// Messages queued for one peer; beyond it new messages to that peer are dropped (the
     /// protocol tolerates loss; the drop is counted in the metrics).
     pub peer_queue_messages_max: usize,
-    /// At most this many chosen slots sent in answer to one catch-up request.
-    pub catch_up_slots_max: u64,
     /// At most this many records in one group commit (one write, one fsync).
     pub wal_batch_records_max: usize,
     /// How long the WAL writer waits for more records after the first of a batch (trades
@@ -113,7 +110,6 @@ impl Default for Limits {
             frame_bytes_max: 64 << 20,
             frame_messages_max: 1024,
             peer_queue_messages_max: 65_536,
-            catch_up_slots_max: 512,
             wal_batch_records_max: 16_384,
             wal_commit_delay_us: 0,
             request_bytes_max: 1 << 20,
@@ -336,12 +332,11 @@ impl Limits {
         }
         if self.frame_messages_max == 0
             || self.peer_queue_messages_max == 0
-            || self.catch_up_slots_max == 0
             || self.wal_batch_records_max == 0
         {
             return Err(invalid(
-                "limits: frame_messages_max, peer_queue_messages_max, catch_up_slots_max and \
-                 wal_batch_records_max must be positive",
+                "limits: frame_messages_max, peer_queue_messages_max and wal_batch_records_max \
+                 must be positive",
             ));
         }
         if self.request_bytes_max == 0 || self.request_bytes_max > self.frame_bytes_max as usize / 4

@@ -23,9 +23,11 @@
 //! [`PeerMsg::Heartbeat`] every `heartbeat_interval` instead: a failure detector outside the
 //! protocol, which the model represents by letting the timer fire at any time.
 //!
-//! **Liveness helpers (outside the protocol, built from protocol messages).** A follower whose
-//! applied prefix is behind the leader's (it missed Decides while down or disconnected) asks
-//! with [`PeerMsg::CatchUp`] and is answered with `Decide` for the chosen slots (M8). A leader
+//! **Liveness helpers.** A follower whose applied prefix is behind the leader's heartbeat (it
+//! missed Decides while down or disconnected) steps the core with [`Input::Tick`]: the core's
+//! catch-up rules (C1–C3 of `specs/protocol.md`) send `Status` to the leader, whose core
+//! answers with the chosen entries the follower lacks, which the follower's core persists and
+//! applies. A leader
 //! re-sends the `Accept` of a slot in flight for a whole retransmit interval to the replicas
 //! that have not accepted it: a duplicate of a message already sent, which the model allows.
 
@@ -291,7 +293,6 @@ impl NodeTask {
                 }
             }
             PeerMsg::Heartbeat { ballot, applied } => self.on_heartbeat(from, ballot, applied),
-            PeerMsg::CatchUp { from_slot } => self.on_catch_up(from, from_slot),
         }
     }
 
@@ -308,24 +309,8 @@ impl NodeTask {
         if behind && due {
             self.last_catch_up = Some(now);
             inc(&self.metrics.catch_up_requests);
-            let from_slot = self.replica.applied();
-            self.send(from, PeerMsg::CatchUp { from_slot });
-        }
-    }
-
-    /// Answers with `Decide` for chosen slots from `from_slot` on (at most
-    /// `catch_up_slots_max`); held like any send until what it reports is durable.
-    fn on_catch_up(&mut self, from: NodeId, from_slot: Slot) {
-        let max = self.config.limits.catch_up_slots_max as usize;
-        let decides: Vec<(Slot, _)> = self
-            .replica
-            .chosen()
-            .range(from_slot..)
-            .take(max)
-            .map(|(&slot, entry)| (slot, entry.clone()))
-            .collect();
-        for (slot, entry) in decides {
-            self.send(from, PeerMsg::Paxos(Message::Decide { slot, entry }));
+            // C1: the core reports its applied prefix to the leader it is promised to.
+            self.step(Input::Tick);
         }
     }
 
@@ -861,18 +846,22 @@ mod tests {
             msg: heartbeat,
         };
         node.inbox.send(event).await.expect("send");
-        assert_eq!(node.next_to(0).await, PeerMsg::CatchUp { from_slot: 0 });
-        for seq in 1..=2 {
-            let decide = Message::Decide {
-                slot: seq - 1,
-                entry: Entry::Command(put(seq)),
-            };
-            let event = NodeEvent::Peer {
-                from: 0,
-                msg: PeerMsg::Paxos(decide),
-            };
-            node.inbox.send(event).await.expect("send");
-        }
+        assert_eq!(
+            node.next_to(0).await,
+            PeerMsg::Paxos(Message::Status { applied: 0 })
+        );
+        let catch_up = Message::CatchUp {
+            ballot: B10,
+            entries: (1..=2)
+                .map(|seq| (seq - 1, Entry::Command(put(seq))))
+                .collect(),
+            all_applied: 0,
+        };
+        let event = NodeEvent::Peer {
+            from: 0,
+            msg: PeerMsg::Paxos(catch_up),
+        };
+        node.inbox.send(event).await.expect("send");
         let (reply, answer) = oneshot::channel();
         let event = NodeEvent::LocalRead {
             key: "k".into(),

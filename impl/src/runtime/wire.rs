@@ -48,11 +48,8 @@ pub enum PeerMsg {
     /// From a leader: "I lead at `ballot`, and have applied every slot below `applied`".
     /// Resets the follower's election timer; a follower further behind asks to catch up.
     /// Not a protocol message: it is the failure detector, which the model represents by
-    /// letting the election timer fire at any time.
+    /// letting the election timer fire at any time. (Catching up is the core's: C1–C3.)
     Heartbeat { ballot: Ballot, applied: Slot },
-    /// From a follower: "send me the chosen slots from `from_slot`". Answered with
-    /// `Decide` messages for the chosen slots the leader holds (M8 at the follower).
-    CatchUp { from_slot: Slot },
 }
 
 /// Why a frame was refused.
@@ -180,7 +177,7 @@ mod tests {
                 ballot: Ballot { round: 2, node: 1 },
                 applied: 7,
             },
-            PeerMsg::CatchUp { from_slot: 3 },
+            PeerMsg::Paxos(Message::Status { applied: 3 }),
         ];
         let (frames, errors) = encode_batch(&msgs, 1 << 20);
         assert!(errors.is_empty());
