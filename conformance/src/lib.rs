@@ -8,8 +8,11 @@
 //! replica core (`paxos_impl::core`). Trace files and trace validation come with the
 //! conformance issue.
 
+pub mod check;
+pub mod conform;
 pub mod multi;
 pub mod synod;
+pub mod trace;
 
 use paxos_impl::Ballot as ImplBallot;
 use paxos_model::types::Ballot as ModelBallot;
