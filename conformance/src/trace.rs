@@ -225,7 +225,7 @@ pub fn walk<M: Conformance>(model: &M, trace: &Trace) -> anyhow::Result<Walked> 
             .next_state(&state, action.clone())
             .unwrap_or_else(|| state.clone());
         let next_json = model.state_json(&next);
-        if next_json != step.state {
+        if !step.state.is_null() && next_json != step.state {
             let diffs = field_diff(&step.state, &next_json);
             let shown: Vec<String> = diffs.iter().take(5).map(|d| d.to_string()).collect();
             bail!(

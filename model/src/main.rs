@@ -109,6 +109,15 @@ struct ExportArgs {
     /// Steps per walk (a walk ends earlier where no action is enabled).
     #[arg(long, default_value_t = 100)]
     depth: usize,
+    /// Percentage of steps that are faults (a message lost, a node crashing) where one is
+    /// possible; the other steps are chosen among the remaining actions.
+    #[arg(long, default_value_t = 10, value_name = "PERCENT",
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    faults: u8,
+    /// Record the state after every K-th step (and the last) only, to keep long walks small;
+    /// replay checks the model's state where it is recorded.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    state_every: usize,
     /// File name prefix of the walks [default: <variant>-walk].
     #[arg(long)]
     name: Option<String>,
@@ -344,10 +353,11 @@ fn bugs() {
     println!("Synod (paxos-model check synod --bug NAME):");
     for bug in SynodBug::ALL {
         println!(
-            "  {:<28} breaks {:<16} {}",
+            "  {:<28} breaks {:<16} {}{}",
             bug.name(),
             bug.violates()[0],
-            bug.description()
+            bug.description(),
+            synod_witness_flags(&bug.witness_config())
         );
     }
     println!("\nMulti-Paxos (paxos-model check multi --bug NAME):");
@@ -388,7 +398,8 @@ fn export_traces<M: CheckTarget>(
         .unwrap_or_else(|| format!("{}-walk", model.variant()));
     for i in 0..export.walks {
         let seed = export.seed.wrapping_add(i as u64);
-        let trace = runner::random_walk(&model, seed, export.depth)?;
+        let mut trace = runner::random_walk(&model, seed, export.depth, export.faults)?;
+        trace.keep_states_every(export.state_every);
         let path = export.out.join(format!("{name}-seed-{seed}.json"));
         runner::write_trace_as(&path, &trace)?;
         println!("{} ({} steps)", path.display(), trace.steps.len());
@@ -442,6 +453,27 @@ fn export(variant: ExportVariant) -> Result<i32, Failure> {
             let property = cfg.bug.map(|b| (b.violates()[0], false));
             export_traces(multi::model(cfg), property, &export)
         }
+    }
+}
+
+/// The Synod options beyond the defaults that a bug's counterexample needs, as a hint.
+fn synod_witness_flags(cfg: &SynodConfig) -> String {
+    let d = SynodConfig::default();
+    let mut flags = Vec::new();
+    if cfg.proposers != d.proposers {
+        flags.push(format!("--proposers {}", cfg.proposers));
+    }
+    if cfg.values != cfg.proposers {
+        // The command line defaults --values to the number of proposers.
+        flags.push(format!("--values {}", cfg.values));
+    }
+    if cfg.crashes != d.crashes {
+        flags.push(format!("--crashes {}", cfg.crashes));
+    }
+    if flags.is_empty() {
+        String::new()
+    } else {
+        format!(" (with {})", flags.join(" "))
     }
 }
 

@@ -849,7 +849,23 @@ pub struct TraceStep {
     pub index: usize,
     pub action: Value,
     pub description: String,
+    /// The state after the step; `null` (or absent) when the writer left it out to keep a long
+    /// trace small (see [`Trace::keep_states_every`]).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub state: Value,
+}
+
+impl Trace {
+    /// Keeps the recorded state of every `k`-th step and of the last one only, dropping the
+    /// rest: replay then checks the model's state at those steps. `k` of 0 or 1 keeps all.
+    pub fn keep_states_every(&mut self, k: usize) {
+        let last = self.steps.len();
+        for step in &mut self.steps {
+            if k > 1 && step.index % k != 0 && step.index != last {
+                step.state = Value::Null;
+            }
+        }
+    }
 }
 
 /// Converts a checker path into a trace.
@@ -937,10 +953,17 @@ pub fn trace_of_actions<M: CheckTarget>(
 }
 
 /// A seeded random walk of at most `depth` steps from the first initial state: each step takes
-/// one of the actions that lead to a new state within the model's boundary, chosen uniformly
-/// (SplitMix64 on `seed`, so a seed always gives the same walk). Stops early where no action
-/// is enabled.
-pub fn random_walk<M: CheckTarget>(model: &M, seed: u64, depth: usize) -> anyhow::Result<Trace> {
+/// one of the actions that lead to a new state within the model's boundary (SplitMix64 on
+/// `seed`, so a seed always gives the same walk). Faults — actions whose JSON `kind` is `drop`
+/// or `crash` — are taken with probability `fault_percent`% when both kinds are enabled, the
+/// other actions otherwise, each uniformly: a uniform choice over all actions drifts into
+/// crash/recover cycles where nothing else happens. Stops early where no action is enabled.
+pub fn random_walk<M: CheckTarget>(
+    model: &M,
+    seed: u64,
+    depth: usize,
+    fault_percent: u8,
+) -> anyhow::Result<Trace> {
     let init = model
         .init_states()
         .into_iter()
@@ -950,14 +973,21 @@ pub fn random_walk<M: CheckTarget>(model: &M, seed: u64, depth: usize) -> anyhow
     let mut state = init.clone();
     let mut actions = Vec::new();
     for _ in 0..depth {
-        let mut steps: Vec<(M::Action, M::State)> = model
+        let (mut faults, mut others): (Vec<_>, Vec<_>) = model
             .next_steps(&state)
             .into_iter()
             .filter(|(_, next)| model.within_boundary(next))
-            .collect();
-        if steps.is_empty() {
-            break;
-        }
+            .partition(|(action, _)| {
+                let kind = model.action_json(action);
+                matches!(kind["kind"].as_str(), Some("drop" | "crash"))
+            });
+        let fault = rng.next() % 100 < u64::from(fault_percent);
+        let steps = match (faults.is_empty(), others.is_empty()) {
+            (true, true) => break,
+            (false, false) if fault => &mut faults,
+            (false, _) if others.is_empty() => &mut faults,
+            _ => &mut others,
+        };
         let pick = (rng.next() % steps.len() as u64) as usize;
         let (action, next) = steps.swap_remove(pick);
         actions.push(action);
