@@ -33,8 +33,8 @@ Examples:
   paxos-conform replay traces-out/multi-divergence-1.json
 
 A divergence is saved as a paxos-trace/1 file (specs/trace-format.md) holding the shortest
-trace to it; `paxos-conform replay FILE` re-runs it, and its explorer_path opens in
-`paxos-model explore <variant> [the same bounds]` at http://127.0.0.1:3000/#/steps/<path>.
+trace to it; `paxos-conform replay FILE` re-runs it, and `paxos-model explore --trace FILE`
+opens stateright's explorer on it.
 
 Exit codes: 0 no divergence (replay: every trace did what it must), 1 a divergence (replay: a
 trace of the correct protocol diverged, a seeded bug's trace did not, or a trace no longer
@@ -179,8 +179,9 @@ impl Report {
             out.push_str(&format!("\nDivergence at {}", d.record));
             out.push_str(&format!("  trace:    {}\n", d.trace_file.display()));
             out.push_str(&format!(
-                "  explorer: paxos-model explore {} [these bounds], then #/steps/{}\n",
-                self.variant, d.explorer_path
+                "  explorer: paxos-model explore --trace {} (path {})\n",
+                d.trace_file.display(),
+                d.explorer_path
             ));
         }
         out

@@ -23,6 +23,8 @@ Examples:
   paxos-model check multi --bug promise-merge-off-by-one
   paxos-model check lamport --acceptors 3 --values 2 --max-ballot 2
   paxos-model explore synod --bug learner-mixed-ballots --addr 127.0.0.1:3000
+  paxos-model explore --trace traces-out/synod-divergence-default-value-1.json
+  paxos-model export-traces multi --crashes 1 --lossy --out traces-out --walks 3
   paxos-model bugs
 
 Exit codes: 0 every property holds (and every `sometimes` example is reachable), 1 a property
@@ -52,7 +54,11 @@ enum Command {
     /// explorer on it.
     Explore {
         #[command(subcommand)]
-        variant: Variant,
+        variant: Option<Variant>,
+        /// Open the explorer on a trace file's path (a paxos-trace/1 file: a counterexample, a
+        /// walk, a divergence from `paxos-conform`), on the model of its configuration.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
         /// Address the explorer listens on (loopback by default).
         #[arg(long, global = true, default_value = "127.0.0.1:3000")]
         addr: SocketAddr,
@@ -349,6 +355,35 @@ fn explore(variant: Variant, addr: SocketAddr) -> Result<i32, Failure> {
     }
 }
 
+/// Serves the explorer on the model of a trace file's configuration, opened on its path.
+fn explore_trace(file: &std::path::Path, addr: SocketAddr) -> Result<i32, Failure> {
+    let trace = runner::read_trace(file).map_err(|e| Failure::from(format!("{e:#}")))?;
+    let config = |what: &str| format!("{}: the configuration is not a {what} one", file.display());
+    match trace.variant.as_str() {
+        "synod" => {
+            let cfg: SynodConfig = serde_json::from_value(trace.config.clone())
+                .map_err(|e| Failure::from(format!("{}: {e}", config("Synod"))))?;
+            cfg.validate()?;
+            let inner = synod::model(cfg);
+            runner::explore(Readable { inner }, addr, Some(&trace.explorer_path))?;
+        }
+        "multi" => {
+            let cfg: MultiConfig = serde_json::from_value(trace.config.clone())
+                .map_err(|e| Failure::from(format!("{}: {e}", config("Multi-Paxos"))))?;
+            cfg.validate()?;
+            let inner = multi::model(cfg);
+            runner::explore(Readable { inner }, addr, Some(&trace.explorer_path))?;
+        }
+        other => {
+            return Err(Failure::from(format!(
+                "{}: --trace opens synod and multi traces, not {other:?} (use explore {other})",
+                file.display()
+            )))
+        }
+    }
+    Ok(0)
+}
+
 fn bugs() {
     println!("Synod (paxos-model check synod --bug NAME):");
     for bug in SynodBug::ALL {
@@ -531,7 +566,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { variant, run } => check(variant, &run),
-        Command::Explore { variant, addr } => explore(variant, addr),
+        Command::Explore {
+            variant,
+            trace,
+            addr,
+        } => match (variant, trace) {
+            (Some(variant), None) => explore(variant, addr),
+            (None, Some(file)) => explore_trace(&file, addr),
+            _ => Err(Failure::from(
+                "explore takes a variant (synod, multi, lamport) or --trace FILE, not both"
+                    .to_string(),
+            )),
+        },
         Command::ExportTraces { variant } => export(variant),
         Command::Bugs => {
             bugs();
