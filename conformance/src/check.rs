@@ -6,10 +6,14 @@
 //! The search is depth-first with a visited set of 128-bit fingerprints, as
 //! [`crate::multi::check_exhaustively`]'s: a breadth-first queue would hold a whole level of
 //! states (gigabytes at the default Multi-Paxos configuration). Depth-first paths are long
-//! and arbitrary, so a divergence report does not use them: [`shortest_paths`] runs a second,
-//! breadth-first search from the initial states that stops as soon as it has reached every
-//! divergent state, keeping one parent pointer (fingerprint and action) per state. It only
-//! runs when something diverged, and then usually ends at a shallow depth.
+//! and arbitrary, so a divergence report does not use them. When something diverged,
+//! [`shortest_divergences`] runs a second, breadth-first search from the initial states that
+//! replays every pair as it goes, keeps one parent pointer (fingerprint and action) per state,
+//! and stops at the N-th divergence, N being the number the first search found: its traces are
+//! the shortest traces to any divergence. They may show a shallower divergence than the one
+//! the depth-first search met first, never a deeper one, and the search stops at the depth of
+//! the shallowest divergences, which is small for the bugs seen so far (6 to 12 steps).
+//! [`shortest_paths`] finds shortest paths to given states instead.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -131,6 +135,101 @@ pub fn check<M: Conformance>(
     }
 }
 
+/// A divergence at the end of a shortest path.
+pub struct ShortestDivergence<M: Model> {
+    /// The initial state the path starts in.
+    pub init: M::State,
+    /// The actions taken; the last one diverges.
+    pub actions: Vec<M::Action>,
+    pub mismatch: Mismatch,
+}
+
+/// Breadth-first parent pointers: each visited state's parent (its fingerprint and the action
+/// from it), `None` for initial states, which are kept in `roots`.
+struct Parents<M: Model> {
+    parents: HashMap<u128, Option<(u128, M::Action)>>,
+    roots: HashMap<u128, M::State>,
+}
+
+impl<M: Model> Parents<M>
+where
+    M::State: Hash + Clone,
+    M::Action: Clone,
+{
+    /// The within-boundary initial states, recorded as roots, with their fingerprints.
+    fn new(model: &M) -> (Self, VecDeque<(u128, M::State)>) {
+        let mut this = Parents {
+            parents: HashMap::new(),
+            roots: HashMap::new(),
+        };
+        let mut queue = VecDeque::new();
+        for init in model.init_states() {
+            let fp = fingerprint(&init);
+            if model.within_boundary(&init) && !this.parents.contains_key(&fp) {
+                this.parents.insert(fp, None);
+                this.roots.insert(fp, init.clone());
+                queue.push_back((fp, init));
+            }
+        }
+        (this, queue)
+    }
+
+    /// Records `next` as reached from `parent` by `action`; false if it was reached before.
+    fn visit(&mut self, next: u128, parent: u128, action: &M::Action) -> bool {
+        if self.parents.contains_key(&next) {
+            return false;
+        }
+        self.parents.insert(next, Some((parent, action.clone())));
+        true
+    }
+
+    /// The path to a visited state: its initial state and the actions from there.
+    fn path_to(&self, mut fp: u128) -> Option<Walk<M>> {
+        let mut path = Vec::new();
+        while let Some((parent, action)) = self.parents.get(&fp)? {
+            path.push(action.clone());
+            fp = *parent;
+        }
+        path.reverse();
+        Some((self.roots.get(&fp)?.clone(), path))
+    }
+}
+
+/// The first `n` divergences a breadth-first search meets (see the module notes): each at the
+/// end of a shortest path from an initial state. Fewer when there are fewer.
+pub fn shortest_divergences<M: Conformance>(model: &M, n: usize) -> Vec<ShortestDivergence<M>> {
+    let (mut parents, mut queue) = Parents::new(model);
+    let mut found = Vec::new();
+    let mut actions = Vec::new();
+    while let Some((fp, state)) = queue.pop_front() {
+        actions.clear();
+        model.actions(&state, &mut actions);
+        for action in actions.drain(..) {
+            let next = model.next_state(&state, action.clone());
+            let pair = model.replay_pair(&state, &action, next.as_ref().unwrap_or(&state));
+            if let PairResult::Diverges(mismatch) = pair {
+                if let Some((init, mut path)) = parents.path_to(fp) {
+                    path.push(action.clone());
+                    found.push(ShortestDivergence {
+                        init,
+                        actions: path,
+                        mismatch,
+                    });
+                    if found.len() >= n {
+                        return found;
+                    }
+                }
+            }
+            let Some(next) = next else { continue };
+            let next_fp = fingerprint(&next);
+            if model.within_boundary(&next) && parents.visit(next_fp, fp, &action) {
+                queue.push_back((next_fp, next));
+            }
+        }
+    }
+    found
+}
+
 /// A path from an initial state: that state and the actions taken from it.
 pub type Walk<M> = (<M as Model>::State, Vec<<M as Model>::Action>);
 
@@ -143,22 +242,11 @@ where
     M::Action: Clone,
 {
     let wanted: HashSet<u128> = targets.iter().map(fingerprint).collect();
-    let mut remaining = wanted.len();
-    // Each visited state's parent (its fingerprint and the action from it); None for roots.
-    let mut parents: HashMap<u128, Option<(u128, M::Action)>> = HashMap::new();
-    let mut roots: HashMap<u128, M::State> = HashMap::new();
-    let mut queue: VecDeque<(u128, M::State)> = VecDeque::new();
-    for init in model.init_states() {
-        let fp = fingerprint(&init);
-        if model.within_boundary(&init) && !parents.contains_key(&fp) {
-            parents.insert(fp, None);
-            roots.insert(fp, init.clone());
-            if wanted.contains(&fp) {
-                remaining -= 1;
-            }
-            queue.push_back((fp, init));
-        }
-    }
+    let (mut parents, mut queue) = Parents::new(model);
+    let mut remaining = wanted
+        .iter()
+        .filter(|fp| !parents.parents.contains_key(fp))
+        .count();
     let mut actions = Vec::new();
     while remaining > 0 {
         let Some((fp, state)) = queue.pop_front() else {
@@ -171,28 +259,17 @@ where
                 continue;
             };
             let next_fp = fingerprint(&next);
-            if !model.within_boundary(&next) || parents.contains_key(&next_fp) {
-                continue;
+            if model.within_boundary(&next) && parents.visit(next_fp, fp, &action) {
+                if wanted.contains(&next_fp) {
+                    remaining -= 1;
+                }
+                queue.push_back((next_fp, next));
             }
-            parents.insert(next_fp, Some((fp, action)));
-            if wanted.contains(&next_fp) {
-                remaining -= 1;
-            }
-            queue.push_back((next_fp, next));
         }
     }
     targets
         .iter()
-        .map(|target| {
-            let mut fp = fingerprint(target);
-            let mut path = Vec::new();
-            while let Some((parent, action)) = parents.get(&fp)? {
-                path.push(action.clone());
-                fp = *parent;
-            }
-            path.reverse();
-            Some((roots.get(&fp)?.clone(), path))
-        })
+        .map(|target| parents.path_to(fingerprint(target)))
         .collect()
 }
 
@@ -243,6 +320,34 @@ mod tests {
         assert_eq!(outcome.counts.client, existing.skipped);
         assert_eq!(outcome.counts.no_step, existing.no_step);
         assert!(outcome.counts.no_step > 0 && outcome.counts.client > 0);
+    }
+
+    /// The breadth-first report finds a divergence no deeper than the depth-first one, and
+    /// its path replays to a state where the same pair diverges.
+    #[test]
+    fn shortest_divergences_are_no_longer_than_the_paths_to_found_ones() {
+        let model = multi::model(MultiConfig {
+            bug: Some(paxos_model::multi::MultiBug::ApplyOutOfOrder),
+            ..MultiConfig::default()
+        });
+        let outcome = check(&model, 1, Duration::MAX, |_, _| {});
+        let to_found = shortest_paths(&model, std::slice::from_ref(&outcome.found[0].state));
+        let (_, to_found) = to_found[0].clone().unwrap();
+        let shortest = shortest_divergences(&model, 1);
+        let d = &shortest[0];
+        assert!(d.actions.len() <= to_found.len() + 1);
+        let mut state = d.init.clone();
+        let (last, prefix) = d.actions.split_last().unwrap();
+        for action in prefix {
+            state = model.next_state(&state, action.clone()).unwrap();
+        }
+        let next = model
+            .next_state(&state, last.clone())
+            .unwrap_or(state.clone());
+        assert!(matches!(
+            model.replay_pair(&state, last, &next),
+            PairResult::Diverges(_)
+        ));
     }
 
     #[test]

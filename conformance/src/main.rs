@@ -215,14 +215,17 @@ fn run_check<M: Conformance>(model: M, opts: &CheckArgs) -> anyhow::Result<Repor
     );
     let mut divergences = Vec::new();
     if !outcome.found.is_empty() {
-        eprintln!("rebuilding the shortest trace to each divergence (breadth-first)...");
-        let targets: Vec<M::State> = outcome.found.iter().map(|f| f.state.clone()).collect();
-        let paths = check::shortest_paths(&model, &targets);
-        for (i, (found, path)) in outcome.found.iter().zip(paths).enumerate() {
-            let (init, mut actions) =
-                path.context("a divergent state was not reached again (nondeterministic model?)")?;
-            actions.push(found.action.clone());
-            let trace = trace::divergence_trace(&model, &init, &actions, &found.mismatch)?;
+        eprintln!(
+            "finding the shortest traces to {} divergence(s) (breadth-first)...",
+            outcome.found.len()
+        );
+        let shortest = check::shortest_divergences(&model, outcome.found.len());
+        if shortest.is_empty() {
+            anyhow::bail!("the breadth-first search met no divergence (nondeterministic model?)");
+        }
+        for (i, found) in shortest.iter().enumerate() {
+            let trace =
+                trace::divergence_trace(&model, &found.init, &found.actions, &found.mismatch)?;
             let record: DivergenceRecord = trace
                 .divergence
                 .clone()
