@@ -19,6 +19,8 @@ use serde_json::Value;
 
 /// Version tag of the `check --json` report; bump it when a field changes meaning.
 const REPORT_FORMAT: &str = "paxos-conform-report/1";
+/// Version tag of the `replay --json` report; bump it when a field changes meaning.
+const REPLAY_FORMAT: &str = "paxos-replay-report/1";
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 
 const EXAMPLES: &str = "\
@@ -30,6 +32,7 @@ Examples:
   paxos-conform check multi --bug apply-out-of-order --out traces-out
                                                   # a seeded model bug: must diverge (exit 1)
   paxos-conform replay specs/traces/*.json        # the regression traces CI replays
+  paxos-conform replay --json specs/traces/*.json # one JSON object (paxos-replay-report/1)
   paxos-conform replay traces-out/multi-divergence-1.json
 
 A divergence is saved as a paxos-trace/1 file (specs/trace-format.md) holding the shortest
@@ -64,6 +67,9 @@ enum Command {
         /// Trace files.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Print one JSON object (paxos-replay-report/1) instead of a line per file.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -297,29 +303,94 @@ fn check_command(variant: Variant) -> Result<u8, Failure> {
     Ok(report.exit_code())
 }
 
-fn replay_command(files: &[PathBuf]) -> u8 {
-    let mut code = 0;
-    for file in files {
-        match replay_one(file) {
+/// One file's line of the `replay --json` report.
+#[derive(Serialize)]
+struct ReplayLine {
+    file: PathBuf,
+    passed: bool,
+    /// `conform`, `diverge` or `either` (see specs/trace-format.md); absent on errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected: Option<&'static str>,
+    /// `conforms` or `diverges`; absent on errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    divergence: Option<DivergenceRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl ReplayLine {
+    fn of(file: &Path, result: &Result<ReplayReport, (anyhow::Error, u8)>) -> Self {
+        let mut line = ReplayLine {
+            file: file.to_path_buf(),
+            passed: false,
+            expected: None,
+            outcome: None,
+            steps: None,
+            divergence: None,
+            error: None,
+        };
+        match result {
             Ok(report) => {
-                print!("{report}");
-                if !report.passed() {
-                    code = code.max(1);
+                line.passed = report.passed();
+                line.steps = Some(report.steps);
+                line.expected = Some(match report.expected {
+                    trace::Expected::Conform => "conform",
+                    trace::Expected::Diverge { .. } => "diverge",
+                    trace::Expected::Either { .. } => "either",
+                });
+                match &report.walked {
+                    trace::Walked::Conforms { .. } => line.outcome = Some("conforms"),
+                    trace::Walked::Diverges(d) => {
+                        line.outcome = Some("diverges");
+                        line.divergence = Some(d.clone());
+                    }
                 }
             }
-            Err((why, c)) => {
-                println!("FAIL {}: {why:#}", file.display());
-                code = code.max(c);
-            }
+            Err((why, _)) => line.error = Some(format!("{why:#}")),
+        }
+        line
+    }
+}
+
+fn replay_command(files: &[PathBuf], json: bool) -> Result<u8, Failure> {
+    let mut code = 0;
+    let mut lines = Vec::new();
+    for file in files {
+        let result = replay_one(file);
+        code = code.max(match &result {
+            Ok(report) => u8::from(!report.passed()),
+            Err((_, c)) => *c,
+        });
+        if json {
+            lines.push(ReplayLine::of(file, &result));
+            continue;
+        }
+        match result {
+            Ok(report) => print!("{report}"),
+            Err((why, _)) => println!("FAIL {}: {why:#}", file.display()),
         }
     }
-    let word = if code == 0 {
-        "passed"
+    if json {
+        let report = serde_json::json!({
+            "format": REPLAY_FORMAT,
+            "passed": code == 0,
+            "files": lines,
+        });
+        let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
+        println!("{text}");
     } else {
-        "did not all pass"
-    };
-    println!("{} trace file(s) replayed: {word}", files.len());
-    code
+        let word = if code == 0 {
+            "passed"
+        } else {
+            "did not all pass"
+        };
+        println!("{} trace file(s) replayed: {word}", files.len());
+    }
+    Ok(code)
 }
 
 /// A file that is not a trace is exit code 2; one that no longer follows the model, 1.
@@ -343,7 +414,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { variant } => check_command(variant),
-        Command::Replay { files } => Ok(replay_command(&files)),
+        Command::Replay { files, json } => replay_command(&files, json),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -208,6 +208,24 @@ fn a_divergence_is_a_shortest_trace_that_replays_and_opens_in_the_explorer() {
 }
 
 #[test]
+fn replay_json_reports_each_file() {
+    let traces = concat!(env!("CARGO_MANIFEST_DIR"), "/../specs/traces/");
+    let walk = format!("{traces}synod-walk-p3-r3-crash2-lossy-dup-seed-1.json");
+    let bug = format!("{traces}synod-validity-default-value.json");
+    let output = paxos_conform(&["replay", "--json", &walk, &bug]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["format"], "paxos-replay-report/1");
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["files"][0]["outcome"], "conforms");
+    assert_eq!(report["files"][1]["expected"], "diverge");
+    assert_eq!(
+        report["files"][1]["divergence"]["format"],
+        "paxos-divergence/1"
+    );
+}
+
+#[test]
 fn a_trace_whose_action_is_not_enabled_is_an_error_naming_the_step() {
     let scratch = Scratch::new("stale");
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
