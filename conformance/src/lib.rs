@@ -3,14 +3,25 @@
 //! to implementation inputs. Only this crate sees both sides.
 //!
 //! So far: the ballot mapping; [`synod`], which replays every enabled transition of every
-//! reachable Synod model state on the implementation's Synod core; and [`multi`], which does
-//! the same for every replica transition of the Multi-Paxos model on the implementation's
-//! replica core (`paxos_impl::core`). Trace files and trace validation come with the
-//! conformance issue.
+//! reachable Synod model state on the implementation's Synod core; [`multi`], which does the
+//! same for every replica transition of the Multi-Paxos model on the implementation's replica
+//! core (`paxos_impl::core`); [`conform`], one interface over both replays with field-by-field
+//! diffs; [`check`], the exhaustive check behind `paxos-conform check` with shortest
+//! divergence traces; and [`trace`], which replays `paxos-trace/1` files
+//! (specs/trace-format.md).
+//!
+//! ```text
+//!   trace file ──► model (from its config) ──► each step: action enabled? next state recorded?
+//!                                                  │ (state, action)
+//!                  synod::replay / multi::replay ◄─┘──► agree, or a DivergenceRecord
+//! ```
 
+pub mod check;
+pub mod conform;
 pub mod multi;
 pub mod random;
 pub mod synod;
+pub mod trace;
 
 use paxos_impl::Ballot as ImplBallot;
 use paxos_model::types::Ballot as ModelBallot;

@@ -658,7 +658,7 @@ pub(crate) fn input_of(cfg: &MultiConfig, src: Id, msg: MultiMsg) -> Option<Inpu
 /// One (state, action) pair, classified. Built and consumed at once, never stored: the size
 /// difference between its variants costs nothing.
 #[allow(clippy::large_enum_variant)]
-enum Pair {
+pub(crate) enum Pair {
     /// A replica step: the model's outcome and the implementation's.
     Replayed {
         node: usize,
@@ -673,7 +673,7 @@ enum Pair {
 
 /// Replays `action` from `state` on the implementation; `next` is the model's next state
 /// (`state` itself when the action changes nothing).
-fn replay(
+pub(crate) fn replay(
     model: &MultiModel,
     state: &MultiModelState,
     action: &ModelAction,

@@ -285,7 +285,7 @@ fn deliver(node: &mut Node, from: u32, msg: Message<u8>) -> Vec<Effect<u8>> {
 
 /// Replays one model action on the implementation. None: the action is not a single node's
 /// step (a message drop or a crash), which changes no node.
-fn replay(
+pub(crate) fn replay(
     model: &SynodModel,
     state: &SynodModelState,
     action: &ActorModelAction<SynodMsg, SynodTimer, ()>,

@@ -3,6 +3,7 @@
 //! actor-based model (Synod, Multi-Paxos).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt::{Debug, Write as _};
 use std::hash::Hash;
 
@@ -40,17 +41,49 @@ where
     }
 }
 
+/// A state as trace files record it: canonical, so that the same state always has the same
+/// JSON (conformance replay compares them). stateright's own `Serialize` of a state cannot be
+/// used: its network is a hash map keyed by envelopes (not a JSON object key) and its hash sets
+/// iterate in a per-process random order. Here messages in flight are a list sorted by
+/// `(src, dst, msg)` with a `count` for copies, and timers are sorted lists. Random choices are
+/// left out: no model of this crate makes any.
 pub fn state_json<A, H>(state: &ActorModelState<A, H>) -> Json
 where
     A: Actor,
     A::State: Serialize,
-    A::Msg: Serialize,
-    A::Timer: Serialize,
-    A::Random: Serialize,
+    A::Msg: Serialize + Ord,
+    A::Timer: Serialize + Ord,
     A::Storage: Serialize,
     H: Serialize,
 {
-    serde_json::to_value(state).unwrap_or_else(|e| json!({"unserializable": e.to_string()}))
+    let mut in_flight: BTreeMap<(usize, usize, &A::Msg), usize> = BTreeMap::new();
+    for env in state.network.iter_all() {
+        *in_flight
+            .entry((usize::from(env.src), usize::from(env.dst), env.msg))
+            .or_default() += 1;
+    }
+    let network: Vec<Json> = in_flight
+        .into_iter()
+        .map(|((src, dst, msg), count)| json!({"src": src, "dst": dst, "msg": msg, "count": count}))
+        .collect();
+    let timers: Vec<Vec<&A::Timer>> = state
+        .timers_set
+        .iter()
+        .map(|set| {
+            let mut timers: Vec<&A::Timer> = set.iter().collect();
+            timers.sort();
+            timers
+        })
+        .collect();
+    let states: Vec<&A::State> = state.actor_states.iter().map(|s| &**s).collect();
+    json!({
+        "actor_states": states,
+        "network": network,
+        "timers_set": timers,
+        "crashed": state.crashed,
+        "actor_storages": state.actor_storages,
+        "history": state.history,
+    })
 }
 
 /// `n2 (acceptor) receives Prepare(1.0) from n0: OLD → NEW; persists …; sends …`.

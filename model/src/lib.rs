@@ -2,6 +2,7 @@
 //! state-for-state mirror of Lamport's `Paxos.tla`, with the invariants of *Paxos Made Simple*.
 
 pub mod actor_trace;
+pub mod cli;
 pub mod explorer_view;
 pub mod lamport;
 mod lamport_target;

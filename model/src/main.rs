@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use paxos_model::cli::{MultiBounds, SynodBounds};
 use paxos_model::explorer_view::Readable;
 use paxos_model::lamport::{LamportBug, LamportConfig, LamportModel};
 use paxos_model::multi::{self, MultiBug, MultiConfig};
@@ -22,6 +23,8 @@ Examples:
   paxos-model check multi --bug promise-merge-off-by-one
   paxos-model check lamport --acceptors 3 --values 2 --max-ballot 2
   paxos-model explore synod --bug learner-mixed-ballots --addr 127.0.0.1:3000
+  paxos-model explore --trace traces-out/synod-divergence-default-value-1.json
+  paxos-model export-traces multi --crashes 1 --lossy --out traces-out --walks 3
   paxos-model bugs
 
 Exit codes: 0 every property holds (and every `sometimes` example is reachable), 1 a property
@@ -51,13 +54,79 @@ enum Command {
     /// explorer on it.
     Explore {
         #[command(subcommand)]
-        variant: Variant,
+        variant: Option<Variant>,
+        /// Open the explorer on a trace file's path (a paxos-trace/1 file: a counterexample, a
+        /// walk, a divergence from `paxos-conform`), on the model of its configuration.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
         /// Address the explorer listens on (loopback by default).
         #[arg(long, global = true, default_value = "127.0.0.1:3000")]
         addr: SocketAddr,
     },
     /// List the seeded bugs, one line each, with the property each one breaks.
     Bugs,
+    /// Write model traces as paxos-trace/1 files (specs/trace-format.md) for
+    /// `paxos-conform replay`: seeded random walks and, with --bug, the bug's counterexample.
+    #[command(after_help = EXPORT_EXAMPLES)]
+    ExportTraces {
+        #[command(subcommand)]
+        variant: ExportVariant,
+    },
+}
+
+const EXPORT_EXAMPLES: &str = "\
+Examples:
+  paxos-model export-traces synod --out traces/ --walks 5 --seed 1 --depth 60
+  paxos-model export-traces multi --crashes 1 --lossy --out traces/ --walks 3 --depth 200
+  paxos-model export-traces multi --bug apply-out-of-order --walks 0 --out traces/
+
+Walk i (0-based) uses seed S+i and is written to DIR/NAME-seed-(S+i).json; the counterexample
+of --bug is DIR/<variant>-<property>-<bug>.json, as `paxos-model check` names it.";
+
+#[derive(Subcommand, Debug, Clone)]
+enum ExportVariant {
+    /// Traces of the Synod model.
+    Synod {
+        #[command(flatten)]
+        bounds: SynodBounds,
+        #[command(flatten)]
+        export: ExportArgs,
+    },
+    /// Traces of the Multi-Paxos model.
+    Multi {
+        #[command(flatten)]
+        bounds: MultiBounds,
+        #[command(flatten)]
+        export: ExportArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct ExportArgs {
+    /// Directory the trace files are written to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Random walks to write.
+    #[arg(long, default_value_t = 3)]
+    walks: usize,
+    /// Seed of the first walk; walk i uses seed + i.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Steps per walk (a walk ends earlier where no action is enabled).
+    #[arg(long, default_value_t = 100)]
+    depth: usize,
+    /// Percentage of steps that are faults (a message lost, a node crashing) where one is
+    /// possible; the other steps are chosen among the remaining actions.
+    #[arg(long, default_value_t = 10, value_name = "PERCENT",
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    faults: u8,
+    /// Record the state after every K-th step (and the last) only, to keep long walks small;
+    /// replay checks the model's state where it is recorded.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    state_every: usize,
+    /// File name prefix of the walks [default: <variant>-walk].
+    #[arg(long)]
+    name: Option<String>,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -72,77 +141,16 @@ enum Variant {
 
 #[derive(Args, Debug, Clone)]
 struct SynodArgs {
-    /// Proposers (1-3); proposer i proposes value v(i mod values + 1).
-    #[arg(long, default_value_t = SynodConfig::default().proposers)]
-    proposers: usize,
-    /// Acceptors (usually 3 or 5).
-    #[arg(long, default_value_t = SynodConfig::default().acceptors)]
-    acceptors: usize,
-    /// Learners (1-3).
-    #[arg(long, default_value_t = SynodConfig::default().learners)]
-    learners: usize,
-    /// Distinct input values (1 to the number of proposers) [default: the number of proposers].
-    #[arg(long)]
-    values: Option<usize>,
-    /// Highest round a proposer may start (the bound that keeps the state space finite).
-    #[arg(long, default_value_t = SynodConfig::default().max_round)]
-    rounds: u8,
-    /// Nodes that may be crashed at the same time; a crash keeps only durable state.
-    #[arg(long, default_value_t = 0)]
-    crashes: usize,
-    /// The network may lose messages.
-    #[arg(long)]
-    lossy: bool,
-    /// The network may deliver a message more than once.
-    #[arg(long)]
-    duplicating: bool,
-    /// Check a seeded bug instead of the correct protocol (see `paxos-model bugs`).
-    #[arg(long, value_name = "NAME")]
-    bug: Option<String>,
+    #[command(flatten)]
+    bounds: SynodBounds,
     #[command(flatten)]
     run: RunArgs,
 }
 
 #[derive(Args, Debug, Clone)]
 struct MultiArgs {
-    /// Replicas (2-5, usually 3 or 5); each is acceptor, leader candidate, learner and state
-    /// machine. Replica 0 leads first.
-    #[arg(long, default_value_t = MultiConfig::default().replicas)]
-    replicas: usize,
-    /// Log slots (1-4).
-    #[arg(long, default_value_t = MultiConfig::default().slots)]
-    slots: usize,
-    /// Client commands in all (1-6), dealt round-robin to the clients.
-    #[arg(long, default_value_t = MultiConfig::default().commands)]
-    commands: usize,
-    /// Clients (1 to min(3, commands)); each sends its commands one at a time.
-    #[arg(long)]
-    clients: Option<usize>,
-    /// Highest round an election may use: 1 keeps the initial leader, 2 allows every replica
-    /// one election, and so on.
-    #[arg(long, default_value_t = MultiConfig::default().max_round)]
-    rounds: u8,
-    /// Elections the whole run may hold (any replica may campaign; each uses a higher round).
-    #[arg(long, default_value_t = MultiConfig::default().elections)]
-    elections: u8,
-    /// Slots the leader may have in flight for new commands [default: --slots].
-    #[arg(long)]
-    window: Option<usize>,
-    /// How often a client may resend its outstanding request to every replica.
-    #[arg(long, default_value_t = MultiConfig::default().retries)]
-    retries: u8,
-    /// Replicas that may be crashed at the same time; a crash keeps only durable state.
-    #[arg(long, default_value_t = 0)]
-    crashes: usize,
-    /// The network may lose messages.
-    #[arg(long)]
-    lossy: bool,
-    /// The network may deliver a message more than once.
-    #[arg(long)]
-    duplicating: bool,
-    /// Check a seeded bug instead of the correct protocol (see `paxos-model bugs`).
-    #[arg(long, value_name = "NAME")]
-    bug: Option<String>,
+    #[command(flatten)]
+    bounds: MultiBounds,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -232,51 +240,11 @@ impl From<String> for UsageError {
 }
 
 fn synod_config(args: &SynodArgs) -> Result<SynodConfig, UsageError> {
-    let bug = args
-        .bug
-        .as_deref()
-        .map(str::parse::<SynodBug>)
-        .transpose()?;
-    let cfg = SynodConfig {
-        proposers: args.proposers,
-        acceptors: args.acceptors,
-        learners: args.learners,
-        values: args.values.unwrap_or(args.proposers),
-        max_round: args.rounds,
-        crashes: args.crashes,
-        lossy: args.lossy,
-        duplicating: args.duplicating,
-        bug,
-    };
-    cfg.validate()?;
-    Ok(cfg)
+    Ok(args.bounds.config()?)
 }
 
 fn multi_config(args: &MultiArgs) -> Result<MultiConfig, UsageError> {
-    let bug = args
-        .bug
-        .as_deref()
-        .map(str::parse::<MultiBug>)
-        .transpose()?;
-    let defaults = MultiConfig::default();
-    let cfg = MultiConfig {
-        replicas: args.replicas,
-        clients: args
-            .clients
-            .unwrap_or_else(|| defaults.clients.min(args.commands)),
-        commands: args.commands,
-        slots: args.slots,
-        window: args.window.unwrap_or(args.slots),
-        max_round: args.rounds,
-        elections: args.elections,
-        retries: args.retries,
-        crashes: args.crashes,
-        lossy: args.lossy,
-        duplicating: args.duplicating,
-        bug,
-    };
-    cfg.validate()?;
-    Ok(cfg)
+    Ok(args.bounds.config()?)
 }
 
 fn lamport_config(args: &LamportArgs) -> Result<LamportConfig, UsageError> {
@@ -387,14 +355,44 @@ fn explore(variant: Variant, addr: SocketAddr) -> Result<i32, Failure> {
     }
 }
 
+/// Serves the explorer on the model of a trace file's configuration, opened on its path.
+fn explore_trace(file: &std::path::Path, addr: SocketAddr) -> Result<i32, Failure> {
+    let trace = runner::read_trace(file).map_err(|e| Failure::from(format!("{e:#}")))?;
+    let config = |what: &str| format!("{}: the configuration is not a {what} one", file.display());
+    match trace.variant.as_str() {
+        "synod" => {
+            let cfg: SynodConfig = serde_json::from_value(trace.config.clone())
+                .map_err(|e| Failure::from(format!("{}: {e}", config("Synod"))))?;
+            cfg.validate()?;
+            let inner = synod::model(cfg);
+            runner::explore(Readable { inner }, addr, Some(&trace.explorer_path))?;
+        }
+        "multi" => {
+            let cfg: MultiConfig = serde_json::from_value(trace.config.clone())
+                .map_err(|e| Failure::from(format!("{}: {e}", config("Multi-Paxos"))))?;
+            cfg.validate()?;
+            let inner = multi::model(cfg);
+            runner::explore(Readable { inner }, addr, Some(&trace.explorer_path))?;
+        }
+        other => {
+            return Err(Failure::from(format!(
+                "{}: --trace opens synod and multi traces, not {other:?} (use explore {other})",
+                file.display()
+            )))
+        }
+    }
+    Ok(0)
+}
+
 fn bugs() {
     println!("Synod (paxos-model check synod --bug NAME):");
     for bug in SynodBug::ALL {
         println!(
-            "  {:<28} breaks {:<16} {}",
+            "  {:<28} breaks {:<16} {}{}",
             bug.name(),
             bug.violates()[0],
-            bug.description()
+            bug.description(),
+            synod_witness_flags(&bug.witness_config())
         );
     }
     println!("\nMulti-Paxos (paxos-model check multi --bug NAME):");
@@ -415,6 +413,102 @@ fn bugs() {
             bug.violates(),
             bug.description()
         );
+    }
+}
+
+/// Writes the walks and, when the configuration has a bug, the bug's counterexample (the
+/// shortest one, by single-threaded BFS, except for bugs whose state space only random search
+/// reaches in reasonable time).
+fn export_traces<M: CheckTarget>(
+    model: M,
+    bug_property: Option<(&'static str, bool)>,
+    export: &ExportArgs,
+) -> Result<i32, Failure> {
+    if export.depth == 0 && export.walks > 0 {
+        return Err(Failure::from("--depth must be at least 1".to_string()));
+    }
+    let name = export
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-walk", model.variant()));
+    for i in 0..export.walks {
+        let seed = export.seed.wrapping_add(i as u64);
+        let mut trace = runner::random_walk(&model, seed, export.depth, export.faults)?;
+        trace.keep_states_every(export.state_every);
+        let path = export.out.join(format!("{name}-seed-{seed}.json"));
+        runner::write_trace_as(&path, &trace)?;
+        println!("{} ({} steps)", path.display(), trace.steps.len());
+    }
+    let Some((property, random_search)) = bug_property else {
+        return Ok(0);
+    };
+    let opts = if random_search {
+        CheckOptions {
+            strategy: Strategy::Simulation,
+            threads: 1,
+            symmetry: false,
+            seed: 7,
+            target_states: Some(50_000_000),
+            ..CheckOptions::default()
+        }
+    } else {
+        CheckOptions {
+            strategy: Strategy::Bfs,
+            threads: 1,
+            symmetry: false,
+            ..CheckOptions::default()
+        }
+    };
+    match runner::find_discovery(model, &opts, property)? {
+        Some(discovery) => {
+            let path = runner::write_trace(&export.out, &discovery.trace)?;
+            println!(
+                "{} (counterexample to {property}, {} steps)",
+                path.display(),
+                discovery.trace.steps.len()
+            );
+            Ok(0)
+        }
+        None => {
+            eprintln!("error: no counterexample to {property} at these bounds");
+            Ok(1)
+        }
+    }
+}
+
+fn export(variant: ExportVariant) -> Result<i32, Failure> {
+    match variant {
+        ExportVariant::Synod { bounds, export } => {
+            let cfg = bounds.config()?;
+            let property = cfg.bug.map(|b| (b.violates()[0], b.needs_random_search()));
+            export_traces(synod::model(cfg), property, &export)
+        }
+        ExportVariant::Multi { bounds, export } => {
+            let cfg = bounds.config()?;
+            let property = cfg.bug.map(|b| (b.violates()[0], false));
+            export_traces(multi::model(cfg), property, &export)
+        }
+    }
+}
+
+/// The Synod options beyond the defaults that a bug's counterexample needs, as a hint.
+fn synod_witness_flags(cfg: &SynodConfig) -> String {
+    let d = SynodConfig::default();
+    let mut flags = Vec::new();
+    if cfg.proposers != d.proposers {
+        flags.push(format!("--proposers {}", cfg.proposers));
+    }
+    if cfg.values != cfg.proposers {
+        // The command line defaults --values to the number of proposers.
+        flags.push(format!("--values {}", cfg.values));
+    }
+    if cfg.crashes != d.crashes {
+        flags.push(format!("--crashes {}", cfg.crashes));
+    }
+    if flags.is_empty() {
+        String::new()
+    } else {
+        format!(" (with {})", flags.join(" "))
     }
 }
 
@@ -472,7 +566,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { variant, run } => check(variant, &run),
-        Command::Explore { variant, addr } => explore(variant, addr),
+        Command::Explore {
+            variant,
+            trace,
+            addr,
+        } => match (variant, trace) {
+            (Some(variant), None) => explore(variant, addr),
+            (None, Some(file)) => explore_trace(&file, addr),
+            _ => Err(Failure::from(
+                "explore takes a variant (synod, multi, lamport) or --trace FILE, not both"
+                    .to_string(),
+            )),
+        },
+        Command::ExportTraces { variant } => export(variant),
         Command::Bugs => {
             bugs();
             Ok(0)

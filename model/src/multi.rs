@@ -38,7 +38,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use stateright::actor::{
     model_timeout, Actor, ActorModel, ActorModelState, Envelope, Id, LossyNetwork, Network, Out,
 };
@@ -124,7 +124,10 @@ pub type Vote = (Ballot, Cmd);
 pub type Slots<T> = [T; MAX_SLOTS];
 
 /// The bounds and fault model of one Multi-Paxos model instance.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// Serialized into summaries and trace files; trace replay reads it back (fields missing
+/// from a file take their default).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MultiConfig {
     pub replicas: usize,
     pub clients: usize,
@@ -258,8 +261,9 @@ impl MultiConfig {
 
 /// Seeded bugs: each breaks the protocol in one realistic way, and the checker must find a
 /// counterexample for every property in [`MultiBug::violates`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// Serialized as its [`MultiBug::name`] (the `--bug` argument), in both directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum MultiBug {
     PromiseMergeOffByOne,
     NoopOverwritesAccepted,
@@ -354,6 +358,20 @@ impl MultiBug {
 impl fmt::Display for MultiBug {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl From<MultiBug> for &'static str {
+    fn from(bug: MultiBug) -> Self {
+        bug.name()
+    }
+}
+
+impl TryFrom<String> for MultiBug {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        name.parse()
     }
 }
 

@@ -484,8 +484,15 @@ impl Display for Verdict {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Classification {
+    /// Disproves an `always` or `eventually` property.
     Counterexample,
+    /// Demonstrates a `sometimes` property.
     Example,
+    /// A random walk (`paxos-model export-traces`): no property involved.
+    Walk,
+    /// A path to a state where the implementation diverges from the model (`paxos-conform`);
+    /// the trace's `divergence` object says how.
+    Divergence,
 }
 
 impl Classification {
@@ -778,9 +785,9 @@ fn render_listing<M: CheckTarget>(
     trace_file: &FsPath,
 ) -> String {
     let expectation = ExpectationKind::from(&property.expectation);
-    let (title, ending) = match Classification::of(expectation) {
-        Classification::Counterexample => ("Counterexample to", "Violated"),
-        Classification::Example => ("Example of", "Reached"),
+    let (title, ending) = match expectation {
+        ExpectationKind::Sometimes => ("Example of", "Reached"),
+        _ => ("Counterexample to", "Violated"),
     };
     let pairs = path.clone().into_vec();
     let mut out = format!(
@@ -829,6 +836,10 @@ pub struct Trace {
     pub explorer_path: String,
     pub initial_state: Value,
     pub steps: Vec<TraceStep>,
+    /// For [`Classification::Divergence`] traces: the conformance harness's report of the last
+    /// step (its own versioned object; the model does not interpret it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<Value>,
 }
 
 /// One step of a [`Trace`]: the action taken and the complete state after it.
@@ -838,7 +849,23 @@ pub struct TraceStep {
     pub index: usize,
     pub action: Value,
     pub description: String,
+    /// The state after the step; `null` (or absent) when the writer left it out to keep a long
+    /// trace small (see [`Trace::keep_states_every`]).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub state: Value,
+}
+
+impl Trace {
+    /// Keeps the recorded state of every `k`-th step and of the last one only, dropping the
+    /// rest: replay then checks the model's state at those steps. `k` of 0 or 1 keeps all.
+    pub fn keep_states_every(&mut self, k: usize) {
+        let last = self.steps.len();
+        for step in &mut self.steps {
+            if k > 1 && step.index % k != 0 && step.index != last {
+                step.state = Value::Null;
+            }
+        }
+    }
 }
 
 /// Converts a checker path into a trace.
@@ -868,6 +895,123 @@ fn build_trace<M: CheckTarget>(
             .first()
             .map_or(Value::Null, |(s, _)| model.state_json(s)),
         steps,
+        divergence: None,
+    }
+}
+
+/// The trace of the walk that takes `actions`, in order, from the initial state `init`.
+///
+/// Unlike a checker path, a step may be an action that changes nothing (stateright's
+/// `next_state` returns `None`, e.g. a delivery the receiver ignores): its recorded state is the
+/// state before it. Fails when an action is not enabled where it is taken.
+pub fn trace_of_actions<M: CheckTarget>(
+    model: &M,
+    property: &str,
+    classification: Classification,
+    init: &M::State,
+    actions: &[M::Action],
+) -> anyhow::Result<Trace> {
+    let init_index = model
+        .init_states()
+        .iter()
+        .position(|s| s == init)
+        .context("the walk does not start in an initial state")?;
+    let mut path = vec![init_index.to_string()];
+    let mut steps = Vec::new();
+    let mut state = init.clone();
+    let mut enabled = Vec::new();
+    for (i, action) in actions.iter().enumerate() {
+        enabled.clear();
+        model.actions(&state, &mut enabled);
+        let index = enabled
+            .iter()
+            .position(|a| a == action)
+            .with_context(|| format!("step {}: action {action:?} is not enabled", i + 1))?;
+        path.push(index.to_string());
+        let next = model
+            .next_state(&state, action.clone())
+            .unwrap_or_else(|| state.clone());
+        steps.push(TraceStep {
+            index: i + 1,
+            action: model.action_json(action),
+            description: model.describe_step(&state, action, &next),
+            state: model.state_json(&next),
+        });
+        state = next;
+    }
+    Ok(Trace {
+        format: TRACE_FORMAT.to_string(),
+        variant: model.variant().to_string(),
+        config: model.config_json(),
+        property: property.to_string(),
+        classification,
+        explorer_path: path.join("/"),
+        initial_state: model.state_json(init),
+        steps,
+        divergence: None,
+    })
+}
+
+/// A seeded random walk of at most `depth` steps from the first initial state: each step takes
+/// one of the actions that lead to a new state within the model's boundary (SplitMix64 on
+/// `seed`, so a seed always gives the same walk). Faults — actions whose JSON `kind` is `drop`
+/// or `crash` — are taken with probability `fault_percent`% when both kinds are enabled, the
+/// other actions otherwise, each uniformly: a uniform choice over all actions drifts into
+/// crash/recover cycles where nothing else happens. Stops early where no action is enabled.
+pub fn random_walk<M: CheckTarget>(
+    model: &M,
+    seed: u64,
+    depth: usize,
+    fault_percent: u8,
+) -> anyhow::Result<Trace> {
+    let init = model
+        .init_states()
+        .into_iter()
+        .next()
+        .context("the model has no initial state")?;
+    let mut rng = SplitMix64(seed);
+    let mut state = init.clone();
+    let mut actions = Vec::new();
+    for _ in 0..depth {
+        let (mut faults, mut others): (Vec<_>, Vec<_>) = model
+            .next_steps(&state)
+            .into_iter()
+            .filter(|(_, next)| model.within_boundary(next))
+            .partition(|(action, _)| {
+                let kind = model.action_json(action);
+                matches!(kind["kind"].as_str(), Some("drop" | "crash"))
+            });
+        let fault = rng.next() % 100 < u64::from(fault_percent);
+        let steps = match (faults.is_empty(), others.is_empty()) {
+            (true, true) => break,
+            (false, false) if fault => &mut faults,
+            (false, _) if others.is_empty() => &mut faults,
+            _ => &mut others,
+        };
+        let pick = (rng.next() % steps.len() as u64) as usize;
+        let (action, next) = steps.swap_remove(pick);
+        actions.push(action);
+        state = next;
+    }
+    trace_of_actions(
+        model,
+        &format!("random walk (seed {seed})"),
+        Classification::Walk,
+        &init,
+        &actions,
+    )
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a tiny, well-distributed generator for seeded walks.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 }
 
@@ -888,21 +1032,27 @@ pub fn trace_file_name(trace: &Trace) -> String {
 
 /// Writes `trace` into `dir` (created if missing) and returns the file's path.
 pub fn write_trace(dir: &FsPath, trace: &Trace) -> anyhow::Result<PathBuf> {
-    fs::create_dir_all(dir)
-        .with_context(|| format!("creating the trace directory {}", dir.display()))?;
     let path = dir.join(trace_file_name(trace));
-    let json = serde_json::to_string_pretty(trace).context("serializing a trace")?;
-    fs::write(&path, json + "\n")
-        .with_context(|| format!("writing the trace {}", path.display()))?;
+    write_trace_as(&path, trace)?;
     Ok(path)
+}
+
+/// Writes `trace` to `path`, creating its directory if missing.
+pub fn write_trace_as(path: &FsPath, trace: &Trace) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("creating the trace directory {}", dir.display()))?;
+    }
+    let json = serde_json::to_string_pretty(trace).context("serializing a trace")?;
+    fs::write(path, json + "\n").with_context(|| format!("writing the trace {}", path.display()))
 }
 
 /// Reads a trace file, refusing any `format` other than [`TRACE_FORMAT`].
 pub fn read_trace(path: &FsPath) -> anyhow::Result<Trace> {
     let text = fs::read_to_string(path)
         .with_context(|| format!("reading the trace {}", path.display()))?;
-    let value: Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let value: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
     match value.get("format").and_then(Value::as_str) {
         Some(TRACE_FORMAT) => {}
         Some(other) => bail!(
@@ -920,7 +1070,7 @@ pub fn read_trace(path: &FsPath) -> anyhow::Result<Trace> {
 
 /// A file-name-safe lowercase name: `LearnerMixedBallots` → `learner-mixed-ballots`,
 /// `R2'` → `r2-prime` (so `R2'` and `R2` do not collide).
-fn slug(name: &str) -> String {
+pub fn slug(name: &str) -> String {
     let mut out = String::new();
     let mut prev_lower = false;
     for c in name.chars() {
@@ -1097,7 +1247,7 @@ fn wait_until_listening(addr: SocketAddr, handle: &JoinHandle<()>) -> anyhow::Re
 }
 
 /// `1234567` → `1,234,567`.
-fn group(n: usize) -> String {
+pub fn group(n: usize) -> String {
     let digits = n.to_string().into_bytes();
     let chunks: Vec<&str> = digits
         .rchunks(3)

@@ -31,7 +31,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use stateright::actor::{
     model_timeout, Actor, ActorModel, ActorModelState, Envelope, Id, LossyNetwork, Network, Out,
 };
@@ -43,7 +43,10 @@ use crate::runner::{CheckTarget, SymmetryFn};
 use crate::types::{majority, minimal_majorities, Ballot, IdSet, Value};
 
 /// The bounds and fault model of one Synod model instance.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// Serialized into summaries and trace files; trace replay reads it back (fields missing
+/// from a file take their default).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SynodConfig {
     pub proposers: usize,
     pub acceptors: usize,
@@ -147,8 +150,9 @@ impl SynodConfig {
 
 /// Seeded bugs: each breaks the protocol in one realistic way, and the checker must find a
 /// counterexample for every property in [`SynodBug::violates`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// Serialized as its [`SynodBug::name`] (the `--bug` argument), in both directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum SynodBug {
     AcceptBelowPromise,
     ForgetPromise,
@@ -236,6 +240,20 @@ impl SynodBug {
 impl fmt::Display for SynodBug {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl From<SynodBug> for &'static str {
+    fn from(bug: SynodBug) -> Self {
+        bug.name()
+    }
+}
+
+impl TryFrom<String> for SynodBug {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        name.parse()
     }
 }
 

@@ -208,6 +208,16 @@ fn explore_with_a_bug_serves_the_counterexample_path() {
     explore_serves(&["multi", "--bug", "promise-merge-off-by-one"], "Replica");
 }
 
+/// `explore --trace FILE` serves the trace's model and opens it on the trace's path.
+#[test]
+fn explore_with_a_trace_serves_its_path() {
+    let traces = concat!(env!("CARGO_MANIFEST_DIR"), "/../specs/traces/");
+    let synod = format!("{traces}synod-validity-default-value.json");
+    explore_serves(&["--trace", &synod], "Proposer");
+    let multi = format!("{traces}multi-i1-skip-phase-1-after-nack.json");
+    explore_serves(&["--trace", &multi], "Replica");
+}
+
 fn explore_serves(variant: &[&str], role: &str) {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::{TcpListener, TcpStream};
