@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::ballot::{Ballot, NodeId};
+use crate::rules::{self, PrepareVerdict};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message<V> {
@@ -95,15 +96,15 @@ impl<V: Clone + PartialEq> Acceptor<V> {
     /// S4 (new promise), S5 (repeat), S6 (Nack).
     pub fn on_prepare(&mut self, from: NodeId, ballot: Ballot) -> Vec<Effect<V>> {
         tracing::debug!(role = "acceptor", input = "prepare", from, %ballot, promised = ?self.promised);
-        match self.promised {
-            Some(promised) if promised > ballot => {
+        match rules::on_prepare(self.promised, ballot) {
+            PrepareVerdict::Refuse { promised } => {
                 vec![Effect::Send {
                     to: from,
                     msg: Message::Nack { ballot, promised },
                 }]
             }
-            Some(promised) if promised == ballot => vec![self.promise(from, ballot)],
-            _ => {
+            PrepareVerdict::Repeat => vec![self.promise(from, ballot)],
+            PrepareVerdict::Promise => {
                 self.promised = Some(ballot);
                 vec![self.persist(), self.promise(from, ballot)]
             }
@@ -113,7 +114,7 @@ impl<V: Clone + PartialEq> Acceptor<V> {
     /// S7 (accept) and S8 (Nack).
     pub fn on_accept(&mut self, from: NodeId, ballot: Ballot, value: V) -> Vec<Effect<V>> {
         tracing::debug!(role = "acceptor", input = "accept", from, %ballot, promised = ?self.promised);
-        if let Some(promised) = self.promised.filter(|p| *p > ballot) {
+        if let Err(promised) = rules::may_accept(self.promised, ballot) {
             return vec![Effect::Send {
                 to: from,
                 msg: Message::Nack { ballot, promised },
@@ -219,7 +220,7 @@ impl<V: Clone + Ord> Proposer<V> {
     }
 
     fn majority(&self) -> usize {
-        self.acceptors.len() / 2 + 1
+        rules::majority(self.acceptors.len())
     }
 
     /// S1: start the next round; the round is persisted before its Prepare is sent.
@@ -266,8 +267,10 @@ impl<V: Clone + Ord> Proposer<V> {
         if ballot != current || !promises.insert(from) {
             return Vec::new();
         }
-        if accepted > *highest {
-            *highest = accepted;
+        if let Some(vote) = accepted {
+            if rules::is_higher_vote(highest.as_ref(), &vote) {
+                *highest = Some(vote);
+            }
         }
         if promises.len() < majority {
             return Vec::new();

@@ -13,6 +13,7 @@ use super::types::{
     Record, Slot, Vote, CATCH_UP_ENTRIES_MAX,
 };
 use crate::ballot::{Ballot, NodeId};
+use crate::rules::{self, PrepareVerdict};
 
 /// The effect type of a replica running state machine `SM`.
 pub type ReplicaEffect<SM> = Effect<<SM as StateMachine>::Op, <SM as StateMachine>::Output>;
@@ -587,22 +588,23 @@ impl<SM: StateMachine> Replica<SM> {
 
     /// M2 (promise a higher ballot), M2' (repeat), M2'' (Nack a lower one).
     fn on_prepare(&mut self, from: NodeId, ballot: Ballot, out: &mut OutboxOf<SM>) -> Transition {
-        let mut order = ballot.cmp(&self.state.promised);
-        if mutants::active(Mutant::PromiseBelowPromised) && order.is_lt() {
-            order = std::cmp::Ordering::Greater;
+        let mut verdict = rules::on_prepare(Some(self.state.promised), ballot);
+        if mutants::active(Mutant::PromiseBelowPromised) {
+            if let PrepareVerdict::Refuse { .. } = verdict {
+                verdict = PrepareVerdict::Promise;
+            }
         }
-        let rule = match order {
-            std::cmp::Ordering::Less => {
-                let promised = self.state.promised;
+        let rule = match verdict {
+            PrepareVerdict::Refuse { promised } => {
                 out.effects
                     .push(send(from, Message::Nack { ballot, promised }));
                 Rule::M2Nack
             }
-            std::cmp::Ordering::Equal => {
+            PrepareVerdict::Repeat => {
                 out.effects.push(send(from, self.promise(ballot)));
                 Rule::M2Repeat
             }
-            std::cmp::Ordering::Greater => {
+            PrepareVerdict::Promise => {
                 self.set_promised(ballot, out);
                 out.effects.push(send(from, self.promise(ballot)));
                 self.step_down();
@@ -630,9 +632,10 @@ impl<SM: StateMachine> Replica<SM> {
             return ignored;
         }
         for (slot, vote_ballot, entry) in votes {
-            let higher = merged.get(&slot).is_none_or(|(b, _)| vote_ballot > *b);
+            let vote = (vote_ballot, entry);
+            let higher = rules::is_higher_vote(merged.get(&slot), &vote);
             if higher && !mutants::active(Mutant::IgnorePromisedVotes) {
-                merged.insert(slot, (vote_ballot, entry));
+                merged.insert(slot, vote);
             }
         }
         if promises.len() < majority {
@@ -718,8 +721,7 @@ impl<SM: StateMachine> Replica<SM> {
         entry: Entry<SM::Op>,
         out: &mut OutboxOf<SM>,
     ) -> Transition {
-        if ballot < self.state.promised {
-            let promised = self.state.promised;
+        if let Err(promised) = rules::may_accept(Some(self.state.promised), ballot) {
             out.effects
                 .push(send(from, Message::Nack { ballot, promised }));
             return Transition::new(Rule::M6Nack, "accept")

@@ -281,7 +281,7 @@ impl Config {
         if super::mutants::active(super::mutants::Mutant::QuorumOneShort) {
             return self.replicas.len() / 2;
         }
-        self.replicas.len() / 2 + 1
+        crate::rules::majority(self.replicas.len())
     }
 
     /// The ballot every replica starts promised to: `1.<initial_leader>`.
