@@ -168,18 +168,18 @@ fn report(args: &BenchArgs, counts: &Counts, h: &Histogram<u64>, retries: u64, e
     let ok = counts.ok.load(Ordering::Relaxed);
     let errors = counts.errors.load(Ordering::Relaxed);
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!(
+    say!(
         "clients {}  duration {:.1}s  value {} B  read ratio {}",
         args.clients,
         elapsed.as_secs_f64(),
         args.value_size,
         args.read_ratio
     );
-    println!(
+    say!(
         "requests {ok} ok, {errors} failed, {retries} retried   throughput {:.0} ops/s",
         ok as f64 / elapsed.as_secs_f64()
     );
-    println!(
+    say!(
         "latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
         ms(0.5),
         ms(0.9),
@@ -219,11 +219,11 @@ fn report_fsyncs(endpoints: &[String], before: &Scrape, after: &Scrape, leader: 
         Some(sample(after, node, name)? - sample(before, node, name)?)
     };
     let Some(leader) = leader else {
-        println!("fsyncs: no leader found at the end; not reported");
+        say!("fsyncs: no leader found at the end; not reported");
         return;
     };
     let Some(committed) = delta(leader, "paxos_commands_executed_total") else {
-        println!("fsyncs: metrics unavailable");
+        say!("fsyncs: metrics unavailable");
         return;
     };
     let mut total = 0.0;
@@ -231,11 +231,11 @@ fn report_fsyncs(endpoints: &[String], before: &Scrape, after: &Scrape, leader: 
         let fsyncs = delta(i, "paxos_wal_fsyncs_total").unwrap_or(0.0);
         total += fsyncs;
         let role = if i == leader { " (leader)" } else { "" };
-        println!("  {endpoint}{role}: {fsyncs:.0} fsyncs");
+        say!("  {endpoint}{role}: {fsyncs:.0} fsyncs");
     }
     let leader_fsyncs = delta(leader, "paxos_wal_fsyncs_total").unwrap_or(0.0);
     if committed > 0.0 {
-        println!(
+        say!(
             "fsyncs per committed command: leader {:.3}, whole cluster {:.3} ({committed:.0} commands)",
             leader_fsyncs / committed,
             total / committed

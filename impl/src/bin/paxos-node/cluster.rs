@@ -66,14 +66,14 @@ pub async fn run(args: ClusterArgs, json_logs: bool) -> ExitCode {
         .iter()
         .map(|n| n.client_addr.to_string())
         .collect();
-    println!(
+    say!(
         "cluster {:?}: {} replicas, data and logs in {}",
         args.cluster_id,
         args.nodes,
         dir.display()
     );
     for (node, (_, child)) in config.nodes.iter().zip(&children) {
-        println!(
+        say!(
             "  node {}: pid {}  client http://{}  peers {}  log {}",
             node.id,
             child.id(),
@@ -83,10 +83,10 @@ pub async fn run(args: ClusterArgs, json_logs: bool) -> ExitCode {
         );
     }
     let endpoints = endpoints.join(",");
-    println!("try:  paxos-node put greeting hello --endpoints {endpoints}");
-    println!("      paxos-node get greeting --endpoints {endpoints}");
-    println!("      paxos-node status --endpoints {endpoints}");
-    println!("Ctrl-C stops the cluster.");
+    say!("try:  paxos-node put greeting hello --endpoints {endpoints}");
+    say!("      paxos-node get greeting --endpoints {endpoints}");
+    say!("      paxos-node status --endpoints {endpoints}");
+    say!("Ctrl-C stops the cluster.");
     let mut exited = BTreeSet::new();
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
@@ -113,7 +113,7 @@ pub async fn run(args: ClusterArgs, json_logs: bool) -> ExitCode {
         }
     }
     stop_all(&mut children);
-    println!("cluster stopped");
+    say!("cluster stopped");
     ExitCode::SUCCESS
 }
 

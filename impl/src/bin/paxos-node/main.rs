@@ -4,6 +4,14 @@
 //! Exit codes: 0 success; 1 the operation failed (no answer, refused, node error); 2 bad
 //! arguments or configuration.
 
+/// `println!` for the CLI's output: a closed pipe (`paxos-node status | head`) ends the
+/// program quietly with success, as Unix tools do, instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::say_line(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod cluster;
 
@@ -246,7 +254,7 @@ async fn client_op(target: &Target, op: Op) -> ExitCode {
     match client.execute(&op).await {
         Ok(reply) => match serde_json::to_string(&reply) {
             Ok(line) => {
-                println!("{line}");
+                say!("{line}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(e),
@@ -263,7 +271,7 @@ async fn status(target: &Target) -> ExitCode {
     let mut code = ExitCode::SUCCESS;
     for endpoint in &target.endpoints {
         match fetch_json::<serde_json::Value>(&http, endpoint, "/status").await {
-            Ok(status) => println!("{status}"),
+            Ok(status) => say!("{status}"),
             Err(e) => {
                 eprintln!("{endpoint}: {e}");
                 code = ExitCode::from(1);
@@ -276,4 +284,15 @@ async fn status(target: &Target) -> ExitCode {
 fn fail(error: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {error}");
     ExitCode::from(1)
+}
+
+fn say_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
 }
