@@ -960,7 +960,10 @@ impl MultiActor {
             let in_flight = (0..usize::from(next_slot))
                 .filter(|&s| r.chosen[s].is_none())
                 .count();
-            let Some(cmd) = r.pending.first() else {
+            // The least pending command by `(client, seq)`, as the implementation orders its
+            // pending map (specs/protocol.md, M5b); command numbers deal commands to clients
+            // round-robin, so the lowest number is not always the least.
+            let Some(cmd) = r.pending.iter().min_by_key(|&c| t.cfg.command_owner(c)) else {
                 return;
             };
             if in_flight >= t.cfg.window || usize::from(next_slot) >= t.cfg.slots {
