@@ -38,10 +38,8 @@
 //! change no replica: they are counted as `no_step` and only explored.
 
 use std::borrow::Cow;
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::panic::{self, AssertUnwindSafe};
 
 use paxos_impl::core::{
@@ -58,6 +56,7 @@ use paxos_model::types::{Ballot, IdSet};
 use stateright::actor::{Actor, ActorModelAction, Command as OutCommand, Id, Out};
 use stateright::Model;
 
+use crate::check::fingerprint;
 use crate::{ballot_to_impl, ballot_to_model};
 
 /// The implementation's state machine under conformance: it records what it executes.
@@ -770,17 +769,6 @@ fn recover(model: &MultiModel, state: &MultiModelState, i: usize, next: &MultiMo
 }
 
 // ------------------------------------------------------------------------------ exploration
-
-/// A 128-bit fingerprint of a state: the visited set keeps these, not the states.
-fn fingerprint(state: &MultiModelState) -> u128 {
-    let half = |salt: u64| {
-        let mut h = DefaultHasher::new();
-        salt.hash(&mut h);
-        state.hash(&mut h);
-        h.finish()
-    };
-    (u128::from(half(0)) << 64) | u128::from(half(1))
-}
 
 /// Visits every reachable state of `cfg` within the model's boundary (no symmetry reduction,
 /// so the states stateright's checker counts with `--no-symmetry`) and replays every enabled

@@ -541,13 +541,7 @@ impl<SM: StateMachine> Replica<SM> {
         let Some(round) = seen.checked_add(1) else {
             return ignored;
         };
-        self.set_round(round, out);
-        let ballot = self.ballot();
-        self.set_promised(ballot, out);
-        self.state.phase = Phase::Preparing {
-            promises: BTreeSet::from([self.config.id]),
-            merged: self.state.accepted.clone(),
-        };
+        let ballot = self.begin_phase_1(round, out);
         self.send_to_others(Message::Prepare { ballot }, out);
         Transition::new(Rule::M1, "election_timeout").ballot(ballot)
     }
@@ -829,14 +823,7 @@ impl<SM: StateMachine> Replica<SM> {
     /// The [`Mutant::SkipPhase1AfterPreemption`] bug: answer a refusal by re-proposing the own
     /// accepted slots at a ballot above the refusal, as if phase 1 had been won.
     fn outbid_without_phase_1(&mut self, refusal: Ballot, out: &mut OutboxOf<SM>) -> Transition {
-        let round = refusal.round.saturating_add(1);
-        self.set_round(round, out);
-        let ballot = self.ballot();
-        self.set_promised(ballot, out);
-        self.state.phase = Phase::Preparing {
-            promises: BTreeSet::from([self.config.id]),
-            merged: self.state.accepted.clone(),
-        };
+        let ballot = self.begin_phase_1(refusal.round.saturating_add(1), out);
         self.become_leader(out);
         Transition::new(Rule::M4, "nack").ballot(ballot)
     }
@@ -916,6 +903,19 @@ impl<SM: StateMachine> Replica<SM> {
     }
 
     // ---------------------------------------------------------------- helpers
+
+    /// M1's effect on the replica: the new round and the promise of its own ballot (both
+    /// persisted), and phase 1 with its own votes merged and its own Promise counted.
+    fn begin_phase_1(&mut self, round: u64, out: &mut OutboxOf<SM>) -> Ballot {
+        self.set_round(round, out);
+        let ballot = self.ballot();
+        self.set_promised(ballot, out);
+        self.state.phase = Phase::Preparing {
+            promises: BTreeSet::from([self.config.id]),
+            merged: self.state.accepted.clone(),
+        };
+        ballot
+    }
 
     /// Accept `entry` in `slot` at the own ballot and send the Accept (M4, M5b).
     fn propose(&mut self, slot: Slot, entry: Entry<SM::Op>, out: &mut OutboxOf<SM>) {
