@@ -15,6 +15,8 @@ fn serve_refuses_a_bad_configuration_with_a_clear_error_and_exit_2() {
     let config = dir.path().join("cluster.toml");
     let nodes = r#"
         cluster_id = "t"
+        [auth]
+        secret_file = "missing.secret"
         [[nodes]]
         id = 0
         peer_addr = "127.0.0.1:1"
@@ -40,6 +42,24 @@ fn serve_refuses_a_bad_configuration_with_a_clear_error_and_exit_2() {
             "unknown field `window`",
         ),
         (None, "0", "cannot read"),
+        (
+            Some(nodes.replace("secret_file = \"missing.secret\"", "")),
+            "0",
+            "missing field `secret_file`",
+        ),
+        (
+            Some(nodes.replace("[auth]\n        secret_file = \"missing.secret\"", "")),
+            "0",
+            "no [auth] section",
+        ),
+        (
+            Some(nodes.replace(
+                "id = 0\n        peer_addr = \"127.0.0.1:3\"",
+                "id = 1\n        peer_addr = \"127.0.0.1:3\"",
+            )),
+            "1",
+            "cannot read the cluster secret",
+        ),
     ];
     for (text, id, expected) in cases {
         match &text {
@@ -62,6 +82,27 @@ fn serve_refuses_a_bad_configuration_with_a_clear_error_and_exit_2() {
             "expected {expected:?} in {stderr}"
         );
     }
+}
+
+#[test]
+fn secret_writes_a_new_private_secret_and_never_overwrites_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cluster.secret");
+    let run = || {
+        Command::new(EXE)
+            .args(["secret", "--out"])
+            .arg(&path)
+            .output()
+            .expect("run")
+    };
+    let first = run();
+    assert!(first.status.success(), "{first:?}");
+    let secret = std::fs::read_to_string(&path).expect("secret");
+    assert_eq!(secret.trim().len(), 64, "{secret}");
+    let second = run();
+    assert_eq!(second.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("never overwritten"));
+    assert_eq!(std::fs::read_to_string(&path).expect("secret"), secret);
 }
 
 /// A base port with `n` free consecutive ports after it, for the peer and client ranges.

@@ -14,9 +14,10 @@ use paxos_impl::core::Message;
 use paxos_impl::runtime::client::{
     fetch_json, fetch_metrics, http_client, Client, ClientError, Op,
 };
-use paxos_impl::runtime::config::{ClusterConfig, NodeConfig};
+use paxos_impl::runtime::config::{ClusterConfig, NodeConfig, LOOPBACK_SECRET_FILE};
 use paxos_impl::runtime::node::LocalValue;
-use paxos_impl::runtime::wire::{self, Hello, HelloReply, PeerMsg, MAGIC};
+use paxos_impl::runtime::auth::{self, PeerSecret, Transcript};
+use paxos_impl::runtime::wire::{self, Hello, HelloProof, HelloReply, PeerMsg, MAGIC};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -67,6 +68,9 @@ impl TestCluster {
         config.validate().expect("valid config");
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, config.to_toml().expect("toml")).expect("write config");
+        PeerSecret::generate()
+            .write_new(&dir.path().join(LOOPBACK_SECRET_FILE))
+            .expect("write secret");
         let mut cluster = TestCluster {
             dir,
             config,
@@ -445,8 +449,48 @@ async fn hello(addr: SocketAddr, hello: &Hello) -> (TcpStream, HelloReply) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let frame = wire::encode(hello, 4096).expect("encode");
     stream.write_all(&frame).await.expect("write");
-    let payload = wire::read_frame(&mut stream, 4096).await.expect("reply");
-    (stream, wire::decode(&payload).expect("decode reply"))
+    let reply = read_reply(&mut stream).await;
+    (stream, reply)
+}
+
+async fn read_reply(stream: &mut TcpStream) -> HelloReply {
+    let payload = wire::read_frame(stream, 4096).await.expect("reply");
+    wire::decode(&payload).expect("decode reply")
+}
+
+/// The dialler's half of the handshake with `secret`: the listener's proof must verify when
+/// the secret is the cluster's; returns the connection and the listener's last word.
+async fn handshake(
+    addr: SocketAddr,
+    good: &Hello,
+    secret: &PeerSecret,
+    listener_must_verify: bool,
+) -> (TcpStream, HelloReply) {
+    let (mut stream, reply) = hello(addr, good).await;
+    let HelloReply::Challenge { nonce, proof } = reply else {
+        panic!("a known peer was not challenged: {reply:?}");
+    };
+    let transcript = Transcript {
+        cluster_id: &good.cluster_id,
+        from: good.from,
+        to: good.to,
+        dialler_nonce: &good.nonce,
+        listener_nonce: &nonce,
+    };
+    assert_eq!(
+        secret.verify_listener(&transcript, &proof),
+        listener_must_verify,
+        "listener proof"
+    );
+    let answer = HelloProof {
+        proof: secret.dialler_proof(&transcript),
+    };
+    stream
+        .write_all(&wire::encode(&answer, 4096).expect("encode"))
+        .await
+        .expect("write");
+    let last = read_reply(&mut stream).await;
+    (stream, last)
 }
 
 #[test]
@@ -480,6 +524,7 @@ fn garbage_frames_and_strangers_are_refused_without_harm() {
             cluster_id: "test".into(),
             from: 2,
             to: 1,
+            nonce: auth::nonce(),
         };
         let strangers = [
             Hello {
@@ -504,8 +549,48 @@ fn garbage_frames_and_strangers_are_refused_without_harm() {
             assert!(closed_by_peer(&mut stream).await);
         }
 
+        // A member's name without the cluster's secret: challenged, then refused.
+        let wrong = PeerSecret::new(vec![b'x'; auth::SECRET_BYTES_MIN]).expect("secret");
+        let (mut stream, reply) = handshake(target, &good, &wrong, false).await;
+        assert!(
+            matches!(&reply, HelloReply::Refused(r) if r.contains("failed to prove")),
+            "{reply:?}"
+        );
+        assert!(closed_by_peer(&mut stream).await);
+
+        // A replayed proof: a new connection gets a new challenge, the old proof fails.
+        let secret =
+            PeerSecret::read(&cluster.dir.path().join(LOOPBACK_SECRET_FILE)).expect("secret");
+        let (mut stream, first) = hello(target, &good).await;
+        let HelloReply::Challenge { nonce, .. } = first else {
+            panic!("not challenged: {first:?}");
+        };
+        drop(stream);
+        let stale = secret.dialler_proof(&Transcript {
+            cluster_id: "test",
+            from: 2,
+            to: 1,
+            dialler_nonce: &good.nonce,
+            listener_nonce: &nonce,
+        });
+        (stream, _) = hello(target, &good).await;
+        stream
+            .write_all(&wire::encode(&HelloProof { proof: stale }, 4096).expect("encode"))
+            .await
+            .expect("write");
+        let reply = read_reply(&mut stream).await;
+        assert!(matches!(reply, HelloReply::Refused(_)), "replay: {reply:?}");
+
+        // A client speaking HTTP to the peer port is not a peer.
+        let mut stream = TcpStream::connect(target).await.expect("connect");
+        stream
+            .write_all(b"POST /kv/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+            .await
+            .expect("write");
+        assert!(closed_by_peer(&mut stream).await, "HTTP on the peer port");
+
         // A welcome peer that then sends garbage loses only that connection.
-        let (mut stream, reply) = hello(target, &good).await;
+        let (mut stream, reply) = handshake(target, &good, &secret, true).await;
         assert_eq!(reply, HelloReply::Welcome);
         let batch = vec![PeerMsg::Paxos(Message::Status { applied: 0 })];
         stream

@@ -5,6 +5,9 @@
 //! cluster_id = "demo"
 //! # initial_leader = 0          # default: the lowest node id
 //!
+//! [auth]                        # required: peers prove they hold the cluster's secret
+//! secret_file = "cluster.secret" # relative to this file; `paxos-node secret --out` makes one
+//!
 //! [timing]                      # every field optional; the defaults are shown
 //! election_timeout_min_ms = 300
 //! election_timeout_max_ms = 600
@@ -29,11 +32,12 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::auth::{PeerSecret, SecretError};
 use crate::ballot::NodeId;
 use crate::core::Config as CoreConfig;
 use crate::storage::GroupCommitOptions;
@@ -47,6 +51,15 @@ pub struct NodeConfig {
     pub peer_addr: SocketAddr,
     /// Where the replica serves the client HTTP/JSON API.
     pub client_addr: SocketAddr,
+}
+
+/// How peers prove they belong to the cluster (`runtime::auth`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// A file holding the secret every replica shares (at least 32 bytes; surrounding
+    /// whitespace ignored). Relative to the directory of the configuration file.
+    pub secret_file: PathBuf,
 }
 
 /// Timers, in milliseconds.
@@ -117,6 +130,9 @@ impl Default for Limits {
     }
 }
 
+/// The secret file [`ClusterConfig::loopback`] names, relative to the configuration.
+pub const LOOPBACK_SECRET_FILE: &str = "cluster.secret";
+
 /// The whole `cluster.toml`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +142,10 @@ pub struct ClusterConfig {
     /// The replica that leads ballot `1.<id>` from empty storage; default the lowest id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_leader: Option<NodeId>,
+    /// Required; optional in the type only so that its absence gets an error that says what
+    /// to write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
     #[serde(default)]
     pub timing: Timing,
     #[serde(default)]
@@ -146,10 +166,21 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error("invalid cluster configuration: {0}")]
     Invalid(String),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 fn invalid(message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(message.into())
+}
+
+fn missing_auth() -> ConfigError {
+    invalid(
+        "no [auth] section: peers must prove they hold the cluster's secret. Add\n  \
+         [auth]\n  secret_file = \"cluster.secret\"\nand create that file once with \
+         `paxos-node secret --out cluster.secret`, then copy it beside every replica's \
+         configuration",
+    )
 }
 
 impl ClusterConfig {
@@ -160,13 +191,25 @@ impl ClusterConfig {
             path: shown.clone(),
             source,
         })?;
-        ClusterConfig::parse(&text).map_err(|e| match e {
+        let mut config = ClusterConfig::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: shown,
                 message,
             },
             other => other,
-        })
+        })?;
+        if let (Some(auth), Some(dir)) = (config.auth.as_mut(), path.parent()) {
+            if auth.secret_file.is_relative() {
+                auth.secret_file = dir.join(&auth.secret_file);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Reads the peer secret named by `[auth]`.
+    pub fn peer_secret(&self) -> Result<PeerSecret, ConfigError> {
+        let auth = self.auth.as_ref().ok_or_else(missing_auth)?;
+        Ok(PeerSecret::read(&auth.secret_file)?)
     }
 
     /// Parses and validates TOML text.
@@ -190,6 +233,9 @@ impl ClusterConfig {
         }
         if self.nodes.is_empty() {
             return Err(invalid("at least one [[nodes]] entry is needed"));
+        }
+        if self.auth.is_none() {
+            return Err(missing_auth());
         }
         let mut ids = BTreeSet::new();
         let mut addrs = BTreeSet::new();
@@ -243,7 +289,8 @@ impl ClusterConfig {
         Ok(config)
     }
 
-    /// A loopback cluster of `nodes` replicas on consecutive ports.
+    /// A loopback cluster of `nodes` replicas on consecutive ports, its secret in
+    /// [`LOOPBACK_SECRET_FILE`] beside the configuration (the caller writes it).
     pub fn loopback(cluster_id: &str, nodes: u32, peer_port: u16, client_port: u16) -> Self {
         let addr = |base: u16, i: u32| {
             let port = base.saturating_add(u16::try_from(i).unwrap_or(u16::MAX));
@@ -252,6 +299,9 @@ impl ClusterConfig {
         ClusterConfig {
             cluster_id: cluster_id.to_string(),
             initial_leader: None,
+            auth: Some(Auth {
+                secret_file: PathBuf::from(LOOPBACK_SECRET_FILE),
+            }),
             timing: Timing::default(),
             limits: Limits::default(),
             nodes: (0..nodes)
@@ -363,6 +413,8 @@ mod tests {
 
     const THREE: &str = r#"
         cluster_id = "t"
+        [auth]
+        secret_file = "cluster.secret"
         [[nodes]]
         id = 0
         peer_addr = "127.0.0.1:7000"
@@ -393,6 +445,27 @@ mod tests {
         let core = config.core_config(2).expect("node 2");
         assert_eq!(core.replicas, vec![0, 1, 2]);
         assert_eq!(core.window, 256);
+    }
+
+    #[test]
+    fn the_secret_is_required_and_found_beside_the_file() {
+        let without = THREE.replace("[auth]\n        secret_file = \"cluster.secret\"", "");
+        let error = error_of(&without);
+        assert!(error.contains("no [auth] section"), "{error}");
+        assert!(error.contains("paxos-node secret --out"), "{error}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cluster.toml");
+        std::fs::write(&path, THREE).expect("write");
+        let config = ClusterConfig::load(&path).expect("valid");
+        let auth = config.auth.as_ref().expect("auth");
+        assert_eq!(auth.secret_file, dir.path().join("cluster.secret"));
+        let missing = config.peer_secret().expect_err("no secret yet").to_string();
+        assert!(missing.contains("cannot read the cluster secret"), "{missing}");
+        PeerSecret::generate()
+            .write_new(&auth.secret_file)
+            .expect("write secret");
+        config.peer_secret().expect("secret");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //!                                                      └─► transport::Outbound ─TCP─► peers
 //! ```
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod gate;
@@ -93,6 +94,7 @@ pub async fn serve(
     } = options;
     config.validate()?;
     let core_config = config.core_config(id)?;
+    let secret = Arc::new(config.peer_secret()?);
     let Some(me) = config.node(id).cloned() else {
         return Err(ServeError::Internal(format!("node {id} vanished")));
     };
@@ -159,7 +161,7 @@ pub async fn serve(
 
     let metrics = Arc::new(Metrics::default());
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_EVENTS_MAX);
-    let (links, outbound) = transport::start_outbound(&config, id, &metrics);
+    let (links, outbound) = transport::start_outbound(&config, &secret, id, &metrics);
     let peers = links
         .iter()
         .map(|l| (l.id, Arc::clone(&l.connected)))
@@ -167,6 +169,7 @@ pub async fn serve(
     let listener = transport::start_listener(
         peer_listener,
         Arc::clone(&config),
+        secret,
         id,
         inbox_tx.clone(),
         Arc::clone(&metrics),

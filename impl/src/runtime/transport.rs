@@ -20,10 +20,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
+use super::auth::{self, PeerSecret, Transcript};
 use super::config::ClusterConfig;
 use super::metrics::{inc, Metrics};
 use super::node::NodeEvent;
-use super::wire::{self, FrameError, Hello, HelloReply, PeerMsg, MAGIC};
+use super::wire::{self, FrameError, Hello, HelloProof, HelloReply, PeerMsg, MAGIC};
 use crate::ballot::NodeId;
 
 /// How long a handshake may take before the connection is dropped.
@@ -50,6 +51,7 @@ pub struct PeerLink {
 /// Starts one outbound task per peer; returns their links and tasks.
 pub fn start_outbound(
     config: &Arc<ClusterConfig>,
+    secret: &Arc<PeerSecret>,
     me: NodeId,
     metrics: &Arc<Metrics>,
 ) -> (Vec<PeerLink>, Vec<JoinHandle<()>>) {
@@ -62,6 +64,7 @@ pub fn start_outbound(
         let outbound = Outbound {
             wake: Arc::clone(&wake),
             config: Arc::clone(config),
+            secret: Arc::clone(secret),
             me,
             peer: peer.id,
             addr: peer.peer_addr,
@@ -82,6 +85,7 @@ pub fn start_outbound(
 
 struct Outbound {
     config: Arc<ClusterConfig>,
+    secret: Arc<PeerSecret>,
     me: NodeId,
     peer: NodeId,
     addr: std::net::SocketAddr,
@@ -122,32 +126,62 @@ impl Outbound {
         }
     }
 
-    /// Connects and handshakes.
+    /// Connects and handshakes: both ends prove they hold the cluster secret.
     async fn dial(&self) -> Result<TcpStream, FrameError> {
         let mut stream = TcpStream::connect(self.addr).await?;
         stream.set_nodelay(true)?;
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&mut stream))
+            .await
+            .map_err(|_| FrameError::Malformed("handshake timed out".into()))??;
+        Ok(stream)
+    }
+
+    async fn handshake(&self, stream: &mut TcpStream) -> Result<(), FrameError> {
         let hello = Hello {
             magic: MAGIC,
             cluster_id: self.config.cluster_id.clone(),
             from: self.me,
             to: self.peer,
+            nonce: auth::nonce(),
         };
         stream
             .write_all(&wire::encode(&hello, HELLO_BYTES_MAX)?)
             .await?;
-        let reply = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            wire::read_frame(&mut stream, HELLO_BYTES_MAX),
-        )
-        .await
-        .map_err(|_| FrameError::Malformed("handshake timed out".into()))??;
-        match wire::decode::<HelloReply>(&reply)? {
-            HelloReply::Welcome => Ok(stream),
-            HelloReply::Refused(reason) => {
-                tracing::error!(peer = self.peer, %reason, "peer refused our handshake");
-                Err(FrameError::Malformed(format!("refused: {reason}")))
+        let listener_nonce = match self.reply(stream).await? {
+            HelloReply::Challenge { nonce, proof } => {
+                let transcript = transcript(&hello, &nonce);
+                if !self.secret.verify_listener(&transcript, &proof) {
+                    tracing::error!(peer = self.peer, addr = %self.addr,
+                        "the node at this address does not hold the cluster secret");
+                    return Err(FrameError::Malformed(
+                        "peer failed to prove the cluster secret".into(),
+                    ));
+                }
+                nonce
             }
+            other => return Err(unexpected(other)),
+        };
+        let proof = HelloProof {
+            proof: self
+                .secret
+                .dialler_proof(&transcript(&hello, &listener_nonce)),
+        };
+        stream
+            .write_all(&wire::encode(&proof, HELLO_BYTES_MAX)?)
+            .await?;
+        match self.reply(stream).await? {
+            HelloReply::Welcome => Ok(()),
+            other => Err(unexpected(other)),
         }
+    }
+
+    async fn reply(&self, stream: &mut TcpStream) -> Result<HelloReply, FrameError> {
+        let payload = wire::read_frame(stream, HELLO_BYTES_MAX).await?;
+        let reply = wire::decode::<HelloReply>(&payload)?;
+        if let HelloReply::Refused(reason) = &reply {
+            tracing::error!(peer = self.peer, %reason, "peer refused our handshake");
+        }
+        Ok(reply)
     }
 
     /// Writes queued messages, several per frame when several are waiting. `Ok` when the
@@ -194,6 +228,7 @@ impl Outbound {
 pub fn start_listener(
     listener: TcpListener,
     config: Arc<ClusterConfig>,
+    secret: Arc<PeerSecret>,
     me: NodeId,
     inbox: mpsc::Sender<NodeEvent>,
     metrics: Arc<Metrics>,
@@ -213,6 +248,7 @@ pub fn start_listener(
             };
             let inbound = Inbound {
                 config: Arc::clone(&config),
+                secret: Arc::clone(&secret),
                 me,
                 addr,
                 inbox: inbox.clone(),
@@ -226,6 +262,7 @@ pub fn start_listener(
 
 struct Inbound {
     config: Arc<ClusterConfig>,
+    secret: Arc<PeerSecret>,
     me: NodeId,
     addr: std::net::SocketAddr,
     inbox: mpsc::Sender<NodeEvent>,
@@ -284,28 +321,59 @@ impl Inbound {
         }
     }
 
-    /// Reads the dialler's [`Hello`], answers it, and returns the peer's id if welcome.
+    /// Runs the listener's half of the handshake (`runtime::auth`) within
+    /// [`HANDSHAKE_TIMEOUT`], and returns the peer's id if it proved the secret.
     async fn handshake(&self, stream: &mut TcpStream) -> Result<NodeId, FrameError> {
-        let payload =
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, wire::read_frame(stream, HELLO_BYTES_MAX))
-                .await
-                .map_err(|_| FrameError::Malformed("no handshake in time".into()))??;
-        let hello: Hello = wire::decode(&payload)?;
-        let refusal = self.refusal(&hello);
-        let reply = match &refusal {
-            None => HelloReply::Welcome,
-            Some(reason) => HelloReply::Refused(reason.clone()),
+        let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.challenge(stream))
+            .await
+            .map_err(|_| FrameError::Malformed("no handshake in time".into()))?;
+        let refusal = match outcome {
+            Ok(Ok(from)) => {
+                stream
+                    .write_all(&wire::encode(&HelloReply::Welcome, HELLO_BYTES_MAX)?)
+                    .await?;
+                return Ok(from);
+            }
+            Ok(Err(refusal)) => refusal,
+            Err(e) => return Err(e),
         };
+        let reply = HelloReply::Refused(refusal.clone());
         stream
             .write_all(&wire::encode(&reply, HELLO_BYTES_MAX)?)
             .await?;
-        match refusal {
-            None => Ok(hello.from),
-            Some(reason) => {
-                let _ = stream.shutdown().await;
-                Err(FrameError::Malformed(reason))
-            }
+        let _ = stream.shutdown().await;
+        Err(FrameError::Malformed(refusal))
+    }
+
+    /// `Ok(Ok(peer))` when the dialler proved the secret, `Ok(Err(reason))` when it is to be
+    /// told why not, `Err` when the connection itself failed or spoke nonsense.
+    async fn challenge(
+        &self,
+        stream: &mut TcpStream,
+    ) -> Result<Result<NodeId, String>, FrameError> {
+        let hello: Hello = wire::decode(&wire::read_frame(stream, HELLO_BYTES_MAX).await?)?;
+        if let Some(reason) = self.refusal(&hello) {
+            return Ok(Err(reason));
         }
+        let nonce = auth::nonce();
+        let challenge = HelloReply::Challenge {
+            nonce,
+            proof: self.secret.listener_proof(&transcript(&hello, &nonce)),
+        };
+        stream
+            .write_all(&wire::encode(&challenge, HELLO_BYTES_MAX)?)
+            .await?;
+        let proof: HelloProof = wire::decode(&wire::read_frame(stream, HELLO_BYTES_MAX).await?)?;
+        if !self
+            .secret
+            .verify_dialler(&transcript(&hello, &nonce), &proof.proof)
+        {
+            return Ok(Err(format!(
+                "node {} failed to prove the cluster secret",
+                hello.from
+            )));
+        }
+        Ok(Ok(hello.from))
     }
 
     fn refusal(&self, hello: &Hello) -> Option<String> {
@@ -325,5 +393,22 @@ impl Inbound {
             return Some(format!("node {} is not a peer in this cluster", hello.from));
         }
         None
+    }
+}
+
+fn transcript<'a>(hello: &'a Hello, listener_nonce: &'a auth::Nonce) -> Transcript<'a> {
+    Transcript {
+        cluster_id: &hello.cluster_id,
+        from: hello.from,
+        to: hello.to,
+        dialler_nonce: &hello.nonce,
+        listener_nonce,
+    }
+}
+
+fn unexpected(reply: HelloReply) -> FrameError {
+    match reply {
+        HelloReply::Refused(reason) => FrameError::Malformed(format!("refused: {reason}")),
+        other => FrameError::Malformed(format!("unexpected handshake reply {other:?}")),
     }
 }

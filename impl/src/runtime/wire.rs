@@ -2,13 +2,16 @@
 //!
 //! ```text
 //!   frame   = [u32 LE payload length][payload]          (length <= frame_bytes_max)
-//!   payload = postcard(Hello) | postcard(HelloReply)    (the first frame each way)
+//!   payload = postcard(Hello) | postcard(HelloReply)    (the handshake frames)
+//!           | postcard(HelloProof)
 //!           | postcard(Vec<PeerMsg>)                    (every later frame: one or more)
 //! ```
 //!
 //! A connection carries messages one way: the dialler sends its messages to the listener,
-//! which answers only the handshake. The dialler's first frame is a [`Hello`] naming the
-//! cluster, the dialler and the node it meant to reach; the listener answers
+//! which answers only the handshake (`runtime::auth`): the dialler's [`Hello`] names the
+//! cluster, the dialler, the node it meant to reach and a nonce; the listener answers
+//! [`HelloReply::Challenge`] with its own nonce and its proof of the cluster secret; the
+//! dialler checks that proof and sends [`HelloProof`]; the listener answers
 //! [`HelloReply::Welcome`] or [`HelloReply::Refused`] with the reason, and closes the
 //! connection after a refusal. Anything that does not decode, or a length above the maximum,
 //! closes the connection with a logged error; the node itself keeps serving.
@@ -16,11 +19,12 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::auth::{Nonce, Proof};
 use crate::ballot::{Ballot, NodeId};
 use crate::core::{KvOp, Message, Slot};
 
-/// The first four bytes of every [`Hello`]: "paxos node, wire format 1".
-pub const MAGIC: [u8; 4] = *b"PXN1";
+/// The first four bytes of every [`Hello`]: "paxos node, wire format 2" (2: authenticated).
+pub const MAGIC: [u8; 4] = *b"PXN2";
 
 /// The dialler's handshake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,11 +35,22 @@ pub struct Hello {
     pub from: NodeId,
     /// The node the dialler means to reach.
     pub to: NodeId,
+    /// Fresh for every connection: the listener's proof covers it.
+    pub nonce: Nonce,
+}
+
+/// The dialler's proof of the cluster secret, sent once the listener has proved its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloProof {
+    pub proof: Proof,
 }
 
 /// The listener's answer to a [`Hello`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HelloReply {
+    /// The listener knows the dialler by name; here is its nonce and its proof of the secret.
+    Challenge { nonce: Nonce, proof: Proof },
+    /// The dialler proved it knows the secret: protocol frames may follow.
     Welcome,
     Refused(String),
 }

@@ -1,5 +1,5 @@
-//! `paxos-node cluster`: a local loopback cluster in one command. Writes `cluster.toml` in the
-//! data directory, starts one `paxos-node serve` process per replica (logs to
+//! `paxos-node cluster`: a local loopback cluster in one command. Writes `cluster.toml` and a
+//! new `cluster.secret` in the data directory, starts one `paxos-node serve` process per replica (logs to
 //! `node-<id>.log`), and stops them all with SIGTERM on Ctrl-C. A replica that exits (or is
 //! killed) is reported with the command that restarts it; the others keep serving.
 
@@ -9,7 +9,8 @@ use std::process::{Child, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use paxos_impl::runtime::config::ClusterConfig;
+use paxos_impl::runtime::auth::PeerSecret;
+use paxos_impl::runtime::config::{ClusterConfig, LOOPBACK_SECRET_FILE};
 
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
@@ -117,8 +118,16 @@ pub async fn run(args: ClusterArgs, json_logs: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Writes `cluster.toml` and, the first time, the cluster's secret beside it (a restarted
+/// cluster keeps its secret).
 fn write_config(dir: &Path, config: &ClusterConfig) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let secret = dir.join(LOOPBACK_SECRET_FILE);
+    if !secret.exists() {
+        PeerSecret::generate()
+            .write_new(&secret)
+            .map_err(|e| format!("cannot write {}: {e}", secret.display()))?;
+    }
     let path = dir.join("cluster.toml");
     let text = config.to_toml().map_err(|e| e.to_string())?;
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use paxos_impl::runtime::client::{fetch_json, http_client, Client, Op};
+use paxos_impl::runtime::auth::PeerSecret;
 use paxos_impl::runtime::config::ClusterConfig;
 use paxos_impl::runtime::{serve, ServeError, ServeOptions};
 use tracing_subscriber::EnvFilter;
@@ -65,6 +66,13 @@ enum Command {
     },
     /// Start a local cluster on loopback, one process per replica; Ctrl-C stops it.
     Cluster(cluster::ClusterArgs),
+    /// Write a new random cluster secret (the file `[auth] secret_file` names); every
+    /// replica of the cluster needs a copy of the same file.
+    Secret {
+        /// The file to create; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Set KEY to VALUE (prints the value before).
     Put {
         key: String,
@@ -161,6 +169,19 @@ async fn run(cli: Cli) -> ExitCode {
             seed,
         } => run_serve(config, id, data_dir, seed).await,
         Command::Cluster(args) => cluster::run(args, cli.log_format == LogFormat::Json).await,
+        Command::Secret { out } => match PeerSecret::generate().write_new(&out) {
+            Ok(()) => {
+                say!("wrote a new cluster secret to {}", out.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: cannot create {}: {e} (an existing secret is never overwritten)",
+                    out.display()
+                );
+                ExitCode::from(2)
+            }
+        },
         Command::Put { key, value, target } => client_op(&target, Op::Put { key, value }).await,
         Command::Get { key, target } => client_op(&target, Op::Get { key }).await,
         Command::Delete { key, target } => client_op(&target, Op::Delete { key }).await,
