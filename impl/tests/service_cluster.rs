@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use paxos_impl::core::Message;
+use paxos_impl::runtime::auth::{self, PeerSecret, Transcript};
 use paxos_impl::runtime::client::{
     fetch_json, fetch_metrics, http_client, Client, ClientError, Op,
 };
 use paxos_impl::runtime::config::{ClusterConfig, NodeConfig, LOOPBACK_SECRET_FILE};
 use paxos_impl::runtime::node::LocalValue;
-use paxos_impl::runtime::auth::{self, PeerSecret, Transcript};
 use paxos_impl::runtime::wire::{self, Hello, HelloProof, HelloReply, PeerMsg, MAGIC};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

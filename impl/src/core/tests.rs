@@ -852,6 +852,11 @@ fn configurations_that_cannot_run_are_refused() {
         ..base.clone()
     };
     assert_eq!(bad(no_leader), Some(ConfigError::NotAReplica(4)));
+    let lone = Config {
+        replicas: vec![0],
+        ..base.clone()
+    };
+    assert_eq!(bad(lone), Some(ConfigError::TooFewReplicas(1)));
     let closed = Config { window: 0, ..base };
     assert_eq!(bad(closed), Some(ConfigError::ZeroWindow));
 }

@@ -308,6 +308,9 @@ impl Config {
         if sorted.len() != self.replicas.len() {
             return Err(ConfigError::DuplicateReplica);
         }
+        if sorted.len() < REPLICAS_MIN {
+            return Err(ConfigError::TooFewReplicas(sorted.len()));
+        }
         if !self.is_replica(self.id) {
             return Err(ConfigError::NotAReplica(self.id));
         }
@@ -328,7 +331,14 @@ pub enum ConfigError {
     /// This id (the replica's own or the initial leader's) is not in `replicas`.
     NotAReplica(NodeId),
     ZeroWindow,
+    /// Fewer than [`REPLICAS_MIN`] replicas.
+    TooFewReplicas(usize),
 }
+
+/// The smallest replica set the core runs. A leader counts its own vote and Promise when it
+/// sends, and decides on the peers' answers (M3, M7); a lone replica gets no answers, so it
+/// would never choose anything. One replica is no replication anyway.
+pub const REPLICAS_MIN: usize = 2;
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -336,6 +346,10 @@ impl fmt::Display for ConfigError {
             ConfigError::DuplicateReplica => write!(f, "a replica id appears twice"),
             ConfigError::NotAReplica(id) => write!(f, "node {id} is not in the replica list"),
             ConfigError::ZeroWindow => write!(f, "the window must allow at least one slot"),
+            ConfigError::TooFewReplicas(n) => write!(
+                f,
+                "{n} replica(s): at least {REPLICAS_MIN} are needed, and 3 or 5 tolerate failures"
+            ),
         }
     }
 }

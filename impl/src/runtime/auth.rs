@@ -122,7 +122,10 @@ impl PeerSecret {
 
     /// The listener's proof.
     pub fn listener_proof(&self, transcript: &Transcript<'_>) -> Proof {
-        self.mac(LISTENER, transcript).finalize().into_bytes().into()
+        self.mac(LISTENER, transcript)
+            .finalize()
+            .into_bytes()
+            .into()
     }
 
     /// The dialler's proof.
@@ -226,7 +229,9 @@ mod tests {
         assert!(error.contains("5 bytes"), "{error}");
         assert!(error.contains("paxos-node secret --out"), "{error}");
         let missing = PeerSecret::read(&dir.path().join("none")).expect_err("missing");
-        assert!(missing.to_string().contains("cannot read the cluster secret"));
+        assert!(missing
+            .to_string()
+            .contains("cannot read the cluster secret"));
     }
 
     #[test]
@@ -238,7 +243,10 @@ mod tests {
         let read = PeerSecret::read(&path).expect("read");
         assert_eq!(read.0, secret.0);
         assert_eq!(read.0.len(), 64);
-        assert!(secret.write_new(&path).is_err(), "an existing secret is never overwritten");
+        assert!(
+            secret.write_new(&path).is_err(),
+            "an existing secret is never overwritten"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

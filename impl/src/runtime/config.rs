@@ -461,7 +461,10 @@ mod tests {
         let auth = config.auth.as_ref().expect("auth");
         assert_eq!(auth.secret_file, dir.path().join("cluster.secret"));
         let missing = config.peer_secret().expect_err("no secret yet").to_string();
-        assert!(missing.contains("cannot read the cluster secret"), "{missing}");
+        assert!(
+            missing.contains("cannot read the cluster secret"),
+            "{missing}"
+        );
         PeerSecret::generate()
             .write_new(&auth.secret_file)
             .expect("write secret");

@@ -49,7 +49,10 @@ pub struct HelloProof {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HelloReply {
     /// The listener knows the dialler by name; here is its nonce and its proof of the secret.
-    Challenge { nonce: Nonce, proof: Proof },
+    Challenge {
+        nonce: Nonce,
+        proof: Proof,
+    },
     /// The dialler proved it knows the secret: protocol frames may follow.
     Welcome,
     Refused(String),

@@ -14,8 +14,8 @@ use paxos_impl::runtime::config::{ClusterConfig, LOOPBACK_SECRET_FILE};
 
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
-    /// Replicas (3 or 5 are the useful sizes).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+    /// Replicas (3 or 5 are the useful sizes; at least 2).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=9))]
     nodes: u32,
     /// Where the configuration, the WALs and the logs go (default: a new directory under the
     /// system's temporary directory). Reusing a directory restarts the same cluster.

@@ -21,8 +21,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use paxos_impl::runtime::client::{fetch_json, http_client, Client, Op};
 use paxos_impl::runtime::auth::PeerSecret;
+use paxos_impl::runtime::client::{fetch_json, http_client, Client, Op};
 use paxos_impl::runtime::config::ClusterConfig;
 use paxos_impl::runtime::{serve, ServeError, ServeOptions};
 use tracing_subscriber::EnvFilter;
