@@ -11,6 +11,7 @@
 
 pub mod ballot;
 pub mod core;
+pub mod history;
 pub mod rules;
 pub mod runtime;
 pub mod storage;
