@@ -431,6 +431,7 @@ async fn in_process_cluster() -> InProcessCluster {
             id,
             data_dir: dir.path().join(format!("node-{id}")),
             seed: u64::from(id),
+            seeded_bug: None,
         };
         let (stop_tx, stopped) = tokio::sync::oneshot::channel::<()>();
         stop.push(stop_tx);

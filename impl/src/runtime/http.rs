@@ -44,6 +44,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Each peer's outbound connection state.
     pub peers: Arc<Vec<(NodeId, Arc<AtomicBool>)>>,
+    pub seeded_bug: Option<super::SeededBug>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -121,6 +122,26 @@ async fn get_key(
     Query(tag): Query<ClientTag>,
     uri: Uri,
 ) -> Response {
+    let leading = state.status.borrow().role == "leading";
+    if leading && state.seeded_bug == Some(super::SeededBug::StaleLeaderReads) {
+        let (reply, answer) = oneshot::channel();
+        let event = NodeEvent::LocalRead {
+            key: key.clone(),
+            reply,
+        };
+        if state.inbox.send(event).await.is_ok() {
+            if let Ok(local) = answer.await {
+                let reply = ApiReply {
+                    key,
+                    value: local.value,
+                    swapped: None,
+                    node: state.status.borrow().id,
+                };
+                return Json(reply).into_response();
+            }
+        }
+        return unavailable("unavailable", "the node is shutting down");
+    }
     let op = KvOp::Get { key: key.clone() };
     submit(&state, key, tag.client_id, tag.seq, op, &uri).await
 }

@@ -48,6 +48,18 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     /// Seeds the election-timeout RNG (logged at start, so a run can be repeated).
     pub seed: u64,
+    /// A deliberate bug, for showing that the chaos harness catches one (`paxos-node serve
+    /// --seeded-bug`, only in builds with the `mutants` feature). `None` in production.
+    pub seeded_bug: Option<SeededBug>,
+}
+
+/// Deliberate runtime bugs (see [`ServeOptions::seeded_bug`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SeededBug {
+    /// A node that believes it leads answers `GET` from its own applied state instead of
+    /// through the log: a deposed leader that has not heard of its successor serves stale
+    /// values (the classic lease-less read).
+    StaleLeaderReads,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +103,14 @@ pub async fn serve(
         id,
         data_dir,
         seed,
+        seeded_bug,
     } = options;
+    if let Some(bug) = seeded_bug {
+        tracing::warn!(
+            ?bug,
+            "running with a SEEDED BUG: this node is wrong on purpose"
+        );
+    }
     config.validate()?;
     let core_config = config.core_config(id)?;
     let secret = Arc::new(config.peer_secret()?);
@@ -204,6 +223,7 @@ pub async fn serve(
         status: status_rx,
         metrics,
         peers: Arc::new(peers),
+        seeded_bug,
     });
     let http = tokio::spawn(
         axum::serve(http_listener, app)

@@ -13,6 +13,7 @@ macro_rules! say {
 }
 
 mod bench;
+mod chaos;
 mod cluster;
 
 use std::io::IsTerminal;
@@ -63,6 +64,11 @@ enum Command {
         /// Seed of the election-timeout RNG (default: random, logged at start).
         #[arg(long)]
         seed: Option<u64>,
+        /// Run with a deliberate bug, to show the chaos harness catches it (builds with the
+        /// `mutants` feature only).
+        #[cfg(feature = "mutants")]
+        #[arg(long, value_enum)]
+        seeded_bug: Option<paxos_impl::runtime::SeededBug>,
     },
     /// Start a local cluster on loopback, one process per replica; Ctrl-C stops it.
     Cluster(cluster::ClusterArgs),
@@ -107,6 +113,9 @@ enum Command {
     },
     /// Load generator: throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Fault injection with a checked history: a local cluster under concurrent clients while
+    /// replicas are killed, WALs torn, links cut and slowed; the history must be linearizable.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// Where a client command goes.
@@ -131,6 +140,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Serve { .. } | Command::Cluster(_) => "info",
+        Command::Chaos(_) => "warn",
         _ => "warn",
     };
     init_logging(cli.log_format, default_level);
@@ -167,7 +177,13 @@ async fn run(cli: Cli) -> ExitCode {
             id,
             data_dir,
             seed,
-        } => run_serve(config, id, data_dir, seed).await,
+            #[cfg(feature = "mutants")]
+            seeded_bug,
+        } => {
+            #[cfg(not(feature = "mutants"))]
+            let seeded_bug = None;
+            run_serve(config, id, data_dir, seed, seeded_bug).await
+        }
         Command::Cluster(args) => cluster::run(args, cli.log_format == LogFormat::Json).await,
         Command::Secret { out } => match PeerSecret::generate().write_new(&out) {
             Ok(()) => {
@@ -201,10 +217,17 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::Status { target } => status(&target).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Chaos(args) => chaos::run(args).await,
     }
 }
 
-async fn run_serve(config: PathBuf, id: u32, data_dir: PathBuf, seed: Option<u64>) -> ExitCode {
+async fn run_serve(
+    config: PathBuf,
+    id: u32,
+    data_dir: PathBuf,
+    seed: Option<u64>,
+    seeded_bug: Option<paxos_impl::runtime::SeededBug>,
+) -> ExitCode {
     let config = match ClusterConfig::load(&config) {
         Ok(config) => config,
         Err(e) => {
@@ -217,6 +240,7 @@ async fn run_serve(config: PathBuf, id: u32, data_dir: PathBuf, seed: Option<u64
         id,
         data_dir,
         seed: seed.unwrap_or_else(rand::random),
+        seeded_bug,
     };
     match serve(options, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
