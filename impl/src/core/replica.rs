@@ -2,7 +2,7 @@
 //! deterministic state machine. One handler per input; each names the rule of
 //! `specs/protocol.md` (M1–M12) it implements.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{btree_map, BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -225,8 +225,16 @@ impl<Op, Out> Outbox<Op, Out> {
 
     /// Persists, then the rest, then a timer effect if the step changed whether it is armed.
     fn finish(self, armed_before: bool, armed_after: bool) -> Vec<Effect<Op, Out>> {
-        let mut effects: Vec<_> = self.records.into_iter().map(Effect::Persist).collect();
-        effects.extend(self.effects);
+        // Most steps persist nothing (a leader's Accepted that does not reach a majority, a
+        // duplicate): their effects vector is returned as is, without a copy.
+        let mut effects = if self.records.is_empty() {
+            self.effects
+        } else {
+            let mut effects = Vec::with_capacity(self.records.len() + self.effects.len() + 1);
+            effects.extend(self.records.into_iter().map(Effect::Persist));
+            effects.extend(self.effects);
+            effects
+        };
         match (armed_before, armed_after) {
             (false, true) => effects.push(Effect::SetElectionTimer),
             (true, false) => effects.push(Effect::CancelElectionTimer),
@@ -693,8 +701,8 @@ impl<SM: StateMachine> Replica<SM> {
             Phase::Leading { next_slot, .. } => {
                 if executed(&self.state.clients, id) {
                     out.effects.push(self.reply_from_table(id));
-                } else if !self.in_flight_request(id, next_slot)
-                    && !self.state.pending.contains_key(&id)
+                } else if !self.state.pending.contains_key(&id)
+                    && !self.in_flight_request(id, next_slot)
                 {
                     self.state.pending.insert(id, command);
                     self.propose_pending(out);
@@ -955,12 +963,19 @@ impl<SM: StateMachine> Replica<SM> {
         entry: Entry<SM::Op>,
         out: &mut OutboxOf<SM>,
     ) {
+        // One descent of the `accepted` map for the check and the write: a leader appends at
+        // the end of a map as long as the log.
         let vote = (ballot, entry);
-        if self.state.accepted.get(&slot) == Some(&vote) {
-            return;
+        match self.state.accepted.entry(slot) {
+            btree_map::Entry::Occupied(held) if *held.get() == vote => return,
+            btree_map::Entry::Occupied(mut held) => {
+                held.insert(vote.clone());
+            }
+            btree_map::Entry::Vacant(free) => {
+                free.insert(vote.clone());
+            }
         }
-        let (ballot, entry) = vote.clone();
-        self.state.accepted.insert(slot, vote);
+        let (ballot, entry) = vote;
         out.records.push(Record::Accept {
             slot,
             ballot,
@@ -974,7 +989,14 @@ impl<SM: StateMachine> Replica<SM> {
     }
 
     fn send_to_others(&self, msg: Message<SM::Op>, out: &mut OutboxOf<SM>) {
-        for to in self.config.others() {
+        // The last recipient takes the message itself: one clone fewer per broadcast, which
+        // for a command is a copy of the client's operation.
+        let mut others = self.config.others().peekable();
+        while let Some(to) = others.next() {
+            if others.peek().is_none() {
+                out.effects.push(send(to, msg));
+                return;
+            }
             out.effects.push(send(to, msg.clone()));
         }
     }
