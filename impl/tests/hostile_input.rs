@@ -385,6 +385,10 @@ impl Request {
 async fn send(addr: SocketAddr, request: &Request) -> Option<u16> {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let _ = stream.write_all(&request.bytes()).await;
+    // Done sending, as a client that has sent its request is. (A client that sends half a
+    // request and then nothing keeps the connection open: axum::serve sets no header-read
+    // timeout; see specs/service.md.)
+    let _ = stream.shutdown().await;
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
     read.await
