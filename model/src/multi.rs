@@ -682,6 +682,14 @@ impl Actor for MultiActor {
     type Storage = ReplicaStorage;
     type Random = ();
 
+    /// Labels the explorer's sequence diagram columns ("0 replica", "3 client 0").
+    fn name(&self) -> String {
+        match self.role {
+            Role::Replica => "replica".to_string(),
+            Role::Client { index } => format!("client {index}"),
+        }
+    }
+
     fn on_start(&self, id: Id, storage: &Option<ReplicaStorage>, o: &mut Out<Self>) -> MultiState {
         let t = &*self.topology;
         match self.role {
