@@ -181,7 +181,6 @@ impl<M> Model for Readable<M>
 where
     M: CheckTarget,
     M::State: ReadableState,
-    M::Action: ReadableAction,
 {
     type State = View<M::State>;
     type Action = M::Action;
@@ -199,7 +198,7 @@ where
     }
 
     fn format_action(&self, action: &Self::Action) -> String {
-        action.render()
+        self.inner.action_label(action)
     }
 
     /// What the explorer shows for the state a step leads to: the verdicts, what happened,
@@ -245,7 +244,6 @@ impl<M> CheckTarget for Readable<M>
 where
     M: CheckTarget,
     M::State: ReadableState,
-    M::Action: ReadableAction,
 {
     fn variant(&self) -> &'static str {
         self.inner.variant()
@@ -270,6 +268,10 @@ where
         next: &Self::State,
     ) -> String {
         self.inner.describe_step(&prev.0, action, &next.0)
+    }
+
+    fn action_label(&self, action: &Self::Action) -> String {
+        self.inner.action_label(action)
     }
 
     /// None: the explorer's on-demand checker does not reduce by symmetry.

@@ -45,7 +45,7 @@ use stateright::actor::{
 use stateright::{Expectation, Rewrite, RewritePlan};
 
 use crate::actor_trace::{self, NodeNames};
-use crate::explorer_view::View;
+use crate::explorer_view::{ReadableAction, View};
 use crate::runner::{CheckTarget, SymmetryFn};
 use crate::types::{majority, minimal_majorities, Ballot, IdSet};
 
@@ -1774,6 +1774,10 @@ impl CheckTarget for MultiModel {
 
     fn render_state(&self, state: &Self::State) -> String {
         format!("{:#?}", View(state.clone()))
+    }
+
+    fn action_label(&self, action: &Self::Action) -> String {
+        ReadableAction::render(action)
     }
 }
 

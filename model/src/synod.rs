@@ -38,7 +38,7 @@ use stateright::actor::{
 use stateright::{Expectation, Representative, Rewrite, RewritePlan};
 
 use crate::actor_trace::{self, NodeNames};
-use crate::explorer_view::View;
+use crate::explorer_view::{ReadableAction, View};
 use crate::runner::{CheckTarget, SymmetryFn};
 use crate::types::{majority, minimal_majorities, Ballot, IdSet, Value};
 
@@ -1138,6 +1138,10 @@ impl CheckTarget for SynodModel {
 
     fn render_state(&self, state: &Self::State) -> String {
         format!("{:#?}", View(state.clone()))
+    }
+
+    fn action_label(&self, action: &Self::Action) -> String {
+        ReadableAction::render(action)
     }
 }
 
