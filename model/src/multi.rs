@@ -565,7 +565,13 @@ impl fmt::Debug for ReplicaState {
         fmt_slots(f, &self.accepted, fmt_vote)?;
         f.write_str(" chosen ")?;
         fmt_slots(f, &self.chosen, |f, c| write!(f, "{c:?}"))?;
-        write!(f, " | applied {:04b} executed [", self.applied)?;
+        // The slot numbers, not the bitmask: "applied 0001" read as slot 3 to most people.
+        f.write_str(" | applied [")?;
+        let applied = (0..self.chosen.len()).filter(|&s| self.is_applied(s));
+        for (i, s) in applied.enumerate() {
+            write!(f, "{}s{s}", if i > 0 { " " } else { "" })?;
+        }
+        f.write_str("] executed [")?;
         for (i, c) in self.executed().enumerate() {
             write!(f, "{}{c:?}", if i > 0 { " " } else { "" })?;
         }
