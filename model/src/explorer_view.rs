@@ -36,7 +36,10 @@ where
         writeln!(f, "nodes:")?;
         for (i, state) in self.actor_states.iter().enumerate() {
             let down = if self.crashed[i] { " (crashed)" } else { "" };
-            writeln!(f, "  n{i}{down}: {state:?}")?;
+            // A replica's line has three parts (role, log, applied) separated by " | "; one
+            // line each keeps the view narrow enough to read without wrapping.
+            let state = format!("{state:?}").replace(" | ", "\n      ");
+            writeln!(f, "  n{i}{down}: {state}")?;
         }
         let mut in_flight: BTreeMap<(usize, usize, &A::Msg), usize> = BTreeMap::new();
         for env in self.network.iter_all() {
@@ -321,6 +324,19 @@ mod tests {
         assert!(text.contains("in flight (3):"), "{text}");
         assert!(text.contains("→ n2: Prepare("), "{text}");
         assert!(!text.contains("RandomChoices"), "{text}");
+    }
+
+    #[test]
+    fn a_replica_reads_as_role_log_and_applied_lines() {
+        let model = Readable {
+            inner: crate::multi::model(crate::multi::MultiConfig::default()),
+        };
+        let init = model.init_states().remove(0);
+        let text = format!("{init:#?}");
+        assert!(text.contains("  n0: Replica "), "{text}");
+        assert!(text.contains("\n      round "), "{text}");
+        assert!(text.contains("\n      applied [] executed []"), "{text}");
+        assert!(!text.contains(" | "), "{text}");
     }
 
     /// Follows the shortest path to `bug`'s violation of Validity and returns the explorer's
