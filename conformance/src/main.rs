@@ -99,6 +99,7 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum Variant {
     /// Synod: proposers, acceptors and learners against the implementation's Synod core.
+    #[command(after_help = CHECK_EXAMPLES)]
     Synod {
         #[command(flatten)]
         bounds: SynodBounds,
@@ -106,6 +107,7 @@ enum Variant {
         opts: CheckArgs,
     },
     /// Multi-Paxos: every replica step against the implementation's replica core.
+    #[command(after_help = CHECK_EXAMPLES)]
     Multi {
         #[command(flatten)]
         bounds: MultiBounds,

@@ -123,6 +123,7 @@ of --bug is DIR/<variant>-<property>-<bug>.json, as `paxos-model check` names it
 #[derive(Subcommand, Debug, Clone)]
 enum ExportVariant {
     /// Traces of the Synod model.
+    #[command(after_help = EXPORT_EXAMPLES)]
     Synod {
         #[command(flatten)]
         bounds: SynodBounds,
@@ -130,6 +131,7 @@ enum ExportVariant {
         export: ExportArgs,
     },
     /// Traces of the Multi-Paxos model.
+    #[command(after_help = EXPORT_EXAMPLES)]
     Multi {
         #[command(flatten)]
         bounds: MultiBounds,
@@ -169,10 +171,26 @@ struct ExportArgs {
 #[derive(Subcommand, Debug, Clone)]
 enum Variant {
     /// Single-decree Paxos: proposers, acceptors and learners exchanging messages.
+    #[command(after_help = "\
+Examples:
+  paxos-model check synod                                  # 2 proposers, 3 acceptors, 1 learner
+  paxos-model check synod --proposers 1 --rounds 2 --crashes 1 --lossy
+  paxos-model check synod --bug ignore-promise-values      # exit 1 with the counterexample
+  paxos-model explore synod --bug default-value            # the counterexample in the browser")]
     Synod(SynodArgs),
     /// Multi-Paxos: replicas with a stable leader, a replicated log and clients that retry.
+    #[command(after_help = "\
+Examples:
+  paxos-model check multi                                  # 3 replicas, 2 slots, 2 commands
+  paxos-model check multi --replicas 5 --commands 1 --crashes 1 --lossy
+  paxos-model check multi --bug promise-merge-off-by-one   # exit 1 with the counterexample
+  paxos-model explore multi --bug noop-overwrites-accepted # the counterexample in the browser")]
     Multi(MultiArgs),
     /// A state-for-state mirror of Lamport's Paxos.tla, for comparing state counts with TLC.
+    #[command(after_help = "\
+Examples:
+  paxos-model check lamport --acceptors 3 --values 2 --max-ballot 2
+  paxos-model check lamport --bug lamport-phase2a-ignores-votes")]
     Lamport(LamportArgs),
 }
 
