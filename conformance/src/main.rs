@@ -43,6 +43,27 @@ Exit codes: 0 no divergence (replay: every trace did what it must), 1 a divergen
 trace of the correct protocol diverged, a seeded bug's trace did not, or a trace no longer
 follows the model), 2 bad arguments or a file that is not a paxos-trace/1 trace.";
 
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  paxos-conform check synod                       # seconds
+  paxos-conform check synod --proposers 1 --values 1 --crashes 1 --lossy
+  paxos-conform check multi                       # about 3 minutes on 2 cores
+  paxos-conform check multi --commands 1 --retries 1 --crashes 1 --json
+  paxos-conform check synod --bug default-value --out traces-out   # must diverge: exit 1
+
+The bound flags are those of `paxos-model check` (the same flags give the same
+configuration). Each divergence is saved under --out as the shortest trace to it.
+
+Exit codes: 0 no divergence, 1 a divergence, 2 bad arguments.";
+
+const REPLAY_EXAMPLES: &str = "\
+Examples:
+  paxos-conform replay specs/traces/*.json
+  paxos-conform replay --json traces-out/synod-validity-default-value.json
+
+Exit codes: 0 every trace did what it must, 1 one did not, 2 a file that is not a
+paxos-trace/1 trace.";
+
 #[derive(Parser, Debug)]
 #[command(name = "paxos-conform", version, about, long_about = None, after_help = EXAMPLES)]
 struct Cli {
@@ -54,6 +75,7 @@ struct Cli {
 enum Command {
     /// Replay every reachable (state, action) pair of a model configuration on the
     /// implementation and compare state, sent messages and persisted state.
+    #[command(after_help = CHECK_EXAMPLES)]
     Check {
         #[command(subcommand)]
         variant: Variant,
@@ -63,6 +85,7 @@ enum Command {
     /// A trace of the correct protocol must conform; a counterexample (or divergence) trace
     /// whose configuration has a seeded model bug must diverge (the implementation must not do
     /// what the bug does); other traces of a seeded bug pass either way.
+    #[command(after_help = REPLAY_EXAMPLES)]
     Replay {
         /// Trace files.
         #[arg(required = true, value_name = "FILE")]
@@ -76,6 +99,7 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum Variant {
     /// Synod: proposers, acceptors and learners against the implementation's Synod core.
+    #[command(after_help = CHECK_EXAMPLES)]
     Synod {
         #[command(flatten)]
         bounds: SynodBounds,
@@ -83,6 +107,7 @@ enum Variant {
         opts: CheckArgs,
     },
     /// Multi-Paxos: every replica step against the implementation's replica core.
+    #[command(after_help = CHECK_EXAMPLES)]
     Multi {
         #[command(flatten)]
         bounds: MultiBounds,

@@ -7,6 +7,15 @@ use clap::Args;
 use crate::multi::{MultiBug, MultiConfig};
 use crate::synod::{SynodBug, SynodConfig};
 
+/// Adds to an unknown-bug error that the name is a bug of `other` variant, when it is.
+fn other_variant_hint(error: String, is_other: bool, other: &str) -> String {
+    if is_other {
+        format!("{error} (it is a bug of the {other} variant: use `{other} --bug ...`)")
+    } else {
+        error
+    }
+}
+
 /// The Synod bounds and fault model.
 #[derive(Args, Debug, Clone)]
 pub struct SynodBounds {
@@ -45,7 +54,10 @@ impl SynodBounds {
         let bug = self
             .bug
             .as_deref()
-            .map(str::parse::<SynodBug>)
+            .map(|name| {
+                name.parse::<SynodBug>()
+                    .map_err(|e| other_variant_hint(e, name.parse::<MultiBug>().is_ok(), "multi"))
+            })
             .transpose()?;
         let cfg = SynodConfig {
             proposers: self.proposers,
@@ -112,7 +124,10 @@ impl MultiBounds {
         let bug = self
             .bug
             .as_deref()
-            .map(str::parse::<MultiBug>)
+            .map(|name| {
+                name.parse::<MultiBug>()
+                    .map_err(|e| other_variant_hint(e, name.parse::<SynodBug>().is_ok(), "synod"))
+            })
             .transpose()?;
         let defaults = MultiConfig::default();
         let cfg = MultiConfig {

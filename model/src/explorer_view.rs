@@ -6,13 +6,18 @@
 //! counterexample paths found on the inner model open unchanged) and prints a state as a
 //! Paxos reader wants it: one line per node, the messages in flight, durable storage, timers
 //! and the ghost history.
+//!
+//! The explorer only marks a property as violated once its own checker has found it (after
+//! "Run to completion"), so a counterexample opened by URL would show every property as
+//! "Searching". Each step's view therefore starts with the verdict of every property on that
+//! state, evaluated on the spot, and with one sentence saying what the step did.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Debug};
 use std::hash::Hash;
 
-use stateright::actor::{Actor, ActorModelState};
-use stateright::{Model, Path, Property};
+use stateright::actor::{Actor, ActorModelAction, ActorModelState};
+use stateright::{Expectation, Model, Path, Property};
 
 use crate::runner::{CheckTarget, SymmetryFn};
 
@@ -31,7 +36,10 @@ where
         writeln!(f, "nodes:")?;
         for (i, state) in self.actor_states.iter().enumerate() {
             let down = if self.crashed[i] { " (crashed)" } else { "" };
-            writeln!(f, "  n{i}{down}: {state:?}")?;
+            // A replica's line has three parts (role, log, applied) separated by " | "; one
+            // line each keeps the view narrow enough to read without wrapping.
+            let state = format!("{state:?}").replace(" | ", "\n      ");
+            writeln!(f, "  n{i}{down}: {state}")?;
         }
         let mut in_flight: BTreeMap<(usize, usize, &A::Msg), usize> = BTreeMap::new();
         for env in self.network.iter_all() {
@@ -62,6 +70,31 @@ where
         }
         writeln!(f)?;
         write!(f, "history: {:?}", self.history)
+    }
+}
+
+/// Actions that know how to name themselves the way [`ReadableState`] names nodes and messages.
+pub trait ReadableAction {
+    fn render(&self) -> String;
+}
+
+impl<M: Debug, T: Debug, R: Debug> ReadableAction for ActorModelAction<M, T, R> {
+    fn render(&self) -> String {
+        let n = usize::from;
+        match self {
+            ActorModelAction::Deliver { src, dst, msg } => {
+                format!("n{} → n{}: {msg:?}", n(*src), n(*dst))
+            }
+            ActorModelAction::Drop(env) => {
+                format!("lose n{} → n{}: {:?}", n(env.src), n(env.dst), env.msg)
+            }
+            ActorModelAction::Timeout(id, timer) => format!("n{}: timer {timer:?}", n(*id)),
+            ActorModelAction::Crash(id) => format!("n{} crashes", n(*id)),
+            ActorModelAction::Recover(id) => format!("n{} recovers", n(*id)),
+            ActorModelAction::SelectRandom { actor, random, .. } => {
+                format!("n{} chooses {random:?}", n(*actor))
+            }
+        }
     }
 }
 
@@ -110,11 +143,47 @@ fn forwarders<M: Model>() -> [Condition<M>; 16] {
     ]
 }
 
+impl<M: CheckTarget> Readable<M> {
+    /// One line per property that matters on `state`: the invariants it violates (or that all
+    /// hold), and the `sometimes` properties it reaches.
+    fn verdicts(&self, state: &M::State) -> String {
+        let properties = self.inner.properties();
+        let mut violated = Vec::new();
+        let mut holding = 0;
+        let mut reached = Vec::new();
+        let mut unreached = Vec::new();
+        for p in &properties {
+            let holds = (p.condition)(&self.inner, state);
+            match (&p.expectation, holds) {
+                (Expectation::Always | Expectation::Eventually, true) => holding += 1,
+                (Expectation::Always | Expectation::Eventually, false) => violated.push(p.name),
+                (Expectation::Sometimes, true) => reached.push(p.name),
+                (Expectation::Sometimes, false) => unreached.push(p.name),
+            }
+        }
+        let mut out = String::new();
+        if violated.is_empty() {
+            out.push_str(&format!("✓ all {holding} invariants hold here\n"));
+        } else {
+            for name in &violated {
+                out.push_str(&format!("✗ VIOLATED here: {name}\n"));
+            }
+            out.push_str(&format!("  ({holding} other invariants hold)\n"));
+        }
+        for name in reached {
+            out.push_str(&format!("✓ reached here: {name}\n"));
+        }
+        for name in unreached {
+            out.push_str(&format!("· not reached yet: {name}\n"));
+        }
+        out
+    }
+}
+
 impl<M> Model for Readable<M>
 where
-    M: Model,
-    M::State: Clone + PartialEq,
-    M::Action: Clone + PartialEq + Debug,
+    M: CheckTarget,
+    M::State: ReadableState,
 {
     type State = View<M::State>;
     type Action = M::Action;
@@ -132,7 +201,19 @@ where
     }
 
     fn format_action(&self, action: &Self::Action) -> String {
-        self.inner.format_action(action)
+        self.inner.action_label(action)
+    }
+
+    /// What the explorer shows for the state a step leads to: the verdicts, what happened,
+    /// then the state.
+    fn format_step(&self, last: &Self::State, action: Self::Action) -> Option<String> {
+        let next = self.inner.next_state(&last.0, action.clone())?;
+        Some(format!(
+            "{}step: {}\n\n{:#?}",
+            self.verdicts(&next),
+            self.inner.describe_step(&last.0, &action, &next),
+            View(next)
+        ))
     }
 
     fn as_svg(&self, path: Path<Self::State, Self::Action>) -> Option<String> {
@@ -192,6 +273,10 @@ where
         self.inner.describe_step(&prev.0, action, &next.0)
     }
 
+    fn action_label(&self, action: &Self::Action) -> String {
+        self.inner.action_label(action)
+    }
+
     /// None: the explorer's on-demand checker does not reduce by symmetry.
     fn symmetry(&self) -> Option<SymmetryFn<Self::State>> {
         None
@@ -239,5 +324,70 @@ mod tests {
         assert!(text.contains("in flight (3):"), "{text}");
         assert!(text.contains("→ n2: Prepare("), "{text}");
         assert!(!text.contains("RandomChoices"), "{text}");
+    }
+
+    #[test]
+    fn a_replica_reads_as_role_log_and_applied_lines() {
+        let model = Readable {
+            inner: crate::multi::model(crate::multi::MultiConfig::default()),
+        };
+        let init = model.init_states().remove(0);
+        let text = format!("{init:#?}");
+        assert!(text.contains("  n0: Replica "), "{text}");
+        assert!(text.contains("\n      round "), "{text}");
+        assert!(text.contains("\n      applied [] executed []"), "{text}");
+        assert!(!text.contains(" | "), "{text}");
+    }
+
+    /// Follows the shortest path to `bug`'s violation of Validity and returns the explorer's
+    /// label for each step and its view of the last state.
+    fn walk_to_violation(bug: SynodBug) -> (Vec<String>, Vec<String>) {
+        let cfg = SynodConfig {
+            bug: Some(bug),
+            ..SynodConfig::default()
+        };
+        let model = Readable {
+            inner: synod::model(cfg),
+        };
+        let opts = crate::runner::CheckOptions {
+            strategy: crate::runner::Strategy::Bfs,
+            threads: 1,
+            symmetry: false,
+            ..Default::default()
+        };
+        let found = crate::runner::find_discovery(model.inner.clone(), &opts, "Validity")
+            .expect("a run")
+            .expect("a counterexample");
+        let mut indices = found.explorer_path.split('/').map(|i| i.parse::<usize>());
+        let init = indices.next().expect("an init index").expect("a number");
+        let mut state = model.init_states().swap_remove(init);
+        let mut labels = Vec::new();
+        let mut views = Vec::new();
+        for index in indices {
+            let mut actions = Vec::new();
+            model.actions(&state, &mut actions);
+            let action = actions.swap_remove(index.expect("a number"));
+            labels.push(model.format_action(&action));
+            views.push(model.format_step(&state, action.clone()).expect("a step"));
+            state = model.next_state(&state, action).expect("an enabled action");
+        }
+        (labels, views)
+    }
+
+    #[test]
+    fn a_step_names_its_nodes_and_shows_the_verdicts_on_its_state() {
+        let (labels, views) = walk_to_violation(SynodBug::DefaultValue);
+        assert_eq!(labels[0], "n0: timer Retry", "{labels:?}");
+        assert!(
+            labels.contains(&"n0 → n2: Prepare(1.0)".to_string()),
+            "{labels:?}"
+        );
+        let (last, earlier) = views.split_last().expect("steps");
+        assert!(last.starts_with("✗ VIOLATED here: Validity\n"), "{last}");
+        assert!(last.contains("step: n"), "{last}");
+        for view in earlier {
+            assert!(view.starts_with("✓ all 8 invariants hold here"), "{view}");
+            assert!(!view.contains("VIOLATED"), "{view}");
+        }
     }
 }

@@ -41,7 +41,9 @@ struct Cli {
 enum Command {
     /// Model-check a variant exhaustively and report every property's verdict.
     ///
-    /// Without a variant, checks every variant's default configuration (the main job).
+    /// Without a variant, checks the default Synod and Multi-Paxos configurations (the main
+    /// job).
+    #[command(after_help = CHECK_EXAMPLES)]
     Check {
         #[command(subcommand)]
         variant: Option<Variant>,
@@ -52,6 +54,7 @@ enum Command {
     ///
     /// With --bug, first finds the bug's counterexample and prints a URL that opens the
     /// explorer on it.
+    #[command(after_help = EXPLORE_EXAMPLES)]
     Explore {
         #[command(subcommand)]
         variant: Option<Variant>,
@@ -64,6 +67,13 @@ enum Command {
         addr: SocketAddr,
     },
     /// List the seeded bugs, one line each, with the property each one breaks.
+    #[command(after_help = "\
+Examples:
+  paxos-model bugs
+  paxos-model check synod --bug default-value     # exit 1 with the bug's counterexample
+  paxos-model explore synod --bug default-value   # the counterexample in the browser
+
+A bug listed \"(with FLAGS)\" needs those flags to be reachable at the default bounds.")]
     Bugs,
     /// Write model traces as paxos-trace/1 files (specs/trace-format.md) for
     /// `paxos-conform replay`: seeded random walks and, with --bug, the bug's counterexample.
@@ -73,6 +83,33 @@ enum Command {
         variant: ExportVariant,
     },
 }
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  paxos-model check                                   # default Synod and Multi-Paxos (main job)
+  paxos-model check synod --proposers 1 --rounds 2 --crashes 1 --lossy
+  paxos-model check synod --bug default-value         # exit 1, numbered counterexample, trace file
+  paxos-model check multi --replicas 5 --commands 1 --crashes 1 --lossy
+  paxos-model check multi --strategy simulation --timeout 60 --seed 3
+  paxos-model check lamport --max-ballot 2 --json
+
+Run flags (--strategy, --threads, --json, --trace-dir, ...) go after the variant. Each
+counterexample is printed step by step and saved under --trace-dir as a paxos-trace/1 file
+(specs/trace-format.md); `paxos-model explore --trace FILE` opens it in the browser.
+
+Exit codes: 0 every property holds (and every `sometimes` example is reachable), 1 a property
+failed, 2 bad arguments.";
+
+const EXPLORE_EXAMPLES: &str = "\
+Examples:
+  paxos-model explore synod --bug default-value       # prints the URL of its counterexample
+  paxos-model explore multi --bug noop-overwrites-accepted --addr 127.0.0.1:8080
+  paxos-model explore synod --proposers 1 --rounds 2  # browse a correct state space from its start
+  paxos-model explore --trace traces-out/synod-validity-default-value.json
+
+Open the printed \"Discovery:\" URL: the path of actions is on the left (click a step to go back
+to it), the state after the selected step on the right, headed by every property's verdict on
+it. --addr 127.0.0.1:0 picks a free port. Ctrl-C stops the server.";
 
 const EXPORT_EXAMPLES: &str = "\
 Examples:
@@ -86,6 +123,7 @@ of --bug is DIR/<variant>-<property>-<bug>.json, as `paxos-model check` names it
 #[derive(Subcommand, Debug, Clone)]
 enum ExportVariant {
     /// Traces of the Synod model.
+    #[command(after_help = EXPORT_EXAMPLES)]
     Synod {
         #[command(flatten)]
         bounds: SynodBounds,
@@ -93,6 +131,7 @@ enum ExportVariant {
         export: ExportArgs,
     },
     /// Traces of the Multi-Paxos model.
+    #[command(after_help = EXPORT_EXAMPLES)]
     Multi {
         #[command(flatten)]
         bounds: MultiBounds,
@@ -132,10 +171,26 @@ struct ExportArgs {
 #[derive(Subcommand, Debug, Clone)]
 enum Variant {
     /// Single-decree Paxos: proposers, acceptors and learners exchanging messages.
+    #[command(after_help = "\
+Examples:
+  paxos-model check synod                                  # 2 proposers, 3 acceptors, 1 learner
+  paxos-model check synod --proposers 1 --rounds 2 --crashes 1 --lossy
+  paxos-model check synod --bug ignore-promise-values      # exit 1 with the counterexample
+  paxos-model explore synod --bug default-value            # the counterexample in the browser")]
     Synod(SynodArgs),
     /// Multi-Paxos: replicas with a stable leader, a replicated log and clients that retry.
+    #[command(after_help = "\
+Examples:
+  paxos-model check multi                                  # 3 replicas, 2 slots, 2 commands
+  paxos-model check multi --replicas 5 --commands 1 --crashes 1 --lossy
+  paxos-model check multi --bug promise-merge-off-by-one   # exit 1 with the counterexample
+  paxos-model explore multi --bug noop-overwrites-accepted # the counterexample in the browser")]
     Multi(MultiArgs),
     /// A state-for-state mirror of Lamport's Paxos.tla, for comparing state counts with TLC.
+    #[command(after_help = "\
+Examples:
+  paxos-model check lamport --acceptors 3 --values 2 --max-ballot 2
+  paxos-model check lamport --bug lamport-phase2a-ignores-votes")]
     Lamport(LamportArgs),
 }
 
@@ -573,8 +628,14 @@ fn main() -> ExitCode {
         } => match (variant, trace) {
             (Some(variant), None) => explore(variant, addr),
             (None, Some(file)) => explore_trace(&file, addr),
-            _ => Err(Failure::from(
-                "explore takes a variant (synod, multi, lamport) or --trace FILE, not both"
+            (None, None) => Err(Failure::from(
+                "explore needs a variant (synod, multi, lamport) or --trace FILE; \
+                 e.g. paxos-model explore synod --bug default-value"
+                    .to_string(),
+            )),
+            (Some(_), Some(_)) => Err(Failure::from(
+                "explore takes a variant (synod, multi, lamport) or --trace FILE, not both \
+                 (a trace file names its own variant and configuration)"
                     .to_string(),
             )),
         },

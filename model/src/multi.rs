@@ -45,7 +45,7 @@ use stateright::actor::{
 use stateright::{Expectation, Rewrite, RewritePlan};
 
 use crate::actor_trace::{self, NodeNames};
-use crate::explorer_view::View;
+use crate::explorer_view::{ReadableAction, View};
 use crate::runner::{CheckTarget, SymmetryFn};
 use crate::types::{majority, minimal_majorities, Ballot, IdSet};
 
@@ -565,7 +565,13 @@ impl fmt::Debug for ReplicaState {
         fmt_slots(f, &self.accepted, fmt_vote)?;
         f.write_str(" chosen ")?;
         fmt_slots(f, &self.chosen, |f, c| write!(f, "{c:?}"))?;
-        write!(f, " | applied {:04b} executed [", self.applied)?;
+        // The slot numbers, not the bitmask: "applied 0001" read as slot 3 to most people.
+        f.write_str(" | applied [")?;
+        let applied = (0..self.chosen.len()).filter(|&s| self.is_applied(s));
+        for (i, s) in applied.enumerate() {
+            write!(f, "{}s{s}", if i > 0 { " " } else { "" })?;
+        }
+        f.write_str("] executed [")?;
         for (i, c) in self.executed().enumerate() {
             write!(f, "{}{c:?}", if i > 0 { " " } else { "" })?;
         }
@@ -681,6 +687,14 @@ impl Actor for MultiActor {
     type State = MultiState;
     type Storage = ReplicaStorage;
     type Random = ();
+
+    /// Labels the explorer's sequence diagram columns ("0 replica", "3 client 0").
+    fn name(&self) -> String {
+        match self.role {
+            Role::Replica => "replica".to_string(),
+            Role::Client { index } => format!("client {index}"),
+        }
+    }
 
     fn on_start(&self, id: Id, storage: &Option<ReplicaStorage>, o: &mut Out<Self>) -> MultiState {
         let t = &*self.topology;
@@ -1766,6 +1780,10 @@ impl CheckTarget for MultiModel {
 
     fn render_state(&self, state: &Self::State) -> String {
         format!("{:#?}", View(state.clone()))
+    }
+
+    fn action_label(&self, action: &Self::Action) -> String {
+        ReadableAction::render(action)
     }
 }
 

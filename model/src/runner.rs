@@ -84,6 +84,11 @@ pub trait CheckTarget:
     ) -> String;
     /// The canonical representative of a state's symmetry class, when reduction is sound.
     fn symmetry(&self) -> Option<SymmetryFn<Self::State>>;
+    /// An action as a person reads it in a counterexample listing; the explorer's path of
+    /// actions uses the same words.
+    fn action_label(&self, action: &Self::Action) -> String {
+        self.format_action(action)
+    }
     /// A state as a person reads it in a counterexample listing.
     fn render_state(&self, state: &Self::State) -> String {
         format!("{state:#?}")
@@ -796,7 +801,7 @@ fn render_listing<M: CheckTarget>(
         pairs.len().saturating_sub(1)
     );
     for (i, (prev, action, next)) in steps_of(&pairs).enumerate() {
-        out.push_str(&format!("  {}. {}\n", i + 1, model.format_action(action)));
+        out.push_str(&format!("  {}. {}\n", i + 1, model.action_label(action)));
         out.push_str(&format!(
             "       {}\n",
             model.describe_step(prev, action, next)

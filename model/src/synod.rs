@@ -38,7 +38,7 @@ use stateright::actor::{
 use stateright::{Expectation, Representative, Rewrite, RewritePlan};
 
 use crate::actor_trace::{self, NodeNames};
-use crate::explorer_view::View;
+use crate::explorer_view::{ReadableAction, View};
 use crate::runner::{CheckTarget, SymmetryFn};
 use crate::types::{majority, minimal_majorities, Ballot, IdSet, Value};
 
@@ -432,7 +432,7 @@ impl fmt::Debug for SynodState {
 }
 
 /// What survives a crash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum SynodStorage {
     Proposer {
         round: u8,
@@ -444,6 +444,25 @@ pub enum SynodStorage {
     Learner {
         learned: Value,
     },
+}
+
+/// In the words of [`SynodState`]'s view, since counterexamples and the explorer print both.
+impl fmt::Debug for SynodStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SynodStorage::Proposer { round } => write!(f, "Proposer round {round}"),
+            SynodStorage::Acceptor { promised, accepted } => {
+                f.write_str("Acceptor promised ")?;
+                match promised {
+                    None => f.write_str("none")?,
+                    Some(b) => write!(f, "{b}")?,
+                }
+                f.write_str(" accepted ")?;
+                fmt_vote(f, accepted)
+            }
+            SynodStorage::Learner { learned } => write!(f, "Learner learned {learned:?}"),
+        }
+    }
 }
 
 impl Rewrite<Id> for SynodStorage {
@@ -487,6 +506,16 @@ impl Actor for SynodActor {
     type State = SynodState;
     type Storage = SynodStorage;
     type Random = ();
+
+    /// Labels the explorer's sequence diagram columns ("0 proposer", "2 acceptor").
+    fn name(&self) -> String {
+        match self.role {
+            Role::Proposer { .. } => "proposer",
+            Role::Acceptor => "acceptor",
+            Role::Learner => "learner",
+        }
+        .to_string()
+    }
 
     fn on_start(&self, _id: Id, storage: &Option<SynodStorage>, o: &mut Out<Self>) -> SynodState {
         match self.role {
@@ -1109,6 +1138,10 @@ impl CheckTarget for SynodModel {
 
     fn render_state(&self, state: &Self::State) -> String {
         format!("{:#?}", View(state.clone()))
+    }
+
+    fn action_label(&self, action: &Self::Action) -> String {
+        ReadableAction::render(action)
     }
 }
 

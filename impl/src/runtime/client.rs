@@ -33,9 +33,13 @@ pub enum Op {
 pub enum ClientError {
     #[error("no endpoint given")]
     NoEndpoints,
-    #[error("bad endpoint {0:?}")]
+    #[error("bad endpoint {0:?}: give host:port or http://host:port, e.g. 127.0.0.1:8000")]
     BadEndpoint(String),
-    #[error("no answer within {waited:?} (last: {last})")]
+    #[error(
+        "no answer within {:.1} s (last: {last}); is the cluster running at these endpoints? \
+         (`paxos-node cluster` starts one; --endpoints says where it listens)",
+        waited.as_secs_f64()
+    )]
     Timeout { waited: Duration, last: String },
     #[error("refused by the server ({status}): {message}")]
     Refused { status: u16, message: String },
@@ -220,7 +224,7 @@ impl Client {
         };
         let response = match request.send().await {
             Ok(response) => response,
-            Err(e) => return Ok(Attempt::Retry(e.to_string())),
+            Err(e) => return Ok(Attempt::Retry(http_error(e))),
         };
         let status = response.status();
         let location = response
@@ -230,7 +234,7 @@ impl Client {
             .map(str::to_string);
         let text = match response.text().await {
             Ok(text) => text,
-            Err(e) => return Ok(Attempt::Retry(e.to_string())),
+            Err(e) => return Ok(Attempt::Retry(http_error(e))),
         };
         match status {
             StatusCode::OK => match serde_json::from_str::<ApiReply>(&text) {
@@ -272,11 +276,25 @@ pub async fn fetch_json<T: DeserializeOwned>(
         .get(&url)
         .send()
         .await
-        .map_err(|e| ClientError::Http(format!("{url}: {e}")))?;
+        .map_err(|e| ClientError::Http(format!("{url}: {}", http_error(e))))?;
     response
         .json()
         .await
-        .map_err(|e| ClientError::Http(format!("{url}: {e}")))
+        .map_err(|e| ClientError::Http(format!("{url}: {}", http_error(e))))
+}
+
+/// A reqwest error with its causes: its own message ("error sending request for url …")
+/// hides the one a person needs ("Connection refused").
+fn http_error(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// `GET {base}/metrics`, as `(name, value)` pairs of the samples without labels.
@@ -289,10 +307,10 @@ pub async fn fetch_metrics(
         .get(&url)
         .send()
         .await
-        .map_err(|e| ClientError::Http(format!("{url}: {e}")))?
+        .map_err(|e| ClientError::Http(format!("{url}: {}", http_error(e))))?
         .text()
         .await
-        .map_err(|e| ClientError::Http(format!("{url}: {e}")))?;
+        .map_err(|e| ClientError::Http(format!("{url}: {}", http_error(e))))?;
     Ok(parse_metrics(&text))
 }
 

@@ -102,8 +102,16 @@ struct Disk {
 }
 
 pub async fn run(args: BenchArgs) -> ExitCode {
-    if !(0.0..=1.0).contains(&args.read_ratio) || args.keys == 0 {
-        eprintln!("error: --read-ratio must be within 0..=1 and --keys positive");
+    if !(0.0..=1.0).contains(&args.read_ratio) {
+        eprintln!(
+            "error: --read-ratio {} is not a fraction: give a number from 0.0 (writes only) to \
+             1.0 (reads only)",
+            args.read_ratio
+        );
+        return ExitCode::from(2);
+    }
+    if args.keys == 0 {
+        eprintln!("error: --keys 0 leaves nothing to write: give at least 1");
         return ExitCode::from(2);
     }
     let http = match http_client(Duration::from_secs(5)) {

@@ -27,6 +27,7 @@ pub struct ClusterArgs {
     /// Client (HTTP) port of replica 0; replica i uses this + i.
     #[arg(long, default_value_t = 8000)]
     client_port: u16,
+    /// Cluster name written into the configuration; replicas refuse peers of another cluster.
     #[arg(long, default_value = "local")]
     cluster_id: String,
 }
@@ -157,10 +158,13 @@ fn spawn_node(dir: &Path, config: &Path, id: u32, json_logs: bool) -> Result<Chi
 
 /// SIGTERM to every replica, then wait; kill whatever is left after the timeout.
 fn stop_all(children: &mut [(u32, Child)]) {
-    for (_, child) in children.iter() {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+    for (_, child) in children.iter_mut() {
+        // A replica already dead (killed by hand) is not signalled: `kill` would complain.
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
     }
     let started = Instant::now();
     for (id, child) in children.iter_mut() {

@@ -28,11 +28,55 @@ use paxos_impl::runtime::config::ClusterConfig;
 use paxos_impl::runtime::{serve, ServeError, ServeOptions};
 use tracing_subscriber::EnvFilter;
 
+const EXAMPLES: &str = "\
+Examples:
+  paxos-node cluster --nodes 3                  # 3 replicas on loopback, clients on :8000-8002
+  paxos-node put greeting hello                 # {\"key\":\"greeting\",\"value\":null,\"node\":0}
+  paxos-node get greeting                       # a linearizable read, through the log
+  paxos-node cas greeting hello bye             # \"\" as OLD means absent, \"\" as NEW deletes
+  paxos-node delete greeting
+  paxos-node status                             # per node: pid, role, ballot, leader, applied
+  paxos-node bench --clients 16 --duration 10   # throughput and latency percentiles
+  paxos-node serve --config cluster.toml --id 0 --data-dir data/0
+
+Client commands go to --endpoints (default 127.0.0.1:8000,127.0.0.1:8001,127.0.0.1:8002, the
+ports `cluster` uses) and follow redirects to the leader. The configuration file format is in
+impl/src/runtime/config.rs; RUST_LOG=debug shows the protocol's transitions.
+
+Exit codes: 0 success; 1 the operation failed (no answer, refused, node error); 2 bad
+arguments or configuration.";
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  paxos-node serve --config cluster.toml --id 0 --data-dir data/0
+  paxos-node --log-format json serve --config cluster.toml --id 1 --data-dir data/1 --seed 7
+
+A minimal cluster.toml (every [timing] and [limits] field is optional):
+  cluster_id = \"demo\"
+  [[nodes]]
+  id = 0
+  peer_addr = \"127.0.0.1:7000\"
+  client_addr = \"127.0.0.1:8000\"
+  (one [[nodes]] entry per replica)
+
+The replica recovers from the write-ahead log in --data-dir when it holds one. SIGTERM or
+Ctrl-C stops it cleanly.";
+
+const CLIENT_EXAMPLES: &str = "\
+Examples:
+  paxos-node put greeting hello
+  paxos-node get greeting --endpoints 127.0.0.1:8000,127.0.0.1:8001
+  paxos-node cas greeting hello bye --client-id 42 --timeout-ms 2000
+
+Prints the node's JSON reply on one line: the value before (put, delete, cas) or the value
+(get), and the node that answered.";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "paxos-node",
     version,
-    about = "A Multi-Paxos replicated key-value store: replica, local cluster, client and benchmark"
+    about = "A Multi-Paxos replicated key-value store: replica, local cluster, client and benchmark",
+    after_help = EXAMPLES
 )]
 struct Cli {
     /// Log lines as human-readable text or as JSON objects (one per line, on stderr).
@@ -51,6 +95,7 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run one replica of the cluster described in the configuration file.
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve {
         /// The cluster's TOML configuration.
         #[arg(long)]
@@ -71,6 +116,13 @@ enum Command {
         seeded_bug: Option<paxos_impl::runtime::SeededBug>,
     },
     /// Start a local cluster on loopback, one process per replica; Ctrl-C stops it.
+    #[command(after_help = "\
+Examples:
+  paxos-node cluster --nodes 3
+  paxos-node cluster --nodes 5 --data-dir /tmp/demo --peer-port 9000 --client-port 9100
+
+Prints each replica's pid, client URL and log file. A replica that dies (kill -9 <pid>) is
+reported with the command that restarts it from its write-ahead log.")]
     Cluster(cluster::ClusterArgs),
     /// Write a new random cluster secret (the file `[auth] secret_file` names); every
     /// replica of the cluster needs a copy of the same file.
@@ -80,6 +132,7 @@ enum Command {
         out: PathBuf,
     },
     /// Set KEY to VALUE (prints the value before).
+    #[command(after_help = CLIENT_EXAMPLES)]
     Put {
         key: String,
         value: String,
@@ -87,18 +140,21 @@ enum Command {
         target: Target,
     },
     /// Read KEY (a linearizable read, through the log).
+    #[command(after_help = CLIENT_EXAMPLES)]
     Get {
         key: String,
         #[command(flatten)]
         target: Target,
     },
     /// Delete KEY (prints the value before).
+    #[command(after_help = CLIENT_EXAMPLES)]
     Delete {
         key: String,
         #[command(flatten)]
         target: Target,
     },
     /// Set KEY to NEW if it holds OLD. An empty OLD means "absent", an empty NEW deletes.
+    #[command(after_help = CLIENT_EXAMPLES)]
     Cas {
         key: String,
         old: String,
@@ -106,12 +162,22 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Print every endpoint's /status.
+    /// Print every endpoint's /status (one JSON object per line).
+    #[command(
+        after_help = "Examples:\n  paxos-node status\n  paxos-node status --endpoints 127.0.0.1:8000 | jq .role"
+    )]
     Status {
         #[command(flatten)]
         target: Target,
     },
     /// Load generator: throughput and latency percentiles.
+    #[command(after_help = "\
+Examples:
+  paxos-node bench --clients 16 --duration 10 --value-size 100
+  paxos-node bench --clients 64 --read-ratio 0.5 --keys 100 --endpoints 127.0.0.1:8000
+
+Needs a running cluster (paxos-node cluster). Prints a progress line a second, then
+throughput, latency percentiles (p50 to p99.9) and WAL fsyncs per committed command.")]
     Bench(bench::BenchArgs),
     /// Fault injection with a checked history: a local cluster under concurrent clients while
     /// replicas are killed, WALs torn, links cut and slowed; the history must be linearizable.
@@ -318,7 +384,7 @@ async fn status(target: &Target) -> ExitCode {
         match fetch_json::<serde_json::Value>(&http, endpoint, "/status").await {
             Ok(status) => say!("{status}"),
             Err(e) => {
-                eprintln!("{endpoint}: {e}");
+                eprintln!("{endpoint}: no status: {e}");
                 code = ExitCode::from(1);
             }
         }
