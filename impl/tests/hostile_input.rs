@@ -385,10 +385,12 @@ impl Request {
 async fn send(addr: SocketAddr, request: &Request) -> Option<u16> {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let _ = stream.write_all(&request.bytes()).await;
-    // Done sending, as a client that has sent its request is. (A client that sends half a
-    // request and then nothing keeps the connection open: axum::serve sets no header-read
-    // timeout; see specs/service.md.)
-    let _ = stream.shutdown().await;
+    if matches!(request, Request::Raw(_)) {
+        // Raw bytes may be half a request; closing the write side ends it at once instead of
+        // after the idle timeout. (A complete request is not half-closed: hyper drops the
+        // answer to a request whose connection reads EOF.)
+        let _ = stream.shutdown().await;
+    }
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
     read.await
@@ -407,7 +409,7 @@ struct InProcessCluster {
     _dir: tempfile::TempDir,
 }
 
-async fn in_process_cluster() -> InProcessCluster {
+async fn in_process_cluster(tweak: impl FnOnce(&mut ClusterConfig)) -> InProcessCluster {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = || {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -426,6 +428,8 @@ async fn in_process_cluster() -> InProcessCluster {
     if let Some(auth) = config.auth.as_mut() {
         auth.secret_file = secret;
     }
+    tweak(&mut config);
+    config.validate().expect("valid configuration");
     let leader_addr = config.nodes[0].client_addr;
     let mut stop = Vec::new();
     let mut tasks = Vec::new();
@@ -485,7 +489,7 @@ fn the_client_api_answers_hostile_requests_with_client_errors_and_keeps_every_wr
         .build()
         .expect("runtime");
     let node = runtime.block_on(async {
-        let node = in_process_cluster().await;
+        let node = in_process_cluster(|_| {}).await;
         let endpoint = node.leader_addr.to_string();
         let mut client = Client::new(
             http_client(Duration::from_secs(2)).expect("http"),
@@ -541,5 +545,53 @@ fn the_client_api_answers_hostile_requests_with_client_errors_and_keeps_every_wr
             .expect("read after the garbage");
         assert_eq!(read.value.as_deref(), Some("before the garbage"));
         node.stop().await;
+    });
+}
+
+/// Half a request, then silence (slowloris): the connection is closed once the idle limit
+/// passes, and the node serves the next client.
+#[test]
+fn a_half_sent_request_is_closed_after_the_idle_timeout() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let cluster = in_process_cluster(|config| {
+            config.timing.request_timeout_ms = 250;
+            config.timing.client_idle_timeout_ms = 500;
+        })
+        .await;
+        let addr = cluster.leader_addr;
+        let mut stream = loop {
+            if let Ok(stream) = TcpStream::connect(addr).await {
+                break stream;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        stream
+            .write_all(b"GET /status HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .expect("write half a request");
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        // Without the idle limit the server would wait for the rest forever.
+        let _closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+            .await
+            .expect("closed within 10 s");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(400),
+            "closed too early: {waited:?}"
+        );
+        let status = Request::Http {
+            method: "GET".into(),
+            path: "/status".into(),
+            content_type: None,
+            body: Vec::new(),
+        };
+        assert_eq!(send(addr, &status).await, Some(200));
+        cluster.stop().await;
     });
 }

@@ -14,6 +14,7 @@
 //! heartbeat_interval_ms = 50
 //! retransmit_interval_ms = 200
 //! request_timeout_ms = 3000
+//! client_idle_timeout_ms = 30000
 //!
 //! [limits]                      # every field optional; the defaults are shown
 //! window = 256
@@ -77,6 +78,9 @@ pub struct Timing {
     pub retransmit_interval_ms: u64,
     /// A client request not answered within this long gets `503` (the client retries).
     pub request_timeout_ms: u64,
+    /// A client connection with no traffic for this long is closed (half-sent requests
+    /// included); at least twice `request_timeout_ms`, so a waiting request is never cut.
+    pub client_idle_timeout_ms: u64,
 }
 
 impl Default for Timing {
@@ -87,6 +91,7 @@ impl Default for Timing {
             heartbeat_interval_ms: 50,
             retransmit_interval_ms: 200,
             request_timeout_ms: 3000,
+            client_idle_timeout_ms: 30_000,
         }
     }
 }
@@ -337,6 +342,13 @@ impl Timing {
                 "timing: retransmit_interval_ms and request_timeout_ms must be positive",
             ));
         }
+        if t.client_idle_timeout_ms < t.request_timeout_ms.saturating_mul(2) {
+            return Err(invalid(format!(
+                "timing: client_idle_timeout_ms ({}) must be at least twice request_timeout_ms \
+                 ({}), or requests waiting for their slot would be cut off",
+                t.client_idle_timeout_ms, t.request_timeout_ms
+            )));
+        }
         Ok(())
     }
 
@@ -353,6 +365,10 @@ impl Timing {
 
     pub fn retransmit_interval(&self) -> Duration {
         Duration::from_millis(self.retransmit_interval_ms)
+    }
+
+    pub fn client_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_idle_timeout_ms)
     }
 
     pub fn request_timeout(&self) -> Duration {

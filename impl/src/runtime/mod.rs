@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod gate;
 pub mod http;
+pub mod idle;
 pub mod metrics;
 pub mod node;
 pub mod transport;
@@ -226,9 +227,12 @@ pub async fn serve(
         seeded_bug,
     });
     let http = tokio::spawn(
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
+        axum::serve(
+            idle::IdleTimeoutListener::new(http_listener, config.timing.client_idle_timeout()),
+            app,
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
     );
     tracing::info!(node = id, peers = %me.peer_addr, clients = %me.client_addr, "serving");
 
