@@ -181,6 +181,16 @@ throughput, latency percentiles (p50 to p99.9) and WAL fsyncs per committed comm
     Bench(bench::BenchArgs),
     /// Fault injection with a checked history: a local cluster under concurrent clients while
     /// replicas are killed, WALs torn, links cut and slowed; the history must be linearizable.
+    #[command(after_help = "\
+Examples:
+  paxos-node chaos --nodes 3 --duration-secs 30
+  paxos-node chaos --nodes 5 --duration-secs 60 --seed 7 --report report.json --history history.json
+  paxos-node chaos --faults partition,one-way --leader-bias 1 --hold-ms 4000
+
+Starts its own cluster (one process per replica, ports chosen free on 127.0.0.1) behind
+fault-injecting proxies. Exit codes: 0 linearizable with no acknowledged write lost; 1 the
+check failed (the report names the key and the operations that fit no order); 2 the run could
+not be set up.")]
     Chaos(chaos::ChaosArgs),
 }
 
