@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 /// The `format` of a serialised [`History`].
 pub const HISTORY_FORMAT: &str = "paxos-history/1";
 
-/// What a client asked.
+/// What a client asked. Deliberately not the core's `KvOp`, and [`KvCall::step`] deliberately
+/// not `KvStore::apply`: the checker is the oracle for the service, so it states the register's
+/// semantics on its own (a bug in the state machine must not be mirrored in its judge), and
+/// the history file's schema does not change when the WAL's does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum KvCall {
