@@ -29,6 +29,15 @@ use tokio::net::TcpStream;
 
 const FRAME_MAX: u32 = 1 << 16;
 
+/// The runtime the networked tests serve a cluster on.
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -483,11 +492,7 @@ fn the_client_api_answers_hostile_requests_with_client_errors_and_keeps_every_wr
         .ok()
         .and_then(|c| c.parse::<u32>().ok())
         .unwrap_or(64);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = multi_thread_runtime();
     let node = runtime.block_on(async {
         let node = in_process_cluster(|_| {}).await;
         let endpoint = node.leader_addr.to_string();
@@ -552,11 +557,7 @@ fn the_client_api_answers_hostile_requests_with_client_errors_and_keeps_every_wr
 /// passes, and the node serves the next client.
 #[test]
 fn a_half_sent_request_is_closed_after_the_idle_timeout() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = multi_thread_runtime();
     runtime.block_on(async {
         let cluster = in_process_cluster(|config| {
             config.timing.request_timeout_ms = 250;

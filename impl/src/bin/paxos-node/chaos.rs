@@ -585,18 +585,18 @@ async fn pump(
     }
 }
 
-/// The leader's client endpoint index, if one answers `/status` as leading.
+/// The ballot `endpoint` leads at, if its `/status` answers and says it leads.
+async fn leading_ballot(http: &reqwest::Client, endpoint: &str) -> Option<String> {
+    let url = format!("http://{endpoint}/status");
+    let status = http.get(&url).send().await.ok()?;
+    let status = status.json::<serde_json::Value>().await.ok()?;
+    (status["role"] == "leading").then(|| status["ballot"].as_str().unwrap_or_default().to_string())
+}
+
+/// The first endpoint (index and ballot) that says it leads.
 async fn leader(http: &reqwest::Client, endpoints: &[String]) -> Option<(usize, String)> {
     for (i, endpoint) in endpoints.iter().enumerate() {
-        let url = format!("http://{endpoint}/status");
-        let Ok(response) = http.get(&url).send().await else {
-            continue;
-        };
-        let Ok(status) = response.json::<serde_json::Value>().await else {
-            continue;
-        };
-        if status["role"] == "leading" {
-            let ballot = status["ballot"].as_str().unwrap_or_default().to_string();
+        if let Some(ballot) = leading_ballot(http, endpoint).await {
             return Some((i, ballot));
         }
     }
@@ -626,16 +626,8 @@ async fn observe_leaders(
 ) {
     while Instant::now() < until {
         for endpoint in &endpoints {
-            let url = format!("http://{endpoint}/status");
-            let Ok(response) = http.get(&url).send().await else {
-                continue;
-            };
-            if let Ok(status) = response.json::<serde_json::Value>().await {
-                if status["role"] == "leading" {
-                    if let Some(ballot) = status["ballot"].as_str() {
-                        lock(&ballots).insert(ballot.to_string());
-                    }
-                }
+            if let Some(ballot) = leading_ballot(&http, endpoint).await {
+                lock(&ballots).insert(ballot);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
