@@ -546,6 +546,15 @@ fn export(variant: ExportVariant) -> Result<i32, Failure> {
     }
 }
 
+/// `flags` as the hint " (with --a 1 --b 2)", or nothing.
+fn with_flags(flags: &[String]) -> String {
+    if flags.is_empty() {
+        String::new()
+    } else {
+        format!(" (with {})", flags.join(" "))
+    }
+}
+
 /// The Synod options beyond the defaults that a bug's counterexample needs, as a hint.
 fn synod_witness_flags(cfg: &SynodConfig) -> String {
     let d = SynodConfig::default();
@@ -560,11 +569,7 @@ fn synod_witness_flags(cfg: &SynodConfig) -> String {
     if cfg.crashes != d.crashes {
         flags.push(format!("--crashes {}", cfg.crashes));
     }
-    if flags.is_empty() {
-        String::new()
-    } else {
-        format!(" (with {})", flags.join(" "))
-    }
+    with_flags(&flags)
 }
 
 /// The options beyond the defaults that a bug's counterexample needs, as a hint.
@@ -583,11 +588,7 @@ fn witness_flags(cfg: &MultiConfig) -> String {
     if cfg.crashes != d.crashes {
         flags.push(format!("--crashes {}", cfg.crashes));
     }
-    if flags.is_empty() {
-        String::new()
-    } else {
-        format!(" (with {})", flags.join(" "))
-    }
+    with_flags(&flags)
 }
 
 enum Failure {
