@@ -22,6 +22,7 @@ pub mod multi;
 pub mod random;
 pub mod synod;
 pub mod trace;
+pub mod validate;
 
 use paxos_impl::Ballot as ImplBallot;
 use paxos_model::types::Ballot as ModelBallot;

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use paxos_conformance::check::{self, Counts, Outcome};
 use paxos_conformance::conform::{Conformance, DivergenceRecord};
 use paxos_conformance::trace::{self, ReplayReport};
+use paxos_conformance::validate;
 use paxos_model::cli::{MultiBounds, SynodBounds};
 use paxos_model::runner::{self, group};
 use paxos_model::{multi, synod};
@@ -64,6 +65,20 @@ Examples:
 Exit codes: 0 every trace did what it must, 1 one did not, 2 a file that is not a
 paxos-trace/1 trace.";
 
+const VALIDATE_EXAMPLES: &str = "\
+Examples:
+  paxos-node chaos --step-logs --clients 2 --keys 1 --ops-per-client 2 --slot-limit 4 \\
+      --window 2 --duration-secs 5 --data-dir /tmp/run
+  paxos-conform validate /tmp/run            # every *.steps.jsonl in the directory
+  paxos-conform validate --json /tmp/run/node-0.steps.jsonl /tmp/run/node-1.steps.jsonl
+
+Only runs within the model's bounds can be validated: replicas 0..R (2 to 5) with replica 0
+the initial leader, `[limits] slot_limit` at most 4, at most 3 clients and 6 commands. A run
+beyond them is refused with the bound it exceeds.
+
+Exit codes: 0 every transition is one the model allows, 1 a transition was rejected, 2 logs
+that cannot be read or a run beyond the model's bounds.";
+
 #[derive(Parser, Debug)]
 #[command(name = "paxos-conform", version, about, long_about = None, after_help = EXAMPLES)]
 struct Cli {
@@ -91,6 +106,22 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Print one JSON object (paxos-replay-report/1) instead of a line per file.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the step logs of a real run (`paxos-node serve --step-log`, paxos-steps/1)
+    /// against the Multi-Paxos model, transition by transition.
+    ///
+    /// Every logged step must be a transition the model's replica takes from the same state
+    /// on the same input, with the same next state, messages, durable state and timer; every
+    /// restart must recover what was persisted; every message received must have been sent.
+    #[command(after_help = VALIDATE_EXAMPLES)]
+    Validate {
+        /// Step logs, or directories holding `*.steps.jsonl` files (as `paxos-node chaos
+        /// --step-logs` leaves them). All replicas of one run.
+        #[arg(required = true, value_name = "LOG")]
+        logs: Vec<PathBuf>,
+        /// Print one JSON object (paxos-validation-report/1).
         #[arg(long)]
         json: bool,
     },
@@ -418,6 +449,32 @@ fn replay_command(files: &[PathBuf], json: bool) -> Result<u8, Failure> {
     Ok(code)
 }
 
+fn validate_command(paths: &[PathBuf], json: bool) -> Result<u8, Failure> {
+    let mut logs = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let found = validate::step_logs_in(path).map_err(Failure::Usage)?;
+            if found.is_empty() {
+                return Err(Failure::Usage(format!(
+                    "{} holds no *.steps.jsonl file",
+                    path.display()
+                )));
+            }
+            logs.extend(found);
+        } else {
+            logs.push(path.clone());
+        }
+    }
+    let report = validate::validate(&logs).map_err(Failure::Usage)?;
+    if json {
+        let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
+        println!("{text}");
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(u8::from(!report.passed()))
+}
+
 /// A file that is not a trace is exit code 2; one that no longer follows the model, 1.
 fn replay_one(file: &Path) -> Result<ReplayReport, (anyhow::Error, u8)> {
     trace::load(file).map_err(|e| (e, 2))?;
@@ -440,6 +497,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { variant } => check_command(variant),
         Command::Replay { files, json } => replay_command(&files, json),
+        Command::Validate { logs, json } => validate_command(&logs, json),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -98,21 +98,27 @@ pub struct Divergence {
 impl Divergence {
     /// The parts of the outcome that differ.
     pub fn differences(&self) -> Vec<&'static str> {
-        let Ok(actual) = &self.actual else {
-            return vec!["no comparable outcome"];
-        };
-        let e = &self.expected;
+        match &self.actual {
+            Ok(actual) => self.expected.differences(actual),
+            Err(_) => vec!["no comparable outcome"],
+        }
+    }
+}
+
+impl StepOutcome {
+    /// The parts of the two outcomes that differ.
+    pub fn differences(&self, other: &StepOutcome) -> Vec<&'static str> {
         let mut parts = Vec::new();
-        if e.state != actual.state {
+        if self.state != other.state {
             parts.push("state");
         }
-        if e.sends != actual.sends {
+        if self.sends != other.sends {
             parts.push("sends");
         }
-        if e.persisted != actual.persisted {
+        if self.persisted != other.persisted {
             parts.push("persisted");
         }
-        if e.election_timer != actual.election_timer {
+        if self.election_timer != other.election_timer {
             parts.push("election timer");
         }
         parts

@@ -449,6 +449,7 @@ async fn in_process_cluster(tweak: impl FnOnce(&mut ClusterConfig)) -> InProcess
             data_dir: dir.path().join(format!("node-{id}")),
             seed: u64::from(id),
             seeded_bug: None,
+            step_log: None,
         };
         let (stop_tx, stopped) = tokio::sync::oneshot::channel::<()>();
         stop.push(stop_tx);

@@ -102,6 +102,11 @@ impl Default for Timing {
 pub struct Limits {
     /// Slots in flight for new commands (the core's `window`).
     pub window: u64,
+    /// Propose no new command at or above this slot (the core's `slot_limit`). Unset in
+    /// production; a run bounded like the model's 4-slot log can be checked against the model
+    /// by `paxos-conform validate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot_limit: Option<u64>,
     /// A frame longer than this is malformed: the connection is closed. A Promise carries the
     /// acceptor's whole `accepted` vector (the runtime does not compact the log yet), so this
     /// also bounds how long a log can grow and still elect a leader.
@@ -125,6 +130,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             window: 256,
+            slot_limit: None,
             frame_bytes_max: 64 << 20,
             frame_messages_max: 1024,
             peer_queue_messages_max: 65_536,
@@ -288,7 +294,7 @@ impl ClusterConfig {
             replicas: self.nodes.iter().map(|n| n.id).collect(),
             initial_leader: self.initial_leader(),
             window: self.limits.window,
-            slot_limit: None,
+            slot_limit: self.limits.slot_limit,
         };
         config.validate().map_err(|e| invalid(e.to_string()))?;
         Ok(config)

@@ -18,6 +18,7 @@ pub mod http;
 pub mod idle;
 pub mod metrics;
 pub mod node;
+pub mod step_log;
 pub mod transport;
 pub mod wire;
 
@@ -35,6 +36,7 @@ use crate::storage::{ReplicaLog, ReplicaLogError, ReplicaLogOptions};
 use config::ClusterConfig;
 use metrics::Metrics;
 use node::{NodeParts, NodeStatus, NodeTask};
+use step_log::{StepLine, StepLog};
 
 /// Events waiting for the node task; senders (peer readers, HTTP handlers) wait when full.
 pub const INBOX_EVENTS_MAX: usize = 16_384;
@@ -52,6 +54,9 @@ pub struct ServeOptions {
     /// A deliberate bug, for showing that the chaos harness catches one (`paxos-node serve
     /// --seeded-bug`, only in builds with the `mutants` feature). `None` in production.
     pub seeded_bug: Option<SeededBug>,
+    /// Append every core transition to this file (`paxos-steps/1`), for `paxos-conform
+    /// validate`. `None` in production: each line holds the whole replica state.
+    pub step_log: Option<PathBuf>,
 }
 
 /// Deliberate runtime bugs (see [`ServeOptions::seeded_bug`]).
@@ -61,6 +66,28 @@ pub enum SeededBug {
     /// through the log: a deposed leader that has not heard of its successor serves stale
     /// values (the classic lease-less read).
     StaleLeaderReads,
+    /// The core counts a majority as `n / 2` (core mutant `quorum-one-short`): a leader
+    /// of three chooses a slot on its own vote.
+    QuorumOneShort,
+    /// The core executes a decided command at once, ahead of unchosen slots (core mutant
+    /// `apply-out-of-order`).
+    ApplyOutOfOrder,
+    /// The core never consults its client table (core mutant `ignore-client-table`): a
+    /// retried command is proposed and executed again.
+    IgnoreClientTable,
+}
+
+impl SeededBug {
+    /// The core mutant this bug switches on in every step, if it is one.
+    pub fn core_mutant(self) -> Option<crate::core::mutants::Mutant> {
+        use crate::core::mutants::Mutant;
+        match self {
+            SeededBug::StaleLeaderReads => None,
+            SeededBug::QuorumOneShort => Some(Mutant::QuorumOneShort),
+            SeededBug::ApplyOutOfOrder => Some(Mutant::ApplyOutOfOrder),
+            SeededBug::IgnoreClientTable => Some(Mutant::IgnoreClientTable),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +105,12 @@ pub enum ServeError {
         dir: String,
         #[source]
         source: ReplicaLogError,
+    },
+    #[error("step log {file}: {source}")]
+    StepLog {
+        file: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
@@ -105,6 +138,7 @@ pub async fn serve(
         data_dir,
         seed,
         seeded_bug,
+        step_log,
     } = options;
     if let Some(bug) = seeded_bug {
         tracing::warn!(
@@ -134,12 +168,37 @@ pub async fn serve(
         tracing::warn!(?torn, "truncated a torn final WAL record");
     }
     let fresh = recovered.records_replayed == 0 && recovered.snapshot.is_none();
-    let (replica, effects) = if fresh {
-        Replica::new(core_config, KvStore::new())
-    } else {
-        Replica::recover(core_config, recovered.durable, KvStore::new())
-    }
+    let core_mutant = seeded_bug.and_then(SeededBug::core_mutant);
+    let recovered_durable = step_log.as_ref().map(|_| recovered.durable.clone());
+    let (replica, effects) = node::with_core_mutant(core_mutant, || {
+        if fresh {
+            Replica::new(core_config.clone(), KvStore::new())
+        } else {
+            Replica::recover(core_config.clone(), recovered.durable, KvStore::new())
+        }
+    })
     .map_err(|e| ServeError::Internal(e.to_string()))?;
+    let step_log = match (step_log, recovered_durable) {
+        (Some(path), Some(recovered)) => {
+            let log_error = |source| ServeError::StepLog {
+                file: path.display().to_string(),
+                source,
+            };
+            let mut log = StepLog::open(&path).map_err(log_error)?;
+            log.write(&StepLine::Start {
+                format: step_log::STEP_LOG_FORMAT.to_string(),
+                node: id,
+                pid: std::process::id(),
+                config: core_config,
+                recovered,
+                effects: effects.clone(),
+                state: replica.state().clone(),
+            })
+            .map_err(log_error)?;
+            Some(log)
+        }
+        _ => None,
+    };
     let records: Vec<_> = effects
         .into_iter()
         .filter_map(|e| match e {
@@ -205,6 +264,8 @@ pub async fn serve(
         status: status_tx,
         inbox: inbox_rx,
         seed,
+        step_log,
+        core_mutant,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -43,9 +43,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::config::ClusterConfig;
 use super::gate::DurabilityGate;
 use super::metrics::{inc, Metrics};
+use super::step_log::{StepLine, StepLog};
 use super::transport::PeerLink;
 use super::wire::PeerMsg;
 use crate::ballot::{Ballot, NodeId};
+use crate::core::mutants::Mutant;
 use crate::core::{
     ClientId, Command, CommandId, Effect, Input, KvOp, KvOutput, KvStore, Message, Phase, Record,
     Replica, ReplicaEffect, Slot,
@@ -138,6 +140,8 @@ impl NodeStatus {
 pub enum NodeError {
     #[error("write-ahead log failed, the node stops rather than speak without persisting: {0}")]
     Wal(String),
+    #[error("cannot write the step log, the node stops rather than leave a gap in it: {0}")]
+    StepLog(String),
 }
 
 /// An effect waiting to be performed.
@@ -165,6 +169,20 @@ pub struct NodeParts {
     pub status: watch::Sender<NodeStatus>,
     pub inbox: mpsc::Receiver<NodeEvent>,
     pub seed: u64,
+    /// Where every core step is logged, if anywhere (`serve --step-log`).
+    pub step_log: Option<StepLog>,
+    /// A seeded bug's core mutant, switched on around every step (`serve --seeded-bug`).
+    pub core_mutant: Option<Mutant>,
+}
+
+/// Runs `body` with `mutant` switched on in the core (builds with the `mutants` feature; in
+/// others no mutant exists to switch on, and `mutant` is always `None`).
+pub(crate) fn with_core_mutant<R>(mutant: Option<Mutant>, body: impl FnOnce() -> R) -> R {
+    match mutant {
+        #[cfg(feature = "mutants")]
+        Some(mutant) => crate::core::mutants::with_mutant(mutant, body),
+        _ => body(),
+    }
 }
 
 pub struct NodeTask {
@@ -190,7 +208,9 @@ pub struct NodeTask {
     /// Slots in flight at the previous retransmit check.
     in_flight_before: BTreeSet<Slot>,
     last_retransmit: Instant,
-    wal_failure: Option<String>,
+    failure: Option<NodeError>,
+    step_log: Option<StepLog>,
+    core_mutant: Option<Mutant>,
 }
 
 impl NodeTask {
@@ -218,7 +238,9 @@ impl NodeTask {
             last_catch_up: None,
             in_flight_before: BTreeSet::new(),
             last_retransmit: Instant::now(),
-            wal_failure: None,
+            failure: None,
+            step_log: parts.step_log,
+            core_mutant: parts.core_mutant,
         };
         task.sync_timer(true);
         if let Some(deadline) = &mut task.election_deadline {
@@ -258,7 +280,7 @@ impl NodeTask {
                 _ = heartbeat.tick() => self.on_tick(),
             }
             self.flush();
-            if self.wal_failure.is_some() {
+            if self.failure.is_some() {
                 break;
             }
             self.publish();
@@ -403,7 +425,21 @@ impl NodeTask {
     fn step(&mut self, input: Input<KvOp>) {
         let was_leading = self.replica.is_leading();
         let promised_before = self.replica.promised();
-        let effects = self.replica.step(input);
+        let logged_input = self.step_log.as_ref().map(|_| input.clone());
+        let replica = &mut self.replica;
+        let effects = with_core_mutant(self.core_mutant, || replica.step(input));
+        if let (Some(log), Some(input)) = (&mut self.step_log, logged_input) {
+            let line = StepLine::Step {
+                node: self.id,
+                input,
+                effects: effects.clone(),
+                state: self.replica.state().clone(),
+            };
+            if let Err(e) = log.write(&line) {
+                // A validated run with a gap in its log proves nothing: stop, like a WAL failure.
+                self.failure = Some(NodeError::StepLog(e.to_string()));
+            }
+        }
         for effect in effects {
             match effect {
                 Effect::Persist(record) => {
@@ -501,7 +537,9 @@ impl NodeTask {
             let records = std::mem::take(&mut self.records);
             match encode_records(&records) {
                 Ok(payloads) => self.submit(payloads, records.len()),
-                Err(e) => self.wal_failure = Some(format!("cannot encode records: {e}")),
+                Err(e) => {
+                    self.failure = Some(NodeError::Wal(format!("cannot encode records: {e}")))
+                }
             }
         }
         let actions = std::mem::take(&mut self.actions);
@@ -511,7 +549,7 @@ impl NodeTask {
 
     fn submit(&mut self, payloads: Vec<Vec<u8>>, records: usize) {
         let Some(wal) = &self.wal else {
-            self.wal_failure = Some("the WAL is closed".into());
+            self.failure = Some(NodeError::Wal("the WAL is closed".into()));
             return;
         };
         let submission = self.gate.submit();
@@ -531,7 +569,7 @@ impl NodeTask {
     fn on_durable(&mut self, note: Durability) {
         if let Err(e) = note.result {
             tracing::error!(error = %e, "WAL write failed");
-            self.wal_failure = Some(e);
+            self.failure = Some(NodeError::Wal(e));
             return;
         }
         let latency = note.submitted_at.elapsed();
@@ -624,7 +662,7 @@ impl NodeTask {
     async fn shutdown(mut self) -> Result<(), NodeError> {
         self.flush();
         let deadline = tokio::time::Instant::now() + SHUTDOWN_FLUSH_TIMEOUT;
-        while self.wal_failure.is_none() && self.gate.outstanding() {
+        while self.failure.is_none() && self.gate.outstanding() {
             match tokio::time::timeout_at(deadline, self.durable_rx.recv()).await {
                 Ok(Some(note)) => self.on_durable(note),
                 _ => break,
@@ -641,8 +679,8 @@ impl NodeTask {
                 Err(e) => tracing::error!(error = %e, "WAL shutdown task failed"),
             }
         }
-        match self.wal_failure {
-            Some(e) => Err(NodeError::Wal(e)),
+        match self.failure {
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
@@ -712,6 +750,8 @@ mod tests {
             status,
             inbox: inbox_rx,
             seed: 7,
+            step_log: None,
+            core_mutant: None,
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(task.run(stop_rx));

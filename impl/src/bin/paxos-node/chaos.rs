@@ -25,7 +25,7 @@ use clap::{Args, ValueEnum};
 use paxos_impl::history::{self, History, KvAnswer, KvCall, Operation, Outcome, Verdict};
 use paxos_impl::runtime::auth::PeerSecret;
 use paxos_impl::runtime::client::{http_client, Client, ClientError, Op};
-use paxos_impl::runtime::config::{ClusterConfig, NodeConfig};
+use paxos_impl::runtime::config::{ClusterConfig, Limits, NodeConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -72,6 +72,22 @@ pub struct ChaosArgs {
     /// Write the recorded history (`paxos-history/1`) here.
     #[arg(long)]
     pub history: Option<PathBuf>,
+    /// Have every replica log each core transition to `<data-dir>/node-<id>.steps.jsonl`
+    /// (`serve --step-log`), for `paxos-conform validate`.
+    #[arg(long)]
+    pub step_logs: bool,
+    /// Each client issues at most this many operations, and a client whose operation ends
+    /// unknown stops instead of going on under a new id: with `--slot-limit 4` a run stays
+    /// within the Multi-Paxos model's bounds (at most 3 clients, 6 commands, 4 slots,
+    /// counting the final reads), so its step logs can be validated.
+    #[arg(long)]
+    pub ops_per_client: Option<u64>,
+    /// The replicas propose no command at or above this slot (`[limits] slot_limit`).
+    #[arg(long)]
+    pub slot_limit: Option<u64>,
+    /// Slots in flight at the leader (`[limits] window`; default: the configuration's).
+    #[arg(long)]
+    pub window: Option<u64>,
     /// Start the replicas with a deliberate bug (builds with the `mutants` feature only): the
     /// run must then fail.
     #[cfg(feature = "mutants")]
@@ -138,6 +154,8 @@ pub struct Report {
     pub search_steps: u64,
     pub violation: Option<ViolationSummary>,
     pub seeded_bug: Option<String>,
+    /// The replicas' step logs (`--step-logs`), one per replica, for `paxos-conform validate`.
+    pub step_logs: Vec<PathBuf>,
 }
 
 /// Where the history stops being linearizable: the key, how far the longest linearization
@@ -194,6 +212,7 @@ struct Nodes {
     dir: PathBuf,
     children: Vec<Option<Child>>,
     seeded_bug: Option<String>,
+    step_logs: bool,
 }
 
 impl Nodes {
@@ -203,6 +222,10 @@ impl Nodes {
 
     fn data_dir(&self, id: u32) -> PathBuf {
         self.dir.join(format!("node-{id}"))
+    }
+
+    fn step_log(&self, id: u32) -> PathBuf {
+        self.dir.join(format!("node-{id}.steps.jsonl"))
     }
 
     fn start(&mut self, id: u32) -> Result<(), String> {
@@ -220,6 +243,9 @@ impl Nodes {
             .arg(self.data_dir(id));
         if let Some(bug) = &self.seeded_bug {
             command.args(["--seeded-bug", bug]);
+        }
+        if self.step_logs {
+            command.arg("--step-log").arg(self.step_log(id));
         }
         let child = command
             .stdin(Stdio::null())
@@ -317,7 +343,11 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
         dir.display()
     );
 
-    let (proxies, client_addrs) = write_configs(&dir, args.nodes).await?;
+    let limits = |limits: &mut Limits| {
+        limits.slot_limit = args.slot_limit.or(limits.slot_limit);
+        limits.window = args.window.unwrap_or(limits.window);
+    };
+    let (proxies, client_addrs) = write_configs(&dir, args.nodes, limits).await?;
     let proxies = Arc::new(proxies);
     let mut proxy_tasks = Vec::new();
     for proxy in proxies.iter() {
@@ -329,6 +359,7 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
         dir: dir.clone(),
         children: (0..args.nodes).map(|_| None).collect(),
         seeded_bug: seeded_bug.clone(),
+        step_logs: args.step_logs,
     }));
     for id in 0..args.nodes {
         lock(&nodes).start(id)?;
@@ -363,6 +394,7 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
             reads_percent,
             keys: args.keys,
             seed: seed.wrapping_add(u64::from(c) + 1),
+            ops_max: args.ops_per_client,
         };
         clients.push(tokio::spawn(run_client(
             http.clone(),
@@ -402,6 +434,12 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
     observer.abort();
     let elapsed = started.elapsed();
     lock(&nodes).stop_all();
+    let step_logs = match args.step_logs {
+        true => (0..args.nodes)
+            .map(|id| lock(&nodes).step_log(id))
+            .collect(),
+        false => Vec::new(),
+    };
     for task in proxy_tasks {
         task.abort();
     }
@@ -430,6 +468,7 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
         search_steps: verdict.steps,
         violation: summarize(&verdict),
         seeded_bug,
+        step_logs,
     };
     print_report(&report);
     if let Some(path) = &args.history {
@@ -460,7 +499,11 @@ async fn free_addr() -> Result<SocketAddr, String> {
 }
 
 /// One configuration per replica: replica `i` reaches replica `j` through `proxy(i→j)`.
-async fn write_configs(dir: &Path, n: u32) -> Result<(Vec<Proxy>, Vec<SocketAddr>), String> {
+async fn write_configs(
+    dir: &Path,
+    n: u32,
+    limits: impl Fn(&mut Limits),
+) -> Result<(Vec<Proxy>, Vec<SocketAddr>), String> {
     let mut peer_addrs = Vec::new();
     let mut client_addrs = Vec::new();
     for _ in 0..n {
@@ -505,6 +548,7 @@ async fn write_configs(dir: &Path, n: u32) -> Result<(Vec<Proxy>, Vec<SocketAddr
             });
         }
         config.nodes = nodes;
+        limits(&mut config.limits);
         config.validate().map_err(|e| e.to_string())?;
         let path = dir.join(format!("node-{from}.toml"));
         let text = config.to_toml().map_err(|e| e.to_string())?;
@@ -693,6 +737,8 @@ struct ClientPlan {
     reads_percent: u32,
     keys: u32,
     seed: u64,
+    /// Stop after this many operations, or at the first unknown one (bounded runs).
+    ops_max: Option<u64>,
 }
 
 async fn run_client(
@@ -707,6 +753,7 @@ async fn run_client(
         reads_percent,
         keys,
         seed,
+        ops_max,
     } = plan;
     let mut rng = StdRng::seed_from_u64(seed);
     let Some(mut client) = new_client(&http, &endpoints, &mut rng) else {
@@ -714,7 +761,7 @@ async fn run_client(
     };
     let mut written = 0u64;
     let mut last_seen: BTreeMap<String, Option<String>> = BTreeMap::new();
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && ops_max.is_none_or(|max| written < max) {
         let key = format!("k{}", rng.random_range(0..keys.max(1)));
         written += 1;
         let value = format!("c{}-{written}", client.client_id());
@@ -745,6 +792,7 @@ async fn run_client(
                 last_seen.insert(key, now);
             }
             Outcome::Refused { .. } => {}
+            Outcome::Unknown { .. } if ops_max.is_some() => return,
             Outcome::Unknown { .. } => {
                 // The unknown operation may still execute; a fresh client id keeps it from
                 // being confused with this client's later operations.
@@ -1028,4 +1076,15 @@ fn print_report(report: &Report) {
         "acknowledged writes lost: {}",
         report.acknowledged_writes_lost
     );
+    if !report.step_logs.is_empty() {
+        let logs: Vec<String> = report
+            .step_logs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        say!(
+            "step logs (check with paxos-conform validate): {}",
+            logs.join(" ")
+        );
+    }
 }

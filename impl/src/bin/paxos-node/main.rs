@@ -17,7 +17,7 @@ mod chaos;
 mod cluster;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -114,6 +114,11 @@ enum Command {
         #[cfg(feature = "mutants")]
         #[arg(long, value_enum)]
         seeded_bug: Option<paxos_impl::runtime::SeededBug>,
+        /// Append every transition of the protocol core to this file as JSON lines
+        /// (`paxos-steps/1`) for `paxos-conform validate`. Each line holds the replica's whole
+        /// state: for bounded runs that are checked, not for production.
+        #[arg(long, value_name = "FILE")]
+        step_log: Option<PathBuf>,
     },
     /// Start a local cluster on loopback, one process per replica; Ctrl-C stops it.
     #[command(after_help = "\
@@ -255,10 +260,19 @@ async fn run(cli: Cli) -> ExitCode {
             seed,
             #[cfg(feature = "mutants")]
             seeded_bug,
+            step_log,
         } => {
             #[cfg(not(feature = "mutants"))]
             let seeded_bug = None;
-            run_serve(config, id, data_dir, seed, seeded_bug).await
+            let options = |config| ServeOptions {
+                config,
+                id,
+                data_dir,
+                seed: seed.unwrap_or_else(rand::random),
+                seeded_bug,
+                step_log,
+            };
+            run_serve(&config, options).await
         }
         Command::Cluster(args) => cluster::run(args, cli.log_format == LogFormat::Json).await,
         Command::Secret { out } => match PeerSecret::generate().write_new(&out) {
@@ -297,27 +311,15 @@ async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn run_serve(
-    config: PathBuf,
-    id: u32,
-    data_dir: PathBuf,
-    seed: Option<u64>,
-    seeded_bug: Option<paxos_impl::runtime::SeededBug>,
-) -> ExitCode {
-    let config = match ClusterConfig::load(&config) {
+async fn run_serve(config: &Path, options: impl FnOnce(ClusterConfig) -> ServeOptions) -> ExitCode {
+    let config = match ClusterConfig::load(config) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let options = ServeOptions {
-        config,
-        id,
-        data_dir,
-        seed: seed.unwrap_or_else(rand::random),
-        seeded_bug,
-    };
+    let options = options(config);
     match serve(options, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ ServeError::Config(_)) => {

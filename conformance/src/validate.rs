@@ -1,0 +1,1279 @@
+//! Trace validation (implementation → model): the step logs of a real run (`paxos-node serve
+//! --step-log`, format `paxos-steps/1`) checked transition by transition against the
+//! Multi-Paxos model (`paxos-conform validate LOG...`).
+//!
+//! ```text
+//!   node-0.steps.jsonl ─┐   per replica, in log order:
+//!   node-1.steps.jsonl ─┼─►  model state ──(the logged input as a model action)──► model actor
+//!   node-2.steps.jsonl ─┘        │                                                   │
+//!                                └── must equal abstraction(logged state after) ◄────┘
+//!                                    and the logged sends, records and timer must be the model's
+//! ```
+//!
+//! What is checked, per replica:
+//! - every logged step is a transition the model's replica actor takes from the replica's
+//!   model state on the same input (a delivery, the election timer, a client request), with
+//!   the same next state, the same messages (a multiset), the same durable state and the same
+//!   election timer (the comparisons of [`crate::multi`]);
+//! - the catch-up steps the model does not have (C1–C3) change nothing the model sees, except
+//!   that a `CatchUp` teaches what a run of model `Decide`s from the same sender teaches, and
+//!   a leader's `CatchUp` carries only entries it has chosen;
+//! - every restart recovers exactly the records the replica persisted before it (a prefix, when
+//!   the crash lost records still queued for the disk), and then does what the model's
+//!   recovery does from that durable state (M11);
+//! - steps whose records a crash lost had no observable effect: no replica received a message
+//!   only such a step sent (persist before you speak, R1).
+//!
+//! And across replicas: every message a replica received was sent to it by its sender.
+//!
+//! The model's log has [`MAX_SLOTS`] slots and at most [`multi::MAX_COMMANDS`] commands from
+//! at most 3 clients, so a run is validated only when it stays within those bounds: replicas
+//! started with `[limits] slot_limit` at most 4, and a bounded workload (`paxos-node chaos
+//! --step-logs --ops-per-client 2 --slot-limit 4`). A run beyond them is refused with the
+//! bound it exceeds, not validated in part.
+//!
+//! Commands: real clients map to model clients in ascending id order, a client's `seq` is the
+//! model's, so the command is `MultiConfig::command_of(client, seq)`, and the key-value
+//! operation is dropped (the model's commands carry none; the state machine is not modelled).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use paxos_impl::core::{
+    ClientEntry, ClientId, Command, Config, Durable, Effect, Entry, Input, KvOp, KvOutput, Message,
+    Phase, Record, Recorder, Replica, ReplicaState as ImplState,
+};
+use paxos_impl::runtime::step_log::{StepLine, STEP_LOG_FORMAT};
+use paxos_model::multi::{
+    self, MultiActor, MultiConfig, MultiMsg, MultiState, MultiTimer, ReplicaState, ReplicaStorage,
+    MAX_SLOTS,
+};
+use serde::Serialize;
+use stateright::actor::{Actor, Command as OutCommand, Id, Out};
+
+use crate::multi::{
+    canonical, model_recovery_view, msg_to_model, outcome_from_impl, ImplEffect, ImplReplica,
+    StepOutcome,
+};
+
+/// The `format` of [`Report`].
+pub const REPORT_FORMAT: &str = "paxos-validation-report/1";
+/// At most this many rejections are kept in a report (all are counted).
+pub const REJECTIONS_KEPT: usize = 20;
+
+type KvLine = StepLine<KvOp, KvOutput>;
+type KvState = ImplState<KvOp, KvOutput>;
+
+/// One line of a step log, with where it came from.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    pub file: PathBuf,
+    /// 1-based.
+    pub line: usize,
+    pub entry: KvLine,
+}
+
+impl Logged {
+    fn node(&self) -> u32 {
+        match &self.entry {
+            StepLine::Start { node, .. } | StepLine::Step { node, .. } => *node,
+        }
+    }
+
+    fn place(&self) -> String {
+        format!("{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// Reads step logs; lines are kept in file order. A malformed line is an error that names it.
+pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
+    let mut lines = Vec::new();
+    for path in paths {
+        let text =
+            fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        for (i, raw) in text.lines().enumerate() {
+            if raw.trim().is_empty() {
+                continue;
+            }
+            let entry: KvLine = serde_json::from_str(raw).map_err(|e| {
+                format!(
+                    "{}:{}: not a {STEP_LOG_FORMAT} line: {e}",
+                    path.display(),
+                    i + 1
+                )
+            })?;
+            if let StepLine::Start { format, .. } = &entry {
+                if format != STEP_LOG_FORMAT {
+                    return Err(format!(
+                        "{}:{}: format {format:?}, expected {STEP_LOG_FORMAT:?}",
+                        path.display(),
+                        i + 1
+                    ));
+                }
+            }
+            lines.push(Logged {
+                file: path.clone(),
+                line: i + 1,
+                entry,
+            });
+        }
+    }
+    Ok(lines)
+}
+
+// ------------------------------------------------------------------------------ the report
+
+/// A logged transition the model does not allow.
+#[derive(Clone, Debug, Serialize)]
+pub struct Rejection {
+    pub node: u32,
+    /// `file:line` of the step.
+    pub at: String,
+    /// The logged event, in the model's words where it has them.
+    pub event: String,
+    pub reason: String,
+    /// The replica's model state before the step.
+    pub model_before: String,
+    /// What the model does (`None` when the model has no such step).
+    pub expected: Option<String>,
+    /// What the log shows.
+    pub actual: Option<String>,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "n{} at {}: {}", self.node, self.at, self.event)?;
+        writeln!(f, "  {}", self.reason)?;
+        writeln!(f, "  model state before: {}", self.model_before)?;
+        if let Some(expected) = &self.expected {
+            writeln!(f, "  model:  {expected}")?;
+        }
+        if let Some(actual) = &self.actual {
+            writeln!(f, "  logged: {actual}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What `paxos-conform validate` found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub format: String,
+    pub files: Vec<String>,
+    /// The model configuration the run was checked against (derived from the logs).
+    pub model_config: MultiConfig,
+    pub replicas: usize,
+    /// Process starts (the first start and every restart) of all replicas.
+    pub starts: usize,
+    /// Transitions validated: steps and starts.
+    pub transitions: usize,
+    /// Transitions by kind (`Accept`, `Request`, `Election timeout`, `Recover`, `CatchUp (C3)`, ...).
+    pub by_kind: BTreeMap<String, usize>,
+    /// Peer messages received (each checked to have been sent).
+    pub messages_received: usize,
+    /// Records persisted that a crash lost before they reached the disk.
+    pub records_lost_in_crashes: usize,
+    pub rejections_total: usize,
+    /// The first [`REJECTIONS_KEPT`].
+    pub rejections: Vec<Rejection>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.rejections_total == 0
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::from("== paxos-conform validate ==\n");
+        out += &format!("logs:         {}\n", self.files.join(" "));
+        let c = &self.model_config;
+        out += &format!(
+            "model:        {} replicas, {} clients, {} commands, {} slots, window {}\n",
+            c.replicas, c.clients, c.commands, c.slots, c.window
+        );
+        out += &format!(
+            "transitions:  {} validated ({} starts), {} peer messages received and found sent\n",
+            self.transitions, self.starts, self.messages_received
+        );
+        let kinds: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        out += &format!("by kind:      {}\n", kinds.join(", "));
+        out += &format!(
+            "crashes:      {} persisted records lost before the disk had them\n",
+            self.records_lost_in_crashes
+        );
+        if self.passed() {
+            out += "verdict:      every transition is one the model allows (0 rejections)\n";
+        } else {
+            out += &format!(
+                "verdict:      {} REJECTED transition(s); the first:\n",
+                self.rejections_total
+            );
+            for rejection in &self.rejections {
+                out += &rejection.to_string();
+            }
+        }
+        out
+    }
+}
+
+// ------------------------------------------------------------------------------ the domain
+
+/// Maps the run's key-value commands into the model's command ids.
+struct Domain {
+    cfg: MultiConfig,
+    clients: BTreeMap<ClientId, usize>,
+}
+
+impl Domain {
+    /// The model configuration a run fits in, or the bound it exceeds.
+    fn of(lines: &[Logged]) -> Result<Domain, String> {
+        let mut clients = BTreeSet::new();
+        let mut nodes = BTreeSet::new();
+        let mut config: Option<&Config> = None;
+        for logged in lines {
+            nodes.insert(logged.node());
+            match &logged.entry {
+                StepLine::Start { config: c, .. } => {
+                    if config.is_some_and(|seen| !same_cluster(seen, c)) {
+                        return Err(format!(
+                            "{}: replicas {:?} window {} slot limit {:?}, where an earlier start \
+                             had replicas {:?} window {} slot limit {:?}: one run, one configuration",
+                            logged.place(),
+                            c.replicas,
+                            c.window,
+                            c.slot_limit,
+                            config.map(|c| &c.replicas),
+                            config.map_or(0, |c| c.window),
+                            config.and_then(|c| c.slot_limit)
+                        ));
+                    }
+                    config = Some(c);
+                }
+                StepLine::Step {
+                    input: Input::ClientRequest(c),
+                    ..
+                } => {
+                    clients.insert(c.client);
+                }
+                StepLine::Step { .. } => {}
+            }
+        }
+        let config = config.ok_or("the logs hold no start line: nothing to validate")?;
+        let replicas = config.replicas.len();
+        let expected: Vec<u32> = (0..replicas as u32).collect();
+        let mut sorted = config.replicas.clone();
+        sorted.sort_unstable();
+        if sorted != expected || config.initial_leader != 0 {
+            return Err(format!(
+                "replicas {:?} with initial leader {}: the model numbers replicas 0..{replicas} \
+                 and starts with replica 0 leading",
+                config.replicas, config.initial_leader
+            ));
+        }
+        if !(2..=5).contains(&replicas) {
+            return Err(format!("{replicas} replicas: the model has 2 to 5"));
+        }
+        if let Some(stranger) = nodes.iter().find(|n| **n as usize >= replicas) {
+            return Err(format!(
+                "the logs name node {stranger}, which is no replica"
+            ));
+        }
+        let slots = match config.slot_limit {
+            Some(limit) if (1..=MAX_SLOTS as u64).contains(&limit) => limit as usize,
+            other => {
+                return Err(format!(
+                    "slot limit {other:?}: the model's log has {MAX_SLOTS} slots, so only runs \
+                     with `[limits] slot_limit` between 1 and {MAX_SLOTS} can be validated"
+                ))
+            }
+        };
+        let window = usize::try_from(config.window)
+            .unwrap_or(usize::MAX)
+            .min(slots);
+        if clients.len() > 3 {
+            return Err(format!(
+                "{} clients: the model has at most 3 (bound the workload, e.g. `paxos-node \
+                 chaos --clients 2 --ops-per-client 2`)",
+                clients.len()
+            ));
+        }
+        let clients: BTreeMap<ClientId, usize> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (c, i))
+            .collect();
+        let mut domain = Domain {
+            cfg: MultiConfig {
+                replicas,
+                clients: clients.len().max(1),
+                commands: multi::MAX_COMMANDS,
+                slots,
+                window,
+                max_round: u8::MAX,
+                elections: u8::MAX,
+                retries: 0,
+                crashes: replicas,
+                lossy: true,
+                duplicating: true,
+                bug: None,
+            },
+            clients,
+        };
+        // The model's command count is the highest id the run uses.
+        let mut highest = 1;
+        for logged in lines {
+            if let StepLine::Step {
+                input: Input::ClientRequest(c),
+                ..
+            } = &logged.entry
+            {
+                highest = highest.max(domain.command(c)?.op);
+            }
+        }
+        domain.cfg.commands = usize::from(highest);
+        Ok(domain)
+    }
+
+    fn command(&self, c: &Command<KvOp>) -> Result<Command<u8>, String> {
+        let client = *self.clients.get(&c.client).ok_or_else(|| {
+            format!(
+                "{:?} never sent a request, yet its command is in the log",
+                c.client
+            )
+        })?;
+        let cmd = u8::try_from(c.seq)
+            .ok()
+            .filter(|&seq| seq > 0)
+            .and_then(|seq| {
+                let k = (usize::from(seq) - 1) * self.clients.len().max(1) + client + 1;
+                (k <= multi::MAX_COMMANDS).then_some(k as u8)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "{:?} seq {}: beyond the model's {} commands from {} clients",
+                    c.client,
+                    c.seq,
+                    multi::MAX_COMMANDS,
+                    self.clients.len()
+                )
+            })?;
+        Ok(Command {
+            client: ClientId(client as u64),
+            seq: c.seq,
+            op: cmd,
+        })
+    }
+
+    fn entry(&self, e: &Entry<KvOp>) -> Result<Entry<u8>, String> {
+        Ok(match e {
+            Entry::Noop => Entry::Noop,
+            Entry::Command(c) => Entry::Command(self.command(c)?),
+        })
+    }
+
+    fn votes<K: Copy + Ord, B: Copy>(
+        &self,
+        map: &BTreeMap<K, (B, Entry<KvOp>)>,
+    ) -> Result<BTreeMap<K, (B, Entry<u8>)>, String> {
+        map.iter()
+            .map(|(k, (b, e))| Ok((*k, (*b, self.entry(e)?))))
+            .collect()
+    }
+
+    fn message(&self, m: &Message<KvOp>) -> Result<Message<u8>, String> {
+        Ok(match m {
+            Message::Prepare { ballot } => Message::Prepare { ballot: *ballot },
+            Message::Promise { ballot, accepted } => Message::Promise {
+                ballot: *ballot,
+                accepted: accepted
+                    .iter()
+                    .map(|(s, b, e)| Ok((*s, *b, self.entry(e)?)))
+                    .collect::<Result<_, String>>()?,
+            },
+            Message::Nack { ballot, promised } => Message::Nack {
+                ballot: *ballot,
+                promised: *promised,
+            },
+            Message::Accept {
+                ballot,
+                slot,
+                entry,
+            } => Message::Accept {
+                ballot: *ballot,
+                slot: *slot,
+                entry: self.entry(entry)?,
+            },
+            Message::Accepted {
+                ballot,
+                slot,
+                entry,
+            } => Message::Accepted {
+                ballot: *ballot,
+                slot: *slot,
+                entry: self.entry(entry)?,
+            },
+            Message::Decide { slot, entry } => Message::Decide {
+                slot: *slot,
+                entry: self.entry(entry)?,
+            },
+            Message::Status { applied } => Message::Status { applied: *applied },
+            Message::CatchUp {
+                ballot,
+                entries,
+                all_applied,
+            } => Message::CatchUp {
+                ballot: *ballot,
+                entries: entries
+                    .iter()
+                    .map(|(s, e)| Ok((*s, self.entry(e)?)))
+                    .collect::<Result<_, String>>()?,
+                all_applied: *all_applied,
+            },
+        })
+    }
+
+    fn record(&self, r: &Record<KvOp>) -> Result<Record<u8>, String> {
+        Ok(match r {
+            Record::Round(round) => Record::Round(*round),
+            Record::Promise(b) => Record::Promise(*b),
+            Record::Accept {
+                slot,
+                ballot,
+                entry,
+            } => Record::Accept {
+                slot: *slot,
+                ballot: *ballot,
+                entry: self.entry(entry)?,
+            },
+            Record::Chosen { slot, entry } => Record::Chosen {
+                slot: *slot,
+                entry: self.entry(entry)?,
+            },
+        })
+    }
+
+    fn durable(&self, d: &Durable<KvOp>) -> Result<Durable<u8>, String> {
+        Ok(Durable {
+            round: d.round,
+            promised: d.promised,
+            accepted: self.votes(&d.accepted)?,
+            chosen: d
+                .chosen
+                .iter()
+                .map(|(s, e)| Ok((*s, self.entry(e)?)))
+                .collect::<Result<_, String>>()?,
+        })
+    }
+
+    /// The effect with the state machine's output replaced by the command's position in the
+    /// executed sequence, as the model-side [`Recorder`] outputs (outputs are not modelled).
+    fn effect(&self, e: &Effect<KvOp, KvOutput>) -> Result<ImplEffect, String> {
+        Ok(match e {
+            Effect::Persist(r) => Effect::Persist(self.record(r)?),
+            Effect::Send { to, msg } => Effect::Send {
+                to: *to,
+                msg: self.message(msg)?,
+            },
+            Effect::SetElectionTimer => Effect::SetElectionTimer,
+            Effect::CancelElectionTimer => Effect::CancelElectionTimer,
+            Effect::Executed { slot, command, .. } => Effect::Executed {
+                slot: *slot,
+                command: self.command(command)?,
+                output: 0,
+            },
+            Effect::Reply {
+                client,
+                seq,
+                output,
+                ..
+            } => {
+                let command = self.command(&Command {
+                    client: *client,
+                    seq: *seq,
+                    op: KvOp::Get { key: String::new() },
+                })?;
+                Effect::Reply {
+                    client: command.client,
+                    seq: *seq,
+                    output: output.as_ref().map(|_| 0),
+                }
+            }
+        })
+    }
+
+    fn input(&self, i: &Input<KvOp>) -> Result<Input<u8>, String> {
+        Ok(match i {
+            Input::Message { from, msg } => Input::Message {
+                from: *from,
+                msg: self.message(msg)?,
+            },
+            Input::ElectionTimeout => Input::ElectionTimeout,
+            Input::ClientRequest(c) => Input::ClientRequest(self.command(c)?),
+            Input::Tick => Input::Tick,
+        })
+    }
+
+    /// The logged replica as a conformance replica (whose state machine records what it
+    /// executed), for [`abstraction`].
+    fn replica(
+        &self,
+        config: &Config,
+        s: &KvState,
+        executed: &[Command<u8>],
+    ) -> Result<ImplReplica, String> {
+        let phase = match &s.phase {
+            Phase::Follower => Phase::Follower,
+            Phase::Preparing { promises, merged } => Phase::Preparing {
+                promises: promises.clone(),
+                merged: self.votes(merged)?,
+            },
+            Phase::Leading { next_slot, votes } => Phase::Leading {
+                next_slot: *next_slot,
+                votes: votes.clone(),
+            },
+        };
+        let mut clients = BTreeMap::new();
+        for (client, row) in &s.clients {
+            let command = self.command(&Command {
+                client: *client,
+                seq: row.last_seq,
+                op: KvOp::Get { key: String::new() },
+            })?;
+            let position = executed
+                .iter()
+                .rposition(|c| c.id() == command.id())
+                .ok_or_else(|| {
+                    format!(
+                        "the client table's row for {client:?} (seq {}) names no executed command",
+                        row.last_seq
+                    )
+                })?;
+            let row = ClientEntry {
+                last_seq: row.last_seq,
+                output: position as u64,
+            };
+            clients.insert(command.client, row);
+        }
+        let state = ImplState {
+            round: s.round,
+            promised: s.promised,
+            accepted: self.votes(&s.accepted)?,
+            chosen: s
+                .chosen
+                .iter()
+                .map(|(slot, e)| Ok((*slot, self.entry(e)?)))
+                .collect::<Result<_, String>>()?,
+            phase,
+            pending: s
+                .pending
+                .values()
+                .map(|c| self.command(c).map(|c| (c.id(), c)))
+                .collect::<Result<_, String>>()?,
+            applied: s.applied,
+            clients,
+            persisted_round: s.persisted_round,
+            persisted_promise: s.persisted_promise,
+            compacted: s.compacted,
+            peer_applied: s.peer_applied.clone(),
+            all_applied: s.all_applied,
+        };
+        let recorder = Recorder {
+            executed: executed.to_vec(),
+        };
+        Replica::from_state(config.clone(), state, recorder)
+            .map_err(|e| format!("the logged configuration is invalid: {e}"))
+    }
+}
+
+fn same_cluster(a: &Config, b: &Config) -> bool {
+    a.replicas == b.replicas
+        && a.initial_leader == b.initial_leader
+        && a.window == b.window
+        && a.slot_limit == b.slot_limit
+}
+
+// ------------------------------------------------------------------------------ the model side
+
+/// A replica as the model sees it, between two logged transitions.
+#[derive(Clone)]
+struct ModelReplica {
+    state: ReplicaState,
+    storage: Option<ReplicaStorage>,
+    timer: bool,
+}
+
+/// What a model handler is run on.
+enum ModelEvent {
+    Start,
+    Deliver(Id, MultiMsg),
+    ElectionTimeout,
+}
+
+/// Runs the replica actor's handler for `event` from `before`; the outcome in
+/// [`StepOutcome`] form and the replica after it.
+fn model_step(
+    actor: &MultiActor,
+    id: usize,
+    before: &ModelReplica,
+    events: &[ModelEvent],
+) -> (StepOutcome, ModelReplica) {
+    let id = Id::from(id);
+    let mut after = before.clone();
+    let mut sends = Vec::new();
+    for event in events {
+        let mut out = Out::new();
+        match event {
+            ModelEvent::Start => match actor.on_start(id, &after.storage, &mut out) {
+                MultiState::Replica(r) => {
+                    after.state = r;
+                    after.timer = false;
+                }
+                MultiState::Client(_) => unreachable!("replica actors start as replicas"),
+            },
+            ModelEvent::Deliver(src, msg) => {
+                let mut cow = Cow::Owned(MultiState::Replica(after.state));
+                actor.on_msg(id, &mut cow, *src, *msg, &mut out);
+                if let MultiState::Replica(r) = cow.into_owned() {
+                    after.state = r;
+                }
+            }
+            ModelEvent::ElectionTimeout => {
+                let mut cow = Cow::Owned(MultiState::Replica(after.state));
+                actor.on_timeout(id, &mut cow, &MultiTimer::Election, &mut out);
+                if let MultiState::Replica(r) = cow.into_owned() {
+                    after.state = r;
+                }
+            }
+        }
+        for command in out {
+            match command {
+                OutCommand::Send(to, msg) => sends.push((usize::from(to), msg)),
+                OutCommand::Save(storage) => after.storage = Some(storage),
+                OutCommand::SetTimer(MultiTimer::Election, _) => after.timer = true,
+                OutCommand::CancelTimer(MultiTimer::Election) => after.timer = false,
+                _ => {}
+            }
+        }
+    }
+    sends.sort();
+    let outcome = StepOutcome {
+        state: canonical(after.state),
+        sends,
+        persisted: model_recovery_view(after.storage.as_ref()),
+        election_timer: after.timer,
+    };
+    (outcome, after)
+}
+
+// ------------------------------------------------------------------------------ validation
+
+/// One replica's progress through its log.
+struct Node {
+    config: Option<Config>,
+    /// The model's view of the replica (`None` before its first start).
+    model: Option<ModelReplica>,
+    /// What the current process has executed, in order.
+    executed: Vec<Command<u8>>,
+    /// The durable state as the records persisted so far fold it.
+    durable: Durable<u8>,
+    /// Every record persisted, across processes, with the index of its step in `steps`.
+    records: Vec<(Record<u8>, usize)>,
+    /// Every logged transition of this replica: what it sent, and the model replica after it.
+    steps: Vec<StepTrace>,
+}
+
+struct StepTrace {
+    sends: Vec<(u32, String)>,
+    model_after: Option<ModelReplica>,
+}
+
+/// Validates step logs against the Multi-Paxos model.
+pub fn validate(paths: &[PathBuf]) -> Result<Report, String> {
+    let lines = load(paths)?;
+    validate_lines(paths, &lines)
+}
+
+/// [`validate`] on lines already read.
+pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, String> {
+    let domain = Domain::of(lines)?;
+    let model = multi::model(domain.cfg.clone());
+    let mut report = Report {
+        format: REPORT_FORMAT.to_string(),
+        files: paths.iter().map(|p| p.display().to_string()).collect(),
+        model_config: domain.cfg.clone(),
+        replicas: domain.cfg.replicas,
+        starts: 0,
+        transitions: 0,
+        by_kind: BTreeMap::new(),
+        messages_received: 0,
+        records_lost_in_crashes: 0,
+        rejections_total: 0,
+        rejections: Vec::new(),
+    };
+    let sent = sent_messages(&domain, lines)?;
+    let mut received: Vec<(u32, u32, String)> = Vec::new();
+    let mut nodes: Vec<Node> = (0..domain.cfg.replicas)
+        .map(|_| Node {
+            config: None,
+            model: None,
+            executed: Vec::new(),
+            durable: Durable::default(),
+            records: Vec::new(),
+            steps: Vec::new(),
+        })
+        .collect();
+    let mut rejections = Vec::new();
+    for logged in lines {
+        let i = logged.node() as usize;
+        let node = &mut nodes[i];
+        let actor = &model.actors[i];
+        let model_before = node
+            .model
+            .as_ref()
+            .map_or("(not started)".into(), |m| format!("{:?}", m.state));
+        let checked = match &logged.entry {
+            StepLine::Start {
+                config,
+                recovered,
+                effects,
+                state,
+                ..
+            } => {
+                report.starts += 1;
+                *report.by_kind.entry("Recover".into()).or_default() += 1;
+                let lost = node.records.len();
+                let result =
+                    validate_start(&domain, actor, i, node, config, recovered, effects, state);
+                report.records_lost_in_crashes += lost.saturating_sub(node.records.len());
+                result
+            }
+            StepLine::Step {
+                input,
+                effects,
+                state,
+                ..
+            } => {
+                *report.by_kind.entry(kind(input)).or_default() += 1;
+                if let Input::Message { from, msg } = input {
+                    report.messages_received += 1;
+                    let key = message_key(&domain.message(msg)?);
+                    if !sent.contains(&(*from, i as u32, key.clone())) {
+                        rejections.push(rejection(
+                            logged,
+                            model_before.clone(),
+                            format!("n{from} never sent this message to n{i}"),
+                            None,
+                            None,
+                        ));
+                    }
+                    received.push((*from, i as u32, key));
+                }
+                validate_step(&domain, actor, i, node, input, effects, state)
+            }
+        };
+        report.transitions += 1;
+        if let Err(failure) = checked {
+            rejections.push(rejection(
+                logged,
+                model_before,
+                failure.reason,
+                failure.expected,
+                failure.actual,
+            ));
+            // Go on from what the log shows, so that later rejections are found too.
+            if let Some(resync) = failure.resync {
+                node.model = Some(*resync);
+            }
+        }
+    }
+    rejections.extend(unperformed_sends_received(&nodes, &received));
+    report.rejections_total = rejections.len();
+    rejections.truncate(REJECTIONS_KEPT);
+    report.rejections = rejections;
+    Ok(report)
+}
+
+/// Why a transition was rejected, and the model replica to go on from.
+struct Failure {
+    reason: String,
+    expected: Option<String>,
+    actual: Option<String>,
+    resync: Option<Box<ModelReplica>>,
+}
+
+impl Failure {
+    fn plain(reason: impl Into<String>) -> Self {
+        Failure {
+            reason: reason.into(),
+            expected: None,
+            actual: None,
+            resync: None,
+        }
+    }
+}
+
+fn rejection(
+    logged: &Logged,
+    model_before: String,
+    reason: String,
+    expected: Option<String>,
+    actual: Option<String>,
+) -> Rejection {
+    let event = match &logged.entry {
+        StepLine::Start { recovered, .. } if *recovered == Durable::default() => {
+            "start on empty storage".to_string()
+        }
+        StepLine::Start { .. } => "restart from the WAL".to_string(),
+        StepLine::Step { input, .. } => describe(input),
+    };
+    Rejection {
+        node: logged.node(),
+        at: logged.place(),
+        event,
+        reason,
+        model_before,
+        expected,
+        actual,
+    }
+}
+
+/// Every message a replica's steps sent, as `(from, to, message)`.
+fn sent_messages(
+    domain: &Domain,
+    lines: &[Logged],
+) -> Result<BTreeSet<(u32, u32, String)>, String> {
+    let mut sent = BTreeSet::new();
+    for logged in lines {
+        let effects = match &logged.entry {
+            StepLine::Start { effects, .. } | StepLine::Step { effects, .. } => effects,
+        };
+        for effect in effects {
+            if let Effect::Send { to, msg } = effect {
+                sent.insert((logged.node(), *to, message_key(&domain.message(msg)?)));
+            }
+        }
+    }
+    Ok(sent)
+}
+
+fn message_key(msg: &Message<u8>) -> String {
+    serde_json::to_string(msg).unwrap_or_else(|e| format!("unserializable {msg:?}: {e}"))
+}
+
+/// R1 across crashes: a message that only a step whose records were lost sent must not have
+/// been received (its step's effects waited for those records).
+fn unperformed_sends_received(nodes: &[Node], received: &[(u32, u32, String)]) -> Vec<Rejection> {
+    let mut rejections = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let kept: BTreeSet<&(u32, String)> = node
+            .steps
+            .iter()
+            .filter(|s| s.model_after.is_some())
+            .flat_map(|s| s.sends.iter())
+            .collect();
+        let lost: BTreeSet<&(u32, String)> = node
+            .steps
+            .iter()
+            .filter(|s| s.model_after.is_none())
+            .flat_map(|s| s.sends.iter())
+            .filter(|send| !kept.contains(send))
+            .collect();
+        for (from, to, key) in received {
+            if *from as usize == i && lost.contains(&(*to, key.clone())) {
+                rejections.push(Rejection {
+                    node: *from,
+                    at: "(across the run)".into(),
+                    event: format!("n{from} → n{to}: {key}"),
+                    reason: "received, but the only step that sent it had its records lost in \
+                             a crash: an effect was performed before its records were durable \
+                             (R1)"
+                        .into(),
+                    model_before: String::new(),
+                    expected: None,
+                    actual: None,
+                });
+            }
+        }
+    }
+    rejections
+}
+
+fn kind(input: &Input<KvOp>) -> String {
+    match input {
+        Input::Message { msg, .. } => match msg {
+            Message::Prepare { .. } => "Prepare",
+            Message::Promise { .. } => "Promise",
+            Message::Nack { .. } => "Nack",
+            Message::Accept { .. } => "Accept",
+            Message::Accepted { .. } => "Accepted",
+            Message::Decide { .. } => "Decide",
+            Message::Status { .. } => "Status (C2)",
+            Message::CatchUp { .. } => "CatchUp (C3)",
+        },
+        Input::ElectionTimeout => "Election timeout",
+        Input::ClientRequest(_) => "Request",
+        Input::Tick => "Tick (C1)",
+    }
+    .to_string()
+}
+
+fn describe(input: &Input<KvOp>) -> String {
+    match input {
+        Input::Message { from, msg } => format!("from n{from}: {msg:?}"),
+        Input::ElectionTimeout => "election timeout".into(),
+        Input::ClientRequest(c) => format!("request {:?} seq {}: {:?}", c.client, c.seq, c.op),
+        Input::Tick => "catch-up tick".into(),
+    }
+}
+
+/// Compares the model's outcome with the logged one; on a difference, the model replica to
+/// go on from is the logged one.
+fn compare(expected: &StepOutcome, actual: &StepOutcome) -> Result<(), Failure> {
+    if expected == actual {
+        return Ok(());
+    }
+    Err(Failure {
+        reason: format!(
+            "the model does otherwise: {} differ",
+            expected.differences(actual).join(", ")
+        ),
+        expected: Some(format!("{expected:?}")),
+        actual: Some(format!("{actual:?}")),
+        resync: Some(Box::new(ModelReplica {
+            state: actual.state,
+            storage: Some(actual.persisted),
+            timer: actual.election_timer,
+        })),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn validate_start(
+    domain: &Domain,
+    actor: &MultiActor,
+    i: usize,
+    node: &mut Node,
+    config: &Config,
+    recovered: &Durable<KvOp>,
+    effects: &[Effect<KvOp, KvOutput>],
+    state: &KvState,
+) -> Result<(), Failure> {
+    node.config = Some(config.clone());
+    let recovered = domain.durable(recovered).map_err(Failure::plain)?;
+    let effects: Vec<ImplEffect> = effects
+        .iter()
+        .map(|e| domain.effect(e))
+        .collect::<Result<_, _>>()
+        .map_err(Failure::plain)?;
+    // Which records survived: the longest prefix that folds to what the WAL gave back. The
+    // steps from the first one with a lost record on were never performed: their effects
+    // waited for those records.
+    let kept = surviving_prefix(node, &recovered)?;
+    let first_lost_step = node
+        .records
+        .get(kept)
+        .map_or(node.steps.len(), |(_, step)| *step);
+    for step in &mut node.steps[first_lost_step..] {
+        step.model_after = None;
+    }
+    node.records.truncate(kept);
+    let before = node.steps[..first_lost_step]
+        .iter()
+        .rev()
+        .find_map(|s| s.model_after.clone())
+        .unwrap_or(ModelReplica {
+            state: initial_placeholder(),
+            storage: None,
+            timer: false,
+        });
+    // Recovery re-applies the chosen prefix without reporting it (M11).
+    node.executed = reexecuted(domain, state).map_err(Failure::plain)?;
+    node.durable = recovered.clone();
+    let (expected, model_after) = model_step(actor, i, &before, &[ModelEvent::Start]);
+    let index = node.steps.len();
+    node.records
+        .extend(persisted_records(&effects).into_iter().map(|r| (r, index)));
+    node.steps.push(StepTrace {
+        sends: sends_of(&effects),
+        model_after: Some(model_after.clone()),
+    });
+    node.model = Some(model_after);
+    let actual = logged_outcome(domain, node, config, state, effects, recovered)?;
+    compare(&expected, &actual)
+}
+
+/// A model replica state the start handler overwrites (the model starts every replica from
+/// its storage alone).
+fn initial_placeholder() -> ReplicaState {
+    ReplicaState {
+        round: 0,
+        promised: paxos_model::types::Ballot::new(1, 0),
+        accepted: [None; MAX_SLOTS],
+        chosen: [None; MAX_SLOTS],
+        phase: multi::LeaderPhase::Follower,
+        pending: multi::CmdSet::default(),
+        applied: 0,
+        executed: [None; MAX_SLOTS],
+    }
+}
+
+/// How many of the persisted records the recovered durable state holds: the longest prefix
+/// that folds to it, which must end at a step boundary.
+fn surviving_prefix(node: &Node, recovered: &Durable<u8>) -> Result<usize, Failure> {
+    let mut fold = Durable::default();
+    let mut kept = (*recovered == fold).then_some(0);
+    for (k, (record, step)) in node.records.iter().enumerate() {
+        fold.apply(record.clone());
+        if *recovered != fold {
+            continue;
+        }
+        let boundary = node.records.get(k + 1).is_none_or(|(_, next)| next != step);
+        if !boundary {
+            return Err(Failure::plain(format!(
+                "the WAL gave back part of one step's records (up to record {k}): a crash \
+                 may lose a step's records, but not some of them"
+            )));
+        }
+        kept = Some(k + 1);
+    }
+    kept.ok_or_else(|| {
+        Failure::plain(format!(
+            "the recovered durable state {recovered:?} is what no prefix of the {} records \
+             this replica persisted folds to: the WAL lost or invented records",
+            node.records.len()
+        ))
+    })
+}
+
+fn sends_of(effects: &[ImplEffect]) -> Vec<(u32, String)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, msg } => Some((*to, message_key(msg))),
+            _ => None,
+        })
+        .collect()
+}
+
+fn executed_of(effects: &[ImplEffect]) -> impl Iterator<Item = Command<u8>> + '_ {
+    effects.iter().filter_map(|e| match e {
+        Effect::Executed { command, .. } => Some(command.clone()),
+        _ => None,
+    })
+}
+
+fn persisted_records(effects: &[ImplEffect]) -> Vec<Record<u8>> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Persist(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The logged transition as a [`StepOutcome`] (and its effects): the abstraction of the
+/// state after it, its sends, the durable state with its records folded in, its timer.
+fn logged_outcome(
+    domain: &Domain,
+    node: &mut Node,
+    config: &Config,
+    state: &KvState,
+    effects: Vec<ImplEffect>,
+    durable_before: Durable<u8>,
+) -> Result<StepOutcome, Failure> {
+    for record in persisted_records(&effects) {
+        node.durable.apply(record);
+    }
+    let replica = domain
+        .replica(config, state, &node.executed)
+        .map_err(Failure::plain)?;
+    outcome_from_impl(&domain.cfg, &replica, effects, durable_before)
+        .map_err(|e| Failure::plain(format!("the logged state has no model counterpart: {e}")))
+}
+
+/// What a replica recovered with `state` has executed: the commands of its applied prefix,
+/// each client's in `seq` order once (the client table's rule, M9).
+fn reexecuted(domain: &Domain, state: &KvState) -> Result<Vec<Command<u8>>, String> {
+    let mut last_seq: BTreeMap<ClientId, u64> = BTreeMap::new();
+    let mut executed = Vec::new();
+    for (_, entry) in state.chosen.range(..state.applied) {
+        if let Entry::Command(c) = entry {
+            let last = last_seq.entry(c.client).or_insert(0);
+            if c.seq > *last {
+                *last = c.seq;
+                executed.push(domain.command(c)?);
+            }
+        }
+    }
+    Ok(executed)
+}
+
+fn validate_step(
+    domain: &Domain,
+    actor: &MultiActor,
+    i: usize,
+    node: &mut Node,
+    input: &Input<KvOp>,
+    effects: &[Effect<KvOp, KvOutput>],
+    state: &KvState,
+) -> Result<(), Failure> {
+    let Some(before) = node.model.clone() else {
+        return Err(Failure::plain(
+            "a step before the replica's first start line: the log is incomplete",
+        ));
+    };
+    let config = node
+        .config
+        .clone()
+        .ok_or_else(|| Failure::plain("a step before any start line"))?;
+    let input = domain.input(input).map_err(Failure::plain)?;
+    let effects: Vec<ImplEffect> = effects
+        .iter()
+        .map(|e| domain.effect(e))
+        .collect::<Result<_, _>>()
+        .map_err(Failure::plain)?;
+    let index = node.steps.len();
+    node.records
+        .extend(persisted_records(&effects).into_iter().map(|r| (r, index)));
+    let sends = sends_of(&effects);
+    node.executed.extend(executed_of(&effects));
+    let durable_before = node.durable.clone();
+    let logged = logged_outcome(
+        domain,
+        node,
+        &config,
+        state,
+        effects.clone(),
+        durable_before,
+    );
+    let (expected, model_after) = match &input {
+        Input::Message {
+            msg: Message::Status { .. },
+            ..
+        }
+        | Input::Tick => (stutter(&before), before.clone()),
+        Input::Message {
+            from,
+            msg: Message::CatchUp { entries, .. },
+        } => {
+            let mut decides = Vec::new();
+            for (slot, entry) in entries {
+                let msg = msg_to_model(
+                    &domain.cfg,
+                    &Message::Decide {
+                        slot: *slot,
+                        entry: entry.clone(),
+                    },
+                )
+                .map_err(Failure::plain)?;
+                decides.push(ModelEvent::Deliver(Id::from(*from as usize), msg));
+            }
+            model_step(actor, i, &before, &decides)
+        }
+        Input::Message { from, msg } => {
+            let msg = msg_to_model(&domain.cfg, msg).map_err(Failure::plain)?;
+            model_step(
+                actor,
+                i,
+                &before,
+                &[ModelEvent::Deliver(Id::from(*from as usize), msg)],
+            )
+        }
+        Input::ClientRequest(c) => {
+            let client = domain.cfg.client_id(c.client.0 as usize);
+            let cmd = multi::Cmd(c.op);
+            model_step(
+                actor,
+                i,
+                &before,
+                &[ModelEvent::Deliver(client, MultiMsg::Request(cmd))],
+            )
+        }
+        Input::ElectionTimeout => model_step(actor, i, &before, &[ModelEvent::ElectionTimeout]),
+    };
+    node.steps.push(StepTrace {
+        sends,
+        model_after: Some(model_after.clone()),
+    });
+    node.model = Some(model_after.clone());
+    let mut actual = logged?;
+    if let Input::Message {
+        msg: Message::Status { .. },
+        ..
+    }
+    | Input::Tick = &input
+    {
+        // C1 and C2 send catch-up messages, which the model has not; they must change nothing
+        // the model sees, and a CatchUp may carry only chosen entries.
+        check_catch_up_sends(&input, &effects, state, domain)?;
+        actual.sends.clear();
+    }
+    compare(&expected, &actual)
+}
+
+/// The outcome of a transition that changes nothing the model sees.
+fn stutter(before: &ModelReplica) -> StepOutcome {
+    StepOutcome {
+        state: canonical(before.state),
+        sends: Vec::new(),
+        persisted: model_recovery_view(before.storage.as_ref()),
+        election_timer: before.timer,
+    }
+}
+
+fn check_catch_up_sends(
+    input: &Input<u8>,
+    effects: &[ImplEffect],
+    state: &KvState,
+    domain: &Domain,
+) -> Result<(), Failure> {
+    for effect in effects {
+        let Effect::Send { msg, .. } = effect else {
+            continue;
+        };
+        match (input, msg) {
+            (Input::Tick, Message::Status { .. }) => {}
+            (Input::Message { .. }, Message::CatchUp { entries, .. }) => {
+                for (slot, entry) in entries {
+                    let chosen = state
+                        .chosen
+                        .get(slot)
+                        .map(|e| domain.entry(e))
+                        .transpose()
+                        .map_err(Failure::plain)?;
+                    if chosen.as_ref() != Some(entry) {
+                        return Err(Failure::plain(format!(
+                            "C2: the CatchUp carries slot {slot} = {entry:?}, which this \
+                             replica has not chosen"
+                        )));
+                    }
+                }
+            }
+            (_, msg) => {
+                return Err(Failure::plain(format!(
+                    "a catch-up step sent {msg:?}, which no catch-up rule sends"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where `paxos-node chaos --step-logs` leaves a run's step logs.
+pub fn step_logs_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut logs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".steps.jsonl"))
+        .collect();
+    logs.sort();
+    Ok(logs)
+}
