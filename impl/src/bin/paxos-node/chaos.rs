@@ -395,6 +395,11 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
             keys: args.keys,
             seed: seed.wrapping_add(u64::from(c) + 1),
             ops_max: args.ops_per_client,
+            // A bounded client spreads its few operations over the run, so that they meet
+            // the faults; the first waits a random part of the gap.
+            pace: args.ops_per_client.map(|ops| {
+                Duration::from_secs(args.duration_secs) / u32::try_from(ops + 1).unwrap_or(u32::MAX)
+            }),
         };
         clients.push(tokio::spawn(run_client(
             http.clone(),
@@ -430,7 +435,21 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
     if settled.is_none() {
         say!("warning: no leader within {SETTLE_TIMEOUT:?} after healing");
     }
-    final_reads(&http, &endpoints, args.keys, started, &history).await;
+    // A bounded run may have used every slot below the slot limit: its final reads may never
+    // be chosen, so they get an ordinary operation's timeout.
+    let final_timeout = match args.ops_per_client {
+        Some(_) => OP_TIMEOUT,
+        None => SETTLE_TIMEOUT,
+    };
+    final_reads(
+        &http,
+        &endpoints,
+        args.keys,
+        started,
+        &history,
+        final_timeout,
+    )
+    .await;
     observer.abort();
     let elapsed = started.elapsed();
     lock(&nodes).stop_all();
@@ -739,6 +758,8 @@ struct ClientPlan {
     seed: u64,
     /// Stop after this many operations, or at the first unknown one (bounded runs).
     ops_max: Option<u64>,
+    /// Wait this long before each operation (bounded runs).
+    pace: Option<Duration>,
 }
 
 async fn run_client(
@@ -754,6 +775,7 @@ async fn run_client(
         keys,
         seed,
         ops_max,
+        pace,
     } = plan;
     let mut rng = StdRng::seed_from_u64(seed);
     let Some(mut client) = new_client(&http, &endpoints, &mut rng) else {
@@ -762,6 +784,14 @@ async fn run_client(
     let mut written = 0u64;
     let mut last_seen: BTreeMap<String, Option<String>> = BTreeMap::new();
     while Instant::now() < deadline && ops_max.is_none_or(|max| written < max) {
+        if let Some(pace) = pace {
+            let jitter = if written == 0 {
+                rng.random_range(0.0..1.0)
+            } else {
+                1.0
+            };
+            tokio::time::sleep(pace.mul_f64(jitter)).await;
+        }
         let key = format!("k{}", rng.random_range(0..keys.max(1)));
         written += 1;
         let value = format!("c{}-{written}", client.client_id());
@@ -811,12 +841,13 @@ async fn final_reads(
     keys: u32,
     started: Instant,
     history: &Mutex<History>,
+    timeout: Duration,
 ) {
     let mut rng = StdRng::seed_from_u64(u64::MAX);
     let Some(mut client) = new_client(http, endpoints, &mut rng) else {
         return;
     };
-    client.op_timeout = SETTLE_TIMEOUT;
+    client.op_timeout = timeout;
     for k in 0..keys.max(1) {
         let op = Op::Get {
             key: format!("k{k}"),

@@ -1,0 +1,262 @@
+//! Trace validation of real runs: `paxos-node chaos --step-logs` runs 3- and 5-replica
+//! clusters (one process per replica, real TCP and WALs, `kill -9`, torn WAL tails, partitions)
+//! on a workload within the Multi-Paxos model's bounds, and `paxos_conformance::validate`
+//! checks every logged transition against the model. A seeded core bug and tampered logs must
+//! be rejected.
+//!
+//! The `paxos-node` binary is the workspace build's (`cargo nextest run --workspace` builds it,
+//! with the `mutants` feature the conformance tests switch on); `PAXOS_NODE` overrides it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use paxos_conformance::validate::{self, Report};
+use serde_json::Value;
+
+/// The tests start real clusters whose elections depend on timers: one at a time, also under
+/// `cargo test`, which runs a binary's tests on parallel threads.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_cluster_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn paxos_node() -> PathBuf {
+    if let Some(exe) = std::env::var_os("PAXOS_NODE") {
+        return PathBuf::from(exe);
+    }
+    // target/<profile>/deps/<this test> → target/<profile>/paxos-node
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps");
+    let node = profile_dir.join("paxos-node");
+    assert!(
+        node.exists(),
+        "{} is missing: run the workspace's tests (`cargo nextest run --workspace`), or build \
+         it first (`cargo build -p paxos-impl --features mutants`), or set PAXOS_NODE",
+        node.display()
+    );
+    node
+}
+
+/// A chaos run on a workload the model can hold: 2 clients of 2 operations each on one key,
+/// 4 slots, window 2. Returns the exit code, the chaos report and the step logs.
+fn bounded_chaos(dir: &Path, nodes: u32, seed: u64, extra: &[&str]) -> (Option<i32>, Value) {
+    let report = dir.join("report.json");
+    let output = Command::new(paxos_node())
+        .arg("chaos")
+        .args(["--nodes", &nodes.to_string(), "--seed", &seed.to_string()])
+        .args(["--clients", "2", "--keys", "1", "--ops-per-client", "2"])
+        .args(["--slot-limit", "4", "--window", "2"])
+        .args(["--duration-secs", "6", "--hold-ms", "800", "--step-logs"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir.join("cluster"))
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("run paxos-node chaos");
+    eprintln!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("no report: {e}"));
+    let report: Value = serde_json::from_str(&text).expect("the report is JSON");
+    (output.status.code(), report)
+}
+
+fn step_logs(report: &Value) -> Vec<PathBuf> {
+    let logs: Vec<PathBuf> = report["step_logs"]
+        .as_array()
+        .expect("the report lists the step logs")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(PathBuf::from)
+        .collect();
+    assert!(!logs.is_empty(), "no step logs: {report:#}");
+    logs
+}
+
+fn validated(logs: &[PathBuf]) -> Report {
+    let report = validate::validate(logs).unwrap_or_else(|e| panic!("cannot validate: {e}"));
+    eprintln!("{}", report.render());
+    report
+}
+
+#[test]
+fn chaos_runs_of_3_and_5_replicas_are_transitions_the_model_allows() {
+    let _cluster = one_cluster_at_a_time();
+    for (nodes, seed) in [(3, 31), (5, 32)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (code, chaos) = bounded_chaos(dir.path(), nodes, seed, &[]);
+        assert_eq!(chaos["linearizable"], true, "{chaos:#}");
+        assert_eq!(code, Some(0), "{chaos:#}");
+        let report = validated(&step_logs(&chaos));
+        assert!(report.passed(), "{}", report.render());
+        assert_eq!(report.replicas, nodes as usize);
+        assert!(report.starts >= nodes as usize);
+        for kind in ["Request", "Accept", "Accepted", "Decide"] {
+            assert!(
+                report.by_kind.get(kind).copied().unwrap_or(0) > 0,
+                "no {kind} step validated: {}",
+                report.render()
+            );
+        }
+        assert!(report.messages_received > 0);
+    }
+}
+
+#[test]
+fn a_seeded_core_bug_in_a_real_run_is_rejected() {
+    let _cluster = one_cluster_at_a_time();
+    // Five replicas: with three, a majority counted one short (1) still needs one peer's
+    // vote besides the leader's, which is what the correct count (2) needs too.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, chaos) = bounded_chaos(dir.path(), 5, 33, &["--seeded-bug", "quorum-one-short"]);
+    let report = validated(&step_logs(&chaos));
+    assert!(!report.passed(), "{}", report.render());
+    // The leader chooses on too few Accepteds (phase 2), or leads on too few Promises (phase 1).
+    let quorum_step = report.rejections.iter().find(|r| {
+        r.reason.contains("the model does otherwise")
+            && (r.event.contains("Accepted") || r.event.contains("Promise"))
+    });
+    assert!(
+        quorum_step.is_some(),
+        "no rejected Accepted or Promise step: {}",
+        report.render()
+    );
+}
+
+/// Rewrites every line of every log with `edit` (which returns whether it changed the line),
+/// into `dir`; panics when no line was changed.
+fn tampered(
+    logs: &[PathBuf],
+    dir: &Path,
+    mut edit: impl FnMut(&mut Value) -> bool,
+) -> Vec<PathBuf> {
+    let mut changed = false;
+    let mut out = Vec::new();
+    for log in logs {
+        let text = std::fs::read_to_string(log).expect("read a step log");
+        let mut lines = Vec::new();
+        for line in text.lines() {
+            let mut value: Value = serde_json::from_str(line).expect("a JSON line");
+            if !changed && edit(&mut value) {
+                changed = true;
+            }
+            lines.push(value.to_string());
+        }
+        let path = dir.join(log.file_name().expect("a file name"));
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write a tampered log");
+        out.push(path);
+    }
+    assert!(changed, "the tampering found nothing to change");
+    out
+}
+
+fn reasons(report: &Report) -> String {
+    report
+        .rejections
+        .iter()
+        .map(|r| r.reason.clone())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[test]
+fn tampered_step_logs_are_rejected() {
+    let _cluster = one_cluster_at_a_time();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, chaos) = bounded_chaos(dir.path(), 3, 34, &["--faults", "kill,torn-wal,partition"]);
+    let logs = step_logs(&chaos);
+    assert!(validated(&logs).passed());
+
+    // A received message nobody sent: the first Accept a follower received now names slot 3.
+    let forged = tempfile::tempdir().expect("temp dir");
+    let forged = tampered(&logs, forged.path(), |line| {
+        match line.pointer_mut("/step/input/Message/msg/Accept/slot") {
+            Some(slot) if *slot != 3 => {
+                *slot = 3.into();
+                true
+            }
+            _ => false,
+        }
+    });
+    let report = validated(&forged);
+    assert!(
+        reasons(&report).contains("never sent"),
+        "{}",
+        report.render()
+    );
+
+    // A step that forgets a record it must persist.
+    let unpersisted = tempfile::tempdir().expect("temp dir");
+    let unpersisted = tampered(&logs, unpersisted.path(), |line| {
+        let Some(effects) = line
+            .pointer_mut("/step/effects")
+            .and_then(Value::as_array_mut)
+        else {
+            return false;
+        };
+        let before = effects.len();
+        effects.retain(|e| e.get("Persist").is_none());
+        effects.len() != before
+    });
+    let report = validated(&unpersisted);
+    assert!(!report.passed(), "{}", report.render());
+    assert!(
+        reasons(&report).contains("persisted"),
+        "{}",
+        report.render()
+    );
+
+    // A state the transition does not lead to: a follower promises a ballot nobody sent.
+    let wrong_state = tempfile::tempdir().expect("temp dir");
+    let wrong_state = tampered(&logs, wrong_state.path(), |line| {
+        if line.pointer("/step/input/Message/msg/Decide").is_none() {
+            return false;
+        }
+        match line.pointer_mut("/step/state/promised/round") {
+            Some(round) => {
+                *round = 9.into();
+                true
+            }
+            None => false,
+        }
+    });
+    let report = validated(&wrong_state);
+    assert!(reasons(&report).contains("state"), "{}", report.render());
+
+    // A restart that recovers what was never persisted: the WAL invented a record.
+    let lossy_wal = tempfile::tempdir().expect("temp dir");
+    let mut first_start = std::collections::BTreeSet::new();
+    let lossy_wal = tampered(&logs, lossy_wal.path(), |line| {
+        let Some(start) = line.get_mut("start") else {
+            return false;
+        };
+        // A replica's first start recovers nothing; a restart is any later one.
+        let node = start["node"].as_u64();
+        if first_start.insert(node) {
+            return false;
+        }
+        match start.pointer_mut("/recovered/round") {
+            Some(round) => {
+                *round = (round.as_u64().unwrap_or(0) + 7).into();
+                true
+            }
+            None => false,
+        }
+    });
+    let report = validated(&lossy_wal);
+    assert!(
+        reasons(&report).contains("no prefix"),
+        "{}",
+        report.render()
+    );
+}
