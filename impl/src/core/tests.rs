@@ -1081,6 +1081,31 @@ fn c3_a_follower_learns_the_entries_it_missed_and_applies_them_in_order() {
 }
 
 #[test]
+fn c3_an_entry_chosen_above_a_gap_is_not_learned_twice() {
+    let mut f = follower(2);
+    let decide = Message::Decide {
+        slot: 1,
+        entry: c(2, 1),
+    };
+    assert_eq!(f.step(deliver(0, decide)), vec![chosen_record(1, c(2, 1))]);
+    assert_eq!(f.applied(), 0, "slot 0 is still open");
+    let catch_up = Message::CatchUp {
+        ballot: b(1, 0),
+        entries: vec![(0, c(1, 1)), (1, c(2, 1))],
+        all_applied: 0,
+    };
+    assert_eq!(
+        f.step(deliver(0, catch_up)),
+        vec![
+            chosen_record(0, c(1, 1)),
+            executed(0, cmd(1, 1), 0),
+            executed(1, cmd(2, 1), 1),
+        ],
+        "slot 1 was chosen already: no second record for it"
+    );
+}
+
+#[test]
 fn compaction_forgets_only_what_every_replica_has_applied() {
     let mut l = leader_with_slot_0_chosen();
     assert_eq!(l.compact(), 0, "no follower has reported");

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Trace validation of many real runs: for 3 and 5 replicas, RUNS bounded chaos runs (every fault
+# kind, a workload within the Multi-Paxos model's bounds, step logs on), each checked for
+# linearizability by the chaos harness and transition by transition against the model by
+# `paxos-conform validate`. Prints one line per run and the totals; exit 1 if any run failed.
+#
+#   scripts/validate-runs.sh [RUNS] [FIRST_SEED]      # default 10 runs per size, seeds from 1000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-10}
+seed=${2:-1000}
+cargo build --release --quiet -p paxos-impl --bin paxos-node
+cargo build --release --quiet -p paxos-conformance --bin paxos-conform
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+failed=0
+for nodes in 3 5; do
+  for _ in $(seq 1 "$runs"); do
+    seed=$((seed + 1))
+    dir="$out/n$nodes-s$seed"
+    chaos_code=0
+    target/release/paxos-node chaos --nodes "$nodes" --seed "$seed" --clients 2 --keys 1 \
+      --ops-per-client 2 --slot-limit 4 --window 2 --duration-secs 6 --hold-ms 800 \
+      --step-logs --data-dir "$dir/cluster" --report "$dir/chaos.json" >"$dir.chaos.log" 2>&1 \
+      || chaos_code=$?
+    validate_code=0
+    target/release/paxos-conform validate --json "$dir/cluster" >"$dir/validation.json" \
+      2>"$dir.validate.log" || validate_code=$?
+    if [ "$chaos_code" -ne 0 ] || [ "$validate_code" -ne 0 ]; then
+      failed=1
+      echo "FAILED: $nodes replicas, seed $seed (chaos exit $chaos_code, validate exit $validate_code)"
+      cat "$dir.validate.log" "$dir/validation.json" 2>/dev/null | head -40
+      trap - EXIT
+      echo "kept in $out"
+    fi
+  done
+done
+python3 - "$out" <<'PY'
+import json, pathlib, sys
+totals = {}
+for nodes in (3, 5):
+    t = totals.setdefault(nodes, dict(runs=0, ops=0, faults=0, leader_changes=0, transitions=0,
+                                      starts=0, received=0, lost=0, rejections=0, linearizable=0))
+    for d in sorted(pathlib.Path(sys.argv[1]).glob(f"n{nodes}-s*")):
+        if not d.is_dir():
+            continue
+        try:
+            c = json.loads((d / "chaos.json").read_text())
+            v = json.loads((d / "validation.json").read_text())
+        except (OSError, ValueError):
+            continue
+        t["runs"] += 1
+        t["ops"] += c["operations"]["total"]
+        t["faults"] += sum(c["faults"].values())
+        t["leader_changes"] += c["leader_changes"]
+        t["linearizable"] += c["linearizable"] is True
+        t["transitions"] += v["transitions"]
+        t["starts"] += v["starts"]
+        t["received"] += v["messages_received"]
+        t["lost"] += v["records_lost_in_crashes"]
+        t["rejections"] += v["rejections_total"]
+        print(f"{nodes} replicas seed {d.name.split('-s')[1]}: {c['operations']['total']} ops, "
+              f"{sum(c['faults'].values())} faults {dict(c['faults'])}, "
+              f"{c['leader_changes']} leader changes, linearizable {c['linearizable']}; "
+              f"{v['transitions']} transitions ({v['starts']} starts), "
+              f"{v['rejections_total']} rejections")
+print()
+print("| replicas | runs | operations | faults | leader changes | linearizable | transitions validated | starts | messages checked sent | records lost in crashes | rejections |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for nodes, t in totals.items():
+    print(f"| {nodes} | {t['runs']} | {t['ops']} | {t['faults']} | {t['leader_changes']} | "
+          f"{t['linearizable']}/{t['runs']} | {t['transitions']} | {t['starts']} | {t['received']} | "
+          f"{t['lost']} | {t['rejections']} |")
+PY
+exit "$failed"
