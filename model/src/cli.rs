@@ -2,18 +2,44 @@
 //! command line (`paxos-model check|explore|export-traces`, `paxos-conform check`), so that
 //! the same flags mean the same configuration everywhere.
 
+use std::str::FromStr;
+
 use clap::Args;
 
 use crate::multi::{MultiBug, MultiConfig};
 use crate::synod::{SynodBug, SynodConfig};
 
-/// Adds to an unknown-bug error that the name is a bug of `other` variant, when it is.
-fn other_variant_hint(error: String, is_other: bool, other: &str) -> String {
-    if is_other {
-        format!("{error} (it is a bug of the {other} variant: use `{other} --bug ...`)")
-    } else {
-        error
-    }
+/// The bug named `name` of this variant; the error says so when it names a bug of the `other`
+/// variant instead.
+fn parse_bug<Bug, OtherBug>(name: &str, other: &str) -> Result<Bug, String>
+where
+    Bug: FromStr<Err = String>,
+    OtherBug: FromStr,
+{
+    name.parse::<Bug>().map_err(|error| {
+        if name.parse::<OtherBug>().is_ok() {
+            format!("{error} (it is a bug of the {other} variant: use `{other} --bug ...`)")
+        } else {
+            error
+        }
+    })
+}
+
+/// The fault model and seeded bug, the same flags for both variants.
+#[derive(Args, Debug, Clone)]
+pub struct FaultFlags {
+    /// Nodes (replicas) that may be crashed at the same time; a crash keeps only durable state.
+    #[arg(long, default_value_t = 0)]
+    pub crashes: usize,
+    /// The network may lose messages.
+    #[arg(long)]
+    pub lossy: bool,
+    /// The network may deliver a message more than once.
+    #[arg(long)]
+    pub duplicating: bool,
+    /// Use a seeded bug instead of the correct protocol (see `paxos-model bugs`).
+    #[arg(long, value_name = "NAME")]
+    pub bug: Option<String>,
 }
 
 /// The Synod bounds and fault model.
@@ -34,40 +60,26 @@ pub struct SynodBounds {
     /// Highest round a proposer may start (the bound that keeps the state space finite).
     #[arg(long, default_value_t = SynodConfig::default().max_round)]
     pub rounds: u8,
-    /// Nodes that may be crashed at the same time; a crash keeps only durable state.
-    #[arg(long, default_value_t = 0)]
-    pub crashes: usize,
-    /// The network may lose messages.
-    #[arg(long)]
-    pub lossy: bool,
-    /// The network may deliver a message more than once.
-    #[arg(long)]
-    pub duplicating: bool,
-    /// Use a seeded bug instead of the correct protocol (see `paxos-model bugs`).
-    #[arg(long, value_name = "NAME")]
-    pub bug: Option<String>,
+    #[command(flatten)]
+    pub faults: FaultFlags,
 }
 
 impl SynodBounds {
     /// The validated configuration; the error names the offending flag.
     pub fn config(&self) -> Result<SynodConfig, String> {
-        let bug = self
-            .bug
-            .as_deref()
-            .map(|name| {
-                name.parse::<SynodBug>()
-                    .map_err(|e| other_variant_hint(e, name.parse::<MultiBug>().is_ok(), "multi"))
-            })
-            .transpose()?;
+        let faults = &self.faults;
+        let bug = faults.bug.as_deref();
+        let bug = bug.map(|name| parse_bug::<SynodBug, MultiBug>(name, "multi"));
+        let bug = bug.transpose()?;
         let cfg = SynodConfig {
             proposers: self.proposers,
             acceptors: self.acceptors,
             learners: self.learners,
             values: self.values.unwrap_or(self.proposers),
             max_round: self.rounds,
-            crashes: self.crashes,
-            lossy: self.lossy,
-            duplicating: self.duplicating,
+            crashes: faults.crashes,
+            lossy: faults.lossy,
+            duplicating: faults.duplicating,
             bug,
         };
         cfg.validate()?;
@@ -104,31 +116,17 @@ pub struct MultiBounds {
     /// How often a client may resend its outstanding request to every replica.
     #[arg(long, default_value_t = MultiConfig::default().retries)]
     pub retries: u8,
-    /// Replicas that may be crashed at the same time; a crash keeps only durable state.
-    #[arg(long, default_value_t = 0)]
-    pub crashes: usize,
-    /// The network may lose messages.
-    #[arg(long)]
-    pub lossy: bool,
-    /// The network may deliver a message more than once.
-    #[arg(long)]
-    pub duplicating: bool,
-    /// Use a seeded bug instead of the correct protocol (see `paxos-model bugs`).
-    #[arg(long, value_name = "NAME")]
-    pub bug: Option<String>,
+    #[command(flatten)]
+    pub faults: FaultFlags,
 }
 
 impl MultiBounds {
     /// The validated configuration; the error names the offending flag.
     pub fn config(&self) -> Result<MultiConfig, String> {
-        let bug = self
-            .bug
-            .as_deref()
-            .map(|name| {
-                name.parse::<MultiBug>()
-                    .map_err(|e| other_variant_hint(e, name.parse::<SynodBug>().is_ok(), "synod"))
-            })
-            .transpose()?;
+        let faults = &self.faults;
+        let bug = faults.bug.as_deref();
+        let bug = bug.map(|name| parse_bug::<MultiBug, SynodBug>(name, "synod"));
+        let bug = bug.transpose()?;
         let defaults = MultiConfig::default();
         let cfg = MultiConfig {
             replicas: self.replicas,
@@ -141,9 +139,9 @@ impl MultiBounds {
             max_round: self.rounds,
             elections: self.elections,
             retries: self.retries,
-            crashes: self.crashes,
-            lossy: self.lossy,
-            duplicating: self.duplicating,
+            crashes: faults.crashes,
+            lossy: faults.lossy,
+            duplicating: faults.duplicating,
             bug,
         };
         cfg.validate()?;
