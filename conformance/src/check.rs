@@ -18,6 +18,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use stateright::Model;
@@ -67,6 +68,61 @@ pub fn fingerprint<S: Hash>(state: &S) -> u128 {
     (u128::from(half(0)) << 64) | u128::from(half(1))
 }
 
+/// What [`explore`] shows its visitor.
+pub enum Visit<'a, M: Model> {
+    /// A reachable state within the boundary, before its actions.
+    State(&'a M::State),
+    /// An enabled action of `state`, and the state it leads to (`None`: the action changes
+    /// nothing).
+    Pair {
+        state: &'a M::State,
+        action: &'a M::Action,
+        next: Option<&'a M::State>,
+    },
+}
+
+/// The one exhaustive search every check uses: each reachable state within the model's
+/// boundary once (no symmetry reduction) and each action enabled in it, depth first with a
+/// visited set of fingerprints (see the module notes). `visit` stops it by returning
+/// `ControlFlow::Break`; the result says whether the search was complete.
+pub fn explore<M: Model>(model: &M, mut visit: impl FnMut(Visit<'_, M>) -> ControlFlow<()>) -> bool
+where
+    M::State: Hash,
+    M::Action: Clone,
+{
+    let mut seen: HashSet<u128> = HashSet::new();
+    let mut stack: Vec<M::State> = Vec::new();
+    for init in model.init_states() {
+        if model.within_boundary(&init) && seen.insert(fingerprint(&init)) {
+            stack.push(init);
+        }
+    }
+    let mut actions = Vec::new();
+    while let Some(state) = stack.pop() {
+        if visit(Visit::State(&state)).is_break() {
+            return false;
+        }
+        actions.clear();
+        model.actions(&state, &mut actions);
+        for action in actions.drain(..) {
+            let next = model.next_state(&state, action.clone());
+            let pair = Visit::Pair {
+                state: &state,
+                action: &action,
+                next: next.as_ref(),
+            };
+            if visit(pair).is_break() {
+                return false;
+            }
+            let Some(next) = next else { continue };
+            if model.within_boundary(&next) && seen.insert(fingerprint(&next)) {
+                stack.push(next);
+            }
+        }
+    }
+    true
+}
+
 /// Visits every reachable (state, action) pair of `model` and replays its node step on the
 /// implementation, stopping after `max_divergences` divergences (at least one). Calls
 /// `progress` about every `every`.
@@ -80,56 +136,45 @@ pub fn check<M: Conformance>(
     let mut next_report = every;
     let mut counts = Counts::default();
     let mut found = Vec::new();
-    let mut seen: HashSet<u128> = HashSet::new();
-    let mut stack: Vec<M::State> = Vec::new();
-    for init in model.init_states() {
-        if model.within_boundary(&init) && seen.insert(fingerprint(&init)) {
-            stack.push(init);
-        }
-    }
-    let mut actions = Vec::new();
-    while let Some(state) = stack.pop() {
-        counts.states += 1;
-        if counts.states % 1024 == 0 && start.elapsed() >= next_report {
-            progress(&counts, start.elapsed());
-            next_report += every;
-        }
-        actions.clear();
-        model.actions(&state, &mut actions);
-        for action in actions.drain(..) {
-            counts.pairs += 1;
-            let next = model.next_state(&state, action.clone());
-            match model.replay_pair(&state, &action, next.as_ref().unwrap_or(&state)) {
-                PairResult::Agrees => counts.replayed += 1,
-                PairResult::NoStep => counts.no_step += 1,
-                PairResult::Client => counts.client += 1,
-                PairResult::Diverges(mismatch) => {
-                    counts.replayed += 1;
-                    counts.divergences += 1;
-                    found.push(Found {
-                        state: state.clone(),
-                        action: action.clone(),
-                        mismatch,
-                    });
-                    if found.len() >= max_divergences.max(1) {
-                        return Outcome {
-                            counts,
-                            complete: false,
-                            elapsed: start.elapsed(),
-                            found,
-                        };
-                    }
+    let complete = explore(model, |visit| {
+        let (state, action, next) = match visit {
+            Visit::State(_) => {
+                counts.states += 1;
+                if counts.states % 1024 == 0 && start.elapsed() >= next_report {
+                    progress(&counts, start.elapsed());
+                    next_report += every;
+                }
+                return ControlFlow::Continue(());
+            }
+            Visit::Pair {
+                state,
+                action,
+                next,
+            } => (state, action, next),
+        };
+        counts.pairs += 1;
+        match model.replay_pair(state, action, next.unwrap_or(state)) {
+            PairResult::Agrees => counts.replayed += 1,
+            PairResult::NoStep => counts.no_step += 1,
+            PairResult::Client => counts.client += 1,
+            PairResult::Diverges(mismatch) => {
+                counts.replayed += 1;
+                counts.divergences += 1;
+                found.push(Found {
+                    state: state.clone(),
+                    action: action.clone(),
+                    mismatch,
+                });
+                if found.len() >= max_divergences.max(1) {
+                    return ControlFlow::Break(());
                 }
             }
-            let Some(next) = next else { continue };
-            if model.within_boundary(&next) && seen.insert(fingerprint(&next)) {
-                stack.push(next);
-            }
         }
-    }
+        ControlFlow::Continue(())
+    });
     Outcome {
         counts,
-        complete: true,
+        complete,
         elapsed: start.elapsed(),
         found,
     }

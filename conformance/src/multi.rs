@@ -38,8 +38,9 @@
 //! change no replica: they are counted as `no_step` and only explored.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::ops::ControlFlow;
 use std::panic::{self, AssertUnwindSafe};
 
 use paxos_impl::core::{
@@ -54,9 +55,8 @@ use paxos_model::multi::{
 };
 use paxos_model::types::{Ballot, IdSet};
 use stateright::actor::{Actor, ActorModelAction, Command as OutCommand, Id, Out};
-use stateright::Model;
 
-use crate::check::fingerprint;
+use crate::check::{explore, Visit};
 use crate::{ballot_to_impl, ballot_to_model};
 
 /// The implementation's state machine under conformance: it records what it executes.
@@ -786,32 +786,23 @@ fn recover(model: &MultiModel, state: &MultiModelState, i: usize, next: &MultiMo
 pub fn check_exhaustively(cfg: &MultiConfig, max_divergences: usize) -> Report {
     let model = multi::model(cfg.clone());
     let mut report = Report::default();
-    let mut seen: HashSet<u128> = HashSet::new();
-    let mut stack: Vec<MultiModelState> = Vec::new();
-    let within = |s: &MultiModelState| Model::within_boundary(&model, s);
-    for init in model.init_states() {
-        if within(&init) && seen.insert(fingerprint(&init)) {
-            stack.push(init);
-        }
-    }
-    let mut actions = Vec::new();
-    while let Some(state) = stack.pop() {
-        report.states += 1;
-        actions.clear();
-        model.actions(&state, &mut actions);
-        for action in actions.drain(..) {
-            let next = model.next_state(&state, action.clone());
-            let pair = replay(&model, &state, &action, next.as_ref().unwrap_or(&state));
-            report.record(pair, &state, &action);
-            if !report.divergences.is_empty() && report.divergences.len() >= max_divergences {
-                return report;
-            }
-            let Some(next) = next else { continue };
-            if within(&next) && seen.insert(fingerprint(&next)) {
-                stack.push(next);
+    explore(&model, |visit| {
+        match visit {
+            Visit::State(_) => report.states += 1,
+            Visit::Pair {
+                state,
+                action,
+                next,
+            } => {
+                let pair = replay(&model, state, action, next.unwrap_or(state));
+                report.record(pair, state, action);
+                if !report.divergences.is_empty() && report.divergences.len() >= max_divergences {
+                    return ControlFlow::Break(());
+                }
             }
         }
-    }
+        ControlFlow::Continue(())
+    });
     report
 }
 
@@ -848,7 +839,7 @@ mod tests {
 
     use std::time::Instant;
 
-    use stateright::Checker;
+    use stateright::{Checker, Model};
 
     use super::*;
     use paxos_model::multi::MultiBug;
@@ -911,13 +902,12 @@ mod tests {
     fn every_model_replica_maps_to_the_core_and_back() {
         let cfg = with_crashes();
         let model = multi::model(cfg.clone());
-        let mut stack = model.init_states();
-        let mut seen = HashSet::new();
-        let mut actions = Vec::new();
-        while let Some(state) = stack.pop() {
-            if !Model::within_boundary(&model, &state) || !seen.insert(fingerprint(&state)) {
-                continue;
-            }
+        let mut states = 0;
+        explore(&model, |visit| {
+            let Visit::State(state) = visit else {
+                return ControlFlow::Continue(());
+            };
+            states += 1;
             for (i, a) in state.actor_states.iter().enumerate() {
                 let MultiState::Replica(r) = &**a else {
                     continue;
@@ -930,15 +920,10 @@ mod tests {
                     model_recovery_view(storage)
                 );
             }
-            actions.clear();
-            model.actions(&state, &mut actions);
-            let next = actions
-                .drain(..)
-                .filter_map(|a| model.next_state(&state, a));
-            stack.extend(next);
-        }
+            ControlFlow::Continue(())
+        });
         assert_eq!(
-            seen.len(),
+            states,
             653_432,
             "every state of the crash configuration"
         );

@@ -7,7 +7,8 @@
 //! Crash and recovery rebuild the implementation node from its durable record only.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 
 use paxos_impl::synod::{Acceptor, Durable, Effect, Learner, Message, Phase, Proposer};
 use paxos_impl::Ballot as ImplBallot;
@@ -17,8 +18,8 @@ use paxos_model::synod::{
 };
 use paxos_model::types::{Ballot, IdSet, Value};
 use stateright::actor::{Actor, ActorModelAction, Command, Id, Out};
-use stateright::Model;
 
+use crate::check::{explore, Visit};
 use crate::{ballot_to_impl, ballot_to_model};
 
 /// An implementation node of any role.
@@ -342,41 +343,34 @@ pub(crate) fn replay(
 pub fn check_exhaustively(cfg: SynodConfig, max_divergences: usize) -> Report {
     let model = synod::model(cfg);
     let mut report = Report::default();
-    let mut seen: HashSet<SynodModelState> = HashSet::new();
-    let mut queue: VecDeque<SynodModelState> = model.init_states().into();
-    for s in &queue {
-        seen.insert(s.clone());
-    }
-    let mut actions = Vec::new();
-    while let Some(state) = queue.pop_front() {
-        report.states += 1;
-        actions.clear();
-        model.actions(&state, &mut actions);
-        for action in actions.drain(..) {
-            if let Some((expected, actual)) = replay(&model, &state, &action) {
-                report.pairs += 1;
-                if actual.as_ref() != Some(&expected) {
-                    report.divergences.push(Divergence {
-                        state: format!("{state:?}"),
-                        action: format!("{action:?}"),
-                        expected: expected.clone(),
-                        actual: actual.unwrap_or(StepOutcome {
-                            sends: Vec::new(),
-                            ..expected
-                        }),
-                    });
-                    if report.divergences.len() >= max_divergences {
-                        return report;
-                    }
-                }
+    explore(&model, |visit| {
+        let (state, action) = match visit {
+            Visit::State(_) => {
+                report.states += 1;
+                return ControlFlow::Continue(());
             }
-            if let Some(next) = model.next_state(&state, action) {
-                if seen.insert(next.clone()) {
-                    queue.push_back(next);
-                }
+            Visit::Pair { state, action, .. } => (state, action),
+        };
+        let Some((expected, actual)) = replay(&model, state, action) else {
+            return ControlFlow::Continue(());
+        };
+        report.pairs += 1;
+        if actual.as_ref() != Some(&expected) {
+            report.divergences.push(Divergence {
+                state: format!("{state:?}"),
+                action: format!("{action:?}"),
+                expected: expected.clone(),
+                actual: actual.unwrap_or(StepOutcome {
+                    sends: Vec::new(),
+                    ..expected
+                }),
+            });
+            if report.divergences.len() >= max_divergences {
+                return ControlFlow::Break(());
             }
         }
-    }
+        ControlFlow::Continue(())
+    });
     report
 }
 
