@@ -922,11 +922,7 @@ mod tests {
             }
             ControlFlow::Continue(())
         });
-        assert_eq!(
-            states,
-            653_432,
-            "every state of the crash configuration"
-        );
+        assert_eq!(states, 653_432, "every state of the crash configuration");
     }
 
     /// Power: the implementation is correct, so replaying any seeded bug's model against it

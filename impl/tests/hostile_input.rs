@@ -18,7 +18,7 @@ use std::time::Duration;
 use paxos_impl::core::{ClientId, Command, Durable, Entry, KvOp, Message, Record};
 use paxos_impl::runtime::auth::PeerSecret;
 use paxos_impl::runtime::client::{http_client, Client, Op};
-use paxos_impl::runtime::config::{ClusterConfig, NodeConfig, LOOPBACK_SECRET_FILE};
+use paxos_impl::runtime::config::{ClusterConfig, LOOPBACK_SECRET_FILE};
 use paxos_impl::runtime::wire::{self, FrameError, Hello, HelloProof, HelloReply, PeerMsg};
 use paxos_impl::runtime::{serve, ServeOptions};
 use paxos_impl::storage::{ReplicaLog, ReplicaLogOptions, WalOptions};
@@ -424,14 +424,7 @@ async fn in_process_cluster(tweak: impl FnOnce(&mut ClusterConfig)) -> InProcess
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr")
     };
-    let mut config = ClusterConfig::loopback("fuzz", 3, 1, 1);
-    config.nodes = (0..3)
-        .map(|id| NodeConfig {
-            id,
-            peer_addr: port(),
-            client_addr: port(),
-        })
-        .collect();
+    let mut config = ClusterConfig::with_addresses("fuzz", (0..3).map(|_| (port(), port())));
     let secret = dir.path().join(LOOPBACK_SECRET_FILE);
     PeerSecret::generate().write_new(&secret).expect("secret");
     if let Some(auth) = config.auth.as_mut() {

@@ -15,7 +15,7 @@ use paxos_impl::runtime::auth::{self, PeerSecret, Transcript};
 use paxos_impl::runtime::client::{
     fetch_json, fetch_metrics, http_client, Client, ClientError, Op,
 };
-use paxos_impl::runtime::config::{ClusterConfig, NodeConfig, LOOPBACK_SECRET_FILE};
+use paxos_impl::runtime::config::{ClusterConfig, LOOPBACK_SECRET_FILE};
 use paxos_impl::runtime::node::LocalValue;
 use paxos_impl::runtime::wire::{self, Hello, HelloProof, HelloReply, PeerMsg, MAGIC};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,14 +57,9 @@ struct TestCluster {
 impl TestCluster {
     fn start(n: u32) -> TestCluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = ClusterConfig::loopback("test", n, 1, 1);
-        config.nodes = (0..n)
-            .map(|id| NodeConfig {
-                id,
-                peer_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
-                client_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            })
-            .collect();
+        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let addresses = (0..n).map(|_| (loopback(free_port()), loopback(free_port())));
+        let config = ClusterConfig::with_addresses("test", addresses);
         config.validate().expect("valid config");
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, config.to_toml().expect("toml")).expect("write config");

@@ -307,6 +307,18 @@ impl ClusterConfig {
             let port = base.saturating_add(u16::try_from(i).unwrap_or(u16::MAX));
             SocketAddr::from(([127, 0, 0, 1], port))
         };
+        let addresses = (0..nodes).map(|i| (addr(peer_port, i), addr(client_port, i)));
+        Self::with_addresses(cluster_id, addresses)
+    }
+
+    /// A cluster of replicas `0, 1, ...` listening on the given `(peer, client)` addresses, in
+    /// that order, with default timing and limits and its secret in [`LOOPBACK_SECRET_FILE`]
+    /// beside the configuration (the caller writes it).
+    pub fn with_addresses(
+        cluster_id: &str,
+        addresses: impl IntoIterator<Item = (SocketAddr, SocketAddr)>,
+    ) -> Self {
+        let nodes = addresses.into_iter().zip(0..);
         ClusterConfig {
             cluster_id: cluster_id.to_string(),
             initial_leader: None,
@@ -315,11 +327,11 @@ impl ClusterConfig {
             }),
             timing: Timing::default(),
             limits: Limits::default(),
-            nodes: (0..nodes)
-                .map(|i| NodeConfig {
-                    id: i,
-                    peer_addr: addr(peer_port, i),
-                    client_addr: addr(client_port, i),
+            nodes: nodes
+                .map(|((peer_addr, client_addr), id)| NodeConfig {
+                    id,
+                    peer_addr,
+                    client_addr,
                 })
                 .collect(),
         }

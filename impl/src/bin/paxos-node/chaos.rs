@@ -25,7 +25,7 @@ use clap::{Args, ValueEnum};
 use paxos_impl::history::{self, History, KvAnswer, KvCall, Operation, Outcome, Verdict};
 use paxos_impl::runtime::auth::PeerSecret;
 use paxos_impl::runtime::client::{http_client, Client, ClientError, Op};
-use paxos_impl::runtime::config::{ClusterConfig, Limits, NodeConfig};
+use paxos_impl::runtime::config::{ClusterConfig, Limits};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -537,11 +537,7 @@ async fn write_configs(
     }
     let mut proxies = Vec::new();
     for from in 0..n {
-        let mut config = ClusterConfig::loopback("chaos", n, 1, 1);
-        if let Some(auth) = config.auth.as_mut() {
-            auth.secret_file = secret.clone();
-        }
-        let mut nodes = Vec::new();
+        let mut addresses = Vec::new();
         for to in 0..n {
             let peer_addr = if to == from {
                 peer_addrs[to as usize]
@@ -560,13 +556,12 @@ async fn write_configs(
                 });
                 listen
             };
-            nodes.push(NodeConfig {
-                id: to,
-                peer_addr,
-                client_addr: client_addrs[to as usize],
-            });
+            addresses.push((peer_addr, client_addrs[to as usize]));
         }
-        config.nodes = nodes;
+        let mut config = ClusterConfig::with_addresses("chaos", addresses);
+        if let Some(auth) = config.auth.as_mut() {
+            auth.secret_file = secret.clone();
+        }
         limits(&mut config.limits);
         config.validate().map_err(|e| e.to_string())?;
         let path = dir.join(format!("node-{from}.toml"));
