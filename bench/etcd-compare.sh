@@ -29,30 +29,13 @@ cargo build --release -p paxos-impl --bin paxos-node -p paxos-bench --bin bench-
 bin=target/release/paxos-node
 work=$(mktemp -d)
 csv=$work/results.csv
-ep=127.0.0.1:18400,127.0.0.1:18401,127.0.0.1:18402
 etcd_ports=(23790 23791 23792)
 etcd_peer_ports=(23800 23801 23802)
-cluster_pid=
 etcd_pids=()
-
-start_paxos() {
-  rm -rf "$work/paxos"
-  "$bin" cluster --nodes 3 --data-dir "$work/paxos" --peer-port 17400 --client-port 18400 \
-    >"$work/paxos.out" 2>&1 &
-  cluster_pid=$!
-  for _ in $(seq 100); do
-    "$bin" status --endpoints $ep 2>/dev/null | grep -q '"role":"leading"' && return 0
-    sleep 0.1
-  done
-  echo "paxos cluster did not start" >&2; cat "$work/paxos.out" >&2; exit 1
-}
-
-stop_paxos() {
-  [ -n "$cluster_pid" ] || return 0
-  kill -INT "$cluster_pid" 2>/dev/null || true
-  wait "$cluster_pid" 2>/dev/null || true
-  cluster_pid=
-}
+peer_port=17400
+client_port=18400
+# shellcheck source=bench/paxos-cluster.sh
+. bench/paxos-cluster.sh
 
 etcd_endpoints() {
   local out=() i
@@ -103,7 +86,7 @@ etcd_leader_first() {
   echo "$leader,$others"
 }
 
-trap 'stop_paxos; stop_etcd; rm -rf "$work"' EXIT
+trap 'stop_cluster; stop_etcd; rm -rf "$work"' EXIT
 
 echo "== one fsync on this disk: 500 appends of 256 bytes to a file in $work, each followed by fdatasync (what a WAL commit does)"
 read -r fsync_us fsync_mean_us < <(python3 - "$work/fsync-probe" <<'EOF'
@@ -147,11 +130,11 @@ printf 'fsync_median_us,%s\nfsync_mean_us,%s\nloopback_rtt_us,%s\n' "$fsync_us" 
 
 for mix in $mixes; do
   for clients in $clients_list; do
-    start_paxos
+    start_cluster
     echo "== paxos: $bin bench --endpoints $ep --clients $clients --duration $secs --value-size 100 --read-ratio $mix"
     "$bin" bench --endpoints $ep --clients "$clients" --duration "$secs" --value-size 100 \
       --read-ratio "$mix" --csv "$csv" 2>/dev/null
-    stop_paxos
+    stop_cluster
     start_etcd
     etcd_ep=$(etcd_leader_first)
     echo "== etcd: $bin bench --system etcd --endpoints $etcd_ep --clients $clients --duration $secs --value-size 100 --read-ratio $mix"

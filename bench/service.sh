@@ -10,25 +10,10 @@ secs=${1:-20}
 bin=target/release/paxos-node
 [ -x "$bin" ] || cargo build --release -p paxos-impl --bin paxos-node
 work=$(mktemp -d)
-ep=127.0.0.1:18300,127.0.0.1:18301,127.0.0.1:18302
-cluster_pid=
-
-start_cluster() {
-  rm -rf "$work/cluster"
-  "$bin" cluster --nodes 3 --data-dir "$work/cluster" --peer-port 17300 --client-port 18300 \
-    >"$work/cluster.out" 2>&1 &
-  cluster_pid=$!
-  for _ in $(seq 100); do
-    "$bin" status --endpoints $ep 2>/dev/null | grep -q '"role":"leading"' && return 0
-    sleep 0.1
-  done
-  echo "cluster did not start" >&2; cat "$work/cluster.out" >&2; exit 1
-}
-
-stop_cluster() {
-  kill -INT "$cluster_pid" 2>/dev/null || true
-  wait "$cluster_pid" 2>/dev/null || true
-}
+peer_port=17300
+client_port=18300
+# shellcheck source=bench/paxos-cluster.sh
+. bench/paxos-cluster.sh
 trap 'stop_cluster; rm -rf "$work"' EXIT
 
 for clients in 1 16 64; do
