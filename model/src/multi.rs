@@ -35,7 +35,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -355,42 +354,7 @@ impl MultiBug {
     }
 }
 
-impl fmt::Display for MultiBug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl From<MultiBug> for &'static str {
-    fn from(bug: MultiBug) -> Self {
-        bug.name()
-    }
-}
-
-impl TryFrom<String> for MultiBug {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, Self::Error> {
-        name.parse()
-    }
-}
-
-impl FromStr for MultiBug {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        MultiBug::ALL
-            .into_iter()
-            .find(|bug| bug.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = MultiBug::ALL.iter().map(|b| b.name()).collect();
-                format!(
-                    "unknown Multi-Paxos bug '{s}'; known bugs: {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
+crate::types::bug_names!(MultiBug, "Multi-Paxos");
 
 /// Protocol messages, per slot and per ballot as in the papers.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

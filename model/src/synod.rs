@@ -28,7 +28,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -237,39 +236,7 @@ impl SynodBug {
     }
 }
 
-impl fmt::Display for SynodBug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl From<SynodBug> for &'static str {
-    fn from(bug: SynodBug) -> Self {
-        bug.name()
-    }
-}
-
-impl TryFrom<String> for SynodBug {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, Self::Error> {
-        name.parse()
-    }
-}
-
-impl FromStr for SynodBug {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        SynodBug::ALL
-            .into_iter()
-            .find(|bug| bug.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = SynodBug::ALL.iter().map(|b| b.name()).collect();
-                format!("unknown Synod bug '{s}'; known bugs: {}", names.join(", "))
-            })
-    }
-}
+crate::types::bug_names!(SynodBug, "Synod");
 
 /// Protocol messages, per ballot as in the papers.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -182,3 +182,49 @@ mod tests {
         assert_eq!(set.rewrite(&plan), IdSet::default().with(Id::from(2)));
     }
 }
+
+/// The name conversions of a seeded-bug enum that has `ALL` and `name()`: `Display`, `FromStr`
+/// (an unknown name gets the list of known ones) and the `&'static str` / `String` conversions
+/// its serde attributes use, so that a bug is written and read as its `--bug` name.
+macro_rules! bug_names {
+    ($bug:ty, $variant:literal) => {
+        impl std::fmt::Display for $bug {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl From<$bug> for &'static str {
+            fn from(bug: $bug) -> Self {
+                bug.name()
+            }
+        }
+
+        impl TryFrom<String> for $bug {
+            type Error = String;
+
+            fn try_from(name: String) -> Result<Self, Self::Error> {
+                name.parse()
+            }
+        }
+
+        impl std::str::FromStr for $bug {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                <$bug>::ALL
+                    .into_iter()
+                    .find(|bug| bug.name() == s)
+                    .ok_or_else(|| {
+                        let names: Vec<_> = <$bug>::ALL.iter().map(|b| b.name()).collect();
+                        format!(
+                            "unknown {} bug '{s}'; known bugs: {}",
+                            $variant,
+                            names.join(", ")
+                        )
+                    })
+            }
+        }
+    };
+}
+pub(crate) use bug_names;
