@@ -510,11 +510,15 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-async fn free_addr() -> Result<SocketAddr, String> {
+/// A port no other listener holds now. The caller keeps the listener until every address of
+/// the run is chosen, so that no two of them are the same port, and drops it before the
+/// replica that uses the port starts.
+async fn free_addr() -> Result<(SocketAddr, TcpListener), String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot find a free port: {e}"))?;
-    listener.local_addr().map_err(|e| e.to_string())
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    Ok((addr, listener))
 }
 
 /// One configuration per replica: replica `i` reaches replica `j` through `proxy(i→j)`.
@@ -525,9 +529,14 @@ async fn write_configs(
 ) -> Result<(Vec<Proxy>, Vec<SocketAddr>), String> {
     let mut peer_addrs = Vec::new();
     let mut client_addrs = Vec::new();
+    // Held until the proxies are bound too, then dropped with this function's locals.
+    let mut held = Vec::new();
     for _ in 0..n {
-        peer_addrs.push(free_addr().await?);
-        client_addrs.push(free_addr().await?);
+        for addrs in [&mut peer_addrs, &mut client_addrs] {
+            let (addr, listener) = free_addr().await?;
+            addrs.push(addr);
+            held.push(listener);
+        }
     }
     let secret = dir.join("cluster.secret");
     if !secret.exists() {
