@@ -157,32 +157,6 @@ pub fn majority(n: usize) -> usize {
     n / 2 + 1
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ballots_order_by_round_then_proposer() {
-        assert!(Ballot::new(1, 1) < Ballot::new(2, 0));
-        assert!(Ballot::new(2, 0) < Ballot::new(2, 1));
-    }
-
-    #[test]
-    fn minimal_majorities_of_three_and_five() {
-        let three = Id::vec_from(2..5);
-        assert_eq!(minimal_majorities(&three).len(), 3);
-        assert!(minimal_majorities(&three).iter().all(|q| q.len() == 2));
-        assert_eq!(minimal_majorities(&Id::vec_from(0..5)).len(), 10);
-    }
-
-    #[test]
-    fn id_set_rewrites_through_the_plan() {
-        let plan = RewritePlan::<Id, _>::from_values_to_sort(&vec![2, 1, 0]);
-        let set = IdSet::default().with(Id::from(0));
-        assert_eq!(set.rewrite(&plan), IdSet::default().with(Id::from(2)));
-    }
-}
-
 /// The name conversions of a seeded-bug enum that has `ALL` and `name()`: `Display`, `FromStr`
 /// (an unknown name gets the list of known ones) and the `&'static str` / `String` conversions
 /// its serde attributes use, so that a bug is written and read as its `--bug` name.
@@ -228,3 +202,29 @@ macro_rules! bug_names {
     };
 }
 pub(crate) use bug_names;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ballots_order_by_round_then_proposer() {
+        assert!(Ballot::new(1, 1) < Ballot::new(2, 0));
+        assert!(Ballot::new(2, 0) < Ballot::new(2, 1));
+    }
+
+    #[test]
+    fn minimal_majorities_of_three_and_five() {
+        let three = Id::vec_from(2..5);
+        assert_eq!(minimal_majorities(&three).len(), 3);
+        assert!(minimal_majorities(&three).iter().all(|q| q.len() == 2));
+        assert_eq!(minimal_majorities(&Id::vec_from(0..5)).len(), 10);
+    }
+
+    #[test]
+    fn id_set_rewrites_through_the_plan() {
+        let plan = RewritePlan::<Id, _>::from_values_to_sort(&vec![2, 1, 0]);
+        let set = IdSet::default().with(Id::from(0));
+        assert_eq!(set.rewrite(&plan), IdSet::default().with(Id::from(2)));
+    }
+}
