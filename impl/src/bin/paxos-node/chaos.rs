@@ -785,6 +785,11 @@ async fn run_client(
     let Some(mut client) = new_client(&http, &endpoints, &mut rng) else {
         return;
     };
+    if let Some(pace) = pace {
+        // A bounded client cannot go on under a new id after an unknown operation, so it
+        // keeps retrying the same request (same seq) for as long as the whole run.
+        client.op_timeout = pace * u32::try_from(ops_max.unwrap_or(1) + 1).unwrap_or(u32::MAX);
+    }
     let mut written = 0u64;
     let mut last_seen: BTreeMap<String, Option<String>> = BTreeMap::new();
     while Instant::now() < deadline && ops_max.is_none_or(|max| written < max) {
