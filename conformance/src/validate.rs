@@ -508,6 +508,10 @@ impl Domain {
         })
     }
 
+    fn effects(&self, effects: &[Effect<KvOp, KvOutput>]) -> Result<Vec<ImplEffect>, String> {
+        effects.iter().map(|e| self.effect(e)).collect()
+    }
+
     fn input(&self, i: &Input<KvOp>) -> Result<Input<u8>, String> {
         Ok(match i {
             Input::Message { from, msg } => Input::Message {
@@ -691,7 +695,24 @@ struct Node {
 
 struct StepTrace {
     sends: Vec<(u32, String)>,
+    /// `None` when the step was never performed: a crash lost its records, or an earlier
+    /// step's, before its effects could go out.
     model_after: Option<ModelReplica>,
+}
+
+impl Node {
+    /// Records a validated transition: its records (for recovery's prefix check), its sends
+    /// (for R1 across crashes) and the model replica after it.
+    fn push_step(&mut self, effects: &[ImplEffect], model_after: ModelReplica) {
+        let index = self.steps.len();
+        let records = persisted_records(effects).into_iter().map(|r| (r, index));
+        self.records.extend(records);
+        self.steps.push(StepTrace {
+            sends: sends_of(effects),
+            model_after: Some(model_after.clone()),
+        });
+        self.model = Some(model_after);
+    }
 }
 
 /// Validates step logs against the Multi-Paxos model.
@@ -967,11 +988,7 @@ fn validate_start(
 ) -> Result<(), Failure> {
     node.config = Some(config.clone());
     let recovered = domain.durable(recovered).map_err(Failure::plain)?;
-    let effects: Vec<ImplEffect> = effects
-        .iter()
-        .map(|e| domain.effect(e))
-        .collect::<Result<_, _>>()
-        .map_err(Failure::plain)?;
+    let effects = domain.effects(effects).map_err(Failure::plain)?;
     // Which records survived: the longest prefix that folds to what the WAL gave back. The
     // steps from the first one with a lost record on were never performed: their effects
     // waited for those records.
@@ -995,17 +1012,10 @@ fn validate_start(
         });
     // Recovery re-applies the chosen prefix without reporting it (M11).
     node.executed = reexecuted(domain, state).map_err(Failure::plain)?;
-    node.durable = recovered.clone();
+    node.durable = recovered;
     let (expected, model_after) = model_step(actor, i, &before, &[ModelEvent::Start]);
-    let index = node.steps.len();
-    node.records
-        .extend(persisted_records(&effects).into_iter().map(|r| (r, index)));
-    node.steps.push(StepTrace {
-        sends: sends_of(&effects),
-        model_after: Some(model_after.clone()),
-    });
-    node.model = Some(model_after);
-    let actual = logged_outcome(domain, node, config, state, effects, recovered)?;
+    node.push_step(&effects, model_after);
+    let actual = logged_outcome(domain, node, config, state, effects)?;
     compare(&expected, &actual)
 }
 
@@ -1079,16 +1089,16 @@ fn persisted_records(effects: &[ImplEffect]) -> Vec<Record<u8>> {
         .collect()
 }
 
-/// The logged transition as a [`StepOutcome`] (and its effects): the abstraction of the
-/// state after it, its sends, the durable state with its records folded in, its timer.
+/// The logged transition as a [`StepOutcome`]: the abstraction of the state after it, its
+/// sends, the durable state with its records folded in (also into `node.durable`), its timer.
 fn logged_outcome(
     domain: &Domain,
     node: &mut Node,
     config: &Config,
     state: &KvState,
     effects: Vec<ImplEffect>,
-    durable_before: Durable<u8>,
 ) -> Result<StepOutcome, Failure> {
+    let durable_before = node.durable.clone();
     for record in persisted_records(&effects) {
         node.durable.apply(record);
     }
@@ -1135,86 +1145,65 @@ fn validate_step(
         .clone()
         .ok_or_else(|| Failure::plain("a step before any start line"))?;
     let input = domain.input(input).map_err(Failure::plain)?;
-    let effects: Vec<ImplEffect> = effects
-        .iter()
-        .map(|e| domain.effect(e))
-        .collect::<Result<_, _>>()
-        .map_err(Failure::plain)?;
-    let index = node.steps.len();
-    node.records
-        .extend(persisted_records(&effects).into_iter().map(|r| (r, index)));
-    let sends = sends_of(&effects);
+    let effects = domain.effects(effects).map_err(Failure::plain)?;
+    // A failure here is reported after the bookkeeping below, which later steps rely on.
+    let events = model_events(domain, &input);
     node.executed.extend(executed_of(&effects));
-    let catch_up_step = matches!(
-        input,
-        Input::Tick
-            | Input::Message {
-                msg: Message::Status { .. },
-                ..
-            }
-    );
     let mut compared = effects.clone();
     let mut catch_up_sends = Ok(());
-    if catch_up_step {
+    if matches!(events, Ok(None)) {
         // C1 and C2 send catch-up messages, which the model has not: they are checked here,
         // and the rest of the step must change nothing the model sees.
         catch_up_sends = check_catch_up_sends(&input, &effects, state, domain);
         compared.retain(|e| !matches!(e, Effect::Send { .. }));
     }
-    let durable_before = node.durable.clone();
-    let logged = logged_outcome(domain, node, &config, state, compared, durable_before);
-    let (expected, model_after) = match &input {
-        Input::Message {
+    let logged = logged_outcome(domain, node, &config, state, compared);
+    let (expected, model_after) = match &events {
+        Ok(Some(events)) => model_step(actor, i, &before, events),
+        Ok(None) | Err(_) => (stutter(&before), before),
+    };
+    node.push_step(&effects, model_after);
+    events?;
+    catch_up_sends?;
+    compare(&expected, &logged?)
+}
+
+/// The model events a logged input stands for; `None` for the catch-up steps the model does
+/// not have (C1's `Tick`, C2's `Status`). A `CatchUp` (C3) is a `Decide` per entry.
+fn model_events(domain: &Domain, input: &Input<u8>) -> Result<Option<Vec<ModelEvent>>, Failure> {
+    let deliver = |from: u32, msg: &Message<u8>| {
+        let msg = msg_to_model(&domain.cfg, msg).map_err(Failure::plain)?;
+        Ok(ModelEvent::Deliver(Id::from(from as usize), msg))
+    };
+    Ok(Some(match input {
+        Input::Tick
+        | Input::Message {
             msg: Message::Status { .. },
             ..
-        }
-        | Input::Tick => (stutter(&before), before.clone()),
+        } => return Ok(None),
         Input::Message {
             from,
             msg: Message::CatchUp { entries, .. },
-        } => {
-            let mut decides = Vec::new();
-            for (slot, entry) in entries {
-                let msg = msg_to_model(
-                    &domain.cfg,
-                    &Message::Decide {
-                        slot: *slot,
-                        entry: entry.clone(),
-                    },
-                )
-                .map_err(Failure::plain)?;
-                decides.push(ModelEvent::Deliver(Id::from(*from as usize), msg));
-            }
-            model_step(actor, i, &before, &decides)
-        }
-        Input::Message { from, msg } => {
-            let msg = msg_to_model(&domain.cfg, msg).map_err(Failure::plain)?;
-            model_step(
-                actor,
-                i,
-                &before,
-                &[ModelEvent::Deliver(Id::from(*from as usize), msg)],
-            )
-        }
+        } => entries
+            .iter()
+            .map(|(slot, entry)| {
+                let decide = Message::Decide {
+                    slot: *slot,
+                    entry: entry.clone(),
+                };
+                deliver(*from, &decide)
+            })
+            .collect::<Result<_, Failure>>()?,
+        Input::Message { from, msg } => vec![deliver(*from, msg)?],
         Input::ClientRequest(c) => {
             let client = domain.cfg.client_id(c.client.0 as usize);
-            let cmd = multi::Cmd(c.op);
-            model_step(
-                actor,
-                i,
-                &before,
-                &[ModelEvent::Deliver(client, MultiMsg::Request(cmd))],
-            )
+            vec![ModelEvent::Deliver(
+                client,
+                MultiMsg::Request(multi::Cmd(c.op)),
+            )]
         }
-        Input::ElectionTimeout => model_step(actor, i, &before, &[ModelEvent::ElectionTimeout]),
-    };
-    node.steps.push(StepTrace {
-        sends,
-        model_after: Some(model_after.clone()),
-    });
-    node.model = Some(model_after.clone());
-    catch_up_sends?;
-    compare(&expected, &logged?)
+        Input::ElectionTimeout => vec![ModelEvent::ElectionTimeout],
+    }))
 }
 
 /// The outcome of a transition that changes nothing the model sees.
