@@ -729,6 +729,19 @@ fn m10_a_nack_steps_down_and_the_next_ballot_jumps_above_the_refusal() {
 }
 
 #[test]
+fn m10_a_refusal_in_the_own_round_steps_down_without_a_write() {
+    // Ballots of one round are ordered by proposer: the refusal outranks b(2, 1) without
+    // raising the round, so there is nothing new to make durable (no fsync on this path).
+    let mut r = candidate(1);
+    let nack = Message::Nack {
+        ballot: b(2, 1),
+        promised: b(2, 2),
+    };
+    assert_eq!(r.step(deliver(2, nack)), vec![]);
+    assert_eq!((r.phase().clone(), r.round()), (Phase::Follower, 2));
+}
+
+#[test]
 fn m10_a_leader_nacked_steps_down_and_arms_the_timer() {
     let mut r = leader();
     let nack = Message::Nack {
