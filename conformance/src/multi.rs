@@ -45,7 +45,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 use paxos_impl::core::{
     ClientEntry, ClientId, Command, Config, Durable, Effect, Entry, Input, Message, Phase,
-    Recorder, Replica, ReplicaState as ImplState,
+    Recorder, Replica, ReplicaState as ImplState, SlotMap,
 };
 use paxos_impl::Ballot as ImplBallot;
 use paxos_model::explorer_view::View;
@@ -262,7 +262,10 @@ fn vote_to_model(cfg: &MultiConfig, (b, entry): &(ImplBallot, Entry<u8>)) -> Res
 }
 
 /// A model slot vector as a sparse map keyed by slot.
-fn slots_to_map<T: Copy, U>(slots: &Slots<Option<T>>, f: impl Fn(T) -> U) -> BTreeMap<u64, U> {
+fn slots_to_map<T: Copy, U, C: FromIterator<(u64, U)>>(
+    slots: &Slots<Option<T>>,
+    f: impl Fn(T) -> U,
+) -> C {
     let used = slots.iter().enumerate();
     used.filter_map(|(s, x)| x.map(|x| (s as u64, f(x))))
         .collect()
@@ -270,11 +273,11 @@ fn slots_to_map<T: Copy, U>(slots: &Slots<Option<T>>, f: impl Fn(T) -> U) -> BTr
 
 /// A sparse map keyed by slot as a model slot vector.
 fn map_to_slots<T, U: Copy>(
-    map: &BTreeMap<u64, T>,
+    map: &SlotMap<T>,
     f: impl Fn(&T) -> Result<U, String>,
 ) -> Result<Slots<Option<U>>, String> {
     let mut slots = [None; MAX_SLOTS];
-    for (&slot, x) in map {
+    for (slot, x) in map.iter() {
         slots[slot_index(slot)?] = Some(f(x)?);
     }
     Ok(slots)
@@ -294,7 +297,7 @@ pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<Message<u8>> {
         MultiMsg::Prepare(ballot) => Message::Prepare { ballot: b(ballot) },
         MultiMsg::Promise(ballot, accepted) => Message::Promise {
             ballot: b(ballot),
-            accepted: slots_to_map(&accepted, |v| vote_to_impl(cfg, v))
+            accepted: slots_to_map::<_, _, Vec<_>>(&accepted, |v| vote_to_impl(cfg, v))
                 .into_iter()
                 .map(|(slot, (vb, entry))| (slot, vb, entry))
                 .collect(),

@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 
 use paxos_impl::core::{
     ClientEntry, ClientId, Command, Config, Durable, Effect, Entry, Input, KvOp, KvOutput, Message,
-    Phase, Record, Recorder, Replica, ReplicaState as ImplState,
+    Phase, Record, Recorder, Replica, ReplicaState as ImplState, SlotMap,
 };
 use paxos_impl::runtime::step_log::{StepLine, STEP_LOG_FORMAT};
 use paxos_model::multi::{
@@ -378,12 +378,12 @@ impl Domain {
         })
     }
 
-    fn votes<K: Copy + Ord, B: Copy>(
+    fn votes(
         &self,
-        map: &BTreeMap<K, (B, Entry<KvOp>)>,
-    ) -> Result<BTreeMap<K, (B, Entry<u8>)>, String> {
+        map: &SlotMap<(paxos_impl::Ballot, Entry<KvOp>)>,
+    ) -> Result<SlotMap<(paxos_impl::Ballot, Entry<u8>)>, String> {
         map.iter()
-            .map(|(k, (b, e))| Ok((*k, (*b, self.entry(e)?))))
+            .map(|(slot, (b, e))| Ok((slot, (*b, self.entry(e)?))))
             .collect()
     }
 
@@ -467,7 +467,7 @@ impl Domain {
             chosen: d
                 .chosen
                 .iter()
-                .map(|(s, e)| Ok((*s, self.entry(e)?)))
+                .map(|(s, e)| Ok((s, self.entry(e)?)))
                 .collect::<Result<_, String>>()?,
         })
     }
@@ -572,7 +572,7 @@ impl Domain {
             chosen: s
                 .chosen
                 .iter()
-                .map(|(slot, e)| Ok((*slot, self.entry(e)?)))
+                .map(|(slot, e)| Ok((slot, self.entry(e)?)))
                 .collect::<Result<_, String>>()?,
             phase,
             pending: s

@@ -265,7 +265,7 @@ impl Cluster {
                 ));
             }
             let mut newly_chosen = Vec::new();
-            for (&slot, entry) in replica.chosen() {
+            for (slot, entry) in replica.chosen() {
                 match self.chosen.get(&slot) {
                     Some(first) if first != entry => {
                         return Err(format!(

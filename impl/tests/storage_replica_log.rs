@@ -5,14 +5,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use paxos_impl::core::{
     ClientId, Command, Config, Durable, Effect, Entry, Input, KvOp, KvStore, Message, Record,
-    Replica, StateMachine,
+    Replica, SlotMap, StateMachine,
 };
 use paxos_impl::storage::replica_log::{
     decode_record, decode_state_machine, encode_record, encode_state_machine, RECORD_FORMAT_VERSION,
@@ -303,7 +303,7 @@ fn slot_records(slot: u64) -> Vec<Record<KvOp>> {
     ]
 }
 
-fn kv_after(chosen: &BTreeMap<u64, Entry<KvOp>>, applied: u64) -> KvStore {
+fn kv_after(chosen: &SlotMap<Entry<KvOp>>, applied: u64) -> KvStore {
     let mut kv = KvStore::new();
     for entry in chosen.range(..applied).map(|(_, e)| e) {
         if let Some(command) = entry.command() {
@@ -315,7 +315,7 @@ fn kv_after(chosen: &BTreeMap<u64, Entry<KvOp>>, applied: u64) -> KvStore {
 
 /// The full fold, with chosen entries below `applied` dropped: what a snapshot keeps.
 fn without_chosen_below(mut durable: Durable<KvOp>, applied: u64) -> Durable<KvOp> {
-    durable.chosen.retain(|&slot, _| slot >= applied);
+    durable.chosen.remove_below(applied);
     durable
 }
 

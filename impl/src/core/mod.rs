@@ -58,6 +58,7 @@
 
 pub mod mutants;
 pub mod replica;
+pub mod slot_map;
 pub mod state_machine;
 pub mod types;
 
@@ -65,6 +66,7 @@ pub mod types;
 mod tests;
 
 pub use replica::{AppliedState, ClientEntry, Phase, Replica, ReplicaEffect, ReplicaState, Rule};
+pub use slot_map::SlotMap;
 pub use state_machine::{KvOp, KvOutput, KvStore, Recorder, StateMachine};
 pub use types::{
     ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,

@@ -2,11 +2,12 @@
 //! deterministic state machine. One handler per input; each names the rule of
 //! `specs/protocol.md` (M1–M12) it implements.
 
-use std::collections::{btree_map, BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::mutants::{self, Mutant};
+use super::slot_map::SlotMap;
 use super::state_machine::StateMachine;
 use super::types::{
     ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
@@ -27,13 +28,14 @@ pub enum Phase<Op> {
         /// Replicas whose Promise has been counted, this one included.
         promises: BTreeSet<NodeId>,
         /// Per slot, the highest-ballot vote among the counted Promises and the own votes.
-        merged: BTreeMap<Slot, (Ballot, Entry<Op>)>,
+        merged: SlotMap<(Ballot, Entry<Op>)>,
     },
     /// Phase 2 at the replica's own ballot `(round, id)`.
     Leading {
         /// The next slot for a new command.
         next_slot: Slot,
-        /// Per slot proposed at this ballot, the replicas that accepted it (this one included).
+        /// Per slot proposed at this ballot and not chosen yet, the replicas that accepted it
+        /// (this one included).
         votes: BTreeMap<Slot, BTreeSet<NodeId>>,
     },
 }
@@ -63,8 +65,8 @@ pub struct ReplicaState<Op, Out> {
     /// The highest round used for an own ballot, or known to be superseded (M10).
     pub round: u64,
     pub promised: Ballot,
-    pub accepted: BTreeMap<Slot, (Ballot, Entry<Op>)>,
-    pub chosen: BTreeMap<Slot, Entry<Op>>,
+    pub accepted: SlotMap<(Ballot, Entry<Op>)>,
+    pub chosen: SlotMap<Entry<Op>>,
     pub phase: Phase<Op>,
     /// Client commands waiting for a slot, in ascending `(client, seq)` order.
     pub pending: BTreeMap<CommandId, Command<Op>>,
@@ -386,11 +388,11 @@ impl<SM: StateMachine> Replica<SM> {
         }
     }
 
-    pub fn accepted(&self) -> &BTreeMap<Slot, (Ballot, Entry<SM::Op>)> {
+    pub fn accepted(&self) -> &SlotMap<(Ballot, Entry<SM::Op>)> {
         &self.state.accepted
     }
 
-    pub fn chosen(&self) -> &BTreeMap<Slot, Entry<SM::Op>> {
+    pub fn chosen(&self) -> &SlotMap<Entry<SM::Op>> {
         &self.state.chosen
     }
 
@@ -452,8 +454,8 @@ impl<SM: StateMachine> Replica<SM> {
         if below <= self.state.compacted {
             return self.state.compacted;
         }
-        self.state.accepted = self.state.accepted.split_off(&below);
-        self.state.chosen = self.state.chosen.split_off(&below);
+        self.state.accepted.remove_below(below);
+        self.state.chosen.remove_below(below);
         if let Phase::Leading { votes, .. } = &mut self.state.phase {
             *votes = votes.split_off(&below);
         }
@@ -504,7 +506,7 @@ impl<SM: StateMachine> Replica<SM> {
             .chosen
             .range(applied..)
             .take(CATCH_UP_ENTRIES_MAX)
-            .map(|(&slot, entry)| (slot, entry.clone()))
+            .map(|(slot, entry)| (slot, entry.clone()))
             .collect();
         let catch_up = Message::CatchUp {
             ballot: self.ballot(),
@@ -655,11 +657,7 @@ impl<SM: StateMachine> Replica<SM> {
             self.state.phase = phase;
             return;
         };
-        let top = merged
-            .keys()
-            .last()
-            .copied()
-            .max(self.state.chosen.keys().last().copied());
+        let top = merged.last_slot().max(self.state.chosen.last_slot());
         let mut votes = BTreeMap::new();
         let mut reproposed = BTreeSet::new();
         // Every slot below `applied` is chosen, so the scan starts there.
@@ -963,18 +961,11 @@ impl<SM: StateMachine> Replica<SM> {
         entry: Entry<SM::Op>,
         out: &mut OutboxOf<SM>,
     ) {
-        // One descent of the `accepted` map for the check and the write: a leader appends at
-        // the end of a map as long as the log.
         let vote = (ballot, entry);
-        match self.state.accepted.entry(slot) {
-            btree_map::Entry::Occupied(held) if *held.get() == vote => return,
-            btree_map::Entry::Occupied(mut held) => {
-                held.insert(vote.clone());
-            }
-            btree_map::Entry::Vacant(free) => {
-                free.insert(vote.clone());
-            }
+        if self.state.accepted.get(&slot) == Some(&vote) {
+            return;
         }
+        self.state.accepted.insert(slot, vote.clone());
         let (ballot, entry) = vote;
         out.records.push(Record::Accept {
             slot,
@@ -984,6 +975,12 @@ impl<SM: StateMachine> Replica<SM> {
     }
 
     fn choose(&mut self, slot: Slot, entry: Entry<SM::Op>, out: &mut OutboxOf<SM>) {
+        // The voters of a chosen slot are dead state (M7 ignores a chosen slot), and the model
+        // clears them too: forgetting them keeps `votes` as small as the window instead of
+        // as long as the log.
+        if let Phase::Leading { votes, .. } = &mut self.state.phase {
+            votes.remove(&slot);
+        }
         self.state.chosen.insert(slot, entry.clone());
         out.records.push(Record::Chosen { slot, entry });
     }
@@ -1003,7 +1000,7 @@ impl<SM: StateMachine> Replica<SM> {
 
     fn promise(&self, ballot: Ballot) -> Message<SM::Op> {
         let accepted = self.state.accepted.iter();
-        let accepted = accepted.map(|(&slot, (b, entry))| (slot, *b, entry.clone()));
+        let accepted = accepted.map(|(slot, (b, entry))| (slot, *b, entry.clone()));
         Message::Promise {
             ballot,
             accepted: accepted.collect(),
@@ -1032,7 +1029,7 @@ impl<SM: StateMachine> Replica<SM> {
         let start = self.state.applied.min(next_slot);
         let mut accepted = self.state.accepted.range(start..next_slot);
         accepted.any(|(slot, (ballot, entry))| {
-            *ballot == own && entry.is_request(id) && !self.state.chosen.contains_key(slot)
+            *ballot == own && entry.is_request(id) && !self.state.chosen.contains_key(&slot)
         })
     }
 
@@ -1127,8 +1124,8 @@ impl<Op, Out> ReplicaState<Op, Out> {
         ReplicaState {
             round: 0,
             promised,
-            accepted: BTreeMap::new(),
-            chosen: BTreeMap::new(),
+            accepted: SlotMap::new(),
+            chosen: SlotMap::new(),
             phase: Phase::Follower,
             pending: BTreeMap::new(),
             applied: 0,

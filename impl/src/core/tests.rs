@@ -186,7 +186,7 @@ fn m1_timeout_persists_round_and_promise_then_prepares_the_others() {
         *r.phase(),
         Phase::Preparing {
             promises: voters(&[1]),
-            merged: BTreeMap::from([(0, (b(1, 0), c(1, 1)))]),
+            merged: SlotMap::from_iter([(0, (b(1, 0), c(1, 1)))]),
         }
     );
 }
@@ -577,7 +577,7 @@ fn m6_accept_persists_the_promise_and_vote_then_answers_the_leader() {
         vec![send(0, accepted(b(1, 0), 0, c(1, 1)))],
         "a repeated Accept writes nothing new"
     );
-    assert_eq!(r.accepted()[&0], (b(1, 0), c(1, 1)));
+    assert_eq!(r.accepted().get(&0), Some(&(b(1, 0), c(1, 1))));
 }
 
 #[test]

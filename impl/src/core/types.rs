@@ -1,11 +1,11 @@
 //! The Multi-Paxos vocabulary: commands and log entries, messages, durable records, the inputs
 //! the core accepts and the effects it asks the runtime to perform (`specs/protocol.md`, M1–M12).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::slot_map::SlotMap;
 use crate::ballot::{Ballot, NodeId};
 
 /// A position in the replicated log, from 0. Each slot is one Synod instance.
@@ -141,8 +141,8 @@ pub enum Record<Op> {
 pub struct Durable<Op> {
     pub round: u64,
     pub promised: Option<Ballot>,
-    pub accepted: BTreeMap<Slot, (Ballot, Entry<Op>)>,
-    pub chosen: BTreeMap<Slot, Entry<Op>>,
+    pub accepted: SlotMap<(Ballot, Entry<Op>)>,
+    pub chosen: SlotMap<Entry<Op>>,
 }
 
 impl<Op> Default for Durable<Op> {
@@ -150,8 +150,8 @@ impl<Op> Default for Durable<Op> {
         Durable {
             round: 0,
             promised: None,
-            accepted: BTreeMap::new(),
-            chosen: BTreeMap::new(),
+            accepted: SlotMap::new(),
+            chosen: SlotMap::new(),
         }
     }
 }
@@ -196,13 +196,13 @@ impl<Op: Clone> Durable<Op> {
         records.extend(
             self.accepted
                 .iter()
-                .map(|(&slot, (ballot, entry))| Record::Accept {
+                .map(|(slot, (ballot, entry))| Record::Accept {
                     slot,
                     ballot: *ballot,
                     entry: entry.clone(),
                 }),
         );
-        records.extend(self.chosen.iter().map(|(&slot, entry)| Record::Chosen {
+        records.extend(self.chosen.iter().map(|(slot, entry)| Record::Chosen {
             slot,
             entry: entry.clone(),
         }));

@@ -645,7 +645,7 @@ impl NodeTask {
                 .or(self.replica.is_leading().then_some(self.id)),
             applied: self.replica.applied(),
             chosen: self.replica.chosen().len() as u64,
-            highest_chosen: self.replica.chosen().keys().next_back().copied(),
+            highest_chosen: self.replica.chosen().last_slot(),
             next_slot,
             pending: self.replica.pending().count(),
             waiting_clients: self.waiters.len(),

@@ -32,6 +32,10 @@ pub const STEP_LOG_FORMAT: &str = "paxos-steps/1";
 /// One line of a step log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a line lives only while it is written or read; boxing would add an allocation per step"
+)]
 pub enum StepLine<Op, Out> {
     /// A process started the replica: from empty storage (`recovered` is empty) or by
     /// recovering what its WAL held (M11). `effects` are the recovery's own.

@@ -196,7 +196,7 @@ pub fn encode_snapshot<Op: Serialize + Clone>(
         chosen: durable
             .chosen
             .range(applied..)
-            .map(|(&s, e)| (s, e.clone()))
+            .map(|(s, e)| (s, e.clone()))
             .collect(),
     };
     let body = SnapshotBodyRef {
