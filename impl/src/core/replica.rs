@@ -2,7 +2,7 @@
 //! deterministic state machine. One handler per input; each names the rule of
 //! `specs/protocol.md` (M1–M12) it implements.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +105,10 @@ pub struct Replica<SM: StateMachine> {
     config: Config,
     state: ReplicaState<SM::Op, SM::Output>,
     sm: SM,
+    /// Derived from the leading phase's `votes` and `accepted` ([`requests_in_flight`]): how
+    /// many slots in flight hold each request, so that M5's "already in flight?" is a lookup,
+    /// not a scan of the window. Empty unless leading.
+    in_flight: HashMap<CommandId, u32>,
 }
 
 /// The rule a step applied; `as_str` gives the id of `specs/protocol.md`.
@@ -259,6 +263,7 @@ impl<SM: StateMachine> Replica<SM> {
             state: ReplicaState::empty(bootstrap),
             config,
             sm,
+            in_flight: HashMap::new(),
         };
         let mut out = Outbox::new();
         if replica.config.id == replica.config.initial_leader {
@@ -323,7 +328,12 @@ impl<SM: StateMachine> Replica<SM> {
             peer_applied: BTreeMap::new(),
             all_applied: 0,
         };
-        let mut replica = Replica { config, state, sm };
+        let mut replica = Replica {
+            config,
+            state,
+            sm,
+            in_flight: HashMap::new(),
+        };
         replica.apply_chosen(&mut Outbox::new());
         let out = Outbox::new();
         replica.trace(&Transition::new(Rule::M11, "recover"), &out);
@@ -340,7 +350,13 @@ impl<SM: StateMachine> Replica<SM> {
         sm: SM,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Replica { config, state, sm })
+        let in_flight = requests_in_flight(&state);
+        Ok(Replica {
+            config,
+            state,
+            sm,
+            in_flight,
+        })
     }
 
     /// Applies one input; returns the effects to perform, in order (see [`Effect`]).
@@ -459,6 +475,7 @@ impl<SM: StateMachine> Replica<SM> {
         if let Phase::Leading { votes, .. } = &mut self.state.phase {
             *votes = votes.split_off(&below);
         }
+        self.in_flight = requests_in_flight(&self.state);
         self.state.compacted = below;
         below
     }
@@ -676,6 +693,7 @@ impl<SM: StateMachine> Replica<SM> {
         }
         let next_slot = top.map_or(0, |top| top.saturating_add(1));
         self.state.phase = Phase::Leading { next_slot, votes };
+        self.in_flight = requests_in_flight(&self.state);
         let clients = &self.state.clients;
         self.state
             .pending
@@ -696,11 +714,10 @@ impl<SM: StateMachine> Replica<SM> {
                     Rule::M5Preparing
                 }
             }
-            Phase::Leading { next_slot, .. } => {
+            Phase::Leading { .. } => {
                 if executed(&self.state.clients, id) {
                     out.effects.push(self.reply_from_table(id));
-                } else if !self.state.pending.contains_key(&id)
-                    && !self.in_flight_request(id, next_slot)
+                } else if !self.state.pending.contains_key(&id) && !self.in_flight.contains_key(&id)
                 {
                     self.state.pending.insert(id, command);
                     self.propose_pending(out);
@@ -845,19 +862,27 @@ impl<SM: StateMachine> Replica<SM> {
                 .config
                 .slot_limit
                 .is_some_and(|limit| next_slot >= limit);
-            if at_limit || self.in_flight(next_slot) >= self.config.window {
+            if at_limit || self.slots_in_flight() >= self.config.window {
                 return;
             }
             let Some(after) = next_slot.checked_add(1) else {
                 return;
             };
-            let Some((_, command)) = self.state.pending.pop_first() else {
+            let Some((id, command)) = self.state.pending.pop_first() else {
                 return;
             };
             self.propose(next_slot, Entry::Command(command), out);
+            // A leader behind a slot decided by another one proposes into it (as modelled);
+            // that slot is not in flight, and holds no voters, since it is chosen already.
+            let in_flight = !self.state.chosen.contains_key(&next_slot);
             if let Phase::Leading { next_slot, votes } = &mut self.state.phase {
-                votes.insert(*next_slot, BTreeSet::from([self.config.id]));
+                if in_flight {
+                    votes.insert(*next_slot, BTreeSet::from([self.config.id]));
+                }
                 *next_slot = after;
+            }
+            if in_flight {
+                *self.in_flight.entry(id).or_default() += 1;
             }
         }
     }
@@ -906,6 +931,7 @@ impl<SM: StateMachine> Replica<SM> {
     fn step_down(&mut self) {
         self.state.phase = Phase::Follower;
         self.state.pending.clear();
+        self.in_flight.clear();
     }
 
     // ---------------------------------------------------------------- helpers
@@ -920,6 +946,7 @@ impl<SM: StateMachine> Replica<SM> {
             promises: BTreeSet::from([self.config.id]),
             merged: self.state.accepted.clone(),
         };
+        self.in_flight.clear();
         ballot
     }
 
@@ -979,7 +1006,19 @@ impl<SM: StateMachine> Replica<SM> {
         // clears them too: forgetting them keeps `votes` as small as the window instead of
         // as long as the log.
         if let Phase::Leading { votes, .. } = &mut self.state.phase {
-            votes.remove(&slot);
+            // What the leader proposed there, which a Decide from another leader may not be.
+            let proposed = votes.remove(&slot).and(self.state.accepted.get(&slot));
+            if let Some(id) = proposed
+                .and_then(|(_, entry)| entry.command())
+                .map(Command::id)
+            {
+                if let Some(count) = self.in_flight.get_mut(&id) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.in_flight.remove(&id);
+                    }
+                }
+            }
         }
         self.state.chosen.insert(slot, entry.clone());
         out.records.push(Record::Chosen { slot, entry });
@@ -1020,27 +1059,14 @@ impl<SM: StateMachine> Replica<SM> {
         }
     }
 
-    /// M5: whether request `id` is in flight: proposed at the own ballot in a slot below
-    /// `next_slot` that is not chosen yet. A request chosen but not yet applied (a slot below
-    /// it is still open) is not in flight: the spec re-proposes it, and M9 executes it once.
-    fn in_flight_request(&self, id: CommandId, next_slot: Slot) -> bool {
-        let own = self.ballot();
-        // Slots below `applied` are chosen, so they cannot match: start the scan there.
-        let start = self.state.applied.min(next_slot);
-        let mut accepted = self.state.accepted.range(start..next_slot);
-        accepted.any(|(slot, (ballot, entry))| {
-            *ballot == own && entry.is_request(id) && !self.state.chosen.contains_key(&slot)
-        })
-    }
-
-    /// Slots below `next_slot` not chosen yet. Every slot below `applied` is chosen.
-    fn in_flight(&self, next_slot: Slot) -> u64 {
-        let applied = self.state.applied;
-        if next_slot <= applied {
-            return 0;
+    /// At a leader, the slots below `next_slot` not chosen yet: those it holds voters for.
+    /// M4 proposes every unchosen slot from `applied` up, M5b each slot it opens, and `choose`
+    /// forgets a slot's voters (`check_invariants` recounts this the long way).
+    fn slots_in_flight(&self) -> u64 {
+        match &self.state.phase {
+            Phase::Leading { votes, .. } => votes.len() as u64,
+            _ => 0,
         }
-        let chosen = self.state.chosen.range(applied..next_slot).count() as u64;
-        next_slot - applied - chosen
     }
 
     // ---------------------------------------------------------------- invariants and trace
@@ -1068,6 +1094,7 @@ impl<SM: StateMachine> Replica<SM> {
             !state.chosen.contains_key(&state.applied),
             "M9 stopped early"
         );
+        debug_assert_eq!(self.in_flight, requests_in_flight(state), "in-flight index");
         match &state.phase {
             Phase::Follower => {
                 debug_assert!(
@@ -1087,6 +1114,21 @@ impl<SM: StateMachine> Replica<SM> {
                 debug_assert!(
                     top.is_none_or(|s| s < next_slot),
                     "voted slot below next_slot"
+                );
+                // What `slots_in_flight` and `requests_in_flight` rely on.
+                let own = self.ballot();
+                let unchosen: Vec<Slot> = (state.applied..*next_slot)
+                    .filter(|s| !state.chosen.contains_key(s))
+                    .collect();
+                debug_assert!(
+                    votes.keys().eq(unchosen.iter()),
+                    "the slots with voters are the unchosen ones below next_slot"
+                );
+                debug_assert!(
+                    unchosen
+                        .iter()
+                        .all(|s| state.accepted.get(s).is_some_and(|(b, _)| *b == own)),
+                    "every slot in flight holds the own proposal"
                 );
             }
         }
@@ -1117,6 +1159,20 @@ impl<SM: StateMachine> Replica<SM> {
             sent = out.sent(),
         );
     }
+}
+
+/// How many slots in flight at the own ballot (those with voters) hold each request.
+fn requests_in_flight<Op, Out>(state: &ReplicaState<Op, Out>) -> HashMap<CommandId, u32> {
+    let mut in_flight = HashMap::new();
+    if let Phase::Leading { votes, .. } = &state.phase {
+        for slot in votes.keys() {
+            let entry = state.accepted.get(slot).map(|(_, entry)| entry);
+            if let Some(command) = entry.and_then(Entry::command) {
+                *in_flight.entry(command.id()).or_default() += 1;
+            }
+        }
+    }
+    in_flight
 }
 
 impl<Op, Out> ReplicaState<Op, Out> {
