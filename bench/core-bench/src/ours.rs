@@ -53,6 +53,8 @@ pub struct Ours {
     nodes: Vec<Node>,
     network: VecDeque<(NodeId, NodeId, Msg)>,
     delivered: u64,
+    /// One step's effects, drained after each step (as the service's node task does).
+    effects: Vec<Effect<u64, u64>>,
 }
 
 const LEADER: NodeId = 0;
@@ -64,6 +66,7 @@ impl Ours {
             nodes: Vec::new(),
             network: VecDeque::new(),
             delivered: 0,
+            effects: Vec::new(),
         };
         for &id in &replicas {
             let config = Config {
@@ -73,26 +76,30 @@ impl Ours {
                 window,
                 slot_limit: None,
             };
-            let (replica, effects) = Replica::new(config, Checksum::default())
+            let (replica, mut effects) = Replica::new(config, Checksum::default())
                 .map_err(|e| anyhow::anyhow!("replica {id}: {e}"))?;
             cluster.nodes.push(Node {
                 replica,
                 log: Vec::new(),
             });
-            cluster.perform(id, effects);
+            cluster.perform(id, &mut effects);
         }
         anyhow::ensure!(cluster.nodes[LEADER as usize].replica.is_leading());
         Ok(cluster)
     }
 
     fn step(&mut self, id: NodeId, input: Input<u64>) {
-        let effects = self.nodes[id as usize].replica.step(input);
-        self.perform(id, effects);
+        let mut effects = std::mem::take(&mut self.effects);
+        self.nodes[id as usize]
+            .replica
+            .step_into(input, &mut effects);
+        self.perform(id, &mut effects);
+        self.effects = effects;
     }
 
-    fn perform(&mut self, id: NodeId, effects: Vec<Effect<u64, u64>>) {
+    fn perform(&mut self, id: NodeId, effects: &mut Vec<Effect<u64, u64>>) {
         let node = &mut self.nodes[id as usize];
-        for effect in effects {
+        for effect in effects.drain(..) {
             match effect {
                 Effect::Persist(record) => node.log.push(record),
                 Effect::Send { to, msg } => self.network.push_back((id, to, msg)),

@@ -210,47 +210,59 @@ impl Transition {
     }
 }
 
-/// A step's effects while they are produced: records first, everything else after.
-struct Outbox<Op, Out> {
-    records: Vec<Record<Op>>,
-    effects: Vec<Effect<Op, Out>>,
+/// A step's effects while they are produced, appended to the caller's buffer (reused across
+/// steps by [`Replica::step_into`]): the step's records first, everything else after.
+struct Outbox<'a, Op, Out> {
+    effects: &'a mut Vec<Effect<Op, Out>>,
+    /// Where the step's records end in `effects`, and its other effects begin.
+    records_end: usize,
+    /// Where the step's effects begin in `effects`.
+    start: usize,
 }
 
-impl<Op, Out> Outbox<Op, Out> {
-    fn new() -> Self {
+impl<'a, Op, Out> Outbox<'a, Op, Out> {
+    fn new(effects: &'a mut Vec<Effect<Op, Out>>) -> Self {
+        let start = effects.len();
         Outbox {
-            records: Vec::new(),
-            effects: Vec::new(),
+            effects,
+            records_end: start,
+            start,
         }
+    }
+
+    /// A record goes before every non-record effect of the step: the runtime makes it durable
+    /// before it performs any of them. A step writes its records before or between its sends
+    /// as the rules read; the insertion moves at most the few effects already pushed.
+    fn persist(&mut self, record: Record<Op>) {
+        self.effects
+            .insert(self.records_end, Effect::Persist(record));
+        self.records_end += 1;
+    }
+
+    fn push(&mut self, effect: Effect<Op, Out>) {
+        self.effects.push(effect);
+    }
+
+    fn persisted(&self) -> usize {
+        self.records_end - self.start
     }
 
     fn sent(&self) -> usize {
-        let sends = self.effects.iter();
+        let sends = self.effects[self.records_end..].iter();
         sends.filter(|e| matches!(e, Effect::Send { .. })).count()
     }
 
-    /// Persists, then the rest, then a timer effect if the step changed whether it is armed.
-    fn finish(self, armed_before: bool, armed_after: bool) -> Vec<Effect<Op, Out>> {
-        // Most steps persist nothing (a leader's Accepted that does not reach a majority, a
-        // duplicate): their effects vector is returned as is, without a copy.
-        let mut effects = if self.records.is_empty() {
-            self.effects
-        } else {
-            let mut effects = Vec::with_capacity(self.records.len() + self.effects.len() + 1);
-            effects.extend(self.records.into_iter().map(Effect::Persist));
-            effects.extend(self.effects);
-            effects
-        };
+    /// Adds a timer effect if the step changed whether the timer is armed.
+    fn finish(self, armed_before: bool, armed_after: bool) {
         match (armed_before, armed_after) {
-            (false, true) => effects.push(Effect::SetElectionTimer),
-            (true, false) => effects.push(Effect::CancelElectionTimer),
+            (false, true) => self.effects.push(Effect::SetElectionTimer),
+            (true, false) => self.effects.push(Effect::CancelElectionTimer),
             _ => {}
         }
-        effects
     }
 }
 
-type OutboxOf<SM> = Outbox<<SM as StateMachine>::Op, <SM as StateMachine>::Output>;
+type OutboxOf<'a, SM> = Outbox<'a, <SM as StateMachine>::Op, <SM as StateMachine>::Output>;
 
 impl<SM: StateMachine> Replica<SM> {
     /// Bootstrap from empty storage. The initial leader leads at `1.<id>` and persists
@@ -265,7 +277,8 @@ impl<SM: StateMachine> Replica<SM> {
             sm,
             in_flight: HashMap::new(),
         };
-        let mut out = Outbox::new();
+        let mut effects = Vec::new();
+        let mut out = Outbox::new(&mut effects);
         if replica.config.id == replica.config.initial_leader {
             replica.set_round(1, &mut out);
             replica.set_promised(bootstrap, &mut out);
@@ -277,7 +290,8 @@ impl<SM: StateMachine> Replica<SM> {
         replica.trace(&Transition::new(Rule::Bootstrap, "bootstrap"), &out);
         replica.check_invariants();
         let armed = replica.election_timer_armed();
-        Ok((replica, out.finish(false, armed)))
+        out.finish(false, armed);
+        Ok((replica, effects))
     }
 
     /// M11: restart from storage only, as a follower. The promise is the highest of the
@@ -334,11 +348,14 @@ impl<SM: StateMachine> Replica<SM> {
             sm,
             in_flight: HashMap::new(),
         };
-        replica.apply_chosen(&mut Outbox::new());
-        let out = Outbox::new();
+        // Re-applying sends no replies: its effects are dropped.
+        replica.apply_chosen(&mut Outbox::new(&mut Vec::new()));
+        let mut effects = Vec::new();
+        let out = Outbox::new(&mut effects);
         replica.trace(&Transition::new(Rule::M11, "recover"), &out);
         replica.check_invariants();
-        Ok((replica, out.finish(false, true)))
+        out.finish(false, true);
+        Ok((replica, effects))
     }
 
     /// Concretisation for conformance: a replica in exactly `state`, which the caller keeps
@@ -361,8 +378,16 @@ impl<SM: StateMachine> Replica<SM> {
 
     /// Applies one input; returns the effects to perform, in order (see [`Effect`]).
     pub fn step(&mut self, input: Input<SM::Op>) -> Vec<ReplicaEffect<SM>> {
+        let mut effects = Vec::new();
+        self.step_into(input, &mut effects);
+        effects
+    }
+
+    /// [`Replica::step`], appending the effects to `effects`: a runtime that drains the buffer
+    /// after each step reuses one allocation for every step.
+    pub fn step_into(&mut self, input: Input<SM::Op>, effects: &mut Vec<ReplicaEffect<SM>>) {
         let armed = self.election_timer_armed();
-        let mut out = Outbox::new();
+        let mut out = Outbox::new(effects);
         let transition = match input {
             Input::ElectionTimeout => self.on_election_timeout(&mut out),
             Input::ClientRequest(command) => self.on_request(command, &mut out),
@@ -371,7 +396,7 @@ impl<SM: StateMachine> Replica<SM> {
         };
         self.trace(&transition, &out);
         self.check_invariants();
-        out.finish(armed, self.election_timer_armed())
+        out.finish(armed, self.election_timer_armed());
     }
 
     // ---------------------------------------------------------------- read-only view
@@ -500,7 +525,7 @@ impl<SM: StateMachine> Replica<SM> {
             return Transition::new(Rule::None, "tick");
         }
         let applied = self.state.applied;
-        out.effects.push(send(leader, Message::Status { applied }));
+        out.push(send(leader, Message::Status { applied }));
         Transition::new(Rule::C1, "tick")
     }
 
@@ -530,7 +555,7 @@ impl<SM: StateMachine> Replica<SM> {
             entries,
             all_applied: self.state.all_applied,
         };
-        out.effects.push(send(from, catch_up));
+        out.push(send(from, catch_up));
         Transition::new(Rule::C2, "status")
     }
 
@@ -617,17 +642,16 @@ impl<SM: StateMachine> Replica<SM> {
         }
         let rule = match verdict {
             PrepareVerdict::Refuse { promised } => {
-                out.effects
-                    .push(send(from, Message::Nack { ballot, promised }));
+                out.push(send(from, Message::Nack { ballot, promised }));
                 Rule::M2Nack
             }
             PrepareVerdict::Repeat => {
-                out.effects.push(send(from, self.promise(ballot)));
+                out.push(send(from, self.promise(ballot)));
                 Rule::M2Repeat
             }
             PrepareVerdict::Promise => {
                 self.set_promised(ballot, out);
-                out.effects.push(send(from, self.promise(ballot)));
+                out.push(send(from, self.promise(ballot)));
                 self.step_down();
                 Rule::M2
             }
@@ -716,7 +740,7 @@ impl<SM: StateMachine> Replica<SM> {
             }
             Phase::Leading { .. } => {
                 if executed(&self.state.clients, id) {
-                    out.effects.push(self.reply_from_table(id));
+                    out.push(self.reply_from_table(id));
                 } else if !self.state.pending.contains_key(&id) && !self.in_flight.contains_key(&id)
                 {
                     self.state.pending.insert(id, command);
@@ -739,8 +763,7 @@ impl<SM: StateMachine> Replica<SM> {
         out: &mut OutboxOf<SM>,
     ) -> Transition {
         if let Err(promised) = rules::may_accept(Some(self.state.promised), ballot) {
-            out.effects
-                .push(send(from, Message::Nack { ballot, promised }));
+            out.push(send(from, Message::Nack { ballot, promised }));
             return Transition::new(Rule::M6Nack, "accept")
                 .ballot(ballot)
                 .slot(slot);
@@ -752,7 +775,7 @@ impl<SM: StateMachine> Replica<SM> {
             slot,
             entry,
         };
-        out.effects.push(send(from, accepted));
+        out.push(send(from, accepted));
         let campaigning = !matches!(self.state.phase, Phase::Follower);
         if campaigning && self.ballot() < ballot {
             self.step_down();
@@ -913,13 +936,13 @@ impl<SM: StateMachine> Replica<SM> {
         };
         self.state.clients.insert(command.client, row);
         let (client, seq) = command.id();
-        out.effects.push(Effect::Executed {
+        out.push(Effect::Executed {
             slot,
             command,
             output: output.clone(),
         });
         if self.is_leading() {
-            out.effects.push(Effect::Reply {
+            out.push(Effect::Reply {
                 client,
                 seq,
                 output: Some(output),
@@ -968,7 +991,7 @@ impl<SM: StateMachine> Replica<SM> {
             return;
         }
         self.state.persisted_round = round;
-        out.records.push(Record::Round(round));
+        out.persist(Record::Round(round));
     }
 
     /// Written unless storage already holds exactly this promise (after recovery, the
@@ -977,7 +1000,7 @@ impl<SM: StateMachine> Replica<SM> {
         self.state.promised = ballot;
         if self.state.persisted_promise != Some(ballot) {
             self.state.persisted_promise = Some(ballot);
-            out.records.push(Record::Promise(ballot));
+            out.persist(Record::Promise(ballot));
         }
     }
 
@@ -994,7 +1017,7 @@ impl<SM: StateMachine> Replica<SM> {
         }
         self.state.accepted.insert(slot, vote.clone());
         let (ballot, entry) = vote;
-        out.records.push(Record::Accept {
+        out.persist(Record::Accept {
             slot,
             ballot,
             entry,
@@ -1021,7 +1044,7 @@ impl<SM: StateMachine> Replica<SM> {
             }
         }
         self.state.chosen.insert(slot, entry.clone());
-        out.records.push(Record::Chosen { slot, entry });
+        out.persist(Record::Chosen { slot, entry });
     }
 
     fn send_to_others(&self, msg: Message<SM::Op>, out: &mut OutboxOf<SM>) {
@@ -1030,10 +1053,10 @@ impl<SM: StateMachine> Replica<SM> {
         let mut others = self.config.others().peekable();
         while let Some(to) = others.next() {
             if others.peek().is_none() {
-                out.effects.push(send(to, msg));
+                out.push(send(to, msg));
                 return;
             }
-            out.effects.push(send(to, msg.clone()));
+            out.push(send(to, msg.clone()));
         }
     }
 
@@ -1155,7 +1178,7 @@ impl<SM: StateMachine> Replica<SM> {
             chosen = transition.chosen,
             applied = self.state.applied,
             pending = self.state.pending.len(),
-            persisted = out.records.len(),
+            persisted = out.persisted(),
             sent = out.sent(),
         );
     }

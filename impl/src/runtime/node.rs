@@ -200,6 +200,8 @@ pub struct NodeTask {
     gate: DurabilityGate<Action>,
     records: Vec<Record<KvOp>>,
     actions: Vec<Action>,
+    /// The core's effects of one step; drained after each, so one allocation serves them all.
+    effects: Vec<Effect<KvOp, KvOutput>>,
     waiters: HashMap<CommandId, Vec<oneshot::Sender<ClientOutcome>>>,
     election_deadline: Option<tokio::time::Instant>,
     /// The highest ballot heard from a leader, and when.
@@ -232,6 +234,7 @@ impl NodeTask {
             gate: DurabilityGate::default(),
             records: Vec::new(),
             actions: Vec::new(),
+            effects: Vec::new(),
             waiters: HashMap::new(),
             election_deadline: None,
             leader_seen: None,
@@ -427,7 +430,8 @@ impl NodeTask {
         let promised_before = self.replica.promised();
         let logged_input = self.step_log.as_ref().map(|_| input.clone());
         let replica = &mut self.replica;
-        let effects = with_core_mutant(self.core_mutant, || replica.step(input));
+        let mut effects = std::mem::take(&mut self.effects);
+        with_core_mutant(self.core_mutant, || replica.step_into(input, &mut effects));
         if let (Some(log), Some(input)) = (&mut self.step_log, logged_input) {
             let line = StepLine::Step {
                 node: self.id,
@@ -440,7 +444,7 @@ impl NodeTask {
                 self.failure = Some(NodeError::StepLog(e.to_string()));
             }
         }
-        for effect in effects {
+        for effect in effects.drain(..) {
             match effect {
                 Effect::Persist(record) => {
                     self.count_record(&record);
@@ -450,6 +454,7 @@ impl NodeTask {
                 other => self.actions.push(Action::Core(other)),
             }
         }
+        self.effects = effects;
         let promised = self.replica.promised();
         if promised > promised_before && promised.node != self.id {
             self.heard_leader(promised);
