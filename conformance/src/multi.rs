@@ -28,8 +28,9 @@
 //!   written (the two sides may write the bootstrap promise at different moments);
 //! - the impl has no round bound, so its timer counts as armed when it is armed *and* a
 //!   campaign is within the model's `max_round` (the model disarms it otherwise);
-//! - a leader's voters of chosen slots are dead state, kept by the core and (mostly) cleared by
-//!   the model: both sides are compared in [`canonical`] form, without them.
+//! - a leader's voters of chosen slots are dead state, cleared by both sides when the slot is
+//!   chosen but set by the model (not the core) when a leader proposes into a slot it already
+//!   learned as chosen: both sides are compared in [`canonical`] form, without them.
 //!
 //! Every disagreement is a [`Divergence`].
 //!
@@ -534,10 +535,10 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
 
 /// The replica state with the voters of chosen slots forgotten, the form both sides are
 /// compared in. Those voters are dead state: no rule reads `votes[s]` once `chosen[s]` is set
-/// (M7 ignores chosen slots, M5 and M5b count only unchosen ones). The model clears them when
-/// M7 or M8 chooses the slot and the core keeps them, but a leader can also propose into a
-/// slot it already learned as chosen (M5b after an M8 at or above `next_slot`), and then both
-/// hold `votes[s] = {self}` for a chosen `s`; the core's state cannot tell the two apart.
+/// (M7 ignores chosen slots, M5 and M5b count only unchosen ones). Both sides clear them when
+/// M7 or M8 chooses the slot, but a leader can also propose into a slot it already learned as
+/// chosen (M5b after an M8 at or above `next_slot`): the model then holds `votes[s] = {self}`
+/// for a chosen `s`, and the core no voters (its voters are exactly the slots in flight).
 pub fn canonical(mut r: ReplicaState) -> ReplicaState {
     if let LeaderPhase::Leading { ref mut votes, .. } = r.phase {
         for (voters, chosen) in votes.iter_mut().zip(r.chosen) {
