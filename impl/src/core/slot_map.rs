@@ -393,6 +393,7 @@ mod tests {
             rev
         });
         assert_eq!(map.len(), reference.len());
+        assert_eq!(map.is_empty(), reference.is_empty());
         assert_eq!(map.last_slot(), reference.keys().next_back().copied());
         for &a in probes {
             assert_eq!(map.get(&a), reference.get(&a));
