@@ -976,9 +976,24 @@ fn every_transition_emits_exactly_one_trace_event_with_the_stable_fields() {
                 entry: c(1, 1),
             },
         ));
+        // From a stranger: ignored, but its event still names what arrived and from whom.
+        r.step(deliver(9, Message::Prepare { ballot: b(3, 9) }));
     });
     let rules: Vec<_> = events.iter().map(|e| e["rule"].as_str()).collect();
-    assert_eq!(rules, ["bootstrap", "M5", "M7", "M2''", "none"]);
+    assert_eq!(rules, ["bootstrap", "M5", "M7", "M2''", "none", "none"]);
+    let inputs: Vec<_> = events.iter().map(|e| e["input"].as_str()).collect();
+    assert_eq!(
+        inputs,
+        [
+            "bootstrap",
+            "client_request",
+            "accepted",
+            "prepare",
+            "decide",
+            "prepare"
+        ]
+    );
+    assert_eq!(events[5]["from"], "9");
     let always = [
         "node",
         "rule",
