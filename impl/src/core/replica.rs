@@ -107,7 +107,10 @@ pub struct Replica<SM: StateMachine> {
     sm: SM,
     /// Derived from the leading phase's `votes` and `accepted` ([`requests_in_flight`]): how
     /// many slots in flight hold each request, so that M5's "already in flight?" is a lookup,
-    /// not a scan of the window. Empty unless leading.
+    /// not a scan of the window. Empty unless leading. A request chosen but not yet applied (a
+    /// slot below it is still open) is not in flight: the spec re-proposes it if it arrives
+    /// again, and M9 executes it once. A count, because M4 may re-propose one request in two
+    /// slots.
     in_flight: HashMap<CommandId, u32>,
 }
 
