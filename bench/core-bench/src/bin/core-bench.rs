@@ -1,7 +1,8 @@
 //! `core-bench`: our Multi-Paxos core against OmniPaxos, in process, one thread, 3 replicas,
 //! in-memory network and storage, a window of commands in flight. Prints one table row per
 //! window (median of `--reps` runs, the two systems interleaved so that machine load hits both
-//! alike). Run it in release: debug builds run the core's invariant scans.
+//! alike), with the most heap each system's run held. Run it in release: debug builds run the
+//! core's invariant scans.
 //!
 //!   cargo run --release -p paxos-bench --bin core-bench -- --commands 200000 --reps 5
 
@@ -9,6 +10,20 @@ use clap::Parser;
 use paxos_bench::harness::{self, Cluster, Measurement};
 use paxos_bench::omni::Omni;
 use paxos_bench::ours::Ours;
+use peakmem_alloc::{PeakMemAlloc, PeakMemAllocTrait, INSTRUMENTED_SYSTEM};
+
+/// Counts live heap bytes, so that each run reports the most it held. Peak RSS cannot: both
+/// systems run in one process, interleaved, and freed memory stays with the process. The cost
+/// is a few atomic operations per allocation, alike for both systems.
+#[global_allocator]
+static HEAP: &PeakMemAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+/// One run: its measurement and the most heap the cluster and the loop held during it.
+#[derive(Clone, Copy)]
+struct Run {
+    measured: Measurement,
+    peak_heap_bytes: usize,
+}
 
 #[derive(Parser)]
 struct Args {
@@ -43,25 +58,26 @@ fn main() -> anyhow::Result<()> {
         args.commands, args.warmup, args.reps
     );
     println!();
-    println!("| window | ours commits/s | omnipaxos commits/s | ratio (ours / omnipaxos) | messages per command, ours | messages per command, omnipaxos |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("| window | ours commits/s | omnipaxos commits/s | ratio (ours / omnipaxos) | messages per command, ours | messages per command, omnipaxos | peak heap MB, ours | peak heap MB, omnipaxos |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &window in &args.windows {
         let mut ours = Vec::new();
         let mut omni = Vec::new();
         for _ in 0..args.reps {
-            let mut cluster = Ours::new(window)?;
-            ours.push(measure(&mut cluster, window, &args)?);
-            let mut cluster = Omni::new()?;
-            omni.push(measure(&mut cluster, window, &args)?);
+            ours.push(measure(|| Ours::new(window), window, &args)?);
+            omni.push(measure(Omni::new, window, &args)?);
         }
         let (ours, omni) = (median(&mut ours), median(&mut omni));
+        let (o, p) = (ours.measured, omni.measured);
         println!(
-            "| {window} | {} | {} | {:.2} | {:.3} | {:.3} |",
-            thousands(ours.commits_per_second()),
-            thousands(omni.commits_per_second()),
-            ours.commits_per_second() / omni.commits_per_second(),
-            ours.messages as f64 / ours.commands as f64,
-            omni.messages as f64 / omni.commands as f64,
+            "| {window} | {} | {} | {:.2} | {:.3} | {:.3} | {:.0} | {:.0} |",
+            thousands(o.commits_per_second()),
+            thousands(p.commits_per_second()),
+            o.commits_per_second() / p.commits_per_second(),
+            o.messages as f64 / o.commands as f64,
+            p.messages as f64 / p.commands as f64,
+            megabytes(ours.peak_heap_bytes),
+            megabytes(omni.peak_heap_bytes),
         );
     }
     Ok(())
@@ -71,8 +87,8 @@ fn profile(only: &str, args: &Args) -> anyhow::Result<()> {
     for &window in &args.windows {
         for _ in 0..args.reps {
             match only {
-                "ours" => measure(&mut Ours::new(window)?, window, args)?,
-                "omnipaxos" => measure(&mut Omni::new()?, window, args)?,
+                "ours" => measure(|| Ours::new(window), window, args)?,
+                "omnipaxos" => measure(Omni::new, window, args)?,
                 other => anyhow::bail!("--only takes ours or omnipaxos, not {other}"),
             };
         }
@@ -80,19 +96,39 @@ fn profile(only: &str, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure(cluster: &mut dyn Cluster, window: u64, args: &Args) -> anyhow::Result<Measurement> {
-    let m = harness::run(cluster, window, args.commands, args.warmup)?;
+/// One run on a cluster `build` makes; the heap is counted from before the cluster exists.
+fn measure<C: Cluster>(
+    build: impl FnOnce() -> anyhow::Result<C>,
+    window: u64,
+    args: &Args,
+) -> anyhow::Result<Run> {
+    HEAP.reset_peak_memory();
+    let mut cluster = build()?;
+    let measured = harness::run(&mut cluster, window, args.commands, args.warmup)?;
+    let peak_heap_bytes = HEAP.get_peak_memory();
     eprintln!(
-        "{} window {window}: {:.0} commits/s",
+        "{} window {window}: {:.0} commits/s, peak heap {:.0} MB",
         cluster.name(),
-        m.commits_per_second()
+        measured.commits_per_second(),
+        megabytes(peak_heap_bytes)
     );
-    Ok(m)
+    Ok(Run {
+        measured,
+        peak_heap_bytes,
+    })
 }
 
-fn median(runs: &mut [Measurement]) -> Measurement {
-    runs.sort_by(|a, b| a.commits_per_second().total_cmp(&b.commits_per_second()));
+/// The run of median throughput (its heap figure with it).
+fn median(runs: &mut [Run]) -> Run {
+    runs.sort_by(|a, b| {
+        let speed = |r: &Run| r.measured.commits_per_second();
+        speed(a).total_cmp(&speed(b))
+    });
     runs[runs.len() / 2]
+}
+
+fn megabytes(bytes: usize) -> f64 {
+    bytes as f64 / 1e6
 }
 
 fn thousands(x: f64) -> String {
