@@ -994,6 +994,8 @@ fn every_transition_emits_exactly_one_trace_event_with_the_stable_fields() {
         ]
     );
     assert_eq!(events[5]["from"], "9");
+    let persisted: Vec<_> = events.iter().map(|e| e["persisted"].as_str()).collect();
+    assert_eq!(persisted, ["2", "1", "1", "0", "0", "0"]);
     let always = [
         "node",
         "rule",
