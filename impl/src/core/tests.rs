@@ -1029,6 +1029,29 @@ fn every_transition_emits_exactly_one_trace_event_with_the_stable_fields() {
     );
 }
 
+#[test]
+fn step_into_appends_after_what_the_buffer_holds() {
+    // A runtime that has not drained its buffer yet: this step's records go after the effects
+    // already there (they belong to an earlier step), still before this step's sends.
+    let mut r = leader();
+    let mut effects = r.step(request(1, 1));
+    let earlier = effects.clone();
+    let events = capture_events(|| r.step_into(request(2, 1), &mut effects));
+    let a1 = accept(b(1, 0), 1, c(2, 1));
+    let mut expected = earlier;
+    expected.extend([
+        accept_record(1, b(1, 0), c(2, 1)),
+        send(1, a1.clone()),
+        send(2, a1),
+    ]);
+    assert_eq!(effects, expected);
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0]["persisted"].as_str(), events[0]["sent"].as_str()),
+        ("1", "2")
+    );
+}
+
 // ------------------------------------------------------------- catch-up (C1–C3), snapshots
 
 /// The leader with slot 0 chosen (`c(1, 1)`, accepted by replica 1).
