@@ -920,6 +920,13 @@ fn capture_events(run: impl FnOnce()) -> Vec<EventFields> {
             .expect("the core's tests install no other global subscriber");
         capture
     });
+    // libtest reuses threads, and once the subscriber is installed every core step records
+    // its event: drop what this thread recorded before `run`, in this test or an earlier one.
+    capture
+        .events
+        .lock()
+        .unwrap()
+        .remove(&thread::current().id());
     run();
     let mut events = capture.events.lock().unwrap();
     events.remove(&thread::current().id()).unwrap_or_default()
