@@ -904,11 +904,9 @@ impl<SM: StateMachine> Replica<SM> {
             if let Phase::Leading { next_slot, votes } = &mut self.state.phase {
                 if in_flight {
                     votes.insert(*next_slot, BTreeSet::from([self.config.id]));
+                    *self.in_flight.entry(id).or_default() += 1;
                 }
                 *next_slot = after;
-            }
-            if in_flight {
-                *self.in_flight.entry(id).or_default() += 1;
             }
         }
     }
