@@ -71,20 +71,25 @@ fn any_ballot() -> impl Strategy<Value = Ballot> {
 
 fn any_peer_msg() -> impl Strategy<Value = PeerMsg> {
     prop_oneof![
-        (any_ballot(), 0u64..1_000, any_entry()).prop_map(|(ballot, slot, entry)| PeerMsg::Paxos(
-            Message::Accept {
+        (
+            any_ballot(),
+            0u64..1_000,
+            proptest::collection::vec(any_entry(), 0..4)
+        )
+            .prop_map(|(ballot, slot, entries)| PeerMsg::Paxos(Message::Accept {
                 ballot,
                 slot,
-                entry
-            }
-        )),
-        (any_ballot(), 0u64..1_000, any_entry()).prop_map(|(ballot, slot, entry)| {
+                entries
+            })),
+        (any_ballot(), 0u64..1_000, 0u64..8).prop_map(|(ballot, slot, count)| {
             PeerMsg::Paxos(Message::Accepted {
                 ballot,
                 slot,
-                entry,
+                count,
             })
         }),
+        (0u64..1_000, proptest::collection::vec(any_entry(), 0..4))
+            .prop_map(|(slot, entries)| PeerMsg::Paxos(Message::Decide { slot, entries })),
         any_ballot().prop_map(|ballot| PeerMsg::Paxos(Message::Prepare { ballot })),
         (0u64..1_000).prop_map(|applied| PeerMsg::Paxos(Message::Status { applied })),
         (any_ballot(), 0u64..1_000)

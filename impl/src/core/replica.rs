@@ -393,7 +393,8 @@ impl<SM: StateMachine> Replica<SM> {
         let mut out = Outbox::new(effects);
         let transition = match input {
             Input::ElectionTimeout => self.on_election_timeout(&mut out),
-            Input::ClientRequest(command) => self.on_request(command, &mut out),
+            Input::ClientRequest(command) => self.on_requests([command], &mut out),
+            Input::ClientRequests(commands) => self.on_requests(commands, &mut out),
             Input::Message { from, msg } => self.on_message(from, msg, &mut out),
             Input::Tick => self.on_tick(&mut out),
         };
@@ -617,14 +618,14 @@ impl<SM: StateMachine> Replica<SM> {
             Message::Accept {
                 ballot,
                 slot,
-                entry,
-            } => self.on_accept(from, ballot, slot, entry, out),
+                entries,
+            } => self.on_accept(from, ballot, slot, entries, out),
             Message::Accepted {
                 ballot,
                 slot,
-                entry,
-            } => self.on_accepted(from, ballot, slot, entry, out),
-            Message::Decide { slot, entry } => self.on_decide(slot, entry, out),
+                count,
+            } => self.on_accepted(from, ballot, slot, count, out),
+            Message::Decide { slot, entries } => self.on_decide(slot, entries, out),
             Message::Status { applied } => self.on_status(from, applied, out),
             Message::CatchUp {
                 ballot,
@@ -712,11 +713,26 @@ impl<SM: StateMachine> Replica<SM> {
         let unchosen: Vec<Slot> = scan
             .filter(|s| !self.state.chosen.contains_key(s))
             .collect();
+        // One Accept per run of consecutive unchosen slots.
+        let mut run: Option<(Slot, Vec<Entry<SM::Op>>)> = None;
         for slot in unchosen {
             let entry = merged.remove(&slot).map_or(Entry::Noop, |(_, entry)| entry);
             reproposed.extend(entry.command().map(Command::id));
-            self.propose(slot, entry, out);
+            self.accept_own(slot, entry.clone(), out);
             votes.insert(slot, BTreeSet::from([self.config.id]));
+            match &mut run {
+                Some((first, entries)) if *first + entries.len() as Slot == slot => {
+                    entries.push(entry)
+                }
+                _ => {
+                    if let Some((first, entries)) = run.replace((slot, vec![entry])) {
+                        self.send_accept(first, entries, out);
+                    }
+                }
+            }
+        }
+        if let Some((first, entries)) = run {
+            self.send_accept(first, entries, out);
         }
         let next_slot = top.map_or(0, |top| top.saturating_add(1));
         self.state.phase = Phase::Leading { next_slot, votes };
@@ -728,43 +744,60 @@ impl<SM: StateMachine> Replica<SM> {
         self.propose_pending(out);
     }
 
-    /// M5 (leading), M5' (preparing), M5'' (following: nothing).
-    fn on_request(&mut self, command: Command<SM::Op>, out: &mut OutboxOf<SM>) -> Transition {
-        let id = command.id();
-        let rule = match self.state.phase {
-            Phase::Follower => Rule::M5Follower,
-            Phase::Preparing { .. } => {
-                if executed(&self.state.clients, id) || self.state.pending.contains_key(&id) {
-                    Rule::None
-                } else {
-                    self.state.pending.insert(id, command);
-                    Rule::M5Preparing
+    /// M5 (leading), M5' (preparing), M5'' (following: nothing) for each request, then M5b
+    /// once: what the requests make pending is proposed as one run. The requests one by one
+    /// in ascending `(client, seq)` order end in the same state with the same messages, slot
+    /// for slot: M5b always takes the least pending command first.
+    fn on_requests(
+        &mut self,
+        commands: impl IntoIterator<Item = Command<SM::Op>>,
+        out: &mut OutboxOf<SM>,
+    ) -> Transition {
+        let mut rule = Rule::None;
+        for command in commands {
+            let id = command.id();
+            match self.state.phase {
+                Phase::Follower => rule = Rule::M5Follower,
+                Phase::Preparing { .. } => {
+                    if !executed(&self.state.clients, id) && !self.state.pending.contains_key(&id)
+                    {
+                        self.state.pending.insert(id, command);
+                        rule = Rule::M5Preparing;
+                    }
+                }
+                Phase::Leading { .. } => {
+                    rule = Rule::M5;
+                    if executed(&self.state.clients, id) {
+                        out.push(self.reply_from_table(id));
+                    } else if !self.state.pending.contains_key(&id)
+                        && !self.in_flight.contains_key(&id)
+                    {
+                        self.state.pending.insert(id, command);
+                    }
                 }
             }
-            Phase::Leading { .. } => {
-                if executed(&self.state.clients, id) {
-                    out.push(self.reply_from_table(id));
-                } else if !self.state.pending.contains_key(&id) && !self.in_flight.contains_key(&id)
-                {
-                    self.state.pending.insert(id, command);
-                    self.propose_pending(out);
-                }
-                Rule::M5
-            }
-        };
+        }
+        self.propose_pending(out);
         Transition::new(rule, "client_request")
     }
 
-    /// M6: accept at a ballot at or above the promise, answer the leader, step down if this
-    /// replica was preparing or leading at a lower ballot. M6': Nack below the promise.
+    /// M6: accept every slot of the run at a ballot at or above the promise, answer the
+    /// leader once for the run, step down if this replica was preparing or leading at a lower
+    /// ballot. M6': Nack below the promise, once for the run. An empty run, or one that runs
+    /// past the last slot, comes from no correct leader and is ignored.
     fn on_accept(
         &mut self,
         from: NodeId,
         ballot: Ballot,
         slot: Slot,
-        entry: Entry<SM::Op>,
+        entries: Vec<Entry<SM::Op>>,
         out: &mut OutboxOf<SM>,
     ) -> Transition {
+        let Some(count) = run_length(slot, entries.len()) else {
+            return Transition::new(Rule::None, "accept")
+                .ballot(ballot)
+                .slot(slot);
+        };
         if let Err(promised) = rules::may_accept(Some(self.state.promised), ballot) {
             out.push(send(from, Message::Nack { ballot, promised }));
             return Transition::new(Rule::M6Nack, "accept")
@@ -772,11 +805,14 @@ impl<SM: StateMachine> Replica<SM> {
                 .slot(slot);
         }
         self.set_promised(ballot, out);
-        self.set_accepted(slot, ballot, entry.clone(), out);
+        // `run_length` checked that the run's slots do not overflow.
+        for (i, entry) in (0..).zip(entries) {
+            self.set_accepted(slot + i, ballot, entry, out);
+        }
         let accepted = Message::Accepted {
             ballot,
             slot,
-            entry,
+            count,
         };
         out.push(send(from, accepted));
         let campaigning = !matches!(self.state.phase, Phase::Follower);
@@ -788,14 +824,16 @@ impl<SM: StateMachine> Replica<SM> {
             .slot(slot)
     }
 
-    /// M7: count a vote for a slot proposed at the own ballot; on a majority the slot is
-    /// chosen: persist, Decide, apply (M9), and refill the window (M5b).
+    /// M7: count a vote for every slot of the run proposed at the own ballot and still in
+    /// flight; the slots that reach a majority are chosen with the leader's own proposal:
+    /// persist, one Decide per run of them, apply (M9), and refill the window (M5b). As the
+    /// run's slots one by one in ascending order would, which is how conformance checks it.
     fn on_accepted(
         &mut self,
         from: NodeId,
         ballot: Ballot,
         slot: Slot,
-        entry: Entry<SM::Op>,
+        count: u64,
         out: &mut OutboxOf<SM>,
     ) -> Transition {
         let ignored = Transition::new(Rule::None, "accepted")
@@ -806,47 +844,82 @@ impl<SM: StateMachine> Replica<SM> {
         let Phase::Leading { votes, .. } = &mut self.state.phase else {
             return ignored;
         };
-        // Below the applied prefix is chosen too, though compaction may have forgotten it.
-        if ballot != own || self.state.chosen.contains_key(&slot) || slot < self.state.applied {
+        if ballot != own {
             return ignored;
         }
-        let Some(voters) = votes.get_mut(&slot) else {
-            return ignored;
-        };
-        if !voters.insert(from) {
+        // Only unchosen slots from `applied` up hold voters (`check_invariants`): a chosen slot,
+        // or one below the applied prefix that compaction may have forgotten, is skipped.
+        let end = slot.saturating_add(count);
+        let mut counted = false;
+        let mut reached = Vec::new();
+        for (&at, voters) in votes.range_mut(slot..end) {
+            if voters.insert(from) {
+                counted = true;
+                if voters.len() >= majority {
+                    reached.push(at);
+                }
+            }
+        }
+        if !counted {
             return ignored;
         }
-        let counted = Transition::new(Rule::M7, "accepted")
+        let mut transition = Transition::new(Rule::M7, "accepted")
             .ballot(ballot)
             .slot(slot);
-        if voters.len() < majority {
-            return counted;
+        let mut decided: Option<(Slot, Vec<Entry<SM::Op>>)> = None;
+        for at in reached {
+            let Some((_, entry)) = self.state.accepted.get(&at) else {
+                continue;
+            };
+            let entry = entry.clone();
+            self.choose(at, entry.clone(), out);
+            transition = transition.chosen(at);
+            match &mut decided {
+                Some((first, entries)) if *first + entries.len() as Slot == at => {
+                    entries.push(entry)
+                }
+                _ => {
+                    if let Some((first, entries)) = decided.replace((at, vec![entry])) {
+                        self.send_to_others(Message::Decide { slot: first, entries }, out);
+                    }
+                }
+            }
         }
-        self.choose(slot, entry.clone(), out);
-        self.send_to_others(Message::Decide { slot, entry }, out);
+        if let Some((first, entries)) = decided {
+            self.send_to_others(Message::Decide { slot: first, entries }, out);
+        }
         self.apply_chosen(out);
         self.propose_pending(out);
-        counted.chosen(slot)
+        transition
     }
 
-    /// M8: learn a chosen slot from the leader and apply (M9).
+    /// M8: learn the chosen slots of a run from the leader and apply (M9).
     fn on_decide(
         &mut self,
         slot: Slot,
-        entry: Entry<SM::Op>,
+        entries: Vec<Entry<SM::Op>>,
         out: &mut OutboxOf<SM>,
     ) -> Transition {
-        if self.state.chosen.contains_key(&slot) || slot < self.state.applied {
-            return Transition::new(Rule::None, "decide").slot(slot);
+        let mut transition = Transition::new(Rule::None, "decide").slot(slot);
+        if run_length(slot, entries.len()).is_none() {
+            return transition;
         }
-        if mutants::active(Mutant::ApplyOutOfOrder) && slot > self.state.applied {
-            if let Some(command) = entry.command().cloned() {
-                self.execute(slot, command, out);
+        // `run_length` checked that the run's slots do not overflow.
+        for (i, entry) in (0..).zip(entries) {
+            let at = slot + i;
+            if self.state.chosen.contains_key(&at) || at < self.state.applied {
+                continue;
             }
+            if mutants::active(Mutant::ApplyOutOfOrder) && at > self.state.applied {
+                if let Some(command) = entry.command().cloned() {
+                    self.execute(at, command, out);
+                }
+            }
+            self.choose(at, entry, out);
+            transition = Transition::new(Rule::M8, "decide").slot(slot).chosen(at);
         }
-        self.choose(slot, entry, out);
         self.apply_chosen(out);
-        Transition::new(Rule::M8, "decide").slot(slot).chosen(slot)
+        transition
     }
 
     /// M10: the own ballot was refused; remember how high the refusal was and step down.
@@ -878,26 +951,33 @@ impl<SM: StateMachine> Replica<SM> {
     }
 
     /// M5b: while leading, with pending commands, fewer than `window` slots in flight and the
-    /// slot bound not reached, propose the least pending command in `next_slot`.
+    /// slot bound not reached, propose the least pending command in `next_slot`. Everything
+    /// one call proposes goes out as one run.
     fn propose_pending(&mut self, out: &mut OutboxOf<SM>) {
+        let Phase::Leading { next_slot: first, .. } = self.state.phase else {
+            return;
+        };
+        let mut entries = Vec::new();
         loop {
             let Phase::Leading { next_slot, .. } = self.state.phase else {
-                return;
+                break;
             };
             let at_limit = self
                 .config
                 .slot_limit
                 .is_some_and(|limit| next_slot >= limit);
             if at_limit || self.slots_in_flight() >= self.config.window {
-                return;
+                break;
             }
             let Some(after) = next_slot.checked_add(1) else {
-                return;
+                break;
             };
             let Some((id, command)) = self.state.pending.pop_first() else {
-                return;
+                break;
             };
-            self.propose(next_slot, Entry::Command(command), out);
+            let entry = Entry::Command(command);
+            self.accept_own(next_slot, entry.clone(), out);
+            entries.push(entry);
             // A leader behind a slot decided by another one proposes into it (as modelled);
             // that slot is not in flight, and holds no voters, since it is chosen already.
             let in_flight = !self.state.chosen.contains_key(&next_slot);
@@ -908,6 +988,9 @@ impl<SM: StateMachine> Replica<SM> {
                 }
                 *next_slot = after;
             }
+        }
+        if !entries.is_empty() {
+            self.send_accept(first, entries, out);
         }
     }
 
@@ -974,14 +1057,19 @@ impl<SM: StateMachine> Replica<SM> {
         ballot
     }
 
-    /// Accept `entry` in `slot` at the own ballot and send the Accept (M4, M5b).
-    fn propose(&mut self, slot: Slot, entry: Entry<SM::Op>, out: &mut OutboxOf<SM>) {
+    /// Accept `entry` in `slot` at the own ballot (M4, M5b); [`Replica::send_accept`] sends it.
+    fn accept_own(&mut self, slot: Slot, entry: Entry<SM::Op>, out: &mut OutboxOf<SM>) {
         let ballot = self.ballot();
-        self.set_accepted(slot, ballot, entry.clone(), out);
+        self.set_accepted(slot, ballot, entry, out);
+    }
+
+    /// Phase 2a at the own ballot for the run from `slot` (M4, M5b).
+    fn send_accept(&self, slot: Slot, entries: Vec<Entry<SM::Op>>, out: &mut OutboxOf<SM>) {
+        let ballot = self.ballot();
         let accept = Message::Accept {
             ballot,
             slot,
-            entry,
+            entries,
         };
         self.send_to_others(accept, out);
     }
@@ -1224,6 +1312,13 @@ fn executed<Out>(clients: &BTreeMap<ClientId, ClientEntry<Out>>, (client, seq): 
         return false;
     }
     clients.get(&client).is_some_and(|row| row.last_seq >= seq)
+}
+
+/// The length of a run of `len` slots from `slot`, if it is not empty and ends within the slot
+/// space (a run from another replica is not trusted to).
+fn run_length(slot: Slot, len: usize) -> Option<u64> {
+    let len = u64::try_from(len).ok().filter(|&len| len > 0)?;
+    slot.checked_add(len - 1).map(|_| len)
 }
 
 fn send<Op, Out>(to: NodeId, msg: Message<Op>) -> Effect<Op, Out> {

@@ -79,20 +79,41 @@ fn persist(record: Record<u32>) -> E {
     Effect::Persist(record)
 }
 
+/// A run of one slot; `run` for longer ones.
 fn accept(ballot: Ballot, slot: Slot, entry: Entry<u32>) -> Message<u32> {
     Message::Accept {
         ballot,
         slot,
-        entry,
+        entries: vec![entry],
     }
 }
 
-fn accepted(ballot: Ballot, slot: Slot, entry: Entry<u32>) -> Message<u32> {
+fn accept_run(ballot: Ballot, slot: Slot, entries: Vec<Entry<u32>>) -> Message<u32> {
+    Message::Accept {
+        ballot,
+        slot,
+        entries,
+    }
+}
+
+fn accepted(ballot: Ballot, slot: Slot) -> Message<u32> {
+    accepted_run(ballot, slot, 1)
+}
+
+fn accepted_run(ballot: Ballot, slot: Slot, count: u64) -> Message<u32> {
     Message::Accepted {
         ballot,
         slot,
-        entry,
+        count,
     }
+}
+
+fn decide(slot: Slot, entry: Entry<u32>) -> Message<u32> {
+    decide_run(slot, vec![entry])
+}
+
+fn decide_run(slot: Slot, entries: Vec<Entry<u32>>) -> Message<u32> {
+    Message::Decide { slot, entries }
 }
 
 fn accept_record(slot: Slot, ballot: Ballot, entry: Entry<u32>) -> E {
@@ -340,12 +361,10 @@ fn m3_m4_merging_picks_the_highest_ballot_per_slot_and_fills_gaps_with_noop() {
     let mut expected: Vec<E> = (0..5)
         .map(|s| accept_record(s, b(3, 2), entries[s as usize].clone()))
         .collect();
-    for (slot, entry) in entries.iter().enumerate() {
-        let msg = accept(b(3, 2), slot as u64, entry.clone());
-        expected.extend([send(0, msg.clone()), send(1, msg)]);
-    }
+    let run = accept_run(b(3, 2), 0, entries.to_vec());
+    expected.extend([send(0, run.clone()), send(1, run)]);
     expected.push(Effect::CancelElectionTimer);
-    assert_eq!(r.step(deliver(0, promise)), expected);
+    assert_eq!(r.step(deliver(0, promise)), expected, "one Accept for the run");
     assert_eq!(
         *r.phase(),
         Phase::Leading {
@@ -364,10 +383,7 @@ fn m4_skips_chosen_slots_drops_reproposed_and_executed_pending_then_proposes_the
     assert_eq!(
         r.step(deliver(
             0,
-            Message::Decide {
-                slot: 0,
-                entry: c(1, 1)
-            }
+            decide(0, c(1, 1))
         )),
         vec![chosen_record(0, c(1, 1)), executed(0, cmd(1, 1), 0)],
         "no reply: only a leader replies"
@@ -433,8 +449,8 @@ fn m5_a_request_already_in_the_log_or_pending_changes_nothing() {
     assert_eq!(r.step(request(1, 1)), vec![], "accepted at the own ballot");
     assert_eq!(r.step(request(2, 1)), vec![], "pending");
     assert_eq!(r, before);
-    r.step(deliver(1, accepted(b(1, 0), 0, c(1, 1))));
-    r.step(deliver(1, accepted(b(1, 0), 1, c(2, 1))));
+    r.step(deliver(1, accepted(b(1, 0), 0)));
+    r.step(deliver(1, accepted(b(1, 0), 1)));
     let before = r.clone();
     let retried = Input::ClientRequest(Command {
         op: 999,
@@ -456,7 +472,7 @@ fn m5_a_request_chosen_but_not_yet_applied_is_proposed_again() {
     let mut r = start(config_of(0, 3, 3));
     r.step(request(1, 1));
     r.step(request(2, 1));
-    r.step(deliver(1, accepted(b(1, 0), 1, c(2, 1))));
+    r.step(deliver(1, accepted(b(1, 0), 1)));
     assert_eq!(r.applied(), 0, "slot 0 is still open");
     let a2 = accept(b(1, 0), 2, c(2, 1));
     assert_eq!(
@@ -475,10 +491,7 @@ fn m5_a_request_chosen_but_not_yet_applied_is_proposed_again() {
 #[test]
 fn m5_a_leader_behind_a_decided_slot_proposes_at_next_slot() {
     let mut r = leader();
-    let decide = Message::Decide {
-        slot: 0,
-        entry: c(1, 1),
-    };
+    let decide = decide(0, c(1, 1));
     assert_eq!(
         r.step(deliver(1, decide)),
         vec![
@@ -503,9 +516,9 @@ fn m5_a_leader_behind_a_decided_slot_proposes_at_next_slot() {
 fn m5_an_executed_request_is_answered_from_the_client_table() {
     let mut r = leader();
     r.step(request(1, 1));
-    r.step(deliver(2, accepted(b(1, 0), 0, c(1, 1))));
+    r.step(deliver(2, accepted(b(1, 0), 0)));
     r.step(request(1, 2));
-    r.step(deliver(2, accepted(b(1, 0), 1, c(1, 2))));
+    r.step(deliver(2, accepted(b(1, 0), 1)));
     assert_eq!(r.clients()[&ClientId(1)].last_seq, 2);
     let before = r.clone();
     assert_eq!(r.step(request(1, 2)), vec![reply(1, 2, Some(1))]);
@@ -533,10 +546,7 @@ fn m5_preparing_a_request_waits_in_pending_in_client_seq_order() {
     let mut r = candidate(1);
     r.step(deliver(
         0,
-        Message::Decide {
-            slot: 0,
-            entry: c(9, 1),
-        },
+        decide(0, c(9, 1)),
     ));
     assert_eq!(r.step(request(2, 1)), vec![]);
     assert_eq!(r.step(request(1, 1)), vec![]);
@@ -569,12 +579,12 @@ fn m6_accept_persists_the_promise_and_vote_then_answers_the_leader() {
         vec![
             persist(Record::Promise(b(1, 0))),
             accept_record(0, b(1, 0), c(1, 1)),
-            send(0, accepted(b(1, 0), 0, c(1, 1))),
+            send(0, accepted(b(1, 0), 0)),
         ]
     );
     assert_eq!(
         r.step(deliver(0, accept(b(1, 0), 0, c(1, 1)))),
-        vec![send(0, accepted(b(1, 0), 0, c(1, 1)))],
+        vec![send(0, accepted(b(1, 0), 0))],
         "a repeated Accept writes nothing new"
     );
     assert_eq!(r.accepted().get(&0), Some(&(b(1, 0), c(1, 1))));
@@ -590,7 +600,7 @@ fn m6_m12_a_higher_accept_makes_the_leader_step_down() {
         vec![
             persist(Record::Promise(b(2, 1))),
             accept_record(0, b(2, 1), Entry::Noop),
-            send(1, accepted(b(2, 1), 0, Entry::Noop)),
+            send(1, accepted(b(2, 1), 0)),
             Effect::SetElectionTimer,
         ]
     );
@@ -621,13 +631,10 @@ fn m7_m9_a_majority_chooses_decides_applies_replies_and_refills_the_window() {
     for client in [1, 2, 3] {
         r.step(request(client, 1));
     }
-    let decide = Message::Decide {
-        slot: 0,
-        entry: c(1, 1),
-    };
+    let decide = decide(0, c(1, 1));
     let a2 = accept(b(1, 0), 2, c(3, 1));
     assert_eq!(
-        r.step(deliver(1, accepted(b(1, 0), 0, c(1, 1)))),
+        r.step(deliver(1, accepted(b(1, 0), 0))),
         vec![
             chosen_record(0, c(1, 1)),
             accept_record(2, b(1, 0), c(3, 1)),
@@ -646,7 +653,7 @@ fn m7_m9_a_majority_chooses_decides_applies_replies_and_refills_the_window() {
 fn m7_votes_for_other_ballots_repeats_and_chosen_slots_are_ignored() {
     let mut r = start(config_of(0, 5, 2));
     r.step(request(1, 1));
-    let vote = |from, ballot| deliver(from, accepted(ballot, 0, c(1, 1)));
+    let vote = |from, ballot| deliver(from, accepted(ballot, 0));
     assert_eq!(r.step(vote(1, b(2, 1))), vec![], "another ballot");
     assert_eq!(r.step(vote(1, b(1, 0))), vec![]);
     assert_eq!(r.step(vote(1, b(1, 0))), vec![], "counted once");
@@ -662,7 +669,7 @@ fn m7_votes_for_other_ballots_repeats_and_chosen_slots_are_ignored() {
 #[test]
 fn m8_m9_decide_persists_and_applies_in_slot_order() {
     let mut r = follower(1);
-    let decide = |slot, entry| deliver(0, Message::Decide { slot, entry });
+    let decide = |slot, entry| deliver(0, decide(slot, entry));
     assert_eq!(r.step(decide(1, c(2, 1))), vec![chosen_record(1, c(2, 1))]);
     assert_eq!(r.applied(), 0, "slot 0 is not chosen yet");
     assert_eq!(
@@ -681,7 +688,7 @@ fn m8_m9_decide_persists_and_applies_in_slot_order() {
 fn m9_a_command_chosen_twice_is_executed_once_and_noop_is_skipped() {
     let mut r = follower(1);
     for (slot, entry) in [(0, c(1, 1)), (1, Entry::Noop), (2, c(1, 1))] {
-        r.step(deliver(0, Message::Decide { slot, entry }));
+        r.step(deliver(0, decide(slot, entry)));
     }
     assert_eq!(r.applied(), 3);
     assert_eq!(r.state_machine().executed, vec![cmd(1, 1)]);
@@ -691,16 +698,13 @@ fn m9_a_command_chosen_twice_is_executed_once_and_noop_is_skipped() {
 fn m9_an_older_retry_chosen_after_a_newer_request_is_skipped() {
     let mut r = leader();
     r.step(request(1, 2));
-    r.step(deliver(1, accepted(b(1, 0), 0, c(1, 2))));
+    r.step(deliver(1, accepted(b(1, 0), 0)));
     r.step(deliver(2, Message::Prepare { ballot: b(2, 2) }));
     r.step(deliver(2, accept(b(2, 2), 1, c(1, 1))));
     assert_eq!(
         r.step(deliver(
             2,
-            Message::Decide {
-                slot: 1,
-                entry: c(1, 1)
-            }
+            decide(1, c(1, 1))
         )),
         vec![chosen_record(1, c(1, 1))],
         "seq 1 <= last_seq 2: skipped, no reply"
@@ -774,8 +778,8 @@ fn m11_recovery_rebuilds_the_applied_prefix_and_client_table_without_replies() {
     let mut run = |r: &mut R, input| log.extend(records(&r.step(input)));
     run(&mut r, request(1, 1));
     run(&mut r, request(2, 1));
-    run(&mut r, deliver(1, accepted(b(1, 0), 0, c(1, 1))));
-    run(&mut r, deliver(1, accepted(b(1, 0), 1, c(2, 1))));
+    run(&mut r, deliver(1, accepted(b(1, 0), 0)));
+    run(&mut r, deliver(1, accepted(b(1, 0), 1)));
     run(&mut r, request(1, 2));
     let durable = Durable::from_records(
         [Record::Round(1), Record::Promise(b(1, 0))]
@@ -831,7 +835,7 @@ fn m11_a_recovered_replica_persists_the_promise_it_acts_on() {
         vec![
             persist(Record::Promise(b(2, 2))),
             accept_record(1, b(2, 2), Entry::Noop),
-            send(2, accepted(b(2, 2), 1, Entry::Noop)),
+            send(2, accepted(b(2, 2), 1)),
         ]
     );
 }
@@ -881,15 +885,12 @@ fn durable_state_is_the_fold_of_the_persisted_records_and_back() {
     let inputs = [
         request(1, 1),
         request(2, 1),
-        deliver(1, accepted(b(1, 0), 0, c(1, 1))),
+        deliver(1, accepted(b(1, 0), 0)),
         deliver(2, Message::Prepare { ballot: b(2, 2) }),
         deliver(2, accept(b(2, 2), 1, Entry::Noop)),
         deliver(
             2,
-            Message::Decide {
-                slot: 1,
-                entry: Entry::Noop,
-            },
+            decide(1, Entry::Noop),
         ),
         Input::ElectionTimeout,
     ];
@@ -974,14 +975,11 @@ fn every_transition_emits_exactly_one_trace_event_with_the_stable_fields() {
     let events = capture_events(|| {
         let mut r = leader();
         r.step(request(1, 1));
-        r.step(deliver(1, accepted(b(1, 0), 0, c(1, 1))));
+        r.step(deliver(1, accepted(b(1, 0), 0)));
         r.step(deliver(1, Message::Prepare { ballot: b(0, 1) }));
         r.step(deliver(
             2,
-            Message::Decide {
-                slot: 0,
-                entry: c(1, 1),
-            },
+            decide(0, c(1, 1)),
         ));
         // From a stranger: ignored, but its event still names what arrived and from whom.
         r.step(deliver(9, Message::Prepare { ballot: b(3, 9) }));
@@ -1065,7 +1063,7 @@ fn step_into_appends_after_what_the_buffer_holds() {
 fn leader_with_slot_0_chosen() -> R {
     let mut r = leader();
     r.step(request(1, 1));
-    r.step(deliver(1, accepted(b(1, 0), 0, c(1, 1))));
+    r.step(deliver(1, accepted(b(1, 0), 0)));
     assert_eq!(r.applied(), 1);
     r
 }
@@ -1143,10 +1141,7 @@ fn c3_a_follower_learns_the_entries_it_missed_and_applies_them_in_order() {
 #[test]
 fn c3_an_entry_chosen_above_a_gap_is_not_learned_twice() {
     let mut f = follower(2);
-    let decide = Message::Decide {
-        slot: 1,
-        entry: c(2, 1),
-    };
+    let decide = decide(1, c(2, 1));
     assert_eq!(f.step(deliver(0, decide)), vec![chosen_record(1, c(2, 1))]);
     assert_eq!(f.applied(), 0, "slot 0 is still open");
     let catch_up = Message::CatchUp {
@@ -1175,14 +1170,11 @@ fn compaction_forgets_only_what_every_replica_has_applied() {
     assert_eq!(l.compact(), 1);
     assert!(l.chosen().is_empty() && l.accepted().is_empty());
     // A late Accepted or Decide for the forgotten slot changes nothing.
-    assert_eq!(l.step(deliver(2, accepted(b(1, 0), 0, c(1, 1)))), vec![]);
+    assert_eq!(l.step(deliver(2, accepted(b(1, 0), 0))), vec![]);
     assert_eq!(
         l.step(deliver(
             2,
-            Message::Decide {
-                slot: 0,
-                entry: c(1, 1)
-            }
+            decide(0, c(1, 1))
         )),
         vec![]
     );
@@ -1196,7 +1188,7 @@ fn recovery_from_a_snapshot_equals_recovery_from_the_whole_log() {
     let snapshot = l.applied_state();
     let mut log = l.durable().to_records();
     log.extend(records(&l.step(request(2, 1))));
-    log.extend(records(&l.step(deliver(1, accepted(b(1, 0), 1, c(2, 1))))));
+    log.extend(records(&l.step(deliver(1, accepted(b(1, 0), 1)))));
     log.extend(records(&l.step(request(3, 1))));
     let whole = Durable::from_records(log);
     let mut compacted = whole.clone();
@@ -1218,4 +1210,347 @@ fn recovery_from_a_snapshot_equals_recovery_from_the_whole_log() {
         from_log.state_machine().executed
     );
     assert_eq!(from_snapshot.accepted(), from_log.accepted());
+}
+
+// ---------------------------------------------------------------- runs of slots (phase 2 batched)
+
+#[test]
+fn m5_requests_arriving_together_are_proposed_as_one_run_least_first() {
+    let mut r = start(config_of(0, 3, 2));
+    let batch = Input::ClientRequests(vec![cmd(3, 1), cmd(1, 1), cmd(2, 1), cmd(1, 1)]);
+    let run = accept_run(b(1, 0), 0, vec![c(1, 1), c(2, 1)]);
+    assert_eq!(
+        r.step(batch),
+        vec![
+            accept_record(0, b(1, 0), c(1, 1)),
+            accept_record(1, b(1, 0), c(2, 1)),
+            send(1, run.clone()),
+            send(2, run),
+        ],
+        "a window of 2: the two least commands, each once"
+    );
+    assert_eq!(r.pending().cloned().collect::<Vec<_>>(), vec![cmd(3, 1)]);
+}
+
+#[test]
+fn m6_a_run_is_accepted_slot_by_slot_and_answered_once() {
+    let mut r = follower(1);
+    assert_eq!(
+        r.step(deliver(0, accept_run(b(1, 0), 4, vec![c(1, 1), Entry::Noop]))),
+        vec![
+            persist(Record::Promise(b(1, 0))),
+            accept_record(4, b(1, 0), c(1, 1)),
+            accept_record(5, b(1, 0), Entry::Noop),
+            send(0, accepted_run(b(1, 0), 4, 2)),
+        ]
+    );
+}
+
+#[test]
+fn m6_nack_a_run_below_the_promise_is_refused_once() {
+    let mut r = follower(2);
+    r.step(deliver(1, Message::Prepare { ballot: b(2, 1) }));
+    let nack = Message::Nack {
+        ballot: b(1, 0),
+        promised: b(2, 1),
+    };
+    let run = accept_run(b(1, 0), 0, vec![c(1, 1), c(2, 1), c(3, 1)]);
+    assert_eq!(r.step(deliver(0, run)), vec![send(0, nack)]);
+    assert!(r.accepted().is_empty());
+}
+
+#[test]
+fn m6_m8_an_empty_run_or_one_past_the_last_slot_is_ignored() {
+    let mut r = follower(1);
+    let before = r.clone();
+    let noops = || vec![Entry::Noop, Entry::Noop];
+    assert_eq!(r.step(deliver(0, accept_run(b(1, 0), 0, vec![]))), vec![]);
+    let past_the_end = accept_run(b(1, 0), u64::MAX, noops());
+    assert_eq!(r.step(deliver(0, past_the_end)), vec![]);
+    assert_eq!(r.step(deliver(0, decide_run(u64::MAX, noops()))), vec![]);
+    assert_eq!(r, before, "nothing changed");
+    let to_the_end = accept_run(b(1, 0), u64::MAX - 1, noops());
+    assert_eq!(
+        r.step(deliver(0, to_the_end)).last(),
+        Some(&send(0, accepted_run(b(1, 0), u64::MAX - 1, 2))),
+        "a run that ends on the last slot is a run"
+    );
+    let decided = r.step(deliver(0, decide_run(u64::MAX - 1, noops())));
+    assert_eq!(
+        decided,
+        vec![
+            chosen_record(u64::MAX - 1, Entry::Noop),
+            chosen_record(u64::MAX, Entry::Noop)
+        ]
+    );
+}
+
+#[test]
+fn m7_a_run_of_votes_chooses_its_slots_and_decides_them_as_one_run() {
+    let mut r = start(config_of(0, 3, 4));
+    r.step(Input::ClientRequests(vec![cmd(1, 1), cmd(2, 1), cmd(3, 1)]));
+    r.step(request(4, 1));
+    let entries = vec![c(1, 1), c(2, 1), c(3, 1), c(4, 1)];
+    let decide = decide_run(0, entries.clone());
+    let mut expected: Vec<E> = (0..4)
+        .map(|s| chosen_record(s, entries[s as usize].clone()))
+        .collect();
+    expected.extend([send(1, decide.clone()), send(2, decide)]);
+    for client in 1..=4 {
+        let slot = client - 1;
+        expected.push(executed(slot, cmd(client, 1), slot));
+        expected.push(reply(client, 1, Some(slot)));
+    }
+    assert_eq!(
+        r.step(deliver(1, accepted_run(b(1, 0), 0, 4))),
+        expected,
+        "the run the vote covers spans two Accepts"
+    );
+    assert_eq!(r.applied(), 4);
+}
+
+#[test]
+fn m7_a_run_of_votes_decides_only_the_slots_it_brings_to_a_majority() {
+    let mut r = start(config_of(0, 5, 4));
+    r.step(Input::ClientRequests((1..=4).map(|c| cmd(c, 1)).collect()));
+    r.step(deliver(1, accepted_run(b(1, 0), 0, 4)));
+    r.step(deliver(2, accepted(b(1, 0), 1)));
+    r.step(deliver(2, accepted(b(1, 0), 3)));
+    assert_eq!(r.chosen().len(), 2, "slots 1 and 3 had a majority of 3");
+    let effects = r.step(deliver(3, accepted_run(b(1, 0), 0, 4)));
+    let decides: Vec<&Message<u32>> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to: 1, msg } => Some(msg),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        decides,
+        vec![&decide(0, c(1, 1)), &decide(2, c(3, 1))],
+        "one Decide per stretch of newly chosen slots"
+    );
+    assert_eq!(r.applied(), 4);
+    assert_eq!(
+        r.step(deliver(4, accepted_run(b(1, 0), 0, 4))),
+        vec![],
+        "every slot of the run is chosen"
+    );
+}
+
+#[test]
+fn m8_a_decided_run_learns_the_slots_not_chosen_yet() {
+    let mut r = follower(1);
+    r.step(deliver(0, decide(1, c(2, 1))));
+    assert_eq!(
+        r.step(deliver(0, decide_run(0, vec![c(1, 1), c(2, 1), c(3, 1)]))),
+        vec![
+            chosen_record(0, c(1, 1)),
+            chosen_record(2, c(3, 1)),
+            executed(0, cmd(1, 1), 0),
+            executed(1, cmd(2, 1), 1),
+            executed(2, cmd(3, 1), 2),
+        ]
+    );
+}
+
+/// An input of the run equivalence property below.
+#[derive(Clone, Debug)]
+enum RunStep {
+    Requests(Vec<(u64, u64)>),
+    Prepare { from: NodeId, round: u64 },
+    Accept { from: NodeId, round: u64, slot: Slot, clients: Vec<u64> },
+    Accepted { from: NodeId, slot: Slot, count: u64 },
+    Decide { slot: Slot, clients: Vec<u64> },
+    Timeout,
+}
+
+fn run_entry(client: u64) -> Entry<u32> {
+    match client {
+        0 => Entry::Noop,
+        client => c(client, 1),
+    }
+}
+
+impl RunStep {
+    fn input(&self, leader_ballot: Ballot) -> Input<u32> {
+        match self {
+            RunStep::Requests(ids) => {
+                Input::ClientRequests(ids.iter().map(|&(c, s)| cmd(c, s)).collect())
+            }
+            RunStep::Prepare { from, round } => deliver(
+                *from,
+                Message::Prepare {
+                    ballot: b(*round, *from),
+                },
+            ),
+            RunStep::Accept {
+                from,
+                round,
+                slot,
+                clients,
+            } => deliver(
+                *from,
+                accept_run(
+                    b(*round, *from),
+                    *slot,
+                    clients.iter().copied().map(run_entry).collect(),
+                ),
+            ),
+            RunStep::Accepted { from, slot, count } => {
+                deliver(*from, accepted_run(leader_ballot, *slot, *count))
+            }
+            RunStep::Decide { slot, clients } => deliver(
+                0,
+                decide_run(*slot, clients.iter().copied().map(run_entry).collect()),
+            ),
+            RunStep::Timeout => Input::ElectionTimeout,
+        }
+    }
+
+    /// The same input slot by slot, requests in `(client, seq)` order: what the run stands for.
+    fn one_by_one(&self, leader_ballot: Ballot) -> Vec<Input<u32>> {
+        match self {
+            RunStep::Requests(ids) => {
+                let mut ids = ids.clone();
+                ids.sort();
+                let single = ids.into_iter().map(|(c, s)| request(c, s));
+                single.collect()
+            }
+            RunStep::Accept {
+                from,
+                round,
+                slot,
+                clients,
+            } => (0..)
+                .zip(clients)
+                .map(|(i, &client)| {
+                    let msg = accept(b(*round, *from), slot + i, run_entry(client));
+                    deliver(*from, msg)
+                })
+                .collect(),
+            RunStep::Accepted { from, slot, count } => (0..*count)
+                .map(|i| deliver(*from, accepted(leader_ballot, slot + i)))
+                .collect(),
+            RunStep::Decide { slot, clients } => (0..)
+                .zip(clients)
+                .map(|(i, &client)| deliver(0, decide(slot + i, run_entry(client))))
+                .collect(),
+            other => vec![other.input(leader_ballot)],
+        }
+    }
+}
+
+fn run_step() -> impl proptest::strategy::Strategy<Value = RunStep> {
+    use proptest::prelude::*;
+    let ids = prop::collection::vec((1u64..5, 1u64..3), 0..6);
+    let clients = || prop::collection::vec(0u64..5, 0..4);
+    prop_oneof![
+        3 => ids.prop_map(RunStep::Requests),
+        1 => (1u32..3, 2u64..4).prop_map(|(from, round)| RunStep::Prepare { from, round }),
+        2 => (1u32..3, 1u64..4, 0u64..6, clients()).prop_map(|(from, round, slot, clients)| {
+            RunStep::Accept { from, round, slot, clients }
+        }),
+        3 => (1u32..3, 0u64..6, 0u64..5)
+            .prop_map(|(from, slot, count)| RunStep::Accepted { from, slot, count }),
+        1 => (0u64..6, clients()).prop_map(|(slot, clients)| RunStep::Decide { slot, clients }),
+        1 => Just(RunStep::Timeout),
+    ]
+}
+
+/// What conformance compares, with every run split into its slots: messages as a multiset of
+/// one-slot messages, the records as the durable state they fold to, the executions in order,
+/// replies as a multiset.
+#[derive(Debug, PartialEq)]
+struct SlotWise {
+    sends: Vec<String>,
+    durable: Durable<u32>,
+    executed: Vec<E>,
+    replies: Vec<String>,
+}
+
+fn slot_wise(effects: &[E]) -> SlotWise {
+    let mut sends = Vec::new();
+    let mut replies = Vec::new();
+    let mut executed = Vec::new();
+    for effect in effects {
+        match effect {
+            Effect::Send { to, msg } => {
+                let split: Vec<Message<u32>> = match msg.clone() {
+                    Message::Accept {
+                        ballot,
+                        slot,
+                        entries,
+                    } => (0..)
+                        .zip(entries)
+                        .map(|(i, e)| accept(ballot, slot + i, e))
+                        .collect(),
+                    Message::Accepted {
+                        ballot,
+                        slot,
+                        count,
+                    } => (0..count).map(|i| accepted(ballot, slot + i)).collect(),
+                    Message::Decide { slot, entries } => (0..)
+                        .zip(entries)
+                        .map(|(i, e)| decide(slot + i, e))
+                        .collect(),
+                    other => vec![other],
+                };
+                sends.extend(split.into_iter().map(|m| format!("{to} {m:?}")));
+            }
+            Effect::Executed { .. } => executed.push(effect.clone()),
+            Effect::Reply { .. } => replies.push(format!("{effect:?}")),
+            _ => {}
+        }
+    }
+    // A refused run is refused once; slot by slot, once per slot, with the same Nack.
+    sends.sort();
+    sends.dedup_by(|a, b| a == b && a.contains("Nack"));
+    replies.sort();
+    SlotWise {
+        sends,
+        durable: Durable::from_records(records(effects)),
+        executed,
+        replies,
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// The claim conformance rests on: a run (requests arriving together, an Accept, an
+    /// Accepted or a Decide for several slots) does what its slots one by one do, from any
+    /// state the inputs reach, at the leader and at a follower.
+    #[test]
+    fn a_run_does_what_its_slots_do_one_by_one(
+        id in 0u32..2,
+        window in 1u64..5,
+        prefix in proptest::collection::vec(run_step(), 0..12),
+        last in run_step(),
+    ) {
+        let mut r = start(config_of(id, 3, window));
+        for step in &prefix {
+            let ballot = r.ballot();
+            r.step(step.input(ballot));
+        }
+        // A genuine run of votes answers an Accept the leader sent, so it covers only slots
+        // proposed before it arrives. Slot by slot, a vote past `next_slot` could count for a
+        // slot the earlier votes' M5b opened meanwhile; no follower can send such a vote.
+        if let (RunStep::Accepted { slot, count, .. }, Phase::Leading { next_slot, .. }) =
+            (&last, r.phase())
+        {
+            proptest::prop_assume!(slot + count <= *next_slot);
+        }
+        let ballot = r.ballot();
+        let mut batched = r.clone();
+        let together = batched.step(last.input(ballot));
+        let mut split = r;
+        let mut one_by_one = Vec::new();
+        for input in last.one_by_one(ballot) {
+            one_by_one.extend(split.step(input));
+        }
+        proptest::prop_assert_eq!(batched.state(), split.state());
+        proptest::prop_assert_eq!(batched.state_machine(), split.state_machine());
+        proptest::prop_assert_eq!(slot_wise(&together), slot_wise(&one_by_one));
+    }
 }

@@ -83,20 +83,24 @@ pub enum Message<Op> {
     },
     /// `ballot` is below the sender's promise.
     Nack { ballot: Ballot, promised: Ballot },
-    /// Phase 2a for one slot.
+    /// Phase 2a for the run of slots `slot .. slot + entries.len()`, one entry each (never
+    /// empty when a replica sends it): one message for every slot a step proposes, instead
+    /// of one per slot. The model's `Accept(b, s, v)` is a run of one.
     Accept {
         ballot: Ballot,
         slot: Slot,
-        entry: Entry<Op>,
+        entries: Vec<Entry<Op>>,
     },
-    /// Phase 2b, to the leader only.
+    /// Phase 2b for the run `slot .. slot + count`, to the leader only. It carries no
+    /// entries: only the leader of `ballot` proposes at `ballot`, so they are its own
+    /// `accepted` there.
     Accepted {
         ballot: Ballot,
         slot: Slot,
-        entry: Entry<Op>,
+        count: u64,
     },
-    /// The leader tells the others that `slot` is chosen.
-    Decide { slot: Slot, entry: Entry<Op> },
+    /// The leader tells the others that the run `slot .. slot + entries.len()` is chosen.
+    Decide { slot: Slot, entries: Vec<Entry<Op>> },
     /// C1 (catch-up, not modelled): a replica that does not lead tells the replica it believes
     /// leads how much of the log it has applied.
     Status { applied: Slot },
@@ -219,6 +223,10 @@ pub enum Input<Op> {
     ElectionTimeout,
     /// A client submits, or retries, a command (M5).
     ClientRequest(Command<Op>),
+    /// Several client requests that arrived together (M5 for each, then one M5b): the
+    /// commands proposed go out as one run. The same as the requests one by one in ascending
+    /// `(client, seq)` order, which is how conformance checks it.
+    ClientRequests(Vec<Command<Op>>),
     /// The runtime's periodic catch-up timer (C1), at every replica: not part of the model,
     /// which has no catch-up (its network loses nothing it must recover from).
     Tick,

@@ -411,7 +411,7 @@ impl NodeTask {
                 let accept = Message::Accept {
                     ballot: own,
                     slot: *slot,
-                    entry: entry.clone(),
+                    entries: vec![entry.clone()],
                 };
                 resend.push((to, accept));
             }
@@ -818,14 +818,14 @@ mod tests {
         let accept = PeerMsg::Paxos(Message::Accept {
             ballot: B10,
             slot: 0,
-            entry: entry.clone(),
+            entries: vec![entry.clone()],
         });
         assert_eq!(node.next_to(1).await, accept);
         assert_eq!(node.next_to(2).await, accept);
         let accepted = Message::Accepted {
             ballot: B10,
             slot: 0,
-            entry: entry.clone(),
+            count: 1,
         };
         let event = NodeEvent::Peer {
             from: 2,
@@ -837,7 +837,10 @@ mod tests {
             .expect("in time")
             .expect("answered");
         assert_eq!(outcome, ClientOutcome::Done(KvOutput::Value(None)));
-        let decide = PeerMsg::Paxos(Message::Decide { slot: 0, entry });
+        let decide = PeerMsg::Paxos(Message::Decide {
+            slot: 0,
+            entries: vec![entry],
+        });
         assert_eq!(node.next_to(1).await, decide);
         assert_eq!(node.next_to(2).await, decide);
         node.stop().await;
@@ -856,7 +859,7 @@ mod tests {
         let accept = PeerMsg::Paxos(Message::Accept {
             ballot: B10,
             slot: 0,
-            entry: Entry::Command(command),
+            entries: vec![Entry::Command(command)],
         });
         let sent = Instant::now();
         assert_eq!(node.next_to(1).await, accept);

@@ -23,8 +23,9 @@ use super::auth::{Nonce, Proof};
 use crate::ballot::{Ballot, NodeId};
 use crate::core::{KvOp, Message, Slot};
 
-/// The first four bytes of every [`Hello`]: "paxos node, wire format 2" (2: authenticated).
-pub const MAGIC: [u8; 4] = *b"PXN2";
+/// The first four bytes of every [`Hello`]: "paxos node, wire format 3" (2: authenticated;
+/// 3: phase 2 carries runs of slots). A peer of another format is refused at the handshake.
+pub const MAGIC: [u8; 4] = *b"PXN3";
 
 /// The dialler's handshake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,14 +177,14 @@ mod tests {
         PeerMsg::Paxos(Message::Accept {
             ballot: Ballot { round: 2, node: 1 },
             slot,
-            entry: Entry::Command(Command {
+            entries: vec![Entry::Command(Command {
                 client: ClientId(9),
                 seq: slot + 1,
                 op: KvOp::Put {
                     key: "k".into(),
                     value: value.into(),
                 },
-            }),
+            })],
         })
     }
 
