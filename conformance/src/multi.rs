@@ -258,6 +258,12 @@ fn vote_to_impl(cfg: &MultiConfig, (b, cmd): Vote) -> (ImplBallot, Entry<u8>) {
     (ballot_to_impl(b), entry_to_impl(cfg, cmd))
 }
 
+/// A model replica's votes as the core holds them: what [`msg_to_model`] resolves an
+/// `Accepted` run's entries from.
+pub fn votes_to_impl(cfg: &MultiConfig, votes: &Slots<Option<Vote>>) -> SlotMap<(ImplBallot, Entry<u8>)> {
+    slots_to_map(votes, |v| vote_to_impl(cfg, v))
+}
+
 fn vote_to_model(cfg: &MultiConfig, (b, entry): &(ImplBallot, Entry<u8>)) -> Result<Vote, String> {
     Ok((ballot_out(*b)?, entry_to_model(cfg, entry)?))
 }
@@ -310,46 +316,94 @@ pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<Message<u8>> {
         MultiMsg::Accept(ballot, s, cmd) => Message::Accept {
             ballot: b(ballot),
             slot: u64::from(s),
-            entry: entry_to_impl(cfg, cmd),
+            entries: vec![entry_to_impl(cfg, cmd)],
         },
-        MultiMsg::Accepted(ballot, s, cmd) => Message::Accepted {
+        // The command is dropped: the leader counts the vote for its own proposal.
+        MultiMsg::Accepted(ballot, s, _) => Message::Accepted {
             ballot: b(ballot),
             slot: u64::from(s),
-            entry: entry_to_impl(cfg, cmd),
+            count: 1,
         },
         MultiMsg::Decide(s, cmd) => Message::Decide {
             slot: u64::from(s),
-            entry: entry_to_impl(cfg, cmd),
+            entries: vec![entry_to_impl(cfg, cmd)],
         },
         MultiMsg::Request(_) | MultiMsg::Reply(_) => return None,
     })
 }
 
-pub fn msg_to_model(cfg: &MultiConfig, msg: &Message<u8>) -> Result<MultiMsg, String> {
+/// An implementation message as the model's messages: a run of `n` slots (an `Accept`,
+/// `Accepted` or `Decide` for several slots) is the `n` one-slot messages the model sends for
+/// it, in slot order; any other message is one model message. `votes` resolves what an
+/// `Accepted` run (which carries no entries) voted for: the `accepted` map of the replica that
+/// sent it, or of the leader it reached, whose own proposals those are.
+pub fn msg_to_model(
+    cfg: &MultiConfig,
+    msg: &Message<u8>,
+    votes: &SlotMap<(ImplBallot, Entry<u8>)>,
+) -> Result<Vec<MultiMsg>, String> {
     let b = |ballot| ballot_out(ballot);
     let slot = |s| small::<u8>("slot", s);
     let cmd = |entry| entry_to_model(cfg, entry);
+    let run = |first: u64, len: u64| -> Result<Vec<u8>, String> {
+        if len == 0 || len > MAX_SLOTS as u64 {
+            return Err(format!(
+                "{msg:?}: a run of {len} slots (the model's log has {MAX_SLOTS})"
+            ));
+        }
+        (0..len).map(|i| slot(first.saturating_add(i))).collect()
+    };
     Ok(match msg {
-        Message::Prepare { ballot } => MultiMsg::Prepare(b(*ballot)?),
+        Message::Prepare { ballot } => vec![MultiMsg::Prepare(b(*ballot)?)],
         Message::Promise { ballot, accepted } => {
             let mut votes = [None; MAX_SLOTS];
             for (s, vb, entry) in accepted {
                 votes[slot_index(*s)?] = Some((b(*vb)?, cmd(entry)?));
             }
-            MultiMsg::Promise(b(*ballot)?, votes)
+            vec![MultiMsg::Promise(b(*ballot)?, votes)]
         }
-        Message::Nack { ballot, promised } => MultiMsg::Nack(b(*ballot)?, b(*promised)?),
+        Message::Nack { ballot, promised } => vec![MultiMsg::Nack(b(*ballot)?, b(*promised)?)],
         Message::Accept {
             ballot,
-            slot: s,
-            entry,
-        } => MultiMsg::Accept(b(*ballot)?, slot(*s)?, cmd(entry)?),
+            slot: first,
+            entries,
+        } => {
+            let slots = run(*first, entries.len() as u64)?;
+            let cmds = entries.iter().map(cmd);
+            let ballot = b(*ballot)?;
+            let pairs = slots.into_iter().zip(cmds);
+            pairs
+                .map(|(s, c)| Ok(MultiMsg::Accept(ballot, s, c?)))
+                .collect::<Result<_, String>>()?
+        }
         Message::Accepted {
             ballot,
-            slot: s,
-            entry,
-        } => MultiMsg::Accepted(b(*ballot)?, slot(*s)?, cmd(entry)?),
-        Message::Decide { slot: s, entry } => MultiMsg::Decide(slot(*s)?, cmd(entry)?),
+            slot: first,
+            count,
+        } => {
+            let model_ballot = b(*ballot)?;
+            run(*first, *count)?
+                .into_iter()
+                .map(|s| match votes.get(&u64::from(s)) {
+                    Some((vb, entry)) if vb == ballot => {
+                        Ok(MultiMsg::Accepted(model_ballot, s, cmd(entry)?))
+                    }
+                    other => Err(format!(
+                        "{msg:?}: slot {s} holds {other:?}, no vote at ballot {ballot}"
+                    )),
+                })
+                .collect::<Result<_, String>>()?
+        }
+        Message::Decide {
+            slot: first,
+            entries,
+        } => {
+            let slots = run(*first, entries.len() as u64)?;
+            let pairs = slots.into_iter().zip(entries.iter().map(cmd));
+            pairs
+                .map(|(s, c)| Ok(MultiMsg::Decide(s, c?)))
+                .collect::<Result<_, String>>()?
+        }
         Message::Status { .. } | Message::CatchUp { .. } => {
             return Err(format!(
                 "{msg:?} is a catch-up message (C1–C3), which the model does not have"
@@ -601,7 +655,10 @@ pub(crate) fn outcome_from_impl(
     for effect in effects {
         match effect {
             Effect::Persist(record) => durable.apply(record),
-            Effect::Send { to, msg } => sends.push((to as usize, msg_to_model(cfg, &msg)?)),
+            Effect::Send { to, msg } => {
+                let msgs = msg_to_model(cfg, &msg, replica.accepted())?;
+                sends.extend(msgs.into_iter().map(|m| (to as usize, m)));
+            }
             Effect::Reply { client, seq, .. } => {
                 let client = client.0 as usize;
                 let cmd = u8::try_from(seq)

@@ -1,5 +1,5 @@
 //! Trace validation (implementation → model): the step logs of a real run (`paxos-node serve
-//! --step-log`, format `paxos-steps/1`) checked transition by transition against the
+//! --step-log`, format `paxos-steps/2`) checked transition by transition against the
 //! Multi-Paxos model (`paxos-conform validate LOG...`).
 //!
 //! ```text
@@ -55,7 +55,8 @@ use serde::Serialize;
 use stateright::actor::{Actor, Command as OutCommand, Id, Out};
 
 use crate::multi::{
-    canonical, model_recovery_view, msg_to_model, outcome_from_impl, ImplEffect, ImplReplica,
+    canonical, model_recovery_view, msg_to_model, outcome_from_impl, votes_to_impl, ImplEffect,
+    ImplReplica,
     StepOutcome,
 };
 
@@ -256,13 +257,9 @@ impl Domain {
                     }
                     config = Some(c);
                 }
-                StepLine::Step {
-                    input: Input::ClientRequest(c),
-                    ..
-                } => {
-                    clients.insert(c.client);
+                StepLine::Step { input, .. } => {
+                    clients.extend(requests_of(input).map(|c| c.client));
                 }
-                StepLine::Step { .. } => {}
             }
         }
         let config = config.ok_or("the logs hold no start line: nothing to validate")?;
@@ -329,12 +326,10 @@ impl Domain {
         // The model's command count is the highest id the run uses.
         let mut highest = 1;
         for logged in lines {
-            if let StepLine::Step {
-                input: Input::ClientRequest(c),
-                ..
-            } = &logged.entry
-            {
-                highest = highest.max(domain.command(c)?.op);
+            if let StepLine::Step { input, .. } = &logged.entry {
+                for c in requests_of(input) {
+                    highest = highest.max(domain.command(c)?.op);
+                }
             }
         }
         domain.cfg.commands = usize::from(highest);
@@ -387,6 +382,10 @@ impl Domain {
             .collect()
     }
 
+    fn entries(&self, entries: &[Entry<KvOp>]) -> Result<Vec<Entry<u8>>, String> {
+        entries.iter().map(|e| self.entry(e)).collect()
+    }
+
     fn message(&self, m: &Message<KvOp>) -> Result<Message<u8>, String> {
         Ok(match m {
             Message::Prepare { ballot } => Message::Prepare { ballot: *ballot },
@@ -404,24 +403,24 @@ impl Domain {
             Message::Accept {
                 ballot,
                 slot,
-                entry,
+                entries,
             } => Message::Accept {
                 ballot: *ballot,
                 slot: *slot,
-                entry: self.entry(entry)?,
+                entries: self.entries(entries)?,
             },
             Message::Accepted {
                 ballot,
                 slot,
-                entry,
+                count,
             } => Message::Accepted {
                 ballot: *ballot,
                 slot: *slot,
-                entry: self.entry(entry)?,
+                count: *count,
             },
-            Message::Decide { slot, entry } => Message::Decide {
+            Message::Decide { slot, entries } => Message::Decide {
                 slot: *slot,
-                entry: self.entry(entry)?,
+                entries: self.entries(entries)?,
             },
             Message::Status { applied } => Message::Status { applied: *applied },
             Message::CatchUp {
@@ -520,6 +519,11 @@ impl Domain {
             },
             Input::ElectionTimeout => Input::ElectionTimeout,
             Input::ClientRequest(c) => Input::ClientRequest(self.command(c)?),
+            Input::ClientRequests(cs) => Input::ClientRequests(
+                cs.iter()
+                    .map(|c| self.command(c))
+                    .collect::<Result<_, String>>()?,
+            ),
             Input::Tick => Input::Tick,
         })
     }
@@ -784,17 +788,18 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                 *report.by_kind.entry(kind(input)).or_default() += 1;
                 if let Input::Message { from, msg } = input {
                     report.messages_received += 1;
-                    let key = message_key(&domain.message(msg)?);
-                    if !sent.contains(&(*from, i as u32, key.clone())) {
-                        rejections.push(rejection(
-                            logged,
-                            model_before.clone(),
-                            format!("n{from} never sent this message to n{i}"),
-                            None,
-                            None,
-                        ));
+                    for key in message_keys(&domain.message(msg)?) {
+                        if !sent.contains(&(*from, i as u32, key.clone())) {
+                            rejections.push(rejection(
+                                logged,
+                                model_before.clone(),
+                                format!("n{from} never sent this message to n{i}: {key}"),
+                                None,
+                                None,
+                            ));
+                        }
+                        received.push((*from, i as u32, key));
                     }
-                    received.push((*from, i as u32, key));
                 }
                 validate_step(&domain, actor, i, node, input, effects, state)
             }
@@ -877,15 +882,66 @@ fn sent_messages(
         };
         for effect in effects {
             if let Effect::Send { to, msg } = effect {
-                sent.insert((logged.node(), *to, message_key(&domain.message(msg)?)));
+                for key in message_keys(&domain.message(msg)?) {
+                    sent.insert((logged.node(), *to, key));
+                }
             }
         }
     }
     Ok(sent)
 }
 
-fn message_key(msg: &Message<u8>) -> String {
-    serde_json::to_string(msg).unwrap_or_else(|e| format!("unserializable {msg:?}: {e}"))
+/// A message as the one-slot messages it stands for (a run of slots is one per slot; any
+/// other message is itself), each as a key. A run is compared slot by slot because the leader
+/// re-sends the Accept of a single slot left unanswered, which no step sent on its own.
+fn message_keys(msg: &Message<u8>) -> Vec<String> {
+    let one_slot: Vec<Message<u8>> = match msg {
+        Message::Accept {
+            ballot,
+            slot,
+            entries,
+        } => (0..)
+            .zip(entries)
+            .map(|(i, entry)| Message::Accept {
+                ballot: *ballot,
+                slot: slot.saturating_add(i),
+                entries: vec![entry.clone()],
+            })
+            .collect(),
+        Message::Accepted {
+            ballot,
+            slot,
+            count,
+        } => (0..(*count).min(MAX_SLOTS as u64 + 1))
+            .map(|i| Message::Accepted {
+                ballot: *ballot,
+                slot: slot.saturating_add(i),
+                count: 1,
+            })
+            .collect(),
+        Message::Decide { slot, entries } => (0..)
+            .zip(entries)
+            .map(|(i, entry)| Message::Decide {
+                slot: slot.saturating_add(i),
+                entries: vec![entry.clone()],
+            })
+            .collect(),
+        other => vec![other.clone()],
+    };
+    let key = |m: &Message<u8>| {
+        serde_json::to_string(m).unwrap_or_else(|e| format!("unserializable {m:?}: {e}"))
+    };
+    one_slot.iter().map(key).collect()
+}
+
+/// The client commands an input carries.
+fn requests_of(input: &Input<KvOp>) -> impl Iterator<Item = &Command<KvOp>> {
+    let commands: &[Command<KvOp>] = match input {
+        Input::ClientRequest(c) => std::slice::from_ref(c),
+        Input::ClientRequests(cs) => cs,
+        _ => &[],
+    };
+    commands.iter()
 }
 
 /// R1 across crashes: a message that only a step whose records were lost sent must not have
@@ -940,6 +996,7 @@ fn kind(input: &Input<KvOp>) -> String {
         },
         Input::ElectionTimeout => "Election timeout",
         Input::ClientRequest(_) => "Request",
+        Input::ClientRequests(_) => "Requests",
         Input::Tick => "Tick (C1)",
     }
     .to_string()
@@ -950,6 +1007,10 @@ fn describe(input: &Input<KvOp>) -> String {
         Input::Message { from, msg } => format!("from n{from}: {msg:?}"),
         Input::ElectionTimeout => "election timeout".into(),
         Input::ClientRequest(c) => format!("request {:?} seq {}: {:?}", c.client, c.seq, c.op),
+        Input::ClientRequests(cs) => {
+            let each = cs.iter().map(|c| format!("{:?} seq {}: {:?}", c.client, c.seq, c.op));
+            format!("requests {}", each.collect::<Vec<_>>().join(", "))
+        }
         Input::Tick => "catch-up tick".into(),
     }
 }
@@ -1066,9 +1127,10 @@ fn sends_of(effects: &[ImplEffect]) -> Vec<(u32, String)> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Send { to, msg } => Some((*to, message_key(msg))),
+            Effect::Send { to, msg } => Some(message_keys(msg).into_iter().map(|k| (*to, k))),
             _ => None,
         })
+        .flatten()
         .collect()
 }
 
@@ -1147,7 +1209,7 @@ fn validate_step(
     let input = domain.input(input).map_err(Failure::plain)?;
     let effects = domain.effects(effects).map_err(Failure::plain)?;
     // A failure here is reported after the bookkeeping below, which later steps rely on.
-    let events = model_events(domain, &input);
+    let events = model_events(domain, &input, &before);
     node.executed.extend(executed_of(&effects));
     let mut compared = effects.clone();
     let mut catch_up_sends = Ok(());
@@ -1158,10 +1220,15 @@ fn validate_step(
         compared.retain(|e| !matches!(e, Effect::Send { .. }));
     }
     let logged = logged_outcome(domain, node, &config, state, compared);
-    let (expected, model_after) = match &events {
+    let (mut expected, model_after) = match &events {
         Ok(Some(events)) => model_step(actor, i, &before, events),
         Ok(None) | Err(_) => (stutter(&before), before),
     };
+    // A refused run is refused once (M6'); slot by slot the model sends the same Nack for
+    // each slot. One model event never sends two equal Nacks, so only a run is affected.
+    expected
+        .sends
+        .dedup_by(|a, b| a == b && matches!(a.1, MultiMsg::Nack(..)));
     node.push_step(&effects, model_after);
     events?;
     catch_up_sends?;
@@ -1169,11 +1236,31 @@ fn validate_step(
 }
 
 /// The model events a logged input stands for; `None` for the catch-up steps the model does
-/// not have (C1's `Tick`, C2's `Status`). A `CatchUp` (C3) is a `Decide` per entry.
-fn model_events(domain: &Domain, input: &Input<u8>) -> Result<Option<Vec<ModelEvent>>, Failure> {
-    let deliver = |from: u32, msg: &Message<u8>| {
-        let msg = msg_to_model(&domain.cfg, msg).map_err(Failure::plain)?;
-        Ok(ModelEvent::Deliver(Id::from(from as usize), msg))
+/// not have (C1's `Tick`, C2's `Status`). A `CatchUp` (C3) is a `Decide` per entry; a run of
+/// slots (an `Accept`, `Accepted` or `Decide` for several) is its one-slot messages in slot
+/// order; requests that arrived together are the requests one by one in `(client, seq)` order.
+/// `before` is the receiving replica as the model has it before the step.
+fn model_events(
+    domain: &Domain,
+    input: &Input<u8>,
+    before: &ModelReplica,
+) -> Result<Option<Vec<ModelEvent>>, Failure> {
+    // An `Accepted` run carries no entries: what it votes for is the receiver's own proposals
+    // at its ballot. A slot where the receiver holds no vote at that ballot is not in flight
+    // there (the receiver does not lead at it, or the slot was never proposed, which no
+    // follower answers), and the model ignores a vote for it whatever the command: no event.
+    let votes = votes_to_impl(&domain.cfg, &before.state.accepted);
+    let deliver = |from: u32, msg: &Message<u8>| -> Result<Vec<ModelEvent>, Failure> {
+        let msgs = msg_to_model(&domain.cfg, msg, &votes).map_err(Failure::plain)?;
+        let src = Id::from(from as usize);
+        Ok(msgs
+            .into_iter()
+            .map(|m| ModelEvent::Deliver(src, m))
+            .collect())
+    };
+    let request = |c: &Command<u8>| {
+        let client = domain.cfg.client_id(c.client.0 as usize);
+        ModelEvent::Deliver(client, MultiMsg::Request(multi::Cmd(c.op)))
     };
     Ok(Some(match input {
         Input::Tick
@@ -1184,23 +1271,44 @@ fn model_events(domain: &Domain, input: &Input<u8>) -> Result<Option<Vec<ModelEv
         Input::Message {
             from,
             msg: Message::CatchUp { entries, .. },
-        } => entries
-            .iter()
-            .map(|(slot, entry)| {
+        } => {
+            let mut events = Vec::new();
+            for (slot, entry) in entries {
                 let decide = Message::Decide {
                     slot: *slot,
-                    entry: entry.clone(),
+                    entries: vec![entry.clone()],
                 };
-                deliver(*from, &decide)
-            })
-            .collect::<Result<_, Failure>>()?,
-        Input::Message { from, msg } => vec![deliver(*from, msg)?],
-        Input::ClientRequest(c) => {
-            let client = domain.cfg.client_id(c.client.0 as usize);
-            vec![ModelEvent::Deliver(
-                client,
-                MultiMsg::Request(multi::Cmd(c.op)),
-            )]
+                events.extend(deliver(*from, &decide)?);
+            }
+            events
+        }
+        Input::Message {
+            from,
+            msg:
+                Message::Accepted {
+                    ballot,
+                    slot,
+                    count,
+                },
+        } => {
+            let mut events = Vec::new();
+            let in_flight = votes.range(*slot..slot.saturating_add(*count));
+            for (at, _) in in_flight.filter(|(_, (b, _))| b == ballot) {
+                let one = Message::Accepted {
+                    ballot: *ballot,
+                    slot: at,
+                    count: 1,
+                };
+                events.extend(deliver(*from, &one)?);
+            }
+            events
+        }
+        Input::Message { from, msg } => deliver(*from, msg)?,
+        Input::ClientRequest(c) => vec![request(c)],
+        Input::ClientRequests(cs) => {
+            let mut cs: Vec<&Command<u8>> = cs.iter().collect();
+            cs.sort_by_key(|c| c.id());
+            cs.into_iter().map(request).collect()
         }
         Input::ElectionTimeout => vec![ModelEvent::ElectionTimeout],
     }))

@@ -55,6 +55,9 @@ pub struct Ours {
     delivered: u64,
     /// One step's effects, drained after each step (as the service's node task does).
     effects: Vec<Effect<u64, u64>>,
+    /// Commands submitted since the last round, stepped at the leader together at the start
+    /// of the next (as the service's node task steps the requests of one drain of its inbox).
+    requests: Vec<Command<u64>>,
 }
 
 const LEADER: NodeId = 0;
@@ -67,6 +70,7 @@ impl Ours {
             network: VecDeque::new(),
             delivered: 0,
             effects: Vec::new(),
+            requests: Vec::new(),
         };
         for &id in &replicas {
             let config = Config {
@@ -128,10 +132,14 @@ impl Cluster for Ours {
             seq,
             op: seq,
         };
-        self.step(LEADER, Input::ClientRequest(command));
+        self.requests.push(command);
     }
 
     fn deliver_round(&mut self) -> bool {
+        if !self.requests.is_empty() {
+            let requests = std::mem::take(&mut self.requests);
+            self.step(LEADER, Input::ClientRequests(requests));
+        }
         let in_flight = self.network.len();
         for _ in 0..in_flight {
             let Some((from, to, msg)) = self.network.pop_front() else {

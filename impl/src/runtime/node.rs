@@ -202,6 +202,9 @@ pub struct NodeTask {
     actions: Vec<Action>,
     /// The core's effects of one step; drained after each, so one allocation serves them all.
     effects: Vec<Effect<KvOp, KvOutput>>,
+    /// Client requests of the events being drained, stepped together once the drain ends, so
+    /// that what they make the leader propose goes out as one run.
+    requests: Vec<Command<KvOp>>,
     waiters: HashMap<CommandId, Vec<oneshot::Sender<ClientOutcome>>>,
     election_deadline: Option<tokio::time::Instant>,
     /// The highest ballot heard from a leader, and when.
@@ -235,6 +238,7 @@ impl NodeTask {
             records: Vec::new(),
             actions: Vec::new(),
             effects: Vec::new(),
+            requests: Vec::new(),
             waiters: HashMap::new(),
             election_deadline: None,
             leader_seen: None,
@@ -278,6 +282,7 @@ impl NodeTask {
                             Err(_) => break,
                         }
                     }
+                    self.step_requests();
                 }
                 _ = sleep_until(deadline) => self.on_election_timeout(),
                 _ = heartbeat.tick() => self.on_tick(),
@@ -348,7 +353,21 @@ impl NodeTask {
             return;
         }
         self.waiters.entry(command.id()).or_default().push(reply);
-        self.step(Input::ClientRequest(command));
+        self.requests.push(command);
+    }
+
+    /// M5 for the requests the drain collected, in one step (one if there was one).
+    fn step_requests(&mut self) {
+        let mut requests = std::mem::take(&mut self.requests);
+        match requests.len() {
+            0 => {}
+            1 => {
+                if let Some(command) = requests.pop() {
+                    self.step(Input::ClientRequest(command));
+                }
+            }
+            _ => self.step(Input::ClientRequests(requests)),
+        }
     }
 
     fn on_election_timeout(&mut self) {

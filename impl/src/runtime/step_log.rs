@@ -1,9 +1,9 @@
 //! The step log (`serve --step-log FILE`): every transition the core takes in a real run, as
-//! JSON lines in the format `paxos-steps/1`, so that `paxos-conform validate` can check the
+//! JSON lines in the format `paxos-steps/2`, so that `paxos-conform validate` can check the
 //! run against the model (`specs/trace-format.md`, "Step logs").
 //!
 //! ```text
-//!   {"start":{"format":"paxos-steps/1","node":0,"pid":..,"config":..,"recovered":..,"effects":[..],"state":..}}
+//!   {"start":{"format":"paxos-steps/2","node":0,"pid":..,"config":..,"recovered":..,"effects":[..],"state":..}}
 //!   {"step":{"node":0,"input":..,"effects":[..],"state":..}}     one per core step
 //!   ... a restarted process appends another "start" line and goes on
 //! ```
@@ -27,7 +27,7 @@ use crate::ballot::NodeId;
 use crate::core::{Config, Durable, Effect, Input, ReplicaState};
 
 /// The format name every `start` line carries.
-pub const STEP_LOG_FORMAT: &str = "paxos-steps/1";
+pub const STEP_LOG_FORMAT: &str = "paxos-steps/2";
 
 /// One line of a step log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
