@@ -260,7 +260,10 @@ fn vote_to_impl(cfg: &MultiConfig, (b, cmd): Vote) -> (ImplBallot, Entry<u8>) {
 
 /// A model replica's votes as the core holds them: what [`msg_to_model`] resolves an
 /// `Accepted` run's entries from.
-pub fn votes_to_impl(cfg: &MultiConfig, votes: &Slots<Option<Vote>>) -> SlotMap<(ImplBallot, Entry<u8>)> {
+pub fn votes_to_impl(
+    cfg: &MultiConfig,
+    votes: &Slots<Option<Vote>>,
+) -> SlotMap<(ImplBallot, Entry<u8>)> {
     slots_to_map(votes, |v| vote_to_impl(cfg, v))
 }
 

@@ -23,16 +23,20 @@
 //! retries) rather than in log length.
 
 use std::fmt;
+use std::ops::ControlFlow;
 
-use paxos_impl::core::{Durable, Effect, Replica};
-use paxos_model::multi::{self, MultiConfig, MultiModelState, MultiTimer};
+use paxos_impl::core::{Durable, Effect, Input, Message, Replica};
+use paxos_model::multi::{self, MultiConfig, MultiModelState, MultiMsg, MultiTimer};
 use stateright::actor::{ActorModelAction, Id};
 use stateright::{Expectation, Model};
 
+use crate::ballot_to_impl;
 use crate::multi::{
-    abstraction, canonical, guarded, impl_config, impl_recovery_view, input_of, model_outcome,
-    model_recovery_view, outcome_from_impl, ImplEffect, ImplReplica, ModelAction, Sm, StepOutcome,
+    abstraction, canonical, command_to_impl, entry_to_impl, guarded, impl_config,
+    impl_recovery_view, input_of, model_outcome, model_recovery_view, outcome_from_impl,
+    ImplEffect, ImplReplica, ModelAction, Sm, StepOutcome,
 };
+use paxos_model::types::Ballot;
 
 /// A long-walk configuration: 5 replicas, 2 clients with 4 commands and retries, 4 slots,
 /// rounds up to 12 with up to 10 elections, 2 crashes at a time, a lossy duplicating network.
@@ -236,6 +240,17 @@ fn impl_step(
         }
         _ => return None,
     };
+    step_replica(cfg, cluster, i, input)
+}
+
+/// Steps the implementation replica `i` (if it is up) on `input` (`None`: no input, as for the
+/// model's client retry timer at a replica, which has none).
+fn step_replica(
+    cfg: &MultiConfig,
+    cluster: &mut Cluster,
+    i: usize,
+    input: Option<Input<u8>>,
+) -> Option<(usize, Result<StepOutcome, String>)> {
     let durable_before = cluster.durable[i].clone();
     let replica = cluster.replicas[i].as_mut()?;
     let effects = match input {
@@ -302,6 +317,17 @@ pub fn lockstep(cfg: &MultiConfig, choices: &[u32]) -> Walk {
             break;
         }
         let (action, next) = enabled.swap_remove(pick(&enabled, choice));
+        if choice.rotate_left(11) % 4 == 0 {
+            if let Some(run) = run_from(cfg, &model, &state, &action, &enabled) {
+                match take_run(cfg, &model, &always, &mut cluster, &mut walk, state, &run) {
+                    ControlFlow::Continue(after) => {
+                        state = after;
+                        continue;
+                    }
+                    ControlFlow::Break(()) => return walk,
+                }
+            }
+        }
         walk.steps += 1;
         walk.trail.push(format!("{action:?}"));
         if let Some((i, actual)) = impl_step(cfg, &mut cluster, &action) {
@@ -326,6 +352,233 @@ pub fn lockstep(cfg: &MultiConfig, choices: &[u32]) -> Walk {
         }
     }
     walk
+}
+
+/// Deliveries the implementation receives as one input: several requests at one replica, or
+/// phase 2 messages from one sender for consecutive slots, which the core takes as a run.
+struct Run {
+    /// The model's deliveries, in the order the run stands for them (ascending `(client, seq)`
+    /// for requests, ascending slot otherwise).
+    actions: Vec<ModelAction>,
+    dst: usize,
+    input: Input<u8>,
+}
+
+/// A run starting with the delivery `first` and going on with other deliveries enabled now
+/// (`enabled`), if there is one of at least two.
+fn run_from(
+    cfg: &MultiConfig,
+    model: &multi::MultiModel,
+    state: &MultiModelState,
+    first: &ModelAction,
+    enabled: &[(ModelAction, MultiModelState)],
+) -> Option<Run> {
+    let ActorModelAction::Deliver { src, dst, msg } = first else {
+        return None;
+    };
+    let dst_index = usize::from(*dst);
+    if dst_index >= cfg.replicas || state.crashed[dst_index] {
+        return None;
+    }
+    let deliveries = enabled.iter().filter_map(|(a, _)| match a {
+        ActorModelAction::Deliver {
+            src: s,
+            dst: d,
+            msg: m,
+        } if d == dst => Some((*s, *m)),
+        _ => None,
+    });
+    let from = usize::from(*src) as u32;
+    let slot_run = |key: &dyn Fn(MultiMsg) -> Option<(Ballot, u8, multi::Cmd)>| {
+        let (ballot, first_slot, first_cmd) = key(*msg)?;
+        let same_sender: Vec<(u8, multi::Cmd)> = deliveries
+            .clone()
+            .filter(|(s, _)| s == src)
+            .filter_map(|(_, m)| {
+                key(m)
+                    .filter(|(b, _, _)| *b == ballot)
+                    .map(|(_, s, c)| (s, c))
+            })
+            .collect();
+        // The longest stretch of consecutive slots around the chosen delivery.
+        let find = |slot: u8| same_sender.iter().find(|(s, _)| *s == slot).copied();
+        let mut start = first_slot;
+        while let Some(before) = start.checked_sub(1).filter(|&s| find(s).is_some()) {
+            start = before;
+        }
+        let mut run = Vec::new();
+        let mut slot = Some(start);
+        while let Some(at) = slot {
+            let found = if at == first_slot {
+                Some((first_slot, first_cmd))
+            } else {
+                find(at)
+            };
+            let Some(found) = found else { break };
+            run.push(found);
+            slot = at.checked_add(1);
+        }
+        (run.len() > 1).then_some((ballot, run))
+    };
+    let to_action = |m: MultiMsg| ActorModelAction::Deliver {
+        src: *src,
+        dst: *dst,
+        msg: m,
+    };
+    let (actions, input): (Vec<ModelAction>, Input<u8>) = match msg {
+        MultiMsg::Request(_) => {
+            let mut requests: Vec<(Id, multi::Cmd)> = deliveries
+                .filter_map(|(s, m)| match m {
+                    MultiMsg::Request(cmd) => Some((s, cmd)),
+                    _ => None,
+                })
+                .collect();
+            requests.sort_by_key(|(_, cmd)| command_to_impl(cfg, *cmd).id());
+            requests.dedup_by_key(|(_, cmd)| *cmd);
+            if requests.len() < 2 {
+                return None;
+            }
+            let commands = requests
+                .iter()
+                .map(|(_, c)| command_to_impl(cfg, *c))
+                .collect();
+            let actions = requests
+                .iter()
+                .map(|(s, c)| ActorModelAction::Deliver {
+                    src: *s,
+                    dst: *dst,
+                    msg: MultiMsg::Request(*c),
+                })
+                .collect();
+            (actions, Input::ClientRequests(commands))
+        }
+        MultiMsg::Accept(..) => {
+            let (ballot, run) = slot_run(&|m| match m {
+                MultiMsg::Accept(b, s, c) => Some((b, s, c)),
+                _ => None,
+            })?;
+            let actions = run
+                .iter()
+                .map(|&(s, c)| to_action(MultiMsg::Accept(ballot, s, c)))
+                .collect();
+            let entries = run.iter().map(|&(_, c)| entry_to_impl(cfg, c)).collect();
+            let accept = Message::Accept {
+                ballot: ballot_to_impl(ballot),
+                slot: u64::from(run[0].0),
+                entries,
+            };
+            (actions, Input::Message { from, msg: accept })
+        }
+        MultiMsg::Accepted(..) => {
+            let (ballot, run) = slot_run(&|m| match m {
+                MultiMsg::Accepted(b, s, c) => Some((b, s, c)),
+                _ => None,
+            })?;
+            let actions = run
+                .iter()
+                .map(|&(s, c)| to_action(MultiMsg::Accepted(ballot, s, c)))
+                .collect();
+            let accepted = Message::Accepted {
+                ballot: ballot_to_impl(ballot),
+                slot: u64::from(run[0].0),
+                count: run.len() as u64,
+            };
+            (
+                actions,
+                Input::Message {
+                    from,
+                    msg: accepted,
+                },
+            )
+        }
+        MultiMsg::Decide(..) => {
+            let (_, run) = slot_run(&|m| match m {
+                MultiMsg::Decide(s, c) => Some((Ballot::new(0, 0), s, c)),
+                _ => None,
+            })?;
+            let actions = run
+                .iter()
+                .map(|&(s, c)| to_action(MultiMsg::Decide(s, c)))
+                .collect();
+            let entries = run.iter().map(|&(_, c)| entry_to_impl(cfg, c)).collect();
+            let decide = Message::Decide {
+                slot: u64::from(run[0].0),
+                entries,
+            };
+            (actions, Input::Message { from, msg: decide })
+        }
+        _ => return None,
+    };
+    // Each delivery must stay enabled and within bounds after the ones before it.
+    let mut at = state.clone();
+    for action in &actions {
+        let next = model.next_state(&at, action.clone())?;
+        if !Model::within_boundary(model, &next) {
+            return None;
+        }
+        at = next;
+    }
+    Some(Run {
+        actions,
+        dst: dst_index,
+        input,
+    })
+}
+
+/// Takes `run`: the model's deliveries one by one, the implementation's one input; compares
+/// the implementation's outcome with the model's steps together (sends as one multiset, the
+/// state, storage and timer after the last). Returns the model state after the run, or
+/// `Break` once the walk has failed.
+fn take_run(
+    cfg: &MultiConfig,
+    model: &multi::MultiModel,
+    always: &[stateright::Property<multi::MultiModel>],
+    cluster: &mut Cluster,
+    walk: &mut Walk,
+    mut state: MultiModelState,
+    run: &Run,
+) -> ControlFlow<(), MultiModelState> {
+    let fail = |step: usize, kind: FailureKind| Some(WalkFailure { step, kind });
+    let mut sends = Vec::new();
+    let mut last = None;
+    for action in &run.actions {
+        let Some(next) = model.next_state(&state, action.clone()) else {
+            break;
+        };
+        walk.steps += 1;
+        walk.trail.push(format!("{action:?} (run)"));
+        let outcome = model_outcome(model, &state, action, run.dst, &next);
+        sends.extend(outcome.sends.iter().cloned());
+        last = Some(outcome);
+        state = next;
+        if let Some(p) = always.iter().find(|p| !(p.condition)(model, &state)) {
+            walk.failure = fail(walk.steps, FailureKind::PropertyViolated(p.name));
+            return ControlFlow::Break(());
+        }
+    }
+    let Some(mut expected) = last else {
+        return ControlFlow::Continue(state);
+    };
+    sends.sort();
+    // A refused run is refused once (M6'); slot by slot the model sends one Nack per slot.
+    sends.dedup_by(|a, b| a == b && matches!(a.1, MultiMsg::Nack(..)));
+    expected.sends = sends;
+    if let Some((_, actual)) = step_replica(cfg, cluster, run.dst, Some(run.input.clone())) {
+        walk.compared += 1;
+        if actual.as_ref() != Ok(&expected) {
+            walk.trail.push(format!("  as one input: {:?}", run.input));
+            walk.failure = fail(
+                walk.steps,
+                FailureKind::Divergence {
+                    node: run.dst,
+                    expected: Box::new(expected),
+                    actual: Box::new(actual),
+                },
+            );
+            return ControlFlow::Break(());
+        }
+    }
+    ControlFlow::Continue(state)
 }
 
 /// The kinds of action a walk chooses between, and how often (per mille): mostly deliveries,
@@ -438,6 +691,7 @@ mod tests {
     fn walks_reach_elections_recoveries_and_decisions() {
         let cfg = long_walk_config(5);
         let (mut elections, mut recoveries, mut decides) = (0, 0, 0);
+        let mut in_runs = std::collections::BTreeMap::new();
         for seed in 0..20 {
             let walk = lockstep(&cfg, &schedule(seed, 300));
             assert!(walk.failure.is_none(), "{walk}");
@@ -445,10 +699,28 @@ mod tests {
             recoveries += walk.count("Recover", "");
             decides += walk.count("Deliver", "Decide");
         }
-        eprintln!("20 walks: {elections} elections, {recoveries} recoveries, {decides} decides");
+        // Runs: with 3 replicas a single vote chooses, so more slots are decided together.
+        for walk_cfg in [cfg.clone(), long_walk_config(3)] {
+            for seed in 0..20 {
+                let walk = lockstep(&walk_cfg, &schedule(seed, 300));
+                assert!(walk.failure.is_none(), "{walk}");
+                for kind in ["Request", "Accept(", "Accepted", "Decide"] {
+                    let taken = walk.trail.iter().filter(|a| a.ends_with("(run)"));
+                    *in_runs.entry(kind).or_insert(0) += taken.filter(|a| a.contains(kind)).count();
+                }
+            }
+        }
+        eprintln!(
+            "20 walks: {elections} elections, {recoveries} recoveries, {decides} decides; \
+             deliveries taken as runs: {in_runs:?}"
+        );
         assert!(
             elections >= 20 && recoveries >= 5 && decides >= 20,
             "elections {elections}, recoveries {recoveries}, decides {decides}"
+        );
+        assert!(
+            in_runs.values().all(|&n| n >= 4),
+            "every kind of run is taken: {in_runs:?}"
         );
     }
 

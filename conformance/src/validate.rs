@@ -56,8 +56,7 @@ use stateright::actor::{Actor, Command as OutCommand, Id, Out};
 
 use crate::multi::{
     canonical, model_recovery_view, msg_to_model, outcome_from_impl, votes_to_impl, ImplEffect,
-    ImplReplica,
-    StepOutcome,
+    ImplReplica, StepOutcome,
 };
 
 /// The `format` of [`Report`].
@@ -1008,7 +1007,9 @@ fn describe(input: &Input<KvOp>) -> String {
         Input::ElectionTimeout => "election timeout".into(),
         Input::ClientRequest(c) => format!("request {:?} seq {}: {:?}", c.client, c.seq, c.op),
         Input::ClientRequests(cs) => {
-            let each = cs.iter().map(|c| format!("{:?} seq {}: {:?}", c.client, c.seq, c.op));
+            let each = cs
+                .iter()
+                .map(|c| format!("{:?} seq {}: {:?}", c.client, c.seq, c.op));
             format!("requests {}", each.collect::<Vec<_>>().join(", "))
         }
         Input::Tick => "catch-up tick".into(),

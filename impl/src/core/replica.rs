@@ -759,8 +759,7 @@ impl<SM: StateMachine> Replica<SM> {
             match self.state.phase {
                 Phase::Follower => rule = Rule::M5Follower,
                 Phase::Preparing { .. } => {
-                    if !executed(&self.state.clients, id) && !self.state.pending.contains_key(&id)
-                    {
+                    if !executed(&self.state.clients, id) && !self.state.pending.contains_key(&id) {
                         self.state.pending.insert(id, command);
                         rule = Rule::M5Preparing;
                     }
@@ -880,13 +879,25 @@ impl<SM: StateMachine> Replica<SM> {
                 }
                 _ => {
                     if let Some((first, entries)) = decided.replace((at, vec![entry])) {
-                        self.send_to_others(Message::Decide { slot: first, entries }, out);
+                        self.send_to_others(
+                            Message::Decide {
+                                slot: first,
+                                entries,
+                            },
+                            out,
+                        );
                     }
                 }
             }
         }
         if let Some((first, entries)) = decided {
-            self.send_to_others(Message::Decide { slot: first, entries }, out);
+            self.send_to_others(
+                Message::Decide {
+                    slot: first,
+                    entries,
+                },
+                out,
+            );
         }
         self.apply_chosen(out);
         self.propose_pending(out);
@@ -954,7 +965,10 @@ impl<SM: StateMachine> Replica<SM> {
     /// slot bound not reached, propose the least pending command in `next_slot`. Everything
     /// one call proposes goes out as one run.
     fn propose_pending(&mut self, out: &mut OutboxOf<SM>) {
-        let Phase::Leading { next_slot: first, .. } = self.state.phase else {
+        let Phase::Leading {
+            next_slot: first, ..
+        } = self.state.phase
+        else {
             return;
         };
         let mut entries = Vec::new();

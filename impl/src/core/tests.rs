@@ -364,7 +364,11 @@ fn m3_m4_merging_picks_the_highest_ballot_per_slot_and_fills_gaps_with_noop() {
     let run = accept_run(b(3, 2), 0, entries.to_vec());
     expected.extend([send(0, run.clone()), send(1, run)]);
     expected.push(Effect::CancelElectionTimer);
-    assert_eq!(r.step(deliver(0, promise)), expected, "one Accept for the run");
+    assert_eq!(
+        r.step(deliver(0, promise)),
+        expected,
+        "one Accept for the run"
+    );
     assert_eq!(
         *r.phase(),
         Phase::Leading {
@@ -381,10 +385,7 @@ fn m4_skips_chosen_slots_drops_reproposed_and_executed_pending_then_proposes_the
         r.step(request(client, 1));
     }
     assert_eq!(
-        r.step(deliver(
-            0,
-            decide(0, c(1, 1))
-        )),
+        r.step(deliver(0, decide(0, c(1, 1)))),
         vec![chosen_record(0, c(1, 1)), executed(0, cmd(1, 1), 0)],
         "no reply: only a leader replies"
     );
@@ -544,10 +545,7 @@ fn m5b_the_slot_limit_stops_new_proposals() {
 #[test]
 fn m5_preparing_a_request_waits_in_pending_in_client_seq_order() {
     let mut r = candidate(1);
-    r.step(deliver(
-        0,
-        decide(0, c(9, 1)),
-    ));
+    r.step(deliver(0, decide(0, c(9, 1))));
     assert_eq!(r.step(request(2, 1)), vec![]);
     assert_eq!(r.step(request(1, 1)), vec![]);
     let before = r.clone();
@@ -702,10 +700,7 @@ fn m9_an_older_retry_chosen_after_a_newer_request_is_skipped() {
     r.step(deliver(2, Message::Prepare { ballot: b(2, 2) }));
     r.step(deliver(2, accept(b(2, 2), 1, c(1, 1))));
     assert_eq!(
-        r.step(deliver(
-            2,
-            decide(1, c(1, 1))
-        )),
+        r.step(deliver(2, decide(1, c(1, 1)))),
         vec![chosen_record(1, c(1, 1))],
         "seq 1 <= last_seq 2: skipped, no reply"
     );
@@ -888,10 +883,7 @@ fn durable_state_is_the_fold_of_the_persisted_records_and_back() {
         deliver(1, accepted(b(1, 0), 0)),
         deliver(2, Message::Prepare { ballot: b(2, 2) }),
         deliver(2, accept(b(2, 2), 1, Entry::Noop)),
-        deliver(
-            2,
-            decide(1, Entry::Noop),
-        ),
+        deliver(2, decide(1, Entry::Noop)),
         Input::ElectionTimeout,
     ];
     for input in inputs {
@@ -977,10 +969,7 @@ fn every_transition_emits_exactly_one_trace_event_with_the_stable_fields() {
         r.step(request(1, 1));
         r.step(deliver(1, accepted(b(1, 0), 0)));
         r.step(deliver(1, Message::Prepare { ballot: b(0, 1) }));
-        r.step(deliver(
-            2,
-            decide(0, c(1, 1)),
-        ));
+        r.step(deliver(2, decide(0, c(1, 1))));
         // From a stranger: ignored, but its event still names what arrived and from whom.
         r.step(deliver(9, Message::Prepare { ballot: b(3, 9) }));
     });
@@ -1171,13 +1160,7 @@ fn compaction_forgets_only_what_every_replica_has_applied() {
     assert!(l.chosen().is_empty() && l.accepted().is_empty());
     // A late Accepted or Decide for the forgotten slot changes nothing.
     assert_eq!(l.step(deliver(2, accepted(b(1, 0), 0))), vec![]);
-    assert_eq!(
-        l.step(deliver(
-            2,
-            decide(0, c(1, 1))
-        )),
-        vec![]
-    );
+    assert_eq!(l.step(deliver(2, decide(0, c(1, 1)))), vec![]);
 }
 
 /// Restarting from a snapshot plus a log whose applied prefix was compacted away gives the
@@ -1236,7 +1219,10 @@ fn m5_requests_arriving_together_are_proposed_as_one_run_least_first() {
 fn m6_a_run_is_accepted_slot_by_slot_and_answered_once() {
     let mut r = follower(1);
     assert_eq!(
-        r.step(deliver(0, accept_run(b(1, 0), 4, vec![c(1, 1), Entry::Noop]))),
+        r.step(deliver(
+            0,
+            accept_run(b(1, 0), 4, vec![c(1, 1), Entry::Noop])
+        )),
         vec![
             persist(Record::Promise(b(1, 0))),
             accept_record(4, b(1, 0), c(1, 1)),
@@ -1358,10 +1344,25 @@ fn m8_a_decided_run_learns_the_slots_not_chosen_yet() {
 #[derive(Clone, Debug)]
 enum RunStep {
     Requests(Vec<(u64, u64)>),
-    Prepare { from: NodeId, round: u64 },
-    Accept { from: NodeId, round: u64, slot: Slot, clients: Vec<u64> },
-    Accepted { from: NodeId, slot: Slot, count: u64 },
-    Decide { slot: Slot, clients: Vec<u64> },
+    Prepare {
+        from: NodeId,
+        round: u64,
+    },
+    Accept {
+        from: NodeId,
+        round: u64,
+        slot: Slot,
+        clients: Vec<u64>,
+    },
+    Accepted {
+        from: NodeId,
+        slot: Slot,
+        count: u64,
+    },
+    Decide {
+        slot: Slot,
+        clients: Vec<u64>,
+    },
     Timeout,
 }
 
