@@ -174,6 +174,9 @@ pub struct Report {
     pub by_kind: BTreeMap<String, usize>,
     /// Peer messages received (each checked to have been sent).
     pub messages_received: usize,
+    /// Steps whose input stood for several model steps: a run of slots (`Accept`, `Accepted`,
+    /// `Decide` for more than one) or requests that arrived together.
+    pub runs: usize,
     /// Records persisted that a crash lost before they reached the disk.
     pub records_lost_in_crashes: usize,
     pub rejections_total: usize,
@@ -204,6 +207,11 @@ impl Report {
             .map(|(k, n)| format!("{k} {n}"))
             .collect();
         out += &format!("by kind:      {}\n", kinds.join(", "));
+        out += &format!(
+            "runs:         {} steps on a run of slots or of requests, each checked as the model's \
+             steps on its parts\n",
+            self.runs
+        );
         out += &format!(
             "crashes:      {} persisted records lost before the disk had them\n",
             self.records_lost_in_crashes
@@ -737,6 +745,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
         transitions: 0,
         by_kind: BTreeMap::new(),
         messages_received: 0,
+        runs: 0,
         records_lost_in_crashes: 0,
         rejections_total: 0,
         rejections: Vec::new(),
@@ -785,6 +794,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                 ..
             } => {
                 *report.by_kind.entry(kind(input)).or_default() += 1;
+                report.runs += usize::from(is_run(input));
                 if let Input::Message { from, msg } = input {
                     report.messages_received += 1;
                     for key in message_keys(&domain.message(msg)?) {
@@ -931,6 +941,19 @@ fn message_keys(msg: &Message<u8>) -> Vec<String> {
         serde_json::to_string(m).unwrap_or_else(|e| format!("unserializable {m:?}: {e}"))
     };
     one_slot.iter().map(key).collect()
+}
+
+/// Whether `input` stands for several model steps.
+fn is_run(input: &Input<KvOp>) -> bool {
+    match input {
+        Input::ClientRequests(cs) => cs.len() > 1,
+        Input::Message { msg, .. } => match msg {
+            Message::Accept { entries, .. } | Message::Decide { entries, .. } => entries.len() > 1,
+            Message::Accepted { count, .. } => *count > 1,
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// The client commands an input carries.

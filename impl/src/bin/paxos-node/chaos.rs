@@ -82,6 +82,11 @@ pub struct ChaosArgs {
     /// counting the final reads), so its step logs can be validated.
     #[arg(long)]
     pub ops_per_client: Option<u64>,
+    /// With `--ops-per-client`: every client issues its operations at the same moments (no
+    /// random offset), so that their requests reach the leader together and it proposes them
+    /// as one run of slots (specs/protocol.md "Runs of slots"), which validation then checks.
+    #[arg(long, requires = "ops_per_client")]
+    pub together: bool,
     /// The replicas propose no command at or above this slot (`[limits] slot_limit`).
     #[arg(long)]
     pub slot_limit: Option<u64>,
@@ -400,6 +405,7 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
             pace: args.ops_per_client.map(|ops| {
                 Duration::from_secs(args.duration_secs) / u32::try_from(ops + 1).unwrap_or(u32::MAX)
             }),
+            together: args.together,
         };
         clients.push(tokio::spawn(run_client(
             http.clone(),
@@ -764,6 +770,8 @@ struct ClientPlan {
     ops_max: Option<u64>,
     /// Wait this long before each operation (bounded runs).
     pace: Option<Duration>,
+    /// The first wait is half a `pace` for every client, not a random part of it.
+    together: bool,
 }
 
 async fn run_client(
@@ -780,6 +788,7 @@ async fn run_client(
         seed,
         ops_max,
         pace,
+        together,
     } = plan;
     let mut rng = StdRng::seed_from_u64(seed);
     let Some(mut client) = new_client(&http, &endpoints, &mut rng) else {
@@ -794,10 +803,10 @@ async fn run_client(
     let mut last_seen: BTreeMap<String, Option<String>> = BTreeMap::new();
     while Instant::now() < deadline && ops_max.is_none_or(|max| written < max) {
         if let Some(pace) = pace {
-            let jitter = if written == 0 {
-                rng.random_range(0.0..1.0)
-            } else {
-                1.0
+            let jitter = match (written, together) {
+                (0, true) => 0.5,
+                (0, false) => rng.random_range(0.0..1.0),
+                _ => 1.0,
             };
             tokio::time::sleep(pace.mul_f64(jitter)).await;
         }
