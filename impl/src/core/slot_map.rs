@@ -455,6 +455,50 @@ mod tests {
         );
     }
 
+    /// The layout is the point of the type: a slot up to `GAP_MAX` from either end of the run
+    /// joins it, one further waits in the overflow map, and an overflow entry joins the run
+    /// once the run comes within `GAP_MAX` of it. (The `BTreeMap` proptest cannot see this:
+    /// where an entry lives changes no answer, only the cost. cargo-mutants found each bound.)
+    #[test]
+    fn slots_join_the_run_exactly_within_the_gap_bound() {
+        let below = |base: Slot, distance: Slot| {
+            let mut map = SlotMap::new();
+            map.insert(base, 0u8);
+            map.insert(base - distance, 1);
+            (map.dense.len(), map.overflow.len())
+        };
+        assert_eq!(below(10_000, GAP_MAX), (GAP_MAX as usize + 1, 0));
+        assert_eq!(below(10_000, GAP_MAX + 1), (1, 1));
+        let above = |distance: Slot| {
+            let mut map = SlotMap::new();
+            map.insert(0, 0u8);
+            map.insert(1 + distance, 1);
+            (map.dense.len(), map.overflow.len())
+        };
+        assert_eq!(above(GAP_MAX), (GAP_MAX as usize + 2, 0));
+        assert_eq!(above(GAP_MAX + 1), (1, 1));
+
+        // Absorbed from above once the run's end is exactly `GAP_MAX` below the entry.
+        let mut map = SlotMap::new();
+        map.insert(0, 0u8);
+        map.insert(2 * GAP_MAX + 2, 2);
+        assert_eq!(map.overflow.len(), 1);
+        map.insert(GAP_MAX + 1, 1);
+        assert_eq!(
+            (map.dense.len(), map.overflow.len()),
+            (2 * GAP_MAX as usize + 3, 0)
+        );
+
+        // Absorbed from below once the run's base is exactly `GAP_MAX` above the entry.
+        let mut map = SlotMap::new();
+        map.insert(20_000, 0u8);
+        map.insert(20_000 - 2 * GAP_MAX, 2);
+        assert_eq!(map.overflow.len(), 1);
+        map.insert(20_000 - GAP_MAX, 1);
+        assert_eq!((map.base, map.overflow.len()), (20_000 - 2 * GAP_MAX, 0));
+        assert_eq!(map.len(), 3);
+    }
+
     #[test]
     fn appends_stay_in_the_run() {
         let mut map = SlotMap::new();
