@@ -136,9 +136,17 @@ impl Cluster for Ours {
     }
 
     fn deliver_round(&mut self) -> bool {
-        if !self.requests.is_empty() {
-            let requests = std::mem::take(&mut self.requests);
-            self.step(LEADER, Input::ClientRequests(requests));
+        match self.requests.len() {
+            0 => {}
+            1 => {
+                if let Some(command) = self.requests.pop() {
+                    self.step(LEADER, Input::ClientRequest(command));
+                }
+            }
+            _ => {
+                let requests = std::mem::take(&mut self.requests);
+                self.step(LEADER, Input::ClientRequests(requests));
+            }
         }
         let in_flight = self.network.len();
         for _ in 0..in_flight {
