@@ -904,43 +904,11 @@ fn sent_messages(
 /// other message is itself), each as a key. A run is compared slot by slot because the leader
 /// re-sends the Accept of a single slot left unanswered, which no step sent on its own.
 fn message_keys(msg: &Message<u8>) -> Vec<String> {
-    let one_slot: Vec<Message<u8>> = match msg {
-        Message::Accept {
-            ballot,
-            slot,
-            entries,
-        } => (0..)
-            .zip(entries)
-            .map(|(i, entry)| Message::Accept {
-                ballot: *ballot,
-                slot: slot.saturating_add(i),
-                entries: vec![entry.clone()],
-            })
-            .collect(),
-        Message::Accepted {
-            ballot,
-            slot,
-            count,
-        } => (0..(*count).min(MAX_SLOTS as u64 + 1))
-            .map(|i| Message::Accepted {
-                ballot: *ballot,
-                slot: slot.saturating_add(i),
-                count: 1,
-            })
-            .collect(),
-        Message::Decide { slot, entries } => (0..)
-            .zip(entries)
-            .map(|(i, entry)| Message::Decide {
-                slot: slot.saturating_add(i),
-                entries: vec![entry.clone()],
-            })
-            .collect(),
-        other => vec![other.clone()],
+    let key = |m: Message<u8>| {
+        serde_json::to_string(&m).unwrap_or_else(|e| format!("unserializable {m:?}: {e}"))
     };
-    let key = |m: &Message<u8>| {
-        serde_json::to_string(m).unwrap_or_else(|e| format!("unserializable {m:?}: {e}"))
-    };
-    one_slot.iter().map(key).collect()
+    // No real run is longer than the model's log; a longer one is refused elsewhere.
+    msg.per_slot().take(MAX_SLOTS + 1).map(key).collect()
 }
 
 /// Whether `input` stands for several model steps.

@@ -192,7 +192,7 @@ fn bootstrap_followers_are_promised_to_the_initial_leader_with_nothing_persisted
 fn m1_timeout_persists_round_and_promise_then_prepares_the_others() {
     let mut r = follower(1);
     r.step(deliver(0, accept(b(1, 0), 0, c(1, 1))));
-    let prepare = Message::Prepare { ballot: b(2, 1) };
+    let prepare: Message<u32> = Message::Prepare { ballot: b(2, 1) };
     assert_eq!(
         r.step(Input::ElectionTimeout),
         vec![
@@ -1477,27 +1477,8 @@ fn slot_wise(effects: &[E]) -> SlotWise {
     for effect in effects {
         match effect {
             Effect::Send { to, msg } => {
-                let split: Vec<Message<u32>> = match msg.clone() {
-                    Message::Accept {
-                        ballot,
-                        slot,
-                        entries,
-                    } => (0..)
-                        .zip(entries)
-                        .map(|(i, e)| accept(ballot, slot + i, e))
-                        .collect(),
-                    Message::Accepted {
-                        ballot,
-                        slot,
-                        count,
-                    } => (0..count).map(|i| accepted(ballot, slot + i)).collect(),
-                    Message::Decide { slot, entries } => (0..)
-                        .zip(entries)
-                        .map(|(i, e)| decide(slot + i, e))
-                        .collect(),
-                    other => vec![other],
-                };
-                sends.extend(split.into_iter().map(|m| format!("{to} {m:?}")));
+                let split = msg.per_slot();
+                sends.extend(split.map(|m| format!("{to} {m:?}")));
             }
             Effect::Executed { .. } => executed.push(effect.clone()),
             Effect::Reply { .. } => replies.push(format!("{effect:?}")),
@@ -1554,4 +1535,24 @@ proptest::proptest! {
         proptest::prop_assert_eq!(batched.state_machine(), split.state_machine());
         proptest::prop_assert_eq!(slot_wise(&together), slot_wise(&one_by_one));
     }
+}
+
+#[test]
+fn per_slot_splits_a_run_and_stops_at_the_last_slot() {
+    let run = accept_run(b(1, 0), 4, vec![c(1, 1), Entry::Noop]);
+    let parts: Vec<_> = run.per_slot().collect();
+    assert_eq!(
+        parts,
+        vec![accept(b(1, 0), 4, c(1, 1)), accept(b(1, 0), 5, Entry::Noop)]
+    );
+    let past_the_end = accepted_run(b(1, 0), u64::MAX - 1, u64::MAX);
+    assert_eq!(
+        past_the_end.per_slot().collect::<Vec<_>>(),
+        vec![accepted(b(1, 0), u64::MAX - 1), accepted(b(1, 0), u64::MAX)]
+    );
+    let prepare: Message<u32> = Message::Prepare { ballot: b(2, 1) };
+    assert_eq!(
+        prepare.per_slot().collect::<Vec<_>>(),
+        vec![prepare.clone()]
+    );
 }

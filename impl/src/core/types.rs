@@ -115,6 +115,49 @@ pub enum Message<Op> {
     },
 }
 
+impl<Op: Clone> Message<Op> {
+    /// The one-slot messages this one stands for, in slot order: `n` for a run of `n` slots
+    /// (`Accept`, `Accepted`, `Decide`; specs/protocol.md "Runs of slots"), itself for any
+    /// other message. Lazy, and it stops at the last slot, so an absurd run from a stranger
+    /// costs what the caller takes of it.
+    pub fn per_slot(&self) -> impl Iterator<Item = Message<Op>> + '_ {
+        let len = match self {
+            Message::Accept { entries, .. } | Message::Decide { entries, .. } => {
+                entries.len() as u64
+            }
+            Message::Accepted { count, .. } => *count,
+            _ => 1,
+        };
+        (0..len).map_while(move |i| {
+            let entry = |entries: &[Entry<Op>]| {
+                let entry = entries.get(usize::try_from(i).ok()?)?;
+                Some(vec![entry.clone()])
+            };
+            Some(match self {
+                Message::Accept {
+                    ballot,
+                    slot,
+                    entries,
+                } => Message::Accept {
+                    ballot: *ballot,
+                    slot: slot.checked_add(i)?,
+                    entries: entry(entries)?,
+                },
+                Message::Accepted { ballot, slot, .. } => Message::Accepted {
+                    ballot: *ballot,
+                    slot: slot.checked_add(i)?,
+                    count: 1,
+                },
+                Message::Decide { slot, entries } => Message::Decide {
+                    slot: slot.checked_add(i)?,
+                    entries: entry(entries)?,
+                },
+                other => other.clone(),
+            })
+        })
+    }
+}
+
 /// The most chosen entries one [`Message::CatchUp`] carries; a follower further behind
 /// catches up over several rounds of [`Input::Tick`].
 pub const CATCH_UP_ENTRIES_MAX: usize = 1024;
