@@ -499,6 +499,20 @@ mod tests {
         assert_eq!(map.len(), 3);
     }
 
+    /// Equality and `Debug` read the entries, as a `BTreeMap`'s do (cargo-mutants: the
+    /// lib's tests never compared two maps that differ, nor printed one).
+    #[test]
+    fn equality_and_debug_read_as_a_btree_map() {
+        let entries = [(1, 1u8), (2 * GAP_MAX, 2)];
+        let map: SlotMap<u8> = entries.into_iter().collect();
+        let shorter: SlotMap<u8> = entries[..1].iter().copied().collect();
+        let other_value: SlotMap<u8> = [(1, 1u8), (2 * GAP_MAX, 3)].into_iter().collect();
+        assert_eq!(map, map.clone());
+        assert_ne!(map, shorter);
+        assert_ne!(map, other_value, "same length, another value");
+        assert_eq!(format!("{map:?}"), format!("{:?}", BTreeMap::from(entries)));
+    }
+
     #[test]
     fn appends_stay_in_the_run() {
         let mut map = SlotMap::new();
