@@ -42,15 +42,15 @@
 //! |---|---|---|
 //! | `node` | u32 | the replica's id |
 //! | `rule` | str | the rule applied: `bootstrap`, `M1`, `M2`, `M2'`, `M2''`, `M3`, `M4`, `M5`, `M5'`, `M5''`, `M6`, `M6'`, `M7`, `M8`, `M10`, `M11`, the catch-up rules `C1`, `C2`, `C3`, or `none` when the input changed nothing. M5b, M9 and M12 happen inside these and are not separate events. |
-//! | `input` | str | `bootstrap`, `recover`, `election_timeout`, `tick`, `client_request`, `prepare`, `promise`, `nack`, `accept`, `accepted`, `decide`, `status`, `catch_up` |
+//! | `input` | str | `bootstrap`, `recover`, `election_timeout`, `tick`, `client_request` (one request or several together), `prepare`, `promise`, `nack`, `accept`, `accepted`, `decide`, `status`, `catch_up` |
 //! | `from` | u32, optional | the sender of a message |
 //! | `ballot` | str `round.node`, optional | the message's ballot; for M1 the new own ballot |
-//! | `slot` | u64, optional | the message's slot (Accept, Accepted, Decide) |
+//! | `slot` | u64, optional | the first slot of the message's run (Accept, Accepted, Decide) |
 //! | `promised` | str `round.node` | the promise after the step |
 //! | `round` | u64 | the round after the step |
 //! | `phase` | str | `follower`, `preparing` or `leading` after the step |
 //! | `next_slot` | u64, optional | `next_slot` after the step, when leading |
-//! | `chosen` | u64, optional | the slot this step chose (M7 on a majority, M8) |
+//! | `chosen` | u64, optional | the highest slot this step chose (M7 on a majority, M8; a run may choose several) |
 //! | `applied` | u64 | the applied prefix's length after the step |
 //! | `pending` | u64 | pending commands after the step |
 //! | `persisted` | u64 | `Persist` effects of the step |
