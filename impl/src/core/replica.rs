@@ -394,7 +394,11 @@ impl<SM: StateMachine> Replica<SM> {
         let transition = match input {
             Input::ElectionTimeout => self.on_election_timeout(&mut out),
             Input::ClientRequest(command) => self.on_requests([command], &mut out),
-            Input::ClientRequests(commands) => self.on_requests(commands, &mut out),
+            Input::ClientRequests(mut commands) => {
+                // The order the requests one by one are checked in (M5 proposes after each).
+                commands.sort_by_key(Command::id);
+                self.on_requests(commands, &mut out)
+            }
             Input::Message { from, msg } => self.on_message(from, msg, &mut out),
             Input::Tick => self.on_tick(&mut out),
         };
@@ -754,6 +758,8 @@ impl<SM: StateMachine> Replica<SM> {
         out: &mut OutboxOf<SM>,
     ) -> Transition {
         let mut rule = Rule::None;
+        let first = self.next_slot();
+        let mut proposed = Vec::new();
         for command in commands {
             let id = command.id();
             match self.state.phase {
@@ -772,11 +778,17 @@ impl<SM: StateMachine> Replica<SM> {
                         && !self.in_flight.contains_key(&id)
                     {
                         self.state.pending.insert(id, command);
+                        // M5b after each new request, as the requests one by one would: a
+                        // request already pending or in flight proposes nothing, even where a
+                        // Decide (M8) has freed room in the window.
+                        self.fill_window(&mut proposed, out);
                     }
                 }
             }
         }
-        self.propose_pending(out);
+        if let Some(first) = first.filter(|_| !proposed.is_empty()) {
+            self.send_accept(first, proposed, out);
+        }
         Transition::new(rule, "client_request")
     }
 
@@ -890,6 +902,7 @@ impl<SM: StateMachine> Replica<SM> {
                 }
             }
         }
+        let chose = decided.is_some();
         if let Some((first, entries)) = decided {
             self.send_to_others(
                 Message::Decide {
@@ -899,8 +912,12 @@ impl<SM: StateMachine> Replica<SM> {
                 out,
             );
         }
-        self.apply_chosen(out);
-        self.propose_pending(out);
+        // As modelled, only a vote that chooses refills the window: where a Decide (M8) freed
+        // room, a vote short of a majority proposes nothing.
+        if chose {
+            self.apply_chosen(out);
+            self.propose_pending(out);
+        }
         transition
     }
 
@@ -965,13 +982,19 @@ impl<SM: StateMachine> Replica<SM> {
     /// slot bound not reached, propose the least pending command in `next_slot`. Everything
     /// one call proposes goes out as one run.
     fn propose_pending(&mut self, out: &mut OutboxOf<SM>) {
-        let Phase::Leading {
-            next_slot: first, ..
-        } = self.state.phase
-        else {
+        let Some(first) = self.next_slot() else {
             return;
         };
-        let mut entries = Vec::new();
+        let mut proposed = Vec::new();
+        self.fill_window(&mut proposed, out);
+        if !proposed.is_empty() {
+            self.send_accept(first, proposed, out);
+        }
+    }
+
+    /// M5b without the send: accept the proposals and append their entries to `proposed`,
+    /// the run the caller sends from the `next_slot` it read before.
+    fn fill_window(&mut self, proposed: &mut Vec<Entry<SM::Op>>, out: &mut OutboxOf<SM>) {
         loop {
             let Phase::Leading { next_slot, .. } = self.state.phase else {
                 break;
@@ -991,7 +1014,7 @@ impl<SM: StateMachine> Replica<SM> {
             };
             let entry = Entry::Command(command);
             self.accept_own(next_slot, entry.clone(), out);
-            entries.push(entry);
+            proposed.push(entry);
             // A leader behind a slot decided by another one proposes into it (as modelled);
             // that slot is not in flight, and holds no voters, since it is chosen already.
             let in_flight = !self.state.chosen.contains_key(&next_slot);
@@ -1003,8 +1026,13 @@ impl<SM: StateMachine> Replica<SM> {
                 *next_slot = after;
             }
         }
-        if !entries.is_empty() {
-            self.send_accept(first, entries, out);
+    }
+
+    /// The slot the next proposal takes, while leading.
+    fn next_slot(&self) -> Option<Slot> {
+        match self.state.phase {
+            Phase::Leading { next_slot, .. } => Some(next_slot),
+            _ => None,
         }
     }
 

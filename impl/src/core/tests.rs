@@ -465,6 +465,51 @@ fn m5_a_request_already_in_the_log_or_pending_changes_nothing() {
     assert_eq!(r, before);
 }
 
+/// Found by random conformance: a Decide (M8) can free room in a leader's window while
+/// commands wait. As modelled, only a new request (M5) or a vote (M7) refills it: a retried
+/// request proposes nothing, and requests arriving together propose what they would one by
+/// one in `(client, seq)` order, each filling the window as it comes.
+#[test]
+fn m5_room_a_decide_freed_is_refilled_by_new_requests_one_by_one() {
+    let mut r = start(config_of(0, 3, 3));
+    for client in [5, 6, 7, 8] {
+        r.step(request(client, 1));
+    }
+    assert_eq!(r.pending().cloned().collect::<Vec<_>>(), vec![cmd(8, 1)]);
+    r.step(deliver(1, decide_run(0, vec![c(5, 1), c(6, 1)])));
+    assert_eq!(r.pending().count(), 1, "M8 proposes nothing");
+    let before = r.clone();
+    assert_eq!(r.step(request(8, 1)), vec![], "a retried pending request");
+    assert_eq!(r, before);
+    let effects = r.step(Input::ClientRequests(vec![cmd(2, 1), cmd(1, 1)]));
+    let run = accept_run(b(1, 0), 3, vec![c(1, 1), c(8, 1)]);
+    assert!(effects.contains(&send(1, run.clone())), "{effects:?}");
+    assert!(effects.contains(&send(2, run)), "{effects:?}");
+    assert_eq!(
+        r.pending().cloned().collect::<Vec<_>>(),
+        vec![cmd(2, 1)],
+        "(1, 1) came first and filled the window with the least pending"
+    );
+}
+
+/// The same at M7: where a Decide freed room, a vote short of a majority proposes nothing;
+/// the vote that chooses refills the window.
+#[test]
+fn m7_room_a_decide_freed_is_refilled_only_by_a_vote_that_chooses() {
+    let mut r = start(config_of(0, 5, 2));
+    for client in [5, 6, 7] {
+        r.step(request(client, 1));
+    }
+    r.step(deliver(1, decide(0, c(5, 1))));
+    let effects = r.step(deliver(1, accepted(b(1, 0), 1)));
+    assert_eq!(effects, vec![], "two of five votes choose nothing");
+    assert_eq!(r.pending().cloned().collect::<Vec<_>>(), vec![cmd(7, 1)]);
+    let effects = r.step(deliver(2, accepted(b(1, 0), 1)));
+    let a2 = accept(b(1, 0), 2, c(7, 1));
+    assert!(effects.contains(&send(1, a2)), "{effects:?}");
+    assert_eq!(r.pending().count(), 0);
+}
+
 /// Found by conformance: M5 looks for the request in flight, i.e. in a slot that is not
 /// chosen yet. A request chosen in a slot that is not applied yet (a slot below it is still
 /// open) is not in flight, so it is proposed again; M9 executes it once.

@@ -266,9 +266,9 @@ pub enum Input<Op> {
     ElectionTimeout,
     /// A client submits, or retries, a command (M5).
     ClientRequest(Command<Op>),
-    /// Several client requests that arrived together (M5 for each, then one M5b): the
-    /// commands proposed go out as one run. The same as the requests one by one in ascending
-    /// `(client, seq)` order, which is how conformance checks it.
+    /// Several client requests that arrived together: the same as the requests one by one
+    /// in ascending `(client, seq)` order (M5, and M5b after each new one), which is how
+    /// conformance checks it, except that the commands proposed go out as one run.
     ClientRequests(Vec<Command<Op>>),
     /// The runtime's periodic catch-up timer (C1), at every replica: not part of the model,
     /// which has no catch-up (its network loses nothing it must recover from).
