@@ -748,10 +748,9 @@ impl<SM: StateMachine> Replica<SM> {
         self.propose_pending(out);
     }
 
-    /// M5 (leading), M5' (preparing), M5'' (following: nothing) for each request, then M5b
-    /// once: what the requests make pending is proposed as one run. The requests one by one
-    /// in ascending `(client, seq)` order end in the same state with the same messages, slot
-    /// for slot: M5b always takes the least pending command first.
+    /// M5 (leading), M5' (preparing), M5'' (following: nothing) for each request, in the
+    /// order given, M5b after each that becomes pending: the requests one by one, except that
+    /// what they propose goes out as one run.
     fn on_requests(
         &mut self,
         commands: impl IntoIterator<Item = Command<SM::Op>>,
