@@ -345,68 +345,67 @@ pub fn msg_to_model(
     msg: &Message<u8>,
     votes: &SlotMap<(ImplBallot, Entry<u8>)>,
 ) -> Result<Vec<MultiMsg>, String> {
+    let parts: Vec<Message<u8>> = msg.per_slot().take(MAX_SLOTS + 1).collect();
+    if parts.is_empty() || parts.len() > MAX_SLOTS {
+        return Err(format!(
+            "{msg:?}: a run of {} slots (the model's log has {MAX_SLOTS})",
+            if parts.is_empty() { "no" } else { "too many" }
+        ));
+    }
+    parts
+        .iter()
+        .map(|part| one_slot_to_model(cfg, part, votes))
+        .collect()
+}
+
+/// One message of at most one slot ([`Message::per_slot`]) as the model's message.
+fn one_slot_to_model(
+    cfg: &MultiConfig,
+    msg: &Message<u8>,
+    votes: &SlotMap<(ImplBallot, Entry<u8>)>,
+) -> Result<MultiMsg, String> {
     let b = |ballot| ballot_out(ballot);
-    let slot = |s| small::<u8>("slot", s);
-    let cmd = |entry| entry_to_model(cfg, entry);
-    let run = |first: u64, len: u64| -> Result<Vec<u8>, String> {
-        if len == 0 || len > MAX_SLOTS as u64 {
-            return Err(format!(
-                "{msg:?}: a run of {len} slots (the model's log has {MAX_SLOTS})"
-            ));
-        }
-        (0..len).map(|i| slot(first.saturating_add(i))).collect()
+    // A slot past the model's log would index past its arrays: a tampered or foreign message.
+    let slot = |s: u64| match u8::try_from(s) {
+        Ok(small) if usize::from(small) < cfg.slots => Ok(small),
+        _ => Err(format!(
+            "{msg:?}: slot {s} is beyond the model's {} slots",
+            cfg.slots
+        )),
+    };
+    let cmd = |entry: &Entry<u8>| entry_to_model(cfg, entry);
+    let only = |entries: &[Entry<u8>]| match entries {
+        [entry] => cmd(entry),
+        _ => Err(format!("{msg:?}: not one slot")),
     };
     Ok(match msg {
-        Message::Prepare { ballot } => vec![MultiMsg::Prepare(b(*ballot)?)],
+        Message::Prepare { ballot } => MultiMsg::Prepare(b(*ballot)?),
         Message::Promise { ballot, accepted } => {
             let mut votes = [None; MAX_SLOTS];
             for (s, vb, entry) in accepted {
                 votes[slot_index(*s)?] = Some((b(*vb)?, cmd(entry)?));
             }
-            vec![MultiMsg::Promise(b(*ballot)?, votes)]
+            MultiMsg::Promise(b(*ballot)?, votes)
         }
-        Message::Nack { ballot, promised } => vec![MultiMsg::Nack(b(*ballot)?, b(*promised)?)],
+        Message::Nack { ballot, promised } => MultiMsg::Nack(b(*ballot)?, b(*promised)?),
         Message::Accept {
             ballot,
-            slot: first,
+            slot: s,
             entries,
-        } => {
-            let slots = run(*first, entries.len() as u64)?;
-            let cmds = entries.iter().map(cmd);
-            let ballot = b(*ballot)?;
-            let pairs = slots.into_iter().zip(cmds);
-            pairs
-                .map(|(s, c)| Ok(MultiMsg::Accept(ballot, s, c?)))
-                .collect::<Result<_, String>>()?
-        }
+        } => MultiMsg::Accept(b(*ballot)?, slot(*s)?, only(entries)?),
         Message::Accepted {
-            ballot,
-            slot: first,
-            count,
-        } => {
-            let model_ballot = b(*ballot)?;
-            run(*first, *count)?
-                .into_iter()
-                .map(|s| match votes.get(&u64::from(s)) {
-                    Some((vb, entry)) if vb == ballot => {
-                        Ok(MultiMsg::Accepted(model_ballot, s, cmd(entry)?))
-                    }
-                    other => Err(format!(
-                        "{msg:?}: slot {s} holds {other:?}, no vote at ballot {ballot}"
-                    )),
-                })
-                .collect::<Result<_, String>>()?
-        }
-        Message::Decide {
-            slot: first,
-            entries,
-        } => {
-            let slots = run(*first, entries.len() as u64)?;
-            let pairs = slots.into_iter().zip(entries.iter().map(cmd));
-            pairs
-                .map(|(s, c)| Ok(MultiMsg::Decide(s, c?)))
-                .collect::<Result<_, String>>()?
-        }
+            ballot, slot: s, ..
+        } => match votes.get(s) {
+            Some((vb, entry)) if vb == ballot => {
+                MultiMsg::Accepted(b(*ballot)?, slot(*s)?, cmd(entry)?)
+            }
+            other => {
+                return Err(format!(
+                    "{msg:?}: slot {s} holds {other:?}, no vote at ballot {ballot}"
+                ))
+            }
+        },
+        Message::Decide { slot: s, entries } => MultiMsg::Decide(slot(*s)?, only(entries)?),
         Message::Status { .. } | Message::CatchUp { .. } => {
             return Err(format!(
                 "{msg:?} is a catch-up message (C1–C3), which the model does not have"
@@ -949,6 +948,53 @@ mod tests {
     #[test]
     fn recovery_transitions_match_with_crashes() {
         assert_conforms(&run("small with crashes", &with_crashes(), 1));
+    }
+
+    /// A run is its one-slot messages in slot order; what the model's log cannot hold, and
+    /// what the model has no message for, is refused with a reason, never a panic.
+    #[test]
+    fn runs_become_one_slot_model_messages_and_the_rest_is_refused() {
+        let cfg = MultiConfig::default();
+        let mb = Ballot::new(1, 0);
+        let b = ballot_to_impl(mb);
+        let entry = |cmd| entry_to_impl(&cfg, Cmd(cmd));
+        let none = SlotMap::new();
+        let accept = |slot, cmds: &[u8]| Message::Accept {
+            ballot: b,
+            slot,
+            entries: cmds.iter().map(|&c| entry(c)).collect(),
+        };
+        assert_eq!(
+            msg_to_model(&cfg, &accept(0, &[1, 2]), &none),
+            Ok(vec![
+                MultiMsg::Accept(mb, 0, Cmd(1)),
+                MultiMsg::Accept(mb, 1, Cmd(2))
+            ])
+        );
+        let mut votes = SlotMap::new();
+        votes.insert(1, (b, entry(2)));
+        let accepted = |count| Message::Accepted {
+            ballot: b,
+            slot: 1,
+            count,
+        };
+        assert_eq!(
+            msg_to_model(&cfg, &accepted(1), &votes),
+            Ok(vec![MultiMsg::Accepted(mb, 1, Cmd(2))])
+        );
+        let last = cfg.slots as u64 - 1;
+        let refused = [
+            (accept(0, &[]), "no"),
+            (accept(last, &[1, 2]), "beyond"),
+            (accept(u64::MAX, &[1]), "beyond"),
+            (accepted(2), "no vote"),
+            (accepted(u64::MAX), "too many"),
+            (Message::Status { applied: 0 }, "catch-up"),
+        ];
+        for (msg, why) in refused {
+            let error = msg_to_model(&cfg, &msg, &votes).expect_err(&format!("{msg:?}"));
+            assert!(error.contains(why), "{msg:?}: {error}");
+        }
     }
 
     /// The harness visits exactly the states stateright's checker counts.
