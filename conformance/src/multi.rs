@@ -45,8 +45,8 @@ use std::ops::ControlFlow;
 use std::panic::{self, AssertUnwindSafe};
 
 use paxos_impl::core::{
-    ClientEntry, ClientId, Command, Config, Durable, Effect, Entry, Input, Message, Phase,
-    Recorder, Replica, ReplicaState as ImplState, SlotMap,
+    ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry, Input, Message,
+    Phase, Recorder, Replica, ReplicaState as ImplState, SlotMap,
 };
 use paxos_impl::Ballot as ImplBallot;
 use paxos_model::explorer_view::View;
@@ -465,8 +465,8 @@ pub fn impl_recovery_view(cfg: &MultiConfig, d: &Durable<u8>) -> Result<ReplicaS
 
 /// The client table a state machine that executed `executed`, in order, has: per client, its
 /// last request and that request's output (a [`Recorder`] outputs positions).
-fn client_table(executed: &[Command<u8>]) -> BTreeMap<ClientId, ClientEntry<u64>> {
-    let mut table = BTreeMap::new();
+fn client_table(executed: &[Command<u8>]) -> ClientTable<u64> {
+    let mut table = ClientTable::default();
     for (position, c) in executed.iter().enumerate() {
         let row = ClientEntry {
             last_seq: c.seq,

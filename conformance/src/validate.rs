@@ -43,8 +43,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use paxos_impl::core::{
-    ClientEntry, ClientId, Command, Config, Durable, Effect, Entry, Input, KvOp, KvOutput, Message,
-    Phase, Record, Recorder, Replica, ReplicaState as ImplState, SlotMap,
+    ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry, Input, KvOp,
+    KvOutput, Message, Phase, Record, Recorder, Replica, ReplicaState as ImplState, SlotMap,
 };
 use paxos_impl::runtime::step_log::{StepLine, STEP_LOG_FORMAT};
 use paxos_model::multi::{
@@ -554,7 +554,7 @@ impl Domain {
                 votes: votes.clone(),
             },
         };
-        let mut clients = BTreeMap::new();
+        let mut clients = ClientTable::default();
         for (client, row) in &s.clients {
             let command = self.command(&Command {
                 client: *client,

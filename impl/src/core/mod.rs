@@ -65,7 +65,9 @@ pub mod types;
 #[cfg(test)]
 mod tests;
 
-pub use replica::{AppliedState, ClientEntry, Phase, Replica, ReplicaEffect, ReplicaState, Rule};
+pub use replica::{
+    AppliedState, ClientEntry, ClientTable, Phase, Replica, ReplicaEffect, ReplicaState, Rule,
+};
 pub use slot_map::SlotMap;
 pub use state_machine::{KvOp, KvOutput, KvStore, Recorder, StateMachine};
 pub use types::{

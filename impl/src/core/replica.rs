@@ -2,7 +2,15 @@
 //! deterministic state machine. One handler per input; each names the rule of
 //! `specs/protocol.md` (M1–M12) it implements.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{hash_map, BTreeMap, BTreeSet, HashMap};
+
+/// How many of the leader's in-flight slots hold each request ([`requests_in_flight`]).
+type InFlight = HashMap<CommandId, u32, ahash::RandomState>;
+
+/// The client table (M9): per client, its last executed request and that request's output.
+/// Read and written for every command applied, the hottest map of a busy replica, so a hash
+/// map; aHash with random keys, since clients choose their ids.
+pub type ClientTable<Out> = HashMap<ClientId, ClientEntry<Out>, ahash::RandomState>;
 
 use serde::{Deserialize, Serialize};
 
@@ -73,7 +81,7 @@ pub struct ReplicaState<Op, Out> {
     /// The length of the applied prefix: slots `0..applied` are chosen and applied.
     pub applied: Slot,
     /// `last_seq[client]` and the output of that request.
-    pub clients: BTreeMap<ClientId, ClientEntry<Out>>,
+    pub clients: ClientTable<Out>,
     /// The round as the records persisted so far rebuild it.
     pub persisted_round: u64,
     /// The promise as the records persisted so far rebuild it (`None`: never written).
@@ -96,7 +104,7 @@ pub struct ReplicaState<Op, Out> {
 pub struct AppliedState<S, Out> {
     pub applied: Slot,
     pub state_machine: S,
-    pub clients: BTreeMap<ClientId, ClientEntry<Out>>,
+    pub clients: ClientTable<Out>,
 }
 
 /// A Multi-Paxos replica running state machine `SM`.
@@ -111,7 +119,7 @@ pub struct Replica<SM: StateMachine> {
     /// slot below it is still open) is not in flight: the spec re-proposes it if it arrives
     /// again, and M9 executes it once. A count, because M4 may re-propose one request in two
     /// slots.
-    in_flight: HashMap<CommandId, u32>,
+    in_flight: InFlight,
 }
 
 /// The rule a step applied; `as_str` gives the id of `specs/protocol.md`.
@@ -278,7 +286,7 @@ impl<SM: StateMachine> Replica<SM> {
             state: ReplicaState::empty(bootstrap),
             config,
             sm,
-            in_flight: HashMap::new(),
+            in_flight: InFlight::default(),
         };
         let mut effects = Vec::new();
         let mut out = Outbox::new(&mut effects);
@@ -322,7 +330,7 @@ impl<SM: StateMachine> Replica<SM> {
     ) -> Result<(Self, Vec<ReplicaEffect<SM>>), ConfigError> {
         config.validate()?;
         let (applied, clients) = match snapshot {
-            None => (0, BTreeMap::new()),
+            None => (0, ClientTable::default()),
             Some(snapshot) => {
                 sm.restore(snapshot.state_machine);
                 (snapshot.applied, snapshot.clients)
@@ -349,7 +357,7 @@ impl<SM: StateMachine> Replica<SM> {
             config,
             state,
             sm,
-            in_flight: HashMap::new(),
+            in_flight: InFlight::default(),
         };
         // Re-applying sends no replies: its effects are dropped.
         replica.apply_chosen(&mut Outbox::new(&mut Vec::new()));
@@ -462,7 +470,7 @@ impl<SM: StateMachine> Replica<SM> {
         self.state.applied
     }
 
-    pub fn clients(&self) -> &BTreeMap<ClientId, ClientEntry<SM::Output>> {
+    pub fn clients(&self) -> &ClientTable<SM::Output> {
         &self.state.clients
     }
 
@@ -938,8 +946,10 @@ impl<SM: StateMachine> Replica<SM> {
                 continue;
             }
             if mutants::active(Mutant::ApplyOutOfOrder) && at > self.state.applied {
-                if let Some(command) = entry.command().cloned() {
-                    self.execute(at, command, out);
+                if let Some(command) = entry.command() {
+                    let leading = self.is_leading();
+                    let row = self.state.clients.entry(command.client);
+                    Self::execute(&mut self.sm, row, leading, at, command, out);
                 }
             }
             self.choose(at, entry, out);
@@ -1038,13 +1048,23 @@ impl<SM: StateMachine> Replica<SM> {
     /// M9: apply the chosen prefix in slot order. A `noop` and a retried duplicate are
     /// skipped; a leader replies to the client of every command it executes.
     fn apply_chosen(&mut self, out: &mut OutboxOf<SM>) {
+        let leading = self.is_leading();
         while let Some(entry) = self.state.chosen.get(&self.state.applied) {
             let slot = self.state.applied;
-            let fresh = entry
-                .command()
-                .filter(|c| !executed(&self.state.clients, c.id()));
-            if let Some(command) = fresh.cloned() {
-                self.execute(slot, command, out);
+            if let Some(command) = entry.command() {
+                // One search of the client table per command: it is read and written for
+                // every command applied, the hottest map of a busy leader.
+                let row = self.state.clients.entry(command.client);
+                let fresh = match &row {
+                    hash_map::Entry::Occupied(row) => {
+                        mutants::active(Mutant::IgnoreClientTable)
+                            || row.get().last_seq < command.seq
+                    }
+                    hash_map::Entry::Vacant(_) => true,
+                };
+                if fresh {
+                    Self::execute(&mut self.sm, row, leading, slot, command, out);
+                }
             }
             let Some(next) = slot.checked_add(1) else {
                 return;
@@ -1053,23 +1073,38 @@ impl<SM: StateMachine> Replica<SM> {
         }
     }
 
-    fn execute(&mut self, slot: Slot, command: Command<SM::Op>, out: &mut OutboxOf<SM>) {
-        let output = self.sm.apply(&command);
-        let row = ClientEntry {
+    /// Apply `command` to the state machine, record it in its client's `row` of the client
+    /// table, and reply if leading.
+    fn execute(
+        sm: &mut SM,
+        row: hash_map::Entry<'_, ClientId, ClientEntry<SM::Output>>,
+        leading: bool,
+        slot: Slot,
+        command: &Command<SM::Op>,
+        out: &mut OutboxOf<SM>,
+    ) {
+        let output = sm.apply(command);
+        let executed = ClientEntry {
             last_seq: command.seq,
             output: output.clone(),
         };
-        self.state.clients.insert(command.client, row);
-        let (client, seq) = command.id();
+        match row {
+            hash_map::Entry::Occupied(mut row) => {
+                row.insert(executed);
+            }
+            hash_map::Entry::Vacant(row) => {
+                row.insert(executed);
+            }
+        }
         out.push(Effect::Executed {
             slot,
-            command,
+            command: command.clone(),
             output: output.clone(),
         });
-        if self.is_leading() {
+        if leading {
             out.push(Effect::Reply {
-                client,
-                seq,
+                client: command.client,
+                seq: command.seq,
                 output: Some(output),
             });
         }
@@ -1315,8 +1350,8 @@ impl<SM: StateMachine> Replica<SM> {
 }
 
 /// How many slots in flight at the own ballot (those with voters) hold each request.
-fn requests_in_flight<Op, Out>(state: &ReplicaState<Op, Out>) -> HashMap<CommandId, u32> {
-    let mut in_flight = HashMap::new();
+fn requests_in_flight<Op, Out>(state: &ReplicaState<Op, Out>) -> InFlight {
+    let mut in_flight = InFlight::default();
     if let Phase::Leading { votes, .. } = &state.phase {
         for slot in votes.keys() {
             let entry = state.accepted.get(slot).map(|(_, entry)| entry);
@@ -1338,7 +1373,7 @@ impl<Op, Out> ReplicaState<Op, Out> {
             phase: Phase::Follower,
             pending: BTreeMap::new(),
             applied: 0,
-            clients: BTreeMap::new(),
+            clients: ClientTable::default(),
             persisted_round: 0,
             persisted_promise: None,
             compacted: 0,
@@ -1348,7 +1383,7 @@ impl<Op, Out> ReplicaState<Op, Out> {
     }
 }
 
-fn executed<Out>(clients: &BTreeMap<ClientId, ClientEntry<Out>>, (client, seq): CommandId) -> bool {
+fn executed<Out>(clients: &ClientTable<Out>, (client, seq): CommandId) -> bool {
     if mutants::active(Mutant::IgnoreClientTable) {
         return false;
     }
