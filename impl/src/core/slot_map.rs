@@ -89,7 +89,11 @@ impl<T> SlotMap<T> {
             }
             return old;
         }
-        let old = self.overflow.remove(&slot);
+        let old = if self.overflow.is_empty() {
+            None
+        } else {
+            self.overflow.remove(&slot)
+        };
         if old.is_none() {
             self.len += 1;
         }
@@ -103,7 +107,10 @@ impl<T> SlotMap<T> {
             self.dense.push_back(Some(value));
         } else if slot >= self.end() && slot - self.end() <= GAP_MAX {
             let gap = (slot - self.end()) as usize;
-            self.dense.extend(std::iter::repeat_with(|| None).take(gap));
+            // Appending at the end, the common case, has no gap: skip the extend machinery.
+            if gap > 0 {
+                self.dense.extend(std::iter::repeat_with(|| None).take(gap));
+            }
             self.dense.push_back(Some(value));
         } else if slot < self.base && self.base - slot <= GAP_MAX {
             let gap = (self.base - slot - 1) as usize;
@@ -133,7 +140,10 @@ impl<T> SlotMap<T> {
                 break;
             };
             let gap = (slot - self.end()) as usize;
-            self.dense.extend(std::iter::repeat_with(|| None).take(gap));
+            // Appending at the end, the common case, has no gap: skip the extend machinery.
+            if gap > 0 {
+                self.dense.extend(std::iter::repeat_with(|| None).take(gap));
+            }
             self.dense.push_back(Some(value));
         }
         while let Some((&slot, _)) = self.overflow.range(..self.base).next_back() {
