@@ -96,7 +96,8 @@ fn synod_json(o: &synod::StepOutcome) -> Value {
     })
 }
 
-fn multi_json(o: &multi::StepOutcome) -> Value {
+/// A Multi-Paxos step outcome as the JSON a divergence record holds.
+pub fn multi_json(o: &multi::StepOutcome) -> Value {
     json!({
         "state": o.state,
         "sends": sends_json(&o.sends),

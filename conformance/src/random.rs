@@ -30,12 +30,17 @@ use paxos_model::multi::{self, MultiConfig, MultiModelState, MultiMsg, MultiTime
 use stateright::actor::{ActorModelAction, Id};
 use stateright::{Expectation, Model};
 
+use anyhow::Context;
+use paxos_model::runner::{self, Classification, Trace};
+
 use crate::ballot_to_impl;
+use crate::conform::{multi_json, Mismatch};
 use crate::multi::{
     abstraction, canonical, command_to_impl, entry_to_impl, guarded, impl_config,
     impl_recovery_view, input_of, model_outcome, model_recovery_view, outcome_from_impl,
     ImplEffect, ImplReplica, ModelAction, Sm, StepOutcome,
 };
+use crate::trace::divergence_trace;
 use paxos_model::types::Ballot;
 
 /// A long-walk configuration: 5 replicas, 2 clients with 4 commands and retries, 4 slots,
@@ -67,6 +72,8 @@ pub struct Walk {
     pub compared: usize,
     /// The actions taken, in order (`Debug` of stateright's action).
     pub trail: Vec<String>,
+    /// The same actions, for [`Walk::trace`]: a run's parts one by one, in the model's order.
+    pub taken: Vec<ModelAction>,
     /// The first disagreement, if any; the walk stops there.
     pub failure: Option<WalkFailure>,
 }
@@ -102,6 +109,51 @@ pub enum FailureKind {
     PropertyViolated(&'static str),
     /// The implementation cluster could not be started for this configuration.
     Startup(String),
+}
+
+impl Walk {
+    /// The walk as a trace file (specs/trace-format.md) that `paxos-conform replay` re-runs
+    /// and `paxos-model explore` opens: a divergence trace, with its record, when the walk
+    /// ended in a divergence, else a walk trace. Replay takes every step on its own, so a
+    /// divergence that only a run of slots or requests shows replays as conforming; the
+    /// walk's `choices` reproduce it.
+    pub fn trace(&self, cfg: &MultiConfig) -> anyhow::Result<Trace> {
+        let model = multi::model(cfg.clone());
+        let init = model
+            .init_states()
+            .into_iter()
+            .next()
+            .context("the model has no initial state")?;
+        match &self.failure {
+            Some(WalkFailure {
+                kind:
+                    FailureKind::Divergence {
+                        node,
+                        expected,
+                        actual,
+                    },
+                ..
+            }) if !self.taken.is_empty() => {
+                let mismatch = Mismatch {
+                    node: *node,
+                    expected: multi_json(expected),
+                    actual: actual
+                        .as_ref()
+                        .as_ref()
+                        .map(multi_json)
+                        .map_err(Clone::clone),
+                };
+                divergence_trace(&model, &init, &self.taken, &mismatch)
+            }
+            _ => runner::trace_of_actions(
+                &model,
+                "random lockstep walk",
+                Classification::Walk,
+                &init,
+                &self.taken,
+            ),
+        }
+    }
 }
 
 impl fmt::Display for Walk {
@@ -276,6 +328,7 @@ pub fn lockstep(cfg: &MultiConfig, choices: &[u32]) -> Walk {
         steps: 0,
         compared: 0,
         trail: Vec::new(),
+        taken: Vec::new(),
         failure: None,
     };
     let fail = |step: usize, kind: FailureKind| Some(WalkFailure { step, kind });
@@ -330,6 +383,7 @@ pub fn lockstep(cfg: &MultiConfig, choices: &[u32]) -> Walk {
         }
         walk.steps += 1;
         walk.trail.push(format!("{action:?}"));
+        walk.taken.push(action.clone());
         if let Some((i, actual)) = impl_step(cfg, &mut cluster, &action) {
             walk.compared += 1;
             let expected = model_outcome(&model, &state, &action, i, &next);
@@ -547,6 +601,7 @@ fn take_run(
         };
         walk.steps += 1;
         walk.trail.push(format!("{action:?} (run)"));
+        walk.taken.push(action.clone());
         let outcome = model_outcome(model, &state, action, run.dst, &next);
         sends.extend(outcome.sends.iter().cloned());
         last = Some(outcome);
@@ -648,12 +703,24 @@ mod tests {
     use paxos_impl::core::mutants::{with_mutant, Mutant};
     use proptest::prelude::*;
 
+    use crate::trace::{replay_trace, Walked};
+
     use super::*;
 
     fn assert_walks(cfg: &MultiConfig, choices: &[u32]) -> Result<(), TestCaseError> {
         let walk = lockstep(cfg, choices);
         if walk.failure.is_some() {
-            return Err(TestCaseError::fail(walk.to_string()));
+            // Kept as a trace file: `paxos-conform replay` re-runs it, and once fixed it
+            // belongs in specs/traces/ (named *-divergence-*).
+            let dir = std::env::temp_dir().join("paxos-walk-divergences");
+            let saved = std::fs::create_dir_all(&dir)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| runner::write_trace(&dir, &walk.trace(cfg)?));
+            let saved = match saved {
+                Ok(path) => format!("trace written to {}", path.display()),
+                Err(why) => format!("no trace written: {why:#}"),
+            };
+            return Err(TestCaseError::fail(format!("{walk}{saved}")));
         }
         prop_assert!(
             walk.compared > 0,
@@ -741,5 +808,59 @@ mod tests {
             }
         }
         assert!(survivors.is_empty(), "{survivors:?} survived 40 walks");
+    }
+
+    /// A failed walk becomes a divergence trace that replay reproduces: the implementation
+    /// with the mutant diverges from it, the correct one conforms. (A divergence that only a
+    /// run shows cannot be replayed step by step; such a walk is skipped.)
+    #[test]
+    fn a_failed_walk_is_a_trace_that_replays_the_divergence() {
+        let cfg = long_walk_config(5);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut replayed = Vec::new();
+        for mutant in Mutant::ALL {
+            let walk = (0..40)
+                .map(|seed| with_mutant(mutant, || lockstep(&cfg, &schedule(seed, 300))))
+                .find(|walk| walk.failure.is_some())
+                .expect("every mutant fails a walk");
+            let trace = walk.trace(&cfg).expect("the walk's trace");
+            assert_eq!(trace.steps.len(), walk.steps);
+            let diverged = matches!(
+                walk.failure,
+                Some(WalkFailure {
+                    step: 1..,
+                    kind: FailureKind::Divergence { .. }
+                })
+            );
+            if !diverged {
+                eprintln!("{}: {walk}", mutant.name());
+                continue;
+            }
+            assert_eq!(trace.classification, Classification::Divergence);
+            let path = runner::write_trace(dir.path(), &trace).expect("written");
+            let read = runner::read_trace(&path).expect("read back");
+            if walk
+                .trail
+                .last()
+                .is_some_and(|a| a.contains("(run)") || a.contains("as one input"))
+            {
+                continue;
+            }
+            let (_, walked) = with_mutant(mutant, || replay_trace(&read)).expect("replayed");
+            assert!(
+                matches!(walked, Walked::Diverges(ref d) if d.step == walk.steps),
+                "{}: {walked:?}\n{walk}",
+                mutant.name()
+            );
+            let (_, walked) = replay_trace(&read).expect("replayed");
+            assert!(
+                matches!(walked, Walked::Conforms { .. }),
+                "{}: the correct core diverges: {walked:?}",
+                mutant.name()
+            );
+            replayed.push(mutant.name());
+        }
+        eprintln!("replayed: {replayed:?}");
+        assert!(replayed.len() * 2 > Mutant::ALL.len(), "{replayed:?}");
     }
 }

@@ -167,9 +167,40 @@ impl Default for MultiConfig {
     }
 }
 
+/// The largest round, election and retry bound a walk or a trace may carry (the exhaustive
+/// bounds are far smaller): small enough that no counter overflows.
+pub const WALK_BOUND_MAX: u8 = 64;
+
 impl MultiConfig {
-    /// Checks the bounds; the message names the offending option and what it accepts.
+    /// Checks the bounds of an exhaustive check, which keep its state space finite and small,
+    /// and those of [`MultiConfig::validate_walk`]. The message names the offending option
+    /// and what it accepts.
     pub fn validate(&self) -> Result<(), String> {
+        if !(1..=4).contains(&self.max_round) {
+            return Err(format!(
+                "--rounds must be between 1 and 4 (got {}); round 1 is the initial leader's, \
+                 each further round allows every replica one election",
+                self.max_round
+            ));
+        }
+        if self.elections > 3 {
+            return Err(format!(
+                "--elections must be between 0 and 3 (got {})",
+                self.elections
+            ));
+        }
+        if self.retries > 3 {
+            return Err(format!(
+                "--retries must be between 0 and 3 (got {})",
+                self.retries
+            ));
+        }
+        self.validate_walk()
+    }
+
+    /// What any run of the model needs, a random walk or a replayed trace included: the
+    /// limits of its representation. Messages name the offending option and what it accepts.
+    pub fn validate_walk(&self) -> Result<(), String> {
         if !(2..=5).contains(&self.replicas) {
             return Err(format!(
                 "--replicas must be between 2 and 5, usually 3 or 5 (got {})",
@@ -201,30 +232,25 @@ impl MultiConfig {
                 self.slots, self.window
             ));
         }
-        if !(1..=4).contains(&self.max_round) {
-            return Err(format!(
-                "--rounds must be between 1 and 4 (got {}); round 1 is the initial leader's, \
-                 each further round allows every replica one election",
-                self.max_round
-            ));
-        }
-        if self.elections > 3 {
-            return Err(format!(
-                "--elections must be between 0 and 3 (got {})",
-                self.elections
-            ));
-        }
-        if self.retries > 3 {
-            return Err(format!(
-                "--retries must be between 0 and 3 (got {})",
-                self.retries
-            ));
-        }
         if self.crashes > self.replicas {
             return Err(format!(
                 "--crashes must be at most the number of replicas ({}) (got {})",
                 self.replicas, self.crashes
             ));
+        }
+        for (option, value) in [
+            ("--rounds", self.max_round),
+            ("--elections", self.elections),
+            ("--retries", self.retries),
+        ] {
+            if value > WALK_BOUND_MAX {
+                return Err(format!(
+                    "{option} must be at most {WALK_BOUND_MAX} (got {value})"
+                ));
+            }
+        }
+        if self.max_round == 0 {
+            return Err("--rounds must be at least 1 (round 1 is the initial leader's)".into());
         }
         Ok(())
     }

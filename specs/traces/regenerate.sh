@@ -4,8 +4,9 @@
 # few long random walks of correct configurations with crashes, loss and duplication.
 # `paxos-conform replay specs/traces/*.json` must pass on them (CI runs it).
 #
-# Divergence traces that `paxos-conform check` found and that were fixed are kept here too
-# (named *-divergence-*.json): this script does not touch them.
+# Divergence traces that `paxos-conform check` or a random lockstep walk found and that were
+# fixed are kept here too (named *-divergence-*.json): this script does not touch them. A
+# failing walk writes its trace under the temp dir's paxos-walk-divergences/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p paxos-model
