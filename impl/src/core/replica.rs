@@ -4,14 +4,6 @@
 
 use std::collections::{hash_map, BTreeMap, BTreeSet, HashMap};
 
-/// How many of the leader's in-flight slots hold each request ([`requests_in_flight`]).
-type InFlight = HashMap<CommandId, u32, ahash::RandomState>;
-
-/// The client table (M9): per client, its last executed request and that request's output.
-/// Read and written for every command applied, the hottest map of a busy replica, so a hash
-/// map; aHash with random keys, since clients choose their ids.
-pub type ClientTable<Out> = HashMap<ClientId, ClientEntry<Out>, ahash::RandomState>;
-
 use serde::{Deserialize, Serialize};
 
 use super::mutants::{self, Mutant};
@@ -23,6 +15,14 @@ use super::types::{
 };
 use crate::ballot::{Ballot, NodeId};
 use crate::rules::{self, PrepareVerdict};
+
+/// How many of the leader's in-flight slots hold each request ([`requests_in_flight`]).
+type InFlight = HashMap<CommandId, u32, ahash::RandomState>;
+
+/// The client table (M9): per client, its last executed request and that request's output.
+/// Read and written for every command applied, the hottest map of a busy replica, so a hash
+/// map; aHash with random keys, since clients choose their ids.
+pub type ClientTable<Out> = HashMap<ClientId, ClientEntry<Out>, ahash::RandomState>;
 
 /// The effect type of a replica running state machine `SM`.
 pub type ReplicaEffect<SM> = Effect<<SM as StateMachine>::Op, <SM as StateMachine>::Output>;
@@ -1055,14 +1055,11 @@ impl<SM: StateMachine> Replica<SM> {
                 // One search of the client table per command: it is read and written for
                 // every command applied, the hottest map of a busy leader.
                 let row = self.state.clients.entry(command.client);
-                let fresh = match &row {
-                    hash_map::Entry::Occupied(row) => {
-                        mutants::active(Mutant::IgnoreClientTable)
-                            || row.get().last_seq < command.seq
-                    }
-                    hash_map::Entry::Vacant(_) => true,
+                let known = match &row {
+                    hash_map::Entry::Occupied(row) => Some(row.get()),
+                    hash_map::Entry::Vacant(_) => None,
                 };
-                if fresh {
+                if !executed_in(known, command.seq) {
                     Self::execute(&mut self.sm, row, leading, slot, command, out);
                 }
             }
@@ -1088,14 +1085,7 @@ impl<SM: StateMachine> Replica<SM> {
             last_seq: command.seq,
             output: output.clone(),
         };
-        match row {
-            hash_map::Entry::Occupied(mut row) => {
-                row.insert(executed);
-            }
-            hash_map::Entry::Vacant(row) => {
-                row.insert(executed);
-            }
-        }
+        row.insert_entry(executed);
         out.push(Effect::Executed {
             slot,
             command: command.clone(),
@@ -1384,10 +1374,15 @@ impl<Op, Out> ReplicaState<Op, Out> {
 }
 
 fn executed<Out>(clients: &ClientTable<Out>, (client, seq): CommandId) -> bool {
+    executed_in(clients.get(&client), seq)
+}
+
+/// Whether request `seq` of the client whose table row is `row` was executed already.
+fn executed_in<Out>(row: Option<&ClientEntry<Out>>, seq: u64) -> bool {
     if mutants::active(Mutant::IgnoreClientTable) {
         return false;
     }
-    clients.get(&client).is_some_and(|row| row.last_seq >= seq)
+    row.is_some_and(|row| row.last_seq >= seq)
 }
 
 /// The length of a run of `len` slots from `slot`, if it is not empty and ends within the slot
