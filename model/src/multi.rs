@@ -1940,6 +1940,50 @@ mod tests {
         }
     }
 
+    /// A walk (and its trace) may go past the exhaustive bounds, not past what the model
+    /// represents.
+    #[test]
+    fn walks_accept_more_rounds_elections_and_retries_than_a_check() {
+        let d = MultiConfig::default;
+        let walk = MultiConfig {
+            max_round: 12,
+            elections: 10,
+            retries: 2,
+            ..d()
+        };
+        assert!(walk.validate().is_err());
+        assert!(walk.validate_walk().is_ok());
+        let bad = [
+            (
+                MultiConfig {
+                    max_round: 0,
+                    ..d()
+                },
+                "--rounds",
+            ),
+            (
+                MultiConfig {
+                    max_round: 65,
+                    ..d()
+                },
+                "--rounds",
+            ),
+            (
+                MultiConfig {
+                    elections: 65,
+                    ..d()
+                },
+                "--elections",
+            ),
+            (MultiConfig { retries: 65, ..d() }, "--retries"),
+            (MultiConfig { replicas: 6, ..d() }, "--replicas"),
+        ];
+        for (cfg, option) in bad {
+            let error = cfg.validate_walk().expect_err("invalid walk accepted");
+            assert!(error.contains(option), "{error}");
+        }
+    }
+
     #[test]
     fn bug_names_round_trip_and_unknown_names_list_the_known_ones() {
         for bug in MultiBug::ALL {
