@@ -1601,3 +1601,11 @@ fn per_slot_splits_a_run_and_stops_at_the_last_slot() {
         vec![prepare.clone()]
     );
 }
+
+/// Logs, error messages and divergence reports name clients as `client<N>` (cargo-mutants:
+/// no test read the formatting).
+#[test]
+fn client_ids_read_as_client_and_number() {
+    assert_eq!(format!("{:?}", ClientId(7)), "client7");
+    assert_eq!(ClientId(42).to_string(), "client42");
+}
