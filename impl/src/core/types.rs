@@ -60,11 +60,6 @@ impl<Op> Entry<Op> {
             Entry::Command(command) => Some(command),
         }
     }
-
-    /// Whether this entry is the request `id` (a `noop` is no request).
-    pub fn is_request(&self, id: CommandId) -> bool {
-        self.command().is_some_and(|c| c.id() == id)
-    }
 }
 
 /// A vote as carried in a Promise: the acceptor accepted `entry` at `ballot` in `slot`.
