@@ -39,7 +39,7 @@
 //! change no replica: they are counted as `no_step` and only explored.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::ControlFlow;
 use std::panic::{self, AssertUnwindSafe};
@@ -293,12 +293,13 @@ fn map_to_slots<T, U: Copy>(
     Ok(slots)
 }
 
-fn ids_to_impl(set: IdSet) -> BTreeSet<u32> {
+/// A set of node ids as the core holds it: Promises counted or an Accept's voters.
+fn ids_to_impl<Ids: FromIterator<u32>>(set: IdSet) -> Ids {
     set.iter().map(|id| node_id(usize::from(id))).collect()
 }
 
-fn ids_to_model(set: &BTreeSet<u32>) -> IdSet {
-    set.iter().map(|&n| Id::from(n as usize)).collect()
+fn ids_to_model(ids: impl IntoIterator<Item = u32>) -> IdSet {
+    ids.into_iter().map(|n| Id::from(n as usize)).collect()
 }
 
 pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<Message<u8>> {
@@ -533,16 +534,16 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
     let phase = match &s.phase {
         Phase::Follower => LeaderPhase::Follower,
         Phase::Preparing { promises, merged } => LeaderPhase::Preparing {
-            promises: ids_to_model(promises),
+            promises: ids_to_model(promises.iter().copied()),
             merged: map_to_slots(merged, |v| vote_to_model(cfg, v))?,
         },
         Phase::Leading { next_slot, votes } => {
             // Voters of a chosen slot are dead state on both sides (see `canonical`).
             let mut model_votes = [IdSet::default(); MAX_SLOTS];
-            for (&slot, voters) in votes {
+            for (slot, voters) in votes {
                 let slot = slot_index(slot)?;
                 if chosen[slot].is_none() {
-                    model_votes[slot] = ids_to_model(voters);
+                    model_votes[slot] = ids_to_model(voters.iter());
                 }
             }
             LeaderPhase::Leading {

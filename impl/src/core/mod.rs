@@ -67,6 +67,7 @@ mod tests;
 
 pub use replica::{
     AppliedState, ClientEntry, ClientTable, Phase, Replica, ReplicaEffect, ReplicaState, Rule,
+    Voters,
 };
 pub use slot_map::SlotMap;
 pub use state_machine::{KvOp, KvOutput, KvStore, Recorder, StateMachine};

@@ -252,6 +252,22 @@ impl<T> SlotMap<T> {
         self.range(..)
     }
 
+    /// The entries with slots in `range`, in slot order, mutable.
+    pub fn range_mut(&mut self, range: std::ops::Range<Slot>) -> IterMut<'_, T> {
+        let start = range.start;
+        let end = range.end.max(start);
+        let dense_from = start.clamp(self.base, self.end());
+        let dense_to = end.clamp(dense_from, self.end());
+        let from = (dense_from - self.base) as usize;
+        let to = (dense_to - self.base) as usize;
+        IterMut {
+            base: self.base,
+            overflow: self.overflow.range_mut(start..end).peekable(),
+            dense: self.dense.range_mut(from..to).enumerate(),
+            dense_base: dense_from,
+        }
+    }
+
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = Slot> + '_ {
         self.iter().map(|(slot, _)| slot)
     }
@@ -307,6 +323,35 @@ impl<T> DoubleEndedIterator for Iter<'_, T> {
             }
         }
         self.below.next_back().map(|(&slot, value)| (slot, value))
+    }
+}
+
+/// The iterator of [`SlotMap::range_mut`]. Overflow entries lie below or above the run, never
+/// inside it, so the overflow range yields those below `base` before the run and the rest after.
+pub struct IterMut<'a, T> {
+    base: Slot,
+    overflow: std::iter::Peekable<std::collections::btree_map::RangeMut<'a, Slot, T>>,
+    dense: std::iter::Enumerate<std::collections::vec_deque::IterMut<'a, Option<T>>>,
+    dense_base: Slot,
+}
+
+impl<'a, T> Iterator for IterMut<'a, T> {
+    type Item = (Slot, &'a mut T);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self
+            .overflow
+            .peek()
+            .is_some_and(|(&slot, _)| slot < self.base)
+        {
+            return self.overflow.next().map(|(&slot, value)| (slot, value));
+        }
+        for (i, value) in self.dense.by_ref() {
+            if let Some(value) = value {
+                return Some((self.dense_base + i as u64, value));
+            }
+        }
+        self.overflow.next().map(|(&slot, value)| (slot, value))
     }
 }
 
@@ -371,6 +416,8 @@ mod tests {
         Insert(Slot, u32),
         Remove(Slot),
         RemoveBelow(Slot),
+        /// Adds to every value in `from..to`, through `range_mut`.
+        AddInRange(Slot, Slot, u32),
     }
 
     /// Slots near 0, near a far slot and at the top of the range: appends, gaps within and
@@ -390,6 +437,7 @@ mod tests {
             6 => (slot(), any::<u32>()).prop_map(|(s, v)| Op::Insert(s, v)),
             2 => slot().prop_map(Op::Remove),
             1 => slot().prop_map(Op::RemoveBelow),
+            2 => (slot(), slot(), any::<u32>()).prop_map(|(a, b, v)| Op::AddInRange(a, b, v)),
         ]
     }
 
@@ -436,6 +484,19 @@ mod tests {
                     Op::RemoveBelow(s) => {
                         map.remove_below(s);
                         reference = reference.split_off(&s);
+                    }
+                    Op::AddInRange(a, b, v) => {
+                        let mut visited = Vec::new();
+                        for (slot, value) in map.range_mut(a..b) {
+                            *value = value.wrapping_add(v);
+                            visited.push(slot);
+                        }
+                        let mut want = Vec::new();
+                        for (&slot, value) in reference.range_mut(a..b.max(a)) {
+                            *value = value.wrapping_add(v);
+                            want.push(slot);
+                        }
+                        prop_assert_eq!(visited, want, "range_mut {}..{}", a, b);
                     }
                 }
                 check(&map, &reference, &probes);

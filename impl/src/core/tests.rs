@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, ThreadId};
 
@@ -144,7 +144,7 @@ fn reply(client: u64, seq: u64, output: Option<u64>) -> E {
     }
 }
 
-fn voters(ids: &[NodeId]) -> BTreeSet<NodeId> {
+fn voters<Ids: FromIterator<NodeId>>(ids: &[NodeId]) -> Ids {
     ids.iter().copied().collect()
 }
 
@@ -170,7 +170,7 @@ fn bootstrap_the_initial_leader_persists_round_and_promise_and_leads_without_pha
         *r.phase(),
         Phase::Leading {
             next_slot: 0,
-            votes: BTreeMap::new()
+            votes: SlotMap::new()
         }
     );
     assert_eq!((r.round(), r.promised()), (1, b(1, 0)));
@@ -335,7 +335,7 @@ fn m3_a_promise_counts_once_per_replica_and_only_for_the_own_ballot() {
         *r.phase(),
         Phase::Leading {
             next_slot: 0,
-            votes: BTreeMap::new()
+            votes: SlotMap::new()
         }
     );
 }
@@ -411,7 +411,7 @@ fn m4_skips_chosen_slots_drops_reproposed_and_executed_pending_then_proposes_the
         *r.phase(),
         Phase::Leading {
             next_slot: 3,
-            votes: BTreeMap::from([(1, voters(&[1])), (2, voters(&[1]))]),
+            votes: SlotMap::from_iter([(1, voters(&[1])), (2, voters(&[1]))]),
         }
     );
 }
@@ -704,7 +704,7 @@ fn m7_votes_for_other_ballots_repeats_and_chosen_slots_are_ignored() {
     let Phase::Leading { votes, .. } = r.phase() else {
         panic!("leading");
     };
-    assert_eq!(votes[&0], voters(&[0, 1]));
+    assert_eq!(votes.get(&0), Some(&voters(&[0, 1])));
     assert_eq!(r.step(vote(3, b(1, 0)))[0], chosen_record(0, c(1, 1)));
     assert_eq!(r.step(vote(4, b(1, 0))), vec![], "already chosen");
 }

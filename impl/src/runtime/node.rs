@@ -413,7 +413,7 @@ impl NodeTask {
         // Every slot below `applied` is chosen: only the slots from there can be in flight.
         let in_flight: BTreeSet<Slot> = votes
             .range(self.replica.applied()..)
-            .map(|(slot, _)| *slot)
+            .map(|(slot, _)| slot)
             .filter(|s| !chosen.contains_key(s))
             .collect();
         let mut resend = Vec::new();
@@ -426,7 +426,7 @@ impl NodeTask {
             if *ballot != own {
                 continue;
             }
-            for &to in self.links.keys().filter(|id| !voters.contains(id)) {
+            for &to in self.links.keys().filter(|id| !voters.contains(**id)) {
                 let accept = Message::Accept {
                     ballot: own,
                     slot: *slot,
