@@ -939,6 +939,40 @@ fn durable_state_is_the_fold_of_the_persisted_records_and_back() {
     assert_eq!(Durable::from_records(durable.to_records()), durable);
 }
 
+/// A compacted log is as short as the state allows: a record per field that differs from a
+/// fresh replica's, none for one that does not.
+#[test]
+fn durable_state_compacts_to_one_record_per_field_it_holds() {
+    assert_eq!(Durable::<u32>::default().to_records(), vec![]);
+    let promised = Durable::<u32>::from_records([Record::Promise(b(1, 0))]);
+    assert_eq!(promised.to_records(), vec![Record::Promise(b(1, 0))]);
+    let log = vec![
+        Record::Round(2),
+        Record::Promise(b(2, 1)),
+        Record::Accept {
+            slot: 0,
+            ballot: b(2, 1),
+            entry: c(1, 1),
+        },
+        Record::Chosen {
+            slot: 0,
+            entry: c(1, 1),
+        },
+    ];
+    // A log as a replica writes it: older round, promise and vote first, superseded later.
+    let mut longer = vec![
+        Record::Round(1),
+        Record::Promise(b(1, 0)),
+        Record::Accept {
+            slot: 0,
+            ballot: b(1, 0),
+            entry: Entry::Noop,
+        },
+    ];
+    longer.extend(log.clone());
+    assert_eq!(Durable::from_records(longer).to_records(), log);
+}
+
 type EventFields = BTreeMap<String, String>;
 
 /// Collects the fields of every core trace event, per thread. It is the global subscriber: a
