@@ -111,4 +111,23 @@ mod tests {
         });
         assert!(!active(Mutant::ApplyOutOfOrder));
     }
+
+    /// The seeded quorum bug is exactly one short, at every cluster size: a safety bug
+    /// (two majorities that need not intersect), not a quorum nothing can reach.
+    #[test]
+    fn quorum_one_short_counts_one_fewer_than_a_majority() {
+        for replicas in 2..=7u32 {
+            let config = crate::core::Config {
+                id: 0,
+                replicas: (0..replicas).collect(),
+                initial_leader: 0,
+                window: 1,
+                slot_limit: None,
+            };
+            let majority = config.majority();
+            assert_eq!(majority, replicas as usize / 2 + 1);
+            let short = with_mutant(Mutant::QuorumOneShort, || config.majority());
+            assert_eq!(short, majority - 1, "{replicas} replicas");
+        }
+    }
 }

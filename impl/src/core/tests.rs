@@ -914,8 +914,29 @@ fn configurations_that_cannot_run_are_refused() {
         ..base.clone()
     };
     assert_eq!(bad(lone), Some(ConfigError::TooFewReplicas(1)));
+    let pair = Config {
+        replicas: vec![0, 1],
+        ..base.clone()
+    };
+    assert_eq!(bad(pair), None, "two replicas are the least that run");
     let closed = Config { window: 0, ..base };
     assert_eq!(bad(closed), Some(ConfigError::ZeroWindow));
+}
+
+/// What an operator reads when the configuration is refused names the fault.
+#[test]
+fn configuration_errors_say_what_is_wrong() {
+    let said = |error: ConfigError| error.to_string();
+    assert_eq!(
+        said(ConfigError::DuplicateReplica),
+        "a replica id appears twice"
+    );
+    assert_eq!(
+        said(ConfigError::NotAReplica(4)),
+        "node 4 is not in the replica list"
+    );
+    assert!(said(ConfigError::ZeroWindow).contains("window"));
+    assert!(said(ConfigError::TooFewReplicas(1)).starts_with("1 replica(s): at least 2"));
 }
 
 #[test]
