@@ -850,11 +850,18 @@ impl<SM: StateMachine> Replica<SM> {
                     } else if !self.state.pending.contains_key(&id)
                         && !self.in_flight.contains_key(&id)
                     {
-                        self.state.pending.insert(id, command);
                         // M5b after each new request, as the requests one by one would: a
                         // request already pending or in flight proposes nothing, even where a
                         // Decide (M8) has freed room in the window.
-                        self.fill_window(&mut proposed, out);
+                        match self.room().filter(|_| self.state.pending.is_empty()) {
+                            // Alone in `pending`, it would be the least and leave at once:
+                            // the common case of a leader with room skips the map.
+                            Some(slot) => self.propose(slot, command, &mut proposed, out),
+                            None => {
+                                self.state.pending.insert(id, command);
+                                self.fill_window(&mut proposed, out);
+                            }
+                        }
                     }
                 }
             }
@@ -1070,36 +1077,50 @@ impl<SM: StateMachine> Replica<SM> {
     /// M5b without the send: accept the proposals and append their entries to `proposed`,
     /// the run the caller sends from the `next_slot` it read before.
     fn fill_window(&mut self, proposed: &mut Vec<Entry<SM::Op>>, out: &mut OutboxOf<SM>) {
-        loop {
-            let Phase::Leading { next_slot, .. } = self.state.phase else {
+        while let Some(slot) = self.room() {
+            let Some((_, command)) = self.state.pending.pop_first() else {
                 break;
             };
-            let at_limit = self
-                .config
-                .slot_limit
-                .is_some_and(|limit| next_slot >= limit);
-            if at_limit || self.slots_in_flight() >= self.config.window {
-                break;
+            self.propose(slot, command, proposed, out);
+        }
+    }
+
+    /// M5b's guard: leading, below the slot bound and with fewer than `window` slots in
+    /// flight. The slot the next proposal takes.
+    fn room(&self) -> Option<Slot> {
+        let Phase::Leading { next_slot, .. } = self.state.phase else {
+            return None;
+        };
+        let at_limit = self
+            .config
+            .slot_limit
+            .is_some_and(|limit| next_slot >= limit);
+        // `Slot::MAX` stays free: `next_slot` must not overflow past it.
+        let full = self.slots_in_flight() >= self.config.window || next_slot == Slot::MAX;
+        (!at_limit && !full).then_some(next_slot)
+    }
+
+    /// M5b's step: propose `command` in `slot`, the `next_slot` that [`Self::room`] gave.
+    fn propose(
+        &mut self,
+        slot: Slot,
+        command: Command<SM::Op>,
+        proposed: &mut Vec<Entry<SM::Op>>,
+        out: &mut OutboxOf<SM>,
+    ) {
+        let id = command.id();
+        let entry = Entry::Command(command);
+        self.accept_own(slot, entry.clone(), out);
+        proposed.push(entry);
+        // A leader behind a slot decided by another one proposes into it (as modelled);
+        // that slot is not in flight, and holds no voters, since it is chosen already.
+        let in_flight = !self.state.chosen.contains_key(&slot);
+        if let Phase::Leading { next_slot, votes } = &mut self.state.phase {
+            if in_flight {
+                votes.insert(slot, Voters::only(self.config.id));
+                *self.in_flight.entry(id).or_default() += 1;
             }
-            let Some(after) = next_slot.checked_add(1) else {
-                break;
-            };
-            let Some((id, command)) = self.state.pending.pop_first() else {
-                break;
-            };
-            let entry = Entry::Command(command);
-            self.accept_own(next_slot, entry.clone(), out);
-            proposed.push(entry);
-            // A leader behind a slot decided by another one proposes into it (as modelled);
-            // that slot is not in flight, and holds no voters, since it is chosen already.
-            let in_flight = !self.state.chosen.contains_key(&next_slot);
-            if let Phase::Leading { next_slot, votes } = &mut self.state.phase {
-                if in_flight {
-                    votes.insert(*next_slot, Voters::only(self.config.id));
-                    *self.in_flight.entry(id).or_default() += 1;
-                }
-                *next_slot = after;
-            }
+            *next_slot = slot + 1;
         }
     }
 
