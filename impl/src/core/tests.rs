@@ -960,6 +960,24 @@ fn durable_state_is_the_fold_of_the_persisted_records_and_back() {
     assert_eq!(Durable::from_records(durable.to_records()), durable);
 }
 
+/// A leader's voters of a slot are a set of ids, in ascending order whatever order they come
+/// in, and serialise as a set would.
+#[test]
+fn voters_are_a_sorted_set_in_and_out() {
+    let mut voters: Voters = [3, 1, 3].into_iter().collect();
+    assert_eq!(voters.iter().collect::<Vec<_>>(), [1, 3]);
+    assert!(!voters.insert(1), "counted once");
+    assert!(voters.insert(2));
+    assert!(voters.contains(2) && !voters.contains(0));
+    let json = serde_json::to_string(&voters).unwrap();
+    assert_eq!(json, "[1,2,3]");
+    let from_a_set = serde_json::to_string(&std::collections::BTreeSet::from([1, 2, 3])).unwrap();
+    assert_eq!(json, from_a_set);
+    let back: Voters = serde_json::from_str("[3,1,1,2]").unwrap();
+    assert_eq!(back, voters);
+    assert_eq!(Voters::only(7).iter().collect::<Vec<_>>(), [7]);
+}
+
 /// A compacted log is as short as the state allows: a record per field that differs from a
 /// fresh replica's, none for one that does not.
 #[test]
