@@ -1,7 +1,7 @@
 //! `core-bench`: our Multi-Paxos core against OmniPaxos, in process, one thread, 3 replicas,
 //! in-memory network and storage, a window of commands in flight. Prints one table row per
 //! window (median of `--reps` runs, the two systems interleaved so that machine load hits both
-//! alike), with the most heap each system's run held. Run it in release: debug builds run the
+//! alike), with the most heap each system's run held and the page faults of its timed part. Run it in release: debug builds run the
 //! core's invariant scans.
 //!
 //!   cargo run --release -p paxos-bench --bin core-bench -- --commands 200000 --reps 5
@@ -58,8 +58,8 @@ fn main() -> anyhow::Result<()> {
         args.commands, args.warmup, args.reps
     );
     println!();
-    println!("| window | ours commits/s | omnipaxos commits/s | ratio (ours / omnipaxos) | messages per command, ours | messages per command, omnipaxos | peak heap MB, ours | peak heap MB, omnipaxos |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| window | ours commits/s | omnipaxos commits/s | ratio (ours / omnipaxos) | messages per command, ours | messages per command, omnipaxos | peak heap MB, ours | peak heap MB, omnipaxos | page faults per 1,000 commands, ours | page faults per 1,000 commands, omnipaxos |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &window in &args.windows {
         let mut ours = Vec::new();
         let mut omni = Vec::new();
@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         let (ours, omni) = (median(&mut ours), median(&mut omni));
         let (o, p) = (ours.measured, omni.measured);
         println!(
-            "| {window} | {} | {} | {:.2} | {:.3} | {:.3} | {:.0} | {:.0} |",
+            "| {window} | {} | {} | {:.2} | {:.3} | {:.3} | {:.0} | {:.0} | {} | {} |",
             thousands(o.commits_per_second()),
             thousands(p.commits_per_second()),
             o.commits_per_second() / p.commits_per_second(),
@@ -78,6 +78,8 @@ fn main() -> anyhow::Result<()> {
             p.messages as f64 / p.commands as f64,
             megabytes(ours.peak_heap_bytes),
             megabytes(omni.peak_heap_bytes),
+            per_thousand(o.page_faults, o.commands),
+            per_thousand(p.page_faults, p.commands),
         );
     }
     Ok(())
@@ -107,10 +109,11 @@ fn measure<C: Cluster>(
     let measured = harness::run(&mut cluster, window, args.commands, args.warmup)?;
     let peak_heap_bytes = HEAP.get_peak_memory();
     eprintln!(
-        "{} window {window}: {:.0} commits/s, peak heap {:.0} MB",
+        "{} window {window}: {:.0} commits/s, peak heap {:.0} MB, {} page faults per 1,000 commands",
         cluster.name(),
         measured.commits_per_second(),
-        megabytes(peak_heap_bytes)
+        megabytes(peak_heap_bytes),
+        per_thousand(measured.page_faults, measured.commands),
     );
     Ok(Run {
         measured,
@@ -125,6 +128,12 @@ fn median(runs: &mut [Run]) -> Run {
         speed(a).total_cmp(&speed(b))
     });
     runs[runs.len() / 2]
+}
+
+fn per_thousand(count: Option<u64>, commands: u64) -> String {
+    count.map_or("n/a".into(), |n| {
+        format!("{:.1}", n as f64 * 1000.0 / commands as f64)
+    })
 }
 
 fn megabytes(bytes: usize) -> f64 {
