@@ -657,7 +657,9 @@ pub(crate) fn outcome_from_impl(
     let mut sends = Vec::new();
     for effect in effects {
         match effect {
-            Effect::Persist(record) => durable.apply(record),
+            Effect::Persist(record) => durable
+                .apply(record)
+                .map_err(|e| format!("the step's records do not fold: {e}"))?,
             Effect::Send { to, msg } => {
                 let msgs = msg_to_model(cfg, &msg, replica.accepted())?;
                 sends.extend(msgs.into_iter().map(|m| (to as usize, m)));

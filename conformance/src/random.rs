@@ -205,7 +205,7 @@ impl Cluster {
             let (replica, effects) = Replica::new(impl_config(cfg, i), Sm::default())
                 .map_err(|e| format!("replica {i} refused its configuration: {e}"))?;
             let mut durable = Durable::default();
-            fold(&mut durable, &effects);
+            fold(&mut durable, &effects)?;
             cluster.replicas.push(Some(replica));
             cluster.durable.push(durable);
         }
@@ -213,12 +213,15 @@ impl Cluster {
     }
 }
 
-fn fold(durable: &mut Durable<u8>, effects: &[ImplEffect]) {
+fn fold(durable: &mut Durable<u8>, effects: &[ImplEffect]) -> Result<(), String> {
     for effect in effects {
         if let Effect::Persist(record) = effect {
-            durable.apply(record.clone());
+            durable
+                .apply(record.clone())
+                .map_err(|e| format!("the step's records do not fold: {e}"))?;
         }
     }
+    Ok(())
 }
 
 /// The model's replica `i` in `state`, compared with the implementation replica as a whole
@@ -283,7 +286,7 @@ fn impl_step(
                 guarded(|| Replica::recover(impl_config(cfg, i), durable.clone(), Sm::default()))
                     .and_then(|r| r.map_err(|e| format!("recovery refused: {e}")))
                     .and_then(|(replica, effects)| {
-                        fold(&mut cluster.durable[i], &effects);
+                        fold(&mut cluster.durable[i], &effects)?;
                         let outcome = outcome_from_impl(cfg, &replica, effects, durable);
                         cluster.replicas[i] = Some(replica);
                         outcome
@@ -312,7 +315,9 @@ fn step_replica(
         },
         None => Vec::new(),
     };
-    fold(&mut cluster.durable[i], &effects);
+    if let Err(why) = fold(&mut cluster.durable[i], &effects) {
+        return Some((i, Err(why)));
+    }
     Some((i, outcome_from_impl(cfg, replica, effects, durable_before)))
 }
 

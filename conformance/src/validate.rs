@@ -462,6 +462,10 @@ impl Domain {
                 slot: *slot,
                 entry: self.entry(entry)?,
             },
+            Record::ChosenVotes { slot, count } => Record::ChosenVotes {
+                slot: *slot,
+                count: *count,
+            },
         })
     }
 
@@ -1093,7 +1097,11 @@ fn surviving_prefix(node: &Node, recovered: &Durable<u8>) -> Result<usize, Failu
     let mut fold = Durable::default();
     let mut kept = (*recovered == fold).then_some(0);
     for (k, (record, step)) in node.records.iter().enumerate() {
-        fold.apply(record.clone());
+        fold.apply(record.clone()).map_err(|e| {
+            Failure::plain(format!(
+                "record {k} does not fold onto the ones before it: {e}"
+            ))
+        })?;
         if *recovered != fold {
             continue;
         }
@@ -1154,7 +1162,9 @@ fn logged_outcome(
 ) -> Result<StepOutcome, Failure> {
     let durable_before = node.durable.clone();
     for record in persisted_records(&effects) {
-        node.durable.apply(record);
+        node.durable
+            .apply(record)
+            .map_err(|e| Failure::plain(format!("the step's records do not fold: {e}")))?;
     }
     let replica = domain
         .replica(config, state, &node.executed)

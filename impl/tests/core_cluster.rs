@@ -215,7 +215,7 @@ impl Cluster {
             }
             Action::Recover(i) if self.nodes[i % n].replica.is_none() => {
                 let i = i % n;
-                let durable = Durable::from_records(self.nodes[i].wal.clone());
+                let durable = Durable::from_records(self.nodes[i].wal.clone()).unwrap();
                 let config = self.configs[i].clone();
                 let snapshot = self.nodes[i].snapshot.clone();
                 let (replica, effects) =
@@ -254,7 +254,7 @@ impl Cluster {
             let Some(replica) = self.nodes[i].replica.as_ref() else {
                 continue;
             };
-            if replica.durable() != Durable::from_records(self.nodes[i].wal.clone()) {
+            if replica.durable() != Durable::from_records(self.nodes[i].wal.clone()).unwrap() {
                 return Err(format!(
                     "replica {i}: durable state is not the fold of its records"
                 ));

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use paxos_impl::core::{
     ClientId, Command, Config, Durable, Effect, Entry, Input, KvOp, KvStore, Message, Record,
-    Replica, SlotMap, StateMachine,
+    RecordError, Replica, SlotMap, StateMachine,
 };
 use paxos_impl::storage::replica_log::{
     decode_record, decode_state_machine, encode_record, encode_state_machine, RECORD_FORMAT_VERSION,
@@ -102,6 +102,7 @@ fn record() -> impl Strategy<Value = Record<KvOp>> {
             entry
         }),
         (any::<u64>(), entry()).prop_map(|(slot, entry)| Record::Chosen { slot, entry }),
+        (any::<u64>(), any::<u64>()).prop_map(|(slot, count)| Record::ChosenVotes { slot, count }),
     ]
 }
 
@@ -157,7 +158,7 @@ proptest! {
         }
         drop(log);
         let (_, recovered) = Log::open(dir.path(), small_segments()).unwrap();
-        let expected = Durable::from_records(batches.into_iter().flatten());
+        let expected = Durable::from_records(batches.into_iter().flatten()).unwrap();
         prop_assert_eq!(recovered.durable, expected);
         prop_assert!(recovered.snapshot.is_none());
     }
@@ -214,6 +215,61 @@ fn an_undecodable_record_with_a_valid_frame_refuses_to_start() {
     assert_eq!(file.file_name().unwrap(), "wal-00000000000000000000.log");
     let message = error.to_string();
     assert!(message.contains("record index 4"), "{message}");
+    assert!(message.contains("refuses to start"), "{message}");
+}
+
+/// Version 1 (before `ChosenVotes`) is version 2 without it: a log written before the format
+/// gained the record still opens.
+#[test]
+fn a_version_1_record_still_reads() {
+    let record = Record::Accept {
+        slot: 3,
+        ballot: ballot(1, 0),
+        entry: Entry::Command(put(1, 1)),
+    };
+    let mut payload = encode_record(&record).unwrap();
+    assert_eq!(payload[0], 2);
+    payload[0] = 1;
+    assert_eq!(decode_record::<KvOp>(&payload).unwrap(), record);
+    let dir = tempfile::tempdir().unwrap();
+    log_with_raw_record(dir.path(), &payload);
+    let (_, recovered) = Log::open(dir.path(), ReplicaLogOptions::default()).unwrap();
+    assert!(recovered.durable.accepted.contains_key(&3));
+}
+
+/// A chosen-votes record names the votes before it: recovery learns their entries, and one
+/// naming a slot with no vote is a damaged log the node refuses to start on.
+#[test]
+fn a_chosen_votes_record_recovers_its_votes_and_without_them_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let named = encode_record(&Record::<KvOp>::ChosenVotes { slot: 0, count: 1 }).unwrap();
+    log_with_raw_record(dir.path(), &named);
+    let (_, recovered) = Log::open(dir.path(), ReplicaLogOptions::default()).unwrap();
+    assert_eq!(
+        recovered.durable.chosen.get(&0),
+        Some(&Entry::Command(put(1, 1)))
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let dangling = encode_record(&Record::<KvOp>::ChosenVotes { slot: 0, count: 2 }).unwrap();
+    log_with_raw_record(dir.path(), &dangling);
+    let error = open_error(dir.path());
+    assert!(
+        matches!(
+            error,
+            ReplicaLogError::InconsistentRecord {
+                index: 4,
+                source: RecordError::NoVote { slot: 1 },
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("record index 4") && message.contains("slot 1"),
+        "{message}"
+    );
     assert!(message.contains("refuses to start"), "{message}");
 }
 
@@ -274,7 +330,10 @@ fn a_torn_tail_loses_only_the_torn_record() {
     drop(file);
     let (mut log, recovered) = Log::open(dir.path(), ReplicaLogOptions::default()).unwrap();
     assert!(recovered.torn_tail.is_some());
-    assert_eq!(recovered.durable, Durable::from_records(sample_records()));
+    assert_eq!(
+        recovered.durable,
+        Durable::from_records(sample_records()).unwrap()
+    );
     // The log goes on after the truncation.
     log.persist(&[Record::Round(2)]).unwrap();
     drop(log);
@@ -328,7 +387,7 @@ fn snapshot_compaction_and_reopen_keep_the_durable_state_above_the_applied_prefi
     log.persist(&all).unwrap();
     let segments_before = segments(dir.path()).len();
 
-    let durable = Durable::from_records(all.clone());
+    let durable = Durable::from_records(all.clone()).unwrap();
     let kv = kv_after(&durable.chosen, 10);
     let sm_bytes = encode_state_machine(&kv.snapshot()).unwrap();
     let index = log.snapshot(10, &sm_bytes, &durable).unwrap();
@@ -345,7 +404,7 @@ fn snapshot_compaction_and_reopen_keep_the_durable_state_above_the_applied_prefi
     drop(log);
 
     let (_, recovered) = Log::open(dir.path(), small_segments()).unwrap();
-    let expected = without_chosen_below(Durable::from_records(all.clone()), 10);
+    let expected = without_chosen_below(Durable::from_records(all.clone()).unwrap(), 10);
     assert_eq!(recovered.durable, expected);
     // Every accepted value is kept, chosen-and-applied slots included (module docs).
     assert_eq!(recovered.durable.accepted.len(), 13);
@@ -372,7 +431,7 @@ fn a_second_snapshot_compacts_below_the_older_one_kept() {
             .collect();
         log.persist(&batch).unwrap();
         all.extend(batch);
-        let durable = Durable::from_records(all.clone());
+        let durable = Durable::from_records(all.clone()).unwrap();
         let applied = durable.chosen.len() as u64;
         let sm = encode_state_machine(&kv_after(&durable.chosen, applied).snapshot()).unwrap();
         log.snapshot(applied, &sm, &durable).unwrap();
@@ -394,7 +453,7 @@ fn a_second_snapshot_compacts_below_the_older_one_kept() {
     );
     assert!(first_kept > 0, "compacted");
     let (_, recovered) = Log::open(dir.path(), small_segments()).unwrap();
-    let expected = without_chosen_below(Durable::from_records(all), 14);
+    let expected = without_chosen_below(Durable::from_records(all).unwrap(), 14);
     assert_eq!(recovered.durable, expected);
     assert_eq!(recovered.snapshot.unwrap().applied, 14);
 }
@@ -438,7 +497,7 @@ fn group_commit_persists_submitted_steps_in_order() {
     let (_, recovered) = Log::open(dir.path(), ReplicaLogOptions::default()).unwrap();
     assert_eq!(
         recovered.durable,
-        Durable::from_records(steps.into_iter().flatten())
+        Durable::from_records(steps.into_iter().flatten()).unwrap()
     );
 }
 

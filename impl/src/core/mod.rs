@@ -73,7 +73,7 @@ pub use slot_map::SlotMap;
 pub use state_machine::{KvOp, KvOutput, KvStore, Recorder, StateMachine};
 pub use types::{
     ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
-    Record, Slot, Vote, CATCH_UP_ENTRIES_MAX,
+    Record, RecordError, Slot, Vote, CATCH_UP_ENTRIES_MAX,
 };
 
 /// The `tracing` target of the core's transition events.

@@ -312,6 +312,24 @@ impl<'a, Op, Out> Outbox<'a, Op, Out> {
         self.records_end += 1;
     }
 
+    /// Records that `slot` is chosen with this replica's vote there: one more slot for the
+    /// step's last record if that is a [`Record::ChosenVotes`] run ending just below `slot`,
+    /// else a new run. Only the last record is extended, so every vote the run names was
+    /// persisted before the run's record.
+    fn persist_chosen_vote(&mut self, slot: Slot) {
+        if self.records_end > self.start {
+            if let Effect::Persist(Record::ChosenVotes { slot: first, count }) =
+                &mut self.effects[self.records_end - 1]
+            {
+                if first.checked_add(*count) == Some(slot) {
+                    *count += 1;
+                    return;
+                }
+            }
+        }
+        self.persist(Record::ChosenVotes { slot, count: 1 });
+    }
+
     fn push(&mut self, effect: Effect<Op, Out>) {
         self.effects.push(effect);
     }
@@ -1281,8 +1299,16 @@ impl<SM: StateMachine> Replica<SM> {
                 }
             }
         }
-        self.state.chosen.insert(slot, entry.clone());
-        out.persist(Record::Chosen { slot, entry });
+        // Chosen with the own vote, nearly always: the record names the vote, no copy of it.
+        // (Not for the last slot, which no run `slot..slot + count` can end after.)
+        let own_vote = matches!(self.state.accepted.get(&slot), Some((_, vote)) if *vote == entry);
+        if own_vote && slot < Slot::MAX {
+            out.persist_chosen_vote(slot);
+            self.state.chosen.insert(slot, entry);
+        } else {
+            self.state.chosen.insert(slot, entry.clone());
+            out.persist(Record::Chosen { slot, entry });
+        }
     }
 
     fn send_to_others(&self, msg: Message<SM::Op>, out: &mut OutboxOf<SM>) {

@@ -128,6 +128,11 @@ fn chosen_record(slot: Slot, entry: Entry<u32>) -> E {
     persist(Record::Chosen { slot, entry })
 }
 
+/// The record of slots chosen with the replica's own votes there.
+fn chosen_votes(slot: Slot, count: u64) -> E {
+    persist(Record::ChosenVotes { slot, count })
+}
+
 fn executed(slot: Slot, command: Command<u32>, output: u64) -> E {
     Effect::Executed {
         slot,
@@ -175,7 +180,10 @@ fn bootstrap_the_initial_leader_persists_round_and_promise_and_leads_without_pha
     );
     assert_eq!((r.round(), r.promised()), (1, b(1, 0)));
     assert!(!r.election_timer_armed());
-    assert_eq!(r.durable(), Durable::from_records(records(&effects)));
+    assert_eq!(
+        r.durable(),
+        Durable::from_records(records(&effects)).unwrap()
+    );
 }
 
 #[test]
@@ -234,7 +242,7 @@ fn m1_a_new_campaign_goes_above_the_last_and_keeps_pending() {
 
 #[test]
 fn m1_a_recovered_replica_never_reuses_a_ballot() {
-    let durable = Durable::from_records([Record::Round(4), Record::Promise(b(4, 0))]);
+    let durable = Durable::from_records([Record::Round(4), Record::Promise(b(4, 0))]).unwrap();
     let (mut r, _) = Replica::recover(config(0), durable, Sm::default()).unwrap();
     let effects = r.step(Input::ElectionTimeout);
     assert_eq!(effects[0], persist(Record::Round(5)));
@@ -679,7 +687,7 @@ fn m7_m9_a_majority_chooses_decides_applies_replies_and_refills_the_window() {
     assert_eq!(
         r.step(deliver(1, accepted(b(1, 0), 0))),
         vec![
-            chosen_record(0, c(1, 1)),
+            chosen_votes(0, 1),
             accept_record(2, b(1, 0), c(3, 1)),
             send(1, decide.clone()),
             send(2, decide),
@@ -705,7 +713,7 @@ fn m7_votes_for_other_ballots_repeats_and_chosen_slots_are_ignored() {
         panic!("leading");
     };
     assert_eq!(votes.get(&0), Some(&voters(&[0, 1])));
-    assert_eq!(r.step(vote(3, b(1, 0)))[0], chosen_record(0, c(1, 1)));
+    assert_eq!(r.step(vote(3, b(1, 0)))[0], chosen_votes(0, 1));
     assert_eq!(r.step(vote(4, b(1, 0))), vec![], "already chosen");
 }
 
@@ -737,6 +745,70 @@ fn m9_a_command_chosen_twice_is_executed_once_and_noop_is_skipped() {
     assert_eq!(r.state_machine().executed, vec![cmd(1, 1)]);
 }
 
+/// A chosen entry is recorded by naming the replica's vote only where the vote is that entry:
+/// a Decide for an entry the replica did not vote for (another leader's, after a lost Accept)
+/// writes the entry itself, and the fold of the log learns the chosen entry either way.
+#[test]
+fn m8_the_record_names_the_vote_only_when_the_vote_is_what_was_chosen() {
+    let mut r = follower(1);
+    let mut log = Vec::new();
+    log.extend(records(
+        &r.step(deliver(0, accept_run(b(1, 0), 0, vec![c(1, 1), c(2, 1)]))),
+    ));
+    let decided = r.step(deliver(0, decide_run(0, vec![c(1, 1), c(3, 1)])));
+    assert_eq!(
+        decided[..2],
+        [chosen_votes(0, 1), chosen_record(1, c(3, 1))],
+        "slot 0 is the vote, slot 1 is not"
+    );
+    log.extend(records(&decided));
+    let durable = Durable::from_records(log).unwrap();
+    assert_eq!(durable.chosen.get(&0), Some(&c(1, 1)));
+    assert_eq!(durable.chosen.get(&1), Some(&c(3, 1)));
+    assert_eq!(durable, r.durable());
+}
+
+/// A chosen-votes record over a slot with no vote before it, or past the last slot, is a
+/// damaged log: refused with the slot, and nothing learned from it.
+#[test]
+fn a_chosen_votes_record_without_its_votes_does_not_fold() {
+    let vote = |slot| Record::Accept {
+        slot,
+        ballot: b(1, 0),
+        entry: c(1, slot),
+    };
+    let mut durable = Durable::from_records([vote(0), vote(2)]).unwrap();
+    let before = durable.clone();
+    let gap = Record::ChosenVotes { slot: 0, count: 3 };
+    assert_eq!(durable.apply(gap), Err(RecordError::NoVote { slot: 1 }));
+    let beyond = Record::ChosenVotes { slot: 2, count: 2 };
+    assert_eq!(durable.apply(beyond), Err(RecordError::NoVote { slot: 3 }));
+    let none = Record::ChosenVotes {
+        slot: 5,
+        count: 1 << 60,
+    };
+    assert_eq!(durable.apply(none), Err(RecordError::NoVote { slot: 5 }));
+    let past = Record::ChosenVotes {
+        slot: u64::MAX,
+        count: 1,
+    };
+    assert_eq!(
+        durable.apply(past),
+        Err(RecordError::RunOverflow {
+            slot: u64::MAX,
+            count: 1
+        })
+    );
+    assert_eq!(durable, before, "a refused record changes nothing");
+    durable
+        .apply(Record::ChosenVotes { slot: 2, count: 1 })
+        .unwrap();
+    assert_eq!(durable.chosen.get(&2), Some(&c(1, 2)));
+    assert!(RecordError::NoVote { slot: 1 }
+        .to_string()
+        .contains("slot 1"));
+}
+
 #[test]
 fn m9_an_older_retry_chosen_after_a_newer_request_is_skipped() {
     let mut r = leader();
@@ -746,7 +818,7 @@ fn m9_an_older_retry_chosen_after_a_newer_request_is_skipped() {
     r.step(deliver(2, accept(b(2, 2), 1, c(1, 1))));
     assert_eq!(
         r.step(deliver(2, decide(1, c(1, 1)))),
-        vec![chosen_record(1, c(1, 1))],
+        vec![chosen_votes(1, 1)],
         "seq 1 <= last_seq 2: skipped, no reply"
     );
     assert_eq!(r.state_machine().executed, vec![cmd(1, 2)]);
@@ -825,7 +897,8 @@ fn m11_recovery_rebuilds_the_applied_prefix_and_client_table_without_replies() {
         [Record::Round(1), Record::Promise(b(1, 0))]
             .into_iter()
             .chain(log),
-    );
+    )
+    .unwrap();
     assert_eq!(durable, r.durable());
     let (back, effects) = Replica::recover(config(0), durable, Sm::default()).unwrap();
     assert_eq!(effects, vec![Effect::SetElectionTimer]);
@@ -854,11 +927,11 @@ fn m11_the_promise_after_recovery_is_the_highest_of_promise_and_votes() {
         b(1, 0),
         "the bootstrap promise"
     );
-    let voted = Durable::from_records([Record::Promise(b(2, 1)), vote(b(3, 2))]);
+    let voted = Durable::from_records([Record::Promise(b(2, 1)), vote(b(3, 2))]).unwrap();
     assert_eq!(recover(voted), b(3, 2));
-    let promised = Durable::from_records([Record::Promise(b(4, 0)), vote(b(3, 2))]);
+    let promised = Durable::from_records([Record::Promise(b(4, 0)), vote(b(3, 2))]).unwrap();
     assert_eq!(recover(promised), b(4, 0));
-    let unpromised = Durable::from_records([vote(b(2, 2))]);
+    let unpromised = Durable::from_records([vote(b(2, 2))]).unwrap();
     assert_eq!(recover(unpromised), b(2, 2));
 }
 
@@ -868,7 +941,8 @@ fn m11_a_recovered_replica_persists_the_promise_it_acts_on() {
         slot: 0,
         ballot: b(2, 2),
         entry: Entry::Noop,
-    }]);
+    }])
+    .unwrap();
     let (mut r, _) = Replica::recover(config(1), durable, Sm::default()).unwrap();
     assert_eq!(
         r.step(deliver(2, accept(b(2, 2), 1, Entry::Noop))),
@@ -954,10 +1028,13 @@ fn durable_state_is_the_fold_of_the_persisted_records_and_back() {
     ];
     for input in inputs {
         log.extend(records(&r.step(input)));
-        assert_eq!(Durable::from_records(log.clone()), r.durable());
+        assert_eq!(Durable::from_records(log.clone()).unwrap(), r.durable());
     }
     let durable = r.durable();
-    assert_eq!(Durable::from_records(durable.to_records()), durable);
+    assert_eq!(
+        Durable::from_records(durable.to_records()).unwrap(),
+        durable
+    );
 }
 
 /// A leader's voters of a slot are a set of ids, in ascending order whatever order they come
@@ -983,7 +1060,7 @@ fn voters_are_a_sorted_set_in_and_out() {
 #[test]
 fn durable_state_compacts_to_one_record_per_field_it_holds() {
     assert_eq!(Durable::<u32>::default().to_records(), vec![]);
-    let promised = Durable::<u32>::from_records([Record::Promise(b(1, 0))]);
+    let promised = Durable::<u32>::from_records([Record::Promise(b(1, 0))]).unwrap();
     assert_eq!(promised.to_records(), vec![Record::Promise(b(1, 0))]);
     let log = vec![
         Record::Round(2),
@@ -1009,7 +1086,7 @@ fn durable_state_compacts_to_one_record_per_field_it_holds() {
         },
     ];
     longer.extend(log.clone());
-    assert_eq!(Durable::from_records(longer).to_records(), log);
+    assert_eq!(Durable::from_records(longer).unwrap().to_records(), log);
 }
 
 type EventFields = BTreeMap<String, String>;
@@ -1291,7 +1368,7 @@ fn recovery_from_a_snapshot_equals_recovery_from_the_whole_log() {
     log.extend(records(&l.step(request(2, 1))));
     log.extend(records(&l.step(deliver(1, accepted(b(1, 0), 1)))));
     log.extend(records(&l.step(request(3, 1))));
-    let whole = Durable::from_records(log);
+    let whole = Durable::from_records(log).unwrap();
     let mut compacted = whole.clone();
     compacted.chosen.remove(&0);
 
@@ -1383,9 +1460,10 @@ fn m6_m8_an_empty_run_or_one_past_the_last_slot_is_ignored() {
     assert_eq!(
         decided,
         vec![
-            chosen_record(u64::MAX - 1, Entry::Noop),
+            chosen_votes(u64::MAX - 1, 1),
             chosen_record(u64::MAX, Entry::Noop)
-        ]
+        ],
+        "the votes are named, except the last slot's: no run can end after it"
     );
 }
 
@@ -1396,10 +1474,7 @@ fn m7_a_run_of_votes_chooses_its_slots_and_decides_them_as_one_run() {
     r.step(request(4, 1));
     let entries = vec![c(1, 1), c(2, 1), c(3, 1), c(4, 1)];
     let decide = decide_run(0, entries.clone());
-    let mut expected: Vec<E> = (0..4)
-        .map(|s| chosen_record(s, entries[s as usize].clone()))
-        .collect();
-    expected.extend([send(1, decide.clone()), send(2, decide)]);
+    let mut expected = vec![chosen_votes(0, 4), send(1, decide.clone()), send(2, decide)];
     for client in 1..=4 {
         let slot = client - 1;
         expected.push(executed(slot, cmd(client, 1), slot));
@@ -1588,7 +1663,8 @@ struct SlotWise {
     replies: Vec<String>,
 }
 
-fn slot_wise(effects: &[E]) -> SlotWise {
+/// `effects` slot by slot; their records folded onto `before`, the durable state they extend.
+fn slot_wise(before: &Durable<u32>, effects: &[E]) -> SlotWise {
     let mut sends = Vec::new();
     let mut replies = Vec::new();
     let mut executed = Vec::new();
@@ -1607,9 +1683,13 @@ fn slot_wise(effects: &[E]) -> SlotWise {
     sends.sort();
     sends.dedup_by(|a, b| a == b && a.contains("Nack"));
     replies.sort();
+    let mut durable = before.clone();
+    for record in records(effects) {
+        durable.apply(record).unwrap();
+    }
     SlotWise {
         sends,
-        durable: Durable::from_records(records(effects)),
+        durable,
         executed,
         replies,
     }
@@ -1642,6 +1722,7 @@ proptest::proptest! {
             proptest::prop_assume!(slot + count <= *next_slot);
         }
         let ballot = r.ballot();
+        let before = r.durable();
         let mut batched = r.clone();
         let together = batched.step(last.input(ballot));
         let mut split = r;
@@ -1651,7 +1732,7 @@ proptest::proptest! {
         }
         proptest::prop_assert_eq!(batched.state(), split.state());
         proptest::prop_assert_eq!(batched.state_machine(), split.state_machine());
-        proptest::prop_assert_eq!(slot_wise(&together), slot_wise(&one_by_one));
+        proptest::prop_assert_eq!(slot_wise(&before, &together), slot_wise(&before, &one_by_one));
     }
 }
 

@@ -173,7 +173,43 @@ pub enum Record<Op> {
         slot: Slot,
         entry: Entry<Op>,
     },
+    /// Slots `slot..slot + count` are chosen with the entries this replica holds accepted
+    /// there. What a replica writes when what is chosen is its own vote, as it nearly always
+    /// is: one record per run of slots and no copy of their entries, where [`Record::Chosen`]
+    /// repeats each entry its `Accept` record already holds.
+    ChosenVotes {
+        slot: Slot,
+        count: u64,
+    },
 }
+
+/// A record that does not fit the records before it: the log it comes from is damaged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordError {
+    /// A [`Record::ChosenVotes`] run names a slot with no accepted entry before it.
+    NoVote { slot: Slot },
+    /// A [`Record::ChosenVotes`] run past the last slot.
+    RunOverflow { slot: Slot, count: u64 },
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordError::NoVote { slot } => write!(
+                f,
+                "a chosen-votes record names slot {slot}, for which no earlier record holds a vote"
+            ),
+            RecordError::RunOverflow { slot, count } => {
+                write!(
+                    f,
+                    "a chosen-votes record of {count} slots from {slot} runs past the last slot"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for RecordError {}
 
 /// What survives a crash (M11): the fold of every [`Record`] persisted so far.
 ///
@@ -198,9 +234,11 @@ impl<Op> Default for Durable<Op> {
     }
 }
 
-impl<Op> Durable<Op> {
-    /// Replays one record, as recovery from a write-ahead log does: the later record wins.
-    pub fn apply(&mut self, record: Record<Op>) {
+impl<Op: Clone> Durable<Op> {
+    /// Replays one record, as recovery from a write-ahead log does: the later record wins. A
+    /// [`Record::ChosenVotes`] whose slots do not all hold a vote is refused, and changes
+    /// nothing.
+    pub fn apply(&mut self, record: Record<Op>) -> Result<(), RecordError> {
         match record {
             Record::Round(round) => self.round = round,
             Record::Promise(ballot) => self.promised = Some(ballot),
@@ -214,20 +252,47 @@ impl<Op> Durable<Op> {
             Record::Chosen { slot, entry } => {
                 self.chosen.insert(slot, entry);
             }
+            Record::ChosenVotes { slot, count } => {
+                let end = slot
+                    .checked_add(count)
+                    .ok_or(RecordError::RunOverflow { slot, count })?;
+                // Every slot is checked before any is learned, and only the votes held are
+                // walked: a damaged count cannot make the fold loop or allocate.
+                let mut expected = slot;
+                for (at, _) in self.accepted.range(slot..end) {
+                    if at != expected {
+                        return Err(RecordError::NoVote { slot: expected });
+                    }
+                    expected += 1;
+                }
+                if expected != end {
+                    return Err(RecordError::NoVote { slot: expected });
+                }
+                let votes: Vec<(Slot, Entry<Op>)> = self
+                    .accepted
+                    .range(slot..end)
+                    .map(|(at, (_, entry))| (at, entry.clone()))
+                    .collect();
+                for (at, entry) in votes {
+                    self.chosen.insert(at, entry);
+                }
+            }
         }
+        Ok(())
     }
 
-    /// The state a write-ahead log holding `records`, in order, rebuilds.
-    pub fn from_records(records: impl IntoIterator<Item = Record<Op>>) -> Self {
+    /// The state a write-ahead log holding `records`, in order, rebuilds; the first record
+    /// that does not fit the ones before it is an error.
+    pub fn from_records(
+        records: impl IntoIterator<Item = Record<Op>>,
+    ) -> Result<Self, RecordError> {
         let mut durable = Durable::default();
         for record in records {
-            durable.apply(record);
+            durable.apply(record)?;
         }
-        durable
+        Ok(durable)
     }
-}
 
-impl<Op: Clone> Durable<Op> {
     /// The shortest record sequence that rebuilds this state (for compacting a log).
     pub fn to_records(&self) -> Vec<Record<Op>> {
         let mut records = Vec::new();

@@ -120,6 +120,10 @@ pub fn inc(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
 impl Metrics {
     /// The Prometheus text exposition; `wal` are the group commit's own counters.
     pub fn render(&self, wal: &GroupCommitStats, node: u32) -> String {

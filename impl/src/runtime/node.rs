@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::ClusterConfig;
 use super::gate::DurabilityGate;
-use super::metrics::{inc, Metrics};
+use super::metrics::{add, inc, Metrics};
 use super::step_log::{StepLine, StepLog};
 use super::transport::PeerLink;
 use super::wire::PeerMsg;
@@ -502,6 +502,7 @@ impl NodeTask {
         match record {
             Record::Accept { ballot, .. } if ballot.node == self.id => inc(&self.metrics.proposals),
             Record::Chosen { .. } => inc(&self.metrics.slots_chosen),
+            Record::ChosenVotes { count, .. } => add(&self.metrics.slots_chosen, *count),
             _ => {}
         }
     }

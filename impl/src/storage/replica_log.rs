@@ -95,10 +95,14 @@ use super::{
     latest_snapshot, prune_snapshots, recover, write_snapshot, AppendTicket, GroupCommit,
     GroupCommitOptions, TornTail, Wal, WalError, WalOptions,
 };
-use crate::core::{Durable, Record, Slot};
+use crate::core::{Durable, Record, RecordError, Slot};
 
-/// The first byte of every WAL payload this module writes.
-pub const RECORD_FORMAT_VERSION: u8 = 1;
+/// The first byte of every WAL payload this module writes. Version 2 added
+/// [`Record::ChosenVotes`]; a version-1 payload is a version-2 one without it, so both are
+/// read, and a build that reads only version 1 refuses a newer log by its version byte.
+pub const RECORD_FORMAT_VERSION: u8 = 2;
+/// The oldest WAL payload version this build reads.
+pub const RECORD_FORMAT_VERSION_OLDEST: u8 = 1;
 /// The first byte of every snapshot payload this module writes.
 pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
 /// The first byte of state-machine snapshot bytes made by [`encode_state_machine`].
@@ -125,10 +129,19 @@ fn encode_versioned<T: Serialize + ?Sized>(version: u8, value: &T) -> Result<Vec
 }
 
 fn decode_versioned<T: DeserializeOwned>(version: u8, bytes: &[u8]) -> Result<T, CodecError> {
+    decode_versions(version..=version, bytes)
+}
+
+/// Decodes a payload whose version byte is in `versions`, every one of which decodes as `T`.
+fn decode_versions<T: DeserializeOwned>(
+    versions: std::ops::RangeInclusive<u8>,
+    bytes: &[u8],
+) -> Result<T, CodecError> {
     let Some((&found, body)) = bytes.split_first() else {
         return Err(CodecError::Empty);
     };
-    if found != version {
+    let version = *versions.end();
+    if !versions.contains(&found) {
         return Err(CodecError::UnknownVersion {
             found,
             supported: version,
@@ -149,7 +162,10 @@ pub fn encode_record<Op: Serialize>(record: &Record<Op>) -> Result<Vec<u8>, Code
 
 /// The inverse of [`encode_record`].
 pub fn decode_record<Op: DeserializeOwned>(payload: &[u8]) -> Result<Record<Op>, CodecError> {
-    decode_versioned(RECORD_FORMAT_VERSION, payload)
+    decode_versions(
+        RECORD_FORMAT_VERSION_OLDEST..=RECORD_FORMAT_VERSION,
+        payload,
+    )
 }
 
 /// Every record of `records` as a payload, in order.
@@ -247,6 +263,19 @@ pub enum ReplicaLogError {
         #[source]
         source: CodecError,
     },
+    /// A WAL record decodes but does not fit the records before it (a chosen-votes run over
+    /// a slot without a vote): the node must not start on it.
+    #[error(
+        "storage corrupt: {}, record index {index}: {source}. The node refuses to start rather \
+         than lose a chosen entry",
+        file.display()
+    )]
+    InconsistentRecord {
+        file: PathBuf,
+        index: u64,
+        #[source]
+        source: RecordError,
+    },
     /// The newest valid snapshot file does not decode: the node must not start on it.
     #[error(
         "storage corrupt: snapshot {}: {source}. The node refuses to start",
@@ -340,7 +369,13 @@ where
                     index,
                     source,
                 })?;
-            durable.apply(record);
+            durable
+                .apply(record)
+                .map_err(|source| ReplicaLogError::InconsistentRecord {
+                    file: segment_of(dir, index),
+                    index,
+                    source,
+                })?;
             records_replayed += 1;
         }
         let log = ReplicaLog {
