@@ -826,7 +826,11 @@ impl<SM: StateMachine> Replica<SM> {
         if let Some((first, entries)) = run {
             self.send_accept(first, entries, out);
         }
-        let next_slot = top.map_or(0, |top| top.saturating_add(1));
+        // Every slot below `applied` is chosen, also where compaction (C1–C3) has forgotten
+        // it and the votes merged from older Promises reach no higher: a proposal there would
+        // contest a chosen slot.
+        let above = top.map_or(0, |top| top.saturating_add(1));
+        let next_slot = above.max(self.state.applied);
         self.state.phase = Phase::Leading { next_slot, votes };
         self.in_flight = requests_in_flight(&self.state);
         let clients = &self.state.clients;

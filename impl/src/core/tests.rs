@@ -1358,6 +1358,49 @@ fn compaction_forgets_only_what_every_replica_has_applied() {
     assert_eq!(l.step(deliver(2, decide(0, c(1, 1)))), vec![]);
 }
 
+/// A leader elected after compaction proposes above its applied prefix, even when the votes
+/// the Promises bring (a lagging replica's, for slots long chosen) reach no higher than a
+/// slot it has forgotten. Found by `three_replicas_stay_safe_under_any_schedule`: the new
+/// leader took `next_slot` from the merged votes alone and proposed a new command into a
+/// chosen, compacted slot.
+#[test]
+fn m4_a_leader_elected_after_compaction_proposes_above_its_applied_prefix() {
+    let mut l = leader_with_slot_0_chosen();
+    l.step(request(2, 1));
+    l.step(deliver(1, accepted(b(1, 0), 1)));
+    for peer in [1, 2] {
+        l.step(deliver(peer, Message::Status { applied: 2 }));
+    }
+    assert_eq!(l.compact(), 2);
+    let snapshot = l.applied_state();
+    let (mut r, _) =
+        Replica::recover_from(config(0), l.durable(), Some(snapshot), Sm::default()).unwrap();
+    assert_eq!(
+        (r.applied(), r.chosen().len()),
+        (2, 0),
+        "both slots forgotten"
+    );
+    r.step(Input::ElectionTimeout);
+    let stale = Message::Promise {
+        ballot: b(2, 0),
+        accepted: vec![(0, b(1, 0), c(1, 1))],
+    };
+    r.step(deliver(1, stale));
+    assert!(
+        matches!(r.phase(), Phase::Leading { next_slot: 2, .. }),
+        "{:?}",
+        r.phase()
+    );
+    assert_eq!(
+        r.step(request(3, 1)),
+        vec![
+            accept_record(2, b(2, 0), c(3, 1)),
+            send(1, accept(b(2, 0), 2, c(3, 1))),
+            send(2, accept(b(2, 0), 2, c(3, 1))),
+        ]
+    );
+}
+
 /// Restarting from a snapshot plus a log whose applied prefix was compacted away gives the
 /// replica a restart from the whole log gives, client table and state machine included.
 #[test]
