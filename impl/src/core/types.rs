@@ -268,13 +268,8 @@ impl<Op: Clone> Durable<Op> {
                 if expected != end {
                     return Err(RecordError::NoVote { slot: expected });
                 }
-                let votes: Vec<(Slot, Entry<Op>)> = self
-                    .accepted
-                    .range(slot..end)
-                    .map(|(at, (_, entry))| (at, entry.clone()))
-                    .collect();
-                for (at, entry) in votes {
-                    self.chosen.insert(at, entry);
+                for (at, (_, entry)) in self.accepted.range(slot..end) {
+                    self.chosen.insert(at, entry.clone());
                 }
             }
         }
