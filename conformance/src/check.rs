@@ -38,6 +38,9 @@ pub struct Counts {
     pub no_step: usize,
     /// Pairs of client actors, which have no implementation counterpart.
     pub client: usize,
+    /// Implementation steps the model takes as stuttering steps, replayed in every state
+    /// ([`Conformance::replay_stutters`]).
+    pub stutters: usize,
     pub divergences: usize,
 }
 
@@ -48,6 +51,13 @@ pub struct Found<M: Model> {
     pub mismatch: Mismatch,
 }
 
+/// A stuttering step that diverged: the model state it was replayed in, and what stepped.
+pub struct StutterFound<M: Model> {
+    pub state: M::State,
+    pub label: String,
+    pub mismatch: Mismatch,
+}
+
 /// The result of [`check`].
 pub struct Outcome<M: Model> {
     pub counts: Counts,
@@ -55,6 +65,7 @@ pub struct Outcome<M: Model> {
     pub complete: bool,
     pub elapsed: Duration,
     pub found: Vec<Found<M>>,
+    pub stutters_found: Vec<StutterFound<M>>,
 }
 
 /// A 128-bit fingerprint of a state: the visited sets keep these, not the states.
@@ -136,10 +147,25 @@ pub fn check<M: Conformance>(
     let mut next_report = every;
     let mut counts = Counts::default();
     let mut found = Vec::new();
+    let mut stutters_found = Vec::new();
+    let max_divergences = max_divergences.max(1);
     let complete = explore(model, |visit| {
         let (state, action, next) = match visit {
-            Visit::State(_) => {
+            Visit::State(state) => {
                 counts.states += 1;
+                for (label, mismatch) in model.replay_stutters(state) {
+                    counts.stutters += 1;
+                    let Some(mismatch) = mismatch else { continue };
+                    counts.divergences += 1;
+                    stutters_found.push(StutterFound {
+                        state: state.clone(),
+                        label,
+                        mismatch,
+                    });
+                    if found.len() + stutters_found.len() >= max_divergences {
+                        return ControlFlow::Break(());
+                    }
+                }
                 if counts.states % 1024 == 0 && start.elapsed() >= next_report {
                     progress(&counts, start.elapsed());
                     next_report += every;
@@ -165,7 +191,7 @@ pub fn check<M: Conformance>(
                     action: action.clone(),
                     mismatch,
                 });
-                if found.len() >= max_divergences.max(1) {
+                if found.len() + stutters_found.len() >= max_divergences {
                     return ControlFlow::Break(());
                 }
             }
@@ -177,6 +203,7 @@ pub fn check<M: Conformance>(
         complete,
         elapsed: start.elapsed(),
         found,
+        stutters_found,
     }
 }
 

@@ -64,6 +64,12 @@ pub trait Conformance: CheckTarget {
         action: &Self::Action,
         next: &Self::State,
     ) -> PairResult;
+
+    /// The implementation's steps that the model takes as stuttering steps in `state` (timers
+    /// and heartbeats), each replayed: what stepped, and the mismatch if it diverged.
+    fn replay_stutters(&self, _state: &Self::State) -> Vec<(String, Option<Mismatch>)> {
+        Vec::new()
+    }
 }
 
 fn actor_of<M, T, R>(action: &ActorModelAction<M, T, R>) -> usize {
@@ -156,6 +162,24 @@ impl Conformance for MultiModel {
                 })
             }
         }
+    }
+
+    fn replay_stutters(&self, state: &Self::State) -> Vec<(String, Option<Mismatch>)> {
+        let stutters = multi::stutters(self, state).into_iter();
+        stutters
+            .map(|stutter| {
+                let mismatch = (!stutter.agrees()).then(|| Mismatch {
+                    node: stutter.node,
+                    expected: multi_json(&stutter.expected),
+                    actual: stutter
+                        .actual
+                        .as_ref()
+                        .map(multi_json)
+                        .map_err(Clone::clone),
+                });
+                (format!("n{}: {}", stutter.node, stutter.label), mismatch)
+            })
+            .collect()
     }
 }
 

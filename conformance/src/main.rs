@@ -189,11 +189,24 @@ struct Report {
     replayed_share: f64,
     elapsed_seconds: f64,
     divergences: Vec<DivergenceLine>,
+    /// Stuttering steps (timers, heartbeats) replayed in every state visited.
+    stutters: usize,
+    stutter_divergences: Vec<StutterLine>,
+}
+
+/// A stuttering step that diverged, with the model state it was replayed in.
+#[derive(Serialize)]
+struct StutterLine {
+    step: String,
+    state: String,
+    differences: Vec<String>,
+    expected: Value,
+    actual: Result<Value, String>,
 }
 
 impl Report {
     fn exit_code(&self) -> u8 {
-        u8::from(!self.divergences.is_empty())
+        u8::from(!self.divergences.is_empty() || !self.stutter_divergences.is_empty())
     }
 
     fn render(&self) -> String {
@@ -235,8 +248,31 @@ impl Report {
                 ),
             },
         );
+        field(
+            "stutters:",
+            format!(
+                "{} steps the model takes as stuttering steps (heartbeats, retransmission) \
+                 replayed, {} diverged",
+                group(self.stutters),
+                self.stutter_divergences.len()
+            ),
+        );
         field("time:", format!("{:.2} s", self.elapsed_seconds));
         field("divergences:", self.divergences.len().to_string());
+        for d in &self.stutter_divergences {
+            out.push_str(&format!(
+                "\nStuttering step diverged: {} ({})\n  model state:\n",
+                d.step,
+                d.differences.join(", ")
+            ));
+            for line in d.state.lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+            out.push_str(&format!(
+                "  expected: {}\n  actual:   {:?}\n",
+                d.expected, d.actual
+            ));
+        }
         for d in &self.divergences {
             out.push_str(&format!("\nDivergence at {}", d.record));
             out.push_str(&format!("  trace:    {}\n", d.trace_file.display()));
@@ -334,6 +370,23 @@ fn run_check<M: Conformance>(model: M, opts: &CheckArgs) -> anyhow::Result<Repor
         replayed_share: share(c.replayed),
         elapsed_seconds: outcome.elapsed.as_secs_f64(),
         divergences,
+        stutters: c.stutters,
+        stutter_divergences: outcome
+            .stutters_found
+            .into_iter()
+            .map(|found| StutterLine {
+                step: found.label,
+                state: format!("{:?}", found.state),
+                differences: found
+                    .mismatch
+                    .differences()
+                    .into_iter()
+                    .map(|d| d.field)
+                    .collect(),
+                expected: found.mismatch.expected,
+                actual: found.mismatch.actual,
+            })
+            .collect(),
     })
 }
 

@@ -19,8 +19,15 @@
 //!   back is exact, and checked); the state machine is a [`Recorder`], whose executed sequence
 //!   is the model's `executed`, and whose client table is rebuilt from it;
 //! - `Deliver Request(c)` is [`Input::ClientRequest`], any other delivery at a replica is
-//!   [`Input::Message`], the `Election` timer is [`Input::ElectionTimeout`], and `Recover`
-//!   rebuilds the replica from the model's durable storage alone with [`Replica::recover`];
+//!   [`Input::Message`], the `Election` timer is an [`Input::Tick`] at [`TIMERS_DUE_MS`] (the
+//!   concretised replica's armed timers are all due then), and `Recover` rebuilds the replica
+//!   from the model's durable storage alone with [`Replica::recover`];
+//! - the core's timer-driven steps that the model takes as stuttering steps (the leader's
+//!   heartbeat H1 and retransmission R1, a heartbeat's receipt H2 with the catch-up report
+//!   C1) are replayed in every state by [`stutters`]: they must leave the model state as it
+//!   was, persist nothing, and send exactly what the rules say: retransmitted Accepts that are
+//!   proposals the model has made (duplicates), heartbeats and reports that the model does not
+//!   see;
 //! - an impl `Reply { client, seq }` is the model's `Reply(c)` to `MultiConfig::client_id`;
 //! - the persisted state is compared as recovery reads it (M11): the impl's records are folded
 //!   onto the durable state before the step, and on both sides the promise is read as
@@ -46,7 +53,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 use paxos_impl::core::{
     ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry, Input, Message,
-    Phase, Recorder, Replica, ReplicaState as ImplState, SlotMap,
+    Millis, Phase, Recorder, Replica, ReplicaState as ImplState, SlotMap, Timers, Timing,
 };
 use paxos_impl::Ballot as ImplBallot;
 use paxos_model::explorer_view::View;
@@ -167,6 +174,8 @@ pub struct Report {
     pub skipped: usize,
     /// Drops, crashes and deliveries to a crashed replica: no replica steps.
     pub no_step: usize,
+    /// Stuttering steps ([`stutters`]) replayed, in every state visited.
+    pub stutters: usize,
     pub divergences: Vec<Divergence>,
 }
 
@@ -174,9 +183,11 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} states, {} pairs replayed, {} client pairs skipped, {} non-steps, {} divergences",
+            "{} states, {} pairs replayed, {} stuttering steps replayed, {} client pairs skipped, \
+             {} non-steps, {} divergences",
             self.states,
             self.pairs,
+            self.stutters,
             self.skipped,
             self.no_step,
             self.divergences.len()
@@ -195,7 +206,27 @@ pub fn impl_config(cfg: &MultiConfig, id: usize) -> Config {
         initial_leader: 0,
         window: cfg.window as u64,
         slot_limit: Some(cfg.slots as u64),
+        timing: Timing::default(),
     }
+}
+
+/// The time a concretised replica is ticked at: each of its armed timers is due then.
+pub const TIMERS_DUE_MS: Millis = 1;
+
+/// The timers of a concretised replica at time 0: those its phase arms, each due at
+/// [`TIMERS_DUE_MS`]; a leader's retransmission covers every slot in flight (the most R1 can
+/// re-send), and no catch-up report has been sent yet.
+fn timers_due(phase: &Phase<u8>) -> Timers {
+    let mut timers = Timers::default();
+    match phase {
+        Phase::Leading { next_slot, .. } => {
+            timers.heartbeat_at_ms = Some(TIMERS_DUE_MS);
+            timers.retransmit_at_ms = Some(TIMERS_DUE_MS);
+            timers.retransmit_below = *next_slot;
+        }
+        _ => timers.election_at_ms = Some(TIMERS_DUE_MS),
+    }
+    timers
 }
 
 fn node_id(i: usize) -> u32 {
@@ -412,6 +443,11 @@ fn one_slot_to_model(
                 "{msg:?} is a catch-up message (C1–C3), which the model does not have"
             ))
         }
+        Message::Heartbeat { .. } => {
+            return Err(format!(
+                "{msg:?} is a heartbeat (H1), which the model takes as a stuttering step"
+            ))
+        }
     })
 }
 
@@ -502,6 +538,7 @@ pub fn concretize(
         },
     };
     let executed: Vec<Command<u8>> = r.executed().map(|c| command_to_impl(cfg, c)).collect();
+    let timers = timers_due(&phase);
     let state = ImplState {
         round: u64::from(r.round),
         promised: ballot_to_impl(r.promised),
@@ -522,6 +559,7 @@ pub fn concretize(
         compacted: 0,
         peer_applied: BTreeMap::new(),
         all_applied: 0,
+        timers,
     };
     Replica::from_state(impl_config(cfg, id), state, Recorder { executed })
         .expect("the model's configurations are valid implementation configurations")
@@ -675,7 +713,7 @@ pub(crate) fn outcome_from_impl(
                     })?;
                 sends.push((usize::from(cfg.client_id(client)), MultiMsg::Reply(cmd)));
             }
-            Effect::Executed { .. } | Effect::SetElectionTimer | Effect::CancelElectionTimer => {}
+            Effect::Executed { .. } => {}
         }
     }
     sends.sort();
@@ -763,9 +801,12 @@ pub(crate) fn replay(
         ActorModelAction::Deliver { src, dst, msg } => {
             (usize::from(*dst), input_of(cfg, *src, *msg))
         }
-        ActorModelAction::Timeout(id, MultiTimer::Election) => {
-            (usize::from(*id), Some(Input::ElectionTimeout))
-        }
+        ActorModelAction::Timeout(id, MultiTimer::Election) => (
+            usize::from(*id),
+            Some(Input::Tick {
+                now_ms: TIMERS_DUE_MS,
+            }),
+        ),
         ActorModelAction::Timeout(id, MultiTimer::Retry) => (usize::from(*id), None),
         ActorModelAction::Recover(id) if usize::from(*id) < cfg.replicas => {
             return recover(model, state, usize::from(*id), next)
@@ -788,6 +829,159 @@ pub(crate) fn replay(
         expected,
         actual,
     }
+}
+
+/// A step of the core that the model takes as a stuttering step, replayed from one model state.
+#[derive(Clone, Debug)]
+pub struct Stutter {
+    pub node: usize,
+    /// What stepped: `tick at a leader (H1, R1)` or `heartbeat from nL (H2)`.
+    pub label: String,
+    pub expected: StepOutcome,
+    /// `Err` also when a message the model does not see (a heartbeat, a catch-up report) is
+    /// not exactly the one the rules send.
+    pub actual: Result<StepOutcome, String>,
+}
+
+impl Stutter {
+    pub fn agrees(&self) -> bool {
+        self.actual.as_ref() == Ok(&self.expected)
+    }
+}
+
+/// The core's timer-driven steps in model state `state`, each of which the model takes as a
+/// stuttering step (specs/mapping.md, "Timers and heartbeats"):
+/// - at every leader, a tick with its heartbeat and retransmission due (H1, R1): it sends
+///   every other replica `Heartbeat(b, applied, 0)` and, for each slot in flight that replica
+///   has not voted for, the leader's `Accept(b, s, cmd)` again, which the model has sent
+///   already (a duplicate delivery);
+/// - at every other replica, the heartbeat of each leader at or above its promise (H2): the
+///   election timer restarts, and the replica reports its applied prefix to that leader (C1:
+///   the concretised replica has never reported).
+///
+/// Each must leave the model state, the durable state and the election timer as they were.
+pub fn stutters(model: &MultiModel, state: &MultiModelState) -> Vec<Stutter> {
+    let cfg = &model.cfg;
+    let replicas: Vec<(usize, &ReplicaState)> = (0..cfg.replicas)
+        .filter(|&i| !state.crashed[i])
+        .filter_map(|i| Some((i, replica_of(&state.actor_states[i])?)))
+        .collect();
+    let mut checks = Vec::new();
+    for &(i, r) in &replicas {
+        let storage = state.actor_storages[i].as_ref();
+        let armed = state.timers_set[i]
+            .iter()
+            .any(|t| *t == MultiTimer::Election);
+        let unchanged = |sends| StepOutcome {
+            state: canonical(*r),
+            sends,
+            persisted: model_recovery_view(storage),
+            election_timer: armed,
+        };
+        let applied = u64::from(r.applied.trailing_ones());
+        if let LeaderPhase::Leading { votes, .. } = r.phase {
+            let others = (0..cfg.replicas).filter(|&j| j != i);
+            let beats: Vec<(u32, Message<u8>)> = others
+                .clone()
+                .map(|j| {
+                    let beat = Message::Heartbeat {
+                        ballot: ballot_to_impl(r.promised),
+                        applied,
+                        all_applied: 0,
+                    };
+                    (node_id(j), beat)
+                })
+                .collect();
+            let mut resent = Vec::new();
+            for j in others {
+                let slots = votes.iter().zip(r.chosen).zip(r.accepted).take(cfg.slots);
+                for (s, ((voters, chosen), vote)) in (0u8..).zip(slots) {
+                    let in_flight = chosen.is_none() && !voters.is_empty();
+                    if let (true, Some((b, cmd))) = (in_flight, vote) {
+                        if !voters.contains(Id::from(j)) {
+                            resent.push((j, MultiMsg::Accept(b, s, cmd)));
+                        }
+                    }
+                }
+            }
+            resent.sort();
+            let input = Input::Tick {
+                now_ms: TIMERS_DUE_MS,
+            };
+            checks.push(Stutter {
+                node: i,
+                label: "tick at a leader (H1, R1)".into(),
+                expected: unchanged(resent),
+                actual: stutter_in_impl(cfg, i, r, storage, input, &beats),
+            });
+            continue;
+        }
+        for &(l, leader) in &replicas {
+            let LeaderPhase::Leading { .. } = leader.phase else {
+                continue;
+            };
+            if leader.promised < r.promised {
+                continue;
+            }
+            let beat = Message::Heartbeat {
+                ballot: ballot_to_impl(leader.promised),
+                applied: u64::from(leader.applied.trailing_ones()),
+                all_applied: 0,
+            };
+            let report = (node_id(l), Message::Status { applied });
+            let input = Input::Message {
+                from: node_id(l),
+                msg: beat,
+            };
+            checks.push(Stutter {
+                node: i,
+                label: format!("heartbeat from n{l} (H2, C1)"),
+                expected: unchanged(Vec::new()),
+                actual: stutter_in_impl(cfg, i, r, storage, input, &[report]),
+            });
+        }
+    }
+    checks
+}
+
+/// The implementation's side of a stuttering step: `input` at the concretised replica `i`;
+/// the messages the model does not see must be exactly `unseen` (in any order), and the rest
+/// are compared in the model's vocabulary.
+fn stutter_in_impl(
+    cfg: &MultiConfig,
+    i: usize,
+    r: &ReplicaState,
+    storage: Option<&ReplicaStorage>,
+    input: Input<u8>,
+    unseen: &[(u32, Message<u8>)],
+) -> Result<StepOutcome, String> {
+    let mut replica = before_step(cfg, i, r, storage)?;
+    let effects = guarded(|| replica.step(input))?;
+    let (mut outside, seen): (Vec<_>, Vec<_>) = effects.into_iter().partition(|e| {
+        matches!(
+            e,
+            Effect::Send {
+                msg: Message::Heartbeat { .. } | Message::Status { .. },
+                ..
+            }
+        )
+    });
+    let mut expected: Vec<ImplEffect> = unseen
+        .iter()
+        .map(|(to, msg)| Effect::Send {
+            to: *to,
+            msg: msg.clone(),
+        })
+        .collect();
+    let key = |e: &ImplEffect| format!("{e:?}");
+    outside.sort_by_key(key);
+    expected.sort_by_key(key);
+    if outside != expected {
+        return Err(format!(
+            "messages outside the model: expected {expected:?}, sent {outside:?}"
+        ));
+    }
+    outcome_from_impl(cfg, &replica, seen, durable_to_impl(cfg, storage))
 }
 
 /// The model's side of replica `i`'s step `action` (a delivery or a timeout) from `state`
@@ -854,7 +1048,12 @@ pub fn check_exhaustively(cfg: &MultiConfig, max_divergences: usize) -> Report {
     let mut report = Report::default();
     explore(&model, |visit| {
         match visit {
-            Visit::State(_) => report.states += 1,
+            Visit::State(state) => {
+                report.states += 1;
+                for stutter in stutters(&model, state) {
+                    report.record_stutter(stutter, state);
+                }
+            }
             Visit::Pair {
                 state,
                 action,
@@ -873,6 +1072,21 @@ pub fn check_exhaustively(cfg: &MultiConfig, max_divergences: usize) -> Report {
 }
 
 impl Report {
+    /// Counts one stuttering step; keeps its divergence, if any.
+    fn record_stutter(&mut self, stutter: Stutter, state: &MultiModelState) {
+        self.stutters += 1;
+        if stutter.agrees() {
+            return;
+        }
+        self.divergences.push(Divergence {
+            state: format!("{:?}", View(state.clone())),
+            node: stutter.node,
+            action: stutter.label,
+            expected: stutter.expected,
+            actual: stutter.actual,
+        });
+    }
+
     /// Counts one (state, action) pair; keeps its divergence, if any.
     fn record(&mut self, pair: Pair, state: &MultiModelState, action: &ModelAction) {
         let (node, expected, actual) = match pair {

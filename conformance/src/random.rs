@@ -270,10 +270,13 @@ fn impl_step(
             cluster.replicas[i].as_ref()?;
             (i, input_of(cfg, *src, *msg))
         }
-        ActorModelAction::Timeout(id, MultiTimer::Election) => (
-            replica_index(id)?,
-            Some(paxos_impl::core::Input::ElectionTimeout),
-        ),
+        ActorModelAction::Timeout(id, MultiTimer::Election) => {
+            // The replica's clock moves on to its election deadline (M1).
+            let i = replica_index(id)?;
+            let timers = &cluster.replicas[i].as_ref()?.state().timers;
+            let tick = |now_ms| paxos_impl::core::Input::Tick { now_ms };
+            (i, timers.election_at_ms.map(tick))
+        }
         ActorModelAction::Crash(id) => {
             let i = replica_index(id)?;
             cluster.replicas[i] = None;

@@ -442,6 +442,15 @@ impl Domain {
                     .collect::<Result<_, String>>()?,
                 all_applied: *all_applied,
             },
+            Message::Heartbeat {
+                ballot,
+                applied,
+                all_applied,
+            } => Message::Heartbeat {
+                ballot: *ballot,
+                applied: *applied,
+                all_applied: *all_applied,
+            },
         })
     }
 
@@ -491,8 +500,6 @@ impl Domain {
                 to: *to,
                 msg: self.message(msg)?,
             },
-            Effect::SetElectionTimer => Effect::SetElectionTimer,
-            Effect::CancelElectionTimer => Effect::CancelElectionTimer,
             Effect::Executed { slot, command, .. } => Effect::Executed {
                 slot: *slot,
                 command: self.command(command)?,
@@ -528,14 +535,13 @@ impl Domain {
                 from: *from,
                 msg: self.message(msg)?,
             },
-            Input::ElectionTimeout => Input::ElectionTimeout,
             Input::ClientRequest(c) => Input::ClientRequest(self.command(c)?),
             Input::ClientRequests(cs) => Input::ClientRequests(
                 cs.iter()
                     .map(|c| self.command(c))
                     .collect::<Result<_, String>>()?,
             ),
-            Input::Tick => Input::Tick,
+            Input::Tick { now_ms } => Input::Tick { now_ms: *now_ms },
         })
     }
 
@@ -602,6 +608,7 @@ impl Domain {
             compacted: s.compacted,
             peer_applied: s.peer_applied.clone(),
             all_applied: s.all_applied,
+            timers: s.timers.clone(),
         };
         let recorder = Recorder {
             executed: executed.to_vec(),
@@ -987,11 +994,11 @@ fn kind(input: &Input<KvOp>) -> String {
             Message::Decide { .. } => "Decide",
             Message::Status { .. } => "Status (C2)",
             Message::CatchUp { .. } => "CatchUp (C3)",
+            Message::Heartbeat { .. } => "Heartbeat (H2)",
         },
-        Input::ElectionTimeout => "Election timeout",
         Input::ClientRequest(_) => "Request",
         Input::ClientRequests(_) => "Requests",
-        Input::Tick => "Tick (C1)",
+        Input::Tick { .. } => "Tick (M1, H1, R1)",
     }
     .to_string()
 }
@@ -999,7 +1006,6 @@ fn kind(input: &Input<KvOp>) -> String {
 fn describe(input: &Input<KvOp>) -> String {
     match input {
         Input::Message { from, msg } => format!("from n{from}: {msg:?}"),
-        Input::ElectionTimeout => "election timeout".into(),
         Input::ClientRequest(c) => format!("request {:?} seq {}: {:?}", c.client, c.seq, c.op),
         Input::ClientRequests(cs) => {
             let each = cs
@@ -1007,7 +1013,7 @@ fn describe(input: &Input<KvOp>) -> String {
                 .map(|c| format!("{:?} seq {}: {:?}", c.client, c.seq, c.op));
             format!("requests {}", each.collect::<Vec<_>>().join(", "))
         }
-        Input::Tick => "catch-up tick".into(),
+        Input::Tick { now_ms } => format!("tick at {now_ms} ms"),
     }
 }
 
@@ -1216,9 +1222,10 @@ fn validate_step(
     let mut compared = effects.clone();
     let mut catch_up_sends = Ok(());
     if matches!(events, Ok(None)) {
-        // C1 and C2 send catch-up messages, which the model has not: they are checked here,
-        // and the rest of the step must change nothing the model sees.
-        catch_up_sends = check_catch_up_sends(&input, &effects, state, domain);
+        // Heartbeats, retransmissions and catch-up messages are not the model's steps: what
+        // they send is checked here, and the rest of the step must change nothing the model
+        // sees.
+        catch_up_sends = check_unmodelled_sends(&input, &effects, state, domain);
         compared.retain(|e| !matches!(e, Effect::Send { .. }));
     }
     let logged = logged_outcome(domain, node, &config, state, compared);
@@ -1237,8 +1244,10 @@ fn validate_step(
     compare(&expected, &logged?)
 }
 
-/// The model events a logged input stands for; `None` for the catch-up steps the model does
-/// not have (C1's `Tick`, C2's `Status`). A `CatchUp` (C3) is a `Decide` per entry; a run of
+/// The model events a logged input stands for: a tick at a replica that does not lead is its
+/// election timer (M1, the only timer it has; a tick that fires none is not logged); `None`
+/// for the steps the model takes as stuttering steps (a tick at a leader, H1 and R1; a
+/// heartbeat, H2 and C1; C2's `Status`). A `CatchUp` (C3) is a `Decide` per entry; a run of
 /// slots (an `Accept`, `Accepted` or `Decide` for several) is its one-slot messages in slot
 /// order; requests that arrived together are the requests one by one in `(client, seq)` order.
 /// `before` is the receiving replica as the model has it before the step.
@@ -1264,10 +1273,12 @@ fn model_events(
         let client = domain.cfg.client_id(c.client.0 as usize);
         ModelEvent::Deliver(client, MultiMsg::Request(multi::Cmd(c.op)))
     };
+    let leading = matches!(before.state.phase, multi::LeaderPhase::Leading { .. });
     Ok(Some(match input {
-        Input::Tick
+        Input::Tick { .. } if !leading => vec![ModelEvent::ElectionTimeout],
+        Input::Tick { .. }
         | Input::Message {
-            msg: Message::Status { .. },
+            msg: Message::Status { .. } | Message::Heartbeat { .. },
             ..
         } => return Ok(None),
         Input::Message {
@@ -1312,7 +1323,6 @@ fn model_events(
             cs.sort_by_key(|c| c.id());
             cs.into_iter().map(request).collect()
         }
-        Input::ElectionTimeout => vec![ModelEvent::ElectionTimeout],
     }))
 }
 
@@ -1326,18 +1336,58 @@ fn stutter(before: &ModelReplica) -> StepOutcome {
     }
 }
 
-fn check_catch_up_sends(
+/// What a step the model takes as a stuttering step may send: a leader's tick its heartbeat
+/// (H1, at its ballot and applied prefix) and Accepts it proposed at its ballot in slots still
+/// in flight (R1, duplicates); a heartbeat's receiver its applied prefix (C1); a leader its
+/// chosen entries (C2). `state` is the replica after the step.
+fn check_unmodelled_sends(
     input: &Input<u8>,
     effects: &[ImplEffect],
     state: &KvState,
     domain: &Domain,
 ) -> Result<(), Failure> {
+    let leading_at = match state.phase {
+        Phase::Leading { .. } => Some(state.promised),
+        _ => None,
+    };
     for effect in effects {
         let Effect::Send { msg, .. } = effect else {
             continue;
         };
         match (input, msg) {
-            (Input::Tick, Message::Status { .. }) => {}
+            (
+                Input::Message {
+                    msg: Message::Heartbeat { .. },
+                    ..
+                },
+                Message::Status { applied },
+            ) if *applied == state.applied => {}
+            (
+                Input::Tick { .. },
+                Message::Heartbeat {
+                    ballot, applied, ..
+                },
+            ) if leading_at == Some(*ballot) && *applied == state.applied => {}
+            (Input::Tick { .. }, Message::Accept { ballot, .. }) if leading_at == Some(*ballot) => {
+                for part in msg.per_slot() {
+                    let Message::Accept { slot, entries, .. } = &part else {
+                        continue;
+                    };
+                    let proposed = state
+                        .accepted
+                        .get(slot)
+                        .map(|(b, e)| domain.entry(e).map(|e| (*b, e)))
+                        .transpose()
+                        .map_err(Failure::plain)?;
+                    let in_flight = !state.chosen.contains_key(slot);
+                    if !in_flight || proposed != Some((*ballot, entries[0].clone())) {
+                        return Err(Failure::plain(format!(
+                            "R1: the retransmitted Accept for slot {slot} is not this \
+                             leader's proposal in flight there"
+                        )));
+                    }
+                }
+            }
             (Input::Message { .. }, Message::CatchUp { entries, .. }) => {
                 for (slot, entry) in entries {
                     let chosen = state

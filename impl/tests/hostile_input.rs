@@ -92,8 +92,13 @@ fn any_peer_msg() -> impl Strategy<Value = PeerMsg> {
             .prop_map(|(slot, entries)| PeerMsg::Paxos(Message::Decide { slot, entries })),
         any_ballot().prop_map(|ballot| PeerMsg::Paxos(Message::Prepare { ballot })),
         (0u64..1_000).prop_map(|applied| PeerMsg::Paxos(Message::Status { applied })),
-        (any_ballot(), 0u64..1_000)
-            .prop_map(|(ballot, applied)| PeerMsg::Heartbeat { ballot, applied }),
+        (any_ballot(), 0u64..1_000, 0u64..1_000).prop_map(|(ballot, applied, all_applied)| {
+            PeerMsg::Paxos(Message::Heartbeat {
+                ballot,
+                applied,
+                all_applied,
+            })
+        }),
     ]
 }
 

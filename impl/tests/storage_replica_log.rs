@@ -528,6 +528,7 @@ impl Cluster {
                 initial_leader: 0,
                 window: 4,
                 slot_limit: None,
+                timing: Default::default(),
             })
             .collect();
         let mut cluster = Cluster {
@@ -544,6 +545,13 @@ impl Cluster {
             cluster.perform(i, effects);
         }
         cluster
+    }
+
+    /// Replica `i`'s election timer fires (M1).
+    fn election(&mut self, i: usize) {
+        let due = self.replica(i).state().timers.election_at_ms;
+        let now_ms = due.expect("an election timer is armed at a replica that does not lead");
+        self.step(i, Input::Tick { now_ms });
     }
 
     fn perform(&mut self, i: usize, effects: Vec<Effect<KvOp, paxos_impl::core::KvOutput>>) {
@@ -608,7 +616,7 @@ fn a_crashed_replica_recovers_its_durable_view_from_its_log() {
         cluster.deliver_all();
     }
     // A new leader takes over, so promises, rounds and re-proposals are in the logs too.
-    cluster.step(1, Input::ElectionTimeout);
+    cluster.election(1);
     cluster.deliver_all();
     cluster.step(1, Input::ClientRequest(put(3, 1)));
     cluster.deliver_all();
@@ -625,7 +633,7 @@ fn a_crashed_replica_recovers_its_durable_view_from_its_log() {
         assert_eq!(recovered.state_machine(), &expected_kv, "node {i}");
     }
     // The recovered cluster still makes progress and keeps logging.
-    cluster.step(2, Input::ElectionTimeout);
+    cluster.election(2);
     cluster.deliver_all();
     cluster.step(2, Input::ClientRequest(put(4, 1)));
     cluster.deliver_all();

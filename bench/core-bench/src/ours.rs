@@ -79,6 +79,7 @@ impl Ours {
                 initial_leader: LEADER,
                 window,
                 slot_limit: None,
+                timing: Default::default(),
             };
             let (replica, mut effects) = Replica::new(config, Checksum::default())
                 .map_err(|e| anyhow::anyhow!("replica {id}: {e}"))?;
@@ -107,10 +108,7 @@ impl Ours {
             match effect {
                 Effect::Persist(record) => node.log.push(record),
                 Effect::Send { to, msg } => self.network.push_back((id, to, msg)),
-                Effect::Executed { .. }
-                | Effect::Reply { .. }
-                | Effect::SetElectionTimer
-                | Effect::CancelElectionTimer => {}
+                Effect::Executed { .. } | Effect::Reply { .. } => {}
             }
         }
     }

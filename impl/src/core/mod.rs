@@ -1,18 +1,19 @@
 //! The Multi-Paxos replica core: every replica is acceptor, leader candidate, learner and state
 //! machine, as one deterministic state machine with no IO, no clocks, no randomness and no
 //! threads. The transitions are those of `specs/protocol.md`: M1–M12 ("Multi-Paxos: the replica
-//! as modelled") and the implementation-only catch-up rules C1–C3 ("Catch-up, snapshots and
-//! compaction"); each handler in [`replica`] names its rule.
+//! as modelled"), the timers and heartbeats T, H1, H2, R1 ("Timers and heartbeats") and the
+//! catch-up rules C1–C3 ("Catch-up, snapshots and compaction"); each handler in [`replica`]
+//! names its rule. Time is an input like any other ([`timers`]).
 //!
 //! ```text
-//!   Replica::new(config, sm)            ─┐
-//!   Replica::recover(config, durable, sm)├─► (Replica, [Persist(..), SetElectionTimer])
-//!                                        │
-//!   Input::Message { from, msg }   ─┐    │
-//!   Input::ElectionTimeout         ─┼─► Replica::step ─► [Persist(Record)..,      (durable first)
-//!   Input::ClientRequest(command)  ─┘                     Send { to, msg } | Executed { .. }
-//!                                                         | Reply { .. } ..,
-//!                                                         SetElectionTimer | CancelElectionTimer]
+//!   Replica::new(config, sm)             ─┐
+//!   Replica::recover(config, durable, sm) ├─► (Replica, [Persist(..)])
+//!                                         │
+//!   Input::Message { from, msg }   ─┐     │
+//!   Input::ClientRequest(command)  ─┼─► Replica::step ─► [Persist(Record)..,     (durable first)
+//!   Input::Tick { now_ms }         ─┘         │            Send { to, msg } | Executed { .. }
+//!                                             │            | Reply { .. } ..]
+//!                                             └─► Replica::next_deadline(): tick again then
 //! ```
 //!
 //! The runtime performs a step's effects in order and makes every `Persist` durable before it
@@ -26,8 +27,9 @@
 //!   message to themselves;
 //! - sends go out in ascending slot order, each to the other replicas in configuration order;
 //!   pending commands are proposed in ascending `(client, seq)` order;
-//! - the election timer is armed exactly when the replica is not leading; `SetElectionTimer`
-//!   and `CancelElectionTimer` appear only on the steps that change that.
+//! - the election timer is armed exactly when the replica is not leading (the heartbeat and
+//!   retransmission timers exactly when it leads); the model's timer fires at any time, the
+//!   core's at its deadline.
 //!
 //! A follower ignores client requests (M5''): the service redirects the client to the leader
 //! it knows, `promised().node`.
@@ -41,8 +43,8 @@
 //! | field | type | meaning |
 //! |---|---|---|
 //! | `node` | u32 | the replica's id |
-//! | `rule` | str | the rule applied: `bootstrap`, `M1`, `M2`, `M2'`, `M2''`, `M3`, `M4`, `M5`, `M5'`, `M5''`, `M6`, `M6'`, `M7`, `M8`, `M10`, `M11`, the catch-up rules `C1`, `C2`, `C3`, or `none` when the input changed nothing. M5b, M9 and M12 happen inside these and are not separate events. |
-//! | `input` | str | `bootstrap`, `recover`, `election_timeout`, `tick`, `client_request` (one request or several together), `prepare`, `promise`, `nack`, `accept`, `accepted`, `decide`, `status`, `catch_up` |
+//! | `rule` | str | the rule applied: `bootstrap`, `M1`, `M2`, `M2'`, `M2''`, `M3`, `M4`, `M5`, `M5'`, `M5''`, `M6`, `M6'`, `M7`, `M8`, `M10`, `M11`, the timer rules `H1`, `H2`, `R1` (a tick at a leader that re-sent anything is `R1`, else `H1` if its heartbeat went out), the catch-up rules `C1`, `C2`, `C3`, or `none` when the input changed nothing. M5b, M9 and M12 happen inside these and are not separate events. |
+//! | `input` | str | `bootstrap`, `recover`, `tick`, `client_request` (one request or several together), `prepare`, `promise`, `nack`, `accept`, `accepted`, `decide`, `status`, `catch_up`, `heartbeat` |
 //! | `from` | u32, optional | the sender of a message |
 //! | `ballot` | str `round.node`, optional | the message's ballot; for M1 the new own ballot |
 //! | `slot` | u64, optional | the first slot of the message's run (Accept, Accepted, Decide) |
@@ -60,6 +62,7 @@ pub mod mutants;
 pub mod replica;
 pub mod slot_map;
 pub mod state_machine;
+pub mod timers;
 pub mod types;
 
 #[cfg(test)]
@@ -71,6 +74,7 @@ pub use replica::{
 };
 pub use slot_map::SlotMap;
 pub use state_machine::{KvOp, KvOutput, KvStore, Recorder, StateMachine};
+pub use timers::{Millis, Timers, Timing, TimingError};
 pub use types::{
     ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
     Record, RecordError, Slot, Vote, CATCH_UP_ENTRIES_MAX,

@@ -123,6 +123,7 @@ mod tests {
                 initial_leader: 0,
                 window: 1,
                 slot_limit: None,
+                timing: Default::default(),
             };
             let majority = config.majority();
             assert_eq!(majority, replicas as usize / 2 + 1);

@@ -10,6 +10,7 @@ use smallvec::{smallvec, SmallVec};
 use super::mutants::{self, Mutant};
 use super::slot_map::SlotMap;
 use super::state_machine::StateMachine;
+use super::timers::{Millis, Timers};
 use super::types::{
     ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
     Record, Slot, Vote, CATCH_UP_ENTRIES_MAX,
@@ -157,6 +158,9 @@ pub struct ReplicaState<Op, Out> {
     /// Catch-up: a prefix every replica is known to have applied (C2 computes it at the
     /// leader, C3 brings it to followers). Only below it may the log be compacted.
     pub all_applied: Slot,
+    /// The timers (M1, H1, R1, C1): volatile, and outside the model's state.
+    #[serde(default)]
+    pub timers: Timers,
 }
 
 /// What a snapshot must hold besides the protocol's durable state to restart a replica whose
@@ -203,13 +207,19 @@ pub enum Rule {
     M8,
     M10,
     M11,
-    /// Catch-up: a non-leader reports its applied prefix to the leader it knows.
+    /// Catch-up: a replica behind its leader's heartbeat reports its applied prefix to it.
     C1,
     /// Catch-up: the leader answers a report with the chosen entries the sender lacks.
     C2,
     /// Catch-up: a replica learns chosen entries from a leader's answer.
     C3,
-    /// The input changed nothing ("any other delivery").
+    /// The leader's heartbeat went out.
+    H1,
+    /// A heartbeat from the leader: the election timer starts again.
+    H2,
+    /// The leader re-sent the Accepts still in flight after a whole retransmit interval.
+    R1,
+    /// The input changed nothing ("any other delivery"; a tick with no timer due).
     None,
 }
 
@@ -235,6 +245,9 @@ impl Rule {
             Rule::C1 => "C1",
             Rule::C2 => "C2",
             Rule::C3 => "C3",
+            Rule::H1 => "H1",
+            Rule::H2 => "H2",
+            Rule::R1 => "R1",
             Rule::None => "none",
         }
     }
@@ -342,14 +355,33 @@ impl<'a, Op, Out> Outbox<'a, Op, Out> {
         let sends = self.effects[self.records_end..].iter();
         sends.filter(|e| matches!(e, Effect::Send { .. })).count()
     }
+}
 
-    /// Adds a timer effect if the step changed whether the timer is armed.
-    fn finish(self, armed_before: bool, armed_after: bool) {
-        match (armed_before, armed_after) {
-            (false, true) => self.effects.push(Effect::SetElectionTimer),
-            (true, false) => self.effects.push(Effect::CancelElectionTimer),
-            _ => {}
+/// Runs of consecutive slots, built from `(slot, entry)` pairs pushed in ascending slot order:
+/// the one place where phase 2's messages are cut into runs (M4, M7, R1).
+struct Runs<Op> {
+    run: Option<(Slot, Vec<Entry<Op>>)>,
+}
+
+impl<Op> Runs<Op> {
+    fn new() -> Self {
+        Runs { run: None }
+    }
+
+    /// Adds `entry` at `slot`; returns the run it ends, if `slot` does not extend it.
+    fn push(&mut self, slot: Slot, entry: Entry<Op>) -> Option<(Slot, Vec<Entry<Op>>)> {
+        if let Some((first, entries)) = &mut self.run {
+            if first.checked_add(entries.len() as Slot) == Some(slot) {
+                entries.push(entry);
+                return None;
+            }
         }
+        self.run.replace((slot, vec![entry]))
+    }
+
+    /// The last run, if any.
+    fn finish(self) -> Option<(Slot, Vec<Entry<Op>>)> {
+        self.run
     }
 }
 
@@ -363,7 +395,7 @@ impl<SM: StateMachine> Replica<SM> {
         config.validate()?;
         let bootstrap = config.bootstrap_ballot();
         let mut replica = Replica {
-            state: ReplicaState::empty(bootstrap),
+            state: ReplicaState::empty(bootstrap, Timers::new(&config.timing)),
             config,
             sm,
             in_flight: InFlight::default(),
@@ -378,10 +410,9 @@ impl<SM: StateMachine> Replica<SM> {
                 votes: SlotMap::new(),
             };
         }
+        replica.start_timers();
         replica.trace(&Transition::new(Rule::Bootstrap, "bootstrap"), &out);
         replica.check_invariants();
-        let armed = replica.election_timer_armed();
-        out.finish(false, armed);
         Ok((replica, effects))
     }
 
@@ -432,6 +463,7 @@ impl<SM: StateMachine> Replica<SM> {
             compacted: applied,
             peer_applied: BTreeMap::new(),
             all_applied: 0,
+            timers: Timers::new(&config.timing),
         };
         let mut replica = Replica {
             config,
@@ -441,11 +473,11 @@ impl<SM: StateMachine> Replica<SM> {
         };
         // Re-applying sends no replies: its effects are dropped.
         replica.apply_chosen(&mut Outbox::new(&mut Vec::new()));
+        replica.start_timers();
         let mut effects = Vec::new();
         let out = Outbox::new(&mut effects);
         replica.trace(&Transition::new(Rule::M11, "recover"), &out);
         replica.check_invariants();
-        out.finish(false, true);
         Ok((replica, effects))
     }
 
@@ -477,10 +509,10 @@ impl<SM: StateMachine> Replica<SM> {
     /// [`Replica::step`], appending the effects to `effects`: a runtime that drains the buffer
     /// after each step reuses one allocation for every step.
     pub fn step_into(&mut self, input: Input<SM::Op>, effects: &mut Vec<ReplicaEffect<SM>>) {
-        let armed = self.election_timer_armed();
+        let was_leading = self.is_leading();
         let mut out = Outbox::new(effects);
         let transition = match input {
-            Input::ElectionTimeout => self.on_election_timeout(&mut out),
+            Input::Tick { now_ms } => self.on_tick(now_ms, &mut out),
             Input::ClientRequest(command) => self.on_requests([command], &mut out),
             Input::ClientRequests(mut commands) => {
                 // The order the requests one by one are checked in (M5 proposes after each).
@@ -488,11 +520,10 @@ impl<SM: StateMachine> Replica<SM> {
                 self.on_requests(commands, &mut out)
             }
             Input::Message { from, msg } => self.on_message(from, msg, &mut out),
-            Input::Tick => self.on_tick(&mut out),
         };
+        self.sync_timers(was_leading);
         self.trace(&transition, &out);
         self.check_invariants();
-        out.finish(armed, self.election_timer_armed());
     }
 
     // ---------------------------------------------------------------- read-only view
@@ -560,7 +591,37 @@ impl<SM: StateMachine> Replica<SM> {
 
     /// Armed exactly when not leading.
     pub fn election_timer_armed(&self) -> bool {
-        !self.is_leading()
+        self.state.timers.election_at_ms.is_some()
+    }
+
+    /// When the runtime must tick next ([`Input::Tick`]): the earliest armed timer. Never
+    /// `None` for a replica of a valid configuration (a leader's heartbeat, anyone else's
+    /// election timer), but a runtime need not rely on it.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.state.timers.next_deadline()
+    }
+
+    /// The time of the latest tick.
+    pub fn now_ms(&self) -> Millis {
+        self.state.timers.now_ms
+    }
+
+    /// Where to send a client: this replica while it leads; otherwise the highest-ballot
+    /// leader heard within the longest election timeout, else the proposer of the promise;
+    /// `None` if that is this replica (a candidate, or a deposed leader).
+    pub fn leader(&self) -> Option<NodeId> {
+        if self.is_leading() {
+            return Some(self.config.id);
+        }
+        let timers = &self.state.timers;
+        let fresh = self.config.timing.election_timeout_max_ms;
+        let heard = timers
+            .leader_heard
+            .filter(|(_, at)| timers.now_ms.saturating_sub(*at) < fresh)
+            .map(|(ballot, _)| ballot.node);
+        heard
+            .or(Some(self.state.promised.node))
+            .filter(|&leader| leader != self.config.id)
     }
 
     /// What a snapshot at the current applied prefix must hold besides [`Replica::durable`].
@@ -613,16 +674,120 @@ impl<SM: StateMachine> Replica<SM> {
 
     // ---------------------------------------------------------------- handlers
 
-    /// C1: a replica that does not lead reports its applied prefix to the one it believes
-    /// leads (the proposer of its promise).
-    fn on_tick(&mut self, out: &mut OutboxOf<SM>) -> Transition {
-        let leader = self.state.promised.node;
-        if self.is_leading() || leader == self.config.id || !self.config.is_replica(leader) {
-            return Transition::new(Rule::None, "tick");
+    /// Time passes: the election timer (M1) at a replica that does not lead; retransmission
+    /// (R1) and the heartbeat (H1) at a leader, in that order. A tick before the latest one
+    /// counts as the latest.
+    fn on_tick(&mut self, now_ms: Millis, out: &mut OutboxOf<SM>) -> Transition {
+        let leading = self.is_leading();
+        let timers = &mut self.state.timers;
+        timers.now_ms = timers.now_ms.max(now_ms);
+        if !leading {
+            if !timers.due(timers.election_at_ms) {
+                return Transition::new(Rule::None, "tick");
+            }
+            let transition = self.on_election_timeout(out);
+            // The timer runs on after it fires, until the replica leads.
+            let timers = &mut self.state.timers;
+            timers.election_at_ms = Some(timers.election_deadline(&self.config.timing, 0));
+            return transition;
         }
-        let applied = self.state.applied;
-        out.push(send(leader, Message::Status { applied }));
-        Transition::new(Rule::C1, "tick")
+        let mut rule = Rule::None;
+        if timers.due(timers.retransmit_at_ms) {
+            timers.retransmit_at_ms =
+                Some(timers.now_ms + self.config.timing.retransmit_interval_ms);
+            if self.retransmit(out) {
+                rule = Rule::R1;
+            }
+        }
+        let timers = &mut self.state.timers;
+        if timers.due(timers.heartbeat_at_ms) {
+            timers.heartbeat_at_ms = Some(timers.now_ms + self.config.timing.heartbeat_interval_ms);
+            let heartbeat = Message::Heartbeat {
+                ballot: self.ballot(),
+                applied: self.state.applied,
+                all_applied: self.state.all_applied,
+            };
+            self.send_to_others(heartbeat, out);
+            if rule == Rule::None {
+                rule = Rule::H1;
+            }
+        }
+        Transition::new(rule, "tick")
+    }
+
+    /// R1: re-send, to every replica whose vote is not counted, the Accept of each slot that
+    /// was in flight at the previous check and still is, one Accept per run; `true` if any
+    /// went out. Each is a message already sent at this ballot: a duplicate, which the model's
+    /// network allows.
+    fn retransmit(&mut self, out: &mut OutboxOf<SM>) -> bool {
+        let Phase::Leading { next_slot, votes } = &self.state.phase else {
+            return false;
+        };
+        let below = std::mem::replace(&mut self.state.timers.retransmit_below, *next_slot);
+        let ballot = self.ballot();
+        let sent_before = out.sent();
+        for to in self.config.others() {
+            let mut runs = Runs::new();
+            let mut send_run = |run: Option<(Slot, Vec<Entry<SM::Op>>)>| {
+                if let Some((slot, entries)) = run {
+                    let accept = Message::Accept {
+                        ballot,
+                        slot,
+                        entries,
+                    };
+                    out.push(send(to, accept));
+                }
+            };
+            for (slot, voters) in votes.range(..below) {
+                if voters.contains(to) {
+                    continue;
+                }
+                if let Some((_, entry)) = self.state.accepted.get(&slot) {
+                    send_run(runs.push(slot, entry.clone()));
+                }
+            }
+            send_run(runs.finish());
+        }
+        out.sent() > sent_before
+    }
+
+    /// H2: a heartbeat from the leader at `ballot`, at or above the promise, restarts the
+    /// election timer. C1: a replica that is behind the leader, or has applied more than it
+    /// last reported, reports its applied prefix to the leader, at most once per catch-up
+    /// interval; the leader answers with what it lacks (C2). A heartbeat below the promise, or
+    /// whose ballot is not its sender's, changes nothing. The leader's `all_applied` is
+    /// learned as from its `CatchUp` (C3).
+    fn on_heartbeat(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        (applied, all_applied): (Slot, Slot),
+        out: &mut OutboxOf<SM>,
+    ) -> Transition {
+        if ballot < self.state.promised || ballot.node != from {
+            return Transition::new(Rule::None, "heartbeat").ballot(ballot);
+        }
+        self.heard_leader(ballot);
+        self.state.all_applied = self.state.all_applied.max(all_applied);
+        let own = self.state.applied;
+        let timers = &mut self.state.timers;
+        let (paced, news) = match timers.status_sent {
+            None => (true, true),
+            Some((at, reported)) => {
+                let waited = timers.now_ms.saturating_sub(at);
+                (
+                    waited >= self.config.timing.catch_up_interval_ms,
+                    own > reported,
+                )
+            }
+        };
+        let behind = applied > own;
+        if !paced || !(behind || news) || ballot.node == self.config.id {
+            return Transition::new(Rule::H2, "heartbeat").ballot(ballot);
+        }
+        timers.status_sent = Some((timers.now_ms, own));
+        out.push(send(from, Message::Status { applied: own }));
+        Transition::new(Rule::C1, "heartbeat").ballot(ballot)
     }
 
     /// C2: a leader records a follower's applied prefix and answers with the chosen entries
@@ -681,7 +846,7 @@ impl<SM: StateMachine> Replica<SM> {
 
     /// M1: start phase 1 for all slots at a ballot above everything seen.
     fn on_election_timeout(&mut self, out: &mut OutboxOf<SM>) -> Transition {
-        let ignored = Transition::new(Rule::None, "election_timeout");
+        let ignored = Transition::new(Rule::None, "tick");
         if self.is_leading() {
             return ignored;
         }
@@ -691,7 +856,7 @@ impl<SM: StateMachine> Replica<SM> {
         };
         let ballot = self.begin_phase_1(round, out);
         self.send_to_others(Message::Prepare { ballot }, out);
-        Transition::new(Rule::M1, "election_timeout").ballot(ballot)
+        Transition::new(Rule::M1, "tick").ballot(ballot)
     }
 
     fn on_message(
@@ -701,7 +866,7 @@ impl<SM: StateMachine> Replica<SM> {
         out: &mut OutboxOf<SM>,
     ) -> Transition {
         if from == self.config.id || !self.config.is_replica(from) {
-            return Transition::new(Rule::None, msg_kind(&msg)).from(from);
+            return Transition::new(Rule::None, msg.kind()).from(from);
         }
         let transition = match msg {
             Message::Prepare { ballot } => self.on_prepare(from, ballot, out),
@@ -718,6 +883,11 @@ impl<SM: StateMachine> Replica<SM> {
                 count,
             } => self.on_accepted(from, ballot, slot, count, out),
             Message::Decide { slot, entries } => self.on_decide(slot, entries, out),
+            Message::Heartbeat {
+                ballot,
+                applied,
+                all_applied,
+            } => self.on_heartbeat(from, ballot, (applied, all_applied), out),
             Message::Status { applied } => self.on_status(from, applied, out),
             Message::CatchUp {
                 ballot,
@@ -749,6 +919,8 @@ impl<SM: StateMachine> Replica<SM> {
                 self.set_promised(ballot, out);
                 out.push(send(from, self.promise(ballot)));
                 self.step_down();
+                // A candidate this replica promised gets a whole timeout to win.
+                self.heard_leader(ballot);
                 Rule::M2
             }
         };
@@ -806,24 +978,17 @@ impl<SM: StateMachine> Replica<SM> {
             .filter(|s| !self.state.chosen.contains_key(s))
             .collect();
         // One Accept per run of consecutive unchosen slots.
-        let mut run: Option<(Slot, Vec<Entry<SM::Op>>)> = None;
+        let mut runs = Runs::new();
         for slot in unchosen {
             let entry = merged.remove(&slot).map_or(Entry::Noop, |(_, entry)| entry);
             reproposed.extend(entry.command().map(Command::id));
             self.accept_own(slot, entry.clone(), out);
             votes.insert(slot, Voters::only(self.config.id));
-            match &mut run {
-                Some((first, entries)) if *first + entries.len() as Slot == slot => {
-                    entries.push(entry)
-                }
-                _ => {
-                    if let Some((first, entries)) = run.replace((slot, vec![entry])) {
-                        self.send_accept(first, entries, out);
-                    }
-                }
+            if let Some((first, entries)) = runs.push(slot, entry) {
+                self.send_accept(first, entries, out);
             }
         }
-        if let Some((first, entries)) = run {
+        if let Some((first, entries)) = runs.finish() {
             self.send_accept(first, entries, out);
         }
         // Every slot below `applied` is chosen, also where compaction (C1–C3) has forgotten
@@ -928,6 +1093,7 @@ impl<SM: StateMachine> Replica<SM> {
         if campaigning && self.ballot() < ballot {
             self.step_down();
         }
+        self.heard_leader(ballot);
         Transition::new(Rule::M6, "accept")
             .ballot(ballot)
             .slot(slot)
@@ -975,40 +1141,22 @@ impl<SM: StateMachine> Replica<SM> {
         let mut transition = Transition::new(Rule::M7, "accepted")
             .ballot(ballot)
             .slot(slot);
-        let mut decided: Option<(Slot, Vec<Entry<SM::Op>>)> = None;
+        let mut decided = Runs::new();
+        let mut chose = false;
         for at in reached {
             let Some((_, entry)) = self.state.accepted.get(&at) else {
                 continue;
             };
             let entry = entry.clone();
             self.choose(at, entry.clone(), out);
+            chose = true;
             transition = transition.chosen(at);
-            match &mut decided {
-                Some((first, entries)) if *first + entries.len() as Slot == at => {
-                    entries.push(entry)
-                }
-                _ => {
-                    if let Some((first, entries)) = decided.replace((at, vec![entry])) {
-                        self.send_to_others(
-                            Message::Decide {
-                                slot: first,
-                                entries,
-                            },
-                            out,
-                        );
-                    }
-                }
+            if let Some((slot, entries)) = decided.push(at, entry) {
+                self.send_to_others(Message::Decide { slot, entries }, out);
             }
         }
-        let chose = decided.is_some();
-        if let Some((first, entries)) = decided {
-            self.send_to_others(
-                Message::Decide {
-                    slot: first,
-                    entries,
-                },
-                out,
-            );
+        if let Some((slot, entries)) = decided.finish() {
+            self.send_to_others(Message::Decide { slot, entries }, out);
         }
         // As modelled, only a vote that chooses refills the window: where a Decide (M8) freed
         // room, a vote short of a majority proposes nothing.
@@ -1212,6 +1360,61 @@ impl<SM: StateMachine> Replica<SM> {
         self.in_flight.clear();
     }
 
+    // ---------------------------------------------------------------- timers
+
+    /// Arms the timers of a replica that has just started (bootstrap, M11): the heartbeat
+    /// and retransmission of a leader, the election timer of anyone else, which waits one
+    /// longest timeout more than usual, so that a restarted replica hears the leader before
+    /// it campaigns.
+    fn start_timers(&mut self) {
+        if self.is_leading() {
+            self.arm_leader_timers();
+        } else {
+            let timing = &self.config.timing;
+            let timers = &mut self.state.timers;
+            let deadline = timers.election_deadline(timing, timing.election_timeout_max_ms);
+            timers.election_at_ms = Some(deadline);
+        }
+    }
+
+    /// After every step: the election timer is armed exactly when the replica does not lead,
+    /// the heartbeat and retransmission timers exactly when it does.
+    fn sync_timers(&mut self, was_leading: bool) {
+        match (was_leading, self.is_leading()) {
+            (false, true) => self.arm_leader_timers(),
+            (true, false) => {
+                let timers = &mut self.state.timers;
+                timers.heartbeat_at_ms = None;
+                timers.retransmit_at_ms = None;
+                timers.election_at_ms = Some(timers.election_deadline(&self.config.timing, 0));
+            }
+            _ => {}
+        }
+    }
+
+    fn arm_leader_timers(&mut self) {
+        let timing = &self.config.timing;
+        let timers = &mut self.state.timers;
+        timers.election_at_ms = None;
+        timers.heartbeat_at_ms = Some(timers.now_ms + timing.heartbeat_interval_ms);
+        timers.retransmit_at_ms = Some(timers.now_ms + timing.retransmit_interval_ms);
+        // The slots M4 has just re-proposed wait a whole interval before they are re-sent.
+        timers.retransmit_below = self.state.applied;
+    }
+
+    /// A leader at `ballot` was heard (H2, or M2/M6 for its ballot): remember it for client
+    /// redirects and, unless leading, start the election timer again.
+    fn heard_leader(&mut self, ballot: Ballot) {
+        let leading = self.is_leading();
+        let timers = &mut self.state.timers;
+        if timers.leader_heard.is_none_or(|(heard, _)| heard <= ballot) {
+            timers.leader_heard = Some((ballot, timers.now_ms));
+        }
+        if !leading {
+            timers.election_at_ms = Some(timers.election_deadline(&self.config.timing, 0));
+        }
+    }
+
     // ---------------------------------------------------------------- helpers
 
     /// M1's effect on the replica: the new round and the promise of its own ballot (both
@@ -1386,6 +1589,19 @@ impl<SM: StateMachine> Replica<SM> {
             "M9 stopped early"
         );
         debug_assert_eq!(self.in_flight, requests_in_flight(state), "in-flight index");
+        let timers = &state.timers;
+        let leading = matches!(state.phase, Phase::Leading { .. });
+        debug_assert_eq!(
+            timers.election_at_ms.is_some(),
+            !leading,
+            "the election timer is armed exactly when not leading"
+        );
+        debug_assert_eq!(timers.heartbeat_at_ms.is_some(), leading, "heartbeat timer");
+        debug_assert_eq!(
+            timers.retransmit_at_ms.is_some(),
+            leading,
+            "retransmit timer"
+        );
         match &state.phase {
             Phase::Follower => {
                 debug_assert!(
@@ -1467,7 +1683,7 @@ fn requests_in_flight<Op, Out>(state: &ReplicaState<Op, Out>) -> InFlight {
 }
 
 impl<Op, Out> ReplicaState<Op, Out> {
-    fn empty(promised: Ballot) -> Self {
+    fn empty(promised: Ballot, timers: Timers) -> Self {
         ReplicaState {
             round: 0,
             promised,
@@ -1482,6 +1698,7 @@ impl<Op, Out> ReplicaState<Op, Out> {
             compacted: 0,
             peer_applied: BTreeMap::new(),
             all_applied: 0,
+            timers,
         }
     }
 }
@@ -1507,17 +1724,4 @@ fn run_length(slot: Slot, len: usize) -> Option<u64> {
 
 fn send<Op, Out>(to: NodeId, msg: Message<Op>) -> Effect<Op, Out> {
     Effect::Send { to, msg }
-}
-
-fn msg_kind<Op>(msg: &Message<Op>) -> &'static str {
-    match msg {
-        Message::Prepare { .. } => "prepare",
-        Message::Promise { .. } => "promise",
-        Message::Nack { .. } => "nack",
-        Message::Accept { .. } => "accept",
-        Message::Accepted { .. } => "accepted",
-        Message::Decide { .. } => "decide",
-        Message::Status { .. } => "status",
-        Message::CatchUp { .. } => "catch_up",
-    }
 }

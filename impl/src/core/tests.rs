@@ -25,6 +25,7 @@ fn config_of(id: NodeId, replicas: u32, window: u64) -> Config {
         initial_leader: 0,
         window,
         slot_limit: None,
+        timing: Timing::default(),
     }
 }
 
@@ -59,8 +60,15 @@ fn follower(id: NodeId) -> R {
 /// Replica `id` after its election timer fired once (ballot `2.id`).
 fn candidate(id: NodeId) -> R {
     let mut r = follower(id);
-    r.step(Input::ElectionTimeout);
+    r.step(election_due(&r));
     r
+}
+
+/// The tick at which `r`'s election timer fires (M1); at a leader, which has none, a tick at
+/// its present time.
+fn election_due(r: &R) -> Input<u32> {
+    let now_ms = r.state().timers.election_at_ms.unwrap_or(r.now_ms());
+    Input::Tick { now_ms }
 }
 
 fn deliver(from: NodeId, msg: Message<u32>) -> Input<u32> {
@@ -189,7 +197,7 @@ fn bootstrap_the_initial_leader_persists_round_and_promise_and_leads_without_pha
 #[test]
 fn bootstrap_followers_are_promised_to_the_initial_leader_with_nothing_persisted() {
     let (r, effects) = Replica::new(config(2), Sm::default()).unwrap();
-    assert_eq!(effects, vec![Effect::SetElectionTimer]);
+    assert_eq!(effects, vec![]);
     assert_eq!(*r.phase(), Phase::Follower);
     assert_eq!((r.round(), r.promised()), (0, b(1, 0)));
     assert!(r.election_timer_armed());
@@ -202,7 +210,7 @@ fn m1_timeout_persists_round_and_promise_then_prepares_the_others() {
     r.step(deliver(0, accept(b(1, 0), 0, c(1, 1))));
     let prepare: Message<u32> = Message::Prepare { ballot: b(2, 1) };
     assert_eq!(
-        r.step(Input::ElectionTimeout),
+        r.step(election_due(&r)),
         vec![
             persist(Record::Round(2)),
             persist(Record::Promise(b(2, 1))),
@@ -224,7 +232,7 @@ fn m1_timeout_persists_round_and_promise_then_prepares_the_others() {
 fn m1_a_leader_ignores_the_election_timer() {
     let mut r = leader();
     let before = r.clone();
-    assert_eq!(r.step(Input::ElectionTimeout), vec![]);
+    assert_eq!(r.step(election_due(&r)), vec![]);
     assert_eq!(r, before);
 }
 
@@ -232,7 +240,7 @@ fn m1_a_leader_ignores_the_election_timer() {
 fn m1_a_new_campaign_goes_above_the_last_and_keeps_pending() {
     let mut r = candidate(1);
     r.step(request(1, 1));
-    let effects = r.step(Input::ElectionTimeout);
+    let effects = r.step(election_due(&r));
     assert_eq!(
         effects[..2],
         [persist(Record::Round(3)), persist(Record::Promise(b(3, 1)))]
@@ -244,7 +252,7 @@ fn m1_a_new_campaign_goes_above_the_last_and_keeps_pending() {
 fn m1_a_recovered_replica_never_reuses_a_ballot() {
     let durable = Durable::from_records([Record::Round(4), Record::Promise(b(4, 0))]).unwrap();
     let (mut r, _) = Replica::recover(config(0), durable, Sm::default()).unwrap();
-    let effects = r.step(Input::ElectionTimeout);
+    let effects = r.step(election_due(&r));
     assert_eq!(effects[0], persist(Record::Round(5)));
 }
 
@@ -276,11 +284,7 @@ fn m2_m12_a_higher_prepare_makes_the_leader_step_down_and_drop_pending() {
     };
     assert_eq!(
         r.step(deliver(1, Message::Prepare { ballot: b(2, 1) })),
-        vec![
-            persist(Record::Promise(b(2, 1))),
-            send(1, promise),
-            Effect::SetElectionTimer,
-        ]
+        vec![persist(Record::Promise(b(2, 1))), send(1, promise),]
     );
     assert_eq!(*r.phase(), Phase::Follower);
     assert_eq!(r.pending().count(), 0);
@@ -320,7 +324,7 @@ fn m2_nack_a_lower_prepare_is_refused_with_the_promise() {
 #[test]
 fn m3_a_promise_counts_once_per_replica_and_only_for_the_own_ballot() {
     let mut r = start(config_of(1, 5, 2));
-    r.step(Input::ElectionTimeout);
+    r.step(election_due(&r));
     let promise = |ballot| Message::Promise {
         ballot,
         accepted: vec![],
@@ -336,7 +340,7 @@ fn m3_a_promise_counts_once_per_replica_and_only_for_the_own_ballot() {
     assert_eq!(*promises, voters(&[1, 2]));
     assert_eq!(
         r.step(deliver(4, promise(b(2, 1)))),
-        vec![Effect::CancelElectionTimer],
+        vec![],
         "a majority of 3 out of 5: leading, nothing to re-propose"
     );
     assert_eq!(
@@ -355,7 +359,7 @@ fn m3_m4_merging_picks_the_highest_ballot_per_slot_and_fills_gaps_with_noop() {
     r.step(deliver(0, accept(b(1, 0), 3, c(3, 1))));
     r.step(deliver(1, Message::Prepare { ballot: b(2, 1) }));
     r.step(deliver(1, accept(b(2, 1), 1, c(2, 1))));
-    r.step(Input::ElectionTimeout);
+    r.step(election_due(&r));
     assert_eq!(r.ballot(), b(3, 2));
     let promise = Message::Promise {
         ballot: b(3, 2),
@@ -371,7 +375,6 @@ fn m3_m4_merging_picks_the_highest_ballot_per_slot_and_fills_gaps_with_noop() {
         .collect();
     let run = accept_run(b(3, 2), 0, entries.to_vec());
     expected.extend([send(0, run.clone()), send(1, run)]);
-    expected.push(Effect::CancelElectionTimer);
     assert_eq!(
         r.step(deliver(0, promise)),
         expected,
@@ -411,7 +414,6 @@ fn m4_skips_chosen_slots_drops_reproposed_and_executed_pending_then_proposes_the
             send(2, a1),
             send(0, a2.clone()),
             send(2, a2),
-            Effect::CancelElectionTimer,
         ]
     );
     assert_eq!(r.pending().count(), 0);
@@ -652,7 +654,6 @@ fn m6_m12_a_higher_accept_makes_the_leader_step_down() {
             persist(Record::Promise(b(2, 1))),
             accept_record(0, b(2, 1), Entry::Noop),
             send(1, accepted(b(2, 1), 0)),
-            Effect::SetElectionTimer,
         ]
     );
     assert_eq!(*r.phase(), Phase::Follower);
@@ -840,7 +841,7 @@ fn m10_a_nack_steps_down_and_the_next_ballot_jumps_above_the_refusal() {
     assert_eq!((r.phase().clone(), r.round()), (Phase::Follower, 5));
     assert_eq!(r.pending().count(), 0);
     assert_eq!(r.durable().round, 5, "the jump is persisted");
-    let effects = r.step(Input::ElectionTimeout);
+    let effects = r.step(election_due(&r));
     assert_eq!(effects[0], persist(Record::Round(6)));
 }
 
@@ -864,10 +865,7 @@ fn m10_a_leader_nacked_steps_down_and_arms_the_timer() {
         ballot: b(1, 0),
         promised: b(2, 1),
     };
-    assert_eq!(
-        r.step(deliver(1, nack)),
-        vec![persist(Record::Round(2)), Effect::SetElectionTimer]
-    );
+    assert_eq!(r.step(deliver(1, nack)), vec![persist(Record::Round(2))]);
     assert_eq!(*r.phase(), Phase::Follower);
 }
 
@@ -901,7 +899,7 @@ fn m11_recovery_rebuilds_the_applied_prefix_and_client_table_without_replies() {
     .unwrap();
     assert_eq!(durable, r.durable());
     let (back, effects) = Replica::recover(config(0), durable, Sm::default()).unwrap();
-    assert_eq!(effects, vec![Effect::SetElectionTimer]);
+    assert_eq!(effects, vec![]);
     assert_eq!(*back.phase(), Phase::Follower);
     assert_eq!(back.applied(), 2);
     assert_eq!(back.clients(), r.clients());
@@ -1024,7 +1022,7 @@ fn durable_state_is_the_fold_of_the_persisted_records_and_back() {
         deliver(2, Message::Prepare { ballot: b(2, 2) }),
         deliver(2, accept(b(2, 2), 1, Entry::Noop)),
         deliver(2, decide(1, Entry::Noop)),
-        Input::ElectionTimeout,
+        Input::Tick { now_ms: 10_000 },
     ];
     for input in inputs {
         log.extend(records(&r.step(input)));
@@ -1252,15 +1250,222 @@ fn leader_with_slot_0_chosen() -> R {
     r
 }
 
+fn heartbeat(ballot: Ballot, applied: Slot) -> Message<u32> {
+    Message::Heartbeat {
+        ballot,
+        applied,
+        all_applied: 0,
+    }
+}
+
+fn tick(now_ms: Millis) -> Input<u32> {
+    Input::Tick { now_ms }
+}
+
 #[test]
-fn c1_a_follower_reports_its_applied_prefix_to_the_leader_it_knows() {
+fn c1_a_follower_behind_the_leaders_heartbeat_asks_it_for_what_it_missed_once_per_interval() {
     let mut f = follower(2);
+    let interval = Timing::default().catch_up_interval_ms;
+    let status = |applied| send(0, Message::Status { applied });
+    assert_eq!(f.step(deliver(0, heartbeat(b(1, 0), 3))), vec![status(0)]);
+    assert_eq!(f.state().timers.status_sent, Some((0, 0)));
     assert_eq!(
-        f.step(Input::Tick),
-        vec![send(0, Message::Status { applied: 0 })]
+        f.step(deliver(0, heartbeat(b(1, 0), 3))),
+        vec![],
+        "paced: reported within the catch-up interval"
     );
-    let mut l = leader();
-    assert_eq!(l.step(Input::Tick), vec![], "a leader reports to no one");
+    f.step(tick(interval - 1));
+    assert_eq!(f.step(deliver(0, heartbeat(b(1, 0), 3))), vec![]);
+    f.step(tick(interval));
+    assert_eq!(f.step(deliver(0, heartbeat(b(1, 0), 3))), vec![status(0)]);
+    f.step(tick(2 * interval));
+    assert_eq!(
+        f.step(deliver(0, heartbeat(b(1, 0), 0))),
+        vec![],
+        "not behind, and nothing new to report"
+    );
+    f.step(deliver(0, decide(0, c(1, 1))));
+    assert_eq!(
+        f.step(deliver(0, heartbeat(b(1, 0), 1))),
+        vec![status(1)],
+        "not behind, but it has applied more than it reported"
+    );
+}
+
+#[test]
+fn h1_a_leader_sends_its_heartbeat_every_interval_and_nothing_between() {
+    let mut l = leader_with_slot_0_chosen();
+    let interval = Timing::default().heartbeat_interval_ms;
+    assert_eq!(l.next_deadline(), Some(interval));
+    assert_eq!(l.step(tick(interval - 1)), vec![], "not due yet");
+    let beat = heartbeat(b(1, 0), 1);
+    assert_eq!(
+        l.step(tick(interval)),
+        vec![send(1, beat.clone()), send(2, beat.clone())]
+    );
+    assert_eq!(l.step(tick(interval)), vec![], "once per deadline");
+    assert_eq!(l.next_deadline(), Some(2 * interval));
+    assert_eq!(
+        l.step(tick(2 * interval + 7)),
+        vec![send(1, beat.clone()), send(2, beat)]
+    );
+    assert_eq!(
+        l.next_deadline(),
+        Some(3 * interval + 7),
+        "from the tick's time"
+    );
+}
+
+#[test]
+fn h2_a_heartbeat_from_the_leader_pushes_the_election_back_and_a_stale_one_does_not() {
+    let mut f = follower(1);
+    let first = f.state().timers.election_at_ms.unwrap();
+    let t = Timing::default();
+    assert!(
+        first >= t.election_timeout_max_ms + t.election_timeout_min_ms,
+        "a replica that just started waits a longest timeout more: {first}"
+    );
+    f.step(tick(first - 1));
+    assert_eq!(
+        f.step(deliver(0, heartbeat(b(1, 0), 0))),
+        vec![send(0, Message::Status { applied: 0 })],
+        "the first heartbeat is answered with a report (C1)"
+    );
+    let pushed = f.state().timers.election_at_ms.unwrap();
+    assert!(pushed >= first - 1 + t.election_timeout_min_ms);
+    assert_eq!(
+        f.step(tick(first)),
+        vec![],
+        "the old deadline no longer fires"
+    );
+    let before = f.clone();
+    f.step(deliver(2, heartbeat(b(1, 0), 0)));
+    assert_eq!(
+        f, before,
+        "a heartbeat whose ballot is not its sender's changes nothing"
+    );
+    let mut f = follower(1);
+    f.step(deliver(2, Message::Prepare { ballot: b(2, 2) }));
+    let before = f.clone();
+    assert_eq!(f.step(deliver(0, heartbeat(b(1, 0), 5))), vec![]);
+    assert_eq!(f, before, "a heartbeat below the promise changes nothing");
+    assert_eq!(f.leader(), Some(2));
+}
+
+#[test]
+fn m1_the_election_timer_fires_at_its_deadline_and_runs_on_until_the_replica_leads() {
+    let mut f = follower(1);
+    let due = f.state().timers.election_at_ms.unwrap();
+    assert_eq!(f.next_deadline(), Some(due));
+    assert_eq!(f.step(tick(due - 1)), vec![]);
+    let effects = f.step(tick(due));
+    assert_eq!(effects[0], persist(Record::Round(2)));
+    let again = f.state().timers.election_at_ms.unwrap();
+    assert!(again > due, "re-armed after firing");
+    f.step(deliver(
+        0,
+        Message::Promise {
+            ballot: b(2, 1),
+            accepted: vec![],
+        },
+    ));
+    assert!(f.is_leading());
+    assert_eq!(f.state().timers.election_at_ms, None);
+    let t = Timing::default();
+    assert_eq!(f.next_deadline(), Some(due + t.heartbeat_interval_ms));
+}
+
+#[test]
+fn m1_election_delays_are_jittered_by_the_configured_seed() {
+    let deadline = |seed| {
+        let config = Config {
+            timing: Timing {
+                jitter_seed: seed,
+                ..Timing::default()
+            },
+            ..config(1)
+        };
+        start(config).state().timers.election_at_ms
+    };
+    assert_eq!(deadline(1), deadline(1), "deterministic");
+    let distinct: std::collections::BTreeSet<_> = (0..16).map(deadline).collect();
+    assert!(distinct.len() > 8, "{distinct:?}");
+}
+
+#[test]
+fn r1_the_leader_re_sends_what_waited_a_whole_interval_to_those_that_did_not_vote() {
+    let mut l = start(config_of(0, 5, 4));
+    let interval = Timing::default().retransmit_interval_ms;
+    let ballot = b(1, 0);
+    l.step(request(1, 1));
+    l.step(request(2, 1));
+    l.step(deliver(1, accepted(ballot, 0)));
+    l.step(deliver(2, accepted(ballot, 0)));
+    assert_eq!(l.applied(), 1);
+    // Slot 1 waits for votes. The first check only marks what is in flight.
+    let resent = |effects: Vec<E>| -> Vec<E> {
+        let beat = |e: &E| {
+            matches!(
+                e,
+                Effect::Send {
+                    msg: Message::Heartbeat { .. },
+                    ..
+                }
+            )
+        };
+        effects.into_iter().filter(|e| !beat(e)).collect()
+    };
+    assert_eq!(
+        resent(l.step(tick(interval))),
+        vec![],
+        "nothing re-sent yet"
+    );
+    l.step(request(3, 1));
+    l.step(request(4, 1));
+    l.step(deliver(3, accepted(ballot, 1)));
+    l.step(deliver(4, accepted(ballot, 1)));
+    // Slot 1 is now chosen; slots 2 and 3 were proposed after the first check.
+    assert_eq!(
+        resent(l.step(tick(2 * interval))),
+        vec![],
+        "slot 1 chosen, slots 2 and 3 not in flight a whole interval"
+    );
+    l.step(deliver(2, accepted(ballot, 3)));
+    let both = accept_run(ballot, 2, vec![c(3, 1), c(4, 1)]);
+    assert_eq!(
+        resent(l.step(tick(3 * interval))),
+        vec![
+            send(1, both.clone()),
+            send(2, accept(ballot, 2, c(3, 1))),
+            send(3, both.clone()),
+            send(4, both),
+        ],
+        "one run per replica, without the slots it voted for"
+    );
+}
+
+#[test]
+fn the_leader_a_replica_sends_clients_to_is_the_freshest_it_heard() {
+    let l = leader();
+    assert_eq!(l.leader(), Some(0));
+    let mut f = follower(1);
+    assert_eq!(f.leader(), Some(0), "the promise's proposer");
+    f.step(deliver(2, heartbeat(b(3, 2), 0)));
+    assert_eq!(f.leader(), Some(2), "a heartbeat above the promise");
+    // The old leader's heartbeats keep the election off, but do not outrank 3.2.
+    for now_ms in [250, 500] {
+        f.step(tick(now_ms));
+        f.step(deliver(0, heartbeat(b(1, 0), 0)));
+    }
+    assert_eq!(f.leader(), Some(2));
+    f.step(tick(Timing::default().election_timeout_max_ms));
+    assert_eq!(
+        f.leader(),
+        Some(0),
+        "3.2 heard too long ago: the promise again"
+    );
+    let c = candidate(1);
+    assert_eq!(c.leader(), None, "a candidate knows no leader but itself");
 }
 
 #[test]
@@ -1380,7 +1585,7 @@ fn m4_a_leader_elected_after_compaction_proposes_above_its_applied_prefix() {
         (2, 0),
         "both slots forgotten"
     );
-    r.step(Input::ElectionTimeout);
+    r.step(election_due(&r));
     let stale = Message::Promise {
         ballot: b(2, 0),
         accepted: vec![(0, b(1, 0), c(1, 1))],
@@ -1418,7 +1623,7 @@ fn recovery_from_a_snapshot_equals_recovery_from_the_whole_log() {
     let (from_log, _) = Replica::recover(config(0), whole, Sm::default()).unwrap();
     let (from_snapshot, effects) =
         Replica::recover_from(config(0), compacted, Some(snapshot), Sm::default()).unwrap();
-    assert_eq!(effects, vec![Effect::SetElectionTimer]);
+    assert_eq!(effects, vec![]);
     assert_eq!(from_snapshot.applied(), 2);
     assert_eq!(from_snapshot.applied(), from_log.applied());
     assert_eq!(from_snapshot.clients(), from_log.clients());
@@ -1641,7 +1846,10 @@ impl RunStep {
                 0,
                 decide_run(*slot, clients.iter().copied().map(run_entry).collect()),
             ),
-            RunStep::Timeout => Input::ElectionTimeout,
+            // Past every timer of every replica in these runs.
+            RunStep::Timeout => Input::Tick {
+                now_ms: 1_000_000_000,
+            },
         }
     }
 
@@ -1773,7 +1981,13 @@ proptest::proptest! {
         for input in last.one_by_one(ballot) {
             one_by_one.extend(split.step(input));
         }
-        proptest::prop_assert_eq!(batched.state(), split.state());
+        // The timers are not compared: each step that hears the leader draws a new election
+        // delay, so one step and its slots one by one draw different ones.
+        let without_timers = |r: &R| ReplicaState {
+            timers: Timers::default(),
+            ..r.state().clone()
+        };
+        proptest::prop_assert_eq!(without_timers(&batched), without_timers(&split));
         proptest::prop_assert_eq!(batched.state_machine(), split.state_machine());
         proptest::prop_assert_eq!(slot_wise(&before, &together), slot_wise(&before, &one_by_one));
     }

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::slot_map::SlotMap;
+use super::timers::{Millis, Timing, TimingError};
 use crate::ballot::{Ballot, NodeId};
 
 /// A position in the replicated log, from 0. Each slot is one Synod instance.
@@ -96,8 +97,8 @@ pub enum Message<Op> {
     },
     /// The leader tells the others that the run `slot .. slot + entries.len()` is chosen.
     Decide { slot: Slot, entries: Vec<Entry<Op>> },
-    /// C1 (catch-up, not modelled): a replica that does not lead tells the replica it believes
-    /// leads how much of the log it has applied.
+    /// C1 (catch-up, not modelled): a replica behind its leader's heartbeat tells the leader
+    /// how much of the log it has applied.
     Status { applied: Slot },
     /// C2 (catch-up, not modelled): the leader's answer to [`Message::Status`]: the chosen
     /// entries from the follower's applied prefix on (at most [`CATCH_UP_ENTRIES_MAX`]), and
@@ -108,6 +109,32 @@ pub enum Message<Op> {
         entries: Vec<(Slot, Entry<Op>)>,
         all_applied: Slot,
     },
+    /// H1: the leader at `ballot` is alive, has applied every slot below `applied`, and knows
+    /// that every replica has applied every slot below `all_applied`. Tells a follower not to
+    /// campaign, one further behind to ask for what it missed (C1), and every one how far it
+    /// may compact its log.
+    Heartbeat {
+        ballot: Ballot,
+        applied: Slot,
+        all_applied: Slot,
+    },
+}
+
+impl<Op> Message<Op> {
+    /// The message's kind as trace events and reports name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Prepare { .. } => "prepare",
+            Message::Promise { .. } => "promise",
+            Message::Nack { .. } => "nack",
+            Message::Accept { .. } => "accept",
+            Message::Accepted { .. } => "accepted",
+            Message::Decide { .. } => "decide",
+            Message::Status { .. } => "status",
+            Message::CatchUp { .. } => "catch_up",
+            Message::Heartbeat { .. } => "heartbeat",
+        }
+    }
 }
 
 impl<Op: Clone> Message<Op> {
@@ -154,7 +181,7 @@ impl<Op: Clone> Message<Op> {
 }
 
 /// The most chosen entries one [`Message::CatchUp`] carries; a follower further behind
-/// catches up over several rounds of [`Input::Tick`].
+/// catches up over several heartbeats (C1 at most once per catch-up interval).
 pub const CATCH_UP_ENTRIES_MAX: usize = 1024;
 
 /// One durable change. A write-ahead log is a sequence of these; [`Durable::from_records`]
@@ -317,24 +344,24 @@ impl<Op: Clone> Durable<Op> {
 pub enum Input<Op> {
     /// A message from another replica.
     Message { from: NodeId, msg: Message<Op> },
-    /// The election timer fired: the replica suspects the leader (M1).
-    ElectionTimeout,
     /// A client submits, or retries, a command (M5).
     ClientRequest(Command<Op>),
     /// Several client requests that arrived together: the same as the requests one by one
     /// in ascending `(client, seq)` order (M5, and M5b after each new one), which is how
     /// conformance checks it, except that the commands proposed go out as one run.
     ClientRequests(Vec<Command<Op>>),
-    /// The runtime's periodic catch-up timer (C1), at every replica: not part of the model,
-    /// which has no catch-up (its network loses nothing it must recover from).
-    Tick,
+    /// Time passes: it is now `now_ms` on the runtime's monotonic clock (an earlier time than
+    /// the latest tick's counts as that one). Fires every timer whose deadline has come: the
+    /// election (M1), the heartbeat (H1), retransmission (R1).
+    Tick { now_ms: Millis },
 }
 
 /// What the runtime must do after a step, in order.
 ///
 /// Within one step every `Persist` comes first, then the sends, executions and replies in the
-/// order the rule produced them, then at most one timer effect. The runtime must make the
-/// records durable before it performs any later effect of the same step.
+/// order the rule produced them. The runtime must make the records durable before it performs
+/// any later effect of the same step. Timers are no effect: the runtime asks
+/// [`crate::core::Replica::next_deadline`] after each step when to tick next.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect<Op, Out> {
     /// Append this record to stable storage before performing any later effect.
@@ -343,12 +370,6 @@ pub enum Effect<Op, Out> {
         to: NodeId,
         msg: Message<Op>,
     },
-    /// The replica is no longer leading: keep an election timer running (it fires
-    /// [`Input::ElectionTimeout`] after a randomised delay, and again after each firing) until
-    /// [`Effect::CancelElectionTimer`].
-    SetElectionTimer,
-    /// The replica leads: stop the election timer.
-    CancelElectionTimer,
     /// The state machine executed `command` from `slot` (M9); for observers, nothing to do.
     Executed {
         slot: Slot,
@@ -379,6 +400,9 @@ pub struct Config {
     /// Propose no new command at or above this slot (bounded exploration); `None` in
     /// production.
     pub slot_limit: Option<Slot>,
+    /// The timers' lengths and the election jitter's seed.
+    #[serde(default)]
+    pub timing: Timing,
 }
 
 impl Config {
@@ -426,7 +450,7 @@ impl Config {
         if self.window == 0 {
             return Err(ConfigError::ZeroWindow);
         }
-        Ok(())
+        self.timing.validate().map_err(ConfigError::Timing)
     }
 }
 
@@ -439,6 +463,7 @@ pub enum ConfigError {
     ZeroWindow,
     /// Fewer than [`REPLICAS_MIN`] replicas.
     TooFewReplicas(usize),
+    Timing(TimingError),
 }
 
 /// The smallest replica set the core runs. A leader counts its own vote and Promise when it
@@ -456,6 +481,7 @@ impl fmt::Display for ConfigError {
                 f,
                 "{n} replica(s): at least {REPLICAS_MIN} are needed, and 3 or 5 tolerate failures"
             ),
+            ConfigError::Timing(e) => e.fmt(f),
         }
     }
 }

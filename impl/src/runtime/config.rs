@@ -13,6 +13,7 @@
 //! election_timeout_max_ms = 600
 //! heartbeat_interval_ms = 50
 //! retransmit_interval_ms = 200
+//! catch_up_interval_ms = 50
 //! request_timeout_ms = 3000
 //! client_idle_timeout_ms = 30000
 //!
@@ -40,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{PeerSecret, SecretError};
 use crate::ballot::NodeId;
-use crate::core::Config as CoreConfig;
+use crate::core::{Config as CoreConfig, Timing as CoreTiming};
 use crate::storage::GroupCommitOptions;
 
 /// One replica's addresses.
@@ -63,19 +64,16 @@ pub struct Auth {
     pub secret_file: PathBuf,
 }
 
-/// Timers, in milliseconds.
+/// Timers, in milliseconds. The first five are the protocol core's ([`CoreTiming`], which
+/// documents and bounds them); the last two are the HTTP server's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timing {
-    /// A follower that hears nothing from a leader for a delay drawn uniformly from
-    /// `[min, max)` starts an election (M1).
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
-    /// A leader sends a heartbeat to every peer this often (well below the minimum timeout).
     pub heartbeat_interval_ms: u64,
-    /// A leader re-sends the Accept of a slot still in flight after this long, to the peers
-    /// that have not accepted it (a duplicate message: the model allows duplicates).
     pub retransmit_interval_ms: u64,
+    pub catch_up_interval_ms: u64,
     /// A client request not answered within this long gets `503` (the client retries).
     pub request_timeout_ms: u64,
     /// A client connection with no traffic for this long is closed (half-sent requests
@@ -85,11 +83,13 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
+        let core = CoreTiming::default();
         Timing {
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
-            heartbeat_interval_ms: 50,
-            retransmit_interval_ms: 200,
+            election_timeout_min_ms: core.election_timeout_min_ms,
+            election_timeout_max_ms: core.election_timeout_max_ms,
+            heartbeat_interval_ms: core.heartbeat_interval_ms,
+            retransmit_interval_ms: core.retransmit_interval_ms,
+            catch_up_interval_ms: core.catch_up_interval_ms,
             request_timeout_ms: 3000,
             client_idle_timeout_ms: 30_000,
         }
@@ -295,6 +295,7 @@ impl ClusterConfig {
             initial_leader: self.initial_leader(),
             window: self.limits.window,
             slot_limit: self.limits.slot_limit,
+            timing: self.timing.protocol(),
         };
         config.validate().map_err(|e| invalid(e.to_string()))?;
         Ok(config)
@@ -339,26 +340,25 @@ impl ClusterConfig {
 }
 
 impl Timing {
+    /// The protocol core's timers (its jitter seed is the node's, set by `serve`).
+    pub fn protocol(&self) -> CoreTiming {
+        CoreTiming {
+            election_timeout_min_ms: self.election_timeout_min_ms,
+            election_timeout_max_ms: self.election_timeout_max_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            retransmit_interval_ms: self.retransmit_interval_ms,
+            catch_up_interval_ms: self.catch_up_interval_ms,
+            jitter_seed: 0,
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let t = self;
-        if t.election_timeout_min_ms == 0 || t.election_timeout_min_ms >= t.election_timeout_max_ms
-        {
-            return Err(invalid(format!(
-                "timing: need 0 < election_timeout_min_ms ({}) < election_timeout_max_ms ({})",
-                t.election_timeout_min_ms, t.election_timeout_max_ms
-            )));
-        }
-        if t.heartbeat_interval_ms == 0 || t.heartbeat_interval_ms * 2 > t.election_timeout_min_ms {
-            return Err(invalid(format!(
-                "timing: heartbeat_interval_ms ({}) must be positive and at most half of \
-                 election_timeout_min_ms ({}), or followers time out under a live leader",
-                t.heartbeat_interval_ms, t.election_timeout_min_ms
-            )));
-        }
-        if t.retransmit_interval_ms == 0 || t.request_timeout_ms == 0 {
-            return Err(invalid(
-                "timing: retransmit_interval_ms and request_timeout_ms must be positive",
-            ));
+        t.protocol()
+            .validate()
+            .map_err(|e| invalid(e.to_string()))?;
+        if t.request_timeout_ms == 0 {
+            return Err(invalid("timing: request_timeout_ms must be positive"));
         }
         if t.client_idle_timeout_ms < t.request_timeout_ms.saturating_mul(2) {
             return Err(invalid(format!(
@@ -368,21 +368,6 @@ impl Timing {
             )));
         }
         Ok(())
-    }
-
-    pub fn election_timeout_range(&self) -> (Duration, Duration) {
-        (
-            Duration::from_millis(self.election_timeout_min_ms),
-            Duration::from_millis(self.election_timeout_max_ms),
-        )
-    }
-
-    pub fn heartbeat_interval(&self) -> Duration {
-        Duration::from_millis(self.heartbeat_interval_ms)
-    }
-
-    pub fn retransmit_interval(&self) -> Duration {
-        Duration::from_millis(self.retransmit_interval_ms)
     }
 
     pub fn client_idle_timeout(&self) -> Duration {

@@ -147,7 +147,8 @@ pub async fn serve(
         );
     }
     config.validate()?;
-    let core_config = config.core_config(id)?;
+    let mut core_config = config.core_config(id)?;
+    core_config.timing.jitter_seed = seed;
     let secret = Arc::new(config.peer_secret()?);
     let Some(me) = config.node(id).cloned() else {
         return Err(ServeError::Internal(format!("node {id} vanished")));
@@ -256,14 +257,12 @@ pub async fn serve(
     );
     let (status_tx, status_rx) = watch::channel(NodeStatus::default());
     let task = NodeTask::new(NodeParts {
-        config: Arc::clone(&config),
         replica,
         wal,
         links,
         metrics: Arc::clone(&metrics),
         status: status_tx,
         inbox: inbox_rx,
-        seed,
         step_log,
         core_mutant,
     });

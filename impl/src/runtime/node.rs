@@ -11,46 +11,33 @@
 //!
 //! **Persist before you speak.** Every effect of a step waits until the records of that step
 //! and of every earlier step are durable, including effects of steps that wrote nothing (a
-//! repeated Promise must not overtake the write of the promise it repeats). Runtime messages
-//! that read replica state (catch-up Decides, retransmitted Accepts) wait the same way.
-//! Timer effects take effect at once: they are not messages.
+//! repeated Promise must not overtake the write of the promise it repeats).
 //!
-//! **Timers.** The election timer is armed exactly when the replica is not leading (the core's
-//! rule); its delay is drawn from `[min, max)` with the seeded RNG, again after each firing, and
-//! pushed back whenever the leader is heard from (a heartbeat or an Accept at the promised
-//! ballot) or a higher ballot is promised. The core has no heartbeat, and proposing no-ops
-//! would cost a slot and an fsync per beat on every replica, so a leader sends a runtime
-//! [`PeerMsg::Heartbeat`] every `heartbeat_interval` instead: a failure detector outside the
-//! protocol, which the model represents by letting the timer fire at any time.
-//!
-//! **Liveness helpers.** A follower whose applied prefix is behind the leader's heartbeat (it
-//! missed Decides while down or disconnected) steps the core with [`Input::Tick`]: the core's
-//! catch-up rules (C1–C3 of `specs/protocol.md`) send `Status` to the leader, whose core
-//! answers with the chosen entries the follower lacks, which the follower's core persists and
-//! applies. A leader
-//! re-sends the `Accept` of a slot in flight for a whole retransmit interval to the replicas
-//! that have not accepted it: a duplicate of a message already sent, which the model allows.
+//! **Time.** The task makes no protocol decision of its own: the election timer, the leader's
+//! heartbeat, retransmission of Accepts and the pacing of catch-up are the core's
+//! (`specs/protocol.md`, M1, H1, H2, R1, C1). The task passes its monotonic clock to the core
+//! as [`Input::Tick`] (milliseconds since the task started) before each batch of events, and
+//! sleeps until [`Replica::next_deadline`] when there is nothing else to do. What it still
+//! times on its own is IO: how long it waits for fsyncs at shutdown, and dropping the
+//! answers of clients that gave up (specs/service.md, "What the runtime decides").
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::config::ClusterConfig;
 use super::gate::DurabilityGate;
 use super::metrics::{add, inc, Metrics};
 use super::step_log::{StepLine, StepLog};
 use super::transport::PeerLink;
 use super::wire::PeerMsg;
-use crate::ballot::{Ballot, NodeId};
+use crate::ballot::NodeId;
 use crate::core::mutants::Mutant;
 use crate::core::{
-    ClientId, Command, CommandId, Effect, Input, KvOp, KvOutput, KvStore, Message, Phase, Record,
-    Replica, ReplicaEffect, Slot,
+    ClientId, Command, CommandId, Effect, Input, KvOp, KvOutput, KvStore, Message, Millis, Phase,
+    Record, Replica, ReplicaEffect, Slot,
 };
 use crate::storage::replica_log::encode_records;
 use crate::storage::{GroupCommitStats, ReplicaGroupCommit};
@@ -145,11 +132,7 @@ pub enum NodeError {
 }
 
 /// An effect waiting to be performed.
-#[derive(Debug)]
-enum Action {
-    Core(ReplicaEffect<KvStore>),
-    Send { to: NodeId, msg: PeerMsg },
-}
+type Action = ReplicaEffect<KvStore>;
 
 /// A WAL submission became durable (or failed).
 #[derive(Debug)]
@@ -161,14 +144,12 @@ struct Durability {
 
 /// Everything the node task needs at start.
 pub struct NodeParts {
-    pub config: Arc<ClusterConfig>,
     pub replica: Replica<KvStore>,
     pub wal: ReplicaGroupCommit<KvOp>,
     pub links: Vec<PeerLink>,
     pub metrics: Arc<Metrics>,
     pub status: watch::Sender<NodeStatus>,
     pub inbox: mpsc::Receiver<NodeEvent>,
-    pub seed: u64,
     /// Where every core step is logged, if anywhere (`serve --step-log`).
     pub step_log: Option<StepLog>,
     /// A seeded bug's core mutant, switched on around every step (`serve --seeded-bug`).
@@ -187,7 +168,6 @@ pub(crate) fn with_core_mutant<R>(mutant: Option<Mutant>, body: impl FnOnce() ->
 
 pub struct NodeTask {
     id: NodeId,
-    config: Arc<ClusterConfig>,
     replica: Replica<KvStore>,
     wal: Option<ReplicaGroupCommit<KvOp>>,
     links: BTreeMap<NodeId, PeerLink>,
@@ -196,7 +176,6 @@ pub struct NodeTask {
     inbox: mpsc::Receiver<NodeEvent>,
     durable_tx: mpsc::UnboundedSender<Durability>,
     durable_rx: mpsc::UnboundedReceiver<Durability>,
-    rng: StdRng,
     gate: DurabilityGate<Action>,
     records: Vec<Record<KvOp>>,
     actions: Vec<Action>,
@@ -206,13 +185,10 @@ pub struct NodeTask {
     /// that what they make the leader propose goes out as one run.
     requests: Vec<Command<KvOp>>,
     waiters: HashMap<CommandId, Vec<oneshot::Sender<ClientOutcome>>>,
-    election_deadline: Option<tokio::time::Instant>,
-    /// The highest ballot heard from a leader, and when.
-    leader_seen: Option<(Ballot, Instant)>,
-    last_catch_up: Option<Instant>,
-    /// Slots in flight at the previous retransmit check.
-    in_flight_before: BTreeSet<Slot>,
-    last_retransmit: Instant,
+    /// Time 0 of the clock the core is ticked with.
+    origin: tokio::time::Instant,
+    /// The leader the core pointed to after the previous step (for the log and a metric).
+    leader: Option<NodeId>,
     failure: Option<NodeError>,
     step_log: Option<StepLog>,
     core_mutant: Option<Mutant>,
@@ -224,7 +200,6 @@ impl NodeTask {
         let links = parts.links.into_iter().map(|l| (l.id, l)).collect();
         let mut task = NodeTask {
             id: parts.replica.id(),
-            config: parts.config,
             replica: parts.replica,
             wal: Some(parts.wal),
             links,
@@ -233,38 +208,30 @@ impl NodeTask {
             inbox: parts.inbox,
             durable_tx,
             durable_rx,
-            rng: StdRng::seed_from_u64(parts.seed),
             gate: DurabilityGate::default(),
             records: Vec::new(),
             actions: Vec::new(),
             effects: Vec::new(),
             requests: Vec::new(),
             waiters: HashMap::new(),
-            election_deadline: None,
-            leader_seen: None,
-            last_catch_up: None,
-            in_flight_before: BTreeSet::new(),
-            last_retransmit: Instant::now(),
+            origin: tokio::time::Instant::now(),
+            leader: None,
             failure: None,
             step_log: parts.step_log,
             core_mutant: parts.core_mutant,
         };
-        task.sync_timer(true);
-        if let Some(deadline) = &mut task.election_deadline {
-            // The first timeout after a start waits one more maximum timeout: a restarted
-            // replica gives the leader time to reconnect and be heard before it campaigns.
-            *deadline += task.config.timing.election_timeout_range().1;
-        }
+        task.leader = task.replica.leader();
         task.publish();
         task
     }
 
     /// Runs until `stop` turns true or the WAL fails; then flushes and stops the WAL writer.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), NodeError> {
-        let mut heartbeat = tokio::time::interval(self.config.timing.heartbeat_interval());
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let deadline = self.election_deadline;
+            let deadline = self
+                .replica
+                .next_deadline()
+                .map(|at| self.origin + Duration::from_millis(at));
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
@@ -275,6 +242,8 @@ impl NodeTask {
                 }
                 event = self.inbox.recv() => {
                     let Some(event) = event else { break };
+                    // Deadlines that messages push back are measured from the present.
+                    self.tick();
                     self.on_event(event);
                     for _ in 0..EVENTS_PER_BATCH_MAX {
                         match self.inbox.try_recv() {
@@ -284,8 +253,7 @@ impl NodeTask {
                     }
                     self.step_requests();
                 }
-                _ = sleep_until(deadline) => self.on_election_timeout(),
-                _ = heartbeat.tick() => self.on_tick(),
+                _ = sleep_until(deadline) => self.on_deadline(),
             }
             self.flush();
             if self.failure.is_some() {
@@ -311,44 +279,15 @@ impl NodeTask {
     }
 
     fn on_peer(&mut self, from: NodeId, msg: PeerMsg) {
-        match msg {
-            PeerMsg::Paxos(msg) => {
-                let accept_ballot = match &msg {
-                    Message::Accept { ballot, .. } => Some(*ballot),
-                    _ => None,
-                };
-                self.step(Input::Message { from, msg });
-                if accept_ballot == Some(self.replica.promised()) {
-                    self.heard_leader(self.replica.promised());
-                }
-            }
-            PeerMsg::Heartbeat { ballot, applied } => self.on_heartbeat(from, ballot, applied),
-        }
-    }
-
-    fn on_heartbeat(&mut self, from: NodeId, ballot: Ballot, applied: Slot) {
-        if ballot < self.replica.promised() || ballot.node != from {
-            return;
-        }
-        self.heard_leader(ballot);
-        let behind = applied > self.replica.applied();
-        let now = Instant::now();
-        let due = self
-            .last_catch_up
-            .is_none_or(|at| now.duration_since(at) >= self.config.timing.heartbeat_interval());
-        if behind && due {
-            self.last_catch_up = Some(now);
-            inc(&self.metrics.catch_up_requests);
-            // C1: the core reports its applied prefix to the leader it is promised to.
-            self.step(Input::Tick);
-        }
+        let PeerMsg::Paxos(msg) = msg;
+        self.step(Input::Message { from, msg });
     }
 
     fn on_client(&mut self, command: Command<KvOp>, reply: oneshot::Sender<ClientOutcome>) {
         inc(&self.metrics.client_requests);
         if matches!(self.replica.phase(), Phase::Follower) {
             inc(&self.metrics.client_redirects);
-            let leader = self.leader();
+            let leader = self.replica.leader();
             let _ = reply.send(ClientOutcome::NotLeader { leader });
             return;
         }
@@ -370,87 +309,41 @@ impl NodeTask {
         }
     }
 
-    fn on_election_timeout(&mut self) {
-        self.step(Input::ElectionTimeout);
-        if matches!(self.replica.phase(), Phase::Preparing { .. }) {
-            inc(&self.metrics.elections_started);
-            tracing::info!(ballot = %self.replica.ballot(), "election timeout: starting phase 1");
-        }
-        self.sync_timer(true);
+    /// The time on the core's clock.
+    fn now_ms(&self) -> Millis {
+        let elapsed = self.origin.elapsed().as_millis();
+        Millis::try_from(elapsed).unwrap_or(Millis::MAX)
     }
 
-    /// Heartbeats when leading, retransmissions, and pruning clients that gave up.
-    fn on_tick(&mut self) {
-        if self.replica.is_leading() {
-            let ballot = self.replica.ballot();
-            let applied = self.replica.applied();
-            let peers: Vec<NodeId> = self.links.keys().copied().collect();
-            for to in peers {
-                // Not held: the leader's ballot was durable before it could lead.
-                self.send_now(to, PeerMsg::Heartbeat { ballot, applied });
-            }
+    /// Tells the core the time, if it has moved on since the core last heard it.
+    fn tick(&mut self) {
+        let now_ms = self.now_ms();
+        if now_ms > self.replica.now_ms() {
+            self.step(Input::Tick { now_ms });
         }
-        let now = Instant::now();
-        if now.duration_since(self.last_retransmit) >= self.config.timing.retransmit_interval() {
-            self.last_retransmit = now;
-            self.retransmit();
-        }
+    }
+
+    /// A core deadline came: tick it, and drop the answers of clients that gave up.
+    fn on_deadline(&mut self) {
+        self.tick();
         self.waiters.retain(|_, senders| {
             senders.retain(|s| !s.is_closed());
             !senders.is_empty()
         });
     }
 
-    /// Re-sends the Accept of every slot in flight since the previous check to the replicas
-    /// whose Accepted has not been counted.
-    fn retransmit(&mut self) {
-        let own = self.replica.ballot();
-        let Phase::Leading { votes, .. } = self.replica.phase() else {
-            self.in_flight_before.clear();
-            return;
-        };
-        let chosen = self.replica.chosen();
-        // Every slot below `applied` is chosen: only the slots from there can be in flight.
-        let in_flight: BTreeSet<Slot> = votes
-            .range(self.replica.applied()..)
-            .map(|(slot, _)| slot)
-            .filter(|s| !chosen.contains_key(s))
-            .collect();
-        let mut resend = Vec::new();
-        for slot in in_flight.intersection(&self.in_flight_before) {
-            let (Some(voters), Some((ballot, entry))) =
-                (votes.get(slot), self.replica.accepted().get(slot))
-            else {
-                continue;
-            };
-            if *ballot != own {
-                continue;
-            }
-            for &to in self.links.keys().filter(|id| !voters.contains(**id)) {
-                let accept = Message::Accept {
-                    ballot: own,
-                    slot: *slot,
-                    entries: vec![entry.clone()],
-                };
-                resend.push((to, accept));
-            }
-        }
-        self.in_flight_before = in_flight;
-        for (to, accept) in resend {
-            inc(&self.metrics.accept_retransmissions);
-            self.send(to, PeerMsg::Paxos(accept));
-        }
-    }
-
     // ------------------------------------------------------------ stepping the core
 
     fn step(&mut self, input: Input<KvOp>) {
         let was_leading = self.replica.is_leading();
-        let promised_before = self.replica.promised();
+        let was_preparing = matches!(self.replica.phase(), Phase::Preparing { .. });
+        let tick = matches!(input, Input::Tick { .. });
         let logged_input = self.step_log.as_ref().map(|_| input.clone());
         let replica = &mut self.replica;
         let mut effects = std::mem::take(&mut self.effects);
         with_core_mutant(self.core_mutant, || replica.step_into(input, &mut effects));
+        // A tick that fires no timer changes nothing but the core's clock: not worth a line.
+        let logged_input = logged_input.filter(|_| !(tick && effects.is_empty()));
         if let (Some(log), Some(input)) = (&mut self.step_log, logged_input) {
             let line = StepLine::Step {
                 node: self.id,
@@ -469,33 +362,65 @@ impl NodeTask {
                     self.count_record(&record);
                     self.records.push(record);
                 }
-                Effect::SetElectionTimer | Effect::CancelElectionTimer => {}
-                other => self.actions.push(Action::Core(other)),
+                other => {
+                    self.count_send(&other, tick);
+                    self.actions.push(other);
+                }
             }
         }
         self.effects = effects;
-        let promised = self.replica.promised();
-        if promised > promised_before && promised.node != self.id {
-            self.heard_leader(promised);
-        }
-        let leading = self.replica.is_leading();
-        if leading && !was_leading {
-            inc(&self.metrics.leader_changes);
-            tracing::info!(ballot = %self.replica.ballot(), "leading");
-        }
-        if was_leading && !leading {
-            tracing::info!(promised = %promised, "stepped down");
-        }
+        self.observe_roles(was_leading, was_preparing);
         if matches!(self.replica.phase(), Phase::Follower) && !self.waiters.is_empty() {
             // Pending commands were dropped (M12): tell their clients to go elsewhere.
-            let leader = self.leader();
+            let leader = self.replica.leader();
             for (_, senders) in self.waiters.drain() {
                 for sender in senders {
                     let _ = sender.send(ClientOutcome::NotLeader { leader });
                 }
             }
         }
-        self.sync_timer(false);
+    }
+
+    /// Logs and counts what the step did to the roles: an election started, leadership won
+    /// or lost, another leader followed.
+    fn observe_roles(&mut self, was_leading: bool, was_preparing: bool) {
+        let leading = self.replica.is_leading();
+        let preparing = matches!(self.replica.phase(), Phase::Preparing { .. });
+        if preparing && !was_preparing {
+            inc(&self.metrics.elections_started);
+            tracing::info!(ballot = %self.replica.ballot(), "election timeout: starting phase 1");
+        }
+        if leading && !was_leading {
+            tracing::info!(ballot = %self.replica.ballot(), "leading");
+        }
+        if was_leading && !leading {
+            tracing::info!(promised = %self.replica.promised(), "stepped down");
+        }
+        let leader = self.replica.leader();
+        if leader != self.leader {
+            if leading || leader.is_some() {
+                inc(&self.metrics.leader_changes);
+            }
+            if let Some(leader) = leader.filter(|_| !leading) {
+                tracing::info!(leader, "following");
+            }
+            self.leader = leader;
+        }
+    }
+
+    /// Counts the messages the core decided on a timer or for catch-up.
+    fn count_send(&self, effect: &Action, tick: bool) {
+        match effect {
+            Effect::Send {
+                msg: Message::Accept { .. },
+                ..
+            } if tick => inc(&self.metrics.accept_retransmissions),
+            Effect::Send {
+                msg: Message::Status { .. },
+                ..
+            } => inc(&self.metrics.catch_up_requests),
+            _ => {}
+        }
     }
 
     fn count_record(&self, record: &Record<KvOp>) {
@@ -507,53 +432,7 @@ impl NodeTask {
         }
     }
 
-    /// A leader at `ballot` was heard from: push the election deadline back.
-    fn heard_leader(&mut self, ballot: Ballot) {
-        let changed = self.leader_seen.is_none_or(|(b, _)| b.node != ballot.node);
-        if self.leader_seen.is_none_or(|(b, _)| b <= ballot) {
-            if changed && ballot.node != self.id {
-                inc(&self.metrics.leader_changes);
-                tracing::info!(leader = ballot.node, %ballot, "following");
-            }
-            self.leader_seen = Some((ballot, Instant::now()));
-        }
-        self.sync_timer(true);
-    }
-
-    /// Armed exactly when not leading; `restart` draws a new deadline.
-    fn sync_timer(&mut self, restart: bool) {
-        if self.replica.is_leading() {
-            self.election_deadline = None;
-            return;
-        }
-        if restart || self.election_deadline.is_none() {
-            let (min, max) = self.config.timing.election_timeout_range();
-            let delay = self.rng.random_range(min..max);
-            self.election_deadline = Some(tokio::time::Instant::now() + delay);
-        }
-    }
-
-    /// The leader to send clients to: this node when leading, else the highest-ballot leader
-    /// heard from within an election timeout, else the promised ballot's node.
-    pub fn leader(&self) -> Option<NodeId> {
-        if self.replica.is_leading() {
-            return Some(self.id);
-        }
-        let fresh = self.config.timing.election_timeout_range().1;
-        let seen = self
-            .leader_seen
-            .filter(|(_, at)| at.elapsed() < fresh)
-            .map(|(b, _)| b.node);
-        let promised = self.replica.promised().node;
-        seen.or(Some(promised)).filter(|&l| l != self.id)
-    }
-
     // ------------------------------------------------------------ persist, then speak
-
-    /// Queues a message behind everything submitted to the WAL so far.
-    fn send(&mut self, to: NodeId, msg: PeerMsg) {
-        self.actions.push(Action::Send { to, msg });
-    }
 
     /// Submits this batch's records as one group-commit request and holds its other effects
     /// until that request (and every earlier one) is durable.
@@ -612,15 +491,14 @@ impl NodeTask {
 
     fn perform(&mut self, action: Action) {
         match action {
-            Action::Send { to, msg } => self.send_now(to, msg),
-            Action::Core(Effect::Send { to, msg }) => self.send_now(to, PeerMsg::Paxos(msg)),
-            Action::Core(Effect::Executed { .. }) => inc(&self.metrics.commands_executed),
-            Action::Core(Effect::Reply {
+            Effect::Send { to, msg } => self.send_now(to, PeerMsg::Paxos(msg)),
+            Effect::Executed { .. } => inc(&self.metrics.commands_executed),
+            Effect::Reply {
                 client,
                 seq,
                 output,
-            }) => self.reply(client, seq, output),
-            Action::Core(_) => {}
+            } => self.reply(client, seq, output),
+            Effect::Persist(_) => {}
         }
     }
 
@@ -665,9 +543,7 @@ impl NodeTask {
             role: self.replica.phase().name(),
             ballot: self.replica.ballot().to_string(),
             promised: self.replica.promised().to_string(),
-            leader: self
-                .leader()
-                .or(self.replica.is_leading().then_some(self.id)),
+            leader: self.replica.leader(),
             applied: self.replica.applied(),
             chosen: self.replica.chosen().len() as u64,
             highest_chosen: self.replica.chosen().last_slot(),
@@ -721,7 +597,9 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ballot::Ballot;
     use crate::core::Entry;
+    use crate::runtime::config::ClusterConfig;
     use crate::storage::{GroupCommitOptions, ReplicaLog, ReplicaLogOptions};
 
     /// A node task for replica `id` of a 3-replica cluster, its peers simulated by channels.
@@ -767,14 +645,12 @@ mod tests {
         let (inbox, inbox_rx) = mpsc::channel(1024);
         let (status, _) = watch::channel(NodeStatus::default());
         let task = NodeTask::new(NodeParts {
-            config,
             replica,
             wal,
             links,
             metrics: Arc::new(Metrics::default()),
             status,
             inbox: inbox_rx,
-            seed: 7,
             step_log: None,
             core_mutant: None,
         });
@@ -798,7 +674,7 @@ mod tests {
                     .await
                     .expect("a message in time")
                     .expect("queue open");
-                if !matches!(msg, PeerMsg::Heartbeat { .. }) {
+                if !matches!(msg, PeerMsg::Paxos(Message::Heartbeat { .. })) {
                     return msg;
                 }
             }
@@ -905,10 +781,11 @@ mod tests {
             answer.await.expect("answered"),
             ClientOutcome::NotLeader { leader }
         );
-        let heartbeat = PeerMsg::Heartbeat {
+        let heartbeat = PeerMsg::Paxos(Message::Heartbeat {
             ballot: B10,
             applied: 2,
-        };
+            all_applied: 0,
+        });
         let event = NodeEvent::Peer {
             from: 0,
             msg: heartbeat,

@@ -20,12 +20,13 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::auth::{Nonce, Proof};
-use crate::ballot::{Ballot, NodeId};
-use crate::core::{KvOp, Message, Slot};
+use crate::ballot::NodeId;
+use crate::core::{KvOp, Message};
 
-/// The first four bytes of every [`Hello`]: "paxos node, wire format 3" (2: authenticated;
-/// 3: phase 2 carries runs of slots). A peer of another format is refused at the handshake.
-pub const MAGIC: [u8; 4] = *b"PXN3";
+/// The first four bytes of every [`Hello`]: "paxos node, wire format 4" (2: authenticated;
+/// 3: phase 2 carries runs of slots; 4: the heartbeat is the core's `Message::Heartbeat`).
+/// A peer of another format is refused at the handshake.
+pub const MAGIC: [u8; 4] = *b"PXN4";
 
 /// The dialler's handshake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,13 +63,10 @@ pub enum HelloReply {
 /// What one replica's runtime tells another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerMsg {
-    /// A protocol message of `specs/protocol.md`, delivered to the core as it is.
+    /// A protocol message of `specs/protocol.md`, delivered to the core as it is. The only
+    /// kind: every message a replica sends is the core's decision (the heartbeat included).
+    /// An enum so that a transfer below the protocol (snapshot chunks) can join it.
     Paxos(Message<KvOp>),
-    /// From a leader: "I lead at `ballot`, and have applied every slot below `applied`".
-    /// Resets the follower's election timer; a follower further behind asks to catch up.
-    /// Not a protocol message: it is the failure detector, which the model represents by
-    /// letting the election timer fire at any time. (Catching up is the core's: C1–C3.)
-    Heartbeat { ballot: Ballot, applied: Slot },
 }
 
 /// Why a frame was refused.
@@ -171,6 +169,8 @@ pub fn encode_batch(msgs: &[PeerMsg], max: u32) -> (Vec<Vec<u8>>, Vec<FrameError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ballot::Ballot;
+    use crate::core::Slot;
     use crate::core::{ClientId, Command, Entry};
 
     fn accept(slot: Slot, value: &str) -> PeerMsg {
@@ -192,10 +192,11 @@ mod tests {
     async fn a_batch_round_trips_through_one_frame() {
         let msgs = vec![
             accept(0, "a"),
-            PeerMsg::Heartbeat {
+            PeerMsg::Paxos(Message::Heartbeat {
                 ballot: Ballot { round: 2, node: 1 },
                 applied: 7,
-            },
+                all_applied: 5,
+            }),
             PeerMsg::Paxos(Message::Status { applied: 3 }),
         ];
         let (frames, errors) = encode_batch(&msgs, 1 << 20);

@@ -1,0 +1,257 @@
+//! Time in the core: the timers of `specs/protocol.md` ("Timers": M1's election timer, the
+//! heartbeat H1, retransmission R1 and the pacing of catch-up requests C1), as deadlines on a
+//! clock the runtime advances with [`crate::core::Input::Tick`].
+//!
+//! The core reads no clock. The runtime passes the time of its monotonic clock in every
+//! `Tick` (milliseconds from an origin it fixes, its start), asks
+//! [`crate::core::Replica::next_deadline`] when to tick next, and ticks before it steps a
+//! batch of other inputs, so that a deadline pushed back by a message is measured from the
+//! present. Election jitter comes from a generator seeded by the configuration: a core fed
+//! the same inputs does the same thing, which is what conformance and replays rely on.
+
+use serde::{Deserialize, Serialize};
+
+use super::types::Slot;
+use crate::ballot::Ballot;
+
+/// Milliseconds on the runtime's monotonic clock.
+pub type Millis = u64;
+
+/// The timers' lengths: core configuration, with the bounds [`Timing::validate`] enforces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timing {
+    /// A replica that does not lead and hears no leader for a delay drawn from
+    /// `[election_timeout_min_ms, election_timeout_max_ms)` starts phase 1 (M1).
+    pub election_timeout_min_ms: Millis,
+    pub election_timeout_max_ms: Millis,
+    /// A leader sends a heartbeat to every other replica this often (H1): at most half the
+    /// least election timeout, so that one lost heartbeat does not start an election.
+    pub heartbeat_interval_ms: Millis,
+    /// A leader re-sends the Accept of a slot in flight for a whole interval to the replicas
+    /// whose vote it has not counted (R1).
+    pub retransmit_interval_ms: Millis,
+    /// A replica behind its leader's heartbeat asks it for the chosen entries it lacks at
+    /// most this often (C1).
+    pub catch_up_interval_ms: Millis,
+    /// Seeds the election jitter: replicas of one cluster should have different seeds, or
+    /// they draw the same delays and campaign against each other at the same moments.
+    pub jitter_seed: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            heartbeat_interval_ms: 50,
+            retransmit_interval_ms: 200,
+            catch_up_interval_ms: 50,
+            jitter_seed: 0,
+        }
+    }
+}
+
+/// Why a [`Timing`] cannot run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimingError {
+    /// Not `0 < election_timeout_min_ms < election_timeout_max_ms`.
+    ElectionRange { min: Millis, max: Millis },
+    /// A heartbeat interval of zero or above half the least election timeout.
+    HeartbeatTooSlow {
+        heartbeat: Millis,
+        election_min: Millis,
+    },
+    /// A retransmit or catch-up interval of zero (the leader would spin).
+    ZeroInterval(&'static str),
+}
+
+impl std::fmt::Display for TimingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimingError::ElectionRange { min, max } => write!(
+                f,
+                "timing: need 0 < election_timeout_min_ms ({min}) < election_timeout_max_ms ({max})"
+            ),
+            TimingError::HeartbeatTooSlow {
+                heartbeat,
+                election_min,
+            } => write!(
+                f,
+                "timing: heartbeat_interval_ms ({heartbeat}) must be positive and at most half \
+                 of election_timeout_min_ms ({election_min}), or followers time out under a \
+                 live leader"
+            ),
+            TimingError::ZeroInterval(name) => write!(f, "timing: {name} must be positive"),
+        }
+    }
+}
+
+impl Timing {
+    pub fn validate(&self) -> Result<(), TimingError> {
+        let (min, max) = (self.election_timeout_min_ms, self.election_timeout_max_ms);
+        if min == 0 || min >= max {
+            return Err(TimingError::ElectionRange { min, max });
+        }
+        let heartbeat = self.heartbeat_interval_ms;
+        if heartbeat == 0 || heartbeat.saturating_mul(2) > min {
+            return Err(TimingError::HeartbeatTooSlow {
+                heartbeat,
+                election_min: min,
+            });
+        }
+        if self.retransmit_interval_ms == 0 {
+            return Err(TimingError::ZeroInterval("retransmit_interval_ms"));
+        }
+        if self.catch_up_interval_ms == 0 {
+            return Err(TimingError::ZeroInterval("catch_up_interval_ms"));
+        }
+        Ok(())
+    }
+}
+
+/// The timers' state: volatile (a restart starts them afresh), part of
+/// [`crate::core::ReplicaState`] so that conformance can set them and step logs show them.
+///
+/// Which are armed follows the phase: `election_at_ms` exactly when the replica does not lead,
+/// `heartbeat_at_ms` and `retransmit_at_ms` exactly when it leads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timers {
+    /// The time of the latest tick.
+    pub now_ms: Millis,
+    /// When the election timer fires (M1), unless a leader is heard first.
+    pub election_at_ms: Option<Millis>,
+    /// When the leader's next heartbeat goes out (H1).
+    pub heartbeat_at_ms: Option<Millis>,
+    /// When the leader next re-sends what is still in flight (R1).
+    pub retransmit_at_ms: Option<Millis>,
+    /// The leader's `next_slot` at the previous retransmission check: a slot below it still
+    /// in flight at the next check has waited a whole interval for its votes.
+    pub retransmit_below: Slot,
+    /// When this replica last reported its applied prefix to a leader (C1), and the prefix.
+    pub status_sent: Option<(Millis, u64)>,
+    /// The highest ballot a leader was heard at, and when: where to send clients.
+    pub leader_heard: Option<(Ballot, Millis)>,
+    /// The election jitter generator's state (SplitMix64).
+    pub jitter: u64,
+}
+
+impl Timers {
+    /// Timers at time 0 with the generator seeded from `timing`.
+    pub fn new(timing: &Timing) -> Self {
+        Timers {
+            jitter: timing.jitter_seed,
+            ..Timers::default()
+        }
+    }
+
+    /// The earliest armed deadline.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        [
+            self.election_at_ms,
+            self.heartbeat_at_ms,
+            self.retransmit_at_ms,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Whether `deadline` is armed and has passed.
+    pub fn due(&self, deadline: Option<Millis>) -> bool {
+        deadline.is_some_and(|at| at <= self.now_ms)
+    }
+
+    /// The next election deadline: `now + extra` plus a delay drawn from the election range.
+    pub fn election_deadline(&mut self, timing: &Timing, extra: Millis) -> Millis {
+        let span = timing
+            .election_timeout_max_ms
+            .saturating_sub(timing.election_timeout_min_ms)
+            .max(1);
+        let delay = timing.election_timeout_min_ms + self.next_random() % span;
+        self.now_ms.saturating_add(extra).saturating_add(delay)
+    }
+
+    /// SplitMix64: small, fast, and every seed (zero included) gives a full-period sequence.
+    fn next_random(&mut self) -> u64 {
+        self.jitter = self.jitter.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.jitter;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn election_delays_stay_in_the_range_and_differ_by_seed() {
+        let timing = Timing::default();
+        let draws = |seed| {
+            let mut timers = Timers::new(&Timing {
+                jitter_seed: seed,
+                ..timing.clone()
+            });
+            (0..64)
+                .map(|_| timers.election_deadline(&timing, 0))
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (draws(1), draws(2));
+        assert!(a.iter().chain(&b).all(|&d| (300..600).contains(&d)));
+        assert_ne!(a, b, "two seeds draw two sequences");
+        assert_eq!(a, draws(1), "one seed draws one sequence");
+        let distinct: std::collections::BTreeSet<_> = a.iter().collect();
+        assert!(
+            distinct.len() > 32,
+            "jitter spreads the delays: {distinct:?}"
+        );
+    }
+
+    #[test]
+    fn timing_bounds_are_enforced_with_reasons() {
+        assert_eq!(Timing::default().validate(), Ok(()));
+        let bad = |t: Timing| t.validate().expect_err("refused").to_string();
+        let base = Timing::default();
+        let inverted = Timing {
+            election_timeout_min_ms: 600,
+            election_timeout_max_ms: 600,
+            ..base.clone()
+        };
+        assert!(bad(inverted).contains("election_timeout_min_ms (600) <"));
+        let slow = Timing {
+            heartbeat_interval_ms: 151,
+            ..base.clone()
+        };
+        assert!(bad(slow).contains("at most half"));
+        let half = Timing {
+            heartbeat_interval_ms: 150,
+            ..base.clone()
+        };
+        assert_eq!(half.validate(), Ok(()), "exactly half is allowed");
+        let spin = Timing {
+            retransmit_interval_ms: 0,
+            ..base.clone()
+        };
+        assert!(bad(spin).contains("retransmit_interval_ms must be positive"));
+        let spin = Timing {
+            catch_up_interval_ms: 0,
+            ..base
+        };
+        assert!(bad(spin).contains("catch_up_interval_ms must be positive"));
+    }
+
+    #[test]
+    fn the_next_deadline_is_the_earliest_armed_one() {
+        let mut timers = Timers::default();
+        assert_eq!(timers.next_deadline(), None);
+        timers.heartbeat_at_ms = Some(50);
+        timers.retransmit_at_ms = Some(20);
+        assert_eq!(timers.next_deadline(), Some(20));
+        timers.now_ms = 20;
+        assert!(timers.due(timers.retransmit_at_ms));
+        assert!(!timers.due(timers.heartbeat_at_ms));
+        assert!(!timers.due(None));
+    }
+}
