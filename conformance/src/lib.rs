@@ -1,11 +1,11 @@
-//! Conformance between the model (`paxos-model`) and the implementation (`paxos-impl`): the
-//! abstraction from implementation state to model state, and the translation of model actions
-//! to implementation inputs. Only this crate sees both sides.
+//! Conformance between the model (`paxos-model`) and the implementation's protocol crate
+//! (`paxos-protocol`): the abstraction from implementation state to model state, and the
+//! translation of model actions to implementation inputs. Only this crate sees both sides.
 //!
 //! So far: the ballot mapping; [`synod`], which replays every enabled transition of every
 //! reachable Synod model state on the implementation's Synod core; [`multi`], which does the
 //! same for every replica transition of the Multi-Paxos model on the implementation's replica
-//! core (`paxos_impl::core`); [`conform`], one interface over both replays with field-by-field
+//! core (`paxos_protocol::multi`); [`conform`], one interface over both replays with field-by-field
 //! diffs; [`check`], the exhaustive check behind `paxos-conform check` with shortest
 //! divergence traces; and [`trace`], which replays `paxos-trace/1` files
 //! (specs/trace-format.md).
@@ -24,8 +24,8 @@ pub mod synod;
 pub mod trace;
 pub mod validate;
 
-use paxos_impl::Ballot as ImplBallot;
 use paxos_model::types::Ballot as ModelBallot;
+use paxos_protocol::Ballot as ImplBallot;
 
 /// Model ballots name their proposer by actor index; implementation ballots by node id. The
 /// conformance harness numbers impl nodes by the model's actor indices, so the map is 1:1.

@@ -1,6 +1,6 @@
 //! Multi-Paxos conformance, step by step: every (reachable model state, enabled action) pair
 //! whose actor is a replica is replayed on the implementation's replica core
-//! ([`paxos_impl::core::Replica`]), and the two must agree on the replica's next state, the
+//! ([`paxos_protocol::multi::Replica`]), and the two must agree on the replica's next state, the
 //! messages it sends (as a multiset), what it persists and whether its election timer is
 //! armed (`specs/protocol.md`, M1–M12; DESIGN.md §5).
 //!
@@ -51,17 +51,17 @@ use std::fmt;
 use std::ops::ControlFlow;
 use std::panic::{self, AssertUnwindSafe};
 
-use paxos_impl::core::{
-    ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry, Input, Message,
-    Millis, Phase, Recorder, Replica, ReplicaState as ImplState, SlotMap, Timers, Timing,
-};
-use paxos_impl::Ballot as ImplBallot;
 use paxos_model::explorer_view::View;
 use paxos_model::multi::{
     self, Cmd, CmdSet, LeaderPhase, MultiConfig, MultiModel, MultiModelState, MultiMsg, MultiState,
     MultiTimer, ReplicaState, ReplicaStorage, Slots, Vote, MAX_SLOTS,
 };
 use paxos_model::types::{Ballot, IdSet};
+use paxos_protocol::multi::{
+    ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry, Input, Message,
+    Millis, Phase, Recorder, Replica, ReplicaState as ImplState, SlotMap, Timers, Timing,
+};
+use paxos_protocol::Ballot as ImplBallot;
 use stateright::actor::{Actor, ActorModelAction, Command as OutCommand, Id, Out};
 
 use crate::check::{explore, Visit};

@@ -25,8 +25,8 @@
 use std::fmt;
 use std::ops::ControlFlow;
 
-use paxos_impl::core::{Durable, Effect, Input, Message, Replica};
 use paxos_model::multi::{self, MultiConfig, MultiModelState, MultiMsg, MultiTimer};
+use paxos_protocol::multi::{Durable, Effect, Input, Message, Replica};
 use stateright::actor::{ActorModelAction, Id};
 use stateright::{Expectation, Model};
 
@@ -37,7 +37,7 @@ use crate::ballot_to_impl;
 use crate::conform::{multi_json, Mismatch};
 use crate::multi::{
     abstraction, canonical, command_to_impl, entry_to_impl, guarded, impl_config,
-    impl_recovery_view, input_of, model_outcome, model_recovery_view, outcome_from_impl,
+    impl_recovery_view, input_of, model_outcome, model_recovery_view, outcome_from_impl, stutters,
     ImplEffect, ImplReplica, ModelAction, Sm, StepOutcome,
 };
 use crate::trace::divergence_trace;
@@ -70,6 +70,9 @@ pub struct Walk {
     pub steps: usize,
     /// Steps that stepped an implementation replica and were compared.
     pub compared: usize,
+    /// Stuttering steps (heartbeats, retransmission) replayed in the states walked through
+    /// ([`crate::multi::stutters`]).
+    pub stutters: usize,
     /// The actions taken, in order (`Debug` of stateright's action).
     pub trail: Vec<String>,
     /// The same actions, for [`Walk::trace`]: a run's parts one by one, in the model's order.
@@ -102,6 +105,14 @@ pub enum FailureKind {
     /// The implementation replica `node` did not do what the model did.
     Divergence {
         node: usize,
+        expected: Box<StepOutcome>,
+        actual: Box<Result<StepOutcome, String>>,
+    },
+    /// A step the model takes as a stuttering step (a heartbeat, retransmission) did more
+    /// than stutter, in the state the walk had reached.
+    Stutter {
+        node: usize,
+        step: String,
         expected: Box<StepOutcome>,
         actual: Box<Result<StepOutcome, String>>,
     },
@@ -176,6 +187,19 @@ impl fmt::Display for Walk {
                 actual,
             } => {
                 writeln!(f, "replica n{node} diverges")?;
+                writeln!(f, "  expected (model): {expected:?}")?;
+                match &**actual {
+                    Ok(actual) => writeln!(f, "  actual (impl):    {actual:?}"),
+                    Err(why) => writeln!(f, "  actual (impl):    {why}"),
+                }
+            }
+            FailureKind::Stutter {
+                node,
+                step,
+                expected,
+                actual,
+            } => {
+                writeln!(f, "replica n{node}: the stuttering step {step} diverges")?;
                 writeln!(f, "  expected (model): {expected:?}")?;
                 match &**actual {
                     Ok(actual) => writeln!(f, "  actual (impl):    {actual:?}"),
@@ -274,7 +298,7 @@ fn impl_step(
             // The replica's clock moves on to its election deadline (M1).
             let i = replica_index(id)?;
             let timers = &cluster.replicas[i].as_ref()?.state().timers;
-            let tick = |now_ms| paxos_impl::core::Input::Tick { now_ms };
+            let tick = |now_ms| paxos_protocol::multi::Input::Tick { now_ms };
             (i, timers.election_at_ms.map(tick))
         }
         ActorModelAction::Crash(id) => {
@@ -335,6 +359,7 @@ pub fn lockstep(cfg: &MultiConfig, choices: &[u32]) -> Walk {
     let mut walk = Walk {
         steps: 0,
         compared: 0,
+        stutters: 0,
         trail: Vec::new(),
         taken: Vec::new(),
         failure: None,
@@ -365,6 +390,21 @@ pub fn lockstep(cfg: &MultiConfig, choices: &[u32]) -> Walk {
     }
     let mut actions = Vec::new();
     for &choice in choices {
+        for stutter in stutters(&model, &state) {
+            walk.stutters += 1;
+            if !stutter.agrees() {
+                walk.failure = fail(
+                    walk.steps,
+                    FailureKind::Stutter {
+                        node: stutter.node,
+                        step: stutter.label,
+                        expected: Box::new(stutter.expected),
+                        actual: Box::new(stutter.actual),
+                    },
+                );
+                return walk;
+            }
+        }
         actions.clear();
         model.actions(&state, &mut actions);
         let mut enabled: Vec<(ModelAction, MultiModelState)> = actions
@@ -708,7 +748,7 @@ fn initial_outcome(model: &multi::MultiModel, state: &MultiModelState, i: usize)
 
 #[cfg(test)]
 mod tests {
-    use paxos_impl::core::mutants::{with_mutant, Mutant};
+    use paxos_protocol::multi::mutants::{with_mutant, Mutant};
     use proptest::prelude::*;
 
     use crate::trace::{replay_trace, Walked};

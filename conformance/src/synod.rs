@@ -10,13 +10,13 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
-use paxos_impl::synod::{Acceptor, Durable, Effect, Learner, Message, Phase, Proposer};
-use paxos_impl::Ballot as ImplBallot;
 use paxos_model::synod::{
     self, AcceptorState, LearnerState, Phase as ModelPhase, ProposerState, Role, SynodActor,
     SynodConfig, SynodModel, SynodModelState, SynodMsg, SynodState, SynodStorage, SynodTimer,
 };
 use paxos_model::types::{Ballot, IdSet, Value};
+use paxos_protocol::synod::{Acceptor, Durable, Effect, Learner, Message, Phase, Proposer};
+use paxos_protocol::Ballot as ImplBallot;
 use stateright::actor::{Actor, ActorModelAction, Command, Id, Out};
 
 use crate::check::{explore, Visit};

@@ -1,5 +1,5 @@
 //! Trace validation (implementation → model): the step logs of a real run (`paxos-node serve
-//! --step-log`, format `paxos-steps/2`) checked transition by transition against the
+//! --step-log`, format `paxos-steps/3`) checked transition by transition against the
 //! Multi-Paxos model (`paxos-conform validate LOG...`).
 //!
 //! ```text
@@ -42,15 +42,15 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use paxos_impl::core::{
-    ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry, Input, KvOp,
-    KvOutput, Message, Phase, Record, Recorder, Replica, ReplicaState as ImplState, SlotMap,
-};
-use paxos_impl::runtime::step_log::{StepLine, STEP_LOG_FORMAT};
 use paxos_model::multi::{
     self, MultiActor, MultiConfig, MultiMsg, MultiState, MultiTimer, ReplicaState, ReplicaStorage,
     MAX_SLOTS,
 };
+use paxos_protocol::multi::{
+    ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry, Input, KvOp,
+    KvOutput, Message, Phase, Record, Recorder, Replica, ReplicaState as ImplState, SlotMap,
+};
+use paxos_protocol::step_log::{StepLine, STEP_LOG_FORMAT};
 use serde::Serialize;
 use stateright::actor::{Actor, Command as OutCommand, Id, Out};
 
@@ -382,8 +382,8 @@ impl Domain {
 
     fn votes(
         &self,
-        map: &SlotMap<(paxos_impl::Ballot, Entry<KvOp>)>,
-    ) -> Result<SlotMap<(paxos_impl::Ballot, Entry<u8>)>, String> {
+        map: &SlotMap<(paxos_protocol::Ballot, Entry<KvOp>)>,
+    ) -> Result<SlotMap<(paxos_protocol::Ballot, Entry<u8>)>, String> {
         map.iter()
             .map(|(slot, (b, e))| Ok((slot, (*b, self.entry(e)?))))
             .collect()

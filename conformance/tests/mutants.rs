@@ -1,13 +1,13 @@
 //! Power: every hand-written protocol mutant of the implementation's replica core
-//! (`paxos_impl::core::mutants`, one per class of Paxos mistake) is caught by the exhaustive
+//! (`paxos_protocol::multi::mutants`, one per class of Paxos mistake) is caught by the exhaustive
 //! Multi-Paxos conformance check, on the smallest model configuration where the mutated rule
 //! matters. A harness that let one through would prove nothing about that class.
 
 use std::time::Instant;
 
 use paxos_conformance::multi::{check_exhaustively, Report};
-use paxos_impl::core::mutants::{with_mutant, Mutant};
 use paxos_model::multi::MultiConfig;
+use paxos_protocol::multi::mutants::{with_mutant, Mutant};
 
 /// One command, one client that may retry once, one election: the conformance suite's
 /// "small" configuration.
@@ -53,6 +53,8 @@ fn config_for(mutant: Mutant) -> MultiConfig {
         },
         // A retry of an executed command.
         Mutant::IgnoreClientTable => small(),
+        // A follower still promised to 1.0 hears the heartbeat of a leader elected at 2.x.
+        Mutant::HeartbeatRaisesPromise => small(),
     }
 }
 

@@ -1,20 +1,16 @@
-//! The production Multi-Paxos replicated key-value service. This crate never depends on the
-//! model or on stateright; `conformance/` maps between the two.
+//! The Multi-Paxos replicated key-value service built on the sans-IO protocol crate
+//! (`paxos-protocol`): durable storage, the networked runtime that the `paxos-node` binary
+//! serves, and the client. This crate never depends on the model or on stateright;
+//! `conformance/` maps between the two, and checks the protocol crate, not this one.
 //!
-//! Ballots, the single-decree (Synod) core of `specs/protocol.md`, the Multi-Paxos core,
-//! durable storage, and the networked runtime that the `paxos-node` binary serves.
-//!
-//! [`rules`]: the acceptor and proposer rules both cores share.
-//! [`core`]: the Multi-Paxos replica core of `specs/protocol.md` (M1–M12), sans-IO.
 //! [`storage`]: the durable write-ahead log, group commit and snapshots.
-//! [`runtime`]: the node task (timers, persist-before-send), peer TCP transport, HTTP API.
+//! [`runtime`]: the node task (IO only: persist before send, tick the core's clock), the peer
+//! TCP transport, the HTTP API and the client.
+//!
+//! The protocol crate's modules are re-exported: [`multi`] (the Multi-Paxos core and the
+//! key-value state machine), [`synod`], [`ballot`], [`rules`].
 
-pub mod ballot;
-pub mod core;
-pub mod history;
-pub mod rules;
 pub mod runtime;
 pub mod storage;
-pub mod synod;
 
-pub use ballot::Ballot;
+pub use paxos_protocol::{ballot, multi, rules, step_log, synod, Ballot};

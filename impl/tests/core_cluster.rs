@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use paxos_impl::core::{
+use paxos_impl::multi::{
     AppliedState, ClientId, Command, CommandId, Config, Durable, Effect, Entry, Input, Message,
     Record, Recorder, Replica, Slot, Timing,
 };

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use paxos_impl::core::{ClientId, Command, Durable, Entry, KvOp, Message, Record};
+use paxos_impl::multi::{ClientId, Command, Durable, Entry, KvOp, Message, Record};
 use paxos_impl::runtime::auth::PeerSecret;
 use paxos_impl::runtime::client::{http_client, Client, Op};
 use paxos_impl::runtime::config::{ClusterConfig, LOOPBACK_SECRET_FILE};

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use paxos_impl::core::Message;
+use paxos_impl::multi::Message;
 use paxos_impl::runtime::auth::{self, PeerSecret, Transcript};
 use paxos_impl::runtime::client::{
     fetch_json, fetch_metrics, http_client, Client, ClientError, Op,

@@ -10,7 +10,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use paxos_impl::core::{
+use paxos_impl::multi::{
     ClientId, Command, Config, Durable, Effect, Entry, Input, KvOp, KvStore, Message, Record,
     RecordError, Replica, SlotMap, StateMachine,
 };
@@ -554,7 +554,7 @@ impl Cluster {
         self.step(i, Input::Tick { now_ms });
     }
 
-    fn perform(&mut self, i: usize, effects: Vec<Effect<KvOp, paxos_impl::core::KvOutput>>) {
+    fn perform(&mut self, i: usize, effects: Vec<Effect<KvOp, paxos_impl::multi::KvOutput>>) {
         let node = self.nodes[i].as_mut().unwrap();
         let records: Vec<Record<KvOp>> = effects
             .iter()

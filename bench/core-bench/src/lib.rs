@@ -2,7 +2,7 @@
 //!
 //! - [`harness`]: one closed loop that drives a 3-replica cluster in one thread over an
 //!   in-memory network, with `window` client commands in flight, and counts commits per second.
-//!   [`ours`] plugs the sans-IO Multi-Paxos core of `paxos-impl` into it, [`omni`] OmniPaxos
+//!   [`ours`] plugs the sans-IO Multi-Paxos core of `paxos-protocol` into it, [`omni`] OmniPaxos
 //!   (`omnipaxos` with `omnipaxos_storage::memory_storage::MemoryStorage`). The `core-bench`
 //!   binary prints the table of `specs/results.md`, "Protocol core against OmniPaxos".
 //! - [`plot`]: SVG plots of the service against etcd from the CSV `bench/etcd-compare.sh`

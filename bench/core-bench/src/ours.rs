@@ -1,11 +1,11 @@
-//! Our sans-IO core (`paxos_impl::core::Replica`) in the [`Cluster`] loop: every effect is
+//! Our sans-IO core (`paxos_protocol::multi::Replica`) in the [`Cluster`] loop: every effect is
 //! performed as the runtime would, minus the IO — `Persist` appends the record to an in-memory
 //! log (no fsync), `Send` queues the message, timers are never armed by a stable leader.
 
 use std::collections::VecDeque;
 
-use paxos_impl::ballot::NodeId;
-use paxos_impl::core::{
+use paxos_protocol::ballot::NodeId;
+use paxos_protocol::multi::{
     ClientId, Command, Config, Effect, Input, Message, Record, Replica, StateMachine,
 };
 

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{PeerSecret, SecretError};
 use crate::ballot::NodeId;
-use crate::core::{Config as CoreConfig, Timing as CoreTiming};
+use crate::multi::{Config as CoreConfig, Timing as CoreTiming};
 use crate::storage::GroupCommitOptions;
 
 /// One replica's addresses.

@@ -33,7 +33,7 @@ use super::config::ClusterConfig;
 use super::metrics::Metrics;
 use super::node::{ClientOutcome, NodeEvent, NodeStatus};
 use crate::ballot::NodeId;
-use crate::core::{ClientId, Command, KvOp, KvOutput};
+use crate::multi::{ClientId, Command, KvOp, KvOutput};
 
 /// What the handlers share.
 #[derive(Clone)]

@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::ballot::NodeId;
-use crate::core::{KvOp, KvStore, Replica};
+use crate::multi::{KvOp, KvStore, Replica};
 use crate::storage::{ReplicaLog, ReplicaLogError, ReplicaLogOptions};
 use config::ClusterConfig;
 use metrics::Metrics;
@@ -54,7 +54,7 @@ pub struct ServeOptions {
     /// A deliberate bug, for showing that the chaos harness catches one (`paxos-node serve
     /// --seeded-bug`, only in builds with the `mutants` feature). `None` in production.
     pub seeded_bug: Option<SeededBug>,
-    /// Append every core transition to this file (`paxos-steps/2`), for `paxos-conform
+    /// Append every core transition to this file (`paxos-steps/3`), for `paxos-conform
     /// validate`. `None` in production: each line holds the whole replica state.
     pub step_log: Option<PathBuf>,
 }
@@ -79,8 +79,8 @@ pub enum SeededBug {
 
 impl SeededBug {
     /// The core mutant this bug switches on in every step, if it is one.
-    pub fn core_mutant(self) -> Option<crate::core::mutants::Mutant> {
-        use crate::core::mutants::Mutant;
+    pub fn core_mutant(self) -> Option<crate::multi::mutants::Mutant> {
+        use crate::multi::mutants::Mutant;
         match self {
             SeededBug::StaleLeaderReads => None,
             SeededBug::QuorumOneShort => Some(Mutant::QuorumOneShort),
@@ -203,7 +203,7 @@ pub async fn serve(
     let records: Vec<_> = effects
         .into_iter()
         .filter_map(|e| match e {
-            crate::core::Effect::Persist(record) => Some(record),
+            crate::multi::Effect::Persist(record) => Some(record),
             _ => None,
         })
         .collect();

@@ -34,8 +34,8 @@ use super::step_log::{StepLine, StepLog};
 use super::transport::PeerLink;
 use super::wire::PeerMsg;
 use crate::ballot::NodeId;
-use crate::core::mutants::Mutant;
-use crate::core::{
+use crate::multi::mutants::Mutant;
+use crate::multi::{
     ClientId, Command, CommandId, Effect, Input, KvOp, KvOutput, KvStore, Message, Millis, Phase,
     Record, Replica, ReplicaEffect, Slot,
 };
@@ -161,7 +161,7 @@ pub struct NodeParts {
 pub(crate) fn with_core_mutant<R>(mutant: Option<Mutant>, body: impl FnOnce() -> R) -> R {
     match mutant {
         #[cfg(feature = "mutants")]
-        Some(mutant) => crate::core::mutants::with_mutant(mutant, body),
+        Some(mutant) => crate::multi::mutants::with_mutant(mutant, body),
         _ => body(),
     }
 }
@@ -598,7 +598,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 mod tests {
     use super::*;
     use crate::ballot::Ballot;
-    use crate::core::Entry;
+    use crate::multi::Entry;
     use crate::runtime::config::ClusterConfig;
     use crate::storage::{GroupCommitOptions, ReplicaLog, ReplicaLogOptions};
 

@@ -1,14 +1,7 @@
-//! The step log (`serve --step-log FILE`): every transition the core takes in a real run, as
-//! JSON lines in the format `paxos-steps/2`, so that `paxos-conform validate` can check the
-//! run against the model (`specs/trace-format.md`, "Step logs").
-//!
-//! ```text
-//!   {"start":{"format":"paxos-steps/2","node":0,"pid":..,"config":..,"recovered":..,"effects":[..],"state":..}}
-//!   {"step":{"node":0,"input":..,"effects":[..],"state":..}}     one per core step
-//!   ... a restarted process appends another "start" line and goes on
-//! ```
-//!
-//! (Externally tagged: serde cannot read the slot-keyed maps of an internally tagged enum.)
+//! The step log (`serve --step-log FILE`): every transition the core takes in a real run, one
+//! [`StepLine`] per JSON line (format `paxos-steps/3`, defined with the core in
+//! `paxos_protocol::step_log`), so that `paxos-conform validate` can check the run against the
+//! model.
 //!
 //! Each line carries the whole replica state after the transition, so a line costs as much as
 //! the log is long: the step log is for bounded runs that are checked, not for production.
@@ -21,41 +14,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::ballot::NodeId;
-use crate::core::{Config, Durable, Effect, Input, ReplicaState};
-
-/// The format name every `start` line carries.
-pub const STEP_LOG_FORMAT: &str = "paxos-steps/2";
-
-/// One line of a step log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "a line lives only while it is written or read; boxing would add an allocation per step"
-)]
-pub enum StepLine<Op, Out> {
-    /// A process started the replica: from empty storage (`recovered` is empty) or by
-    /// recovering what its WAL held (M11). `effects` are the recovery's own.
-    Start {
-        format: String,
-        node: NodeId,
-        pid: u32,
-        config: Config,
-        recovered: Durable<Op>,
-        effects: Vec<Effect<Op, Out>>,
-        state: ReplicaState<Op, Out>,
-    },
-    /// One core step: its input, its effects in order, and the replica state after it.
-    Step {
-        node: NodeId,
-        input: Input<Op>,
-        effects: Vec<Effect<Op, Out>>,
-        state: ReplicaState<Op, Out>,
-    },
-}
+pub use paxos_protocol::step_log::{StepLine, STEP_LOG_FORMAT};
 
 /// The writer of one replica's step log (appends: a restarted replica continues its file).
 #[derive(Debug)]

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::auth::{Nonce, Proof};
 use crate::ballot::NodeId;
-use crate::core::{KvOp, Message};
+use crate::multi::{KvOp, Message};
 
 /// The first four bytes of every [`Hello`]: "paxos node, wire format 4" (2: authenticated;
 /// 3: phase 2 carries runs of slots; 4: the heartbeat is the core's `Message::Heartbeat`).
@@ -170,8 +170,8 @@ pub fn encode_batch(msgs: &[PeerMsg], max: u32) -> (Vec<Vec<u8>>, Vec<FrameError
 mod tests {
     use super::*;
     use crate::ballot::Ballot;
-    use crate::core::Slot;
-    use crate::core::{ClientId, Command, Entry};
+    use crate::multi::Slot;
+    use crate::multi::{ClientId, Command, Entry};
 
     fn accept(slot: Slot, value: &str) -> PeerMsg {
         PeerMsg::Paxos(Message::Accept {

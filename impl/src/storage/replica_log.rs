@@ -76,12 +76,12 @@
 //! replica has applied, which makes that safe (`specs/protocol.md`, "Catch-up, snapshots and
 //! compaction"); the durable state it reports afterwards is what the next snapshot keeps.
 //!
-//! [`Replica::recover_from`]: crate::core::Replica::recover_from
-//! [`Replica::applied_state`]: crate::core::Replica::applied_state
-//! [`Replica::compact`]: crate::core::Replica::compact
-//! [`AppliedState`]: crate::core::AppliedState
-//! [`Replica::recover`]: crate::core::Replica::recover
-//! [`Replica::durable`]: crate::core::Replica::durable
+//! [`Replica::recover_from`]: crate::multi::Replica::recover_from
+//! [`Replica::applied_state`]: crate::multi::Replica::applied_state
+//! [`Replica::compact`]: crate::multi::Replica::compact
+//! [`AppliedState`]: crate::multi::AppliedState
+//! [`Replica::recover`]: crate::multi::Replica::recover
+//! [`Replica::durable`]: crate::multi::Replica::durable
 
 use std::fs;
 use std::marker::PhantomData;
@@ -95,7 +95,7 @@ use super::{
     latest_snapshot, prune_snapshots, recover, write_snapshot, AppendTicket, GroupCommit,
     GroupCommitOptions, TornTail, Wal, WalError, WalOptions,
 };
-use crate::core::{Durable, Record, RecordError, Slot};
+use crate::multi::{Durable, Record, RecordError, Slot};
 
 /// The first byte of every WAL payload this module writes. Version 2 added
 /// [`Record::ChosenVotes`]; a version-1 payload is a version-2 one without it, so both are
@@ -421,7 +421,7 @@ where
 
     /// Snapshots the replica at the last appended record and compacts the WAL (see the
     /// [module docs](self) for what is kept and why). `durable` must be the fold of every
-    /// record appended so far ([`Replica::durable`](crate::core::Replica::durable) once the
+    /// record appended so far ([`Replica::durable`](crate::multi::Replica::durable) once the
     /// steps' records are persisted); `state_machine` the state after exactly the slots below
     /// `applied`. Returns the snapshot's last included WAL index.
     pub fn snapshot(

@@ -1,6 +1,6 @@
 //! `paxos-node chaos`: a real cluster (one process per replica, real TCP, real WALs) under
 //! concurrent clients while faults are injected, and the recorded client history checked for
-//! linearizability (`paxos_impl::history`).
+//! linearizability (`crate::history`).
 //!
 //! ```text
 //!   clients ──HTTP──► node i ──TCP──► proxy(i→j) ──TCP──► node j      (one proxy per ordered
@@ -21,8 +21,8 @@ use std::process::{Child, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::history::{self, History, KvAnswer, KvCall, Operation, Outcome, Verdict};
 use clap::{Args, ValueEnum};
-use paxos_impl::history::{self, History, KvAnswer, KvCall, Operation, Outcome, Verdict};
 use paxos_impl::runtime::auth::PeerSecret;
 use paxos_impl::runtime::client::{http_client, Client, ClientError, Op};
 use paxos_impl::runtime::config::{ClusterConfig, Limits};

@@ -15,6 +15,7 @@ macro_rules! say {
 mod bench;
 mod chaos;
 mod cluster;
+mod history;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -115,7 +116,7 @@ enum Command {
         #[arg(long, value_enum)]
         seeded_bug: Option<paxos_impl::runtime::SeededBug>,
         /// Append every transition of the protocol core to this file as JSON lines
-        /// (`paxos-steps/2`) for `paxos-conform validate`. Each line holds the replica's whole
+        /// (`paxos-steps/3`) for `paxos-conform validate`. Each line holds the replica's whole
         /// state: for bounded runs that are checked, not for production.
         #[arg(long, value_name = "FILE")]
         step_log: Option<PathBuf>,

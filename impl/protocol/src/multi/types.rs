@@ -339,7 +339,7 @@ impl<Op: Clone> Durable<Op> {
     }
 }
 
-/// Everything that can happen to a replica. Recovery is [`crate::core::Replica::recover`].
+/// Everything that can happen to a replica. Recovery is [`crate::multi::Replica::recover`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Input<Op> {
     /// A message from another replica.
@@ -361,7 +361,7 @@ pub enum Input<Op> {
 /// Within one step every `Persist` comes first, then the sends, executions and replies in the
 /// order the rule produced them. The runtime must make the records durable before it performs
 /// any later effect of the same step. Timers are no effect: the runtime asks
-/// [`crate::core::Replica::next_deadline`] after each step when to tick next.
+/// [`crate::multi::Replica::next_deadline`] after each step when to tick next.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect<Op, Out> {
     /// Append this record to stable storage before performing any later effect.

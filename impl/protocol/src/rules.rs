@@ -1,5 +1,5 @@
 //! The rules of Paxos that the single-decree core ([`crate::synod`]) and the Multi-Paxos
-//! replica ([`crate::core`]) share, written once: an acceptor's answer to a Prepare and to an
+//! replica ([`crate::multi`]) share, written once: an acceptor's answer to a Prepare and to an
 //! Accept, how a proposer picks the value to propose from the Promises, and what a majority
 //! is. The Multi-Paxos replica applies the first two to its one promise for the whole log and
 //! the third per slot; `specs/protocol.md` names the rules (S2, S4–S8; M2, M3, M6).

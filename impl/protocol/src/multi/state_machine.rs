@@ -154,7 +154,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::types::ClientId;
+    use crate::multi::types::ClientId;
 
     fn s(text: &str) -> String {
         text.to_string()

@@ -769,6 +769,9 @@ impl<SM: StateMachine> Replica<SM> {
         }
         self.heard_leader(ballot);
         self.state.all_applied = self.state.all_applied.max(all_applied);
+        if mutants::active(Mutant::HeartbeatRaisesPromise) && ballot > self.state.promised {
+            self.state.promised = ballot;
+        }
         let own = self.state.applied;
         let timers = &mut self.state.timers;
         let (paced, news) = match timers.status_sent {
@@ -1641,7 +1644,7 @@ impl<SM: StateMachine> Replica<SM> {
         }
     }
 
-    /// The one trace event of a transition (fields documented in [`crate::core`]).
+    /// The one trace event of a transition (fields documented in [`crate::multi`]).
     fn trace(&self, transition: &Transition, out: &OutboxOf<SM>) {
         let next_slot = match self.state.phase {
             Phase::Leading { next_slot, .. } => Some(next_slot),

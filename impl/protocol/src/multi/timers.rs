@@ -1,10 +1,10 @@
 //! Time in the core: the timers of `specs/protocol.md` ("Timers": M1's election timer, the
 //! heartbeat H1, retransmission R1 and the pacing of catch-up requests C1), as deadlines on a
-//! clock the runtime advances with [`crate::core::Input::Tick`].
+//! clock the runtime advances with [`crate::multi::Input::Tick`].
 //!
 //! The core reads no clock. The runtime passes the time of its monotonic clock in every
 //! `Tick` (milliseconds from an origin it fixes, its start), asks
-//! [`crate::core::Replica::next_deadline`] when to tick next, and ticks before it steps a
+//! [`crate::multi::Replica::next_deadline`] when to tick next, and ticks before it steps a
 //! batch of other inputs, so that a deadline pushed back by a message is measured from the
 //! present. Election jitter comes from a generator seeded by the configuration: a core fed
 //! the same inputs does the same thing, which is what conformance and replays rely on.
@@ -111,7 +111,7 @@ impl Timing {
 }
 
 /// The timers' state: volatile (a restart starts them afresh), part of
-/// [`crate::core::ReplicaState`] so that conformance can set them and step logs show them.
+/// [`crate::multi::ReplicaState`] so that conformance can set them and step logs show them.
 ///
 /// Which are armed follows the phase: `election_at_ms` exactly when the replica does not lead,
 /// `heartbeat_at_ms` and `retransmit_at_ms` exactly when it leads.

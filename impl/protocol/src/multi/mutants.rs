@@ -26,10 +26,14 @@ pub enum Mutant {
     /// Client dedup (M5, M9): the client table is never consulted, so a retried command is
     /// proposed again and executed again.
     IgnoreClientTable,
+    /// Heartbeat handling (H2): a heartbeat above the promise is taken as a promise, in
+    /// memory only. Nothing was promised to anyone, so nothing was persisted, and a restart
+    /// forgets it: a replica that may accept below what it acts on.
+    HeartbeatRaisesPromise,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 7] = [
+    pub const ALL: [Mutant; 8] = [
         Mutant::PromiseBelowPromised,
         Mutant::IgnorePromisedVotes,
         Mutant::QuorumOneShort,
@@ -37,6 +41,7 @@ impl Mutant {
         Mutant::SkipPhase1AfterPreemption,
         Mutant::ApplyOutOfOrder,
         Mutant::IgnoreClientTable,
+        Mutant::HeartbeatRaisesPromise,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +53,7 @@ impl Mutant {
             Mutant::SkipPhase1AfterPreemption => "skip-phase-1-after-preemption",
             Mutant::ApplyOutOfOrder => "apply-out-of-order",
             Mutant::IgnoreClientTable => "ignore-client-table",
+            Mutant::HeartbeatRaisesPromise => "heartbeat-raises-promise",
         }
     }
 
@@ -61,6 +67,7 @@ impl Mutant {
             Mutant::SkipPhase1AfterPreemption => "skipping phase 1 after preemption",
             Mutant::ApplyOutOfOrder => "apply order",
             Mutant::IgnoreClientTable => "client dedup",
+            Mutant::HeartbeatRaisesPromise => "heartbeat handling",
         }
     }
 }
@@ -117,7 +124,7 @@ mod tests {
     #[test]
     fn quorum_one_short_counts_one_fewer_than_a_majority() {
         for replicas in 2..=7u32 {
-            let config = crate::core::Config {
+            let config = crate::multi::Config {
                 id: 0,
                 replicas: (0..replicas).collect(),
                 initial_leader: 0,
