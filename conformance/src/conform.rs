@@ -2,8 +2,7 @@
 //! (trace replay, the exhaustive `paxos-conform check`): replay one (state, action) pair, and
 //! report a disagreement as JSON with a field-by-field diff.
 //!
-//! The comparisons themselves are [`crate::synod`]'s and [`crate::multi`]'s, unchanged: a pair
-//! agrees exactly when their `check_exhaustively` would count no divergence for it.
+//! The comparisons themselves are [`crate::synod`]'s and [`crate::multi`]'s.
 
 use std::fmt;
 

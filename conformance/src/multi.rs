@@ -39,7 +39,7 @@
 //!   chosen but set by the model (not the core) when a leader proposes into a slot it already
 //!   learned as chosen: both sides are compared in [`canonical`] form, without them.
 //!
-//! Every disagreement is a [`Divergence`].
+//! Every disagreement is a divergence of [`crate::check::check`], the one exhaustive driver.
 //!
 //! Client actions (a Reply delivered to a client, the client's Retry timer) have no impl
 //! counterpart and are counted as skipped. Drops, crashes and deliveries to a crashed replica
@@ -47,11 +47,8 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt;
-use std::ops::ControlFlow;
 use std::panic::{self, AssertUnwindSafe};
 
-use paxos_model::explorer_view::View;
 use paxos_model::multi::{
     self, Cmd, CmdSet, LeaderPhase, MultiConfig, MultiModel, MultiModelState, MultiMsg, MultiState,
     MultiTimer, ReplicaState, ReplicaStorage, Slots, Vote, MAX_SLOTS,
@@ -64,7 +61,6 @@ use paxos_protocol::multi::{
 use paxos_protocol::Ballot as ImplBallot;
 use stateright::actor::{Actor, ActorModelAction, Command as OutCommand, Id, Out};
 
-use crate::check::{explore, Visit};
 use crate::{ballot_to_impl, ballot_to_model};
 
 /// The implementation's state machine under conformance: it records what it executes.
@@ -89,30 +85,6 @@ pub struct StepOutcome {
     pub election_timer: bool,
 }
 
-/// A (state, action) pair on which the model and the implementation disagree.
-#[derive(Clone, Debug)]
-pub struct Divergence {
-    /// The model state before the step, rendered one node per line.
-    pub state: String,
-    /// The replica that acts.
-    pub node: usize,
-    pub action: String,
-    pub expected: StepOutcome,
-    /// `Err`: the implementation's result has no model image, or the implementation panicked,
-    /// or the model state before the step has no implementation counterpart.
-    pub actual: Result<StepOutcome, String>,
-}
-
-impl Divergence {
-    /// The parts of the outcome that differ.
-    pub fn differences(&self) -> Vec<&'static str> {
-        match &self.actual {
-            Ok(actual) => self.expected.differences(actual),
-            Err(_) => vec!["no comparable outcome"],
-        }
-    }
-}
-
 impl StepOutcome {
     /// The parts of the two outcomes that differ.
     pub fn differences(&self, other: &StepOutcome) -> Vec<&'static str> {
@@ -130,68 +102,6 @@ impl StepOutcome {
             parts.push("election timer");
         }
         parts
-    }
-}
-
-fn fmt_outcome(f: &mut fmt::Formatter<'_>, o: &StepOutcome) -> fmt::Result {
-    writeln!(f, "    state:     {:?}", o.state)?;
-    writeln!(f, "    sends:     {:?}", o.sends)?;
-    writeln!(f, "    persisted: {:?}", o.persisted)?;
-    writeln!(f, "    timer:     {}", o.election_timer)
-}
-
-impl fmt::Display for Divergence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "divergence at n{} ({}) on {}",
-            self.node,
-            self.differences().join(", "),
-            self.action
-        )?;
-        writeln!(f, "  model state before the step:")?;
-        for line in self.state.lines() {
-            writeln!(f, "    {line}")?;
-        }
-        writeln!(f, "  expected (model):")?;
-        fmt_outcome(f, &self.expected)?;
-        writeln!(f, "  actual (implementation):")?;
-        match &self.actual {
-            Ok(actual) => fmt_outcome(f, actual),
-            Err(why) => writeln!(f, "    {why}"),
-        }
-    }
-}
-
-/// The result of [`check_exhaustively`].
-#[derive(Clone, Debug, Default)]
-pub struct Report {
-    /// Reachable model states visited (within the model's boundary).
-    pub states: usize,
-    /// (state, action) pairs replayed on the implementation (replica steps).
-    pub pairs: usize,
-    /// (state, action) pairs of client actors, which have no implementation counterpart.
-    pub skipped: usize,
-    /// Drops, crashes and deliveries to a crashed replica: no replica steps.
-    pub no_step: usize,
-    /// Stuttering steps ([`stutters`]) replayed, in every state visited.
-    pub stutters: usize,
-    pub divergences: Vec<Divergence>,
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} states, {} pairs replayed, {} stuttering steps replayed, {} client pairs skipped, \
-             {} non-steps, {} divergences",
-            self.states,
-            self.pairs,
-            self.stutters,
-            self.skipped,
-            self.no_step,
-            self.divergences.len()
-        )
     }
 }
 
@@ -1034,94 +944,16 @@ fn recover(model: &MultiModel, state: &MultiModelState, i: usize, next: &MultiMo
     }
 }
 
-// ------------------------------------------------------------------------------ exploration
-
-/// Visits every reachable state of `cfg` within the model's boundary (no symmetry reduction,
-/// so the states stateright's checker counts with `--no-symmetry`) and replays every enabled
-/// replica action on the implementation, stopping after `max_divergences` divergences.
-///
-/// Depth-first: the stack holds about depth × branching states, where a breadth-first queue
-/// holds a whole level (gigabytes at the default configuration's millions of states). The
-/// visited set keeps 128-bit fingerprints, not states.
-pub fn check_exhaustively(cfg: &MultiConfig, max_divergences: usize) -> Report {
-    let model = multi::model(cfg.clone());
-    let mut report = Report::default();
-    explore(&model, |visit| {
-        match visit {
-            Visit::State(state) => {
-                report.states += 1;
-                for stutter in stutters(&model, state) {
-                    report.record_stutter(stutter, state);
-                }
-            }
-            Visit::Pair {
-                state,
-                action,
-                next,
-            } => {
-                let pair = replay(&model, state, action, next.unwrap_or(state));
-                report.record(pair, state, action);
-                if !report.divergences.is_empty() && report.divergences.len() >= max_divergences {
-                    return ControlFlow::Break(());
-                }
-            }
-        }
-        ControlFlow::Continue(())
-    });
-    report
-}
-
-impl Report {
-    /// Counts one stuttering step; keeps its divergence, if any.
-    fn record_stutter(&mut self, stutter: Stutter, state: &MultiModelState) {
-        self.stutters += 1;
-        if stutter.agrees() {
-            return;
-        }
-        self.divergences.push(Divergence {
-            state: format!("{:?}", View(state.clone())),
-            node: stutter.node,
-            action: stutter.label,
-            expected: stutter.expected,
-            actual: stutter.actual,
-        });
-    }
-
-    /// Counts one (state, action) pair; keeps its divergence, if any.
-    fn record(&mut self, pair: Pair, state: &MultiModelState, action: &ModelAction) {
-        let (node, expected, actual) = match pair {
-            Pair::Client => return self.skipped += 1,
-            Pair::NoStep => return self.no_step += 1,
-            Pair::Replayed {
-                node,
-                expected,
-                actual,
-            } => (node, expected, actual),
-        };
-        self.pairs += 1;
-        if actual.as_ref() == Ok(&expected) {
-            return;
-        }
-        let divergence = Divergence {
-            state: format!("{:?}", View(state.clone())),
-            node,
-            action: format!("{action:?}"),
-            expected,
-            actual,
-        };
-        self.divergences.push(divergence);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::time::Instant;
+    use std::ops::ControlFlow;
 
     use stateright::{Checker, Model};
 
     use super::*;
+    use crate::check::{check_all, explore, Outcome, Visit};
     use paxos_model::multi::MultiBug;
 
     /// One election, one command, one client retry: every rule but the window runs.
@@ -1143,16 +975,19 @@ mod tests {
         }
     }
 
-    fn run(name: &str, cfg: &MultiConfig, max: usize) -> Report {
-        let started = Instant::now();
-        let report = check_exhaustively(cfg, max);
-        eprintln!("{name}: {report} in {:?}", started.elapsed());
-        report
+    fn run(name: &str, cfg: &MultiConfig, max: usize) -> Outcome<MultiModel> {
+        let outcome = check_all(&multi::model(cfg.clone()), max);
+        let c = outcome.counts;
+        eprintln!(
+            "{name}: {} states, {} pairs replayed, {} stuttering steps, {} divergences in {:?}",
+            c.states, c.replayed, c.stutters, c.divergences, outcome.elapsed
+        );
+        outcome
     }
 
-    fn assert_conforms(report: &Report) {
-        assert!(report.pairs > 0, "nothing replayed");
-        if let Some(first) = report.divergences.first() {
+    fn assert_conforms(outcome: &Outcome<MultiModel>) {
+        assert!(outcome.counts.replayed > 0, "nothing replayed");
+        if let Some(first) = outcome.first_divergence() {
             panic!("{first}");
         }
     }
@@ -1217,10 +1052,13 @@ mod tests {
     /// The harness visits exactly the states stateright's checker counts.
     #[test]
     fn the_visited_states_are_the_checkers() {
-        let report = check_exhaustively(&small(), usize::MAX);
+        let outcome = run("small", &small(), usize::MAX);
         let checker = multi::model(small()).checker().spawn_bfs().join();
-        assert_eq!(report.states, checker.unique_state_count());
-        assert_eq!(report.states, 65_434, "specs/results.md, --no-symmetry");
+        assert_eq!(outcome.counts.states, checker.unique_state_count());
+        assert_eq!(
+            outcome.counts.states, 65_434,
+            "specs/results.md, --no-symmetry"
+        );
     }
 
     /// Concretisation and abstraction are inverse on every replica state reached, and the
@@ -1258,10 +1096,10 @@ mod tests {
     fn every_seeded_model_bug_is_a_divergence() {
         let mut missed = Vec::new();
         for bug in MultiBug::ALL {
-            let report = run(bug.name(), &bug.witness_config(), 1);
-            match report.divergences.first() {
+            let outcome = run(bug.name(), &bug.witness_config(), 1);
+            match outcome.first_divergence() {
                 None => missed.push(bug.name()),
-                Some(d) => eprintln!("  n{} {:?} on {}", d.node, d.differences(), d.action),
+                Some(d) => eprintln!("  {d}"),
             }
         }
         assert!(missed.is_empty(), "no divergence for {missed:?}");
@@ -1273,8 +1111,11 @@ mod tests {
     #[test]
     #[ignore = "minutes: the full default configuration"]
     fn every_replica_transition_of_the_default_configuration_matches_the_core() {
-        let report = run("default", &MultiConfig::default(), 10);
-        assert_eq!(report.states, 2_966_505, "specs/results.md, --no-symmetry");
-        assert_conforms(&report);
+        let outcome = run("default", &MultiConfig::default(), 10);
+        assert_eq!(
+            outcome.counts.states, 2_966_505,
+            "specs/results.md, --no-symmetry"
+        );
+        assert_conforms(&outcome);
     }
 }

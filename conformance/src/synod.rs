@@ -8,18 +8,16 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::ops::ControlFlow;
 
 use paxos_model::synod::{
-    self, AcceptorState, LearnerState, Phase as ModelPhase, ProposerState, Role, SynodActor,
-    SynodConfig, SynodModel, SynodModelState, SynodMsg, SynodState, SynodStorage, SynodTimer,
+    AcceptorState, LearnerState, Phase as ModelPhase, ProposerState, Role, SynodActor, SynodConfig,
+    SynodModel, SynodModelState, SynodMsg, SynodState, SynodStorage, SynodTimer,
 };
 use paxos_model::types::{Ballot, IdSet, Value};
 use paxos_protocol::synod::{Acceptor, Durable, Effect, Learner, Message, Phase, Proposer};
 use paxos_protocol::Ballot as ImplBallot;
 use stateright::actor::{Actor, ActorModelAction, Command, Id, Out};
 
-use crate::check::{explore, Visit};
 use crate::{ballot_to_impl, ballot_to_model};
 
 /// An implementation node of any role.
@@ -38,22 +36,6 @@ pub struct StepOutcome {
     pub saved: Option<SynodStorage>,
     pub timer_set: bool,
     pub timer_cancelled: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct Divergence {
-    pub state: String,
-    pub action: String,
-    pub expected: StepOutcome,
-    pub actual: StepOutcome,
-}
-
-/// The result of [`check_exhaustively`].
-#[derive(Clone, Debug, Default)]
-pub struct Report {
-    pub states: usize,
-    pub pairs: usize,
-    pub divergences: Vec<Divergence>,
 }
 
 fn node_id(id: Id) -> u32 {
@@ -338,63 +320,26 @@ pub(crate) fn replay(
     Some((expected, impl_result))
 }
 
-/// Visits every reachable state of `cfg` (breadth-first, no symmetry) and replays every
-/// enabled action on the implementation, stopping after `max_divergences` divergences.
-pub fn check_exhaustively(cfg: SynodConfig, max_divergences: usize) -> Report {
-    let model = synod::model(cfg);
-    let mut report = Report::default();
-    explore(&model, |visit| {
-        let (state, action) = match visit {
-            Visit::State(_) => {
-                report.states += 1;
-                return ControlFlow::Continue(());
-            }
-            Visit::Pair { state, action, .. } => (state, action),
-        };
-        let Some((expected, actual)) = replay(&model, state, action) else {
-            return ControlFlow::Continue(());
-        };
-        report.pairs += 1;
-        if actual.as_ref() != Some(&expected) {
-            report.divergences.push(Divergence {
-                state: format!("{state:?}"),
-                action: format!("{action:?}"),
-                expected: expected.clone(),
-                actual: actual.unwrap_or(StepOutcome {
-                    sends: Vec::new(),
-                    ..expected
-                }),
-            });
-            if report.divergences.len() >= max_divergences {
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
-    });
-    report
-}
-
 #[cfg(test)]
 mod tests {
+    use paxos_model::synod;
+
     use super::*;
+    use crate::check::check_all;
 
     #[test]
     fn every_reachable_transition_of_the_default_synod_matches_the_core() {
-        let report = check_exhaustively(SynodConfig::default(), 1);
+        let outcome = check_all(&synod::model(SynodConfig::default()), 1);
         assert_eq!(
-            report.states, 255_901,
+            outcome.counts.states, 255_901,
             "the model's reachable states, without symmetry"
         );
         // Includes deliveries that change nothing (stateright prunes those from its 1,062,883).
         assert_eq!(
-            report.pairs, 1_493_427,
+            outcome.counts.replayed, 1_493_427,
             "every enabled (state, action) pair"
         );
-        assert!(
-            report.divergences.is_empty(),
-            "{:#?}",
-            &report.divergences[..1]
-        );
+        assert_eq!(outcome.first_divergence(), None);
     }
 
     #[test]
@@ -405,12 +350,9 @@ mod tests {
             crashes: 1,
             ..SynodConfig::default()
         };
-        let report = check_exhaustively(cfg, 1);
-        assert!(
-            report.divergences.is_empty(),
-            "{:#?}",
-            &report.divergences[..1]
-        );
+        let outcome = check_all(&synod::model(cfg), 1);
+        assert!(outcome.counts.replayed > 0);
+        assert_eq!(outcome.first_divergence(), None);
     }
 
     /// Power: the implementation is correct, so replaying any seeded bug's model against it
@@ -428,12 +370,12 @@ mod tests {
                 values: cfg.values.min(2),
                 ..cfg
             };
-            let report = check_exhaustively(cfg, 1);
+            let outcome = check_all(&synod::model(cfg), 1);
             assert_eq!(
-                report.divergences.len(),
+                outcome.found.len(),
                 1,
                 "{bug}: no divergence in {} states",
-                report.states
+                outcome.counts.states
             );
         }
     }

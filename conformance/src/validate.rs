@@ -170,7 +170,8 @@ pub struct Report {
     pub starts: usize,
     /// Transitions validated: steps and starts.
     pub transitions: usize,
-    /// Transitions by kind (`Accept`, `Request`, `Election timeout`, `Recover`, `CatchUp (C3)`, ...).
+    /// Transitions by kind, as the core's trace events name their inputs (`accept`, `request`,
+    /// `tick`, `catch_up`, ...), and `recover` for restarts.
     pub by_kind: BTreeMap<String, usize>,
     /// Peer messages received (each checked to have been sent).
     pub messages_received: usize,
@@ -791,7 +792,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                 ..
             } => {
                 report.starts += 1;
-                *report.by_kind.entry("Recover".into()).or_default() += 1;
+                *report.by_kind.entry("recover".into()).or_default() += 1;
                 let lost = node.records.len();
                 let result =
                     validate_start(&domain, actor, i, node, config, recovered, effects, state);
@@ -983,22 +984,13 @@ fn unperformed_sends_received(nodes: &[Node], received: &[(u32, u32, String)]) -
     rejections
 }
 
+/// The input's kind, named as the core's trace events name it (`Message::kind`).
 fn kind(input: &Input<KvOp>) -> String {
     match input {
-        Input::Message { msg, .. } => match msg {
-            Message::Prepare { .. } => "Prepare",
-            Message::Promise { .. } => "Promise",
-            Message::Nack { .. } => "Nack",
-            Message::Accept { .. } => "Accept",
-            Message::Accepted { .. } => "Accepted",
-            Message::Decide { .. } => "Decide",
-            Message::Status { .. } => "Status (C2)",
-            Message::CatchUp { .. } => "CatchUp (C3)",
-            Message::Heartbeat { .. } => "Heartbeat (H2)",
-        },
-        Input::ClientRequest(_) => "Request",
-        Input::ClientRequests(_) => "Requests",
-        Input::Tick { .. } => "Tick (M1, H1, R1)",
+        Input::Message { msg, .. } => msg.kind(),
+        Input::ClientRequest(_) => "request",
+        Input::ClientRequests(_) => "requests",
+        Input::Tick { .. } => "tick",
     }
     .to_string()
 }

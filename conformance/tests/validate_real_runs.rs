@@ -101,7 +101,7 @@ fn chaos_runs_of_3_and_5_replicas_are_transitions_the_model_allows() {
         assert!(report.passed(), "{}", report.render());
         assert_eq!(report.replicas, nodes as usize);
         assert!(report.starts >= nodes as usize);
-        for kind in ["Request", "Accept", "Accepted", "Decide"] {
+        for kind in ["request", "accept", "accepted", "decide"] {
             assert!(
                 report.by_kind.get(kind).copied().unwrap_or(0) > 0,
                 "no {kind} step validated: {}",
@@ -183,7 +183,7 @@ fn tampered_step_logs_are_rejected() {
         let report = validated(&logs);
         assert!(report.passed(), "{}", report.render());
         let has = |kind: &str| report.by_kind.get(kind).copied().unwrap_or(0) > 0;
-        if report.starts > 3 && has("Accept") && has("Decide") {
+        if report.starts > 3 && has("accept") && has("decide") {
             break;
         }
     }

@@ -1592,19 +1592,7 @@ impl<SM: StateMachine> Replica<SM> {
             "M9 stopped early"
         );
         debug_assert_eq!(self.in_flight, requests_in_flight(state), "in-flight index");
-        let timers = &state.timers;
-        let leading = matches!(state.phase, Phase::Leading { .. });
-        debug_assert_eq!(
-            timers.election_at_ms.is_some(),
-            !leading,
-            "the election timer is armed exactly when not leading"
-        );
-        debug_assert_eq!(timers.heartbeat_at_ms.is_some(), leading, "heartbeat timer");
-        debug_assert_eq!(
-            timers.retransmit_at_ms.is_some(),
-            leading,
-            "retransmit timer"
-        );
+        self.check_timer_invariants();
         match &state.phase {
             Phase::Follower => {
                 debug_assert!(
@@ -1642,6 +1630,23 @@ impl<SM: StateMachine> Replica<SM> {
                 );
             }
         }
+    }
+
+    /// Which timers are armed follows the phase (T).
+    fn check_timer_invariants(&self) {
+        let timers = &self.state.timers;
+        let leading = self.is_leading();
+        debug_assert_eq!(
+            timers.election_at_ms.is_some(),
+            !leading,
+            "the election timer is armed exactly when not leading"
+        );
+        debug_assert_eq!(timers.heartbeat_at_ms.is_some(), leading, "heartbeat timer");
+        debug_assert_eq!(
+            timers.retransmit_at_ms.is_some(),
+            leading,
+            "retransmit timer"
+        );
     }
 
     /// The one trace event of a transition (fields documented in [`crate::multi`]).
