@@ -127,7 +127,10 @@ pub const TIMERS_DUE_MS: Millis = 1;
 /// [`TIMERS_DUE_MS`]; a leader's retransmission covers every slot in flight (the most R1 can
 /// re-send), and no catch-up report has been sent yet.
 fn timers_due(phase: &Phase<u8>) -> Timers {
-    let mut timers = Timers::default();
+    let mut timers = Timers {
+        election_timeout_ms: Timing::default().election_timeout_min_ms,
+        ..Timers::default()
+    };
     match phase {
         Phase::Leading { next_slot, .. } => {
             timers.heartbeat_at_ms = Some(TIMERS_DUE_MS);

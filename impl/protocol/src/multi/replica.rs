@@ -1414,7 +1414,7 @@ impl<SM: StateMachine> Replica<SM> {
             timers.leader_heard = Some((ballot, timers.now_ms));
         }
         if !leading {
-            timers.election_at_ms = Some(timers.election_deadline(&self.config.timing, 0));
+            timers.election_at_ms = Some(timers.election_restart());
         }
     }
 

@@ -121,6 +121,10 @@ pub struct Timers {
     pub now_ms: Millis,
     /// When the election timer fires (M1), unless a leader is heard first.
     pub election_at_ms: Option<Millis>,
+    /// The election delay drawn when the timer was last armed or fired: hearing the leader
+    /// restarts the timer with it, without a new draw (raft-rs keeps its randomized timeout
+    /// the same way), which keeps the per-message cost of a follower at a store.
+    pub election_timeout_ms: Millis,
     /// When the leader's next heartbeat goes out (H1).
     pub heartbeat_at_ms: Option<Millis>,
     /// When the leader next re-sends what is still in flight (R1).
@@ -162,14 +166,22 @@ impl Timers {
         deadline.is_some_and(|at| at <= self.now_ms)
     }
 
-    /// The next election deadline: `now + extra` plus a delay drawn from the election range.
+    /// The next election deadline: `now + extra` plus a delay drawn from the election range,
+    /// which [`Timers::election_restart`] reuses.
     pub fn election_deadline(&mut self, timing: &Timing, extra: Millis) -> Millis {
         let span = timing
             .election_timeout_max_ms
             .saturating_sub(timing.election_timeout_min_ms)
             .max(1);
-        let delay = timing.election_timeout_min_ms + self.next_random() % span;
-        self.now_ms.saturating_add(extra).saturating_add(delay)
+        self.election_timeout_ms = timing.election_timeout_min_ms + self.next_random() % span;
+        self.now_ms
+            .saturating_add(extra)
+            .saturating_add(self.election_timeout_ms)
+    }
+
+    /// The election deadline after the leader was heard: now plus the delay last drawn.
+    pub fn election_restart(&self) -> Millis {
+        self.now_ms.saturating_add(self.election_timeout_ms)
     }
 
     /// SplitMix64: small, fast, and every seed (zero included) gives a full-period sequence.
