@@ -3,9 +3,9 @@
 //! crashes, loss, duplication, hundreds of steps), and every step is applied both to the model
 //! and to a cluster of real implementation replicas that evolve on their own.
 //!
-//! Unlike [`crate::multi::check_exhaustively`], which rebuilds the implementation replica from
-//! the model state before every step, here the implementation's state is never taken from the
-//! model: each replica starts from `Replica::new`, steps only on the inputs the model's actions
+//! Unlike the exhaustive check ([`crate::check::check`]), which rebuilds the implementation
+//! replica from the model state before every step, here the implementation's state is never
+//! taken from the model: each replica starts from `Replica::new`, steps only on the inputs the model's actions
 //! translate to, keeps its durable state as the fold of the records it persisted, and on
 //! `Recover` restarts from that durable state alone. After each step the same three comparisons
 //! are made (state, sends as a multiset, persisted state, plus the election timer). So this
