@@ -5,11 +5,13 @@
 //!
 //! Unlike the exhaustive check ([`crate::check::check`]), which rebuilds the implementation
 //! replica from the model state before every step, here the implementation's state is never
-//! taken from the model: each replica starts from `Replica::new`, steps only on the inputs the model's actions
-//! translate to, keeps its durable state as the fold of the records it persisted, and on
-//! `Recover` restarts from that durable state alone. After each step the same three comparisons
-//! are made (state, sends as a multiset, persisted state, plus the election timer). So this
-//! also catches implementation state the model does not see that changes behaviour later.
+//! taken from the model: each replica starts from `Replica::new`, steps only on the inputs the
+//! model's actions translate to, keeps its durable state as the fold of the records it
+//! persisted, and on `Recover` restarts from that durable state alone. After each step the
+//! same three comparisons are made (state, sends as a multiset, persisted state, plus the
+//! election timer), and in every state the walk reaches the stuttering steps are replayed
+//! ([`crate::multi::stutters`]). So this also catches implementation state the model does not
+//! see that changes behaviour later.
 //!
 //! The model's `always` properties are checked on every state of the walk too, so a walk is
 //! also a deep random test of the model itself.
@@ -180,6 +182,15 @@ impl fmt::Display for Walk {
         for (i, action) in self.trail.iter().enumerate() {
             writeln!(f, "  {:3}. {action}", i + 1)?;
         }
+        let outcomes = |f: &mut fmt::Formatter<'_>,
+                        expected: &StepOutcome,
+                        actual: &Result<StepOutcome, String>| {
+            writeln!(f, "  expected (model): {expected:?}")?;
+            match actual {
+                Ok(actual) => writeln!(f, "  actual (impl):    {actual:?}"),
+                Err(why) => writeln!(f, "  actual (impl):    {why}"),
+            }
+        };
         match &failure.kind {
             FailureKind::Divergence {
                 node,
@@ -187,11 +198,7 @@ impl fmt::Display for Walk {
                 actual,
             } => {
                 writeln!(f, "replica n{node} diverges")?;
-                writeln!(f, "  expected (model): {expected:?}")?;
-                match &**actual {
-                    Ok(actual) => writeln!(f, "  actual (impl):    {actual:?}"),
-                    Err(why) => writeln!(f, "  actual (impl):    {why}"),
-                }
+                outcomes(f, expected, actual)
             }
             FailureKind::Stutter {
                 node,
@@ -200,11 +207,7 @@ impl fmt::Display for Walk {
                 actual,
             } => {
                 writeln!(f, "replica n{node}: the stuttering step {step} diverges")?;
-                writeln!(f, "  expected (model): {expected:?}")?;
-                match &**actual {
-                    Ok(actual) => writeln!(f, "  actual (impl):    {actual:?}"),
-                    Err(why) => writeln!(f, "  actual (impl):    {why}"),
-                }
+                outcomes(f, expected, actual)
             }
             FailureKind::PropertyViolated(name) => writeln!(f, "model property {name:?} fails"),
             FailureKind::Startup(why) => writeln!(f, "{why}"),

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use paxos_impl::multi::{ClientId, Command, Durable, Entry, KvOp, Message, Record};
 use paxos_impl::runtime::auth::PeerSecret;
-use paxos_impl::runtime::client::{http_client, Client, Op};
+use paxos_impl::runtime::client::{http_client, Client};
 use paxos_impl::runtime::config::{ClusterConfig, LOOPBACK_SECRET_FILE};
 use paxos_impl::runtime::wire::{self, FrameError, Hello, HelloProof, HelloReply, PeerMsg};
 use paxos_impl::runtime::{serve, ServeOptions};
@@ -507,7 +507,7 @@ fn the_client_api_answers_hostile_requests_with_client_errors_and_keeps_every_wr
             u64::MAX,
         )
         .expect("client");
-        let put = Op::Put {
+        let put = KvOp::Put {
             key: "kept".into(),
             value: "before the garbage".into(),
         };
@@ -548,7 +548,7 @@ fn the_client_api_answers_hostile_requests_with_client_errors_and_keeps_every_wr
     result.expect("every hostile request got a client error or success");
 
     runtime.block_on(async {
-        let get = Op::Get { key: "kept".into() };
+        let get = KvOp::Get { key: "kept".into() };
         let read = tokio::time::timeout(Duration::from_secs(20), client.execute(&get))
             .await
             .expect("read after the garbage in time")

@@ -5,7 +5,8 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use paxos_impl::runtime::client::{fetch_json, http_client, Client, Op};
+use paxos_impl::multi::KvOp;
+use paxos_impl::runtime::client::{fetch_json, http_client, Client};
 
 const EXE: &str = env!("CARGO_BIN_EXE_paxos-node");
 
@@ -183,12 +184,12 @@ fn cluster_starts_serves_and_stops_on_ctrl_c() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let mut client = Client::new(http, &endpoints, 5).expect("client");
-            let put = Op::Put {
+            let put = KvOp::Put {
                 key: "greeting".into(),
                 value: "hello".into(),
             };
             client.execute(&put).await.expect("put");
-            let get = Op::Get {
+            let get = KvOp::Get {
                 key: "greeting".into(),
             };
             client.execute(&get).await.expect("get").value

@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use paxos_impl::multi::KvOp;
 use paxos_impl::multi::Message;
 use paxos_impl::runtime::auth::{self, PeerSecret, Transcript};
-use paxos_impl::runtime::client::{
-    fetch_json, fetch_metrics, http_client, Client, ClientError, Op,
-};
+use paxos_impl::runtime::client::{fetch_json, fetch_metrics, http_client, Client, ClientError};
 use paxos_impl::runtime::config::{ClusterConfig, LOOPBACK_SECRET_FILE};
 use paxos_impl::runtime::node::LocalValue;
 use paxos_impl::runtime::wire::{self, Hello, HelloProof, HelloReply, PeerMsg, MAGIC};
@@ -187,7 +186,7 @@ fn writes_are_acknowledged_and_readable_from_every_node() {
         wait_for_leader(&cluster, &[0, 1, 2]).await;
         let mut writer = client(&cluster.endpoints(), 1);
         for i in 0..20 {
-            let op = Op::Put {
+            let op = KvOp::Put {
                 key: format!("key{i}"),
                 value: format!("value{i}"),
             };
@@ -198,7 +197,7 @@ fn writes_are_acknowledged_and_readable_from_every_node() {
             let mut reader = client(&[cluster.endpoint(id)], 100 + u64::from(id));
             for i in 0..20 {
                 let reply = reader
-                    .execute(&Op::Get {
+                    .execute(&KvOp::Get {
                         key: format!("key{i}"),
                     })
                     .await
@@ -223,7 +222,7 @@ fn writes_are_acknowledged_and_readable_from_every_node() {
             }
         }
         // Compare-and-swap and delete.
-        let cas = |expected: &str, new: &str| Op::Cas {
+        let cas = |expected: &str, new: &str| KvOp::Cas {
             key: "key0".into(),
             expected: Some(expected.into()),
             new: Some(new.into()),
@@ -236,18 +235,18 @@ fn writes_are_acknowledged_and_readable_from_every_node() {
             (Some(false), Some("next"))
         );
         let deleted = writer
-            .execute(&Op::Delete { key: "key0".into() })
+            .execute(&KvOp::Delete { key: "key0".into() })
             .await
             .expect("delete");
         assert_eq!(deleted.value.as_deref(), Some("next"));
         let gone = writer
-            .execute(&Op::Get { key: "key0".into() })
+            .execute(&KvOp::Get { key: "key0".into() })
             .await
             .expect("get");
         assert_eq!(gone.value, None);
 
         // A request above request_bytes_max is refused, and the service goes on.
-        let huge = Op::Put {
+        let huge = KvOp::Put {
             key: "huge".into(),
             value: "x".repeat(2 << 20),
         };
@@ -256,7 +255,7 @@ fn writes_are_acknowledged_and_readable_from_every_node() {
             matches!(refused, Err(ClientError::Refused { status: 413, .. })),
             "{refused:?}"
         );
-        let after = writer.execute(&Op::Get { key: "huge".into() }).await;
+        let after = writer.execute(&KvOp::Get { key: "huge".into() }).await;
         assert_eq!(after.expect("get after a refused request").value, None);
 
         // A retry with the same (client, seq) is executed once: replay seq 1 of client 1
@@ -283,7 +282,7 @@ fn writes_are_acknowledged_and_readable_from_every_node() {
             "stale seq refused"
         );
         let still_gone = writer
-            .execute(&Op::Get { key: "key0".into() })
+            .execute(&KvOp::Get { key: "key0".into() })
             .await
             .expect("get");
         assert_eq!(still_gone.value, None);
@@ -332,7 +331,7 @@ fn leader_killed_under_load_fails_over_without_losing_acknowledged_writes() {
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let (key, value) = (format!("w{w}-{n}"), format!("v{n}"));
-                    let op = Op::Put {
+                    let op = KvOp::Put {
                         key: key.clone(),
                         value: value.clone(),
                     };
@@ -387,7 +386,7 @@ fn leader_killed_under_load_fails_over_without_losing_acknowledged_writes() {
         let mut reader = client(&survivor_endpoints, 99);
         for (key, value, _) in &acked {
             let reply = reader
-                .execute(&Op::Get { key: key.clone() })
+                .execute(&KvOp::Get { key: key.clone() })
                 .await
                 .expect("get");
             assert_eq!(
@@ -601,13 +600,13 @@ fn garbage_frames_and_strangers_are_refused_without_harm() {
         // The node still serves, and its metrics and log say what happened.
         assert!(cluster.is_running(1));
         let mut writer = client(&[cluster.endpoint(1)], 7);
-        let op = Op::Put {
+        let op = KvOp::Put {
             key: "after".into(),
             value: "ok".into(),
         };
         writer.execute(&op).await.expect("put after the garbage");
         let read = writer
-            .execute(&Op::Get {
+            .execute(&KvOp::Get {
                 key: "after".into(),
             })
             .await
@@ -641,7 +640,7 @@ fn five_replicas_keep_serving_with_two_down() {
         let leader = wait_for_leader(&cluster, &[0, 1, 2, 3, 4]).await;
         let mut writer = client(&cluster.endpoints(), 3);
         writer.op_timeout = Duration::from_secs(20);
-        let put = |i: u32| Op::Put {
+        let put = |i: u32| KvOp::Put {
             key: format!("five{i}"),
             value: format!("v{i}"),
         };
@@ -663,7 +662,7 @@ fn five_replicas_keep_serving_with_two_down() {
         let new_leader = wait_for_leader(&cluster, &survivors).await;
         assert!(survivors.contains(&new_leader));
         for i in 0..20 {
-            let get = Op::Get {
+            let get = KvOp::Get {
                 key: format!("five{i}"),
             };
             let reply = writer.execute(&get).await.expect("get");

@@ -8,26 +8,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::http::{ApiError, ApiReply, CasBody, PutBody};
-
-/// One operation on the store.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
-    Put {
-        key: String,
-        value: String,
-    },
-    Get {
-        key: String,
-    },
-    Delete {
-        key: String,
-    },
-    Cas {
-        key: String,
-        expected: Option<String>,
-        new: Option<String>,
-    },
-}
+use crate::multi::KvOp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -132,7 +113,7 @@ impl Client {
     }
 
     /// Issues `op` with the next sequence number, retrying it (same number) until answered.
-    pub async fn execute(&mut self, op: &Op) -> Result<ApiReply, ClientError> {
+    pub async fn execute(&mut self, op: &KvOp) -> Result<ApiReply, ClientError> {
         self.seq += 1;
         let started = Instant::now();
         let mut target = self.current.clone().unwrap_or_else(|| self.rotate());
@@ -188,11 +169,11 @@ impl Client {
         Ok(url)
     }
 
-    async fn attempt(&self, base: &str, op: &Op) -> Result<Attempt, ClientError> {
+    async fn attempt(&self, base: &str, op: &KvOp) -> Result<Attempt, ClientError> {
         let (client_id, seq) = (self.client_id, self.seq);
         let tag = [("client_id", client_id), ("seq", seq)];
         let request = match op {
-            Op::Put { key, value } => {
+            KvOp::Put { key, value } => {
                 let body = PutBody {
                     value: value.clone(),
                     client_id,
@@ -202,15 +183,15 @@ impl Client {
                     .put(self.url(base, &["v1", "kv", key])?)
                     .json(&body)
             }
-            Op::Get { key } => self
+            KvOp::Get { key } => self
                 .http
                 .get(self.url(base, &["v1", "kv", key])?)
                 .query(&tag),
-            Op::Delete { key } => self
+            KvOp::Delete { key } => self
                 .http
                 .delete(self.url(base, &["v1", "kv", key])?)
                 .query(&tag),
-            Op::Cas { key, expected, new } => {
+            KvOp::Cas { key, expected, new } => {
                 let body = CasBody {
                     expected: expected.clone(),
                     new: new.clone(),

@@ -59,8 +59,9 @@ pub struct ServeOptions {
     pub step_log: Option<PathBuf>,
 }
 
-/// Deliberate runtime bugs (see [`ServeOptions::seeded_bug`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// Deliberate runtime bugs (see [`ServeOptions::seeded_bug`]), named on the command line by
+/// [`SeededBug::name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SeededBug {
     /// A node that believes it leads answers `GET` from its own applied state instead of
     /// through the log: a deposed leader that has not heard of its successor serves stale
@@ -78,6 +79,32 @@ pub enum SeededBug {
 }
 
 impl SeededBug {
+    pub const ALL: [SeededBug; 4] = [
+        SeededBug::StaleLeaderReads,
+        SeededBug::QuorumOneShort,
+        SeededBug::ApplyOutOfOrder,
+        SeededBug::IgnoreClientTable,
+    ];
+
+    /// The name `--seeded-bug` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            SeededBug::StaleLeaderReads => "stale-leader-reads",
+            SeededBug::QuorumOneShort => "quorum-one-short",
+            SeededBug::ApplyOutOfOrder => "apply-out-of-order",
+            SeededBug::IgnoreClientTable => "ignore-client-table",
+        }
+    }
+
+    /// The bug named `name`, or an error listing the names.
+    pub fn from_name(name: &str) -> Result<Self, String> {
+        let names = || Self::ALL.map(Self::name).join(", ");
+        Self::ALL
+            .into_iter()
+            .find(|bug| bug.name() == name)
+            .ok_or_else(|| format!("no seeded bug {name:?}; the bugs are {}", names()))
+    }
+
     /// The core mutant this bug switches on in every step, if it is one.
     pub fn core_mutant(self) -> Option<crate::multi::mutants::Mutant> {
         use crate::multi::mutants::Mutant;
@@ -328,4 +355,21 @@ pub async fn serve(
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeededBug;
+
+    #[test]
+    fn seeded_bugs_are_named_on_the_command_line_and_back() {
+        for bug in SeededBug::ALL {
+            assert_eq!(SeededBug::from_name(bug.name()), Ok(bug));
+        }
+        let refused = SeededBug::from_name("no-such-bug").expect_err("refused");
+        assert!(
+            refused.contains("stale-leader-reads, quorum-one-short"),
+            "{refused}"
+        );
+    }
 }

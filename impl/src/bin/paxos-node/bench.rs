@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
-use paxos_impl::runtime::client::{fetch_json, fetch_metrics, http_client, Client, Op};
+use paxos_impl::multi::KvOp;
+use paxos_impl::runtime::client::{fetch_json, fetch_metrics, http_client, Client};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -201,7 +202,7 @@ enum Backend {
 }
 
 impl Backend {
-    async fn execute(&mut self, op: &Op) -> Result<(), String> {
+    async fn execute(&mut self, op: &KvOp) -> Result<(), String> {
         match self {
             Backend::Paxos(client) => client
                 .execute(op)
@@ -244,13 +245,13 @@ impl EtcdClient {
         })
     }
 
-    async fn execute(&mut self, op: &Op) -> Result<(), String> {
+    async fn execute(&mut self, op: &KvOp) -> Result<(), String> {
         let (url, body) = match op {
-            Op::Put { key, value } => (
+            KvOp::Put { key, value } => (
                 &self.put_url,
                 serde_json::json!({ "key": base64(key.as_bytes()), "value": base64(value.as_bytes()) }),
             ),
-            Op::Get { key } => (
+            KvOp::Get { key } => (
                 &self.range_url,
                 serde_json::json!({ "key": base64(key.as_bytes()) }),
             ),
@@ -308,15 +309,15 @@ impl Worker {
         while Instant::now() < until {
             let key = format!("k{}", self.rng.random_range(0..self.keys));
             let op = if self.rng.random_bool(self.read_ratio) {
-                Op::Get { key }
+                KvOp::Get { key }
             } else {
-                Op::Put {
+                KvOp::Put {
                     key,
                     value: self.value.clone(),
                 }
             };
             let t0 = Instant::now();
-            let write = matches!(op, Op::Put { .. });
+            let write = matches!(op, KvOp::Put { .. });
             match self.client.execute(&op).await {
                 Ok(()) => {
                     let micros = t0.elapsed().as_micros().max(1) as u64;

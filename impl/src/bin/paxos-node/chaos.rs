@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use crate::history::{self, History, KvAnswer, KvCall, Operation, Outcome, Verdict};
 use clap::{Args, ValueEnum};
+use paxos_impl::multi::KvOp;
 use paxos_impl::runtime::auth::PeerSecret;
-use paxos_impl::runtime::client::{http_client, Client, ClientError, Op};
+use paxos_impl::runtime::client::{http_client, Client, ClientError};
 use paxos_impl::runtime::config::{ClusterConfig, Limits};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -96,7 +97,7 @@ pub struct ChaosArgs {
     /// Start the replicas with a deliberate bug (builds with the `mutants` feature only): the
     /// run must then fail.
     #[cfg(feature = "mutants")]
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = paxos_impl::runtime::SeededBug::from_name)]
     pub seeded_bug: Option<paxos_impl::runtime::SeededBug>,
 }
 
@@ -332,10 +333,7 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
     });
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     #[cfg(feature = "mutants")]
-    let seeded_bug = args
-        .seeded_bug
-        .and_then(|bug| bug.to_possible_value())
-        .map(|v| v.get_name().to_string());
+    let seeded_bug = args.seeded_bug.map(|bug| bug.name().to_string());
     #[cfg(not(feature = "mutants"))]
     let seeded_bug: Option<String> = None;
     say!(
@@ -711,19 +709,19 @@ fn ns_since(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn to_call(op: &Op) -> KvCall {
+fn to_call(op: &KvOp) -> KvCall {
     match op.clone() {
-        Op::Put { key, value } => KvCall::Put { key, value },
-        Op::Get { key } => KvCall::Get { key },
-        Op::Delete { key } => KvCall::Delete { key },
-        Op::Cas { key, expected, new } => KvCall::Cas { key, expected, new },
+        KvOp::Put { key, value } => KvCall::Put { key, value },
+        KvOp::Get { key } => KvCall::Get { key },
+        KvOp::Delete { key } => KvCall::Delete { key },
+        KvOp::Cas { key, expected, new } => KvCall::Cas { key, expected, new },
     }
 }
 
 /// Executes `op` and records it.
 async fn record(
     client: &mut Client,
-    op: &Op,
+    op: &KvOp,
     started: Instant,
     history: &Mutex<History>,
 ) -> Outcome {
@@ -816,26 +814,26 @@ async fn run_client(
         let dice = rng.random_range(0..100u32);
         let write = (dice - dice.min(reads_percent)) * 100 / (100 - reads_percent).max(1);
         let op = match write {
-            _ if dice < reads_percent => Op::Get { key: key.clone() },
-            0..60 => Op::Put {
+            _ if dice < reads_percent => KvOp::Get { key: key.clone() },
+            0..60 => KvOp::Put {
                 key: key.clone(),
                 value,
             },
-            60..85 => Op::Cas {
+            60..85 => KvOp::Cas {
                 key: key.clone(),
                 expected: last_seen.get(&key).cloned().flatten(),
                 new: Some(value),
             },
-            _ => Op::Delete { key: key.clone() },
+            _ => KvOp::Delete { key: key.clone() },
         };
         match record(&mut client, &op, started, &history).await {
             Outcome::Answered { answer, .. } => {
                 let now = match &op {
-                    Op::Get { .. } => answer.value,
-                    Op::Put { value, .. } => Some(value.clone()),
-                    Op::Delete { .. } => None,
-                    Op::Cas { new, .. } if answer.swapped == Some(true) => new.clone(),
-                    Op::Cas { .. } => answer.value,
+                    KvOp::Get { .. } => answer.value,
+                    KvOp::Put { value, .. } => Some(value.clone()),
+                    KvOp::Delete { .. } => None,
+                    KvOp::Cas { new, .. } if answer.swapped == Some(true) => new.clone(),
+                    KvOp::Cas { .. } => answer.value,
                 };
                 last_seen.insert(key, now);
             }
@@ -867,7 +865,7 @@ async fn final_reads(
     };
     client.op_timeout = timeout;
     for k in 0..keys.max(1) {
-        let op = Op::Get {
+        let op = KvOp::Get {
             key: format!("k{k}"),
         };
         record(&mut client, &op, started, history).await;

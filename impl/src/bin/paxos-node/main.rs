@@ -23,8 +23,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use paxos_impl::multi::KvOp;
 use paxos_impl::runtime::auth::PeerSecret;
-use paxos_impl::runtime::client::{fetch_json, http_client, Client, Op};
+use paxos_impl::runtime::client::{fetch_json, http_client, Client};
 use paxos_impl::runtime::config::ClusterConfig;
 use paxos_impl::runtime::{serve, ServeError, ServeOptions};
 use tracing_subscriber::EnvFilter;
@@ -113,7 +114,7 @@ enum Command {
         /// Run with a deliberate bug, to show the chaos harness catches it (builds with the
         /// `mutants` feature only).
         #[cfg(feature = "mutants")]
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = paxos_impl::runtime::SeededBug::from_name)]
         seeded_bug: Option<paxos_impl::runtime::SeededBug>,
         /// Append every transition of the protocol core to this file as JSON lines
         /// (`paxos-steps/3`) for `paxos-conform validate`. Each line holds the replica's whole
@@ -289,9 +290,9 @@ async fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Put { key, value, target } => client_op(&target, Op::Put { key, value }).await,
-        Command::Get { key, target } => client_op(&target, Op::Get { key }).await,
-        Command::Delete { key, target } => client_op(&target, Op::Delete { key }).await,
+        Command::Put { key, value, target } => client_op(&target, KvOp::Put { key, value }).await,
+        Command::Get { key, target } => client_op(&target, KvOp::Get { key }).await,
+        Command::Delete { key, target } => client_op(&target, KvOp::Delete { key }).await,
         Command::Cas {
             key,
             old,
@@ -299,7 +300,7 @@ async fn run(cli: Cli) -> ExitCode {
             target,
         } => {
             let absent_if_empty = |s: String| (!s.is_empty()).then_some(s);
-            let op = Op::Cas {
+            let op = KvOp::Cas {
                 key,
                 expected: absent_if_empty(old),
                 new: absent_if_empty(new),
@@ -361,7 +362,7 @@ pub fn random_client_id() -> u64 {
     rand::random::<u64>() >> 11
 }
 
-async fn client_op(target: &Target, op: Op) -> ExitCode {
+async fn client_op(target: &Target, op: KvOp) -> ExitCode {
     let http = match http_client(Duration::from_secs(5)) {
         Ok(http) => http,
         Err(e) => return fail(e),
