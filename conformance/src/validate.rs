@@ -375,10 +375,7 @@ impl Domain {
     }
 
     fn entry(&self, e: &Entry<KvOp>) -> Result<Entry<u8>, String> {
-        Ok(match e {
-            Entry::Noop => Entry::Noop,
-            Entry::Command(c) => Entry::Command(self.command(c)?),
-        })
+        e.try_map_command(|c| self.command(c))
     }
 
     fn votes(
@@ -390,69 +387,8 @@ impl Domain {
             .collect()
     }
 
-    fn entries(&self, entries: &[Entry<KvOp>]) -> Result<Vec<Entry<u8>>, String> {
-        entries.iter().map(|e| self.entry(e)).collect()
-    }
-
     fn message(&self, m: &Message<KvOp>) -> Result<Message<u8>, String> {
-        Ok(match m {
-            Message::Prepare { ballot } => Message::Prepare { ballot: *ballot },
-            Message::Promise { ballot, accepted } => Message::Promise {
-                ballot: *ballot,
-                accepted: accepted
-                    .iter()
-                    .map(|(s, b, e)| Ok((*s, *b, self.entry(e)?)))
-                    .collect::<Result<_, String>>()?,
-            },
-            Message::Nack { ballot, promised } => Message::Nack {
-                ballot: *ballot,
-                promised: *promised,
-            },
-            Message::Accept {
-                ballot,
-                slot,
-                entries,
-            } => Message::Accept {
-                ballot: *ballot,
-                slot: *slot,
-                entries: self.entries(entries)?,
-            },
-            Message::Accepted {
-                ballot,
-                slot,
-                count,
-            } => Message::Accepted {
-                ballot: *ballot,
-                slot: *slot,
-                count: *count,
-            },
-            Message::Decide { slot, entries } => Message::Decide {
-                slot: *slot,
-                entries: self.entries(entries)?,
-            },
-            Message::Status { applied } => Message::Status { applied: *applied },
-            Message::CatchUp {
-                ballot,
-                entries,
-                all_applied,
-            } => Message::CatchUp {
-                ballot: *ballot,
-                entries: entries
-                    .iter()
-                    .map(|(s, e)| Ok((*s, self.entry(e)?)))
-                    .collect::<Result<_, String>>()?,
-                all_applied: *all_applied,
-            },
-            Message::Heartbeat {
-                ballot,
-                applied,
-                all_applied,
-            } => Message::Heartbeat {
-                ballot: *ballot,
-                applied: *applied,
-                all_applied: *all_applied,
-            },
-        })
+        m.try_map_commands(|c| self.command(c))
     }
 
     fn record(&self, r: &Record<KvOp>) -> Result<Record<u8>, String> {

@@ -61,6 +61,18 @@ impl<Op> Entry<Op> {
             Entry::Command(command) => Some(command),
         }
     }
+
+    /// The same entry with its command mapped by `f` (for reading one state machine's log as
+    /// another's, as trace validation reads the key-value service's as the model's).
+    pub fn try_map_command<B, E>(
+        &self,
+        f: impl FnOnce(&Command<Op>) -> Result<Command<B>, E>,
+    ) -> Result<Entry<B>, E> {
+        Ok(match self {
+            Entry::Noop => Entry::Noop,
+            Entry::Command(command) => Entry::Command(f(command)?),
+        })
+    }
 }
 
 /// A vote as carried in a Promise: the acceptor accepted `entry` at `ballot` in `slot`.
@@ -121,6 +133,73 @@ pub enum Message<Op> {
 }
 
 impl<Op> Message<Op> {
+    /// The same message with every entry's command mapped by `f`, in order; the first error
+    /// stops it ([`Entry::try_map_command`]).
+    pub fn try_map_commands<B, E>(
+        &self,
+        mut f: impl FnMut(&Command<Op>) -> Result<Command<B>, E>,
+    ) -> Result<Message<B>, E> {
+        let mut entry = |e: &Entry<Op>| e.try_map_command(&mut f);
+        Ok(match self {
+            Message::Prepare { ballot } => Message::Prepare { ballot: *ballot },
+            Message::Promise { ballot, accepted } => Message::Promise {
+                ballot: *ballot,
+                accepted: accepted
+                    .iter()
+                    .map(|(s, b, e)| Ok((*s, *b, entry(e)?)))
+                    .collect::<Result<_, E>>()?,
+            },
+            Message::Nack { ballot, promised } => Message::Nack {
+                ballot: *ballot,
+                promised: *promised,
+            },
+            Message::Accept {
+                ballot,
+                slot,
+                entries,
+            } => Message::Accept {
+                ballot: *ballot,
+                slot: *slot,
+                entries: entries.iter().map(entry).collect::<Result<_, E>>()?,
+            },
+            Message::Accepted {
+                ballot,
+                slot,
+                count,
+            } => Message::Accepted {
+                ballot: *ballot,
+                slot: *slot,
+                count: *count,
+            },
+            Message::Decide { slot, entries } => Message::Decide {
+                slot: *slot,
+                entries: entries.iter().map(entry).collect::<Result<_, E>>()?,
+            },
+            Message::Status { applied } => Message::Status { applied: *applied },
+            Message::CatchUp {
+                ballot,
+                entries,
+                all_applied,
+            } => Message::CatchUp {
+                ballot: *ballot,
+                entries: entries
+                    .iter()
+                    .map(|(s, e)| Ok((*s, entry(e)?)))
+                    .collect::<Result<_, E>>()?,
+                all_applied: *all_applied,
+            },
+            Message::Heartbeat {
+                ballot,
+                applied,
+                all_applied,
+            } => Message::Heartbeat {
+                ballot: *ballot,
+                applied: *applied,
+                all_applied: *all_applied,
+            },
+        })
+    }
+
     /// The message's kind as trace events and reports name it.
     pub fn kind(&self) -> &'static str {
         match self {

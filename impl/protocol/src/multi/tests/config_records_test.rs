@@ -144,3 +144,50 @@ fn client_ids_read_as_client_and_number() {
     assert_eq!(format!("{:?}", ClientId(7)), "client7");
     assert_eq!(ClientId(42).to_string(), "client42");
 }
+
+/// Reading one state machine's messages as another's maps every command, wherever it sits,
+/// and stops at the first that does not map.
+#[test]
+fn messages_map_every_command_and_stop_at_the_first_that_does_not_map() {
+    let relabel = |c: &Command<u32>| -> Result<Command<String>, u32> {
+        match c.op {
+            999 => Err(c.op),
+            op => Ok(Command {
+                client: c.client,
+                seq: c.seq,
+                op: op.to_string(),
+            }),
+        }
+    };
+    let strings = |e: &Entry<u32>| e.try_map_command(relabel).unwrap();
+    let promise = Message::Promise {
+        ballot: b(2, 1),
+        accepted: vec![(0, b(1, 0), c(1, 1)), (3, b(1, 0), Entry::Noop)],
+    };
+    assert_eq!(
+        promise.try_map_commands(relabel),
+        Ok(Message::Promise {
+            ballot: b(2, 1),
+            accepted: vec![(0, b(1, 0), strings(&c(1, 1))), (3, b(1, 0), Entry::Noop)],
+        })
+    );
+    let run = accept_run(b(1, 0), 4, vec![c(2, 1), c(3, 1)]);
+    let Ok(Message::Accept { entries, .. }) = run.try_map_commands(relabel) else {
+        panic!("an Accept maps to an Accept");
+    };
+    assert_eq!(entries, vec![strings(&c(2, 1)), strings(&c(3, 1))]);
+    let bad = Command {
+        client: ClientId(9),
+        seq: 1,
+        op: 999,
+    };
+    let catch_up = Message::CatchUp {
+        ballot: b(1, 0),
+        entries: vec![(0, c(1, 1)), (1, Entry::Command(bad)), (2, c(2, 1))],
+        all_applied: 0,
+    };
+    assert_eq!(catch_up.try_map_commands(relabel), Err(999));
+    let heartbeat = heartbeat(b(1, 0), 3);
+    let mapped: Message<String> = heartbeat.try_map_commands(relabel).unwrap();
+    assert_eq!(mapped.kind(), "heartbeat");
+}
