@@ -41,9 +41,17 @@ fn bounded<F: std::future::Future<Output = ()>>(limit: Duration, test: F) {
     });
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+/// `count` distinct free loopback ports. Every listener is held until all are chosen: one
+/// dropped at once lets the kernel hand the same port out again (seen in CI: "address
+/// 127.0.0.1:34615 is used twice").
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
 }
 
 struct TestCluster {
@@ -57,7 +65,10 @@ impl TestCluster {
     fn start(n: u32) -> TestCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
-        let addresses = (0..n).map(|_| (loopback(free_port()), loopback(free_port())));
+        let ports = free_ports(2 * n as usize);
+        let addresses = ports
+            .chunks(2)
+            .map(|pair| (loopback(pair[0]), loopback(pair[1])));
         let config = ClusterConfig::with_addresses("test", addresses);
         config.validate().expect("valid config");
         let config_path = dir.path().join("cluster.toml");
