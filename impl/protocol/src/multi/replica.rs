@@ -687,8 +687,7 @@ impl<SM: StateMachine> Replica<SM> {
             }
             let transition = self.on_election_timeout(out);
             // The timer runs on after it fires, until the replica leads.
-            let timers = &mut self.state.timers;
-            timers.election_at_ms = Some(timers.election_deadline(&self.config.timing, 0));
+            self.arm_election(0);
             return transition;
         }
         let mut rule = Rule::None;
@@ -725,7 +724,7 @@ impl<SM: StateMachine> Replica<SM> {
         };
         let below = std::mem::replace(&mut self.state.timers.retransmit_below, *next_slot);
         let ballot = self.ballot();
-        let sent_before = out.sent();
+        let mut resent = false;
         for to in self.config.others() {
             let mut runs = Runs::new();
             let mut send_run = |run: Option<(Slot, Vec<Entry<SM::Op>>)>| {
@@ -736,6 +735,7 @@ impl<SM: StateMachine> Replica<SM> {
                         entries,
                     };
                     out.push(send(to, accept));
+                    resent = true;
                 }
             };
             for (slot, voters) in votes.range(..below) {
@@ -748,7 +748,7 @@ impl<SM: StateMachine> Replica<SM> {
             }
             send_run(runs.finish());
         }
-        out.sent() > sent_before
+        resent
     }
 
     /// H2: a heartbeat from the leader at `ballot`, at or above the promise, restarts the
@@ -785,7 +785,7 @@ impl<SM: StateMachine> Replica<SM> {
             }
         };
         let behind = applied > own;
-        if !paced || !(behind || news) || ballot.node == self.config.id {
+        if !paced || !(behind || news) {
             return Transition::new(Rule::H2, "heartbeat").ballot(ballot);
         }
         timers.status_sent = Some((timers.now_ms, own));
@@ -1373,11 +1373,14 @@ impl<SM: StateMachine> Replica<SM> {
         if self.is_leading() {
             self.arm_leader_timers();
         } else {
-            let timing = &self.config.timing;
-            let timers = &mut self.state.timers;
-            let deadline = timers.election_deadline(timing, timing.election_timeout_max_ms);
-            timers.election_at_ms = Some(deadline);
+            self.arm_election(self.config.timing.election_timeout_max_ms);
         }
+    }
+
+    /// Arms the election timer at `now + extra` plus a newly drawn delay.
+    fn arm_election(&mut self, extra: Millis) {
+        let timers = &mut self.state.timers;
+        timers.election_at_ms = Some(timers.election_deadline(&self.config.timing, extra));
     }
 
     /// After every step: the election timer is armed exactly when the replica does not lead,
@@ -1389,7 +1392,7 @@ impl<SM: StateMachine> Replica<SM> {
                 let timers = &mut self.state.timers;
                 timers.heartbeat_at_ms = None;
                 timers.retransmit_at_ms = None;
-                timers.election_at_ms = Some(timers.election_deadline(&self.config.timing, 0));
+                self.arm_election(0);
             }
             _ => {}
         }
