@@ -19,13 +19,16 @@ use paxos_impl::multi::{ClientId, Command, Durable, Entry, KvOp, Message, Record
 use paxos_impl::runtime::auth::PeerSecret;
 use paxos_impl::runtime::client::{http_client, Client};
 use paxos_impl::runtime::config::{ClusterConfig, LOOPBACK_SECRET_FILE};
-use paxos_impl::runtime::wire::{self, FrameError, Hello, HelloProof, HelloReply, PeerMsg};
+use paxos_impl::runtime::wire::{self, FrameError, Hello, HelloProof, HelloReply};
 use paxos_impl::runtime::{serve, ServeOptions};
 use paxos_impl::storage::{ReplicaLog, ReplicaLogOptions, WalOptions};
 use paxos_impl::Ballot;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// The key-value service's peer messages.
+type PeerMsg = wire::PeerMsg<paxos_impl::multi::KvOp>;
 
 const FRAME_MAX: u32 = 1 << 16;
 

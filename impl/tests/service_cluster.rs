@@ -15,10 +15,13 @@ use paxos_impl::multi::Message;
 use paxos_impl::runtime::auth::{self, PeerSecret, Transcript};
 use paxos_impl::runtime::client::{fetch_json, fetch_metrics, http_client, Client, ClientError};
 use paxos_impl::runtime::config::{ClusterConfig, LOOPBACK_SECRET_FILE};
-use paxos_impl::runtime::node::LocalValue;
-use paxos_impl::runtime::wire::{self, Hello, HelloProof, HelloReply, PeerMsg, MAGIC};
+use paxos_impl::runtime::http::LocalValue;
+use paxos_impl::runtime::wire::{self, Hello, HelloProof, HelloReply, MAGIC};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// The key-value service's peer messages.
+type PeerMsg = wire::PeerMsg<paxos_impl::multi::KvOp>;
 
 const EXE: &str = env!("CARGO_BIN_EXE_paxos-node");
 

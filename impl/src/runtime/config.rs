@@ -281,14 +281,19 @@ impl ClusterConfig {
         self.initial_leader.or(lowest).unwrap_or(0)
     }
 
+    /// Node `id`, or an error naming the nodes there are.
+    pub fn member(&self, id: NodeId) -> Result<&NodeConfig, ConfigError> {
+        self.node(id).ok_or_else(|| {
+            let ids: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
+            invalid(format!(
+                "--id {id} is not a node of this cluster (nodes: {ids:?})"
+            ))
+        })
+    }
+
     /// The core's configuration for replica `id`.
     pub fn core_config(&self, id: NodeId) -> Result<CoreConfig, ConfigError> {
-        if self.node(id).is_none() {
-            let ids: Vec<NodeId> = self.nodes.iter().map(|n| n.id).collect();
-            return Err(invalid(format!(
-                "--id {id} is not a node of this cluster (nodes: {ids:?})"
-            )));
-        }
+        self.member(id)?;
         let config = CoreConfig {
             id,
             replicas: self.nodes.iter().map(|n| n.id).collect(),

@@ -18,7 +18,7 @@
 //! the client should retry, possibly elsewhere; `409` (`stale_request`) for a `seq` below the
 //! client's last executed one.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -27,24 +27,39 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::ClusterConfig;
-use super::metrics::Metrics;
-use super::node::{ClientOutcome, NodeEvent, NodeStatus};
+use super::node::{ClientOutcome, NodeStatus};
+use super::replicated::{NodeHandle, Unanswered};
 use crate::ballot::NodeId;
-use crate::multi::{ClientId, Command, KvOp, KvOutput};
+use crate::multi::{ClientId, Command, KvOp, KvOutput, KvStore, Slot};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<ClusterConfig>,
-    pub inbox: mpsc::Sender<NodeEvent>,
-    pub status: watch::Receiver<NodeStatus>,
-    pub metrics: Arc<Metrics>,
-    /// Each peer's outbound connection state.
-    pub peers: Arc<Vec<(NodeId, Arc<AtomicBool>)>>,
+    pub node: NodeHandle<KvStore>,
     pub seeded_bug: Option<super::SeededBug>,
+}
+
+/// The answer of `GET /v1/local/kv/{key}`: this replica's applied value, and how far it has
+/// applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalValue {
+    pub value: Option<String>,
+    pub applied: Slot,
+}
+
+impl AppState {
+    /// This replica's value for `key`, not linearizable.
+    async fn local_value(&self, key: String) -> Result<LocalValue, Unanswered> {
+        self.node
+            .read_local(move |kv: &KvStore, applied| LocalValue {
+                value: kv.data.get(&key).cloned(),
+                applied,
+            })
+            .await
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -122,25 +137,19 @@ async fn get_key(
     Query(tag): Query<ClientTag>,
     uri: Uri,
 ) -> Response {
-    let leading = state.status.borrow().role == "leading";
+    let status = state.node.status();
+    let leading = status.leader == Some(status.id);
     if leading && state.seeded_bug == Some(super::SeededBug::StaleLeaderReads) {
-        let (reply, answer) = oneshot::channel();
-        let event = NodeEvent::LocalRead {
-            key: key.clone(),
-            reply,
+        return match state.local_value(key.clone()).await {
+            Ok(local) => Json(ApiReply {
+                key,
+                value: local.value,
+                swapped: None,
+                node: status.id,
+            })
+            .into_response(),
+            Err(why) => unavailable("unavailable", &why.to_string()),
         };
-        if state.inbox.send(event).await.is_ok() {
-            if let Ok(local) = answer.await {
-                let reply = ApiReply {
-                    key,
-                    value: local.value,
-                    swapped: None,
-                    node: state.status.borrow().id,
-                };
-                return Json(reply).into_response();
-            }
-        }
-        return unavailable("unavailable", "the node is shutting down");
     }
     let op = KvOp::Get { key: key.clone() };
     submit(&state, key, tag.client_id, tag.seq, op, &uri).await
@@ -171,18 +180,9 @@ async fn cas_key(
 }
 
 async fn local_key(State(state): State<AppState>, Path(key): Path<String>) -> Response {
-    let (reply, answer) = oneshot::channel();
-    if state
-        .inbox
-        .send(NodeEvent::LocalRead { key, reply })
-        .await
-        .is_err()
-    {
-        return unavailable("unavailable", "the node is shutting down");
-    }
-    match answer.await {
+    match state.local_value(key).await {
         Ok(value) => Json(value).into_response(),
-        Err(_) => unavailable("unavailable", "the node is shutting down"),
+        Err(why) => unavailable("unavailable", &why.to_string()),
     }
 }
 
@@ -202,7 +202,8 @@ async fn status(State(state): State<AppState>) -> Response {
         peers: Vec<Peer>,
     }
     let peers = state
-        .peers
+        .node
+        .peers()
         .iter()
         .filter_map(|(id, connected)| {
             let node = state.config.node(*id)?;
@@ -216,15 +217,15 @@ async fn status(State(state): State<AppState>) -> Response {
         .collect();
     Json(Status {
         cluster_id: state.config.cluster_id.clone(),
-        node: state.status.borrow().clone(),
+        node: state.node.status(),
         peers,
     })
     .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let status = state.status.borrow().clone();
-    let text = state.metrics.render(&status.wal_stats(), status.id);
+    let status = state.node.status();
+    let text = state.node.metrics().render(&status.wal_stats(), status.id);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -241,16 +242,11 @@ async fn submit(
         seq,
         op,
     };
-    let (reply, answer) = oneshot::channel();
-    let event = NodeEvent::Client { command, reply };
-    if state.inbox.send(event).await.is_err() {
-        return unavailable("unavailable", "the node is shutting down");
-    }
     let timeout = state.config.timing.request_timeout();
-    let node = state.status.borrow().id;
-    match tokio::time::timeout(timeout, answer).await {
+    let node = state.node.id();
+    match tokio::time::timeout(timeout, state.node.submit(command)).await {
         Err(_) => unavailable("timeout", "not executed in time; retry with the same seq"),
-        Ok(Err(_)) => unavailable("unavailable", "the node dropped the request; retry"),
+        Ok(Err(why)) => unavailable("unavailable", &why.to_string()),
         Ok(Ok(ClientOutcome::Done(output))) => {
             let (value, swapped) = match output {
                 KvOutput::Value(value) => (value, None),

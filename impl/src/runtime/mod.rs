@@ -18,6 +18,7 @@ pub mod http;
 pub mod idle;
 pub mod metrics;
 pub mod node;
+pub mod replicated;
 pub mod step_log;
 pub mod transport;
 pub mod wire;
@@ -28,15 +29,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
 
 use crate::ballot::NodeId;
-use crate::multi::{KvOp, KvStore, Replica};
-use crate::storage::{ReplicaLog, ReplicaLogError, ReplicaLogOptions};
+use crate::multi::KvStore;
+use crate::storage::ReplicaLogError;
 use config::ClusterConfig;
-use metrics::Metrics;
-use node::{NodeParts, NodeStatus, NodeTask};
-use step_log::{StepLine, StepLog};
+use replicated::{Node, NodeOptions};
 
 /// Events waiting for the node task; senders (peer readers, HTTP handlers) wait when full.
 pub const INBOX_EVENTS_MAX: usize = 16_384;
@@ -152,9 +150,9 @@ pub enum ServeError {
     Internal(String),
 }
 
-/// Runs one replica until `shutdown` completes (or the WAL fails): recovers from `data_dir`,
-/// listens for peers and clients, and on shutdown drains HTTP, finishes in-flight fsyncs and
-/// closes peer connections.
+/// Runs one replica of the key-value service until `shutdown` completes (or the WAL fails):
+/// a [`Node`] of [`KvStore`] with the HTTP API in front. On shutdown it stops the node
+/// (in-flight fsyncs finish, peer connections close) and drains HTTP.
 pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -174,89 +172,7 @@ pub async fn serve(
         );
     }
     config.validate()?;
-    let mut core_config = config.core_config(id)?;
-    core_config.timing.jitter_seed = seed;
-    let secret = Arc::new(config.peer_secret()?);
-    let Some(me) = config.node(id).cloned() else {
-        return Err(ServeError::Internal(format!("node {id} vanished")));
-    };
-    let config = Arc::new(config);
-    let dir = data_dir.display().to_string();
-    std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::DataDir {
-        dir: dir.clone(),
-        source,
-    })?;
-    let storage_error = |source| ServeError::Storage {
-        dir: dir.clone(),
-        source,
-    };
-    let (mut log, recovered) =
-        ReplicaLog::<KvOp>::open(&data_dir, ReplicaLogOptions::default()).map_err(storage_error)?;
-    if let Some(torn) = &recovered.torn_tail {
-        tracing::warn!(?torn, "truncated a torn final WAL record");
-    }
-    let fresh = recovered.records_replayed == 0 && recovered.snapshot.is_none();
-    let core_mutant = seeded_bug.and_then(SeededBug::core_mutant);
-    let recovered_durable = step_log.as_ref().map(|_| recovered.durable.clone());
-    let (replica, effects) = node::with_core_mutant(core_mutant, || {
-        if fresh {
-            Replica::new(core_config.clone(), KvStore::new())
-        } else {
-            Replica::recover(core_config.clone(), recovered.durable, KvStore::new())
-        }
-    })
-    .map_err(|e| ServeError::Internal(e.to_string()))?;
-    let step_log = match (step_log, recovered_durable) {
-        (Some(path), Some(recovered)) => {
-            let log_error = |source| ServeError::StepLog {
-                file: path.display().to_string(),
-                source,
-            };
-            let mut log = StepLog::open(&path).map_err(log_error)?;
-            log.write(&StepLine::Start {
-                format: step_log::STEP_LOG_FORMAT.to_string(),
-                node: id,
-                pid: std::process::id(),
-                config: core_config,
-                recovered,
-                effects: effects.clone(),
-                state: replica.state().clone(),
-            })
-            .map_err(log_error)?;
-            Some(log)
-        }
-        _ => None,
-    };
-    let records: Vec<_> = effects
-        .into_iter()
-        .filter_map(|e| match e {
-            crate::multi::Effect::Persist(record) => Some(record),
-            _ => None,
-        })
-        .collect();
-    log.persist(&records).map_err(storage_error)?;
-    tracing::info!(
-        node = id,
-        fresh,
-        records_replayed = recovered.records_replayed,
-        applied = replica.applied(),
-        promised = %replica.promised(),
-        role = replica.phase().name(),
-        seed,
-        "replica started"
-    );
-    let wal = log
-        .into_group_commit(config.limits.group_commit())
-        .map_err(storage_error)?;
-
-    let peer_listener =
-        TcpListener::bind(me.peer_addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                what: "peers",
-                addr: me.peer_addr,
-                source,
-            })?;
+    let me = config.member(id)?.clone();
     let http_listener =
         TcpListener::bind(me.client_addr)
             .await
@@ -265,52 +181,19 @@ pub async fn serve(
                 addr: me.client_addr,
                 source,
             })?;
-
-    let metrics = Arc::new(Metrics::default());
-    let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_EVENTS_MAX);
-    let (links, outbound) = transport::start_outbound(&config, &secret, id, &metrics);
-    let peers = links
-        .iter()
-        .map(|l| (l.id, Arc::clone(&l.connected)))
-        .collect();
-    let listener = transport::start_listener(
-        peer_listener,
-        Arc::clone(&config),
-        secret,
+    let options = NodeOptions {
+        config: config.clone(),
         id,
-        inbox_tx.clone(),
-        Arc::clone(&metrics),
-        &links,
-    );
-    let (status_tx, status_rx) = watch::channel(NodeStatus::default());
-    let task = NodeTask::new(NodeParts {
-        replica,
-        wal,
-        links,
-        metrics: Arc::clone(&metrics),
-        status: status_tx,
-        inbox: inbox_rx,
+        data_dir,
+        seed,
         step_log,
-        core_mutant,
-    });
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
-    let node_stop = Arc::clone(&stop_tx);
-    let node = tokio::spawn({
-        let stop_rx = stop_rx.clone();
-        async move {
-            let result = task.run(stop_rx).await;
-            node_stop.send_replace(true);
-            result
-        }
-    });
+        core_mutant: seeded_bug.and_then(SeededBug::core_mutant),
+    };
+    let node = Node::start(options, KvStore::new()).await?;
+    let config = Arc::new(config);
     let app = http::router(http::AppState {
         config: Arc::clone(&config),
-        inbox: inbox_tx,
-        status: status_rx,
-        metrics,
-        peers: Arc::new(peers),
+        node: node.handle(),
         seeded_bug,
     });
     let http = tokio::spawn(
@@ -318,43 +201,23 @@ pub async fn serve(
             idle::IdleTimeoutListener::new(http_listener, config.timing.client_idle_timeout()),
             app,
         )
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .with_graceful_shutdown(node.stopped())
         .into_future(),
     );
-    tracing::info!(node = id, peers = %me.peer_addr, clients = %me.client_addr, "serving");
+    tracing::info!(node = id, clients = %me.client_addr, "serving clients");
 
     tokio::select! {
         _ = shutdown => tracing::info!("shutdown requested"),
-        _ = stopped(stop_rx.clone()) => {}
+        _ = node.stopped() => {}
     }
-    stop_tx.send_replace(true);
-    let result = match node.await {
-        Ok(result) => result.map_err(ServeError::from),
-        Err(e) => Err(ServeError::Internal(format!("node task failed: {e}"))),
-    };
+    let result = node.shutdown().await;
     if tokio::time::timeout(HTTP_DRAIN_TIMEOUT, http)
         .await
         .is_err()
     {
         tracing::warn!("HTTP requests still open after the drain timeout");
     }
-    listener.abort();
-    for task in outbound {
-        // The node task closed the peer queues: each outbound task shuts its connection
-        // down and ends, unless it is between dials.
-        if tokio::time::timeout(Duration::from_millis(500), task)
-            .await
-            .is_err()
-        {
-            tracing::debug!("outbound task still dialling at shutdown");
-        }
-    }
-    tracing::info!(node = id, "stopped");
     result
-}
-
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::replicated::Replicated;
+
 use super::gate::DurabilityGate;
 use super::metrics::{add, inc, Metrics};
 use super::step_log::{StepLine, StepLog};
@@ -36,8 +38,8 @@ use super::wire::PeerMsg;
 use crate::ballot::NodeId;
 use crate::multi::mutants::Mutant;
 use crate::multi::{
-    ClientId, Command, CommandId, Effect, Input, KvOp, KvOutput, KvStore, Message, Millis, Phase,
-    Record, Replica, ReplicaEffect, Slot,
+    ClientId, Command, CommandId, Effect, Input, Message, Millis, Phase, Record, Replica,
+    ReplicaEffect, Slot,
 };
 use crate::storage::replica_log::encode_records;
 use crate::storage::{GroupCommitStats, ReplicaGroupCommit};
@@ -48,39 +50,42 @@ pub const EVENTS_PER_BATCH_MAX: usize = 1024;
 pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the node task is told.
-#[derive(Debug)]
-pub enum NodeEvent {
+pub enum NodeEvent<S: Replicated> {
     /// A message from a peer (already handshaken).
-    Peer { from: NodeId, msg: PeerMsg },
+    Peer { from: NodeId, msg: PeerMsg<S::Op> },
     /// A client request; answered once its command is executed, or at once with a redirect.
     Client {
-        command: Command<KvOp>,
-        reply: oneshot::Sender<ClientOutcome>,
+        command: Command<S::Op>,
+        reply: oneshot::Sender<ClientOutcome<S::Output>>,
     },
-    /// The local state machine's value for `key`: not linearizable (debugging, tests).
-    LocalRead {
-        key: String,
-        reply: oneshot::Sender<LocalValue>,
-    },
+    /// Runs `read` on the local state machine and the applied point: not linearizable (what
+    /// this replica has applied, which may be behind the leader; for debugging and tests).
+    ReadLocal(LocalRead<S>),
+}
+
+/// A read of the local state machine (see [`NodeEvent::ReadLocal`]).
+pub type LocalRead<S> = Box<dyn FnOnce(&S, Slot) + Send>;
+
+impl<S: Replicated> std::fmt::Debug for NodeEvent<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeEvent::Peer { from, msg } => write!(f, "Peer {{ from: {from}, msg: {msg:?} }}"),
+            NodeEvent::Client { command, .. } => write!(f, "Client {{ command: {command:?} }}"),
+            NodeEvent::ReadLocal(_) => write!(f, "ReadLocal"),
+        }
+    }
 }
 
 /// The answer to a [`NodeEvent::Client`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClientOutcome {
-    Done(KvOutput),
+pub enum ClientOutcome<Output> {
+    Done(Output),
     /// The client retried a request older than its last executed one.
     Stale,
     /// This node does not lead; `leader` is the one it knows, if any.
     NotLeader {
         leader: Option<NodeId>,
     },
-}
-
-/// The answer to a [`NodeEvent::LocalRead`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LocalValue {
-    pub value: Option<String>,
-    pub applied: Slot,
 }
 
 /// What `/status` shows, published after every batch of events.
@@ -132,7 +137,7 @@ pub enum NodeError {
 }
 
 /// An effect waiting to be performed.
-type Action = ReplicaEffect<KvStore>;
+type Action<S> = ReplicaEffect<S>;
 
 /// A WAL submission became durable (or failed).
 #[derive(Debug)]
@@ -143,13 +148,13 @@ struct Durability {
 }
 
 /// Everything the node task needs at start.
-pub struct NodeParts {
-    pub replica: Replica<KvStore>,
-    pub wal: ReplicaGroupCommit<KvOp>,
-    pub links: Vec<PeerLink>,
+pub struct NodeParts<S: Replicated> {
+    pub replica: Replica<S>,
+    pub wal: ReplicaGroupCommit<S::Op>,
+    pub links: Vec<PeerLink<S::Op>>,
     pub metrics: Arc<Metrics>,
     pub status: watch::Sender<NodeStatus>,
-    pub inbox: mpsc::Receiver<NodeEvent>,
+    pub inbox: mpsc::Receiver<NodeEvent<S>>,
     /// Where every core step is logged, if anywhere (`serve --step-log`).
     pub step_log: Option<StepLog>,
     /// A seeded bug's core mutant, switched on around every step (`serve --seeded-bug`).
@@ -166,25 +171,25 @@ pub(crate) fn with_core_mutant<R>(mutant: Option<Mutant>, body: impl FnOnce() ->
     }
 }
 
-pub struct NodeTask {
+pub struct NodeTask<S: Replicated> {
     id: NodeId,
-    replica: Replica<KvStore>,
-    wal: Option<ReplicaGroupCommit<KvOp>>,
-    links: BTreeMap<NodeId, PeerLink>,
+    replica: Replica<S>,
+    wal: Option<ReplicaGroupCommit<S::Op>>,
+    links: BTreeMap<NodeId, PeerLink<S::Op>>,
     metrics: Arc<Metrics>,
     status: watch::Sender<NodeStatus>,
-    inbox: mpsc::Receiver<NodeEvent>,
+    inbox: mpsc::Receiver<NodeEvent<S>>,
     durable_tx: mpsc::UnboundedSender<Durability>,
     durable_rx: mpsc::UnboundedReceiver<Durability>,
-    gate: DurabilityGate<Action>,
-    records: Vec<Record<KvOp>>,
-    actions: Vec<Action>,
+    gate: DurabilityGate<Action<S>>,
+    records: Vec<Record<S::Op>>,
+    actions: Vec<Action<S>>,
     /// The core's effects of one step; drained after each, so one allocation serves them all.
-    effects: Vec<Effect<KvOp, KvOutput>>,
+    effects: Vec<Action<S>>,
     /// Client requests of the events being drained, stepped together once the drain ends, so
     /// that what they make the leader propose goes out as one run.
-    requests: Vec<Command<KvOp>>,
-    waiters: HashMap<CommandId, Vec<oneshot::Sender<ClientOutcome>>>,
+    requests: Vec<Command<S::Op>>,
+    waiters: HashMap<CommandId, Vec<oneshot::Sender<ClientOutcome<S::Output>>>>,
     /// Time 0 of the clock the core is ticked with.
     origin: tokio::time::Instant,
     /// The leader the core pointed to after the previous step (for the log and a metric).
@@ -194,8 +199,8 @@ pub struct NodeTask {
     core_mutant: Option<Mutant>,
 }
 
-impl NodeTask {
-    pub fn new(parts: NodeParts) -> Self {
+impl<S: Replicated> NodeTask<S> {
+    pub fn new(parts: NodeParts<S>) -> Self {
         let (durable_tx, durable_rx) = mpsc::unbounded_channel();
         let links = parts.links.into_iter().map(|l| (l.id, l)).collect();
         let mut task = NodeTask {
@@ -266,24 +271,26 @@ impl NodeTask {
 
     // ------------------------------------------------------------ events
 
-    fn on_event(&mut self, event: NodeEvent) {
+    fn on_event(&mut self, event: NodeEvent<S>) {
         match event {
             NodeEvent::Peer { from, msg } => self.on_peer(from, msg),
             NodeEvent::Client { command, reply } => self.on_client(command, reply),
-            NodeEvent::LocalRead { key, reply } => {
-                let value = self.replica.state_machine().data.get(&key).cloned();
-                let applied = self.replica.applied();
-                let _ = reply.send(LocalValue { value, applied });
+            NodeEvent::ReadLocal(read) => {
+                read(self.replica.state_machine(), self.replica.applied())
             }
         }
     }
 
-    fn on_peer(&mut self, from: NodeId, msg: PeerMsg) {
+    fn on_peer(&mut self, from: NodeId, msg: PeerMsg<S::Op>) {
         let PeerMsg::Paxos(msg) = msg;
         self.step(Input::Message { from, msg });
     }
 
-    fn on_client(&mut self, command: Command<KvOp>, reply: oneshot::Sender<ClientOutcome>) {
+    fn on_client(
+        &mut self,
+        command: Command<S::Op>,
+        reply: oneshot::Sender<ClientOutcome<S::Output>>,
+    ) {
         inc(&self.metrics.client_requests);
         if matches!(self.replica.phase(), Phase::Follower) {
             inc(&self.metrics.client_redirects);
@@ -334,7 +341,7 @@ impl NodeTask {
 
     // ------------------------------------------------------------ stepping the core
 
-    fn step(&mut self, input: Input<KvOp>) {
+    fn step(&mut self, input: Input<S::Op>) {
         let was_leading = self.replica.is_leading();
         let was_preparing = matches!(self.replica.phase(), Phase::Preparing { .. });
         let tick = matches!(input, Input::Tick { .. });
@@ -409,7 +416,7 @@ impl NodeTask {
     }
 
     /// Counts the messages the core decided on a timer or for catch-up.
-    fn count_send(&self, effect: &Action, tick: bool) {
+    fn count_send(&self, effect: &Action<S>, tick: bool) {
         match effect {
             Effect::Send {
                 msg: Message::Accept { .. },
@@ -423,7 +430,7 @@ impl NodeTask {
         }
     }
 
-    fn count_record(&self, record: &Record<KvOp>) {
+    fn count_record(&self, record: &Record<S::Op>) {
         match record {
             Record::Accept { ballot, .. } if ballot.node == self.id => inc(&self.metrics.proposals),
             Record::Chosen { .. } => inc(&self.metrics.slots_chosen),
@@ -489,7 +496,7 @@ impl NodeTask {
         }
     }
 
-    fn perform(&mut self, action: Action) {
+    fn perform(&mut self, action: Action<S>) {
         match action {
             Effect::Send { to, msg } => self.send_now(to, PeerMsg::Paxos(msg)),
             Effect::Executed { .. } => inc(&self.metrics.commands_executed),
@@ -502,7 +509,7 @@ impl NodeTask {
         }
     }
 
-    fn reply(&mut self, client: ClientId, seq: u64, output: Option<KvOutput>) {
+    fn reply(&mut self, client: ClientId, seq: u64, output: Option<S::Output>) {
         let Some(senders) = self.waiters.remove(&(client, seq)) else {
             return;
         };
@@ -515,7 +522,7 @@ impl NodeTask {
         }
     }
 
-    fn send_now(&self, to: NodeId, msg: PeerMsg) {
+    fn send_now(&self, to: NodeId, msg: PeerMsg<S::Op>) {
         let Some(link) = self.links.get(&to) else {
             return;
         };
@@ -598,14 +605,14 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 mod tests {
     use super::*;
     use crate::ballot::Ballot;
-    use crate::multi::Entry;
+    use crate::multi::{Entry, KvOp, KvOutput, KvStore};
     use crate::runtime::config::ClusterConfig;
     use crate::storage::{GroupCommitOptions, ReplicaLog, ReplicaLogOptions};
 
     /// A node task for replica `id` of a 3-replica cluster, its peers simulated by channels.
     struct Harness {
-        inbox: mpsc::Sender<NodeEvent>,
-        peers: BTreeMap<NodeId, mpsc::Receiver<PeerMsg>>,
+        inbox: mpsc::Sender<NodeEvent<KvStore>>,
+        peers: BTreeMap<NodeId, mpsc::Receiver<PeerMsg<KvOp>>>,
         stop: watch::Sender<bool>,
         task: tokio::task::JoinHandle<Result<(), NodeError>>,
         _dir: tempfile::TempDir,
@@ -667,7 +674,7 @@ mod tests {
 
     impl Harness {
         /// The next message to `peer` that is not a heartbeat.
-        async fn next_to(&mut self, peer: NodeId) -> PeerMsg {
+        async fn next_to(&mut self, peer: NodeId) -> PeerMsg<KvOp> {
             let receiver = self.peers.get_mut(&peer).expect("peer");
             loop {
                 let msg = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
@@ -808,19 +815,14 @@ mod tests {
         };
         node.inbox.send(event).await.expect("send");
         let (reply, answer) = oneshot::channel();
-        let event = NodeEvent::LocalRead {
-            key: "k".into(),
-            reply,
-        };
-        node.inbox.send(event).await.expect("send");
-        let value = answer.await.expect("answered");
-        assert_eq!(
-            value,
-            LocalValue {
-                value: Some("v2".into()),
-                applied: 2
-            }
-        );
+        let read = Box::new(move |kv: &KvStore, applied| {
+            let _ = reply.send((kv.data.get("k").cloned(), applied));
+        });
+        node.inbox
+            .send(NodeEvent::ReadLocal(read))
+            .await
+            .expect("send");
+        assert_eq!(answer.await.expect("answered"), (Some("v2".into()), 2));
         node.stop().await;
     }
 }

@@ -24,6 +24,7 @@ use super::auth::{self, PeerSecret, Transcript};
 use super::config::ClusterConfig;
 use super::metrics::{inc, Metrics};
 use super::node::NodeEvent;
+use super::replicated::{Payload, Replicated};
 use super::wire::{self, FrameError, Hello, HelloProof, HelloReply, PeerMsg, MAGIC};
 use crate::ballot::NodeId;
 
@@ -37,9 +38,9 @@ pub const HELLO_BYTES_MAX: u32 = 4096;
 
 /// The node task's handle to one peer's outbound queue.
 #[derive(Clone, Debug)]
-pub struct PeerLink {
+pub struct PeerLink<Op> {
     pub id: NodeId,
-    pub sender: mpsc::Sender<PeerMsg>,
+    pub sender: mpsc::Sender<PeerMsg<Op>>,
     /// Whether the outbound connection is up (for `/status`).
     pub connected: Arc<AtomicBool>,
     /// Cuts the outbound task's backoff short: notified when the peer connects to us, which
@@ -49,12 +50,12 @@ pub struct PeerLink {
 }
 
 /// Starts one outbound task per peer; returns their links and tasks.
-pub fn start_outbound(
+pub fn start_outbound<Op: Payload>(
     config: &Arc<ClusterConfig>,
     secret: &Arc<PeerSecret>,
     me: NodeId,
     metrics: &Arc<Metrics>,
-) -> (Vec<PeerLink>, Vec<JoinHandle<()>>) {
+) -> (Vec<PeerLink<Op>>, Vec<JoinHandle<()>>) {
     let mut links = Vec::new();
     let mut tasks = Vec::new();
     for peer in config.nodes.iter().filter(|n| n.id != me) {
@@ -83,19 +84,19 @@ pub fn start_outbound(
     (links, tasks)
 }
 
-struct Outbound {
+struct Outbound<Op> {
     config: Arc<ClusterConfig>,
     secret: Arc<PeerSecret>,
     me: NodeId,
     peer: NodeId,
     addr: std::net::SocketAddr,
-    receiver: mpsc::Receiver<PeerMsg>,
+    receiver: mpsc::Receiver<PeerMsg<Op>>,
     connected: Arc<AtomicBool>,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
 }
 
-impl Outbound {
+impl<Op: Payload> Outbound<Op> {
     async fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
         loop {
@@ -225,14 +226,14 @@ impl Outbound {
 
 /// Accepts peers' connections until the task is aborted. `links` are this node's outbound
 /// links: a peer that connects wakes the outbound task dialling it.
-pub fn start_listener(
+pub fn start_listener<S: Replicated>(
     listener: TcpListener,
     config: Arc<ClusterConfig>,
     secret: Arc<PeerSecret>,
     me: NodeId,
-    inbox: mpsc::Sender<NodeEvent>,
+    inbox: mpsc::Sender<NodeEvent<S>>,
     metrics: Arc<Metrics>,
-    links: &[PeerLink],
+    links: &[PeerLink<S::Op>],
 ) -> JoinHandle<()> {
     let wakes: Arc<Vec<(NodeId, Arc<Notify>)>> =
         Arc::new(links.iter().map(|l| (l.id, Arc::clone(&l.wake))).collect());
@@ -260,17 +261,17 @@ pub fn start_listener(
     })
 }
 
-struct Inbound {
+struct Inbound<S: Replicated> {
     config: Arc<ClusterConfig>,
     secret: Arc<PeerSecret>,
     me: NodeId,
     addr: std::net::SocketAddr,
-    inbox: mpsc::Sender<NodeEvent>,
+    inbox: mpsc::Sender<NodeEvent<S>>,
     metrics: Arc<Metrics>,
     wakes: Arc<Vec<(NodeId, Arc<Notify>)>>,
 }
 
-impl Inbound {
+impl<S: Replicated> Inbound<S> {
     async fn run(self, mut stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let from = match self.handshake(&mut stream).await {
@@ -288,7 +289,7 @@ impl Inbound {
         let max = self.config.limits.frame_bytes_max;
         loop {
             let msgs = match wire::read_frame(&mut stream, max).await {
-                Ok(payload) => wire::decode::<Vec<PeerMsg>>(&payload),
+                Ok(payload) => wire::decode::<Vec<PeerMsg<S::Op>>>(&payload),
                 Err(e) => Err(e),
             };
             let msgs = match msgs {

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::auth::{Nonce, Proof};
 use crate::ballot::NodeId;
-use crate::multi::{KvOp, Message};
+use crate::multi::Message;
 
 /// The first four bytes of every [`Hello`]: "paxos node, wire format 4" (2: authenticated;
 /// 3: phase 2 carries runs of slots; 4: the heartbeat is the core's `Message::Heartbeat`).
@@ -62,11 +62,11 @@ pub enum HelloReply {
 
 /// What one replica's runtime tells another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PeerMsg {
+pub enum PeerMsg<Op> {
     /// A protocol message of `specs/protocol.md`, delivered to the core as it is. The only
     /// kind: every message a replica sends is the core's decision (the heartbeat included).
     /// An enum so that a transfer below the protocol (snapshot chunks) can join it.
-    Paxos(Message<KvOp>),
+    Paxos(Message<Op>),
 }
 
 /// Why a frame was refused.
@@ -144,7 +144,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 
 /// Encodes `msgs` into frames of at most `max` bytes each, splitting the batch where needed.
 /// A single message too large for any frame is returned in the error list (and not sent).
-pub fn encode_batch(msgs: &[PeerMsg], max: u32) -> (Vec<Vec<u8>>, Vec<FrameError>) {
+pub fn encode_batch<Op: Serialize>(
+    msgs: &[PeerMsg<Op>],
+    max: u32,
+) -> (Vec<Vec<u8>>, Vec<FrameError>) {
     let mut frames = Vec::new();
     let mut errors = Vec::new();
     let mut stack = vec![msgs];
@@ -171,7 +174,9 @@ mod tests {
     use super::*;
     use crate::ballot::Ballot;
     use crate::multi::Slot;
-    use crate::multi::{ClientId, Command, Entry};
+    use crate::multi::{ClientId, Command, Entry, KvOp};
+
+    type PeerMsg = super::PeerMsg<KvOp>;
 
     fn accept(slot: Slot, value: &str) -> PeerMsg {
         PeerMsg::Paxos(Message::Accept {
