@@ -28,7 +28,8 @@ use std::fmt;
 use std::ops::ControlFlow;
 
 use paxos_model::multi::{self, MultiConfig, MultiModelState, MultiMsg, MultiTimer};
-use paxos_protocol::multi::{Durable, Effect, Input, Message, Replica};
+use paxos_protocol::multi::{Durable, Input, Message};
+use paxos_protocol::sim::{ignore, Cluster as Sim, MemoryLog, Observer};
 use stateright::actor::{ActorModelAction, Id};
 use stateright::{Expectation, Model};
 
@@ -215,40 +216,65 @@ impl fmt::Display for Walk {
     }
 }
 
-/// The implementation side of the lockstep: one replica per model replica (None while
-/// crashed) and what each has made durable.
+/// The implementation side of the lockstep: the protocol crate's in-memory cluster, one
+/// replica per model replica. Its network stays empty: the model's network decides what each
+/// implementation replica receives.
 struct Cluster {
-    replicas: Vec<Option<ImplReplica>>,
-    durable: Vec<Durable<u8>>,
+    sim: Sim<Sm>,
 }
 
 impl Cluster {
     fn start(cfg: &MultiConfig) -> Result<Self, String> {
-        let mut cluster = Cluster {
-            replicas: Vec::new(),
-            durable: Vec::new(),
-        };
-        for i in 0..cfg.replicas {
-            let (replica, effects) = Replica::new(impl_config(cfg, i), Sm::default())
-                .map_err(|e| format!("replica {i} refused its configuration: {e}"))?;
-            let mut durable = Durable::default();
-            fold(&mut durable, &effects)?;
-            cluster.replicas.push(Some(replica));
-            cluster.durable.push(durable);
-        }
-        Ok(cluster)
+        let configs = (0..cfg.replicas).map(|i| impl_config(cfg, i)).collect();
+        let quiet = &mut ignore::<Sm>;
+        let mut sim =
+            guarded(|| Sim::start(configs, |_| Sm::default(), |_| MemoryLog::default(), quiet))??;
+        sim.net.clear();
+        Ok(Cluster { sim })
     }
-}
 
-fn fold(durable: &mut Durable<u8>, effects: &[ImplEffect]) -> Result<(), String> {
-    for effect in effects {
-        if let Effect::Persist(record) = effect {
-            durable
-                .apply(record.clone())
-                .map_err(|e| format!("the step's records do not fold: {e}"))?;
-        }
+    fn replica(&self, i: usize) -> Option<&ImplReplica> {
+        self.sim.replica(i as u32)
     }
-    Ok(())
+
+    /// What replica `i` has made durable, as recovery reads it.
+    fn durable(&self, i: usize) -> Result<Durable<u8>, String> {
+        let node = self.sim.nodes.get(i).ok_or(format!("no replica {i}"))?;
+        node.storage
+            .durable()
+            .map_err(|e| format!("the replica's records do not fold: {e}"))
+    }
+
+    /// Steps replica `i` on `input`; returns its effects.
+    fn step(&mut self, i: usize, input: Input<u8>) -> Result<Vec<ImplEffect>, String> {
+        self.effects_of(i, |sim, observe| sim.step(i as u32, input, observe))
+    }
+
+    /// Restarts replica `i` from what it persisted (M11); returns its effects.
+    fn recover(&mut self, i: usize) -> Result<Vec<ImplEffect>, String> {
+        self.effects_of(i, |sim, observe| {
+            sim.recover(i as u32, Sm::default(), observe)
+        })
+    }
+
+    /// Replica `i`'s effects in `act`, which may panic (a mutant's assertion): a panic is an
+    /// error, as is a record the storage refuses.
+    fn effects_of(
+        &mut self,
+        i: usize,
+        act: impl FnOnce(&mut Sim<Sm>, &mut Observer<Sm>) -> Result<(), String>,
+    ) -> Result<Vec<ImplEffect>, String> {
+        let mut effects = Vec::new();
+        let mut observe = |at: u32, effect: &ImplEffect| {
+            if at as usize == i {
+                effects.push(effect.clone());
+            }
+        };
+        let sim = &mut self.sim;
+        guarded(|| act(sim, &mut observe))??;
+        self.sim.net.clear();
+        Ok(effects)
+    }
 }
 
 /// The model's replica `i` in `state`, compared with the implementation replica as a whole
@@ -259,7 +285,7 @@ fn compare_at_rest(
     cluster: &Cluster,
     i: usize,
 ) -> Result<(), String> {
-    let Some(replica) = &cluster.replicas[i] else {
+    let Some(replica) = cluster.replica(i) else {
         return Ok(());
     };
     let Some(multi::MultiState::Replica(model)) = state.actor_states.get(i).map(|s| &**s) else {
@@ -272,7 +298,7 @@ fn compare_at_rest(
             canonical(*model)
         ));
     }
-    let persisted = impl_recovery_view(cfg, &cluster.durable[i])?;
+    let persisted = impl_recovery_view(cfg, &cluster.durable(i)?)?;
     let expected = model_recovery_view(state.actor_storages[i].as_ref());
     if persisted != expected {
         return Err(format!(
@@ -294,33 +320,27 @@ fn impl_step(
     let (i, input) = match action {
         ActorModelAction::Deliver { src, dst, msg } => {
             let i = replica_index(dst)?;
-            cluster.replicas[i].as_ref()?;
+            cluster.replica(i)?;
             (i, input_of(cfg, *src, *msg))
         }
         ActorModelAction::Timeout(id, MultiTimer::Election) => {
             // The replica's clock moves on to its election deadline (M1).
             let i = replica_index(id)?;
-            let timers = &cluster.replicas[i].as_ref()?.state().timers;
+            let timers = &cluster.replica(i)?.state().timers;
             let tick = |now_ms| paxos_protocol::multi::Input::Tick { now_ms };
             (i, timers.election_at_ms.map(tick))
         }
         ActorModelAction::Crash(id) => {
-            let i = replica_index(id)?;
-            cluster.replicas[i] = None;
+            cluster.sim.crash(replica_index(id)? as u32);
             return None;
         }
         ActorModelAction::Recover(id) => {
             let i = replica_index(id)?;
-            let durable = cluster.durable[i].clone();
-            let outcome =
-                guarded(|| Replica::recover(impl_config(cfg, i), durable.clone(), Sm::default()))
-                    .and_then(|r| r.map_err(|e| format!("recovery refused: {e}")))
-                    .and_then(|(replica, effects)| {
-                        fold(&mut cluster.durable[i], &effects)?;
-                        let outcome = outcome_from_impl(cfg, &replica, effects, durable);
-                        cluster.replicas[i] = Some(replica);
-                        outcome
-                    });
+            let outcome = cluster.durable(i).and_then(|before| {
+                let effects = cluster.recover(i)?;
+                let replica = cluster.replica(i).ok_or("the replica did not recover")?;
+                outcome_from_impl(cfg, replica, effects, before)
+            });
             return Some((i, outcome));
         }
         _ => return None,
@@ -336,19 +356,16 @@ fn step_replica(
     i: usize,
     input: Option<Input<u8>>,
 ) -> Option<(usize, Result<StepOutcome, String>)> {
-    let durable_before = cluster.durable[i].clone();
-    let replica = cluster.replicas[i].as_mut()?;
-    let effects = match input {
-        Some(input) => match guarded(std::panic::AssertUnwindSafe(|| replica.step(input))) {
-            Ok(effects) => effects,
-            Err(why) => return Some((i, Err(why))),
-        },
-        None => Vec::new(),
-    };
-    if let Err(why) = fold(&mut cluster.durable[i], &effects) {
-        return Some((i, Err(why)));
-    }
-    Some((i, outcome_from_impl(cfg, replica, effects, durable_before)))
+    cluster.replica(i)?;
+    let outcome = cluster.durable(i).and_then(|before| {
+        let effects = match input {
+            Some(input) => cluster.step(i, input)?,
+            None => Vec::new(),
+        };
+        let replica = cluster.replica(i).ok_or("the replica stopped")?;
+        outcome_from_impl(cfg, replica, effects, before)
+    });
+    Some((i, outcome))
 }
 
 /// Walks `cfg`'s model along `choices`, in lockstep with an implementation cluster.

@@ -13,4 +13,4 @@
 pub mod runtime;
 pub mod storage;
 
-pub use paxos_protocol::{ballot, multi, rules, step_log, synod, Ballot};
+pub use paxos_protocol::{ballot, multi, rules, sim, step_log, synod, Ballot};

@@ -16,14 +16,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use paxos_impl::multi::{
-    AppliedState, ClientId, Command, CommandId, Config, Durable, Effect, Entry, Input, Message,
-    Record, Recorder, Replica, Slot, Timing,
+    ClientId, Command, CommandId, Config, Effect, Entry, Input, Message, Record, Recorder, Slot,
+    Timing,
 };
+use paxos_impl::sim::{Cluster as Sim, MemoryLog};
 use paxos_impl::Ballot;
 use proptest::prelude::*;
 
 type Sm = Recorder<u64>;
-type R = Replica<Sm>;
 
 #[derive(Clone, Debug)]
 enum Action {
@@ -46,19 +46,39 @@ enum Action {
     },
 }
 
-#[derive(Clone, Debug)]
-struct Envelope {
-    from: u32,
-    to: u32,
-    msg: Message<u64>,
+/// What the replicas' effects showed, kept beside the cluster: never visible to the replicas.
+struct Seen {
+    clients: Vec<Client>,
+    votes: BTreeMap<(Slot, Ballot), (Entry<u64>, BTreeSet<u32>)>,
+    replies: usize,
 }
 
-struct Node {
-    replica: Option<R>,
-    /// Its write-ahead log: every record persisted since the last snapshot.
-    wal: Vec<Record<u64>>,
-    /// The latest snapshot, which recovery starts from.
-    snapshot: Option<AppliedState<Vec<Command<u64>>, u64>>,
+impl Seen {
+    fn effect(&mut self, me: u32, effect: &Effect<u64, u64>) {
+        match effect {
+            Effect::Persist(Record::Accept {
+                slot,
+                ballot,
+                entry,
+            }) => {
+                let (proposal, voters) = self
+                    .votes
+                    .entry((*slot, *ballot))
+                    .or_insert_with(|| (entry.clone(), BTreeSet::new()));
+                assert_eq!(proposal, entry, "two proposals at {ballot} in slot {slot}");
+                voters.insert(me);
+            }
+            Effect::Send { to, .. } => assert_ne!(*to, me, "no message to itself"),
+            Effect::Reply { client, seq, .. } => {
+                let waiting = &mut self.clients[client.0 as usize];
+                if waiting.seq == *seq {
+                    waiting.seq += 1;
+                    self.replies += 1;
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 struct Client {
@@ -67,17 +87,13 @@ struct Client {
 }
 
 struct Cluster {
-    configs: Vec<Config>,
-    nodes: Vec<Node>,
-    net: Vec<Envelope>,
-    clients: Vec<Client>,
+    sim: Sim<Sm>,
+    seen: Seen,
     commands_per_client: u64,
     // Ghost state, never visible to the replicas.
     issued: BTreeSet<CommandId>,
     chosen: BTreeMap<Slot, Entry<u64>>,
-    votes: BTreeMap<(Slot, Ballot), (Entry<u64>, BTreeSet<u32>)>,
     longest: Vec<Command<u64>>,
-    replies: usize,
 }
 
 fn command(client: usize, seq: u64) -> Command<u64> {
@@ -100,159 +116,88 @@ impl Cluster {
                 timing: Default::default(),
             })
             .collect();
-        let mut cluster = Cluster {
-            nodes: Vec::new(),
-            configs: configs.clone(),
-            net: Vec::new(),
+        let mut seen = Seen {
             clients: (0..clients).map(|_| Client { seq: 1 }).collect(),
+            votes: BTreeMap::new(),
+            replies: 0,
+        };
+        let sim = Sim::start(
+            configs,
+            |_| Sm::default(),
+            |_| MemoryLog::default(),
+            &mut |me, effect| seen.effect(me, effect),
+        )
+        .unwrap();
+        Cluster {
+            sim,
+            seen,
             commands_per_client,
             issued: BTreeSet::new(),
             chosen: BTreeMap::new(),
-            votes: BTreeMap::new(),
             longest: Vec::new(),
-            replies: 0,
-        };
-        for (i, config) in configs.into_iter().enumerate() {
-            let (replica, effects) = Replica::new(config, Sm::default()).unwrap();
-            cluster.nodes.push(Node {
-                replica: Some(replica),
-                wal: Vec::new(),
-                snapshot: None,
-            });
-            cluster.perform(i, effects);
         }
-        cluster
     }
 
     fn majority(&self) -> usize {
-        self.nodes.len() / 2 + 1
-    }
-
-    fn perform(&mut self, i: usize, effects: Vec<Effect<u64, u64>>) {
-        let me = i as u32;
-        for effect in effects {
-            match effect {
-                Effect::Persist(record) => {
-                    if let Record::Accept {
-                        slot,
-                        ballot,
-                        entry,
-                    } = &record
-                    {
-                        let (proposal, voters) = self
-                            .votes
-                            .entry((*slot, *ballot))
-                            .or_insert_with(|| (entry.clone(), BTreeSet::new()));
-                        assert_eq!(proposal, entry, "two proposals at {ballot} in slot {slot}");
-                        voters.insert(me);
-                    }
-                    self.nodes[i].wal.push(record);
-                }
-                Effect::Send { to, msg } => {
-                    assert_ne!(to, me, "no message to itself");
-                    self.net.push(Envelope { from: me, to, msg });
-                }
-                Effect::Executed { .. } => {}
-                Effect::Reply { client, seq, .. } => {
-                    let waiting = &mut self.clients[client.0 as usize];
-                    if waiting.seq == seq {
-                        waiting.seq += 1;
-                        self.replies += 1;
-                    }
-                }
-            }
-        }
+        self.sim.nodes.len() / 2 + 1
     }
 
     fn step(&mut self, i: usize, input: Input<u64>) {
-        let Some(replica) = self.nodes[i].replica.as_mut() else {
-            return;
-        };
-        let effects = replica.step(input);
-        self.perform(i, effects);
-    }
-
-    fn leader(&self) -> Option<usize> {
-        let leading = |n: &Node| n.replica.as_ref().is_some_and(R::is_leading);
-        self.nodes.iter().position(leading)
+        let seen = &mut self.seen;
+        let observe = &mut |me, effect: &Effect<u64, u64>| seen.effect(me, effect);
+        self.sim.step(i as u32, input, observe).unwrap();
     }
 
     fn act(&mut self, action: Action) {
-        let n = self.nodes.len();
+        let n = self.sim.nodes.len();
+        let node = |i: usize| (i % n) as u32;
+        let seen = &mut self.seen;
+        let observe = &mut |me, effect: &Effect<u64, u64>| seen.effect(me, effect);
+        let sim = &mut self.sim;
         match action {
-            Action::Deliver(k) if !self.net.is_empty() => {
-                let envelope = self.net.remove(k % self.net.len());
-                let input = Input::Message {
-                    from: envelope.from,
-                    msg: envelope.msg,
-                };
-                self.step(envelope.to as usize, input);
+            Action::Deliver(k) => {
+                sim.deliver(k, observe).unwrap();
             }
-            Action::Drop(k) if !self.net.is_empty() => {
-                self.net.remove(k % self.net.len());
-            }
-            Action::Duplicate(k) if !self.net.is_empty() => {
-                let copy = self.net[k % self.net.len()].clone();
-                self.net.push(copy);
-            }
+            Action::Drop(k) => sim.drop_message(k),
+            Action::Duplicate(k) => sim.duplicate(k),
             Action::Timeout(i) => {
-                // The replica's election timer, if it is armed, fires (M1).
-                let replica = self.nodes[i % n].replica.as_ref();
-                let due = replica.and_then(|r| r.state().timers.election_at_ms);
-                if let Some(now_ms) = due {
-                    self.step(i % n, Input::Tick { now_ms });
-                }
+                sim.fire_election(node(i), observe).unwrap();
             }
-            Action::Crash(i) => self.nodes[i % n].replica = None,
-            Action::Recover(i) if self.nodes[i % n].replica.is_none() => {
-                let i = i % n;
-                let durable = Durable::from_records(self.nodes[i].wal.clone()).unwrap();
-                let config = self.configs[i].clone();
-                let snapshot = self.nodes[i].snapshot.clone();
-                let (replica, effects) =
-                    Replica::recover_from(config, durable, snapshot, Sm::default()).unwrap();
-                self.nodes[i].replica = Some(replica);
-                self.perform(i, effects);
-            }
+            Action::Crash(i) => sim.crash(node(i)),
+            Action::Recover(i) => sim.recover(node(i), Sm::default(), observe).unwrap(),
             Action::Tick(i) => {
                 // Time moves on to the replica's next deadline: a leader's heartbeat and
                 // retransmission (H1, R1), anyone else's election (M1).
-                let replica = self.nodes[i % n].replica.as_ref();
-                if let Some(now_ms) = replica.and_then(Replica::next_deadline) {
-                    self.step(i % n, Input::Tick { now_ms });
-                }
+                sim.tick_to_deadline(node(i), observe).unwrap();
             }
-            Action::Snapshot(i) => {
-                let node = &mut self.nodes[i % n];
-                if let Some(replica) = node.replica.as_mut() {
-                    // The snapshot is durable before the log loses anything.
-                    node.snapshot = Some(replica.applied_state());
-                    replica.compact();
-                    node.wal = replica.durable().to_records();
-                }
-            }
-            Action::Request { client, to } => {
-                let client = client % self.clients.len();
-                let seq = self.clients[client].seq;
-                if seq > self.commands_per_client {
-                    return;
-                }
-                let to = to.map(|i| i % n).or(self.leader()).unwrap_or(client % n);
-                let request = command(client, seq);
-                self.issued.insert(request.id());
-                self.step(to, Input::ClientRequest(request));
-            }
-            _ => {}
+            Action::Snapshot(i) => sim.snapshot(node(i)).unwrap(),
+            Action::Request { client, to } => self.request(client, to),
         }
+    }
+
+    /// The client sends its outstanding request to replica `to`, or (`None`) to a leader.
+    fn request(&mut self, client: usize, to: Option<usize>) {
+        let n = self.sim.nodes.len();
+        let client = client % self.seen.clients.len();
+        let seq = self.seen.clients[client].seq;
+        if seq > self.commands_per_client {
+            return;
+        }
+        let leader = self.sim.leader().map(|id| id as usize);
+        let to = to.or(leader).unwrap_or(client) % n;
+        let request = command(client, seq);
+        self.issued.insert(request.id());
+        self.step(to, Input::ClientRequest(request));
     }
 
     /// Every safety property, after every step.
     fn check(&mut self) -> Result<(), String> {
-        for i in 0..self.nodes.len() {
-            let Some(replica) = self.nodes[i].replica.as_ref() else {
+        for i in 0..self.sim.nodes.len() {
+            let node = &self.sim.nodes[i];
+            let Some(replica) = node.replica.as_ref() else {
                 continue;
             };
-            if replica.durable() != Durable::from_records(self.nodes[i].wal.clone()).unwrap() {
+            if replica.durable() != node.storage.durable().unwrap() {
                 return Err(format!(
                     "replica {i}: durable state is not the fold of its records"
                 ));
@@ -293,7 +238,7 @@ impl Cluster {
                 ));
             }
         }
-        let quorum = self.votes.iter().any(|((s, _), (proposal, voters))| {
+        let quorum = self.seen.votes.iter().any(|((s, _), (proposal, voters))| {
             *s == slot && proposal == entry && voters.len() >= self.majority()
         });
         if quorum {
@@ -327,7 +272,7 @@ impl Cluster {
     /// Delivers every message in order, with no faults, until the network is empty.
     fn settle(&mut self) {
         for _ in 0..100_000 {
-            if self.net.is_empty() {
+            if self.sim.net.is_empty() {
                 return;
             }
             self.act(Action::Deliver(0));
@@ -339,8 +284,8 @@ impl Cluster {
     /// Every client sends its outstanding request to `to` until all are answered.
     fn run_clients(&mut self, to: usize) {
         for _ in 0..1_000 {
-            let open = (0..self.clients.len())
-                .filter(|&c| self.clients[c].seq <= self.commands_per_client)
+            let open = (0..self.seen.clients.len())
+                .filter(|&c| self.seen.clients[c].seq <= self.commands_per_client)
                 .collect::<Vec<_>>();
             if open.is_empty() {
                 return;
@@ -358,14 +303,14 @@ impl Cluster {
     }
 
     fn executed(&self, i: usize) -> &[Command<u64>] {
-        let replica = self.nodes[i].replica.as_ref().unwrap();
+        let replica = self.sim.replica(i as u32).unwrap();
         &replica.state_machine().executed
     }
 
     fn assert_all_applied_everywhere(&self, live: &[usize]) {
-        let expected = self.clients.len() * self.commands_per_client as usize;
+        let expected = self.seen.clients.len() * self.commands_per_client as usize;
         for &i in live {
-            let replica = self.nodes[i].replica.as_ref().unwrap();
+            let replica = self.sim.replica(i as u32).unwrap();
             assert_eq!(self.executed(i).len(), expected, "replica {i}");
             assert_eq!(self.executed(i), self.executed(live[0]), "replica {i}");
             assert_eq!(
@@ -495,7 +440,7 @@ fn without_faults_every_command_is_chosen_and_applied_on_every_replica() {
         cluster.run_clients(0);
         let all: Vec<usize> = (0..replicas as usize).collect();
         cluster.assert_all_applied_everywhere(&all);
-        assert_eq!(cluster.replies, 12);
+        assert_eq!(cluster.seen.replies, 12);
     }
 }
 
@@ -507,7 +452,7 @@ fn after_the_leader_dies_a_timer_elsewhere_elects_a_leader_and_commands_commit_a
         cluster.act(Action::Crash(0));
         cluster.act(Action::Timeout(1));
         cluster.settle();
-        assert_eq!(cluster.leader(), Some(1));
+        assert_eq!(cluster.sim.leader(), Some(1));
         cluster.commands_per_client = 4;
         cluster.run_clients(1);
         let live: Vec<usize> = (1..replicas as usize).collect();
@@ -525,17 +470,17 @@ fn a_command_accepted_before_the_leader_died_is_re_proposed_and_answered_once() 
     // The Accepts reach both followers; their Accepted never reach the leader.
     cluster.settle_to(&[1, 2]);
     cluster.act(Action::Crash(0));
-    cluster.net.clear();
+    cluster.sim.net.clear();
     cluster.act(Action::Timeout(1));
     cluster.settle();
-    assert_eq!(cluster.leader(), Some(1));
+    assert_eq!(cluster.sim.leader(), Some(1));
     assert_eq!(cluster.executed(1), [command(0, 1)]);
     assert_eq!(cluster.executed(2), [command(0, 1)]);
     assert_eq!(
-        cluster.replies, 1,
+        cluster.seen.replies, 1,
         "a leader answers every command it executes"
     );
-    let leader = cluster.nodes[1].replica.as_mut().unwrap();
+    let leader = cluster.sim.nodes[1].replica.as_mut().unwrap();
     let retry = leader.step(Input::ClientRequest(command(0, 1)));
     let answer = Effect::Reply {
         client: ClientId(0),
@@ -557,7 +502,7 @@ fn a_command_accepted_before_the_leader_died_is_re_proposed_and_answered_once() 
 impl Cluster {
     /// Delivers, in order, every message addressed to one of `to`.
     fn settle_to(&mut self, to: &[u32]) {
-        while let Some(k) = self.net.iter().position(|e| to.contains(&e.to)) {
+        while let Some(k) = self.sim.net.iter().position(|e| to.contains(&e.to)) {
             self.act(Action::Deliver(k));
             self.check().unwrap();
         }
@@ -570,7 +515,9 @@ impl Cluster {
 fn a_follower_that_missed_every_decide_catches_up_from_heartbeats() {
     let mut cluster = Cluster::new(3, 2, 2, 3);
     for _ in 0..1_000 {
-        let open: Vec<usize> = (0..2).filter(|&c| cluster.clients[c].seq <= 3).collect();
+        let open: Vec<usize> = (0..2)
+            .filter(|&c| cluster.seen.clients[c].seq <= 3)
+            .collect();
         if open.is_empty() {
             break;
         }
@@ -582,6 +529,7 @@ fn a_follower_that_missed_every_decide_catches_up_from_heartbeats() {
         }
         // Deliver everything except the Decides to replica 2.
         while let Some(k) = cluster
+            .sim
             .net
             .iter()
             .position(|e| !(e.to == 2 && matches!(e.msg, Message::Decide { .. })))
@@ -589,7 +537,7 @@ fn a_follower_that_missed_every_decide_catches_up_from_heartbeats() {
             cluster.act(Action::Deliver(k));
             cluster.check().unwrap();
         }
-        cluster.net.clear();
+        cluster.sim.net.clear();
     }
     assert_eq!(cluster.executed(0).len(), 6);
     assert!(cluster.executed(2).len() < 6, "replica 2 is behind");
@@ -607,7 +555,7 @@ fn a_follower_that_missed_every_decide_catches_up_from_heartbeats() {
     cluster.assert_all_applied_everywhere(&[0, 1, 2]);
     for i in 0..3 {
         cluster.act(Action::Snapshot(i));
-        let replica = cluster.nodes[i].replica.as_ref().unwrap();
+        let replica = cluster.sim.replica(i as u32).unwrap();
         assert_eq!(replica.state().compacted, replica.applied(), "replica {i}");
         assert!(replica.chosen().is_empty() && replica.accepted().is_empty());
     }

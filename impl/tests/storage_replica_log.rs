@@ -5,15 +5,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::VecDeque;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use paxos_impl::multi::{
-    ClientId, Command, Config, Durable, Effect, Entry, Input, KvOp, KvStore, Message, Record,
-    RecordError, Replica, SlotMap, StateMachine,
+    ClientId, Command, Config, Durable, Entry, Input, KvOp, KvStore, Record, RecordError, Replica,
+    SlotMap, StateMachine,
 };
+use paxos_impl::sim::{ignore, Cluster as Sim, Recovered, Snapshot, Storage};
 use paxos_impl::storage::replica_log::{
     decode_record, decode_state_machine, encode_record, encode_state_machine, RECORD_FORMAT_VERSION,
 };
@@ -503,20 +503,53 @@ fn group_commit_persists_submitted_steps_in_order() {
 
 // ------------------------------------------------------------------ a real cluster
 
-type R = Replica<KvStore>;
-
-struct Node {
-    replica: R,
-    log: Log,
+/// A replica's storage in the in-memory cluster: its `ReplicaLog` on disk. Every `Persist` of
+/// a step is durable before the step's sends go out (persist before you speak).
+struct DiskLog {
+    dir: tempfile::TempDir,
+    log: Option<Log>,
 }
 
-/// Three replica cores over a FIFO network; every `Persist` of a step is made durable through
-/// the node's `ReplicaLog` before the step's sends go out (persist before you speak).
+impl DiskLog {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, recovered) = Log::open(dir.path(), small_segments()).unwrap();
+        assert_eq!(recovered.durable, Durable::default());
+        DiskLog {
+            dir,
+            log: Some(log),
+        }
+    }
+}
+
+impl Storage<KvStore> for DiskLog {
+    fn persist(&mut self, records: &mut Vec<Record<KvOp>>) -> Result<(), String> {
+        let log = self.log.as_mut().ok_or("the log is closed")?;
+        log.persist(records).map_err(|e| e.to_string())?;
+        records.clear();
+        Ok(())
+    }
+
+    /// Drops the open log (what it had not synced included) and reopens it.
+    fn recover(&mut self) -> Result<Recovered<KvStore>, String> {
+        self.log = None;
+        let (log, recovered) =
+            Log::open(self.dir.path(), small_segments()).map_err(|e| e.to_string())?;
+        self.log = Some(log);
+        Ok(Recovered {
+            durable: recovered.durable,
+            snapshot: None,
+        })
+    }
+
+    fn compacted(&mut self, _: Snapshot<KvStore>, _: Durable<KvOp>) -> Result<(), String> {
+        Err("snapshots are tested on the log itself, above".into())
+    }
+}
+
+/// Three replica cores over a FIFO network, each with its log on disk.
 struct Cluster {
-    dirs: Vec<tempfile::TempDir>,
-    configs: Vec<Config>,
-    nodes: Vec<Option<Node>>,
-    net: VecDeque<(u32, u32, Message<KvOp>)>,
+    sim: Sim<KvStore, DiskLog>,
 }
 
 impl Cluster {
@@ -531,78 +564,48 @@ impl Cluster {
                 timing: Default::default(),
             })
             .collect();
-        let mut cluster = Cluster {
-            dirs: (0..3).map(|_| tempfile::tempdir().unwrap()).collect(),
-            configs: configs.clone(),
-            nodes: Vec::new(),
-            net: VecDeque::new(),
-        };
-        for (i, config) in configs.into_iter().enumerate() {
-            let (log, recovered) = Log::open(cluster.dirs[i].path(), small_segments()).unwrap();
-            assert_eq!(recovered.durable, Durable::default());
-            let (replica, effects) = Replica::new(config, KvStore::new()).unwrap();
-            cluster.nodes.push(Some(Node { replica, log }));
-            cluster.perform(i, effects);
-        }
-        cluster
+        let sim = Sim::start(
+            configs,
+            |_| KvStore::new(),
+            |_| DiskLog::new(),
+            &mut ignore::<KvStore>,
+        )
+        .unwrap();
+        Cluster { sim }
     }
 
     /// Replica `i`'s election timer fires (M1).
-    fn election(&mut self, i: usize) {
-        let due = self.replica(i).state().timers.election_at_ms;
-        let now_ms = due.expect("an election timer is armed at a replica that does not lead");
-        self.step(i, Input::Tick { now_ms });
+    fn election(&mut self, i: u32) {
+        let fired = self.sim.fire_election(i, &mut ignore::<KvStore>).unwrap();
+        assert!(
+            fired,
+            "an election timer is armed at a replica that does not lead"
+        );
     }
 
-    fn perform(&mut self, i: usize, effects: Vec<Effect<KvOp, paxos_impl::multi::KvOutput>>) {
-        let node = self.nodes[i].as_mut().unwrap();
-        let records: Vec<Record<KvOp>> = effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Persist(record) => Some(record.clone()),
-                _ => None,
-            })
-            .collect();
-        node.log.persist(&records).unwrap();
-        for effect in effects {
-            if let Effect::Send { to, msg } = effect {
-                self.net.push_back((i as u32, to, msg));
-            }
-        }
-    }
-
-    fn step(&mut self, i: usize, input: Input<KvOp>) {
-        let Some(node) = self.nodes[i].as_mut() else {
-            return;
-        };
-        let effects = node.replica.step(input);
-        self.perform(i, effects);
+    fn step(&mut self, i: u32, input: Input<KvOp>) {
+        self.sim.step(i, input, &mut ignore::<KvStore>).unwrap();
     }
 
     fn deliver_all(&mut self) {
-        let mut budget = 10_000;
-        while let Some((from, to, msg)) = self.net.pop_front() {
-            budget -= 1;
-            assert!(budget > 0, "the network does not quiesce");
-            self.step(to as usize, Input::Message { from, msg });
-        }
+        self.sim
+            .deliver_all(10_000, &mut ignore::<KvStore>)
+            .unwrap();
     }
 
-    /// Drops node `i` (its log unsynced state included), reopens its log and recovers it;
-    /// returns its durable view before the crash.
-    fn crash_and_recover(&mut self, i: usize) -> Durable<KvOp> {
-        let node = self.nodes[i].take().unwrap();
-        let before = node.replica.durable();
-        drop(node);
-        let (log, recovered) = Log::open(self.dirs[i].path(), small_segments()).unwrap();
-        let (replica, _effects) =
-            Replica::recover(self.configs[i].clone(), recovered.durable, KvStore::new()).unwrap();
-        self.nodes[i] = Some(Node { replica, log });
+    /// Crashes node `i` and recovers it from its reopened log; returns its durable view
+    /// before the crash.
+    fn crash_and_recover(&mut self, i: u32) -> Durable<KvOp> {
+        let before = self.replica(i).durable();
+        self.sim.crash(i);
+        self.sim
+            .recover(i, KvStore::new(), &mut ignore::<KvStore>)
+            .unwrap();
         before
     }
 
-    fn replica(&self, i: usize) -> &R {
-        &self.nodes[i].as_ref().unwrap().replica
+    fn replica(&self, i: u32) -> &Replica<KvStore> {
+        self.sim.replica(i).unwrap()
     }
 }
 

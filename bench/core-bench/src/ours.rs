@@ -1,13 +1,11 @@
-//! Our sans-IO core (`paxos_protocol::multi::Replica`) in the [`Cluster`] loop: every effect is
-//! performed as the runtime would, minus the IO — `Persist` appends the record to an in-memory
-//! log (no fsync), `Send` queues the message, timers are never armed by a stable leader.
-
-use std::collections::VecDeque;
+//! Our sans-IO core (`paxos_protocol::multi::Replica`) in the [`Cluster`] loop, on the protocol
+//! crate's in-memory cluster (`paxos_protocol::sim`): every effect is performed as the runtime
+//! would, minus the IO — `Persist` appends the record to an in-memory log (no fsync), `Send`
+//! queues the message, timers are never armed by a stable leader.
 
 use paxos_protocol::ballot::NodeId;
-use paxos_protocol::multi::{
-    ClientId, Command, Config, Effect, Input, Message, Record, Replica, StateMachine,
-};
+use paxos_protocol::multi::{ClientId, Command, Config, Input, StateMachine};
+use paxos_protocol::sim::{ignore, Cluster as Sim, MemoryLog};
 
 use crate::harness::{checksum, Cluster};
 
@@ -39,22 +37,12 @@ impl StateMachine for Checksum {
     }
 }
 
-type Msg = Message<u64>;
-
-struct Node {
-    replica: Replica<Checksum>,
-    /// The write-ahead log, in memory.
-    log: Vec<Record<u64>>,
-}
-
-/// Three replicas; replica 0 leads from bootstrap at ballot `1.0` (the core's M1 without phase
-/// 1, which is how the service's initial leader starts too).
+/// Three replicas in the protocol crate's in-memory cluster; replica 0 leads from bootstrap at
+/// ballot `1.0` (the core's M1 without phase 1, which is how the service's initial leader
+/// starts too).
 pub struct Ours {
-    nodes: Vec<Node>,
-    network: VecDeque<(NodeId, NodeId, Msg)>,
+    sim: Sim<Checksum>,
     delivered: u64,
-    /// One step's effects, drained after each step (as the service's node task does).
-    effects: Vec<Effect<u64, u64>>,
     /// Commands submitted since the last round, stepped at the leader together at the start
     /// of the next (as the service's node task steps the requests of one drain of its inbox).
     requests: Vec<Command<u64>>,
@@ -65,57 +53,44 @@ const LEADER: NodeId = 0;
 impl Ours {
     pub fn new(window: u64) -> anyhow::Result<Self> {
         let replicas: Vec<NodeId> = (0..3).collect();
-        let mut cluster = Ours {
-            nodes: Vec::new(),
-            network: VecDeque::new(),
-            delivered: 0,
-            effects: Vec::new(),
-            requests: Vec::new(),
-        };
-        for &id in &replicas {
-            let config = Config {
+        let configs = replicas
+            .iter()
+            .map(|&id| Config {
                 id,
                 replicas: replicas.clone(),
                 initial_leader: LEADER,
                 window,
                 slot_limit: None,
                 timing: Default::default(),
-            };
-            let (replica, mut effects) = Replica::new(config, Checksum::default())
-                .map_err(|e| anyhow::anyhow!("replica {id}: {e}"))?;
-            cluster.nodes.push(Node {
-                replica,
-                log: Vec::new(),
-            });
-            cluster.perform(id, &mut effects);
-        }
-        anyhow::ensure!(cluster.nodes[LEADER as usize].replica.is_leading());
-        Ok(cluster)
+            })
+            .collect();
+        let sim = Sim::start(
+            configs,
+            |_| Checksum::default(),
+            |_| MemoryLog::default(),
+            &mut ignore::<Checksum>,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        anyhow::ensure!(sim.leader() == Some(LEADER));
+        Ok(Ours {
+            sim,
+            delivered: 0,
+            requests: Vec::new(),
+        })
     }
 
     fn step(&mut self, id: NodeId, input: Input<u64>) {
-        let mut effects = std::mem::take(&mut self.effects);
-        self.nodes[id as usize]
-            .replica
-            .step_into(input, &mut effects);
-        self.perform(id, &mut effects);
-        self.effects = effects;
-    }
-
-    fn perform(&mut self, id: NodeId, effects: &mut Vec<Effect<u64, u64>>) {
-        let node = &mut self.nodes[id as usize];
-        for effect in effects.drain(..) {
-            match effect {
-                Effect::Persist(record) => node.log.push(record),
-                Effect::Send { to, msg } => self.network.push_back((id, to, msg)),
-                Effect::Executed { .. } | Effect::Reply { .. } => {}
-            }
-        }
+        // In-memory storage never fails.
+        let _ = self.sim.step(id, input, &mut ignore::<Checksum>);
     }
 
     /// Records in the in-memory logs, over all replicas.
     pub fn records(&self) -> usize {
-        self.nodes.iter().map(|n| n.log.len()).sum()
+        self.sim.nodes.iter().map(|n| n.storage.records.len()).sum()
+    }
+
+    fn state_machine(&self, id: NodeId) -> Option<&Checksum> {
+        self.sim.replica(id).map(|r| r.state_machine())
     }
 }
 
@@ -146,12 +121,9 @@ impl Cluster for Ours {
                 self.step(LEADER, Input::ClientRequests(requests));
             }
         }
-        let in_flight = self.network.len();
+        let in_flight = self.sim.net.len();
         for _ in 0..in_flight {
-            let Some((from, to, msg)) = self.network.pop_front() else {
-                break;
-            };
-            self.step(to, Input::Message { from, msg });
+            let _ = self.sim.deliver(0, &mut ignore::<Checksum>);
         }
         self.delivered += in_flight as u64;
         in_flight > 0
@@ -162,11 +134,11 @@ impl Cluster for Ours {
     }
 
     fn committed(&self) -> u64 {
-        self.nodes[LEADER as usize].replica.state_machine().applied
+        self.state_machine(LEADER).map_or(0, |sm| sm.applied)
     }
 
     fn applied(&self) -> Vec<(u64, u64)> {
-        let sm = self.nodes.iter().map(|n| n.replica.state_machine());
+        let sm = (0..3).filter_map(|id| self.state_machine(id));
         sm.map(|sm| (sm.applied, sm.sum)).collect()
     }
 }

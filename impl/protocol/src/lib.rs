@@ -17,6 +17,7 @@
 pub mod ballot;
 pub mod multi;
 pub mod rules;
+pub mod sim;
 pub mod step_log;
 pub mod synod;
 
