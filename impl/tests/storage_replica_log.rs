@@ -508,6 +508,8 @@ fn group_commit_persists_submitted_steps_in_order() {
 struct DiskLog {
     dir: tempfile::TempDir,
     log: Option<Log>,
+    /// The step's records, persisted together at its end.
+    step: Vec<Record<KvOp>>,
 }
 
 impl DiskLog {
@@ -518,21 +520,27 @@ impl DiskLog {
         DiskLog {
             dir,
             log: Some(log),
+            step: Vec::new(),
         }
     }
 }
 
 impl Storage<KvStore> for DiskLog {
-    fn persist(&mut self, records: &mut Vec<Record<KvOp>>) -> Result<(), String> {
+    fn append(&mut self, record: Record<KvOp>) {
+        self.step.push(record);
+    }
+
+    fn sync(&mut self) -> Result<(), String> {
         let log = self.log.as_mut().ok_or("the log is closed")?;
-        log.persist(records).map_err(|e| e.to_string())?;
-        records.clear();
+        log.persist(&self.step).map_err(|e| e.to_string())?;
+        self.step.clear();
         Ok(())
     }
 
     /// Drops the open log (what it had not synced included) and reopens it.
     fn recover(&mut self) -> Result<Recovered<KvStore>, String> {
         self.log = None;
+        self.step.clear();
         let (log, recovered) =
             Log::open(self.dir.path(), small_segments()).map_err(|e| e.to_string())?;
         self.log = Some(log);

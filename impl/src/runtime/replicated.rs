@@ -44,7 +44,7 @@ use super::{transport, ServeError, INBOX_EVENTS_MAX};
 use crate::ballot::NodeId;
 use crate::multi::mutants::Mutant;
 use crate::multi::{Command, Effect, Replica, Slot, StateMachine};
-use crate::storage::{ReplicaLog, ReplicaLogOptions};
+use crate::storage::{ReplicaGroupCommit, ReplicaLog, ReplicaLogOptions};
 
 /// What crosses the wire, the WAL and the step log: a state machine's operations and outputs.
 pub trait Payload:
@@ -196,87 +196,10 @@ impl<S: Replicated> Node<S> {
     /// before the first command; the WAL's snapshot and records bring it up to date), listens
     /// for peers and starts the node task.
     pub async fn start(options: NodeOptions, state_machine: S) -> Result<Self, ServeError> {
-        let NodeOptions {
-            config,
-            id,
-            data_dir,
-            seed,
-            step_log,
-            core_mutant,
-        } = options;
-        config.validate()?;
-        let mut core_config = config.core_config(id)?;
-        core_config.timing.jitter_seed = seed;
-        let secret = Arc::new(config.peer_secret()?);
-        let me = config.member(id)?.clone();
-        let config = Arc::new(config);
-        let dir = data_dir.display().to_string();
-        std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::DataDir {
-            dir: dir.clone(),
-            source,
-        })?;
-        let storage_error = |source| ServeError::Storage {
-            dir: dir.clone(),
-            source,
-        };
-        let (mut log, recovered) =
-            ReplicaLog::<S::Op>::open(&data_dir, ReplicaLogOptions::default())
-                .map_err(storage_error)?;
-        if let Some(torn) = &recovered.torn_tail {
-            tracing::warn!(?torn, "truncated a torn final WAL record");
-        }
-        let fresh = recovered.records_replayed == 0 && recovered.snapshot.is_none();
-        let recovered_durable = step_log.as_ref().map(|_| recovered.durable.clone());
-        let (replica, effects) = node::with_core_mutant(core_mutant, || {
-            if fresh {
-                Replica::new(core_config.clone(), state_machine)
-            } else {
-                Replica::recover(core_config.clone(), recovered.durable, state_machine)
-            }
-        })
-        .map_err(|e| ServeError::Internal(e.to_string()))?;
-        let step_log = match (step_log, recovered_durable) {
-            (Some(path), Some(recovered)) => {
-                let log_error = |source| ServeError::StepLog {
-                    file: path.display().to_string(),
-                    source,
-                };
-                let mut log = StepLog::open(&path).map_err(log_error)?;
-                log.write(&StepLine::Start {
-                    format: step_log::STEP_LOG_FORMAT.to_string(),
-                    node: id,
-                    pid: std::process::id(),
-                    config: core_config,
-                    recovered,
-                    effects: effects.clone(),
-                    state: replica.state().clone(),
-                })
-                .map_err(log_error)?;
-                Some(log)
-            }
-            _ => None,
-        };
-        let records: Vec<_> = effects
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Persist(record) => Some(record),
-                _ => None,
-            })
-            .collect();
-        log.persist(&records).map_err(storage_error)?;
-        tracing::info!(
-            node = id,
-            fresh,
-            records_replayed = recovered.records_replayed,
-            applied = replica.applied(),
-            promised = %replica.promised(),
-            role = replica.phase().name(),
-            seed,
-            "replica started"
-        );
-        let wal = log
-            .into_group_commit(config.limits.group_commit())
-            .map_err(storage_error)?;
+        options.config.validate()?;
+        let me = options.config.member(options.id)?.clone();
+        let secret = Arc::new(options.config.peer_secret()?);
+        let recovered = recover(&options, state_machine)?;
         let peer_listener =
             TcpListener::bind(me.peer_addr)
                 .await
@@ -285,7 +208,13 @@ impl<S: Replicated> Node<S> {
                     addr: me.peer_addr,
                     source,
                 })?;
-
+        let NodeOptions {
+            config,
+            id,
+            core_mutant,
+            ..
+        } = options;
+        let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
         let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_EVENTS_MAX);
         let (links, outbound) = transport::start_outbound(&config, &secret, id, &metrics);
@@ -304,13 +233,13 @@ impl<S: Replicated> Node<S> {
         );
         let (status_tx, status_rx) = watch::channel(NodeStatus::default());
         let task = NodeTask::new(NodeParts {
-            replica,
-            wal,
+            replica: recovered.replica,
+            wal: recovered.wal,
             links,
             metrics: Arc::clone(&metrics),
             status: status_tx,
             inbox: inbox_rx,
-            step_log,
+            step_log: recovered.step_log,
             core_mutant,
         });
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -377,4 +306,95 @@ impl<S: Replicated> Node<S> {
         tracing::info!(node = self.handle.id, "stopped");
         result
     }
+}
+
+/// A replica as its storage left it, ready to run.
+struct RecoveredReplica<S: Replicated> {
+    replica: Replica<S>,
+    wal: ReplicaGroupCommit<S::Op>,
+    step_log: Option<StepLog>,
+}
+
+/// Opens the WAL in `options.data_dir` (created if missing), starts the replica fresh or
+/// recovers it (M11), opens the step log with its `start` line, and makes the replica's own
+/// start-up records durable before it may speak.
+fn recover<S: Replicated>(
+    options: &NodeOptions,
+    state_machine: S,
+) -> Result<RecoveredReplica<S>, ServeError> {
+    let id = options.id;
+    let mut core_config = options.config.core_config(id)?;
+    core_config.timing.jitter_seed = options.seed;
+    let data_dir = &options.data_dir;
+    let dir = data_dir.display().to_string();
+    std::fs::create_dir_all(data_dir).map_err(|source| ServeError::DataDir {
+        dir: dir.clone(),
+        source,
+    })?;
+    let storage_error = |source| ServeError::Storage {
+        dir: dir.clone(),
+        source,
+    };
+    let (mut log, recovered) =
+        ReplicaLog::<S::Op>::open(data_dir, ReplicaLogOptions::default()).map_err(storage_error)?;
+    if let Some(torn) = &recovered.torn_tail {
+        tracing::warn!(?torn, "truncated a torn final WAL record");
+    }
+    let fresh = recovered.records_replayed == 0 && recovered.snapshot.is_none();
+    let recovered_durable = options.step_log.as_ref().map(|_| recovered.durable.clone());
+    let (replica, effects) = node::with_core_mutant(options.core_mutant, || {
+        if fresh {
+            Replica::new(core_config.clone(), state_machine)
+        } else {
+            Replica::recover(core_config.clone(), recovered.durable, state_machine)
+        }
+    })
+    .map_err(|e| ServeError::Internal(e.to_string()))?;
+    let step_log = match (&options.step_log, recovered_durable) {
+        (Some(path), Some(recovered)) => {
+            let log_error = |source| ServeError::StepLog {
+                file: path.display().to_string(),
+                source,
+            };
+            let mut log = StepLog::open(path).map_err(log_error)?;
+            log.write(&StepLine::Start {
+                format: step_log::STEP_LOG_FORMAT.to_string(),
+                node: id,
+                pid: std::process::id(),
+                config: core_config,
+                recovered,
+                effects: effects.clone(),
+                state: replica.state().clone(),
+            })
+            .map_err(log_error)?;
+            Some(log)
+        }
+        _ => None,
+    };
+    let records: Vec<_> = effects
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Persist(record) => Some(record),
+            _ => None,
+        })
+        .collect();
+    log.persist(&records).map_err(storage_error)?;
+    tracing::info!(
+        node = id,
+        fresh,
+        records_replayed = recovered.records_replayed,
+        applied = replica.applied(),
+        promised = %replica.promised(),
+        role = replica.phase().name(),
+        seed = options.seed,
+        "replica started"
+    );
+    let wal = log
+        .into_group_commit(options.config.limits.group_commit())
+        .map_err(storage_error)?;
+    Ok(RecoveredReplica {
+        replica,
+        wal,
+        step_log,
+    })
 }
