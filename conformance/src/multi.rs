@@ -958,6 +958,7 @@ mod tests {
     use super::*;
     use crate::check::{check_all, explore, Outcome, Visit};
     use paxos_model::multi::MultiBug;
+    use paxos_model::types::BugCatalogue;
 
     /// One election, one command, one client retry: every rule but the window runs.
     fn small() -> MultiConfig {
@@ -1098,7 +1099,7 @@ mod tests {
     #[test]
     fn every_seeded_model_bug_is_a_divergence() {
         let mut missed = Vec::new();
-        for bug in MultiBug::ALL {
+        for &bug in MultiBug::ALL {
             let outcome = run(bug.name(), &bug.witness_config(), 1);
             match outcome.first_divergence() {
                 None => missed.push(bug.name()),

@@ -864,7 +864,7 @@ mod tests {
     fn every_mutant_fails_some_walk() {
         let cfg = long_walk_config(5);
         let mut survivors = Vec::new();
-        for mutant in Mutant::ALL {
+        for &mutant in Mutant::ALL {
             let caught = (0..40).find(|&seed| {
                 with_mutant(mutant, || lockstep(&cfg, &schedule(seed, 300)))
                     .failure
@@ -886,7 +886,7 @@ mod tests {
         let cfg = long_walk_config(5);
         let dir = tempfile::tempdir().expect("temp dir");
         let mut replayed = Vec::new();
-        for mutant in Mutant::ALL {
+        for &mutant in Mutant::ALL {
             let walk = (0..40)
                 .map(|seed| with_mutant(mutant, || lockstep(&cfg, &schedule(seed, 300))))
                 .find(|walk| walk.failure.is_some())

@@ -326,6 +326,7 @@ mod tests {
 
     use super::*;
     use crate::check::check_all;
+    use paxos_model::types::BugCatalogue;
 
     #[test]
     fn every_reachable_transition_of_the_default_synod_matches_the_core() {
@@ -360,7 +361,7 @@ mod tests {
     #[test]
     fn every_seeded_model_bug_is_a_divergence() {
         use paxos_model::synod::SynodBug;
-        for bug in SynodBug::ALL {
+        for &bug in SynodBug::ALL {
             let cfg = SynodConfig {
                 bug: Some(bug),
                 ..bug.witness_config()

@@ -18,6 +18,7 @@ use anyhow::{bail, Context};
 use paxos_model::multi::{self, MultiConfig};
 use paxos_model::runner::{self, Classification, Trace};
 use paxos_model::synod::{self, SynodConfig};
+use paxos_model::types::BugCatalogue;
 use serde_json::Value;
 
 use crate::conform::{

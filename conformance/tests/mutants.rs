@@ -74,7 +74,7 @@ fn check(mutant: Option<Mutant>, cfg: &MultiConfig) -> Outcome<MultiModel> {
 #[test]
 fn every_protocol_mutant_is_a_divergence() {
     let mut missed = Vec::new();
-    for mutant in Mutant::ALL {
+    for &mutant in Mutant::ALL {
         let outcome = check(Some(mutant), &config_for(mutant));
         match outcome.first_divergence() {
             None => missed.push(mutant.name()),
@@ -87,7 +87,7 @@ fn every_protocol_mutant_is_a_divergence() {
 /// The configurations above conform without a mutant: each divergence is the mutant's doing.
 #[test]
 fn the_mutants_configurations_conform_without_a_mutant() {
-    for mutant in Mutant::ALL {
+    for &mutant in Mutant::ALL {
         let outcome = check(None, &config_for(mutant));
         assert!(outcome.counts.replayed > 0);
         if let Some(d) = outcome.first_divergence() {

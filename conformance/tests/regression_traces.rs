@@ -2,6 +2,7 @@
 //! demands (specs/trace-format.md): traces of the correct protocol conform, counterexamples of
 //! seeded model bugs diverge.
 
+use paxos_model::types::BugCatalogue;
 use std::fs;
 use std::path::PathBuf;
 
@@ -50,10 +51,10 @@ fn every_seeded_bug_has_a_regression_trace() {
             bugs.push(format!("{}:{bug}", trace.variant));
         }
     }
-    for bug in paxos_model::synod::SynodBug::ALL {
+    for &bug in paxos_model::synod::SynodBug::ALL {
         assert!(bugs.contains(&format!("synod:{bug}")), "no trace of {bug}");
     }
-    for bug in paxos_model::multi::MultiBug::ALL {
+    for &bug in paxos_model::multi::MultiBug::ALL {
         assert!(bugs.contains(&format!("multi:{bug}")), "no trace of {bug}");
     }
 }

@@ -59,11 +59,12 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stateright::{Model, Property};
+
+use crate::types::BugCatalogue;
 
 /// The largest number of acceptors a configuration may have.
 pub const MAX_ACCEPTORS: usize = 5;
@@ -83,89 +84,71 @@ const NO_VALUE: u8 = u8::MAX;
 // ---------------------------------------------------------------------------------------------
 
 /// A seeded bug: a small change to one action of the spec that breaks one of the properties.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Serialized as its [`BugCatalogue::name`] (the `--bug` argument), in both directions.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumMessage,
+)]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum LamportBug {
     /// `Phase2a` ignores the votes reported in the `1b` messages and may send any value once a
     /// majority has promised.
-    #[serde(rename = "lamport-phase2a-ignores-votes")]
+    #[strum(
+        serialize = "lamport-phase2a-ignores-votes",
+        message = "Phase2a ignores the votes reported in 1b messages and proposes any value"
+    )]
     Phase2aIgnoresVotes,
     /// `Phase2a` accepts a quorum of `⌊N/2⌋` acceptors (a minority) instead of a majority.
-    #[serde(rename = "lamport-phase2a-minority-quorum")]
+    #[strum(
+        serialize = "lamport-phase2a-minority-quorum",
+        message = "Phase2a proceeds with 1b messages from a minority (floor(N/2) acceptors)"
+    )]
     Phase2aMinorityQuorum,
     /// `Phase2a` drops the conjunct "no `2a` was sent for this ballot yet": a ballot's leader may
     /// propose a second, different value in the same ballot.
-    #[serde(rename = "lamport-phase2a-reuses-ballot")]
+    #[strum(
+        serialize = "lamport-phase2a-reuses-ballot",
+        message = "Phase2a may send a second 2a with a different value in the same ballot"
+    )]
     Phase2aReusesBallot,
     /// `Phase2a`, when no vote is reported, may propose a value outside the value set.
-    #[serde(rename = "lamport-phase2a-invents-value")]
+    #[strum(
+        serialize = "lamport-phase2a-invents-value",
+        message = "Phase2a may propose a value outside the value set when no vote is reported"
+    )]
     Phase2aInventsValue,
     /// `Phase1b` reports no previous vote (`mbal = -1`, `mval = None`) even when the acceptor
     /// has voted.
-    #[serde(rename = "lamport-phase1b-hides-vote")]
+    #[strum(
+        serialize = "lamport-phase1b-hides-vote",
+        message = "Phase1b reports no previous vote (mbal -1) even when the acceptor has voted"
+    )]
     Phase1bHidesVote,
     /// `Phase2b` drops the guard `b >= maxBal[a]`: an acceptor votes in a ballot below its promise.
-    #[serde(rename = "lamport-phase2b-ignores-promise")]
+    #[strum(
+        serialize = "lamport-phase2b-ignores-promise",
+        message = "Phase2b accepts a 2a whose ballot is below the acceptor's maxBal"
+    )]
     Phase2bIgnoresPromise,
     /// `Phase2b`: an acceptor that has voted before votes its old value again in the new ballot,
     /// whatever value the `2a` message carries.
-    #[serde(rename = "lamport-phase2b-keeps-old-value")]
+    #[strum(
+        serialize = "lamport-phase2b-keeps-old-value",
+        message = "Phase2b votes the acceptor's previously accepted value instead of the 2a's value"
+    )]
     Phase2bKeepsOldValue,
 }
 
 impl LamportBug {
-    /// Every seeded bug, in a fixed order.
-    pub fn all() -> &'static [LamportBug] {
-        &[
-            LamportBug::Phase2aIgnoresVotes,
-            LamportBug::Phase2aMinorityQuorum,
-            LamportBug::Phase2aReusesBallot,
-            LamportBug::Phase2aInventsValue,
-            LamportBug::Phase1bHidesVote,
-            LamportBug::Phase2bIgnoresPromise,
-            LamportBug::Phase2bKeepsOldValue,
-        ]
-    }
-
-    /// The bug's name on the command line (kebab-case, prefixed with `lamport-`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            LamportBug::Phase2aIgnoresVotes => "lamport-phase2a-ignores-votes",
-            LamportBug::Phase2aMinorityQuorum => "lamport-phase2a-minority-quorum",
-            LamportBug::Phase2aReusesBallot => "lamport-phase2a-reuses-ballot",
-            LamportBug::Phase2aInventsValue => "lamport-phase2a-invents-value",
-            LamportBug::Phase1bHidesVote => "lamport-phase1b-hides-vote",
-            LamportBug::Phase2bIgnoresPromise => "lamport-phase2b-ignores-promise",
-            LamportBug::Phase2bKeepsOldValue => "lamport-phase2b-keeps-old-value",
-        }
-    }
-
-    /// One line saying what the bug changes.
-    pub fn description(&self) -> &'static str {
-        match self {
-            LamportBug::Phase2aIgnoresVotes => {
-                "Phase2a ignores the votes reported in 1b messages and proposes any value"
-            }
-            LamportBug::Phase2aMinorityQuorum => {
-                "Phase2a proceeds with 1b messages from a minority (floor(N/2) acceptors)"
-            }
-            LamportBug::Phase2aReusesBallot => {
-                "Phase2a may send a second 2a with a different value in the same ballot"
-            }
-            LamportBug::Phase2aInventsValue => {
-                "Phase2a may propose a value outside the value set when no vote is reported"
-            }
-            LamportBug::Phase1bHidesVote => {
-                "Phase1b reports no previous vote (mbal -1) even when the acceptor has voted"
-            }
-            LamportBug::Phase2bIgnoresPromise => {
-                "Phase2b accepts a 2a whose ballot is below the acceptor's maxBal"
-            }
-            LamportBug::Phase2bKeepsOldValue => {
-                "Phase2b votes the acceptor's previously accepted value instead of the 2a's value"
-            }
-        }
-    }
-
     /// The name of the property this bug is designed to violate (it may violate others too).
     pub fn violates(&self) -> &'static str {
         match self {
@@ -180,31 +163,12 @@ impl LamportBug {
     }
 }
 
-impl fmt::Display for LamportBug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+impl BugCatalogue for LamportBug {
+    const SUBJECT: &'static str = "lamport";
+    const PREFIX: &'static str = "lamport-";
 }
 
-impl FromStr for LamportBug {
-    type Err = String;
-
-    /// Parses a bug name, with or without the `lamport-` prefix.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let wanted = s.trim();
-        LamportBug::all()
-            .iter()
-            .copied()
-            .find(|b| b.name() == wanted || b.name().strip_prefix("lamport-") == Some(wanted))
-            .ok_or_else(|| {
-                let names: Vec<&str> = LamportBug::all().iter().map(|b| b.name()).collect();
-                format!(
-                    "unknown lamport bug {wanted:?}; known bugs: {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
+crate::types::bug_names!(LamportBug);
 
 /// The constants of the spec: `Acceptor = {a1..aN}`, `Value = {v1..vK}`, `Ballot = 0..max_ballot`,
 /// quorums the majorities of the acceptors; plus an optional seeded bug.
@@ -1782,7 +1746,7 @@ mod tests {
                 "no seeded bug violates {name}"
             );
         }
-        assert_eq!(BUG_TABLE.len(), LamportBug::all().len());
+        assert_eq!(BUG_TABLE.len(), LamportBug::ALL.len());
         for (bug, max_ballot, props) in BUG_TABLE {
             assert!(props.contains(&bug.violates()), "{}", bug.name());
             let found = counterexamples(bug, max_ballot, props);
@@ -2045,7 +2009,7 @@ mod tests {
 
     #[test]
     fn lamport_bug_names_parse_and_config_validates() {
-        for &bug in LamportBug::all() {
+        for &bug in LamportBug::ALL {
             assert_eq!(bug.name().parse::<LamportBug>(), Ok(bug));
             assert_eq!(
                 bug.name()["lamport-".len()..].parse::<LamportBug>(),

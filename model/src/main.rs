@@ -13,6 +13,7 @@ use paxos_model::lamport::{LamportBug, LamportConfig, LamportModel};
 use paxos_model::multi::{self, MultiBug, MultiConfig};
 use paxos_model::runner::{self, CheckOptions, CheckTarget, Strategy};
 use paxos_model::synod::{self, SynodBug, SynodConfig};
+use paxos_model::types::BugCatalogue;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -443,7 +444,7 @@ fn explore_trace(file: &std::path::Path, addr: SocketAddr) -> Result<i32, Failur
 
 fn bugs() {
     println!("Synod (paxos-model check synod --bug NAME):");
-    for bug in SynodBug::ALL {
+    for &bug in SynodBug::ALL {
         println!(
             "  {:<28} breaks {:<16} {}{}",
             bug.name(),
@@ -453,7 +454,7 @@ fn bugs() {
         );
     }
     println!("\nMulti-Paxos (paxos-model check multi --bug NAME):");
-    for bug in MultiBug::ALL {
+    for &bug in MultiBug::ALL {
         println!(
             "  {:<28} breaks {:<22} {}{}",
             bug.name(),
@@ -463,7 +464,7 @@ fn bugs() {
         );
     }
     println!("\nLamport variant (paxos-model check lamport --bug NAME):");
-    for bug in LamportBug::all() {
+    for &bug in LamportBug::ALL {
         println!(
             "  {:<28} breaks {:<16} {}",
             bug.name(),

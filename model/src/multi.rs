@@ -46,7 +46,7 @@ use stateright::{Expectation, Rewrite, RewritePlan};
 use crate::actor_trace::{self, NodeNames};
 use crate::explorer_view::{ReadableAction, View};
 use crate::runner::{CheckTarget, SymmetryFn};
-use crate::types::{majority, minimal_majorities, Ballot, IdSet};
+use crate::types::{majority, minimal_majorities, Ballot, BugCatalogue, IdSet};
 
 /// The most slots a configuration may have: slot vectors are fixed-size arrays, so messages
 /// and states stay `Copy` and small.
@@ -287,61 +287,52 @@ impl MultiConfig {
 /// Seeded bugs: each breaks the protocol in one realistic way, and the checker must find a
 /// counterexample for every property in [`MultiBug::violates`].
 /// Serialized as its [`MultiBug::name`] (the `--bug` argument), in both directions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumMessage,
+)]
 #[serde(into = "&'static str", try_from = "String")]
+#[strum(serialize_all = "kebab-case")]
 pub enum MultiBug {
+    #[strum(message = "new leader merges every slot a Promise carries except the highest one")]
     PromiseMergeOffByOne,
+    #[strum(
+        message = "new leader fills every slot below the highest with a no-op, even where Promises carry a command"
+    )]
     NoopOverwritesAccepted,
+    #[strum(serialize = "skip-phase-1-after-nack")]
+    #[strum(
+        message = "leader answers a Nack by moving to a higher ballot and re-sending its Accepts, skipping phase 1"
+    )]
     SkipPhase1AfterNack,
+    #[strum(message = "replica accepts an Accept whose ballot is below its promise")]
     AcceptBelowPromise,
+    #[strum(message = "leader counts a slot chosen one vote short of a majority")]
     CommitWithoutMajority,
+    #[strum(message = "replica applies a chosen slot before the slots below it are chosen")]
     ApplyOutOfOrder,
+    #[strum(
+        message = "client table never consulted: a retried command is proposed and executed again"
+    )]
     IgnoreClientSequence,
+    #[strum(
+        message = "leader replies to the client when it proposes the command, before it is chosen"
+    )]
     ReplyBeforeCommit,
+    #[strum(message = "new leader fills gaps with an uninitialised command instead of a no-op")]
     GapFillFabricates,
 }
 
 impl MultiBug {
-    pub const ALL: [MultiBug; 9] = [
-        MultiBug::PromiseMergeOffByOne,
-        MultiBug::NoopOverwritesAccepted,
-        MultiBug::SkipPhase1AfterNack,
-        MultiBug::AcceptBelowPromise,
-        MultiBug::CommitWithoutMajority,
-        MultiBug::ApplyOutOfOrder,
-        MultiBug::IgnoreClientSequence,
-        MultiBug::ReplyBeforeCommit,
-        MultiBug::GapFillFabricates,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            MultiBug::PromiseMergeOffByOne => "promise-merge-off-by-one",
-            MultiBug::NoopOverwritesAccepted => "noop-overwrites-accepted",
-            MultiBug::SkipPhase1AfterNack => "skip-phase-1-after-nack",
-            MultiBug::AcceptBelowPromise => "accept-below-promise",
-            MultiBug::CommitWithoutMajority => "commit-without-majority",
-            MultiBug::ApplyOutOfOrder => "apply-out-of-order",
-            MultiBug::IgnoreClientSequence => "ignore-client-sequence",
-            MultiBug::ReplyBeforeCommit => "reply-before-commit",
-            MultiBug::GapFillFabricates => "gap-fill-fabricates",
-        }
-    }
-
-    pub fn description(self) -> &'static str {
-        match self {
-            MultiBug::PromiseMergeOffByOne => "new leader merges every slot a Promise carries except the highest one",
-            MultiBug::NoopOverwritesAccepted => "new leader fills every slot below the highest with a no-op, even where Promises carry a command",
-            MultiBug::SkipPhase1AfterNack => "leader answers a Nack by moving to a higher ballot and re-sending its Accepts, skipping phase 1",
-            MultiBug::AcceptBelowPromise => "replica accepts an Accept whose ballot is below its promise",
-            MultiBug::CommitWithoutMajority => "leader counts a slot chosen one vote short of a majority",
-            MultiBug::ApplyOutOfOrder => "replica applies a chosen slot before the slots below it are chosen",
-            MultiBug::IgnoreClientSequence => "client table never consulted: a retried command is proposed and executed again",
-            MultiBug::ReplyBeforeCommit => "leader replies to the client when it proposes the command, before it is chosen",
-            MultiBug::GapFillFabricates => "new leader fills gaps with an uninitialised command instead of a no-op",
-        }
-    }
-
     /// The properties this bug must violate (the first is the one it was written for).
     pub fn violates(self) -> &'static [&'static str] {
         match self {
@@ -380,7 +371,11 @@ impl MultiBug {
     }
 }
 
-crate::types::bug_names!(MultiBug, "Multi-Paxos");
+impl BugCatalogue for MultiBug {
+    const SUBJECT: &'static str = "Multi-Paxos";
+}
+
+crate::types::bug_names!(MultiBug);
 
 /// Protocol messages, per slot and per ballot as in the papers.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -1874,7 +1869,8 @@ mod tests {
         // Executing retried commands again fills the log with duplicates in every order: over
         // ten million states at these bounds, too many for a unit test.
         let bugs = MultiBug::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|&bug| bug != MultiBug::IgnoreClientSequence);
         let configs = std::iter::once(small()).chain(bugs.map(|bug| MultiConfig {
             bug: Some(bug),
@@ -1935,7 +1931,7 @@ mod tests {
             assert!(error.contains(option), "{error}");
         }
         assert!(d().validate().is_ok());
-        for bug in MultiBug::ALL {
+        for &bug in MultiBug::ALL {
             assert!(bug.witness_config().validate().is_ok(), "{bug}");
         }
     }
@@ -1986,7 +1982,7 @@ mod tests {
 
     #[test]
     fn bug_names_round_trip_and_unknown_names_list_the_known_ones() {
-        for bug in MultiBug::ALL {
+        for &bug in MultiBug::ALL {
             assert_eq!(bug.name().parse::<MultiBug>(), Ok(bug));
         }
         let error = "no-such-bug"
@@ -2012,7 +2008,7 @@ mod tests {
     #[test]
     fn every_seeded_bug_violates_what_it_claims() {
         let mut missed = Vec::new();
-        for bug in MultiBug::ALL {
+        for &bug in MultiBug::ALL {
             let started = std::time::Instant::now();
             let (discovered, unique) = run(bug.witness_config(), bug.violates());
             eprintln!(
@@ -2040,7 +2036,7 @@ mod tests {
             symmetry: false,
             ..CheckOptions::default()
         };
-        for bug in MultiBug::ALL {
+        for &bug in MultiBug::ALL {
             let started = std::time::Instant::now();
             let property = bug.violates()[0];
             let found = find_discovery(model(bug.witness_config()), &opts, property)

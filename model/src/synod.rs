@@ -39,7 +39,7 @@ use stateright::{Expectation, Representative, Rewrite, RewritePlan};
 use crate::actor_trace::{self, NodeNames};
 use crate::explorer_view::{ReadableAction, View};
 use crate::runner::{CheckTarget, SymmetryFn};
-use crate::types::{majority, minimal_majorities, Ballot, IdSet, Value};
+use crate::types::{majority, minimal_majorities, Ballot, BugCatalogue, IdSet, Value};
 
 /// The bounds and fault model of one Synod model instance.
 /// Serialized into summaries and trace files; trace replay reads it back (fields missing
@@ -150,53 +150,45 @@ impl SynodConfig {
 /// Seeded bugs: each breaks the protocol in one realistic way, and the checker must find a
 /// counterexample for every property in [`SynodBug::violates`].
 /// Serialized as its [`SynodBug::name`] (the `--bug` argument), in both directions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumMessage,
+)]
 #[serde(into = "&'static str", try_from = "String")]
+#[strum(serialize_all = "kebab-case")]
 pub enum SynodBug {
+    #[strum(message = "acceptor accepts an Accept whose ballot is below its promise")]
     AcceptBelowPromise,
+    #[strum(message = "acceptor does not persist its promise; a restart forgets it")]
     ForgetPromise,
+    #[strum(message = "proposer proposes its own value even when Promises carry accepted values")]
     IgnorePromiseValues,
+    #[strum(
+        message = "proposer sends Accept after Promises from n/2 acceptors, one short of a majority"
+    )]
     PromiseQuorumOffByOne,
+    #[strum(
+        message = "acceptor updates only the ballot of its accepted proposal, keeping the old value"
+    )]
     AcceptedKeepsOldValue,
+    #[strum(
+        message = "proposer with no value in its Promises proposes the default value v0, which nobody proposed"
+    )]
     DefaultValue,
+    #[strum(message = "learner counts Accepted for a value across different ballots")]
     LearnerMixedBallots,
 }
 
 impl SynodBug {
-    pub const ALL: [SynodBug; 7] = [
-        SynodBug::AcceptBelowPromise,
-        SynodBug::ForgetPromise,
-        SynodBug::IgnorePromiseValues,
-        SynodBug::PromiseQuorumOffByOne,
-        SynodBug::AcceptedKeepsOldValue,
-        SynodBug::DefaultValue,
-        SynodBug::LearnerMixedBallots,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SynodBug::AcceptBelowPromise => "accept-below-promise",
-            SynodBug::ForgetPromise => "forget-promise",
-            SynodBug::IgnorePromiseValues => "ignore-promise-values",
-            SynodBug::PromiseQuorumOffByOne => "promise-quorum-off-by-one",
-            SynodBug::AcceptedKeepsOldValue => "accepted-keeps-old-value",
-            SynodBug::DefaultValue => "default-value",
-            SynodBug::LearnerMixedBallots => "learner-mixed-ballots",
-        }
-    }
-
-    pub fn description(self) -> &'static str {
-        match self {
-            SynodBug::AcceptBelowPromise => "acceptor accepts an Accept whose ballot is below its promise",
-            SynodBug::ForgetPromise => "acceptor does not persist its promise; a restart forgets it",
-            SynodBug::IgnorePromiseValues => "proposer proposes its own value even when Promises carry accepted values",
-            SynodBug::PromiseQuorumOffByOne => "proposer sends Accept after Promises from n/2 acceptors, one short of a majority",
-            SynodBug::AcceptedKeepsOldValue => "acceptor updates only the ballot of its accepted proposal, keeping the old value",
-            SynodBug::DefaultValue => "proposer with no value in its Promises proposes the default value v0, which nobody proposed",
-            SynodBug::LearnerMixedBallots => "learner counts Accepted for a value across different ballots",
-        }
-    }
-
     /// The properties this bug must violate (the first is the one it was written for).
     pub fn violates(self) -> &'static [&'static str] {
         match self {
@@ -236,7 +228,11 @@ impl SynodBug {
     }
 }
 
-crate::types::bug_names!(SynodBug, "Synod");
+impl BugCatalogue for SynodBug {
+    const SUBJECT: &'static str = "Synod";
+}
+
+crate::types::bug_names!(SynodBug);
 
 /// Protocol messages, per ballot as in the papers.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -1191,7 +1187,7 @@ mod tests {
     #[test]
     fn every_seeded_bug_violates_what_it_claims() {
         let mut missed = Vec::new();
-        for bug in SynodBug::ALL {
+        for &bug in SynodBug::ALL {
             let started = std::time::Instant::now();
             let (discovered, unique) = if bug.needs_random_search() {
                 simulate(bug.witness_config(), bug.violates())
@@ -1298,7 +1294,7 @@ mod tests {
 
     #[test]
     fn bug_names_round_trip_and_unknown_names_list_the_known_ones() {
-        for bug in SynodBug::ALL {
+        for &bug in SynodBug::ALL {
             assert_eq!(bug.name().parse::<SynodBug>(), Ok(bug));
         }
         let error = "no-such-bug"

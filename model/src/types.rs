@@ -157,20 +157,57 @@ pub fn majority(n: usize) -> usize {
     n / 2 + 1
 }
 
-/// The name conversions of a seeded-bug enum that has `ALL` and `name()`: `Display`, `FromStr`
-/// (an unknown name gets the list of known ones) and the `&'static str` / `String` conversions
-/// its serde attributes use, so that a bug is written and read as its `--bug` name.
+/// A catalogue of seeded bugs. Every catalogue in the workspace (the models' seeded bugs, the
+/// core's mutants, the service's seeded bugs) is an enum whose list (`VARIANTS`), names
+/// (`IntoStaticStr`, kebab-case: the `--bug` argument) and one-line descriptions
+/// (`#[strum(message)]`) strum derives, so no catalogue has a table written by hand.
+pub trait BugCatalogue:
+    Copy + Eq + strum::VariantArray + Into<&'static str> + strum::EnumMessage + 'static
+{
+    /// What the bugs are seeded into, for messages ("Synod").
+    const SUBJECT: &'static str;
+    /// A prefix every name carries, which `from_name` also accepts left out.
+    const PREFIX: &'static str = "";
+
+    /// Every bug, in declaration order.
+    const ALL: &'static [Self] = <Self as strum::VariantArray>::VARIANTS;
+
+    /// The bug's name on the command line.
+    fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// One line saying what the bug changes.
+    fn description(self) -> &'static str {
+        self.get_message().unwrap_or_default()
+    }
+
+    /// The bug named `name` (with or without [`BugCatalogue::PREFIX`]), or an error that lists
+    /// the known names.
+    fn from_name(name: &str) -> Result<Self, String> {
+        let name = name.trim();
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|bug| bug.name() == name || bug.name().strip_prefix(Self::PREFIX) == Some(name))
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|b| b.name()).collect();
+                format!(
+                    "unknown {} bug '{name}'; known bugs: {}",
+                    Self::SUBJECT,
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// A catalogue's `Display`, `FromStr` and the `String` conversion its serde attributes use, so
+/// that a bug is written and read as its `--bug` name.
 macro_rules! bug_names {
-    ($bug:ty, $variant:literal) => {
+    ($bug:ty) => {
         impl std::fmt::Display for $bug {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.name())
-            }
-        }
-
-        impl From<$bug> for &'static str {
-            fn from(bug: $bug) -> Self {
-                bug.name()
+                f.write_str(crate::types::BugCatalogue::name(*self))
             }
         }
 
@@ -178,7 +215,7 @@ macro_rules! bug_names {
             type Error = String;
 
             fn try_from(name: String) -> Result<Self, Self::Error> {
-                name.parse()
+                <$bug as crate::types::BugCatalogue>::from_name(&name)
             }
         }
 
@@ -186,17 +223,7 @@ macro_rules! bug_names {
             type Err = String;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                <$bug>::ALL
-                    .into_iter()
-                    .find(|bug| bug.name() == s)
-                    .ok_or_else(|| {
-                        let names: Vec<_> = <$bug>::ALL.iter().map(|b| b.name()).collect();
-                        format!(
-                            "unknown {} bug '{s}'; known bugs: {}",
-                            $variant,
-                            names.join(", ")
-                        )
-                    })
+                <$bug as crate::types::BugCatalogue>::from_name(s)
             }
         }
     };

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use paxos_model::runner::read_trace;
+use paxos_model::types::BugCatalogue;
 
 fn paxos_model(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_paxos-model"))
@@ -69,7 +70,7 @@ fn bugs_lists_every_seeded_bug_with_its_property() {
             .expect("bug listed");
         assert!(line.contains(bug.violates()[0]), "{line}");
     }
-    for bug in paxos_model::lamport::LamportBug::all() {
+    for bug in paxos_model::lamport::LamportBug::ALL {
         assert!(listing.contains(bug.name()), "{} missing", bug.name());
     }
 }

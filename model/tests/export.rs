@@ -6,18 +6,19 @@ use std::process::Command;
 use paxos_model::multi::{self, MultiBug, MultiConfig};
 use paxos_model::runner::{random_walk, read_trace, CheckTarget, Classification};
 use paxos_model::synod::{self, SynodBug, SynodConfig};
+use paxos_model::types::BugCatalogue;
 
 #[test]
 fn configurations_read_back_from_their_trace_json() {
     let mut synods = vec![SynodConfig::default()];
-    synods.extend(SynodBug::ALL.map(SynodBug::witness_config));
+    synods.extend(SynodBug::ALL.iter().copied().map(SynodBug::witness_config));
     for cfg in synods {
         let json = synod::model(cfg.clone()).config_json();
         let back: SynodConfig = serde_json::from_value(json.clone()).expect("a Synod config");
         assert_eq!(back, cfg, "{json}");
     }
     let mut multis = vec![MultiConfig::default()];
-    multis.extend(MultiBug::ALL.map(MultiBug::witness_config));
+    multis.extend(MultiBug::ALL.iter().copied().map(MultiBug::witness_config));
     for cfg in multis {
         let json = multi::model(cfg.clone()).config_json();
         let back: MultiConfig = serde_json::from_value(json.clone()).expect("a Multi config");

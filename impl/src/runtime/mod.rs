@@ -58,8 +58,10 @@ pub struct ServeOptions {
 }
 
 /// Deliberate runtime bugs (see [`ServeOptions::seeded_bug`]), named on the command line by
-/// [`SeededBug::name`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// [`SeededBug::name`]. The list and names are derived (strum), as in every catalogue of
+/// deliberate bugs in the workspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
 pub enum SeededBug {
     /// A node that believes it leads answers `GET` from its own applied state instead of
     /// through the log: a deposed leader that has not heard of its successor serves stale
@@ -77,30 +79,23 @@ pub enum SeededBug {
 }
 
 impl SeededBug {
-    pub const ALL: [SeededBug; 4] = [
-        SeededBug::StaleLeaderReads,
-        SeededBug::QuorumOneShort,
-        SeededBug::ApplyOutOfOrder,
-        SeededBug::IgnoreClientTable,
-    ];
+    pub const ALL: &'static [SeededBug] = <SeededBug as strum::VariantArray>::VARIANTS;
 
     /// The name `--seeded-bug` takes.
     pub fn name(self) -> &'static str {
-        match self {
-            SeededBug::StaleLeaderReads => "stale-leader-reads",
-            SeededBug::QuorumOneShort => "quorum-one-short",
-            SeededBug::ApplyOutOfOrder => "apply-out-of-order",
-            SeededBug::IgnoreClientTable => "ignore-client-table",
-        }
+        self.into()
     }
 
     /// The bug named `name`, or an error listing the names.
     pub fn from_name(name: &str) -> Result<Self, String> {
-        let names = || Self::ALL.map(Self::name).join(", ");
         Self::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|bug| bug.name() == name)
-            .ok_or_else(|| format!("no seeded bug {name:?}; the bugs are {}", names()))
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|b| b.name()).collect();
+                format!("no seeded bug {name:?}; the bugs are {}", names.join(", "))
+            })
     }
 
     /// The core mutant this bug switches on in every step, if it is one.
@@ -226,7 +221,7 @@ mod tests {
 
     #[test]
     fn seeded_bugs_are_named_on_the_command_line_and_back() {
-        for bug in SeededBug::ALL {
+        for &bug in SeededBug::ALL {
             assert_eq!(SeededBug::from_name(bug.name()), Ok(bug));
         }
         let refused = SeededBug::from_name("no-such-bug").expect_err("refused");

@@ -6,69 +6,68 @@
 //! Without the feature `active` is a constant `false` the optimiser removes, so production
 //! builds carry none of this.
 
-/// One deliberate deviation from `specs/protocol.md`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+use strum::{EnumMessage, VariantArray};
+
+/// One deliberate deviation from `specs/protocol.md`. Its list, name and class are derived
+/// (strum), as in every catalogue of deliberate bugs in the workspace.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumMessage,
+)]
+#[strum(serialize_all = "kebab-case")]
 pub enum Mutant {
     /// Promise rule (M2''): a Prepare below the promise is promised anyway, lowering it.
+    #[strum(message = "promise rule")]
     PromiseBelowPromised,
     /// Value selection (M3): a new leader ignores the votes Promises carry and re-proposes
     /// only what it accepted itself (no-ops elsewhere).
+    #[strum(message = "value selection")]
     IgnorePromisedVotes,
     /// Quorum count: a majority is taken as `n / 2`, one short for odd `n`.
+    #[strum(message = "quorum count")]
     QuorumOneShort,
     /// Ballot persistence (M1, M10): the round is raised in memory but never written.
+    #[strum(message = "ballot persistence")]
     RoundNotPersisted,
     /// Skipping phase 1 after preemption (M10): a refused leader or candidate moves to a
     /// ballot above the refusal and re-proposes its accepted slots there, without phase 1.
+    #[strum(
+        message = "skipping phase 1 after preemption",
+        serialize = "skip-phase-1-after-preemption"
+    )]
     SkipPhase1AfterPreemption,
     /// Apply order (M8/M9): a decided command is executed at once, ahead of unchosen slots.
+    #[strum(message = "apply order")]
     ApplyOutOfOrder,
     /// Client dedup (M5, M9): the client table is never consulted, so a retried command is
     /// proposed again and executed again.
+    #[strum(message = "client dedup")]
     IgnoreClientTable,
     /// Heartbeat handling (H2): a heartbeat above the promise is taken as a promise, in
     /// memory only. Nothing was promised to anyone, so nothing was persisted, and a restart
     /// forgets it: a replica that may accept below what it acts on.
+    #[strum(message = "heartbeat handling")]
     HeartbeatRaisesPromise,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 8] = [
-        Mutant::PromiseBelowPromised,
-        Mutant::IgnorePromisedVotes,
-        Mutant::QuorumOneShort,
-        Mutant::RoundNotPersisted,
-        Mutant::SkipPhase1AfterPreemption,
-        Mutant::ApplyOutOfOrder,
-        Mutant::IgnoreClientTable,
-        Mutant::HeartbeatRaisesPromise,
-    ];
+    /// Every mutant, in declaration order.
+    pub const ALL: &'static [Mutant] = <Mutant as VariantArray>::VARIANTS;
 
     pub fn name(self) -> &'static str {
-        match self {
-            Mutant::PromiseBelowPromised => "promise-below-promised",
-            Mutant::IgnorePromisedVotes => "ignore-promised-votes",
-            Mutant::QuorumOneShort => "quorum-one-short",
-            Mutant::RoundNotPersisted => "round-not-persisted",
-            Mutant::SkipPhase1AfterPreemption => "skip-phase-1-after-preemption",
-            Mutant::ApplyOutOfOrder => "apply-out-of-order",
-            Mutant::IgnoreClientTable => "ignore-client-table",
-            Mutant::HeartbeatRaisesPromise => "heartbeat-raises-promise",
-        }
+        self.into()
     }
 
     /// The class of Paxos mistake it stands for.
     pub fn class(self) -> &'static str {
-        match self {
-            Mutant::PromiseBelowPromised => "promise rule",
-            Mutant::IgnorePromisedVotes => "value selection",
-            Mutant::QuorumOneShort => "quorum count",
-            Mutant::RoundNotPersisted => "ballot persistence",
-            Mutant::SkipPhase1AfterPreemption => "skipping phase 1 after preemption",
-            Mutant::ApplyOutOfOrder => "apply order",
-            Mutant::IgnoreClientTable => "client dedup",
-            Mutant::HeartbeatRaisesPromise => "heartbeat handling",
-        }
+        self.get_message().unwrap_or_default()
     }
 }
 
