@@ -28,7 +28,7 @@ use std::fmt;
 use std::ops::ControlFlow;
 
 use paxos_model::multi::{self, MultiConfig, MultiModelState, MultiMsg, MultiTimer};
-use paxos_protocol::multi::{Durable, Input, Message};
+use paxos_protocol::multi::{Durable, Input, Message, Runs, Slot};
 use paxos_protocol::sim::{ignore, Cluster as Sim, MemoryLog, Observer};
 use stateright::actor::{ActorModelAction, Id};
 use stateright::{Expectation, Model};
@@ -513,33 +513,27 @@ fn run_from(
     let from = usize::from(*src) as u32;
     let slot_run = |key: &dyn Fn(MultiMsg) -> Option<(Ballot, u8, multi::Cmd)>| {
         let (ballot, first_slot, first_cmd) = key(*msg)?;
-        let same_sender: Vec<(u8, multi::Cmd)> = deliveries
+        let mut same_sender: Vec<(Slot, multi::Cmd)> = deliveries
             .clone()
             .filter(|(s, _)| s == src)
             .filter_map(|(_, m)| {
                 key(m)
-                    .filter(|(b, _, _)| *b == ballot)
-                    .map(|(_, s, c)| (s, c))
+                    .filter(|(b, s, _)| *b == ballot && *s != first_slot)
+                    .map(|(_, s, c)| (Slot::from(s), c))
             })
             .collect();
-        // The longest stretch of consecutive slots around the chosen delivery.
-        let find = |slot: u8| same_sender.iter().find(|(s, _)| *s == slot).copied();
-        let mut start = first_slot;
-        while let Some(before) = start.checked_sub(1).filter(|&s| find(s).is_some()) {
-            start = before;
-        }
-        let mut run = Vec::new();
-        let mut slot = Some(start);
-        while let Some(at) = slot {
-            let found = if at == first_slot {
-                Some((first_slot, first_cmd))
-            } else {
-                find(at)
-            };
-            let Some(found) = found else { break };
-            run.push(found);
-            slot = at.checked_add(1);
-        }
+        same_sender.push((Slot::from(first_slot), first_cmd));
+        same_sender.sort_by_key(|&(slot, _)| slot);
+        same_sender.dedup_by_key(|&mut (slot, _)| slot);
+        // The stretch of consecutive slots that holds the chosen delivery.
+        let holds = |(start, cmds): &(Slot, Vec<multi::Cmd>)| {
+            (*start..*start + cmds.len() as Slot).contains(&Slot::from(first_slot))
+        };
+        let (start, cmds) = Runs::cut(same_sender).into_iter().find(holds)?;
+        let run: Vec<(u8, multi::Cmd)> = (start..)
+            .zip(cmds)
+            .filter_map(|(slot, cmd)| Some((u8::try_from(slot).ok()?, cmd)))
+            .collect();
         (run.len() > 1).then_some((ballot, run))
     };
     let to_action = |m: MultiMsg| ActorModelAction::Deliver {

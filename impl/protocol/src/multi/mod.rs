@@ -60,6 +60,7 @@
 
 pub mod mutants;
 pub mod replica;
+pub mod runs;
 pub mod slot_map;
 pub mod state_machine;
 pub mod timers;
@@ -72,6 +73,7 @@ pub use replica::{
     AppliedState, ClientEntry, ClientTable, Phase, Replica, ReplicaEffect, ReplicaState, Rule,
     Voters,
 };
+pub use runs::Runs;
 pub use slot_map::SlotMap;
 pub use state_machine::{KvOp, KvOutput, KvStore, Recorder, StateMachine};
 pub use timers::{Millis, Timers, Timing, TimingError};

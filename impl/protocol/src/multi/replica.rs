@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::{smallvec, SmallVec};
 
 use super::mutants::{self, Mutant};
+use super::runs::Runs;
 use super::slot_map::SlotMap;
 use super::state_machine::StateMachine;
 use super::timers::{Millis, Timers};
@@ -354,34 +355,6 @@ impl<'a, Op, Out> Outbox<'a, Op, Out> {
     fn sent(&self) -> usize {
         let sends = self.effects[self.records_end..].iter();
         sends.filter(|e| matches!(e, Effect::Send { .. })).count()
-    }
-}
-
-/// Runs of consecutive slots, built from `(slot, entry)` pairs pushed in ascending slot order:
-/// the one place where phase 2's messages are cut into runs (M4, M7, R1).
-struct Runs<Op> {
-    run: Option<(Slot, Vec<Entry<Op>>)>,
-}
-
-impl<Op> Runs<Op> {
-    fn new() -> Self {
-        Runs { run: None }
-    }
-
-    /// Adds `entry` at `slot`; returns the run it ends, if `slot` does not extend it.
-    fn push(&mut self, slot: Slot, entry: Entry<Op>) -> Option<(Slot, Vec<Entry<Op>>)> {
-        if let Some((first, entries)) = &mut self.run {
-            if first.checked_add(entries.len() as Slot) == Some(slot) {
-                entries.push(entry);
-                return None;
-            }
-        }
-        self.run.replace((slot, vec![entry]))
-    }
-
-    /// The last run, if any.
-    fn finish(self) -> Option<(Slot, Vec<Entry<Op>>)> {
-        self.run
     }
 }
 
