@@ -43,6 +43,13 @@ pub fn ballot_to_impl(ballot: ModelBallot) -> ImplBallot {
     }
 }
 
+// Conformance replays the core in release builds too: without the `invariants` feature a state
+// the model allows but the core's own invariants forbid would pass unseen.
+const _: () = assert!(
+    paxos_protocol::multi::INVARIANTS_CHECKED,
+    "conformance needs the core's invariants checked: the `invariants` feature of paxos-protocol"
+);
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -70,3 +77,4 @@ mod tests {
         );
     }
 }
+

@@ -189,6 +189,10 @@ struct Report {
     replayed_share: f64,
     elapsed_seconds: f64,
     divergences: Vec<DivergenceLine>,
+    /// Whether the Multi-Paxos core checked its own invariants after every step replayed
+    /// (`paxos_protocol::multi::INVARIANTS_CHECKED`: the `invariants` feature); `None` for
+    /// Synod, whose core has none of its own.
+    core_invariants: Option<bool>,
     /// Stuttering steps (timers, heartbeats) replayed in every state visited.
     stutters: usize,
     stutter_divergences: Vec<StutterLine>,
@@ -257,6 +261,17 @@ impl Report {
                 self.stutter_divergences.len()
             ),
         );
+        if let Some(checked) = self.core_invariants {
+            field(
+                "core:",
+                if checked {
+                    "the core's invariants checked after every step replayed".to_string()
+                } else {
+                    "the core's invariants NOT checked (built without the `invariants` feature)"
+                        .to_string()
+                },
+            );
+        }
         field("time:", format!("{:.2} s", self.elapsed_seconds));
         field("divergences:", self.divergences.len().to_string());
         for d in &self.stutter_divergences {
@@ -370,6 +385,8 @@ fn run_check<M: Conformance>(model: M, opts: &CheckArgs) -> anyhow::Result<Repor
         replayed_share: share(c.replayed),
         elapsed_seconds: outcome.elapsed.as_secs_f64(),
         divergences,
+        core_invariants: (model.variant() == "multi")
+            .then_some(paxos_protocol::multi::INVARIANTS_CHECKED),
         stutters: c.stutters,
         stutter_divergences: outcome
             .stutters_found

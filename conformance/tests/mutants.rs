@@ -53,6 +53,13 @@ fn config_for(mutant: Mutant) -> MultiConfig {
         Mutant::IgnoreClientTable => small(),
         // A follower still promised to 1.0 hears the heartbeat of a leader elected at 2.x.
         Mutant::HeartbeatRaisesPromise => small(),
+        // The first chosen command: caught by the core's invariants, which conformance
+        // builds check in every step (the `invariants` feature), release builds included.
+        Mutant::StaleInFlightIndex => MultiConfig {
+            elections: 0,
+            retries: 0,
+            ..small()
+        },
     }
 }
 
@@ -69,6 +76,19 @@ fn check(mutant: Option<Mutant>, cfg: &MultiConfig) -> Outcome<MultiModel> {
         c.states, c.replayed, c.stutters, outcome.elapsed
     );
     outcome
+}
+
+/// The mutant that changes nothing the model compares is caught by the core's invariants:
+/// conformance builds check them after every step.
+#[test]
+fn a_broken_core_invariant_is_a_divergence() {
+    let mutant = Mutant::StaleInFlightIndex;
+    let outcome = check(Some(mutant), &config_for(mutant));
+    let divergence = outcome.first_divergence().expect("caught").to_string();
+    assert!(
+        divergence.contains("in-flight index"),
+        "caught by the invariant: {divergence}"
+    );
 }
 
 #[test]

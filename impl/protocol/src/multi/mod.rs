@@ -71,7 +71,7 @@ mod tests;
 
 pub use replica::{
     AppliedState, ClientEntry, ClientTable, Phase, Replica, ReplicaEffect, ReplicaState, Rule,
-    Voters,
+    Voters, INVARIANTS_CHECKED,
 };
 pub use runs::Runs;
 pub use slot_map::SlotMap;

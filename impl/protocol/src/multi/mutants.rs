@@ -55,6 +55,11 @@ pub enum Mutant {
     /// forgets it: a replica that may accept below what it acts on.
     #[strum(message = "heartbeat handling")]
     HeartbeatRaisesPromise,
+    /// In-flight bookkeeping (M7): a chosen command stays in the leader's index of commands in
+    /// flight. Nothing the replica says or persists changes at once; only the core's own
+    /// invariants see it (`check_invariants`, on in conformance builds).
+    #[strum(message = "in-flight bookkeeping")]
+    StaleInFlightIndex,
 }
 
 impl Mutant {

@@ -358,6 +358,12 @@ impl<'a, Op, Out> Outbox<'a, Op, Out> {
     }
 }
 
+/// Whether every step checks the replica's invariants: in debug builds, and in any build with
+/// the `invariants` feature (conformance turns it on, so its release builds check them too). The
+/// checks scan the whole `accepted` map, a cost that grows with the log: release builds of the
+/// service skip them.
+pub const INVARIANTS_CHECKED: bool = cfg!(any(debug_assertions, feature = "invariants"));
+
 type OutboxOf<'a, SM> = Outbox<'a, <SM as StateMachine>::Op, <SM as StateMachine>::Output>;
 
 impl<SM: StateMachine> Replica<SM> {
@@ -1473,6 +1479,7 @@ impl<SM: StateMachine> Replica<SM> {
         if let Phase::Leading { votes, .. } = &mut self.state.phase {
             // What the leader proposed there, which a Decide from another leader may not be.
             let proposed = votes.remove(&slot).and(self.state.accepted.get(&slot));
+            let proposed = proposed.filter(|_| !mutants::active(Mutant::StaleInFlightIndex));
             if let Some(id) = proposed
                 .and_then(|(_, entry)| entry.command())
                 .map(Command::id)
@@ -1544,48 +1551,47 @@ impl<SM: StateMachine> Replica<SM> {
 
     // ---------------------------------------------------------------- invariants and trace
 
-    /// Checked after every transition (TigerBeetle's `invariants()`).
+    /// Checked after every transition (TigerBeetle's `invariants()`), when
+    /// [`INVARIANTS_CHECKED`]; a broken invariant panics.
     fn check_invariants(&self) {
-        // The checks scan the whole `accepted` map, a cost that grows with the log. Release builds
-        // skip the scan along with the asserts it feeds.
-        if !cfg!(debug_assertions) {
+        if !INVARIANTS_CHECKED {
             return;
         }
         let state = &self.state;
         let highest_vote = state.accepted.values().map(|(b, _)| *b).max();
-        debug_assert!(
+        assert!(
             highest_vote.is_none_or(|b| b <= state.promised),
             "vote above the promise"
         );
-        debug_assert!(state.persisted_promise.is_none_or(|p| p <= state.promised));
-        debug_assert!(state.persisted_round <= state.round, "round went backwards");
+        assert!(state.persisted_promise.is_none_or(|p| p <= state.promised));
+        assert!(state.persisted_round <= state.round, "round went backwards");
         let last_applied = state.applied.checked_sub(1);
-        debug_assert!(last_applied
+        assert!(last_applied
             .filter(|&s| s >= state.compacted)
             .is_none_or(|s| state.chosen.contains_key(&s)));
-        debug_assert!(
+        assert!(
             !state.chosen.contains_key(&state.applied),
             "M9 stopped early"
         );
-        debug_assert_eq!(self.in_flight, requests_in_flight(state), "in-flight index");
+        assert_eq!(self.in_flight, requests_in_flight(state), "in-flight index");
         self.check_timer_invariants();
         match &state.phase {
             Phase::Follower => {
-                debug_assert!(
+                assert!(
                     state.pending.is_empty(),
                     "a follower holds no pending command"
                 );
             }
             Phase::Preparing { promises, .. } => {
-                debug_assert_eq!(state.promised, self.ballot(), "preparing at the promise");
-                debug_assert!(promises.contains(&self.config.id), "own promise counted");
+                assert_eq!(state.promised, self.ballot(), "preparing at the promise");
+                assert!(promises.contains(&self.config.id), "own promise counted");
             }
             Phase::Leading { next_slot, votes } => {
                 // Not asserted: that M5b left no room unused. M8 (a Decide from a higher
                 // leader) can free room in the window and, as modelled, does not run M5b.
-                debug_assert_eq!(state.promised, self.ballot(), "leading at the promise");
+                assert_eq!(state.promised, self.ballot(), "leading at the promise");
                 let top = votes.last_slot();
-                debug_assert!(
+                assert!(
                     top.is_none_or(|s| s < *next_slot),
                     "voted slot below next_slot"
                 );
@@ -1594,11 +1600,11 @@ impl<SM: StateMachine> Replica<SM> {
                 let unchosen: Vec<Slot> = (state.applied..*next_slot)
                     .filter(|s| !state.chosen.contains_key(s))
                     .collect();
-                debug_assert!(
+                assert!(
                     votes.keys().eq(unchosen.iter().copied()),
                     "the slots with voters are the unchosen ones below next_slot"
                 );
-                debug_assert!(
+                assert!(
                     unchosen
                         .iter()
                         .all(|s| state.accepted.get(s).is_some_and(|(b, _)| *b == own)),
@@ -1612,13 +1618,13 @@ impl<SM: StateMachine> Replica<SM> {
     fn check_timer_invariants(&self) {
         let timers = &self.state.timers;
         let leading = self.is_leading();
-        debug_assert_eq!(
+        assert_eq!(
             timers.election_at_ms.is_some(),
             !leading,
             "the election timer is armed exactly when not leading"
         );
-        debug_assert_eq!(timers.heartbeat_at_ms.is_some(), leading, "heartbeat timer");
-        debug_assert_eq!(
+        assert_eq!(timers.heartbeat_at_ms.is_some(), leading, "heartbeat timer");
+        assert_eq!(
             timers.retransmit_at_ms.is_some(),
             leading,
             "retransmit timer"
