@@ -21,6 +21,7 @@ use std::hash::{Hash, Hasher};
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
+use paxos_model::runner::WITNESS_PREFIX;
 use stateright::Model;
 
 use crate::conform::{Conformance, Mismatch, PairResult};
@@ -61,8 +62,14 @@ pub struct StutterFound<M: Model> {
 /// The result of [`check`].
 pub struct Outcome<M: Model> {
     pub counts: Counts,
-    /// Whether every reachable pair was visited (false when stopped at `max_divergences`).
+    /// Whether every reachable pair was visited (false when stopped at `max_divergences` or
+    /// cut by a depth bound).
     pub complete: bool,
+    /// How far the search went.
+    pub reach: Reach,
+    /// The model's scenario witnesses (`paxos_model::runner::WITNESS_PREFIX`) in the model's
+    /// order, each with whether a visited state reached it.
+    pub witnesses: Vec<(&'static str, bool)>,
     pub elapsed: Duration,
     pub found: Vec<Found<M>>,
     pub stutters_found: Vec<StutterFound<M>>,
@@ -108,7 +115,7 @@ impl<M: Model> Outcome<M> {
 
 /// [`check`] without progress reports: for tests, and callers that only want the outcome.
 pub fn check_all<M: Conformance>(model: &M, max_divergences: usize) -> Outcome<M> {
-    check(model, max_divergences, Duration::MAX, |_, _| {})
+    check(model, max_divergences, None, Duration::MAX, |_, _| {})
 }
 
 /// A 128-bit fingerprint of a state: the visited sets keep these, not the states.
@@ -135,26 +142,58 @@ pub enum Visit<'a, M: Model> {
     },
 }
 
+/// How far [`explore`] went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Every reachable state within the model's boundary was visited.
+    Complete,
+    /// Every state within the depth bound was visited, and some beyond it were not.
+    Bounded,
+    /// The visitor stopped the search.
+    Stopped,
+}
+
 /// The one exhaustive search every check uses: each reachable state within the model's
 /// boundary once (no symmetry reduction) and each action enabled in it, depth first with a
-/// visited set of fingerprints (see the module notes). `visit` stops it by returning
-/// `ControlFlow::Break`; the result says whether the search was complete.
-pub fn explore<M: Model>(model: &M, mut visit: impl FnMut(Visit<'_, M>) -> ControlFlow<()>) -> bool
+/// visited set of fingerprints (see the module notes). With a `depth` bound (stateright's
+/// convention: the initial states are depth 1, states at depth `depth` or deeper are not
+/// visited) the search is breadth first, so that a state is visited at its shallowest depth
+/// and the bounded space is covered whole; the bound is for targeted configurations whose
+/// scenario lies within a few steps of the start. `visit` stops the search by returning
+/// `ControlFlow::Break`.
+pub fn explore<M: Model>(
+    model: &M,
+    depth: Option<usize>,
+    mut visit: impl FnMut(Visit<'_, M>) -> ControlFlow<()>,
+) -> Reach
 where
     M::State: Hash,
     M::Action: Clone,
 {
     let mut seen: HashSet<u128> = HashSet::new();
-    let mut stack: Vec<M::State> = Vec::new();
+    // Depth-first pops the back, breadth-first the front; each entry carries its depth.
+    let mut pending: VecDeque<(M::State, usize)> = VecDeque::new();
     for init in model.init_states() {
         if model.within_boundary(&init) && seen.insert(fingerprint(&init)) {
-            stack.push(init);
+            pending.push_back((init, 1));
         }
     }
+    let mut cut = false;
     let mut actions = Vec::new();
-    while let Some(state) = stack.pop() {
+    loop {
+        let next_entry = match depth {
+            None => pending.pop_back(),
+            Some(_) => pending.pop_front(),
+        };
+        let Some((state, state_depth)) = next_entry else {
+            break;
+        };
+        if depth.is_some_and(|bound| state_depth >= bound) {
+            cut = true;
+            continue;
+        }
         if visit(Visit::State(&state)).is_break() {
-            return false;
+            return Reach::Stopped;
         }
         actions.clear();
         model.actions(&state, &mut actions);
@@ -166,23 +205,29 @@ where
                 next: next.as_ref(),
             };
             if visit(pair).is_break() {
-                return false;
+                return Reach::Stopped;
             }
             let Some(next) = next else { continue };
             if model.within_boundary(&next) && seen.insert(fingerprint(&next)) {
-                stack.push(next);
+                pending.push_back((next, state_depth + 1));
             }
         }
     }
-    true
+    if cut {
+        Reach::Bounded
+    } else {
+        Reach::Complete
+    }
 }
 
-/// Visits every reachable (state, action) pair of `model` and replays its node step on the
-/// implementation, stopping after `max_divergences` divergences (at least one). Calls
-/// `progress` about every `every`.
+/// Visits every reachable (state, action) pair of `model` (within `depth`, see [`explore`])
+/// and replays its node step on the implementation, stopping after `max_divergences`
+/// divergences (at least one); notes which of the model's scenario witnesses the visited
+/// states reach. Calls `progress` about every `every`.
 pub fn check<M: Conformance>(
     model: &M,
     max_divergences: usize,
+    depth: Option<usize>,
     every: Duration,
     mut progress: impl FnMut(&Counts, Duration),
 ) -> Outcome<M> {
@@ -192,10 +237,19 @@ pub fn check<M: Conformance>(
     let mut found = Vec::new();
     let mut stutters_found = Vec::new();
     let max_divergences = max_divergences.max(1);
-    let complete = explore(model, |visit| {
+    let witnesses: Vec<_> = model
+        .properties()
+        .into_iter()
+        .filter(|p| p.name.starts_with(WITNESS_PREFIX))
+        .collect();
+    let mut reached = vec![false; witnesses.len()];
+    let reach = explore(model, depth, |visit| {
         let (state, action, next) = match visit {
             Visit::State(state) => {
                 counts.states += 1;
+                for (witness, reached) in witnesses.iter().zip(reached.iter_mut()) {
+                    *reached = *reached || (witness.condition)(model, state);
+                }
                 for (label, mismatch) in model.replay_stutters(state) {
                     counts.stutters += 1;
                     let Some(mismatch) = mismatch else { continue };
@@ -243,7 +297,9 @@ pub fn check<M: Conformance>(
     });
     Outcome {
         counts,
-        complete,
+        complete: reach == Reach::Complete,
+        reach,
+        witnesses: witnesses.iter().map(|w| w.name).zip(reached).collect(),
         elapsed: start.elapsed(),
         found,
         stutters_found,
@@ -431,7 +487,7 @@ mod tests {
             bug: Some(paxos_model::multi::MultiBug::ApplyOutOfOrder),
             ..MultiConfig::default()
         });
-        let outcome = check(&model, 1, Duration::MAX, |_, _| {});
+        let outcome = check(&model, 1, None, Duration::MAX, |_, _| {});
         let to_found = shortest_paths(&model, std::slice::from_ref(&outcome.found[0].state));
         let (_, to_found) = to_found[0].clone().unwrap();
         let shortest = shortest_divergences(&model, 1);
@@ -457,7 +513,7 @@ mod tests {
             bug: Some(SynodBug::DefaultValue),
             ..SynodConfig::default()
         });
-        let outcome = check(&model, 1, Duration::MAX, |_, _| {});
+        let outcome = check(&model, 1, None, Duration::MAX, |_, _| {});
         let found = &outcome.found[0];
         let paths = shortest_paths(&model, std::slice::from_ref(&found.state));
         let (init, actions) = paths[0].clone().unwrap();

@@ -159,6 +159,15 @@ struct CheckArgs {
     /// Directory divergence traces are written to.
     #[arg(long, default_value = "traces-out", value_name = "DIR")]
     out: PathBuf,
+    /// Visit only states fewer than N-1 steps from the start (the initial state is depth 1,
+    /// as in `paxos-model check --depth`), breadth first: for a targeted configuration whose
+    /// scenario lies within a few steps.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    depth: Option<u64>,
+    /// A scenario witness of the model (see `paxos-model check`) the visited states must reach
+    /// (e.g. "candidate preempted"); exit 1 if they do not. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    expect_witness: Vec<String>,
 }
 
 /// One divergence in the summary.
@@ -193,6 +202,10 @@ struct Report {
     /// (`paxos_protocol::multi::INVARIANTS_CHECKED`: the `invariants` feature); `None` for
     /// Synod, whose core has none of its own.
     core_invariants: Option<bool>,
+    /// Set when `--depth` bounded the search.
+    depth_bound: Option<u64>,
+    /// The model's scenario witnesses: which the visited states reached.
+    witnesses: Vec<WitnessLine>,
     /// Stuttering steps (timers, heartbeats) replayed in every state visited.
     stutters: usize,
     stutter_divergences: Vec<StutterLine>,
@@ -208,9 +221,19 @@ struct StutterLine {
     actual: Result<Value, String>,
 }
 
+/// One scenario witness in the summary.
+#[derive(Serialize)]
+struct WitnessLine {
+    name: &'static str,
+    reached: bool,
+    /// Named by `--expect-witness`: not reaching it fails the check.
+    expected: bool,
+}
+
 impl Report {
     fn exit_code(&self) -> u8 {
-        u8::from(!self.divergences.is_empty() || !self.stutter_divergences.is_empty())
+        let missed = self.witnesses.iter().any(|w| w.expected && !w.reached);
+        u8::from(!self.divergences.is_empty() || !self.stutter_divergences.is_empty() || missed)
     }
 
     fn render(&self) -> String {
@@ -245,10 +268,17 @@ impl Report {
                     share * 100.0,
                     self.replayed_share * 100.0
                 ),
+                None if self.divergences.is_empty() && self.stutter_divergences.is_empty() => {
+                    format!(
+                        "bounded: every pair within the depth bound visited, {:.1}% replayed \
+                         on the implementation (every node step); none beyond it",
+                        self.replayed_share * 100.0
+                    )
+                }
                 None => format!(
                     "incomplete: stopped after {} divergence(s); the share of the reachable \
                      pairs visited is unknown",
-                    self.divergences.len()
+                    self.divergences.len() + self.stutter_divergences.len()
                 ),
             },
         );
@@ -271,6 +301,45 @@ impl Report {
                         .to_string()
                 },
             );
+        }
+        if let Some(depth) = self.depth_bound {
+            field(
+                "bound:",
+                format!(
+                    "depth {depth}: every state fewer than {} steps from the start (breadth \
+                     first); {}",
+                    depth - 1,
+                    if self.complete {
+                        "no state lies beyond it"
+                    } else {
+                        "states beyond it were not visited"
+                    }
+                ),
+            );
+        }
+        let name_list = |reached: bool| {
+            let names: Vec<String> = self
+                .witnesses
+                .iter()
+                .filter(|w| w.reached == reached)
+                .map(|w| {
+                    let mark = if w.expected && !reached {
+                        " (EXPECTED)"
+                    } else {
+                        ""
+                    };
+                    format!("{}{mark}", w.name)
+                })
+                .collect();
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        if !self.witnesses.is_empty() {
+            field("witnesses:", format!("reached: {}", name_list(true)));
+            field("", format!("not reached: {}", name_list(false)));
         }
         field("time:", format!("{:.2} s", self.elapsed_seconds));
         field("divergences:", self.divergences.len().to_string());
@@ -323,6 +392,7 @@ fn run_check<M: Conformance>(model: M, opts: &CheckArgs) -> anyhow::Result<Repor
     let outcome: Outcome<M> = check::check(
         &model,
         usize::try_from(opts.max_divergences).unwrap_or(usize::MAX),
+        opts.depth.map(|d| usize::try_from(d).unwrap_or(usize::MAX)),
         PROGRESS_INTERVAL,
         progress_line,
     );
@@ -381,7 +451,17 @@ fn run_check<M: Conformance>(model: M, opts: &CheckArgs) -> anyhow::Result<Repor
         no_step: c.no_step,
         client: c.client,
         complete: outcome.complete,
+        depth_bound: opts.depth,
         coverage: outcome.complete.then_some(1.0),
+        witnesses: outcome
+            .witnesses
+            .iter()
+            .map(|&(name, reached)| WitnessLine {
+                name: name.trim_start_matches(runner::WITNESS_PREFIX),
+                reached,
+                expected: runner::is_expected_witness(name, &opts.expect_witness),
+            })
+            .collect(),
         replayed_share: share(c.replayed),
         elapsed_seconds: outcome.elapsed.as_secs_f64(),
         divergences,
@@ -411,10 +491,14 @@ fn check_command(variant: Variant) -> Result<u8, Failure> {
     let (report, json) = match variant {
         Variant::Synod { bounds, opts } => {
             let model = synod::model(bounds.config().map_err(Failure::Usage)?);
+            runner::check_expected_witnesses(&model, &opts.expect_witness)
+                .map_err(Failure::Usage)?;
             (run_check(model, &opts)?, opts.json)
         }
         Variant::Multi { bounds, opts } => {
             let model = multi::model(bounds.config().map_err(Failure::Usage)?);
+            runner::check_expected_witnesses(&model, &opts.expect_witness)
+                .map_err(Failure::Usage)?;
             (run_check(model, &opts)?, opts.json)
         }
     };

@@ -428,13 +428,17 @@ fn client_table(executed: &[Command<u8>]) -> ClientTable<u64> {
 }
 
 /// Concretisation: the implementation replica `id` whose abstraction is `r`, with the
-/// persisted round and promise of the model's `storage`.
+/// persisted round and promise of the model's `storage`. From `r`'s canonical form: the
+/// model keeps the leader's own vote in a slot it proposed into after a higher leader's
+/// Decide chose it, which the core never records (its invariants refuse voters at a chosen
+/// slot).
 pub fn concretize(
     cfg: &MultiConfig,
     id: usize,
     r: &ReplicaState,
     storage: Option<&ReplicaStorage>,
 ) -> ImplReplica {
+    let r = &canonical(*r);
     let entry = |c| entry_to_impl(cfg, c);
     let phase = match r.phase {
         LeaderPhase::Follower => Phase::Follower,
@@ -1072,7 +1076,7 @@ mod tests {
         let cfg = with_crashes();
         let model = multi::model(cfg.clone());
         let mut states = 0;
-        explore(&model, |visit| {
+        explore(&model, None, |visit| {
             let Visit::State(state) = visit else {
                 return ControlFlow::Continue(());
             };

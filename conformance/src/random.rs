@@ -59,6 +59,7 @@ pub fn long_walk_config(replicas: usize) -> MultiConfig {
         max_round: 12,
         elections: 10,
         retries: 2,
+        spread_clients: false,
         crashes: 2,
         lossy: true,
         duplicating: true,

@@ -324,6 +324,7 @@ impl Domain {
                 max_round: u8::MAX,
                 elections: u8::MAX,
                 retries: 0,
+                spread_clients: false,
                 crashes: replicas,
                 lossy: true,
                 duplicating: true,

@@ -143,6 +143,45 @@ fn a_conforming_check_exits_0_with_its_coverage() {
     assert_eq!(report["divergences"].as_array().map(Vec::len), Some(0));
 }
 
+/// Witnesses are reported per configuration; one named by `--expect-witness` and not reached
+/// fails the check, and a depth bound is reported as such.
+#[test]
+fn an_expected_witness_not_reached_fails_the_check() {
+    let base = [
+        "check",
+        "multi",
+        "--commands",
+        "1",
+        "--rounds",
+        "1",
+        "--elections",
+        "0",
+        "--json",
+    ];
+    // No election at all: nobody is preempted.
+    let output = paxos_conform(&[&base[..], &["--expect-witness", "candidate preempted"]].concat());
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let preempted = report["witnesses"]
+        .as_array()
+        .expect("witnesses")
+        .iter()
+        .find(|w| w["name"] == "candidate preempted")
+        .expect("reported")
+        .clone();
+    assert_eq!(preempted["reached"], false);
+    assert_eq!(preempted["expected"], true);
+    let output = paxos_conform(&[&base[..], &["--expect-witness", "typo"]].concat());
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let bounded = paxos_conform(&[&base[..], &["--depth", "4"]].concat());
+    assert_eq!(bounded.status.code(), Some(0), "{}", text(&bounded.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&bounded.stdout).expect("one JSON object");
+    assert_eq!(report["complete"], false);
+    assert_eq!(report["depth_bound"], 4);
+}
+
 /// Follows an explorer path (init index, then action indices into `actions()`) on the model.
 fn follow(model: &synod::SynodModel, path: &str) -> synod::SynodModelState {
     let mut parts = path

@@ -51,7 +51,8 @@ pub struct SynodBounds {
     /// Acceptors (usually 3 or 5).
     #[arg(long, default_value_t = SynodConfig::default().acceptors)]
     pub acceptors: usize,
-    /// Learners (1-3).
+    /// Learners (0-3). With 0 nothing is learned (Non-vacuity fails on a complete run): for
+    /// targeted runs about phases 1 and 2, which then have far fewer interleavings.
     #[arg(long, default_value_t = SynodConfig::default().learners)]
     pub learners: usize,
     /// Distinct input values (1 to the number of proposers) [default: the number of proposers].
@@ -116,6 +117,10 @@ pub struct MultiBounds {
     /// How often a client may resend its outstanding request to every replica.
     #[arg(long, default_value_t = MultiConfig::default().retries)]
     pub retries: u8,
+    /// Client i sends its first request to replica i mod replicas (a follower drops it)
+    /// instead of the initial leader.
+    #[arg(long)]
+    pub spread_clients: bool,
     #[command(flatten)]
     pub faults: FaultFlags,
 }
@@ -139,6 +144,7 @@ impl MultiBounds {
             max_round: self.rounds,
             elections: self.elections,
             retries: self.retries,
+            spread_clients: self.spread_clients,
             crashes: faults.crashes,
             lossy: faults.lossy,
             duplicating: faults.duplicating,

@@ -120,9 +120,12 @@ fn forward<M: Model, const I: usize>(m: &Readable<M>, s: &View<M::State>) -> boo
     (m.inner.properties()[I].condition)(&m.inner, &s.0)
 }
 
+/// How many properties [`Readable`] can forward (a `fn` pointer each, so a fixed table).
+const MAX_PROPERTIES: usize = 32;
+
 type Condition<M> = fn(&Readable<M>, &View<<M as Model>::State>) -> bool;
 
-fn forwarders<M: Model>() -> [Condition<M>; 16] {
+fn forwarders<M: Model>() -> [Condition<M>; MAX_PROPERTIES] {
     [
         forward::<M, 0>,
         forward::<M, 1>,
@@ -140,6 +143,22 @@ fn forwarders<M: Model>() -> [Condition<M>; 16] {
         forward::<M, 13>,
         forward::<M, 14>,
         forward::<M, 15>,
+        forward::<M, 16>,
+        forward::<M, 17>,
+        forward::<M, 18>,
+        forward::<M, 19>,
+        forward::<M, 20>,
+        forward::<M, 21>,
+        forward::<M, 22>,
+        forward::<M, 23>,
+        forward::<M, 24>,
+        forward::<M, 25>,
+        forward::<M, 26>,
+        forward::<M, 27>,
+        forward::<M, 28>,
+        forward::<M, 29>,
+        forward::<M, 30>,
+        forward::<M, 31>,
     ]
 }
 
@@ -226,7 +245,10 @@ where
 
     fn properties(&self) -> Vec<Property<Self>> {
         let inner = self.inner.properties();
-        assert!(inner.len() <= 16, "Readable forwards at most 16 properties");
+        assert!(
+            inner.len() <= MAX_PROPERTIES,
+            "Readable forwards at most {MAX_PROPERTIES} properties"
+        );
         inner
             .iter()
             .zip(forwarders::<M>())

@@ -258,6 +258,10 @@ struct RunArgs {
     /// Stop after about this many states (the simulation strategy's budget).
     #[arg(long)]
     target_states: Option<usize>,
+    /// A scenario witness this configuration must reach (e.g. "candidate preempted"); exit 1
+    /// if it does not. Repeatable; needs a variant.
+    #[arg(long, value_name = "NAME")]
+    expect_witness: Vec<String>,
 }
 
 impl RunArgs {
@@ -282,6 +286,7 @@ impl RunArgs {
             seed: self.seed,
             timeout: self.timeout.map(Duration::from_secs),
             target_states: self.target_states,
+            expect_witnesses: self.expect_witness.clone(),
         })
     }
 }
@@ -321,6 +326,7 @@ fn lamport_config(args: &LamportArgs) -> Result<LamportConfig, UsageError> {
 
 fn check_one<M: CheckTarget>(model: M, run: &RunArgs) -> Result<i32, Failure> {
     let opts = run.options()?;
+    runner::check_expected_witnesses(&model, &opts.expect_witnesses)?;
     let report = runner::check(model, &opts)?;
     runner::print_summary(&report, !opts.json)?;
     Ok(report.exit_code())

@@ -141,6 +141,11 @@ pub struct MultiConfig {
     pub elections: u8,
     /// How often a client may resend its outstanding request to every replica.
     pub retries: u8,
+    /// Client `i` sends its first request to replica `i mod replicas` instead of the initial
+    /// leader: a client that does not know the leader. A follower drops a request (M5), so
+    /// this reaches a new leader holding a command its predecessor never saw without the
+    /// state space of retries.
+    pub spread_clients: bool,
     /// How many replicas may be crashed at the same time (0 disables crashes).
     pub crashes: usize,
     pub lossy: bool,
@@ -159,6 +164,7 @@ impl Default for MultiConfig {
             max_round: 2,
             elections: 1,
             retries: 0,
+            spread_clients: false,
             crashes: 0,
             lossy: false,
             duplicating: false,
@@ -253,6 +259,15 @@ impl MultiConfig {
             return Err("--rounds must be at least 1 (round 1 is the initial leader's)".into());
         }
         Ok(())
+    }
+
+    /// The replica a client's first request goes to (see [`MultiConfig::spread_clients`]).
+    pub fn first_contact(&self, client: usize) -> Id {
+        if self.spread_clients {
+            Id::from(client % self.replicas)
+        } else {
+            Id::from(0)
+        }
     }
 
     pub fn replica_ids(&self) -> Vec<Id> {
@@ -691,7 +706,10 @@ impl Actor for MultiActor {
                     retries: 0,
                 };
                 if let Some(cmd) = t.cfg.command_of(usize::from(index), 1) {
-                    o.send(Id::from(0), MultiMsg::Request(cmd));
+                    o.send(
+                        t.cfg.first_contact(usize::from(index)),
+                        MultiMsg::Request(cmd),
+                    );
                     if t.cfg.retries > 0 {
                         o.set_timer(MultiTimer::Retry, model_timeout());
                     }
@@ -1574,6 +1592,36 @@ pub fn model(cfg: MultiConfig) -> MultiModel {
         .property(Expectation::Always, "Exactly-once", exactly_once)
         .property(Expectation::Always, "Reply safety", reply_safety)
         .property(Expectation::Sometimes, "Non-vacuity", non_vacuity)
+        .property(
+            Expectation::Sometimes,
+            "witness: promises from two ballots",
+            promises_from_two_ballots,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: candidate preempted",
+            candidate_preempted,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: minority vote re-proposed",
+            minority_vote_reproposed,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: duplicate vote",
+            duplicate_vote,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: crash with sends in flight",
+            crash_with_sends_in_flight,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: retry after chosen",
+            retry_after_chosen,
+        )
 }
 
 /// The bounds that no single actor can enforce: the number of elections in the whole run, and
@@ -1716,6 +1764,112 @@ fn non_vacuity(m: &MultiModel, s: &MultiModelState) -> bool {
     done
 }
 
+// Scenario witnesses (`runner::WITNESS_PREFIX`): behaviours a configuration must reach for a
+// rule to be exercised at all. Each looks at the replicas and the messages in flight only, so
+// adding them changes no state count.
+
+/// The replica states with their ids, and the messages in flight.
+fn replicas_by_id(s: &MultiModelState) -> impl Iterator<Item = (Id, &ReplicaState)> + '_ {
+    s.actor_states
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match &**a {
+            MultiState::Replica(r) => Some((Id::from(i), r)),
+            MultiState::Client(_) => None,
+        })
+}
+
+/// M3 must choose: a candidate holds a vote in some slot (its own or merged) and a Promise for
+/// its ballot in flight to it carries a vote in that slot from another ballot, for another
+/// command. Only here does "the highest-ballot vote" differ from other choices.
+fn promises_from_two_ballots(_: &MultiModel, s: &MultiModelState) -> bool {
+    replicas_by_id(s).any(|(id, r)| {
+        let LeaderPhase::Preparing { merged, .. } = r.phase else {
+            return false;
+        };
+        let ballot = r.ballot(id);
+        s.network.iter_all().any(|env| match env.msg {
+            MultiMsg::Promise(b, votes) if env.dst == id && *b == ballot => votes
+                .iter()
+                .zip(merged)
+                .any(|(theirs, ours)| match (theirs, ours) {
+                    (Some((b1, c1)), Some((b2, c2))) => b1 != &b2 && c1 != &c2,
+                    _ => false,
+                }),
+            _ => false,
+        })
+    })
+}
+
+/// M2 and M12 in phase 1: a higher Prepare is in flight to a replica still preparing.
+fn candidate_preempted(_: &MultiModel, s: &MultiModelState) -> bool {
+    replicas_by_id(s).any(|(id, r)| {
+        matches!(r.phase, LeaderPhase::Preparing { .. })
+            && s.network.iter_all().any(
+                |env| matches!(env.msg, MultiMsg::Prepare(b) if env.dst == id && *b > r.ballot(id)),
+            )
+    })
+}
+
+/// M4 after a preemption: a command proposed at one ballot without reaching a majority there
+/// is proposed again, at a higher ballot, by a later leader.
+fn minority_vote_reproposed(m: &MultiModel, s: &MultiModelState) -> bool {
+    let proposals = &s.history.proposals;
+    proposals.iter().any(|&(slot, b1, c)| {
+        let chosen = s
+            .history
+            .chosen(m.cfg.majority())
+            .any(|x| x == (slot, b1, c));
+        !c.is_noop()
+            && !chosen
+            && proposals
+                .iter()
+                .any(|&(slot2, b2, c2)| slot2 == slot && b2 > b1 && c2 == c)
+    })
+}
+
+/// M7 with a duplicating network: a vote already counted is in flight to the leader again,
+/// where one more distinct vote would choose the slot, so counting it twice would make a
+/// false majority.
+fn duplicate_vote(m: &MultiModel, s: &MultiModelState) -> bool {
+    replicas_by_id(s).any(|(id, r)| {
+        let LeaderPhase::Leading { votes, .. } = r.phase else {
+            return false;
+        };
+        let ballot = r.ballot(id);
+        s.network.iter_all().any(|env| match env.msg {
+            MultiMsg::Accepted(b, slot, _) if env.dst == id && *b == ballot => {
+                let voters = votes[usize::from(*slot)];
+                voters.contains(env.src) && voters.len() + 1 == m.cfg.majority()
+            }
+            _ => false,
+        })
+    })
+}
+
+/// Persist before send, across a crash: a replica crashed after a step that wrote durable
+/// state, and messages of that step (or earlier ones) are still undelivered. A crash between
+/// the write and the sends is this state with those messages lost.
+fn crash_with_sends_in_flight(_: &MultiModel, s: &MultiModelState) -> bool {
+    s.crashed.iter().enumerate().any(|(i, &crashed)| {
+        crashed
+            && s.actor_storages[i].is_some()
+            && s.network.iter_all().any(|env| env.src == Id::from(i))
+    })
+}
+
+/// M5's duplicate check and the client table: a client's request is in flight to a replica
+/// while the command is already chosen.
+fn retry_after_chosen(m: &MultiModel, s: &MultiModelState) -> bool {
+    s.network.iter_all().any(|env| match env.msg {
+        MultiMsg::Request(c) => s
+            .history
+            .chosen(m.cfg.majority())
+            .any(|(_, _, chosen)| chosen == *c),
+        _ => false,
+    })
+}
+
 impl NodeNames for MultiConfig {
     fn node_name(&self, id: Id) -> String {
         let i = usize::from(id);
@@ -1818,7 +1972,14 @@ mod tests {
     #[test]
     fn correct_protocol_satisfies_every_invariant_and_completes_every_command() {
         let (discovered, unique) = run(small(), &[]);
-        assert_eq!(discovered, vec!["Non-vacuity"]);
+        assert_eq!(
+            discovered,
+            vec![
+                "Non-vacuity",
+                "witness: minority vote re-proposed",
+                "witness: retry after chosen"
+            ]
+        );
         // Pinned: a change here is a change in the model, made on purpose or caught.
         assert_eq!(unique, 65_434);
         let no_election = MultiConfig {
@@ -1830,6 +1991,61 @@ mod tests {
         let (discovered, unique) = run(no_election, &[]);
         assert_eq!(discovered, vec!["Non-vacuity"]);
         assert_eq!(unique, 2_537);
+    }
+
+    /// Scenario witnesses (`runner::WITNESS_PREFIX`): which behaviours each configuration
+    /// reaches. A change here is a configuration that stopped, or started, exercising a rule.
+    /// Not reached by any of these (specs/results.md, "Scenario witnesses"): Promises from two
+    /// ballots, which needs two clients, one of them first asking a follower, and three
+    /// rounds; CI reaches it with `paxos-conform check multi --spread-clients ... --depth 13`.
+    #[test]
+    fn witnesses_each_configuration_reaches() {
+        let two_candidates = MultiConfig {
+            elections: 2,
+            slots: 1,
+            window: 1,
+            retries: 0,
+            ..small()
+        };
+        let five_duplicating = MultiConfig {
+            replicas: 5,
+            duplicating: true,
+            max_round: 1,
+            elections: 0,
+            slots: 1,
+            window: 1,
+            retries: 0,
+            ..small()
+        };
+        let cases = [
+            (
+                small(),
+                vec![
+                    "witness: minority vote re-proposed",
+                    "witness: retry after chosen",
+                ],
+            ),
+            (
+                two_candidates,
+                vec![
+                    "witness: candidate preempted",
+                    "witness: minority vote re-proposed",
+                ],
+            ),
+            // A duplicating network delivers a request again after its command is chosen.
+            (
+                five_duplicating,
+                vec!["witness: duplicate vote", "witness: retry after chosen"],
+            ),
+        ];
+        for (cfg, expected) in cases {
+            let (discovered, _) = run(cfg.clone(), &[]);
+            let witnesses: Vec<_> = discovered
+                .into_iter()
+                .filter(|name| name.starts_with(crate::runner::WITNESS_PREFIX))
+                .collect();
+            assert_eq!(witnesses, expected, "{cfg:?}");
+        }
     }
 
     #[test]
@@ -1859,7 +2075,14 @@ mod tests {
             ..MultiConfig::default()
         };
         let (discovered, _) = run_with_symmetry(crash);
-        assert_eq!(discovered, vec!["Non-vacuity"]);
+        assert_eq!(
+            discovered,
+            vec![
+                "Non-vacuity",
+                "witness: crash with sends in flight",
+                "witness: minority vote re-proposed"
+            ]
+        );
     }
 
     /// Symmetry reduction must merge states without changing any verdict, for the correct

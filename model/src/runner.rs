@@ -142,6 +142,9 @@ pub struct CheckOptions {
     pub timeout: Option<Duration>,
     /// Stop after generating about this many states (a safety valve; simulation's budget).
     pub target_states: Option<usize>,
+    /// Witnesses (named without [`WITNESS_PREFIX`]) the run must reach: one it does not is a
+    /// failure, bounded run or not. See [`check_expected_witnesses`].
+    pub expect_witnesses: Vec<String>,
 }
 
 impl Default for CheckOptions {
@@ -157,6 +160,7 @@ impl Default for CheckOptions {
             seed: 0,
             timeout: None,
             target_states: None,
+            expect_witnesses: Vec::new(),
         }
     }
 }
@@ -412,6 +416,13 @@ impl StopReason {
 // The report
 // ---------------------------------------------------------------------------------------------
 
+/// Properties named with this prefix are *scenario witnesses*: `sometimes` properties naming a
+/// behaviour a configuration must reach for a rule to be exercised (a candidate preempted in
+/// phase 1, Promises carrying votes from two ballots, ...). A witness reached is reported with
+/// its example trace; one not reached is reported too, but does not fail the run: each CI
+/// configuration pins the witnesses it reaches in the model's tests.
+pub const WITNESS_PREFIX: &str = "witness: ";
+
 /// A property's expectation, named as in the summary and JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -419,6 +430,60 @@ pub enum ExpectationKind {
     Always,
     Sometimes,
     Eventually,
+    /// A `sometimes` property named with [`WITNESS_PREFIX`].
+    Witness,
+}
+
+/// The witnesses of `model`, named without [`WITNESS_PREFIX`].
+pub fn witness_names<M: Model>(model: &M) -> Vec<&'static str> {
+    model
+        .properties()
+        .iter()
+        .filter_map(|p| p.name.strip_prefix(WITNESS_PREFIX))
+        .collect()
+}
+
+/// Refuses an expected witness that `model` does not have (a typo would otherwise pass
+/// silently); the message lists the ones it has.
+pub fn check_expected_witnesses<M: Model>(model: &M, expected: &[String]) -> Result<(), String> {
+    let known = witness_names(model);
+    match expected
+        .iter()
+        .find(|name| !known.contains(&name.trim_start_matches(WITNESS_PREFIX)))
+    {
+        Some(name) => Err(format!(
+            "--expect-witness {name:?}: this model's witnesses are {}",
+            known
+                .iter()
+                .map(|k| format!("{k:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether `property` is one of the `expected` witnesses (named with or without the prefix).
+pub fn is_expected_witness(property_name: &str, expected: &[String]) -> bool {
+    property_name
+        .strip_prefix(WITNESS_PREFIX)
+        .is_some_and(|name| {
+            expected
+                .iter()
+                .any(|e| e.trim_start_matches(WITNESS_PREFIX) == name)
+        })
+}
+
+impl ExpectationKind {
+    /// The kind of `property`: its stateright expectation, and a witness by its name.
+    pub fn of<M: Model>(property: &Property<M>) -> Self {
+        match property.expectation {
+            Expectation::Sometimes if property.name.starts_with(WITNESS_PREFIX) => {
+                ExpectationKind::Witness
+            }
+            ref expectation => ExpectationKind::from(expectation),
+        }
+    }
 }
 
 impl From<&Expectation> for ExpectationKind {
@@ -437,6 +502,7 @@ impl Display for ExpectationKind {
             ExpectationKind::Always => "always",
             ExpectationKind::Sometimes => "sometimes",
             ExpectationKind::Eventually => "eventually",
+            ExpectationKind::Witness => "witness",
         })
     }
 }
@@ -452,12 +518,19 @@ pub enum Verdict {
     Reachable,
     NotFound,
     NotFoundBounded,
+    /// A witness the run did not reach: reported, not a failure.
+    NotReached,
+    NotReachedBounded,
+    /// A witness the run was told to reach (`--expect-witness`) and did not: a failure.
+    Missed,
 }
 
 impl Verdict {
     fn decide(expectation: ExpectationKind, discovered: bool, complete: bool) -> Self {
         match (expectation, discovered, complete) {
-            (ExpectationKind::Sometimes, true, _) => Verdict::Reachable,
+            (ExpectationKind::Sometimes | ExpectationKind::Witness, true, _) => Verdict::Reachable,
+            (ExpectationKind::Witness, false, true) => Verdict::NotReached,
+            (ExpectationKind::Witness, false, false) => Verdict::NotReachedBounded,
             (ExpectationKind::Sometimes, false, true) => Verdict::NotFound,
             (ExpectationKind::Sometimes, false, false) => Verdict::NotFoundBounded,
             (_, true, _) => Verdict::Violated,
@@ -468,7 +541,10 @@ impl Verdict {
 
     /// Whether this verdict makes the run fail (exit code 1).
     pub fn is_failure(self) -> bool {
-        matches!(self, Verdict::Violated | Verdict::NotFound)
+        matches!(
+            self,
+            Verdict::Violated | Verdict::NotFound | Verdict::Missed
+        )
     }
 }
 
@@ -481,6 +557,9 @@ impl Display for Verdict {
             Verdict::Reachable => "reachable",
             Verdict::NotFound => "not found",
             Verdict::NotFoundBounded => "not found (bounded)",
+            Verdict::NotReached => "not reached",
+            Verdict::NotReachedBounded => "not reached (bounded)",
+            Verdict::Missed => "NOT REACHED (expected)",
         })
     }
 }
@@ -503,7 +582,7 @@ pub enum Classification {
 impl Classification {
     fn of(expectation: ExpectationKind) -> Self {
         match expectation {
-            ExpectationKind::Sometimes => Classification::Example,
+            ExpectationKind::Sometimes | ExpectationKind::Witness => Classification::Example,
             _ => Classification::Counterexample,
         }
     }
@@ -726,8 +805,15 @@ fn report_property<M: CheckTarget>(
     complete: bool,
     opts: &CheckOptions,
 ) -> anyhow::Result<(PropertyReport, Option<String>)> {
-    let expectation = ExpectationKind::from(&property.expectation);
-    let verdict = Verdict::decide(expectation, path.is_some(), complete);
+    let expectation = ExpectationKind::of(property);
+    let verdict = match Verdict::decide(expectation, path.is_some(), complete) {
+        Verdict::NotReached | Verdict::NotReachedBounded
+            if is_expected_witness(property.name, &opts.expect_witnesses) =>
+        {
+            Verdict::Missed
+        }
+        verdict => verdict,
+    };
     let mut line = PropertyReport {
         name: property.name.to_string(),
         expectation,
@@ -789,9 +875,9 @@ fn render_listing<M: CheckTarget>(
     path: &Path<M::State, M::Action>,
     trace_file: &FsPath,
 ) -> String {
-    let expectation = ExpectationKind::from(&property.expectation);
+    let expectation = ExpectationKind::of(property);
     let (title, ending) = match expectation {
-        ExpectationKind::Sometimes => ("Example of", "Reached"),
+        ExpectationKind::Sometimes | ExpectationKind::Witness => ("Example of", "Reached"),
         _ => ("Counterexample to", "Violated"),
     };
     let pairs = path.clone().into_vec();
@@ -894,7 +980,7 @@ fn build_trace<M: CheckTarget>(
         variant: model.variant().to_string(),
         config: model.config_json(),
         property: property.name.to_string(),
-        classification: Classification::of(ExpectationKind::from(&property.expectation)),
+        classification: Classification::of(ExpectationKind::of(property)),
         explorer_path: path.encode(model),
         initial_state: pairs
             .first()

@@ -92,9 +92,12 @@ impl SynodConfig {
                 self.acceptors
             ));
         }
-        if !(1..=3).contains(&self.learners) {
+        // 0 learners: a targeted configuration about phases 1 and 2 only (no Accepted is
+        // sent, so far fewer interleavings); nothing is learned, so Non-vacuity fails on a
+        // complete run.
+        if self.learners > 3 {
             return Err(format!(
-                "--learners must be 1, 2 or 3 (got {})",
+                "--learners must be between 0 and 3 (got {})",
                 self.learners
             ));
         }
@@ -975,6 +978,21 @@ pub fn model(cfg: SynodConfig) -> SynodModel {
         .property(Expectation::Always, "P1a", p1a)
         .property(Expectation::Always, "Learner safety", learner_safety)
         .property(Expectation::Sometimes, "Non-vacuity", non_vacuity)
+        .property(
+            Expectation::Sometimes,
+            "witness: promises from two ballots",
+            promises_from_two_ballots,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: proposer preempted",
+            proposer_preempted,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: duplicate vote",
+            duplicate_vote,
+        )
 }
 
 fn learned_values(state: &SynodModelState) -> impl Iterator<Item = Value> + '_ {
@@ -1044,6 +1062,73 @@ fn learner_safety(m: &SynodModel, s: &SynodModelState) -> bool {
 /// Non-vacuity: a value is chosen and learned.
 fn non_vacuity(m: &SynodModel, s: &SynodModelState) -> bool {
     !s.history.chosen(m.cfg.majority()).is_empty() && learned_values(s).next().is_some()
+}
+
+// Scenario witnesses (`runner::WITNESS_PREFIX`): behaviours a configuration must reach for a
+// rule to be exercised at all. Each reads the actors and the messages in flight only, so
+// adding them changes no state count.
+
+/// The proposer states with their ids.
+fn proposers_by_id(s: &SynodModelState) -> impl Iterator<Item = (Id, &ProposerState)> + '_ {
+    s.actor_states
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match &**a {
+            SynodState::Proposer(p) => Some((Id::from(i), p)),
+            _ => None,
+        })
+}
+
+/// P2c must choose: a preparing proposer already holds a vote from one ballot, and a Promise
+/// for its ballot in flight to it carries a vote from another ballot for another value. Only
+/// here does "the value of the highest-ballot vote" differ from other choices.
+fn promises_from_two_ballots(_: &SynodModel, s: &SynodModelState) -> bool {
+    proposers_by_id(s).any(|(id, p)| {
+        let Phase::Preparing {
+            highest: Some((b1, v1)),
+            ..
+        } = p.phase
+        else {
+            return false;
+        };
+        s.network.iter_all().any(|env| match env.msg {
+            SynodMsg::Promise(b, Some((b2, v2))) => {
+                env.dst == id && *b == p.ballot() && *b2 != b1 && *v2 != v1
+            }
+            _ => false,
+        })
+    })
+}
+
+/// A proposer's ballot is overtaken while it is in progress: a Nack for it is in flight.
+fn proposer_preempted(_: &SynodModel, s: &SynodModelState) -> bool {
+    proposers_by_id(s).any(|(id, p)| {
+        matches!(p.phase, Phase::Preparing { .. } | Phase::Accepting { .. })
+            && s.network.iter_all().any(
+                |env| matches!(env.msg, SynodMsg::Nack(b, _) if env.dst == id && *b == p.ballot()),
+            )
+    })
+}
+
+/// With a duplicating network: an Accepted a learner has counted is in flight to it again
+/// where one more distinct vote would make it learn, so counting it twice would make a false
+/// majority.
+fn duplicate_vote(m: &SynodModel, s: &SynodModelState) -> bool {
+    s.actor_states.iter().enumerate().any(|(i, a)| {
+        let SynodState::Learner(l) = &**a else {
+            return false;
+        };
+        s.network.iter_all().any(|env| match env.msg {
+            SynodMsg::Accepted(b, v) if env.dst == Id::from(i) => {
+                l.votes.iter().any(|(vb, vv, from)| {
+                    (vb, vv) == (b, v)
+                        && from.contains(env.src)
+                        && from.len() + 1 == m.cfg.majority()
+                })
+            }
+            _ => false,
+        })
+    })
 }
 
 /// Symmetry reduction: acceptors (and learners) permuted into a canonical order.
@@ -1151,10 +1236,38 @@ mod tests {
         (names, checker.state_count())
     }
 
+    /// Scenario witnesses (`runner::WITNESS_PREFIX`) each small configuration reaches. Promises
+    /// from two ballots needs three ballots in play: CI reaches it with `paxos-conform check
+    /// synod --proposers 3 --values 2 --depth 18` (specs/results.md, "Scenario witnesses").
+    #[test]
+    fn witnesses_each_configuration_reaches() {
+        let duplicating = SynodConfig {
+            proposers: 1,
+            values: 1,
+            duplicating: true,
+            ..SynodConfig::default()
+        };
+        let cases = [
+            (SynodConfig::default(), vec!["witness: proposer preempted"]),
+            (duplicating, vec!["witness: duplicate vote"]),
+        ];
+        for (cfg, expected) in cases {
+            let (discovered, _) = run(cfg.clone(), false, &[]);
+            let witnesses: Vec<_> = discovered
+                .into_iter()
+                .filter(|name| name.starts_with(crate::runner::WITNESS_PREFIX))
+                .collect();
+            assert_eq!(witnesses, expected, "{cfg:?}");
+        }
+    }
+
     #[test]
     fn correct_protocol_satisfies_every_invariant_and_reaches_a_decision() {
         let (discovered, unique) = run(SynodConfig::default(), false, &[]);
-        assert_eq!(discovered, vec!["Non-vacuity"]);
+        assert_eq!(
+            discovered,
+            vec!["Non-vacuity", "witness: proposer preempted"]
+        );
         // Pinned: a change here is a change in the model, made on purpose or caught. (With
         // symmetry the count depends on thread interleaving: sorting does not break ties.)
         assert_eq!(unique, 255_901);
