@@ -3,7 +3,9 @@
 //! Multi-Paxos conformance check, on the smallest model configuration where the mutated rule
 //! matters. A harness that let one through would prove nothing about that class.
 
-use paxos_conformance::check::{check_all, Outcome};
+use std::time::Duration;
+
+use paxos_conformance::check::{self, Outcome};
 use paxos_model::multi::{self, MultiConfig, MultiModel};
 use paxos_protocol::multi::mutants::{with_mutant, Mutant};
 
@@ -18,7 +20,15 @@ fn small() -> MultiConfig {
 }
 
 /// Where each mutant's rule is exercised, and why there: the smallest configuration that
-/// reaches it, because every pair of it is replayed.
+/// reaches it, because every pair of it is replayed; with a depth bound (see
+/// `check::explore`) where the configuration is only needed for its first steps.
+fn target_for(mutant: Mutant) -> (MultiConfig, Option<usize>) {
+    // The spread-clients configuration reaches its witness in 10 steps, in a space of
+    // 10 million states: its first 12 steps are what it is for.
+    let depth = (mutant == Mutant::FirstPromisedVote).then_some(13);
+    (config_for(mutant), depth)
+}
+
 fn config_for(mutant: Mutant) -> MultiConfig {
     // Two followers that may both campaign at round 2: the cheapest way to two candidates
     // (with two replicas only one campaigns, the bootstrap leader being out of rounds).
@@ -33,6 +43,19 @@ fn config_for(mutant: Mutant) -> MultiConfig {
         // A Prepare below a promise needs two candidates.
         Mutant::PromiseBelowPromised => two_candidates,
         Mutant::IgnorePromisedVotes => small(),
+        // The targeted configuration of `.ci/run` that reaches the witness "promises from two
+        // ballots", the only place where the first vote heard and the highest one differ.
+        Mutant::FirstPromisedVote => MultiConfig {
+            commands: 2,
+            clients: 2,
+            spread_clients: true,
+            slots: 1,
+            window: 1,
+            elections: 2,
+            max_round: 3,
+            retries: 0,
+            ..MultiConfig::default()
+        },
         // With 3 replicas `3 / 2 = 1` still needs the first Accepted, so the leader decides
         // just as a correct one; with 5 it decides on 2 votes instead of 3.
         Mutant::QuorumOneShort => MultiConfig {
@@ -63,11 +86,15 @@ fn config_for(mutant: Mutant) -> MultiConfig {
     }
 }
 
-fn check(mutant: Option<Mutant>, cfg: &MultiConfig) -> Outcome<MultiModel> {
+fn check(
+    mutant: Option<Mutant>,
+    (cfg, depth): &(MultiConfig, Option<usize>),
+) -> Outcome<MultiModel> {
     let model = multi::model(cfg.clone());
+    let run = || check::check(&model, 1, *depth, Duration::MAX, |_, _| {});
     let outcome = match mutant {
-        Some(m) => with_mutant(m, || check_all(&model, 1)),
-        None => check_all(&model, 1),
+        Some(m) => with_mutant(m, run),
+        None => run(),
     };
     let name = mutant.map_or("correct", Mutant::name);
     let c = outcome.counts;
@@ -83,7 +110,7 @@ fn check(mutant: Option<Mutant>, cfg: &MultiConfig) -> Outcome<MultiModel> {
 #[test]
 fn a_broken_core_invariant_is_a_divergence() {
     let mutant = Mutant::StaleInFlightIndex;
-    let outcome = check(Some(mutant), &config_for(mutant));
+    let outcome = check(Some(mutant), &target_for(mutant));
     let divergence = outcome.first_divergence().expect("caught").to_string();
     assert!(
         divergence.contains("in-flight index"),
@@ -95,7 +122,7 @@ fn a_broken_core_invariant_is_a_divergence() {
 fn every_protocol_mutant_is_a_divergence() {
     let mut missed = Vec::new();
     for &mutant in Mutant::ALL {
-        let outcome = check(Some(mutant), &config_for(mutant));
+        let outcome = check(Some(mutant), &target_for(mutant));
         match outcome.first_divergence() {
             None => missed.push(mutant.name()),
             Some(d) => eprintln!("  {} ({}): {d}", mutant.name(), mutant.class()),
@@ -108,7 +135,7 @@ fn every_protocol_mutant_is_a_divergence() {
 #[test]
 fn the_mutants_configurations_conform_without_a_mutant() {
     for &mutant in Mutant::ALL {
-        let outcome = check(None, &config_for(mutant));
+        let outcome = check(None, &target_for(mutant));
         assert!(outcome.counts.replayed > 0);
         if let Some(d) = outcome.first_divergence() {
             panic!("{} configuration diverges unmutated:\n{d}", mutant.name());

@@ -30,6 +30,11 @@ pub enum Mutant {
     /// only what it accepted itself (no-ops elsewhere).
     #[strum(message = "value selection")]
     IgnorePromisedVotes,
+    /// Value selection (M3): the first vote heard for a slot is kept instead of the highest.
+    /// It picks right whenever the votes a candidate hears in a slot share one ballot, so only
+    /// a configuration that reaches the witness "promises from two ballots" sees it.
+    #[strum(message = "value selection")]
+    FirstPromisedVote,
     /// Quorum count: a majority is taken as `n / 2`, one short for odd `n`.
     #[strum(message = "quorum count")]
     QuorumOneShort,

@@ -928,7 +928,11 @@ impl<SM: StateMachine> Replica<SM> {
         }
         for (slot, vote_ballot, entry) in votes {
             let vote = (vote_ballot, entry);
-            let higher = rules::is_higher_vote(merged.get(&slot), &vote);
+            let higher = if mutants::active(Mutant::FirstPromisedVote) {
+                !merged.contains_key(&slot)
+            } else {
+                rules::is_higher_vote(merged.get(&slot), &vote)
+            };
             if higher && !mutants::active(Mutant::IgnorePromisedVotes) {
                 merged.insert(slot, vote);
             }
