@@ -420,6 +420,31 @@ mod tests {
         );
     }
 
+    /// S2's negative space: of two votes from different ballots the higher one's value is
+    /// proposed, whichever Promise arrives first (not the first heard, not the lowest).
+    #[test]
+    fn s2_of_two_votes_the_higher_ballot_wins_in_either_order() {
+        let accept_of = |votes: [(NodeId, Ballot, u8); 2]| {
+            let mut p = Proposer::recover(2, vec![3, 4, 5], 0u8, 1, None);
+            p.on_retry_timeout();
+            assert_eq!(p.ballot(), b(1, 2));
+            let [(a1, b1, v1), (a2, b2, v2)] = votes;
+            assert!(p.on_promise(a1, b(1, 2), Some((b1, v1))).is_empty());
+            p.on_promise(a2, b(1, 2), Some((b2, v2)))
+        };
+        let accept_9 = send(
+            3,
+            Message::Accept {
+                ballot: b(1, 2),
+                value: 9,
+            },
+        );
+        let lower_first = accept_of([(3, b(1, 0), 7), (4, b(1, 1), 9)]);
+        let higher_first = accept_of([(3, b(1, 1), 9), (4, b(1, 0), 7)]);
+        assert!(lower_first.contains(&accept_9), "{lower_first:?}");
+        assert!(higher_first.contains(&accept_9), "{higher_first:?}");
+    }
+
     #[test]
     fn s2_without_votes_the_proposer_proposes_its_own_value() {
         let mut p = Proposer::recover(0, vec![2, 3, 4], 5u8, 1, None);
