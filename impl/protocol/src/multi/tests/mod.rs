@@ -200,3 +200,54 @@ fn heartbeat(ballot: Ballot, applied: Slot) -> Message<u32> {
 fn tick(now_ms: Millis) -> Input<u32> {
     Input::Tick { now_ms }
 }
+
+/// Every rule of `specs/protocol.md` the cores implement has a unit test named after it
+/// (`m7_...`, `s2_...`; a test of two rules names both, `m2_m12_...`). A rule added to the
+/// spec without one fails here. The compaction rules (K) are the target of the snapshot
+/// issue and not implemented yet: they join the list when the core has them.
+#[test]
+fn every_implemented_rule_has_a_unit_test_named_after_it() {
+    const IMPLEMENTED: &[char] = &['M', 'S', 'C', 'H', 'R'];
+    let spec = include_str!("../../../../../specs/protocol.md");
+    let tests = [
+        include_str!("catch_up_test.rs"),
+        include_str!("config_records_test.rs"),
+        include_str!("election_test.rs"),
+        include_str!("phase2_test.rs"),
+        include_str!("runs_test.rs"),
+        include_str!("timers_test.rs"),
+        include_str!("trace_test.rs"),
+        include_str!("../../synod.rs"),
+    ]
+    .concat();
+    let test_names: Vec<&str> = tests
+        .split("fn ")
+        .skip(1)
+        .filter_map(|rest| rest.split('(').next())
+        .collect();
+    let mut rules: Vec<String> = spec
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| {
+            let mut chars = word.chars();
+            chars.next().is_some_and(|c| IMPLEMENTED.contains(&c))
+                && chars.next().is_some_and(|c| c.is_ascii_digit())
+                && word[1..].chars().all(|c| c.is_ascii_digit() || c == 'b')
+        })
+        .map(str::to_ascii_lowercase)
+        .collect();
+    rules.sort();
+    rules.dedup();
+    assert!(rules.len() >= 28, "rule ids read from the spec: {rules:?}");
+    let untested: Vec<&String> = rules
+        .iter()
+        .filter(|rule| {
+            !test_names
+                .iter()
+                .any(|name| name.split('_').any(|part| part == rule.as_str()))
+        })
+        .collect();
+    assert!(
+        untested.is_empty(),
+        "rules without a unit test named after them: {untested:?}"
+    );
+}
