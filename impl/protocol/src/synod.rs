@@ -485,6 +485,68 @@ mod tests {
         assert_eq!(p.on_nack(b(3, 0), b(3, 1)), vec![Effect::CancelRetryTimer]);
     }
 
+    /// S1's guard: with no round left the retry timer changes nothing, and a late one does
+    /// not reset a campaign in progress (its Promises are kept).
+    #[test]
+    fn s1_no_round_left_the_retry_timer_changes_nothing() {
+        let mut p = Proposer::recover(
+            0,
+            vec![2, 3, 4],
+            5u8,
+            2,
+            Some(Durable::Proposer { round: 2 }),
+        );
+        let before = p.clone();
+        assert_eq!(p.on_retry_timeout(), vec![]);
+        assert_eq!(p, before);
+        let mut p = Proposer::recover(0, vec![2, 3, 4], 5u8, 1, None);
+        p.on_retry_timeout();
+        p.on_promise(2, b(1, 0), None);
+        let campaigning = p.clone();
+        assert_eq!(p.on_retry_timeout(), vec![]);
+        assert_eq!(p, campaigning, "the Promise from 2 is kept");
+    }
+
+    /// S2's guard: once Accepting, a late Promise (even carrying a vote) changes nothing.
+    #[test]
+    fn s2_a_promise_after_the_majority_changes_nothing() {
+        let mut p = Proposer::recover(1, vec![2, 3, 4], 2u8, 2, None);
+        p.on_retry_timeout();
+        p.on_promise(2, b(1, 1), None);
+        assert_eq!(p.on_promise(3, b(1, 1), None).len(), 3, "three Accepts");
+        assert_eq!(p.phase, Phase::Accepting { value: 2 });
+        let accepting = p.clone();
+        assert_eq!(p.on_promise(4, b(1, 1), Some((b(1, 0), 7))), vec![]);
+        assert_eq!(p, accepting);
+    }
+
+    /// S3's guard: a Nack for another ballot, or one arriving when the ballot was already given
+    /// up, changes nothing (in particular the round is not raised); a Nack while Accepting
+    /// gives the ballot up as one while Preparing does.
+    #[test]
+    fn s3_a_nack_for_another_ballot_or_when_idle_changes_nothing() {
+        let mut p = Proposer::recover(0, vec![2, 3, 4], 5u8, 3, None);
+        p.on_retry_timeout();
+        p.on_retry_timeout();
+        assert_eq!(p.ballot(), b(2, 0));
+        let before = p.clone();
+        assert_eq!(p.on_nack(b(1, 0), b(5, 1)), vec![], "a stale Nack");
+        assert_eq!(p, before);
+        assert_eq!(p.on_nack(b(2, 0), b(2, 1)), vec![]);
+        assert_eq!((p.phase.clone(), p.round), (Phase::Idle, 2));
+        let idle = p.clone();
+        assert_eq!(p.on_nack(b(2, 0), b(5, 1)), vec![], "a duplicate when idle");
+        assert_eq!(p, idle);
+
+        let mut p = Proposer::recover(1, vec![2, 3, 4], 2u8, 3, None);
+        p.on_retry_timeout();
+        p.on_promise(2, b(1, 1), None);
+        p.on_promise(3, b(1, 1), None);
+        assert_eq!(p.phase, Phase::Accepting { value: 2 });
+        assert_eq!(p.on_nack(b(1, 1), b(2, 0)), vec![]);
+        assert_eq!((p.phase.clone(), p.round), (Phase::Idle, 2));
+    }
+
     #[test]
     fn s4_s5_s6_prepare_promises_once_repeats_and_nacks_lower() {
         let mut a = Acceptor::<u8>::new(vec![9]);

@@ -300,6 +300,48 @@ fn m10_a_leader_nacked_steps_down_and_arms_the_timer() {
     assert_eq!(*r.phase(), Phase::Follower);
 }
 
+/// M10's guard: a duplicate Nack reaching a replica that already stepped down changes
+/// nothing; in particular the round is not raised again (no write).
+#[test]
+fn m10_a_nack_at_a_follower_is_ignored() {
+    let mut r = candidate(1);
+    let nack = Message::Nack {
+        ballot: b(2, 1),
+        promised: b(2, 2),
+    };
+    r.step(deliver(2, nack));
+    assert_eq!(*r.phase(), Phase::Follower);
+    let before = r.clone();
+    let late = Message::Nack {
+        ballot: b(2, 1),
+        promised: b(7, 0),
+    };
+    assert_eq!(r.step(deliver(0, late)), vec![]);
+    assert_eq!(r, before);
+}
+
+/// M3's guard: a Promise reaching a replica that already leads changes nothing, even one
+/// carrying a vote it has not seen; nothing is proposed into that slot.
+#[test]
+fn m3_a_promise_after_the_majority_changes_nothing() {
+    let mut r = candidate(1);
+    r.step(deliver(
+        2,
+        Message::Promise {
+            ballot: b(2, 1),
+            accepted: vec![],
+        },
+    ));
+    assert!(matches!(r.phase(), Phase::Leading { .. }));
+    let before = r.clone();
+    let late = Message::Promise {
+        ballot: b(2, 1),
+        accepted: vec![(0, b(1, 0), c(1, 1))],
+    };
+    assert_eq!(r.step(deliver(0, late)), vec![]);
+    assert_eq!(r, before);
+}
+
 #[test]
 fn m10_a_nack_for_another_ballot_is_ignored() {
     let mut r = candidate(1);
