@@ -588,6 +588,31 @@ mod tests {
         );
     }
 
+    /// S4 at an acceptor that has voted: a higher Prepare is promised, persisted with the
+    /// vote, and the Promise carries that vote.
+    #[test]
+    fn s4_a_promise_carries_the_vote() {
+        let mut a = Acceptor::new(vec![9]);
+        a.on_prepare(0, b(1, 0));
+        a.on_accept(0, b(1, 0), 4u8);
+        assert_eq!(
+            a.on_prepare(1, b(2, 1)),
+            vec![
+                Effect::Persist(Durable::Acceptor {
+                    promised: Some(b(2, 1)),
+                    accepted: Some((b(1, 0), 4)),
+                }),
+                send(
+                    1,
+                    Message::Promise {
+                        ballot: b(2, 1),
+                        accepted: Some((b(1, 0), 4)),
+                    }
+                ),
+            ]
+        );
+    }
+
     #[test]
     fn s7_accept_persists_then_tells_the_learners() {
         let mut a = Acceptor::new(vec![8, 9]);

@@ -120,6 +120,57 @@ fn m2_m12_a_higher_prepare_makes_the_leader_step_down_and_drop_pending() {
     assert_eq!(r.pending().count(), 0);
 }
 
+/// M2 and M12 while Preparing: a candidate that hears a higher Prepare promises it, steps
+/// down and drops what it held pending.
+#[test]
+fn m2_m12_a_higher_prepare_makes_a_candidate_step_down_and_drop_pending() {
+    let mut r = candidate(1);
+    r.step(request(1, 1));
+    assert_eq!(r.pending().count(), 1);
+    let promise = Message::Promise {
+        ballot: b(3, 2),
+        accepted: vec![],
+    };
+    assert_eq!(
+        r.step(deliver(2, Message::Prepare { ballot: b(3, 2) })),
+        vec![persist(Record::Promise(b(3, 2))), send(2, promise)]
+    );
+    assert_eq!(*r.phase(), Phase::Follower);
+    assert_eq!(r.pending().count(), 0);
+}
+
+/// M12's guard: a leader refuses a lower Prepare and a lower Accept (M2'', M6') and stays
+/// leader with what it holds pending.
+#[test]
+fn m12_a_leader_refuses_lower_ballots_and_stays_leader() {
+    let mut r = start(config_of(1, 3, 1));
+    r.step(election_due(&r));
+    r.step(deliver(
+        2,
+        Message::Promise {
+            ballot: b(2, 1),
+            accepted: vec![],
+        },
+    ));
+    r.step(request(1, 1));
+    r.step(request(2, 1));
+    assert_eq!(r.pending().count(), 1, "window 1: the second waits");
+    let before = r.clone();
+    let nack = Message::Nack {
+        ballot: b(1, 0),
+        promised: b(2, 1),
+    };
+    assert_eq!(
+        r.step(deliver(0, Message::Prepare { ballot: b(1, 0) })),
+        vec![send(0, nack.clone())]
+    );
+    assert_eq!(
+        r.step(deliver(0, accept(b(1, 0), 1, c(9, 1)))),
+        vec![send(0, nack)]
+    );
+    assert_eq!(r, before);
+}
+
 #[test]
 fn m2_repeat_an_equal_prepare_is_answered_again_without_a_write() {
     let mut r = follower(1);
