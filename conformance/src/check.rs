@@ -21,7 +21,7 @@ use std::hash::{Hash, Hasher};
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use paxos_model::runner::WITNESS_PREFIX;
+use paxos_model::runner::ExpectationKind;
 use stateright::Model;
 
 use crate::conform::{Conformance, Mismatch, PairResult};
@@ -62,12 +62,9 @@ pub struct StutterFound<M: Model> {
 /// The result of [`check`].
 pub struct Outcome<M: Model> {
     pub counts: Counts,
-    /// Whether every reachable pair was visited (false when stopped at `max_divergences` or
-    /// cut by a depth bound).
-    pub complete: bool,
     /// How far the search went.
     pub reach: Reach,
-    /// The model's scenario witnesses (`paxos_model::runner::WITNESS_PREFIX`) in the model's
+    /// The model's scenario witnesses (`paxos_model::runner::ExpectationKind::Witness`) in the model's
     /// order, each with whether a visited state reached it.
     pub witnesses: Vec<(&'static str, bool)>,
     pub elapsed: Duration,
@@ -76,6 +73,12 @@ pub struct Outcome<M: Model> {
 }
 
 impl<M: Model> Outcome<M> {
+    /// Whether every reachable pair was visited (not when stopped at `max_divergences` or cut
+    /// by a depth bound).
+    pub fn complete(&self) -> bool {
+        self.reach == Reach::Complete
+    }
+
     /// Every divergence found, the pairs' first: what stepped (`n1 on <action>`, or a stuttering
     /// step's label) and the mismatch.
     pub fn divergences(&self) -> Vec<(String, &Mismatch)>
@@ -240,7 +243,7 @@ pub fn check<M: Conformance>(
     let witnesses: Vec<_> = model
         .properties()
         .into_iter()
-        .filter(|p| p.name.starts_with(WITNESS_PREFIX))
+        .filter(|p| ExpectationKind::of(p) == ExpectationKind::Witness)
         .collect();
     let mut reached = vec![false; witnesses.len()];
     let reach = explore(model, depth, |visit| {
@@ -297,7 +300,6 @@ pub fn check<M: Conformance>(
     });
     Outcome {
         counts,
-        complete: reach == Reach::Complete,
         reach,
         witnesses: witnesses.iter().map(|w| w.name).zip(reached).collect(),
         elapsed: start.elapsed(),
@@ -458,7 +460,7 @@ mod tests {
     #[test]
     fn the_counts_add_up() {
         let outcome = check_all(&synod::model(SynodConfig::default()), 1);
-        assert!(outcome.complete && outcome.found.is_empty());
+        assert!(outcome.complete() && outcome.found.is_empty());
         assert_eq!(
             outcome.counts.pairs,
             outcome.counts.replayed + outcome.counts.no_step + outcome.counts.client
@@ -473,7 +475,7 @@ mod tests {
             ..MultiConfig::default()
         };
         let outcome = check_all(&multi::model(cfg), 1);
-        assert!(outcome.complete && outcome.divergences().is_empty());
+        assert!(outcome.complete() && outcome.divergences().is_empty());
         let c = outcome.counts;
         assert_eq!(c.pairs, c.replayed + c.no_step + c.client);
         assert!(c.no_step > 0 && c.client > 0 && c.stutters > 0);

@@ -450,9 +450,9 @@ fn run_check<M: Conformance>(model: M, opts: &CheckArgs) -> anyhow::Result<Repor
         replayed: c.replayed,
         no_step: c.no_step,
         client: c.client,
-        complete: outcome.complete,
+        complete: outcome.complete(),
         depth_bound: opts.depth,
-        coverage: outcome.complete.then_some(1.0),
+        coverage: outcome.complete().then_some(1.0),
         witnesses: outcome
             .witnesses
             .iter()

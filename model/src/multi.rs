@@ -1631,10 +1631,7 @@ fn within_bounds(cfg: &MultiConfig, s: &MultiModelState) -> bool {
 }
 
 fn replicas(s: &MultiModelState) -> impl Iterator<Item = &ReplicaState> + '_ {
-    s.actor_states.iter().filter_map(|a| match &**a {
-        MultiState::Replica(r) => Some(r),
-        MultiState::Client(_) => None,
-    })
+    replicas_by_id(s).map(|(_, r)| r)
 }
 
 /// The command chosen in `slot`, per history, if any.
@@ -1768,7 +1765,7 @@ fn non_vacuity(m: &MultiModel, s: &MultiModelState) -> bool {
 // rule to be exercised at all. Each looks at the replicas and the messages in flight only, so
 // adding them changes no state count.
 
-/// The replica states with their ids, and the messages in flight.
+/// The replica states with their ids.
 fn replicas_by_id(s: &MultiModelState) -> impl Iterator<Item = (Id, &ReplicaState)> + '_ {
     s.actor_states
         .iter()

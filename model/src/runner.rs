@@ -439,6 +439,7 @@ pub fn witness_names<M: Model>(model: &M) -> Vec<&'static str> {
     model
         .properties()
         .iter()
+        .filter(|p| ExpectationKind::of(p) == ExpectationKind::Witness)
         .filter_map(|p| p.name.strip_prefix(WITNESS_PREFIX))
         .collect()
 }
