@@ -247,7 +247,7 @@ fn diff_into(path: &str, expected: &Value, actual: &Value, out: &mut Vec<FieldDi
     }
 }
 
-/// A divergence as trace files record it (the `divergence` object of a paxos-trace/1 file):
+/// A divergence as trace files record it (the `divergence` object of a paxos-trace/2 file):
 /// the step of the trace whose replay diverged, and how.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DivergenceRecord {

@@ -7,7 +7,7 @@
 //! same for every replica transition of the Multi-Paxos model on the implementation's replica
 //! core (`paxos_protocol::multi`); [`conform`], one interface over both replays with field-by-field
 //! diffs; [`check`], the exhaustive check behind `paxos-conform check` with shortest
-//! divergence traces; and [`trace`], which replays `paxos-trace/1` files
+//! divergence traces; and [`trace`], which replays `paxos-trace/2` files
 //! (specs/trace-format.md).
 //!
 //! ```text

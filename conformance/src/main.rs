@@ -36,13 +36,13 @@ Examples:
   paxos-conform replay --json specs/traces/*.json # one JSON object (paxos-replay-report/1)
   paxos-conform replay traces-out/multi-divergence-1.json
 
-A divergence is saved as a paxos-trace/1 file (specs/trace-format.md) holding the shortest
+A divergence is saved as a paxos-trace/2 file (specs/trace-format.md) holding the shortest
 trace to it; `paxos-conform replay FILE` re-runs it, and `paxos-model explore --trace FILE`
 opens stateright's explorer on it.
 
 Exit codes: 0 no divergence (replay: every trace did what it must), 1 a divergence (replay: a
 trace of the correct protocol diverged, a seeded bug's trace did not, or a trace no longer
-follows the model), 2 bad arguments or a file that is not a paxos-trace/1 trace.";
+follows the model), 2 bad arguments or a file that is not a paxos-trace/2 trace.";
 
 const CHECK_EXAMPLES: &str = "\
 Examples:
@@ -63,7 +63,7 @@ Examples:
   paxos-conform replay --json traces-out/synod-validity-default-value.json
 
 Exit codes: 0 every trace did what it must, 1 one did not, 2 a file that is not a
-paxos-trace/1 trace.";
+paxos-trace/2 trace.";
 
 const VALIDATE_EXAMPLES: &str = "\
 Examples:
@@ -95,7 +95,7 @@ enum Command {
         #[command(subcommand)]
         variant: Variant,
     },
-    /// Replay trace files (paxos-trace/1) on the model and the implementation together.
+    /// Replay trace files (paxos-trace/2) on the model and the implementation together.
     ///
     /// A trace of the correct protocol must conform; a counterexample (or divergence) trace
     /// whose configuration has a seeded model bug must diverge (the implementation must not do
@@ -496,7 +496,9 @@ fn check_command(variant: Variant) -> Result<u8, Failure> {
             (run_check(model, &opts)?, opts.json)
         }
         Variant::Multi { bounds, opts } => {
-            let model = multi::model(bounds.config().map_err(Failure::Usage)?);
+            let cfg = bounds.config().map_err(Failure::Usage)?;
+            paxos_conformance::multi::check_supported(&cfg).map_err(Failure::Usage)?;
+            let model = multi::model(cfg);
             runner::check_expected_witnesses(&model, &opts.expect_witness)
                 .map_err(Failure::Usage)?;
             (run_check(model, &opts)?, opts.json)

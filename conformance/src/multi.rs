@@ -246,11 +246,29 @@ fn ids_to_model(ids: impl IntoIterator<Item = u32>) -> IdSet {
     ids.into_iter().map(|n| Id::from(n as usize)).collect()
 }
 
+/// Refuses a configuration whose runs the core cannot replay yet: compaction, snapshots and
+/// catch-up as the model carries them (K1-K7, specs/protocol.md) are not the core's rules
+/// until it implements them, so such a check would compare different protocols.
+pub fn check_supported(cfg: &MultiConfig) -> Result<(), String> {
+    if cfg.compactions > 0 || cfg.catch_ups > 0 {
+        return Err(format!(
+            "--compactions {} --catch-ups {}: snapshots, compaction and catch-up (K1-K7) are in \
+             the model only until the core implements them (specs/protocol.md); check them \
+             with paxos-model, and conformance with --compactions 0 --catch-ups 0",
+            cfg.compactions, cfg.catch_ups
+        ));
+    }
+    Ok(())
+}
+
 pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<Message<u8>> {
     let b = ballot_to_impl;
     Some(match msg {
-        MultiMsg::Prepare(ballot) => Message::Prepare { ballot: b(ballot) },
-        MultiMsg::Promise(ballot, accepted) => Message::Promise {
+        // The applied prefix and the compaction point are K2's, which the core does not
+        // implement yet: configurations that could make them non-zero are refused
+        // (`check_supported`).
+        MultiMsg::Prepare(ballot, _) => Message::Prepare { ballot: b(ballot) },
+        MultiMsg::Promise(ballot, accepted, _) => Message::Promise {
             ballot: b(ballot),
             accepted: slots_to_map::<_, _, Vec<_>>(&accepted, |v| vote_to_impl(cfg, v))
                 .into_iter()
@@ -277,6 +295,9 @@ pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<Message<u8>> {
             entries: vec![entry_to_impl(cfg, cmd)],
         },
         MultiMsg::Request(_) | MultiMsg::Reply(_) => return None,
+        MultiMsg::Snapshot(..) | MultiMsg::Status(_) | MultiMsg::CatchUp(_) => {
+            unreachable!("K1-K7 configurations are refused (check_supported)")
+        }
     })
 }
 
@@ -324,13 +345,13 @@ fn one_slot_to_model(
         _ => Err(format!("{msg:?}: not one slot")),
     };
     Ok(match msg {
-        Message::Prepare { ballot } => MultiMsg::Prepare(b(*ballot)?),
+        Message::Prepare { ballot } => MultiMsg::Prepare(b(*ballot)?, 0),
         Message::Promise { ballot, accepted } => {
             let mut votes = [None; MAX_SLOTS];
             for (s, vb, entry) in accepted {
                 votes[slot_index(*s)?] = Some((b(*vb)?, cmd(entry)?));
             }
-            MultiMsg::Promise(b(*ballot)?, votes)
+            MultiMsg::Promise(b(*ballot)?, votes, 0)
         }
         Message::Nack { ballot, promised } => MultiMsg::Nack(b(*ballot)?, b(*promised)?),
         Message::Accept {
@@ -391,6 +412,8 @@ pub fn model_recovery_view(storage: Option<&ReplicaStorage>) -> ReplicaStorage {
         promised: bootstrap_ballot(),
         accepted: [None; MAX_SLOTS],
         chosen: [None; MAX_SLOTS],
+        compacted: 0,
+        snapshot: [None; MAX_SLOTS],
     });
     let highest_vote = s.accepted.iter().flatten().map(|(b, _)| *b).max();
     ReplicaStorage {
@@ -407,6 +430,8 @@ pub fn impl_recovery_view(cfg: &MultiConfig, d: &Durable<u8>) -> Result<ReplicaS
         promised: promised.unwrap_or(bootstrap_ballot()),
         accepted: map_to_slots(&d.accepted, |v| vote_to_model(cfg, v))?,
         chosen: map_to_slots(&d.chosen, |e| entry_to_model(cfg, e))?,
+        compacted: 0,
+        snapshot: [None; MAX_SLOTS],
     };
     Ok(model_recovery_view(Some(&storage)))
 }
@@ -442,7 +467,9 @@ pub fn concretize(
     let entry = |c| entry_to_impl(cfg, c);
     let phase = match r.phase {
         LeaderPhase::Follower => Phase::Follower,
-        LeaderPhase::Preparing { promises, merged } => Phase::Preparing {
+        LeaderPhase::Preparing {
+            promises, merged, ..
+        } => Phase::Preparing {
             promises: ids_to_impl(promises),
             merged: slots_to_map(&merged, |v| vote_to_impl(cfg, v)),
         },
@@ -491,6 +518,7 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
         Phase::Preparing { promises, merged } => LeaderPhase::Preparing {
             promises: ids_to_model(promises.iter().copied()),
             merged: map_to_slots(merged, |v| vote_to_model(cfg, v))?,
+            floor: 0,
         },
         Phase::Leading { next_slot, votes } => {
             // Voters of a chosen slot are dead state on both sides (see `canonical`).
@@ -542,6 +570,8 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
         pending,
         applied: ((1u16 << applied) - 1) as u8,
         executed,
+        compacted: 0,
+        snapshot: [None; MAX_SLOTS],
     })
 }
 
@@ -1103,7 +1133,12 @@ mod tests {
     #[test]
     fn every_seeded_model_bug_is_a_divergence() {
         let mut missed = Vec::new();
+        // The compaction bugs (K1-K7) need configurations conformance refuses until the core
+        // implements those rules; the model's own checks catch them meanwhile.
         for &bug in MultiBug::ALL {
+            if check_supported(&bug.witness_config()).is_err() {
+                continue;
+            }
             let outcome = run(bug.name(), &bug.witness_config(), 1);
             match outcome.first_divergence() {
                 None => missed.push(bug.name()),

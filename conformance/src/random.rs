@@ -61,6 +61,8 @@ pub fn long_walk_config(replicas: usize) -> MultiConfig {
         retries: 2,
         spread_clients: false,
         crashes: 2,
+        compactions: 0,
+        catch_ups: 0,
         lossy: true,
         duplicating: true,
         bug: None,

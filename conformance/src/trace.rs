@@ -1,4 +1,4 @@
-//! Trace files (`paxos-trace/1`, specs/trace-format.md) replayed against the implementation.
+//! Trace files (`paxos-trace/2`, specs/trace-format.md) replayed against the implementation.
 //!
 //! A trace is walked on the model rebuilt from its recorded configuration: each step's action
 //! must be enabled where it is taken (matched by its JSON), and the model's next state must be
@@ -128,7 +128,7 @@ impl fmt::Display for ReplayReport {
     }
 }
 
-/// Reads a trace file: its format must be `paxos-trace/1`, and a `divergence` object, if any,
+/// Reads a trace file: its format must be `paxos-trace/2`, and a `divergence` object, if any,
 /// `paxos-divergence/1`. Errors name the file.
 pub fn load(path: &Path) -> anyhow::Result<(Trace, Option<DivergenceRecord>)> {
     let trace = runner::read_trace(path)?;
@@ -184,6 +184,7 @@ pub fn replay_trace(trace: &Trace) -> anyhow::Result<(Expected, Walked)> {
             let cfg: MultiConfig = serde_json::from_value(trace.config.clone())
                 .context("the configuration is not a Multi-Paxos configuration")?;
             cfg.validate_walk().map_err(anyhow::Error::msg)?;
+            crate::multi::check_supported(&cfg).map_err(anyhow::Error::msg)?;
             let expected = expected_of(cfg.bug.map(|b| b.name()), trace.classification);
             Ok((expected, walk(&multi::model(cfg), trace)?))
         }
@@ -254,7 +255,7 @@ pub fn walk<M: Conformance>(model: &M, trace: &Trace) -> anyhow::Result<Walked> 
 }
 
 /// The divergence trace of `actions` from `init`, whose last action diverges as `mismatch`
-/// says: a paxos-trace/1 trace with a `divergence` object, replayable by
+/// says: a paxos-trace/2 trace with a `divergence` object, replayable by
 /// `paxos-conform replay` and whose `explorer_path` opens in `paxos-model explore`.
 pub fn divergence_trace<M: Conformance>(
     model: &M,

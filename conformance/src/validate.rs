@@ -326,6 +326,8 @@ impl Domain {
                 retries: 0,
                 spread_clients: false,
                 crashes: replicas,
+                compactions: 0,
+                catch_ups: 0,
                 lossy: true,
                 duplicating: true,
                 bug: None,
@@ -1014,16 +1016,7 @@ fn validate_start(
 /// A model replica state the start handler overwrites (the model starts every replica from
 /// its storage alone).
 fn initial_placeholder() -> ReplicaState {
-    ReplicaState {
-        round: 0,
-        promised: paxos_model::types::Ballot::new(1, 0),
-        accepted: [None; MAX_SLOTS],
-        chosen: [None; MAX_SLOTS],
-        phase: multi::LeaderPhase::Follower,
-        pending: multi::CmdSet::default(),
-        applied: 0,
-        executed: [None; MAX_SLOTS],
-    }
+    ReplicaState::empty()
 }
 
 /// How many of the persisted records the recovered durable state holds: the longest prefix

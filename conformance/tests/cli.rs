@@ -83,6 +83,25 @@ fn bad_arguments_exit_2_with_a_clear_message() {
             vec!["check".into(), "lamport".into()],
             "unrecognized subcommand",
         ),
+        // K1-K7 are in the model only until the core implements them.
+        (
+            vec![
+                "check".into(),
+                "multi".into(),
+                "--compactions".into(),
+                "1".into(),
+            ],
+            "in the model only",
+        ),
+        (
+            vec![
+                "check".into(),
+                "multi".into(),
+                "--catch-ups".into(),
+                "1".into(),
+            ],
+            "in the model only",
+        ),
         (vec!["replay".into()], "FILE"),
         (
             vec!["replay".into(), scratch.path("broken.json")],
@@ -90,7 +109,7 @@ fn bad_arguments_exit_2_with_a_clear_message() {
         ),
         (
             vec!["replay".into(), scratch.path("old.json")],
-            "paxos-trace/1",
+            "paxos-trace/2",
         ),
         (
             vec!["replay".into(), scratch.path("missing.json")],
@@ -208,7 +227,7 @@ fn a_divergence_is_a_shortest_trace_that_replays_and_opens_in_the_explorer() {
     assert!(summary.contains("model 0 | implementation"), "{summary}");
 
     let file = Path::new(&out).join("synod-divergence-default-value-1.json");
-    let trace = read_trace(&file).expect("a paxos-trace/1 file");
+    let trace = read_trace(&file).expect("a paxos-trace/2 file");
     let record = trace.divergence.clone().expect("a divergence object");
     assert_eq!(record["format"], "paxos-divergence/1");
     assert_eq!(record["step"], trace.steps.len());

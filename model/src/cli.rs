@@ -121,6 +121,14 @@ pub struct MultiBounds {
     /// instead of the initial leader.
     #[arg(long)]
     pub spread_clients: bool,
+    /// Compaction progress the run may make: every replica's compaction point (snapshot of
+    /// its applied prefix, K1, or an installed snapshot, K4) adds up to at most this. 0
+    /// disables compaction and snapshots.
+    #[arg(long, default_value_t = MultiConfig::default().compactions)]
+    pub compactions: u8,
+    /// Catch-up requests (`Status`, K5) the whole run may send. 0 disables catch-up.
+    #[arg(long, default_value_t = MultiConfig::default().catch_ups)]
+    pub catch_ups: u8,
     #[command(flatten)]
     pub faults: FaultFlags,
 }
@@ -146,6 +154,8 @@ impl MultiBounds {
             retries: self.retries,
             spread_clients: self.spread_clients,
             crashes: faults.crashes,
+            compactions: self.compactions,
+            catch_ups: self.catch_ups,
             lossy: faults.lossy,
             duplicating: faults.duplicating,
             bug,

@@ -59,7 +59,7 @@ enum Command {
     Explore {
         #[command(subcommand)]
         variant: Option<Variant>,
-        /// Open the explorer on a trace file's path (a paxos-trace/1 file: a counterexample, a
+        /// Open the explorer on a trace file's path (a paxos-trace/2 file: a counterexample, a
         /// walk, a divergence from `paxos-conform`), on the model of its configuration.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
@@ -76,7 +76,7 @@ Examples:
 
 A bug listed \"(with FLAGS)\" needs those flags to be reachable at the default bounds.")]
     Bugs,
-    /// Write model traces as paxos-trace/1 files (specs/trace-format.md) for
+    /// Write model traces as paxos-trace/2 files (specs/trace-format.md) for
     /// `paxos-conform replay`: seeded random walks and, with --bug, the bug's counterexample.
     #[command(after_help = EXPORT_EXAMPLES)]
     ExportTraces {
@@ -95,7 +95,7 @@ Examples:
   paxos-model check lamport --max-ballot 2 --json
 
 Run flags (--strategy, --threads, --json, --trace-dir, ...) go after the variant. Each
-counterexample is printed step by step and saved under --trace-dir as a paxos-trace/1 file
+counterexample is printed step by step and saved under --trace-dir as a paxos-trace/2 file
 (specs/trace-format.md); `paxos-model explore --trace FILE` opens it in the browser.
 
 Exit codes: 0 every property holds (and every `sometimes` example is reachable), 1 a property
@@ -581,21 +581,42 @@ fn synod_witness_flags(cfg: &SynodConfig) -> String {
     with_flags(&flags)
 }
 
-/// The options beyond the defaults that a bug's counterexample needs, as a hint.
+/// The options beyond the defaults that a bug's counterexample needs, as a hint: every
+/// bound that differs from the command line's default, so the hint reproduces the check.
 fn witness_flags(cfg: &MultiConfig) -> String {
     let d = MultiConfig::default();
     let mut flags = Vec::new();
-    if cfg.clients != d.clients {
-        flags.push(format!("--clients {}", cfg.clients));
+    let numbers = [
+        ("--replicas", cfg.replicas, d.replicas),
+        ("--clients", cfg.clients, d.clients.min(cfg.commands)),
+        ("--commands", cfg.commands, d.commands),
+        ("--slots", cfg.slots, d.slots),
+        // The command line defaults --window to --slots.
+        ("--window", cfg.window, cfg.slots),
+        ("--rounds", cfg.max_round.into(), d.max_round.into()),
+        ("--elections", cfg.elections.into(), d.elections.into()),
+        ("--retries", cfg.retries.into(), d.retries.into()),
+        ("--crashes", cfg.crashes, d.crashes),
+        (
+            "--compactions",
+            cfg.compactions.into(),
+            d.compactions.into(),
+        ),
+        ("--catch-ups", cfg.catch_ups.into(), d.catch_ups.into()),
+    ];
+    for (flag, value, default) in numbers {
+        if value != default {
+            flags.push(format!("{flag} {value}"));
+        }
     }
-    if cfg.commands != d.commands {
-        flags.push(format!("--commands {}", cfg.commands));
-    }
-    if cfg.retries != d.retries {
-        flags.push(format!("--retries {}", cfg.retries));
-    }
-    if cfg.crashes != d.crashes {
-        flags.push(format!("--crashes {}", cfg.crashes));
+    for (flag, on) in [
+        ("--spread-clients", cfg.spread_clients),
+        ("--lossy", cfg.lossy),
+        ("--duplicating", cfg.duplicating),
+    ] {
+        if on {
+            flags.push(flag.to_string());
+        }
     }
     with_flags(&flags)
 }

@@ -54,6 +54,8 @@ pub const MAX_SLOTS: usize = 4;
 /// The most client commands a configuration may have ([`CmdSet`] is a 16-bit set, and id 15
 /// is reserved for the fabricated command of a seeded bug).
 pub const MAX_COMMANDS: usize = 6;
+/// The most replicas a configuration may have.
+pub const MAX_REPLICAS: usize = 5;
 
 /// A log entry: `c0` is the no-op, `c1..=cN` are client commands (see
 /// [`MultiConfig::command_owner`]).
@@ -148,6 +150,12 @@ pub struct MultiConfig {
     pub spread_clients: bool,
     /// How many replicas may be crashed at the same time (0 disables crashes).
     pub crashes: usize,
+    /// Compaction progress the whole run may make: the replicas' compaction points (K1, K4)
+    /// add up to at most this. 0 disables compaction and snapshots.
+    pub compactions: u8,
+    /// How many `Status` messages (K5 catch-up requests) the whole run may send. 0 disables
+    /// catch-up.
+    pub catch_ups: u8,
     pub lossy: bool,
     pub duplicating: bool,
     pub bug: Option<MultiBug>,
@@ -166,6 +174,8 @@ impl Default for MultiConfig {
             retries: 0,
             spread_clients: false,
             crashes: 0,
+            compactions: 0,
+            catch_ups: 0,
             lossy: false,
             duplicating: false,
             bug: None,
@@ -199,6 +209,19 @@ impl MultiConfig {
             return Err(format!(
                 "--retries must be between 0 and 3 (got {})",
                 self.retries
+            ));
+        }
+        if self.compactions > 8 {
+            return Err(format!(
+                "--compactions must be between 0 and 8 (got {}): the sum of every replica's \
+                 compaction point",
+                self.compactions
+            ));
+        }
+        if self.catch_ups > 3 {
+            return Err(format!(
+                "--catch-ups must be between 0 and 3 (got {})",
+                self.catch_ups
             ));
         }
         self.validate_walk()
@@ -248,6 +271,8 @@ impl MultiConfig {
             ("--rounds", self.max_round),
             ("--elections", self.elections),
             ("--retries", self.retries),
+            ("--compactions", self.compactions),
+            ("--catch-ups", self.catch_ups),
         ] {
             if value > WALK_BOUND_MAX {
                 return Err(format!(
@@ -345,6 +370,24 @@ pub enum MultiBug {
     ReplyBeforeCommit,
     #[strum(message = "new leader fills gaps with an uninitialised command instead of a no-op")]
     GapFillFabricates,
+    #[strum(
+        message = "new leader proposes new commands after the highest vote it merged, below the compaction point its Promises reported (K3 without the floor)"
+    )]
+    NextSlotIgnoresCompaction,
+    #[strum(
+        message = "replica compacts without telling phase 1: its Promise reports compaction point 0 (K2 without c)"
+    )]
+    PromiseHidesCompaction,
+    #[strum(
+        message = "replica installs a snapshot older than its own compaction point (K4 without its guard)"
+    )]
+    InstallOlderSnapshot,
+    #[strum(message = "catch-up sends the replica's votes as if they were chosen (K6)")]
+    CatchUpSendsVotes,
+    #[strum(
+        message = "replica compacts up to its highest chosen slot, past a gap it has not applied (K1)"
+    )]
+    CompactPastApplied,
 }
 
 impl MultiBug {
@@ -360,6 +403,11 @@ impl MultiBug {
             MultiBug::IgnoreClientSequence => &["Exactly-once"],
             MultiBug::ReplyBeforeCommit => &["Reply safety"],
             MultiBug::GapFillFabricates => &["Validity"],
+            MultiBug::NextSlotIgnoresCompaction => &["R2'", "Compacted slots chosen"],
+            MultiBug::PromiseHidesCompaction => &["R2'", "I1"],
+            MultiBug::InstallOlderSnapshot => &["Applied monotone"],
+            MultiBug::CatchUpSendsVotes => &["Log consistency"],
+            MultiBug::CompactPastApplied => &["Snapshot prefix", "Compacted slots chosen"],
         }
     }
 
@@ -381,6 +429,37 @@ impl MultiBug {
             MultiBug::GapFillFabricates | MultiBug::SkipPhase1AfterNack => {
                 MultiConfig { clients: 2, ..base }
             }
+            // A new leader below another replica's compaction point, with a command of its
+            // own to propose: the second client asks replica 1 first.
+            MultiBug::NextSlotIgnoresCompaction | MultiBug::PromiseHidesCompaction => MultiConfig {
+                clients: 2,
+                spread_clients: true,
+                compactions: 1,
+                ..base
+            },
+            MultiBug::InstallOlderSnapshot => MultiConfig {
+                compactions: 4,
+                catch_ups: 2,
+                elections: 0,
+                max_round: 1,
+                ..base
+            },
+            MultiBug::CatchUpSendsVotes => MultiConfig {
+                commands: 1,
+                slots: 1,
+                window: 1,
+                catch_ups: 1,
+                elections: 0,
+                max_round: 1,
+                ..base
+            },
+            MultiBug::CompactPastApplied => MultiConfig {
+                clients: 2,
+                compactions: 2,
+                elections: 0,
+                max_round: 1,
+                ..base
+            },
             _ => base,
         }
     }
@@ -395,14 +474,23 @@ crate::types::bug_names!(MultiBug);
 /// Protocol messages, per slot and per ballot as in the papers.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum MultiMsg {
-    Prepare(Ballot),
-    Promise(Ballot, Slots<Option<Vote>>),
+    /// Phase 1a, with the candidate's applied prefix (K2; 0 when the configuration allows no
+    /// compaction, since then no one reads it).
+    Prepare(Ballot, u8),
+    /// Phase 1b: the votes at or above the compaction point, and the compaction point (K2).
+    Promise(Ballot, Slots<Option<Vote>>, u8),
     Nack(Ballot, Ballot),
     Accept(Ballot, u8, Cmd),
     Accepted(Ballot, u8, Cmd),
     Decide(u8, Cmd),
     Request(Cmd),
     Reply(Cmd),
+    /// A snapshot (K2, K6): the compaction point and the executed commands below it.
+    Snapshot(u8, Slots<Option<Cmd>>),
+    /// A catch-up request (K5) with the sender's applied prefix.
+    Status(u8),
+    /// Chosen entries the requester may lack (K6), learned as Decides.
+    CatchUp(Slots<Option<Cmd>>),
 }
 
 fn fmt_slots<T: Copy>(
@@ -430,14 +518,29 @@ fn fmt_vote(f: &mut fmt::Formatter<'_>, (b, c): Vote) -> fmt::Result {
 impl fmt::Debug for MultiMsg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MultiMsg::Prepare(b) => write!(f, "Prepare({b})"),
-            MultiMsg::Promise(b, accepted) => {
+            MultiMsg::Prepare(b, 0) => write!(f, "Prepare({b})"),
+            MultiMsg::Prepare(b, a) => write!(f, "Prepare({b}, applied {a})"),
+            MultiMsg::Promise(b, accepted, c) => {
                 write!(f, "Promise({b}, ")?;
                 let used = accepted
                     .iter()
                     .rposition(Option::is_some)
                     .map_or(0, |s| s + 1);
                 fmt_slots(f, &accepted[..used], fmt_vote)?;
+                if *c > 0 {
+                    write!(f, ", compacted {c}")?;
+                }
+                f.write_str(")")
+            }
+            MultiMsg::Snapshot(c, executed) => {
+                write!(f, "Snapshot({c}, ")?;
+                fmt_slots(f, &executed[..], |f, c| write!(f, "{c:?}"))?;
+                f.write_str(")")
+            }
+            MultiMsg::Status(a) => write!(f, "Status(applied {a})"),
+            MultiMsg::CatchUp(entries) => {
+                f.write_str("CatchUp(")?;
+                fmt_slots(f, &entries[..], |f, c| write!(f, "{c:?}"))?;
                 f.write_str(")")
             }
             MultiMsg::Nack(b, promised) => write!(f, "Nack({b}, promised {promised})"),
@@ -456,6 +559,10 @@ pub enum MultiTimer {
     Election,
     /// A client resends its outstanding request to every replica.
     Retry,
+    /// A replica snapshots its applied prefix and forgets the log below it (K1; any time).
+    Compact,
+    /// A replica asks for what it may have missed (K5; any time).
+    CatchUp,
 }
 
 /// A replica's part as leader.
@@ -467,6 +574,8 @@ pub enum LeaderPhase {
         promises: IdSet,
         /// Per slot, the highest-ballot vote among the Promises counted (own included).
         merged: Slots<Option<Vote>>,
+        /// The highest compaction point among the Promises counted (K3).
+        floor: u8,
     },
     /// Phase 2 at `(round, self)`: slots below `next_slot` have been proposed.
     Leading {
@@ -493,15 +602,43 @@ pub struct ReplicaState {
     pub applied: u8,
     /// The state machine: client commands in the order they were executed.
     pub executed: Slots<Option<Cmd>>,
+    /// Durable: the compaction point (K1, K4): slots below it are applied, and their votes
+    /// and chosen entries forgotten.
+    pub compacted: u8,
+    /// Durable: `executed` as it was at the compaction point (the state machine's snapshot;
+    /// the client table is derived from it).
+    pub snapshot: Slots<Option<Cmd>>,
 }
 
 impl ReplicaState {
+    /// A replica with empty storage: a follower promised to the bootstrap ballot `1.0`.
+    pub fn empty() -> Self {
+        ReplicaState {
+            round: 0,
+            promised: Ballot::new(1, 0),
+            accepted: [None; MAX_SLOTS],
+            chosen: [None; MAX_SLOTS],
+            phase: LeaderPhase::Follower,
+            pending: CmdSet::default(),
+            applied: 0,
+            executed: [None; MAX_SLOTS],
+            compacted: 0,
+            snapshot: [None; MAX_SLOTS],
+        }
+    }
+
     fn ballot(&self, me: Id) -> Ballot {
         Ballot::new(self.round, usize::from(me))
     }
 
     fn is_applied(&self, slot: usize) -> bool {
         self.applied & (1 << slot) != 0
+    }
+
+    /// The length of the applied prefix (`applied` is a bitmask only so that a seeded bug can
+    /// apply out of order).
+    pub fn applied_prefix(&self) -> u8 {
+        self.applied.trailing_ones() as u8
     }
 
     pub fn executed(&self) -> impl Iterator<Item = Cmd> + '_ {
@@ -520,7 +657,29 @@ impl ReplicaState {
             promised: self.promised,
             accepted: self.accepted,
             chosen: self.chosen,
+            compacted: self.compacted,
+            snapshot: self.snapshot,
         }
+    }
+
+    /// K1 and K4: forget the votes and chosen entries below `c`, which is now the compaction
+    /// point, with `snapshot` the state there; slots below it count as applied.
+    fn compact_to(&mut self, c: u8, snapshot: Slots<Option<Cmd>>) {
+        let below = usize::from(c);
+        self.compacted = c;
+        self.snapshot = snapshot;
+        for s in 0..below.min(MAX_SLOTS) {
+            self.accepted[s] = None;
+            self.chosen[s] = None;
+            if let LeaderPhase::Leading { votes, .. } = &mut self.phase {
+                votes[s] = IdSet::default();
+            }
+        }
+        // Everything below the compaction point is chosen: nothing new is proposed there.
+        if let LeaderPhase::Leading { next_slot, .. } = &mut self.phase {
+            *next_slot = (*next_slot).max(c);
+        }
+        self.applied |= ((1u16 << below) - 1) as u8;
     }
 }
 
@@ -545,9 +704,16 @@ impl fmt::Debug for ReplicaState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.phase {
             LeaderPhase::Follower => f.write_str("follower")?,
-            LeaderPhase::Preparing { promises, merged } => {
+            LeaderPhase::Preparing {
+                promises,
+                merged,
+                floor,
+            } => {
                 write!(f, "preparing promises {promises:?} merged ")?;
                 fmt_slots(f, &merged, fmt_vote)?;
+                if floor > 0 {
+                    write!(f, " floor {floor}")?;
+                }
             }
             LeaderPhase::Leading { next_slot, votes } => {
                 write!(f, "leading next s{next_slot} votes [")?;
@@ -576,6 +742,10 @@ impl fmt::Debug for ReplicaState {
             write!(f, "{}{c:?}", if i > 0 { " " } else { "" })?;
         }
         f.write_str("]")?;
+        if self.compacted > 0 {
+            write!(f, " compacted {} snapshot ", self.compacted)?;
+            fmt_slots(f, &self.snapshot, |f, c| write!(f, "{c:?}"))?;
+        }
         if !self.pending.is_empty() {
             write!(f, " pending {:?}", self.pending)?;
         }
@@ -599,6 +769,8 @@ pub struct ReplicaStorage {
     pub promised: Ballot,
     pub accepted: Slots<Option<Vote>>,
     pub chosen: Slots<Option<Cmd>>,
+    pub compacted: u8,
+    pub snapshot: Slots<Option<Cmd>>,
 }
 
 impl fmt::Debug for ReplicaStorage {
@@ -610,7 +782,12 @@ impl fmt::Debug for ReplicaStorage {
         )?;
         fmt_slots(f, &self.accepted, fmt_vote)?;
         f.write_str(" chosen ")?;
-        fmt_slots(f, &self.chosen, |f, c| write!(f, "{c:?}"))
+        fmt_slots(f, &self.chosen, |f, c| write!(f, "{c:?}"))?;
+        if self.compacted > 0 {
+            write!(f, " compacted {} snapshot ", self.compacted)?;
+            fmt_slots(f, &self.snapshot, |f, c| write!(f, "{c:?}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -717,23 +894,16 @@ impl Actor for MultiActor {
                 MultiState::Client(client)
             }
             Role::Replica => {
-                let bootstrap = Ballot::new(1, 0);
-                let mut r = ReplicaState {
-                    round: 0,
-                    promised: bootstrap,
-                    accepted: [None; MAX_SLOTS],
-                    chosen: [None; MAX_SLOTS],
-                    phase: LeaderPhase::Follower,
-                    pending: CmdSet::default(),
-                    applied: 0,
-                    executed: [None; MAX_SLOTS],
-                };
+                let mut r = ReplicaState::empty();
                 match storage {
-                    // M11: only durable state survives; a vote is also a promise.
+                    // M11: only durable state survives; a vote is also a promise. The state
+                    // machine restarts from the snapshot.
                     Some(saved) => {
                         r.round = saved.round;
                         r.accepted = saved.accepted;
                         r.chosen = saved.chosen;
+                        r.executed = saved.snapshot;
+                        r.compact_to(saved.compacted, saved.snapshot);
                         let highest_vote = saved.accepted.iter().flatten().map(|(b, _)| *b).max();
                         r.promised = saved.promised.max(highest_vote.unwrap_or(saved.promised));
                         self.apply(id, &mut r, o);
@@ -750,6 +920,14 @@ impl Actor for MultiActor {
                 }
                 if t.election_armed(&r) {
                     o.set_timer(MultiTimer::Election, model_timeout());
+                }
+                // Always armed where the bound allows any: a firing with nothing to do is no
+                // step at all (stateright drops a timeout that only renews itself).
+                if t.cfg.compactions > 0 {
+                    o.set_timer(MultiTimer::Compact, model_timeout());
+                }
+                if t.cfg.catch_ups > 0 {
+                    o.set_timer(MultiTimer::CatchUp, model_timeout());
                 }
                 MultiState::Replica(r)
             }
@@ -775,9 +953,9 @@ impl Actor for MultiActor {
             MultiState::Replica(before) => {
                 let mut r = before;
                 match msg {
-                    MultiMsg::Prepare(b) => Self::on_prepare(&mut r, src, b, o),
-                    MultiMsg::Promise(b, accepted) => {
-                        self.on_promise(id, &mut r, src, b, accepted, o)
+                    MultiMsg::Prepare(b, a) => self.on_prepare(&mut r, src, b, a, o),
+                    MultiMsg::Promise(b, accepted, c) => {
+                        self.on_promise(id, &mut r, src, b, accepted, c, o)
                     }
                     MultiMsg::Nack(b, promised) => self.on_nack(id, &mut r, b, promised, o),
                     MultiMsg::Accept(b, s, cmd) => self.on_accept(id, &mut r, src, b, s, cmd, o),
@@ -787,6 +965,15 @@ impl Actor for MultiActor {
                     MultiMsg::Decide(s, cmd) => self.on_decide(id, &mut r, s, cmd, o),
                     MultiMsg::Request(cmd) => self.on_request(id, &mut r, cmd, o),
                     MultiMsg::Reply(_) => {}
+                    MultiMsg::Snapshot(c, executed) => self.on_snapshot(id, &mut r, c, executed, o),
+                    MultiMsg::Status(a) => self.on_status(&r, src, a, o),
+                    MultiMsg::CatchUp(entries) => {
+                        for (s, entry) in entries.iter().enumerate() {
+                            if let Some(cmd) = *entry {
+                                self.on_decide(id, &mut r, s as u8, cmd, o);
+                            }
+                        }
+                    }
                 }
                 self.finish(&before, r, self.topology.election_armed(&before), state, o);
             }
@@ -811,6 +998,17 @@ impl Actor for MultiActor {
                 self.on_election_timeout(id, &mut r, o);
                 // The timer that fired is disarmed, whatever it was before.
                 self.finish(&before, r, false, state, o);
+            }
+            (MultiState::Replica(before), MultiTimer::Compact) => {
+                let mut r = before;
+                self.on_compact(&mut r);
+                o.set_timer(MultiTimer::Compact, model_timeout());
+                let armed = self.topology.election_armed(&before);
+                self.finish(&before, r, armed, state, o);
+            }
+            (MultiState::Replica(before), MultiTimer::CatchUp) => {
+                self.on_catch_up_timer(id, &before, o);
+                o.set_timer(MultiTimer::CatchUp, model_timeout());
             }
             _ => {}
         }
@@ -855,18 +1053,27 @@ impl MultiActor {
         r.phase = LeaderPhase::Preparing {
             promises: IdSet::default().with(me),
             merged: r.accepted,
+            floor: r.compacted,
+        };
+        // Without compaction no one reads the applied prefix (K2 compares it with a
+        // compaction point, always 0): carrying it would only split equal states.
+        let applied = if t.cfg.compactions > 0 {
+            r.applied_prefix()
+        } else {
+            0
         };
         o.broadcast(
             &t.others(me).collect::<Vec<_>>(),
-            &MultiMsg::Prepare(r.promised),
+            &MultiMsg::Prepare(r.promised, applied),
         );
         if t.cfg.majority() <= 1 {
             self.become_leader(me, r, o);
         }
     }
 
-    /// M2, M2', M2''.
-    fn on_prepare(r: &mut ReplicaState, src: Id, b: Ballot, o: &mut Out<Self>) {
+    /// M2, M2', M2'', with K2: the Promise reports the compaction point, and a candidate
+    /// whose applied prefix is below it gets the snapshot too.
+    fn on_prepare(&self, r: &mut ReplicaState, src: Id, b: Ballot, a: u8, o: &mut Out<Self>) {
         if r.promised > b {
             o.send(src, MultiMsg::Nack(b, r.promised));
             return;
@@ -877,10 +1084,19 @@ impl MultiActor {
                 Self::step_down(r);
             }
         }
-        o.send(src, MultiMsg::Promise(b, r.accepted));
+        let c = if self.topology.has_bug(MultiBug::PromiseHidesCompaction) {
+            0
+        } else {
+            r.compacted
+        };
+        o.send(src, MultiMsg::Promise(b, r.accepted, c));
+        if c > a {
+            o.send(src, MultiMsg::Snapshot(c, r.snapshot));
+        }
     }
 
     /// M3: count a Promise for the current campaign; a majority makes this replica leader.
+    #[allow(clippy::too_many_arguments)]
     fn on_promise(
         &self,
         me: Id,
@@ -888,12 +1104,14 @@ impl MultiActor {
         src: Id,
         b: Ballot,
         accepted: Slots<Option<Vote>>,
+        compacted: u8,
         o: &mut Out<Self>,
     ) {
         let t = &*self.topology;
         let LeaderPhase::Preparing {
             mut promises,
             mut merged,
+            floor,
         } = r.phase
         else {
             return;
@@ -909,27 +1127,38 @@ impl MultiActor {
             }
             merged[s] = merged[s].max(*vote);
         }
-        r.phase = LeaderPhase::Preparing { promises, merged };
+        r.phase = LeaderPhase::Preparing {
+            promises,
+            merged,
+            floor: floor.max(compacted),
+        };
         if promises.len() >= t.cfg.majority() {
             self.become_leader(me, r, o);
         }
     }
 
-    /// M4: re-propose the highest-ballot command of every slot up to the highest one known,
-    /// fill gaps with no-ops, then propose the pending commands.
+    /// M4 with K3: re-propose the highest-ballot command of every slot from the floor (the
+    /// highest compaction point of the majority, own included) up to the highest one known,
+    /// fill gaps with no-ops, then propose the pending commands, never below the floor.
     fn become_leader(&self, me: Id, r: &mut ReplicaState, o: &mut Out<Self>) {
         let t = &*self.topology;
-        let LeaderPhase::Preparing { merged, .. } = r.phase else {
+        let LeaderPhase::Preparing { merged, floor, .. } = r.phase else {
             return;
         };
         let b = r.ballot(me);
         let slots = t.cfg.slots;
+        let floor = usize::from(floor.max(r.compacted));
         let top = (0..slots).rfind(|&s| merged[s].is_some() || r.chosen[s].is_some());
-        let next_slot = top.map_or(0, |s| s + 1);
+        let after_top = top.map_or(0, |s| s + 1);
+        let next_slot = if t.has_bug(MultiBug::NextSlotIgnoresCompaction) {
+            after_top
+        } else {
+            after_top.max(floor)
+        };
         let mut votes = [IdSet::default(); MAX_SLOTS];
         let mut reproposed = CmdSet::default();
         let others: Vec<Id> = t.others(me).collect();
-        for s in 0..next_slot {
+        for s in floor..after_top {
             if r.chosen[s].is_some() {
                 continue;
             }
@@ -974,8 +1203,10 @@ impl MultiActor {
             else {
                 return;
             };
+            // Its own proposals not yet chosen: below a floor above its applied prefix are
+            // slots chosen by others that it has not learned, which it did not propose.
             let in_flight = (0..usize::from(next_slot))
-                .filter(|&s| r.chosen[s].is_none())
+                .filter(|&s| r.chosen[s].is_none() && r.accepted[s].is_some_and(|(vb, _)| vb == b))
                 .count();
             // The least pending command by `(client, seq)`, as the implementation orders its
             // pending map (specs/protocol.md, M5b); command numbers deal commands to clients
@@ -1047,6 +1278,12 @@ impl MultiActor {
         o: &mut Out<Self>,
     ) {
         let t = &*self.topology;
+        // A slot this replica compacted is chosen and applied here; K3 keeps every leader
+        // whose majority includes it from proposing there, and one whose majority does not
+        // re-proposes the chosen command, which the others can vote for.
+        if s < r.compacted {
+            return;
+        }
         if r.promised > b && !t.has_bug(MultiBug::AcceptBelowPromise) {
             o.send(src, MultiMsg::Nack(b, r.promised));
             return;
@@ -1080,7 +1317,11 @@ impl MultiActor {
             return;
         };
         let slot = usize::from(s);
-        if b != r.ballot(me) || r.chosen[slot].is_some() || votes[slot].contains(src) {
+        if b != r.ballot(me)
+            || s < r.compacted
+            || r.chosen[slot].is_some()
+            || votes[slot].contains(src)
+        {
             return;
         }
         votes[slot].insert(src);
@@ -1107,10 +1348,10 @@ impl MultiActor {
         self.apply(me, r, o);
     }
 
-    /// M8.
+    /// M8 (and each entry of a K6 `CatchUp`).
     fn on_decide(&self, me: Id, r: &mut ReplicaState, s: u8, cmd: Cmd, o: &mut Out<Self>) {
         let slot = usize::from(s);
-        if r.chosen[slot].is_some() {
+        if s < r.compacted || r.chosen[slot].is_some() {
             return;
         }
         r.chosen[slot] = Some(cmd);
@@ -1193,6 +1434,83 @@ impl MultiActor {
         Self::step_down(r);
     }
 
+    /// K1: snapshot the applied prefix and forget the log below it.
+    fn on_compact(&self, r: &mut ReplicaState) {
+        let t = &*self.topology;
+        let upto = if t.has_bug(MultiBug::CompactPastApplied) {
+            (0..t.cfg.slots)
+                .rfind(|&s| r.chosen[s].is_some())
+                .map_or(0, |s| s as u8 + 1)
+        } else {
+            r.applied_prefix()
+        };
+        if upto > r.compacted {
+            r.compact_to(upto, r.executed);
+        }
+    }
+
+    /// K4: install a snapshot past the applied prefix, then apply what follows it.
+    fn on_snapshot(
+        &self,
+        me: Id,
+        r: &mut ReplicaState,
+        c: u8,
+        executed: Slots<Option<Cmd>>,
+        o: &mut Out<Self>,
+    ) {
+        let t = &*self.topology;
+        let older = c <= r.applied_prefix();
+        if older && !(t.has_bug(MultiBug::InstallOlderSnapshot) && c != r.compacted) {
+            return;
+        }
+        r.executed = executed;
+        r.applied = 0;
+        r.compact_to(c, executed);
+        for cmd in r.pending.iter() {
+            if t.is_executed(r, cmd) {
+                r.pending.remove(cmd);
+            }
+        }
+        self.apply(me, r, o);
+    }
+
+    /// K5: ask the replica this one believes leads (every other one, if it is a candidate or
+    /// leader itself) for what it may have missed.
+    fn on_catch_up_timer(&self, me: Id, r: &ReplicaState, o: &mut Out<Self>) {
+        let t = &*self.topology;
+        let status = MultiMsg::Status(r.applied_prefix());
+        let leader = Id::from(usize::from(r.promised.proposer));
+        if r.phase == LeaderPhase::Follower && leader != me {
+            o.send(leader, status);
+        } else {
+            o.broadcast(&t.others(me).collect::<Vec<_>>(), &status);
+        }
+    }
+
+    /// K6: a snapshot to a replica below the compaction point, and the chosen entries it may
+    /// lack at or above both.
+    fn on_status(&self, r: &ReplicaState, src: Id, a: u8, o: &mut Out<Self>) {
+        let t = &*self.topology;
+        if a < r.compacted {
+            o.send(src, MultiMsg::Snapshot(r.compacted, r.snapshot));
+        }
+        let from = usize::from(a.max(r.compacted));
+        let mut entries = [None; MAX_SLOTS];
+        let known = r.chosen.iter().zip(r.accepted).enumerate();
+        for (entry, (s, (chosen, accepted))) in entries.iter_mut().zip(known) {
+            if s < from {
+                continue;
+            }
+            *entry = match (chosen, accepted) {
+                (None, Some((_, cmd))) if t.has_bug(MultiBug::CatchUpSendsVotes) => Some(cmd),
+                (chosen, _) => *chosen,
+            };
+        }
+        if entries.iter().any(Option::is_some) {
+            o.send(src, MultiMsg::CatchUp(entries));
+        }
+    }
+
     /// M12.
     fn step_down(r: &mut ReplicaState) {
         r.phase = LeaderPhase::Follower;
@@ -1261,16 +1579,21 @@ fn rewrite_votes<S>(votes: &Slots<Option<Vote>>, plan: &RewritePlan<Id, S>) -> S
 impl Rewrite<Id> for MultiMsg {
     fn rewrite<S>(&self, plan: &RewritePlan<Id, S>) -> Self {
         match *self {
-            MultiMsg::Prepare(b) => MultiMsg::Prepare(rewrite_ballot(b, plan)),
-            MultiMsg::Promise(b, acc) => {
-                MultiMsg::Promise(rewrite_ballot(b, plan), rewrite_votes(&acc, plan))
+            MultiMsg::Prepare(b, a) => MultiMsg::Prepare(rewrite_ballot(b, plan), a),
+            MultiMsg::Promise(b, acc, c) => {
+                MultiMsg::Promise(rewrite_ballot(b, plan), rewrite_votes(&acc, plan), c)
             }
             MultiMsg::Nack(b, p) => {
                 MultiMsg::Nack(rewrite_ballot(b, plan), rewrite_ballot(p, plan))
             }
             MultiMsg::Accept(b, s, c) => MultiMsg::Accept(rewrite_ballot(b, plan), s, c),
             MultiMsg::Accepted(b, s, c) => MultiMsg::Accepted(rewrite_ballot(b, plan), s, c),
-            other @ (MultiMsg::Decide(..) | MultiMsg::Request(_) | MultiMsg::Reply(_)) => other,
+            other @ (MultiMsg::Decide(..)
+            | MultiMsg::Request(_)
+            | MultiMsg::Reply(_)
+            | MultiMsg::Snapshot(..)
+            | MultiMsg::Status(_)
+            | MultiMsg::CatchUp(_)) => other,
         }
     }
 }
@@ -1282,9 +1605,14 @@ impl Rewrite<Id> for MultiState {
             MultiState::Replica(r) => {
                 let phase = match r.phase {
                     LeaderPhase::Follower => LeaderPhase::Follower,
-                    LeaderPhase::Preparing { promises, merged } => LeaderPhase::Preparing {
+                    LeaderPhase::Preparing {
+                        promises,
+                        merged,
+                        floor,
+                    } => LeaderPhase::Preparing {
                         promises: promises.rewrite(plan),
                         merged: rewrite_votes(&merged, plan),
+                        floor,
                     },
                     LeaderPhase::Leading { next_slot, votes } => LeaderPhase::Leading {
                         next_slot,
@@ -1332,10 +1660,21 @@ impl Rewrite<Id> for MultiHistory {
             .map(|&(a, b)| (plan.rewrite(&a), rewrite_ballot(b, plan)))
             .collect();
         promises.sort();
+        let mut reported = [(0, 0); MAX_REPLICAS];
+        // Only replicas report; the rest stays zero (and may not be an actor at all).
+        for (i, r) in self
+            .reported
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r != (0, 0))
+        {
+            reported[usize::from(plan.rewrite(&Id::from(i)))] = *r;
+        }
         MultiHistory {
             proposals,
             votes,
             promises,
+            reported,
             broken_promise: self.broken_promise.map(|(a, s, voted, promised)| {
                 (
                     plan.rewrite(&a),
@@ -1400,6 +1739,11 @@ pub struct MultiHistory {
     pub replied: CmdSet,
     /// Elections held so far (ballots a replica promised itself in a Prepare).
     pub campaigns: u8,
+    /// Per replica, the highest applied prefix and compaction point it has reported to
+    /// another (in `Prepare` and `Status`, in `Promise` and `Snapshot`).
+    pub reported: [(u8, u8); MAX_REPLICAS],
+    /// `Status` messages sent so far (K5 catch-up requests).
+    pub status_sent: u8,
 }
 
 impl fmt::Debug for MultiHistory {
@@ -1422,6 +1766,16 @@ impl fmt::Debug for MultiHistory {
             "] submitted {:?} replied {:?} elections {}",
             self.submitted, self.replied, self.campaigns
         )?;
+        if self.reported != [(0, 0); MAX_REPLICAS] {
+            f.write_str(" reported (applied, compacted) [")?;
+            for (i, (a, c)) in self.reported.iter().enumerate() {
+                write!(f, "{}n{i}:{a},{c}", if i > 0 { " " } else { "" })?;
+            }
+            f.write_str("]")?;
+        }
+        if self.status_sent > 0 {
+            write!(f, " status sent {}", self.status_sent)?;
+        }
         if let Some((a, s, voted, promised)) = self.broken_promise {
             let a = usize::from(a);
             write!(
@@ -1497,6 +1851,16 @@ impl MultiHistory {
         true
     }
 
+    fn record_report(&mut self, replica: Id, applied: u8, compacted: u8) -> bool {
+        let Some(seen) = self.reported.get_mut(usize::from(replica)) else {
+            return false;
+        };
+        let next = (seen.0.max(applied), seen.1.max(compacted));
+        let changed = next != *seen;
+        *seen = next;
+        changed
+    }
+
     fn record_promise(&mut self, replica: Id, b: Ballot) -> bool {
         if self.promised(replica).is_some_and(|p| p >= b) {
             return false;
@@ -1520,13 +1884,22 @@ fn record_msg_out(
             next.record_vote(env.src, s, b, cmd) || proposed
         }
         MultiMsg::Accepted(b, s, cmd) => next.record_vote(env.src, s, b, cmd),
-        MultiMsg::Promise(b, _) => next.record_promise(env.src, b),
-        MultiMsg::Prepare(b) => {
+        MultiMsg::Promise(b, _, c) => {
+            let reported = next.record_report(env.src, 0, c);
+            next.record_promise(env.src, b) || reported
+        }
+        MultiMsg::Prepare(b, a) => {
             let first = next.record_promise(env.src, b);
             if first {
                 next.campaigns += 1;
             }
-            first
+            next.record_report(env.src, a, 0) || first
+        }
+        MultiMsg::Snapshot(c, _) => next.record_report(env.src, 0, c),
+        MultiMsg::Status(a) => {
+            next.status_sent = next.status_sent.saturating_add(1);
+            next.record_report(env.src, a, 0);
+            true
         }
         MultiMsg::Request(cmd) if !history.submitted.contains(cmd) => {
             next.submitted.insert(cmd);
@@ -1591,6 +1964,13 @@ pub fn model(cfg: MultiConfig) -> MultiModel {
         )
         .property(Expectation::Always, "Exactly-once", exactly_once)
         .property(Expectation::Always, "Reply safety", reply_safety)
+        .property(Expectation::Always, "Snapshot prefix", snapshot_prefix)
+        .property(
+            Expectation::Always,
+            "Compacted slots chosen",
+            compacted_slots_chosen,
+        )
+        .property(Expectation::Always, "Applied monotone", applied_monotone)
         .property(Expectation::Sometimes, "Non-vacuity", non_vacuity)
         .property(
             Expectation::Sometimes,
@@ -1622,12 +2002,31 @@ pub fn model(cfg: MultiConfig) -> MultiModel {
             "witness: retry after chosen",
             retry_after_chosen,
         )
+        .property(
+            Expectation::Sometimes,
+            "witness: promise reports compaction",
+            promise_reports_compaction,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: snapshot installed",
+            snapshot_installed,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: catch-up learned",
+            catch_up_learned,
+        )
 }
 
 /// The bounds that no single actor can enforce: the number of elections in the whole run, and
 /// clients never crash.
 fn within_bounds(cfg: &MultiConfig, s: &MultiModelState) -> bool {
-    s.history.campaigns <= cfg.elections && !s.crashed[cfg.replicas..].iter().any(|c| *c)
+    let compaction: u32 = replicas(s).map(|r| u32::from(r.compacted)).sum();
+    s.history.campaigns <= cfg.elections
+        && compaction <= u32::from(cfg.compactions)
+        && s.history.status_sent <= cfg.catch_ups
+        && !s.crashed[cfg.replicas..].iter().any(|c| *c)
 }
 
 fn replicas(s: &MultiModelState) -> impl Iterator<Item = &ReplicaState> + '_ {
@@ -1751,6 +2150,73 @@ fn reply_safety(m: &MultiModel, s: &MultiModelState) -> bool {
         .all(|c| s.history.chosen(m.cfg.majority()).any(|(_, _, cc)| cc == c))
 }
 
+/// What a state machine that starts empty executes from `log`, the independent statement of
+/// M9: no-ops are skipped, and so is a command whose client already had that sequence number
+/// or a later one executed.
+fn executed_from(cfg: &MultiConfig, log: impl Iterator<Item = Cmd>) -> Slots<Option<Cmd>> {
+    let mut executed = [None; MAX_SLOTS];
+    let mut last_seq = [0u8; MAX_COMMANDS];
+    let mut next = 0;
+    for cmd in log.filter(|c| !c.is_noop() && *c != Cmd::FABRICATED) {
+        let (client, seq) = cfg.command_owner(cmd);
+        if seq > last_seq[client] && next < MAX_SLOTS {
+            last_seq[client] = seq;
+            executed[next] = Some(cmd);
+            next += 1;
+        }
+    }
+    executed
+}
+
+/// The chosen log's prefix `0..c` per history, if every slot of it is chosen (with one
+/// command: Agreement speaks for the rest).
+fn chosen_prefix(m: &MultiModel, s: &MultiModelState, c: u8) -> Option<Vec<Cmd>> {
+    (0..c)
+        .map(|slot| chosen_in(m, s, slot).first().map(|&(_, cmd)| cmd))
+        .collect()
+}
+
+/// K1, K4: every snapshot, held by a replica or in flight, is the state after the chosen
+/// log's prefix below its compaction point.
+fn snapshot_prefix(m: &MultiModel, s: &MultiModelState) -> bool {
+    let is_prefix_state = |c: u8, snapshot: &Slots<Option<Cmd>>| {
+        c == 0
+            || chosen_prefix(m, s, c)
+                .is_some_and(|log| executed_from(&m.cfg, log.into_iter()) == *snapshot)
+    };
+    replicas(s).all(|r| is_prefix_state(r.compacted, &r.snapshot))
+        && s.network.iter_all().all(|env| match env.msg {
+            MultiMsg::Snapshot(c, snapshot) => is_prefix_state(*c, snapshot),
+            _ => true,
+        })
+}
+
+/// K1, K3: every slot below a replica's compaction point is chosen, and no proposal there
+/// at a ballot above the one it was chosen at carries another command (a leader whose
+/// majority excludes that replica may re-propose the chosen command, nothing else).
+fn compacted_slots_chosen(m: &MultiModel, s: &MultiModelState) -> bool {
+    let floor = replicas(s).map(|r| r.compacted).max().unwrap_or(0);
+    (0..floor).all(|slot| {
+        let chosen = chosen_in(m, s, slot);
+        let Some(&(first, cmd)) = chosen.iter().min() else {
+            return false;
+        };
+        s.history
+            .proposals
+            .iter()
+            .all(|&(ps, pb, pc)| ps != slot || pb <= first || pc == cmd)
+    })
+}
+
+/// K4: no replica's applied prefix or compaction point is ever below what it has told
+/// another replica (`Prepare`, `Status`; `Promise`, `Snapshot`).
+fn applied_monotone(_: &MultiModel, s: &MultiModelState) -> bool {
+    replicas_by_id(s).all(|(id, r)| {
+        let (applied, compacted) = s.history.reported[usize::from(id)];
+        r.applied_prefix() >= applied && r.compacted >= compacted
+    })
+}
+
 /// Every client command is chosen and executed on every replica, and every client has its
 /// replies.
 fn non_vacuity(m: &MultiModel, s: &MultiModelState) -> bool {
@@ -1786,7 +2252,7 @@ fn promises_from_two_ballots(_: &MultiModel, s: &MultiModelState) -> bool {
         };
         let ballot = r.ballot(id);
         s.network.iter_all().any(|env| match env.msg {
-            MultiMsg::Promise(b, votes) if env.dst == id && *b == ballot => votes
+            MultiMsg::Promise(b, votes, _) if env.dst == id && *b == ballot => votes
                 .iter()
                 .zip(merged)
                 .any(|(theirs, ours)| match (theirs, ours) {
@@ -1803,7 +2269,7 @@ fn candidate_preempted(_: &MultiModel, s: &MultiModelState) -> bool {
     replicas_by_id(s).any(|(id, r)| {
         matches!(r.phase, LeaderPhase::Preparing { .. })
             && s.network.iter_all().any(
-                |env| matches!(env.msg, MultiMsg::Prepare(b) if env.dst == id && *b > r.ballot(id)),
+                |env| matches!(env.msg, MultiMsg::Prepare(b, _) if env.dst == id && *b > r.ballot(id)),
             )
     })
 }
@@ -1864,6 +2330,41 @@ fn retry_after_chosen(m: &MultiModel, s: &MultiModelState) -> bool {
             .chosen(m.cfg.majority())
             .any(|(_, _, chosen)| chosen == *c),
         _ => false,
+    })
+}
+
+/// K2, K3: a Promise reporting a compaction point is in flight to a candidate whose own
+/// applied prefix is below it, so the floor rises above what the candidate knows.
+fn promise_reports_compaction(_: &MultiModel, s: &MultiModelState) -> bool {
+    replicas_by_id(s).any(|(id, r)| {
+        matches!(r.phase, LeaderPhase::Preparing { .. })
+            && s.network.iter_all().any(|env| {
+                matches!(env.msg, MultiMsg::Promise(b, _, c)
+                    if env.dst == id && *b == r.ballot(id) && *c > r.applied_prefix())
+            })
+    })
+}
+
+/// K4: a snapshot is in flight to a replica whose applied prefix is below it.
+fn snapshot_installed(_: &MultiModel, s: &MultiModelState) -> bool {
+    replicas_by_id(s).any(|(id, r)| {
+        s.network.iter_all().any(|env| {
+            matches!(env.msg, MultiMsg::Snapshot(c, _) if env.dst == id && *c > r.applied_prefix())
+        })
+    })
+}
+
+/// K6: a catch-up is in flight carrying a chosen entry its receiver does not know.
+fn catch_up_learned(_: &MultiModel, s: &MultiModelState) -> bool {
+    replicas_by_id(s).any(|(id, r)| {
+        s.network.iter_all().any(|env| match env.msg {
+            MultiMsg::CatchUp(entries) if env.dst == id => {
+                entries.iter().enumerate().any(|(slot, e)| {
+                    e.is_some() && slot >= usize::from(r.compacted) && r.chosen[slot].is_none()
+                })
+            }
+            _ => false,
+        })
     })
 }
 
@@ -1988,6 +2489,50 @@ mod tests {
         let (discovered, unique) = run(no_election, &[]);
         assert_eq!(discovered, vec!["Non-vacuity"]);
         assert_eq!(unique, 2_537);
+        // K1-K7: a follower or the leader compacts, a candidate below the floor gets the
+        // snapshot with the Promise, a lagging replica catches up.
+        let (discovered, unique) = run(compaction(), &[]);
+        assert_eq!(
+            discovered,
+            vec![
+                "Non-vacuity",
+                "witness: catch-up learned",
+                "witness: minority vote re-proposed",
+                "witness: promise reports compaction",
+                "witness: snapshot installed",
+            ]
+        );
+        assert_eq!(unique, 767_431);
+        // Compaction under a pipelining stable leader: a slot chosen above a gap.
+        let pipelined = MultiConfig {
+            clients: 2,
+            max_round: 1,
+            elections: 0,
+            compactions: 2,
+            catch_ups: 1,
+            ..MultiConfig::default()
+        };
+        let (discovered, unique) = run(pipelined, &[]);
+        assert_eq!(
+            discovered,
+            vec![
+                "Non-vacuity",
+                "witness: catch-up learned",
+                "witness: snapshot installed",
+            ]
+        );
+        assert_eq!(unique, 216_843);
+    }
+
+    /// One election, one command, two compaction steps (a replica's own and an install) and
+    /// one catch-up request: every compaction witness in a few hundred thousand states.
+    fn compaction() -> MultiConfig {
+        MultiConfig {
+            commands: 1,
+            compactions: 2,
+            catch_ups: 1,
+            ..MultiConfig::default()
+        }
     }
 
     /// Scenario witnesses (`runner::WITNESS_PREFIX`): which behaviours each configuration
@@ -2096,6 +2641,19 @@ mod tests {
             bug: Some(bug),
             ..small()
         }));
+        // Compaction renames nothing but the replicas its messages name (`Status` goes to the
+        // promised ballot's replica, `reported` is kept per replica).
+        let compacting = [
+            None,
+            Some(MultiBug::PromiseHidesCompaction),
+            Some(MultiBug::CatchUpSendsVotes),
+            Some(MultiBug::CompactPastApplied),
+        ]
+        .map(|bug| MultiConfig {
+            bug,
+            ..compaction()
+        });
+        let configs = configs.chain(compacting);
         for cfg in configs {
             let (with, reduced) = run_with_symmetry(cfg.clone());
             let (without, full) = run(cfg.clone(), &[]);
@@ -2145,6 +2703,20 @@ mod tests {
             ),
             (MultiConfig { retries: 4, ..d() }, "--retries"),
             (MultiConfig { crashes: 4, ..d() }, "--crashes"),
+            (
+                MultiConfig {
+                    compactions: 9,
+                    ..d()
+                },
+                "--compactions",
+            ),
+            (
+                MultiConfig {
+                    catch_ups: 4,
+                    ..d()
+                },
+                "--catch-ups",
+            ),
         ];
         for (cfg, option) in bad {
             let error = cfg.validate().expect_err("invalid configuration accepted");

@@ -41,7 +41,7 @@ use stateright::{
 /// Version tag of [`CheckReport`] JSON; bump it when a field changes meaning.
 pub const REPORT_FORMAT: &str = "paxos-check-report/1";
 /// Version tag of [`Trace`] files (DESIGN.md §6); replayers refuse any other.
-pub const TRACE_FORMAT: &str = "paxos-trace/1";
+pub const TRACE_FORMAT: &str = "paxos-trace/2";
 /// State target given to simulation when the user set neither a target nor a timeout, because
 /// stateright's simulation would otherwise run forever.
 pub const DEFAULT_SIMULATION_STATES: usize = 1_000_000;
