@@ -403,11 +403,11 @@ impl MultiBug {
             MultiBug::IgnoreClientSequence => &["Exactly-once"],
             MultiBug::ReplyBeforeCommit => &["Reply safety"],
             MultiBug::GapFillFabricates => &["Validity"],
-            MultiBug::NextSlotIgnoresCompaction => &["R2'", "Compacted slots chosen"],
-            MultiBug::PromiseHidesCompaction => &["R2'", "I1"],
+            MultiBug::NextSlotIgnoresCompaction => &["R2'", "I1", "Agreement"],
+            MultiBug::PromiseHidesCompaction => &["R2'", "I1", "Agreement"],
             MultiBug::InstallOlderSnapshot => &["Applied monotone"],
             MultiBug::CatchUpSendsVotes => &["Log consistency"],
-            MultiBug::CompactPastApplied => &["Snapshot prefix", "Compacted slots chosen"],
+            MultiBug::CompactPastApplied => &["Snapshot prefix"],
         }
     }
 
@@ -629,6 +629,19 @@ impl ReplicaState {
 
     fn ballot(&self, me: Id) -> Ballot {
         Ballot::new(self.round, usize::from(me))
+    }
+
+    /// A leader below its floor (K3, K5): the first slot it has not applied is below
+    /// `next_slot`, not proposed by it and not known chosen, so chosen by others.
+    fn below_floor(&self, me: Id) -> bool {
+        let LeaderPhase::Leading { next_slot, .. } = self.phase else {
+            return false;
+        };
+        let a = self.applied_prefix();
+        let gap = usize::from(a);
+        a < next_slot
+            && self.chosen[gap].is_none()
+            && self.accepted[gap].is_none_or(|(vb, _)| vb != self.ballot(me))
     }
 
     fn is_applied(&self, slot: usize) -> bool {
@@ -1278,10 +1291,11 @@ impl MultiActor {
         o: &mut Out<Self>,
     ) {
         let t = &*self.topology;
-        // A slot this replica compacted is chosen and applied here; K3 keeps every leader
-        // whose majority includes it from proposing there, and one whose majority does not
-        // re-proposes the chosen command, which the others can vote for.
+        // K7: a slot this replica compacted is chosen and applied here. K3 keeps every
+        // leader whose majority includes it from proposing there; one whose majority does not
+        // re-proposes the chosen command, and learns from the snapshot that it is chosen.
         if s < r.compacted {
+            o.send(src, MultiMsg::Snapshot(r.compacted, r.snapshot));
             return;
         }
         if r.promised > b && !t.has_bug(MultiBug::AcceptBelowPromise) {
@@ -1463,27 +1477,49 @@ impl MultiActor {
         if older && !(t.has_bug(MultiBug::InstallOlderSnapshot) && c != r.compacted) {
             return;
         }
+        // What this leader was asked for (pending, or proposed below `c`) and the snapshot
+        // executed is answered as M9 would have answered it.
+        let mut asked = r.pending;
+        if let LeaderPhase::Leading { .. } = r.phase {
+            let b = r.ballot(me);
+            let proposed = r.accepted[..usize::from(c).min(MAX_SLOTS)].iter().flatten();
+            for &(_, cmd) in proposed.filter(|(vb, _)| *vb == b) {
+                asked.insert(cmd);
+            }
+        }
         r.executed = executed;
         r.applied = 0;
         r.compact_to(c, executed);
-        for cmd in r.pending.iter() {
-            if t.is_executed(r, cmd) {
-                r.pending.remove(cmd);
+        let answered: Vec<Cmd> = asked
+            .iter()
+            .filter(|c| !c.is_noop() && t.is_executed(r, *c))
+            .collect();
+        for cmd in answered {
+            r.pending.remove(cmd);
+            if matches!(r.phase, LeaderPhase::Leading { .. }) {
+                let (client, _) = t.cfg.command_owner(cmd);
+                o.send(t.cfg.client_id(client), MultiMsg::Reply(cmd));
             }
         }
         self.apply(me, r, o);
+        // The window may have room again.
+        self.propose_pending(me, r, o);
     }
 
-    /// K5: ask the replica this one believes leads (every other one, if it is a candidate or
-    /// leader itself) for what it may have missed.
+    /// K5: a follower asks the replica it last promised for what it may have missed; a
+    /// leader below its floor (the first slot it has not applied is below `next_slot`, not
+    /// proposed by it and not known chosen: chosen by others, K3) asks every other replica.
     fn on_catch_up_timer(&self, me: Id, r: &ReplicaState, o: &mut Out<Self>) {
         let t = &*self.topology;
-        let status = MultiMsg::Status(r.applied_prefix());
+        let a = r.applied_prefix();
+        let status = MultiMsg::Status(a);
         let leader = Id::from(usize::from(r.promised.proposer));
-        if r.phase == LeaderPhase::Follower && leader != me {
-            o.send(leader, status);
-        } else {
-            o.broadcast(&t.others(me).collect::<Vec<_>>(), &status);
+        match r.phase {
+            LeaderPhase::Follower if leader != me => o.send(leader, status),
+            LeaderPhase::Leading { .. } if r.below_floor(me) => {
+                o.broadcast(&t.others(me).collect::<Vec<_>>(), &status);
+            }
+            _ => {}
         }
     }
 
@@ -1965,11 +2001,6 @@ pub fn model(cfg: MultiConfig) -> MultiModel {
         .property(Expectation::Always, "Exactly-once", exactly_once)
         .property(Expectation::Always, "Reply safety", reply_safety)
         .property(Expectation::Always, "Snapshot prefix", snapshot_prefix)
-        .property(
-            Expectation::Always,
-            "Compacted slots chosen",
-            compacted_slots_chosen,
-        )
         .property(Expectation::Always, "Applied monotone", applied_monotone)
         .property(Expectation::Sometimes, "Non-vacuity", non_vacuity)
         .property(
@@ -2004,6 +2035,11 @@ pub fn model(cfg: MultiConfig) -> MultiModel {
         )
         .property(
             Expectation::Sometimes,
+            "witness: crash after compaction",
+            crash_after_compaction,
+        )
+        .property(
+            Expectation::Sometimes,
             "witness: promise reports compaction",
             promise_reports_compaction,
         )
@@ -2011,6 +2047,16 @@ pub fn model(cfg: MultiConfig) -> MultiModel {
             Expectation::Sometimes,
             "witness: snapshot installed",
             snapshot_installed,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: leader catches up",
+            leader_catches_up,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: leader asks to catch up",
+            leader_asks_to_catch_up,
         )
         .property(
             Expectation::Sometimes,
@@ -2191,23 +2237,6 @@ fn snapshot_prefix(m: &MultiModel, s: &MultiModelState) -> bool {
         })
 }
 
-/// K1, K3: every slot below a replica's compaction point is chosen, and no proposal there
-/// at a ballot above the one it was chosen at carries another command (a leader whose
-/// majority excludes that replica may re-propose the chosen command, nothing else).
-fn compacted_slots_chosen(m: &MultiModel, s: &MultiModelState) -> bool {
-    let floor = replicas(s).map(|r| r.compacted).max().unwrap_or(0);
-    (0..floor).all(|slot| {
-        let chosen = chosen_in(m, s, slot);
-        let Some(&(first, cmd)) = chosen.iter().min() else {
-            return false;
-        };
-        s.history
-            .proposals
-            .iter()
-            .all(|&(ps, pb, pc)| ps != slot || pb <= first || pc == cmd)
-    })
-}
-
 /// K4: no replica's applied prefix or compaction point is ever below what it has told
 /// another replica (`Prepare`, `Status`; `Promise`, `Snapshot`).
 fn applied_monotone(_: &MultiModel, s: &MultiModelState) -> bool {
@@ -2321,6 +2350,17 @@ fn crash_with_sends_in_flight(_: &MultiModel, s: &MultiModelState) -> bool {
     })
 }
 
+/// M11 from a snapshot: a crashed replica's storage holds a compaction point, so recovery
+/// restarts its state machine from the snapshot.
+fn crash_after_compaction(_: &MultiModel, s: &MultiModelState) -> bool {
+    s.crashed
+        .iter()
+        .zip(&s.actor_storages)
+        .any(|(&crashed, storage)| {
+            crashed && storage.as_ref().is_some_and(|saved| saved.compacted > 0)
+        })
+}
+
 /// M5's duplicate check and the client table: a client's request is in flight to a replica
 /// while the command is already chosen.
 fn retry_after_chosen(m: &MultiModel, s: &MultiModelState) -> bool {
@@ -2345,12 +2385,46 @@ fn promise_reports_compaction(_: &MultiModel, s: &MultiModelState) -> bool {
     })
 }
 
-/// K4: a snapshot is in flight to a replica whose applied prefix is below it.
-fn snapshot_installed(_: &MultiModel, s: &MultiModelState) -> bool {
-    replicas_by_id(s).any(|(id, r)| {
-        s.network.iter_all().any(|env| {
-            matches!(env.msg, MultiMsg::Snapshot(c, _) if env.dst == id && *c > r.applied_prefix())
+/// K4: a snapshot is in flight to a replica whose applied prefix is below it, and the
+/// `--compactions` bound leaves room to install it (else the delivery is outside the checked
+/// boundary and the install never happens).
+fn snapshot_installed(m: &MultiModel, s: &MultiModelState) -> bool {
+    installable_snapshot(m, s, |_| true)
+}
+
+/// K4 at a leader (a leader below its floor, K3, or one whose re-proposal a compacted replica
+/// answered, K7): as `snapshot installed`, to a replica that leads.
+fn leader_catches_up(m: &MultiModel, s: &MultiModelState) -> bool {
+    installable_snapshot(m, s, |r| matches!(r.phase, LeaderPhase::Leading { .. }))
+}
+
+fn installable_snapshot(
+    m: &MultiModel,
+    s: &MultiModelState,
+    receiver: impl Fn(&ReplicaState) -> bool,
+) -> bool {
+    let compaction: u32 = replicas(s).map(|r| u32::from(r.compacted)).sum();
+    replicas_by_id(s)
+        .filter(|(_, r)| receiver(r))
+        .any(|(id, r)| {
+            s.network.iter_all().any(|env| match env.msg {
+                MultiMsg::Snapshot(c, _) if env.dst == id && *c > r.applied_prefix() => {
+                    compaction - u32::from(r.compacted) + u32::from(*c)
+                        <= u32::from(m.cfg.compactions)
+                }
+                _ => false,
+            })
         })
+}
+
+/// K5, K6 for a leader below its floor: a catch-up request is in flight from such a leader.
+fn leader_asks_to_catch_up(_: &MultiModel, s: &MultiModelState) -> bool {
+    s.network.iter_all().any(|env| {
+        matches!(env.msg, MultiMsg::Status(_))
+            && matches!(
+                &*s.actor_states[usize::from(env.src)],
+                MultiState::Replica(r) if r.below_floor(env.src)
+            )
     })
 }
 
@@ -2497,12 +2571,14 @@ mod tests {
             vec![
                 "Non-vacuity",
                 "witness: catch-up learned",
+                "witness: leader asks to catch up",
+                "witness: leader catches up",
                 "witness: minority vote re-proposed",
                 "witness: promise reports compaction",
                 "witness: snapshot installed",
             ]
         );
-        assert_eq!(unique, 767_431);
+        assert_eq!(unique, 1_079_769);
         // Compaction under a pipelining stable leader: a slot chosen above a gap.
         let pipelined = MultiConfig {
             clients: 2,
@@ -2521,7 +2597,7 @@ mod tests {
                 "witness: snapshot installed",
             ]
         );
-        assert_eq!(unique, 216_843);
+        assert_eq!(unique, 257_603);
     }
 
     /// One election, one command, two compaction steps (a replica's own and an install) and
@@ -2643,14 +2719,9 @@ mod tests {
         }));
         // Compaction renames nothing but the replicas its messages name (`Status` goes to the
         // promised ballot's replica, `reported` is kept per replica).
-        let compacting = [
-            None,
-            Some(MultiBug::PromiseHidesCompaction),
-            Some(MultiBug::CatchUpSendsVotes),
-            Some(MultiBug::CompactPastApplied),
-        ]
-        .map(|bug| MultiConfig {
+        let compacting = [None, Some(MultiBug::PromiseHidesCompaction)].map(|bug| MultiConfig {
             bug,
+            compactions: 1,
             ..compaction()
         });
         let configs = configs.chain(compacting);
