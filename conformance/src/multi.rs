@@ -264,16 +264,17 @@ pub fn check_supported(cfg: &MultiConfig) -> Result<(), String> {
 pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<Message<u8>> {
     let b = ballot_to_impl;
     Some(match msg {
-        // The applied prefix and the compaction point are K2's, which the core does not
-        // implement yet: configurations that could make them non-zero are refused
-        // (`check_supported`).
-        MultiMsg::Prepare(ballot, _) => Message::Prepare { ballot: b(ballot) },
-        MultiMsg::Promise(ballot, accepted, _) => Message::Promise {
+        MultiMsg::Prepare(ballot, applied) => Message::Prepare {
+            ballot: b(ballot),
+            applied: u64::from(applied),
+        },
+        MultiMsg::Promise(ballot, accepted, compacted) => Message::Promise {
             ballot: b(ballot),
             accepted: slots_to_map::<_, _, Vec<_>>(&accepted, |v| vote_to_impl(cfg, v))
                 .into_iter()
                 .map(|(slot, (vb, entry))| (slot, vb, entry))
                 .collect(),
+            compacted: u64::from(compacted),
         },
         MultiMsg::Nack(ballot, promised) => Message::Nack {
             ballot: b(ballot),
@@ -345,13 +346,26 @@ fn one_slot_to_model(
         _ => Err(format!("{msg:?}: not one slot")),
     };
     Ok(match msg {
-        Message::Prepare { ballot } => MultiMsg::Prepare(b(*ballot)?, 0),
-        Message::Promise { ballot, accepted } => {
+        // The model carries the applied prefix only where some replica may compact (no one
+        // reads it otherwise, specs/protocol.md), so without compaction it is 0 here too.
+        Message::Prepare { ballot, applied } => {
+            let applied = if cfg.compactions > 0 {
+                small("applied", *applied)?
+            } else {
+                0
+            };
+            MultiMsg::Prepare(b(*ballot)?, applied)
+        }
+        Message::Promise {
+            ballot,
+            accepted,
+            compacted,
+        } => {
             let mut votes = [None; MAX_SLOTS];
             for (s, vb, entry) in accepted {
                 votes[slot_index(*s)?] = Some((b(*vb)?, cmd(entry)?));
             }
-            MultiMsg::Promise(b(*ballot)?, votes, 0)
+            MultiMsg::Promise(b(*ballot)?, votes, small("compacted", *compacted)?)
         }
         Message::Nack { ballot, promised } => MultiMsg::Nack(b(*ballot)?, b(*promised)?),
         Message::Accept {
@@ -468,10 +482,13 @@ pub fn concretize(
     let phase = match r.phase {
         LeaderPhase::Follower => Phase::Follower,
         LeaderPhase::Preparing {
-            promises, merged, ..
+            promises,
+            merged,
+            floor,
         } => Phase::Preparing {
             promises: ids_to_impl(promises),
             merged: slots_to_map(&merged, |v| vote_to_impl(cfg, v)),
+            floor: u64::from(floor),
         },
         LeaderPhase::Leading { next_slot, votes } => Phase::Leading {
             next_slot: u64::from(next_slot),
@@ -515,10 +532,14 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
     let chosen = map_to_slots(&s.chosen, |e| entry_to_model(cfg, e))?;
     let phase = match &s.phase {
         Phase::Follower => LeaderPhase::Follower,
-        Phase::Preparing { promises, merged } => LeaderPhase::Preparing {
+        Phase::Preparing {
+            promises,
+            merged,
+            floor,
+        } => LeaderPhase::Preparing {
             promises: ids_to_model(promises.iter().copied()),
             merged: map_to_slots(merged, |v| vote_to_model(cfg, v))?,
-            floor: 0,
+            floor: small("floor", *floor)?,
         },
         Phase::Leading { next_slot, votes } => {
             // Voters of a chosen slot are dead state on both sides (see `canonical`).

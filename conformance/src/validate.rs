@@ -495,9 +495,14 @@ impl Domain {
     ) -> Result<ImplReplica, String> {
         let phase = match &s.phase {
             Phase::Follower => Phase::Follower,
-            Phase::Preparing { promises, merged } => Phase::Preparing {
+            Phase::Preparing {
+                promises,
+                merged,
+                floor,
+            } => Phase::Preparing {
                 promises: promises.clone(),
                 merged: self.votes(merged)?,
+                floor: *floor,
             },
             Phase::Leading { next_slot, votes } => Phase::Leading {
                 next_slot: *next_slot,

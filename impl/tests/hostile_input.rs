@@ -93,7 +93,7 @@ fn any_peer_msg() -> impl Strategy<Value = PeerMsg> {
         }),
         (0u64..1_000, proptest::collection::vec(any_entry(), 0..4))
             .prop_map(|(slot, entries)| PeerMsg::Paxos(Message::Decide { slot, entries })),
-        any_ballot().prop_map(|ballot| PeerMsg::Paxos(Message::Prepare { ballot })),
+        any_ballot().prop_map(|ballot| PeerMsg::Paxos(Message::Prepare { ballot, applied: 0 })),
         (0u64..1_000).prop_map(|applied| PeerMsg::Paxos(Message::Status { applied })),
         (any_ballot(), 0u64..1_000, 0u64..1_000).prop_map(|(ballot, applied, all_applied)| {
             PeerMsg::Paxos(Message::Heartbeat {

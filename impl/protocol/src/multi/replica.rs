@@ -40,6 +40,9 @@ pub enum Phase<Op> {
         promises: BTreeSet<NodeId>,
         /// Per slot, the highest-ballot vote among the counted Promises and the own votes.
         merged: SlotMap<(Ballot, Entry<Op>)>,
+        /// The highest compaction point among the counted Promises and the own (K3): nothing
+        /// is proposed below it.
+        floor: Slot,
     },
     /// Phase 2 at the replica's own ballot `(round, id)`.
     Leading {
@@ -837,7 +840,8 @@ impl<SM: StateMachine> Replica<SM> {
             return ignored;
         };
         let ballot = self.begin_phase_1(round, out);
-        self.send_to_others(Message::Prepare { ballot }, out);
+        let applied = self.state.applied;
+        self.send_to_others(Message::Prepare { ballot, applied }, out);
         Transition::new(Rule::M1, "tick").ballot(ballot)
     }
 
@@ -851,8 +855,13 @@ impl<SM: StateMachine> Replica<SM> {
             return Transition::new(Rule::None, msg.kind()).from(from);
         }
         let transition = match msg {
-            Message::Prepare { ballot } => self.on_prepare(from, ballot, out),
-            Message::Promise { ballot, accepted } => self.on_promise(from, ballot, accepted, out),
+            // K2's snapshot with the Promise is not implemented yet: `applied` is unread.
+            Message::Prepare { ballot, .. } => self.on_prepare(from, ballot, out),
+            Message::Promise {
+                ballot,
+                accepted,
+                compacted,
+            } => self.on_promise(from, ballot, (accepted, compacted), out),
             Message::Nack { ballot, promised } => self.on_nack(ballot, promised, out),
             Message::Accept {
                 ballot,
@@ -909,23 +918,30 @@ impl<SM: StateMachine> Replica<SM> {
         Transition::new(rule, "prepare").ballot(ballot)
     }
 
-    /// M3: count a Promise for the own ballot and merge its votes; M4 on a majority.
+    /// M3: count a Promise for the own ballot and merge its votes and its compaction point
+    /// (K3); M4 on a majority.
     fn on_promise(
         &mut self,
         from: NodeId,
         ballot: Ballot,
-        votes: Vec<Vote<SM::Op>>,
+        (votes, compacted): (Vec<Vote<SM::Op>>, Slot),
         out: &mut OutboxOf<SM>,
     ) -> Transition {
         let ignored = Transition::new(Rule::None, "promise").ballot(ballot);
         let own = self.ballot();
         let majority = self.config.majority();
-        let Phase::Preparing { promises, merged } = &mut self.state.phase else {
+        let Phase::Preparing {
+            promises,
+            merged,
+            floor,
+        } = &mut self.state.phase
+        else {
             return ignored;
         };
         if ballot != own || !promises.insert(from) {
             return ignored;
         }
+        *floor = (*floor).max(compacted);
         for (slot, vote_ballot, entry) in votes {
             let vote = (vote_ballot, entry);
             let higher = if mutants::active(Mutant::FirstPromisedVote) {
@@ -944,22 +960,25 @@ impl<SM: StateMachine> Replica<SM> {
         Transition::new(Rule::M4, "promise").ballot(ballot)
     }
 
-    /// M4: re-propose, at the own ballot, every unchosen slot up to the highest known one (the
-    /// highest-ballot vote, or `noop`), then propose pending commands (M5b).
+    /// M4 with K3: re-propose, at the own ballot, every unchosen slot from the floor up to
+    /// the highest known one (the highest-ballot vote, or `noop`), then propose pending
+    /// commands (M5b), never below the floor.
     fn become_leader(&mut self, out: &mut OutboxOf<SM>) {
         let phase = std::mem::replace(&mut self.state.phase, Phase::Follower);
-        let Phase::Preparing { mut merged, .. } = phase else {
+        let Phase::Preparing {
+            mut merged, floor, ..
+        } = phase
+        else {
             self.state.phase = phase;
             return;
         };
         let top = merged.last_slot().max(self.state.chosen.last_slot());
         let mut votes = SlotMap::new();
         let mut reproposed = BTreeSet::new();
-        // Every slot below `applied` is chosen, so the scan starts there.
-        let scan = top
-            .map(|top| self.state.applied..=top)
-            .into_iter()
-            .flatten();
+        // Every slot below `applied` is chosen, and so is every slot below a compaction point
+        // a Promise reported (K3), so the scan starts at the higher of the two.
+        let start = self.state.applied.max(floor);
+        let scan = top.map(|top| start..=top).into_iter().flatten();
         let unchosen: Vec<Slot> = scan
             .filter(|s| !self.state.chosen.contains_key(s))
             .collect();
@@ -981,7 +1000,7 @@ impl<SM: StateMachine> Replica<SM> {
         // it and the votes merged from older Promises reach no higher: a proposal there would
         // contest a chosen slot.
         let above = top.map_or(0, |top| top.saturating_add(1));
-        let next_slot = above.max(self.state.applied);
+        let next_slot = above.max(start);
         self.state.phase = Phase::Leading { next_slot, votes };
         self.in_flight = requests_in_flight(&self.state);
         let clients = &self.state.clients;
@@ -1415,6 +1434,7 @@ impl<SM: StateMachine> Replica<SM> {
         self.state.phase = Phase::Preparing {
             promises: BTreeSet::from([self.config.id]),
             merged: self.state.accepted.clone(),
+            floor: self.state.compacted,
         };
         self.in_flight.clear();
         ballot
@@ -1527,6 +1547,7 @@ impl<SM: StateMachine> Replica<SM> {
         Message::Promise {
             ballot,
             accepted: accepted.collect(),
+            compacted: self.state.compacted,
         }
     }
 
@@ -1599,20 +1620,21 @@ impl<SM: StateMachine> Replica<SM> {
                     top.is_none_or(|s| s < *next_slot),
                     "voted slot below next_slot"
                 );
-                // What `slots_in_flight` and `requests_in_flight` rely on.
+                // What `slots_in_flight` and `requests_in_flight` rely on. Below the floor of
+                // its phase 1 (K3) a leader proposes nothing: those slots are chosen by others,
+                // unknown to it; from the floor up, every unchosen slot is its own proposal.
                 let own = self.ballot();
+                let proposed = |s: &Slot| state.accepted.get(s).is_some_and(|(b, _)| *b == own);
                 let unchosen: Vec<Slot> = (state.applied..*next_slot)
                     .filter(|s| !state.chosen.contains_key(s))
                     .collect();
                 assert!(
-                    votes.keys().eq(unchosen.iter().copied()),
-                    "the slots with voters are the unchosen ones below next_slot"
+                    votes.keys().eq(unchosen.iter().copied().filter(proposed)),
+                    "the slots with voters are the unchosen own proposals below next_slot"
                 );
                 assert!(
-                    unchosen
-                        .iter()
-                        .all(|s| state.accepted.get(s).is_some_and(|(b, _)| *b == own)),
-                    "every slot in flight holds the own proposal"
+                    unchosen.iter().skip_while(|s| !proposed(s)).all(proposed),
+                    "every unchosen slot from the first own proposal up holds one"
                 );
             }
         }

@@ -82,12 +82,21 @@ pub type Vote<Op> = (Slot, Ballot, Entry<Op>);
 /// [`Effect::Reply`]: clients are external callers, not replicas.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message<Op> {
-    /// Phase 1a, for all slots at once.
-    Prepare { ballot: Ballot },
-    /// Phase 1b: every vote the acceptor holds, ascending by slot (sparse).
+    /// Phase 1a, for all slots at once, with the candidate's applied prefix (K2: an acceptor
+    /// that compacted past it will hand it the snapshot).
+    Prepare {
+        ballot: Ballot,
+        #[serde(default)]
+        applied: Slot,
+    },
+    /// Phase 1b: every vote the acceptor holds, ascending by slot (sparse), and its
+    /// compaction point (K2): every slot below it is chosen, and its votes there forgotten, so
+    /// the new leader proposes nothing below it (K3).
     Promise {
         ballot: Ballot,
         accepted: Vec<Vote<Op>>,
+        #[serde(default)]
+        compacted: Slot,
     },
     /// `ballot` is below the sender's promise.
     Nack { ballot: Ballot, promised: Ballot },
@@ -141,13 +150,21 @@ impl<Op> Message<Op> {
     ) -> Result<Message<B>, E> {
         let mut entry = |e: &Entry<Op>| e.try_map_command(&mut f);
         Ok(match self {
-            Message::Prepare { ballot } => Message::Prepare { ballot: *ballot },
-            Message::Promise { ballot, accepted } => Message::Promise {
+            Message::Prepare { ballot, applied } => Message::Prepare {
+                ballot: *ballot,
+                applied: *applied,
+            },
+            Message::Promise {
+                ballot,
+                accepted,
+                compacted,
+            } => Message::Promise {
                 ballot: *ballot,
                 accepted: accepted
                     .iter()
                     .map(|(s, b, e)| Ok((*s, *b, entry(e)?)))
                     .collect::<Result<_, E>>()?,
+                compacted: *compacted,
             },
             Message::Nack { ballot, promised } => Message::Nack {
                 ballot: *ballot,

@@ -123,6 +123,7 @@ fn m4_a_leader_elected_after_compaction_proposes_above_its_applied_prefix() {
     let stale = Message::Promise {
         ballot: b(2, 0),
         accepted: vec![(0, b(1, 0), c(1, 1))],
+        compacted: 0,
     };
     r.step(deliver(1, stale));
     assert!(

@@ -6,7 +6,10 @@ use super::*;
 fn messages_from_outside_the_configuration_or_from_itself_are_ignored() {
     let mut r = follower(1);
     let before = r.clone();
-    let prepare = Message::Prepare { ballot: b(9, 7) };
+    let prepare = Message::Prepare {
+        ballot: b(9, 7),
+        applied: 0,
+    };
     assert_eq!(r.step(deliver(7, prepare.clone())), vec![]);
     assert_eq!(r.step(deliver(1, prepare)), vec![]);
     assert_eq!(r, before);
@@ -69,7 +72,13 @@ fn durable_state_is_the_fold_of_the_persisted_records_and_back() {
         request(1, 1),
         request(2, 1),
         deliver(1, accepted(b(1, 0), 0)),
-        deliver(2, Message::Prepare { ballot: b(2, 2) }),
+        deliver(
+            2,
+            Message::Prepare {
+                ballot: b(2, 2),
+                applied: 0,
+            },
+        ),
         deliver(2, accept(b(2, 2), 1, Entry::Noop)),
         deliver(2, decide(1, Entry::Noop)),
         Input::Tick { now_ms: 10_000 },
@@ -163,12 +172,14 @@ fn messages_map_every_command_and_stop_at_the_first_that_does_not_map() {
     let promise = Message::Promise {
         ballot: b(2, 1),
         accepted: vec![(0, b(1, 0), c(1, 1)), (3, b(1, 0), Entry::Noop)],
+        compacted: 0,
     };
     assert_eq!(
         promise.try_map_commands(relabel),
         Ok(Message::Promise {
             ballot: b(2, 1),
             accepted: vec![(0, b(1, 0), strings(&c(1, 1))), (3, b(1, 0), Entry::Noop)],
+            compacted: 0,
         })
     );
     let run = accept_run(b(1, 0), 4, vec![c(2, 1), c(3, 1)]);

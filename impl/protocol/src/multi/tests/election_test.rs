@@ -38,7 +38,10 @@ fn bootstrap_followers_are_promised_to_the_initial_leader_with_nothing_persisted
 fn m1_timeout_persists_round_and_promise_then_prepares_the_others() {
     let mut r = follower(1);
     r.step(deliver(0, accept(b(1, 0), 0, c(1, 1))));
-    let prepare: Message<u32> = Message::Prepare { ballot: b(2, 1) };
+    let prepare: Message<u32> = Message::Prepare {
+        ballot: b(2, 1),
+        applied: 0,
+    };
     assert_eq!(
         r.step(election_due(&r)),
         vec![
@@ -54,6 +57,7 @@ fn m1_timeout_persists_round_and_promise_then_prepares_the_others() {
         Phase::Preparing {
             promises: voters(&[1]),
             merged: SlotMap::from_iter([(0, (b(1, 0), c(1, 1)))]),
+            floor: 0,
         }
     );
 }
@@ -94,9 +98,16 @@ fn m2_a_higher_prepare_is_promised_with_every_vote_in_slot_order() {
     let promise = Message::Promise {
         ballot: b(2, 2),
         accepted: vec![(0, b(1, 0), c(1, 1)), (2, b(1, 0), c(2, 1))],
+        compacted: 0,
     };
     assert_eq!(
-        r.step(deliver(2, Message::Prepare { ballot: b(2, 2) })),
+        r.step(deliver(
+            2,
+            Message::Prepare {
+                ballot: b(2, 2),
+                applied: 0
+            }
+        )),
         vec![persist(Record::Promise(b(2, 2))), send(2, promise)]
     );
     assert_eq!(r.promised(), b(2, 2));
@@ -111,9 +122,16 @@ fn m2_m12_a_higher_prepare_makes_the_leader_step_down_and_drop_pending() {
     let promise = Message::Promise {
         ballot: b(2, 1),
         accepted: vec![(0, b(1, 0), c(1, 1))],
+        compacted: 0,
     };
     assert_eq!(
-        r.step(deliver(1, Message::Prepare { ballot: b(2, 1) })),
+        r.step(deliver(
+            1,
+            Message::Prepare {
+                ballot: b(2, 1),
+                applied: 0
+            }
+        )),
         vec![persist(Record::Promise(b(2, 1))), send(1, promise),]
     );
     assert_eq!(*r.phase(), Phase::Follower);
@@ -130,9 +148,16 @@ fn m2_m12_a_higher_prepare_makes_a_candidate_step_down_and_drop_pending() {
     let promise = Message::Promise {
         ballot: b(3, 2),
         accepted: vec![],
+        compacted: 0,
     };
     assert_eq!(
-        r.step(deliver(2, Message::Prepare { ballot: b(3, 2) })),
+        r.step(deliver(
+            2,
+            Message::Prepare {
+                ballot: b(3, 2),
+                applied: 0
+            }
+        )),
         vec![persist(Record::Promise(b(3, 2))), send(2, promise)]
     );
     assert_eq!(*r.phase(), Phase::Follower);
@@ -150,6 +175,7 @@ fn m12_a_leader_refuses_lower_ballots_and_stays_leader() {
         Message::Promise {
             ballot: b(2, 1),
             accepted: vec![],
+            compacted: 0,
         },
     ));
     r.step(request(1, 1));
@@ -161,7 +187,13 @@ fn m12_a_leader_refuses_lower_ballots_and_stays_leader() {
         promised: b(2, 1),
     };
     assert_eq!(
-        r.step(deliver(0, Message::Prepare { ballot: b(1, 0) })),
+        r.step(deliver(
+            0,
+            Message::Prepare {
+                ballot: b(1, 0),
+                applied: 0
+            }
+        )),
         vec![send(0, nack.clone())]
     );
     assert_eq!(
@@ -177,9 +209,16 @@ fn m2_repeat_an_equal_prepare_is_answered_again_without_a_write() {
     let promise = Message::Promise {
         ballot: b(1, 0),
         accepted: vec![],
+        compacted: 0,
     };
     assert_eq!(
-        r.step(deliver(0, Message::Prepare { ballot: b(1, 0) })),
+        r.step(deliver(
+            0,
+            Message::Prepare {
+                ballot: b(1, 0),
+                applied: 0
+            }
+        )),
         vec![send(0, promise)]
     );
 }
@@ -187,10 +226,22 @@ fn m2_repeat_an_equal_prepare_is_answered_again_without_a_write() {
 #[test]
 fn m2_nack_a_lower_prepare_is_refused_with_the_promise() {
     let mut r = follower(2);
-    r.step(deliver(1, Message::Prepare { ballot: b(2, 1) }));
+    r.step(deliver(
+        1,
+        Message::Prepare {
+            ballot: b(2, 1),
+            applied: 0,
+        },
+    ));
     let before = r.clone();
     assert_eq!(
-        r.step(deliver(0, Message::Prepare { ballot: b(1, 0) })),
+        r.step(deliver(
+            0,
+            Message::Prepare {
+                ballot: b(1, 0),
+                applied: 0
+            }
+        )),
         vec![send(
             0,
             Message::Nack {
@@ -209,6 +260,7 @@ fn m3_a_promise_counts_once_per_replica_and_only_for_the_own_ballot() {
     let promise = |ballot| Message::Promise {
         ballot,
         accepted: vec![],
+        compacted: 0,
     };
     assert_eq!(r.step(deliver(2, promise(b(2, 1)))), vec![]);
     let counted = r.clone();
@@ -238,7 +290,13 @@ fn m3_m4_merging_picks_the_highest_ballot_per_slot_and_fills_gaps_with_noop() {
     let mut r = follower(2);
     r.step(deliver(0, accept(b(1, 0), 1, c(1, 1))));
     r.step(deliver(0, accept(b(1, 0), 3, c(3, 1))));
-    r.step(deliver(1, Message::Prepare { ballot: b(2, 1) }));
+    r.step(deliver(
+        1,
+        Message::Prepare {
+            ballot: b(2, 1),
+            applied: 0,
+        },
+    ));
     r.step(deliver(1, accept(b(2, 1), 1, c(2, 1))));
     r.step(election_due(&r));
     assert_eq!(r.ballot(), b(3, 2));
@@ -249,6 +307,7 @@ fn m3_m4_merging_picks_the_highest_ballot_per_slot_and_fills_gaps_with_noop() {
             (3, b(2, 1), c(4, 1)),
             (4, b(1, 0), c(5, 1)),
         ],
+        compacted: 0,
     };
     let entries = [Entry::Noop, c(2, 1), Entry::Noop, c(4, 1), c(5, 1)];
     let mut expected: Vec<E> = (0..5)
@@ -284,6 +343,7 @@ fn m4_skips_chosen_slots_drops_reproposed_and_executed_pending_then_proposes_the
     let promise = Message::Promise {
         ballot: b(2, 1),
         accepted: vec![(1, b(1, 0), c(2, 1))],
+        compacted: 0,
     };
     let (a1, a2) = (accept(b(2, 1), 1, c(2, 1)), accept(b(2, 1), 2, c(3, 1)));
     assert_eq!(
@@ -381,6 +441,7 @@ fn m3_a_promise_after_the_majority_changes_nothing() {
         Message::Promise {
             ballot: b(2, 1),
             accepted: vec![],
+            compacted: 0,
         },
     ));
     assert!(matches!(r.phase(), Phase::Leading { .. }));
@@ -388,6 +449,7 @@ fn m3_a_promise_after_the_majority_changes_nothing() {
     let late = Message::Promise {
         ballot: b(2, 1),
         accepted: vec![(0, b(1, 0), c(1, 1))],
+        compacted: 0,
     };
     assert_eq!(r.step(deliver(0, late)), vec![]);
     assert_eq!(r, before);
@@ -473,5 +535,125 @@ fn m11_a_recovered_replica_persists_the_promise_it_acts_on() {
             accept_record(1, b(2, 2), Entry::Noop),
             send(2, accepted(b(2, 2), 1)),
         ]
+    );
+}
+
+/// A replica restarted from a snapshot at `applied` with nothing in its log: compacted there.
+fn compacted_at(id: NodeId, applied: Slot) -> R {
+    let snapshot = AppliedState {
+        applied,
+        state_machine: Vec::new(),
+        clients: ClientTable::default(),
+    };
+    let (r, _) = Replica::recover_from(
+        config(id),
+        Durable::default(),
+        Some(snapshot),
+        Sm::default(),
+    )
+    .unwrap();
+    r
+}
+
+#[test]
+fn m2_k2_a_promise_reports_the_compaction_point_and_no_vote_below_it() {
+    let mut q = compacted_at(2, 2);
+    let prepare = Message::Prepare {
+        ballot: b(2, 1),
+        applied: 0,
+    };
+    let promise = Message::Promise {
+        ballot: b(2, 1),
+        accepted: vec![],
+        compacted: 2,
+    };
+    assert_eq!(
+        q.step(deliver(1, prepare)),
+        vec![persist(Record::Promise(b(2, 1))), send(1, promise)]
+    );
+    // Without compaction the Promise reports 0.
+    let mut fresh = follower(2);
+    let effects = fresh.step(deliver(
+        1,
+        Message::Prepare {
+            ballot: b(2, 1),
+            applied: 0,
+        },
+    ));
+    assert!(effects.contains(&send(
+        1,
+        Message::Promise {
+            ballot: b(2, 1),
+            accepted: vec![],
+            compacted: 0
+        }
+    )));
+}
+
+/// Session 8's bug, in the core: a majority whose Promises carry no vote but report a
+/// compaction point puts the new leader's first proposal at that point, not in slot 0 (which
+/// is chosen, and forgotten by the replica that compacted it).
+#[test]
+fn k3_a_reported_compaction_point_is_the_floor_of_the_new_leaders_proposals() {
+    let promise = |compacted| Message::Promise {
+        ballot: b(2, 1),
+        accepted: vec![],
+        compacted,
+    };
+    for (compacted, slot) in [(2, 2), (0, 0)] {
+        let mut r = candidate(1);
+        r.step(request(1, 1));
+        let proposal = accept(b(2, 1), slot, c(1, 1));
+        assert_eq!(
+            r.step(deliver(2, promise(compacted))),
+            vec![
+                accept_record(slot, b(2, 1), c(1, 1)),
+                send(0, proposal.clone()),
+                send(2, proposal),
+            ],
+            "compaction point {compacted}"
+        );
+        assert_eq!(
+            *r.phase(),
+            Phase::Leading {
+                next_slot: slot + 1,
+                votes: SlotMap::from_iter([(slot, voters(&[1]))]),
+            }
+        );
+    }
+}
+
+#[test]
+fn k3_the_floor_skips_re_proposals_below_it_and_keeps_the_ones_above() {
+    // A vote in slot 1 merged from one Promise, a compaction point of 1 from another: slot 0
+    // is chosen (below the floor) and not re-proposed; slot 1's vote is.
+    let mut r = start(config_of(1, 5, 4));
+    r.step(election_due(&r));
+    let promise = |accepted, compacted| Message::Promise {
+        ballot: b(2, 1),
+        accepted,
+        compacted,
+    };
+    r.step(deliver(
+        2,
+        promise(vec![(0, b(1, 0), c(9, 1)), (1, b(1, 0), c(2, 1))], 0),
+    ));
+    let reproposal = accept(b(2, 1), 1, c(2, 1));
+    assert_eq!(
+        r.step(deliver(3, promise(vec![], 1))),
+        vec![
+            accept_record(1, b(2, 1), c(2, 1)),
+            send(0, reproposal.clone()),
+            send(2, reproposal.clone()),
+            send(3, reproposal.clone()),
+            send(4, reproposal),
+        ]
+    );
+    assert_eq!(
+        *r.phase(),
+        Phase::Leading {
+            next_slot: 2,
+            votes: SlotMap::from_iter([(1, voters(&[1]))]),
+        }
     );
 }

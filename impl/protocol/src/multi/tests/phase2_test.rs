@@ -239,7 +239,13 @@ fn m6_m12_a_higher_accept_makes_the_leader_step_down() {
 #[test]
 fn m6_nack_an_accept_below_the_promise_is_refused() {
     let mut r = follower(2);
-    r.step(deliver(1, Message::Prepare { ballot: b(2, 1) }));
+    r.step(deliver(
+        1,
+        Message::Prepare {
+            ballot: b(2, 1),
+            applied: 0,
+        },
+    ));
     assert_eq!(
         r.step(deliver(0, accept(b(1, 0), 0, c(1, 1)))),
         vec![send(
@@ -391,7 +397,13 @@ fn m9_an_older_retry_chosen_after_a_newer_request_is_skipped() {
     let mut r = leader();
     r.step(request(1, 2));
     r.step(deliver(1, accepted(b(1, 0), 0)));
-    r.step(deliver(2, Message::Prepare { ballot: b(2, 2) }));
+    r.step(deliver(
+        2,
+        Message::Prepare {
+            ballot: b(2, 2),
+            applied: 0,
+        },
+    ));
     r.step(deliver(2, accept(b(2, 2), 1, c(1, 1))));
     assert_eq!(
         r.step(deliver(2, decide(1, c(1, 1)))),

@@ -42,7 +42,13 @@ fn m6_a_run_is_accepted_slot_by_slot_and_answered_once() {
 #[test]
 fn m6_nack_a_run_below_the_promise_is_refused_once() {
     let mut r = follower(2);
-    r.step(deliver(1, Message::Prepare { ballot: b(2, 1) }));
+    r.step(deliver(
+        1,
+        Message::Prepare {
+            ballot: b(2, 1),
+            applied: 0,
+        },
+    ));
     let nack = Message::Nack {
         ballot: b(1, 0),
         promised: b(2, 1),
@@ -188,6 +194,7 @@ impl RunStep {
                 *from,
                 Message::Prepare {
                     ballot: b(*round, *from),
+                    applied: 0,
                 },
             ),
             RunStep::Accept {
@@ -370,7 +377,10 @@ fn per_slot_splits_a_run_and_stops_at_the_last_slot() {
         past_the_end.per_slot().collect::<Vec<_>>(),
         vec![accepted(b(1, 0), u64::MAX - 1), accepted(b(1, 0), u64::MAX)]
     );
-    let prepare: Message<u32> = Message::Prepare { ballot: b(2, 1) };
+    let prepare: Message<u32> = Message::Prepare {
+        ballot: b(2, 1),
+        applied: 0,
+    };
     assert_eq!(
         prepare.per_slot().collect::<Vec<_>>(),
         vec![prepare.clone()]

@@ -85,7 +85,13 @@ fn h2_a_heartbeat_from_the_leader_pushes_the_election_back_and_a_stale_one_does_
         "a heartbeat whose ballot is not its sender's changes nothing"
     );
     let mut f = follower(1);
-    f.step(deliver(2, Message::Prepare { ballot: b(2, 2) }));
+    f.step(deliver(
+        2,
+        Message::Prepare {
+            ballot: b(2, 2),
+            applied: 0,
+        },
+    ));
     let before = f.clone();
     assert_eq!(f.step(deliver(0, heartbeat(b(1, 0), 5))), vec![]);
     assert_eq!(f, before, "a heartbeat below the promise changes nothing");
@@ -107,6 +113,7 @@ fn m1_the_election_timer_fires_at_its_deadline_and_runs_on_until_the_replica_lea
         Message::Promise {
             ballot: b(2, 1),
             accepted: vec![],
+            compacted: 0,
         },
     ));
     assert!(f.is_leading());

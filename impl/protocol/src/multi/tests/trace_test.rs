@@ -80,10 +80,22 @@ fn every_transition_emits_exactly_one_trace_event_with_the_stable_fields() {
         let mut r = leader();
         r.step(request(1, 1));
         r.step(deliver(1, accepted(b(1, 0), 0)));
-        r.step(deliver(1, Message::Prepare { ballot: b(0, 1) }));
+        r.step(deliver(
+            1,
+            Message::Prepare {
+                ballot: b(0, 1),
+                applied: 0,
+            },
+        ));
         r.step(deliver(2, decide(0, c(1, 1))));
         // From a stranger: ignored, but its event still names what arrived and from whom.
-        r.step(deliver(9, Message::Prepare { ballot: b(3, 9) }));
+        r.step(deliver(
+            9,
+            Message::Prepare {
+                ballot: b(3, 9),
+                applied: 0,
+            },
+        ));
     });
     let rules: Vec<_> = events.iter().map(|e| e["rule"].as_str()).collect();
     assert_eq!(rules, ["bootstrap", "M5", "M7", "M2''", "none", "none"]);
