@@ -1241,8 +1241,7 @@ impl MultiActor {
                 &MultiMsg::Accept(b, s, cmd),
             );
             if t.has_bug(MultiBug::ReplyBeforeCommit) {
-                let (client, _) = t.cfg.command_owner(cmd);
-                o.send(t.cfg.client_id(client), MultiMsg::Reply(cmd));
+                Self::reply(t, cmd, o);
             }
             if votes[usize::from(s)].len() >= t.commit_quorum() {
                 self.commit(me, r, s, cmd, o);
@@ -1256,8 +1255,7 @@ impl MultiActor {
         match r.phase {
             LeaderPhase::Leading { next_slot, .. } => {
                 if t.is_executed(r, cmd) {
-                    let (client, _) = t.cfg.command_owner(cmd);
-                    o.send(t.cfg.client_id(client), MultiMsg::Reply(cmd));
+                    Self::reply(t, cmd, o);
                     return;
                 }
                 let b = r.ballot(me);
@@ -1403,8 +1401,7 @@ impl MultiActor {
             }
             r.push_executed(cmd);
             if matches!(r.phase, LeaderPhase::Leading { .. }) {
-                let (client, _) = t.cfg.command_owner(cmd);
-                o.send(t.cfg.client_id(client), MultiMsg::Reply(cmd));
+                Self::reply(t, cmd, o);
             }
         }
     }
@@ -1497,8 +1494,7 @@ impl MultiActor {
         for cmd in answered {
             r.pending.remove(cmd);
             if matches!(r.phase, LeaderPhase::Leading { .. }) {
-                let (client, _) = t.cfg.command_owner(cmd);
-                o.send(t.cfg.client_id(client), MultiMsg::Reply(cmd));
+                Self::reply(t, cmd, o);
             }
         }
         self.apply(me, r, o);
@@ -1545,6 +1541,12 @@ impl MultiActor {
         if entries.iter().any(Option::is_some) {
             o.send(src, MultiMsg::CatchUp(entries));
         }
+    }
+
+    /// Answers `cmd`'s client (M5, M9, K4).
+    fn reply(t: &Topology, cmd: Cmd, o: &mut Out<Self>) {
+        let (client, _) = t.cfg.command_owner(cmd);
+        o.send(t.cfg.client_id(client), MultiMsg::Reply(cmd));
     }
 
     /// M12.
@@ -2068,11 +2070,16 @@ pub fn model(cfg: MultiConfig) -> MultiModel {
 /// The bounds that no single actor can enforce: the number of elections in the whole run, and
 /// clients never crash.
 fn within_bounds(cfg: &MultiConfig, s: &MultiModelState) -> bool {
-    let compaction: u32 = replicas(s).map(|r| u32::from(r.compacted)).sum();
     s.history.campaigns <= cfg.elections
-        && compaction <= u32::from(cfg.compactions)
+        && compaction_progress(s) <= u32::from(cfg.compactions)
         && s.history.status_sent <= cfg.catch_ups
         && !s.crashed[cfg.replicas..].iter().any(|c| *c)
+}
+
+/// What `--compactions` bounds: the replicas' compaction points added up (K1 and K4 each
+/// raise one; they are durable, so the sum only grows).
+fn compaction_progress(s: &MultiModelState) -> u32 {
+    replicas(s).map(|r| u32::from(r.compacted)).sum()
 }
 
 fn replicas(s: &MultiModelState) -> impl Iterator<Item = &ReplicaState> + '_ {
@@ -2403,7 +2410,7 @@ fn installable_snapshot(
     s: &MultiModelState,
     receiver: impl Fn(&ReplicaState) -> bool,
 ) -> bool {
-    let compaction: u32 = replicas(s).map(|r| u32::from(r.compacted)).sum();
+    let compaction = compaction_progress(s);
     replicas_by_id(s)
         .filter(|(_, r)| receiver(r))
         .any(|(id, r)| {
