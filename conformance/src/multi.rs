@@ -22,12 +22,13 @@
 //!   [`Input::Message`], the `Election` timer is an [`Input::Tick`] at [`TIMERS_DUE_MS`] (the
 //!   concretised replica's armed timers are all due then), and `Recover` rebuilds the replica
 //!   from the model's durable storage alone with [`Replica::recover`];
+//! - the model's `Compact` timer is [`Input::Compact`] (K1), its `CatchUp` timer a `Tick` at
+//!   which only the concretised replica's catch-up deadline is due (K5, [`Due`]);
 //! - the core's timer-driven steps that the model takes as stuttering steps (the leader's
-//!   heartbeat H1 and retransmission R1, a heartbeat's receipt H2 with the catch-up report
-//!   C1) are replayed in every state by [`stutters`]: they must leave the model state as it
-//!   was, persist nothing, and send exactly what the rules say: retransmitted Accepts that are
-//!   proposals the model has made (duplicates), heartbeats and reports that the model does not
-//!   see;
+//!   heartbeat H1 and retransmission R1, a heartbeat's receipt H2) are replayed in every state
+//!   by [`stutters`]: they must leave the model state as it was, persist nothing, and send
+//!   exactly what the rules say: retransmitted Accepts that are proposals the model has made
+//!   (duplicates), and heartbeats, which the model does not see;
 //! - an impl `Reply { client, seq }` is the model's `Reply(c)` to `MultiConfig::client_id`;
 //! - the persisted state is compared as recovery reads it (M11): the impl's records are folded
 //!   onto the durable state before the step, and on both sides the promise is read as
@@ -46,8 +47,8 @@
 //! change no replica: they are counted as `no_step` and only explored.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 
 use paxos_model::multi::{
     self, Cmd, CmdSet, LeaderPhase, MultiConfig, MultiModel, MultiModelState, MultiMsg, MultiState,
@@ -55,8 +56,9 @@ use paxos_model::multi::{
 };
 use paxos_model::types::{Ballot, IdSet};
 use paxos_protocol::multi::{
-    ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry, Input, Message,
-    Millis, Phase, Recorder, Replica, ReplicaState as ImplState, SlotMap, Timers, Timing,
+    AppliedState, ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry,
+    Input, InputOf, Message, MessageOf, Millis, Phase, Recorder, Replica, ReplicaEffect,
+    ReplicaState as ImplState, SlotMap, SnapshotOf, Timers, Timing,
 };
 use paxos_protocol::Ballot as ImplBallot;
 use stateright::actor::{Actor, ActorModelAction, Command as OutCommand, Id, Out};
@@ -67,7 +69,12 @@ use crate::{ballot_to_impl, ballot_to_model};
 pub type Sm = Recorder<u8>;
 /// The implementation replica under conformance.
 pub type ImplReplica = Replica<Sm>;
-pub(crate) type ImplEffect = Effect<u8, u64>;
+pub(crate) type ImplEffect = ReplicaEffect<Sm>;
+pub(crate) type ImplMessage = MessageOf<Sm>;
+pub(crate) type ImplInput = InputOf<Sm>;
+/// The core's snapshot under conformance: the applied prefix, the executed commands and the
+/// client table derived from them.
+pub(crate) type ImplSnapshot = SnapshotOf<Sm>;
 pub(crate) type ModelAction = ActorModelAction<MultiMsg, MultiTimer, ()>;
 
 /// What one replica step did, in the model's vocabulary, for comparison.
@@ -120,24 +127,42 @@ pub fn impl_config(cfg: &MultiConfig, id: usize) -> Config {
     }
 }
 
-/// The time a concretised replica is ticked at: each of its armed timers is due then.
+/// The time a concretised replica is ticked at: the timers [`Due`] names are due then.
 pub const TIMERS_DUE_MS: Millis = 1;
 
-/// The timers of a concretised replica at time 0: those its phase arms, each due at
-/// [`TIMERS_DUE_MS`]; a leader's retransmission covers every slot in flight (the most R1 can
-/// re-send), and no catch-up report has been sent yet.
-fn timers_due(phase: &Phase<u8>) -> Timers {
+/// Where a concretised replica's timers that are not due stand: past any tick conformance
+/// gives.
+const TIMERS_NOT_DUE_MS: Millis = 1_000_000;
+
+/// Which of a concretised replica's timers are due at [`TIMERS_DUE_MS`]: those its phase arms
+/// (the election timer, or a leader's heartbeat and retransmission), or the catch-up timer
+/// (K5) alone. The model has a timer for each; the core one clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    Phase,
+    CatchUp,
+}
+
+/// The timers of a concretised replica at time 0: those its phase arms and the catch-up
+/// timer, the ones `due` names due at [`TIMERS_DUE_MS`]; a leader's retransmission covers
+/// every slot in flight (the most R1 can re-send).
+fn timers_due(phase: &Phase<u8>, due: Due) -> Timers {
+    let (phase_at, catch_up_at) = match due {
+        Due::Phase => (TIMERS_DUE_MS, TIMERS_NOT_DUE_MS),
+        Due::CatchUp => (TIMERS_NOT_DUE_MS, TIMERS_DUE_MS),
+    };
     let mut timers = Timers {
         election_timeout_ms: Timing::default().election_timeout_min_ms,
+        catch_up_at_ms: Some(catch_up_at),
         ..Timers::default()
     };
     match phase {
         Phase::Leading { next_slot, .. } => {
-            timers.heartbeat_at_ms = Some(TIMERS_DUE_MS);
-            timers.retransmit_at_ms = Some(TIMERS_DUE_MS);
+            timers.heartbeat_at_ms = Some(phase_at);
+            timers.retransmit_at_ms = Some(phase_at);
             timers.retransmit_below = *next_slot;
         }
-        _ => timers.election_at_ms = Some(TIMERS_DUE_MS),
+        _ => timers.election_at_ms = Some(phase_at),
     }
     timers
 }
@@ -246,22 +271,62 @@ fn ids_to_model(ids: impl IntoIterator<Item = u32>) -> IdSet {
     ids.into_iter().map(|n| Id::from(n as usize)).collect()
 }
 
-/// Refuses a configuration whose runs the core cannot replay yet: compaction, snapshots and
-/// catch-up as the model carries them (K1-K7, specs/protocol.md) are not the core's rules
-/// until it implements them, so such a check would compare different protocols.
-pub fn check_supported(cfg: &MultiConfig) -> Result<(), String> {
-    if cfg.compactions > 0 || cfg.catch_ups > 0 {
-        return Err(format!(
-            "--compactions {} --catch-ups {}: snapshots, compaction and catch-up (K1-K7) are in \
-             the model only until the core implements them (specs/protocol.md); check them \
-             with paxos-model, and conformance with --compactions 0 --catch-ups 0",
-            cfg.compactions, cfg.catch_ups
-        ));
+/// The model's snapshot `(c, executed)` as the core holds it (`None` at compaction point 0,
+/// where the model holds none).
+pub fn snapshot_to_impl(
+    cfg: &MultiConfig,
+    c: u8,
+    executed: &Slots<Option<Cmd>>,
+) -> Option<ImplSnapshot> {
+    if c == 0 {
+        return None;
     }
-    Ok(())
+    let executed: Vec<Command<u8>> = executed
+        .iter()
+        .map_while(|cmd| cmd.map(|cmd| command_to_impl(cfg, cmd)))
+        .collect();
+    Some(Arc::new(AppliedState {
+        applied: u64::from(c),
+        clients: client_table(&executed),
+        state_machine: executed,
+    }))
 }
 
-pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<Message<u8>> {
+/// The core's snapshot as the model's `(c, executed)`: its client table must be the one its
+/// executed commands give.
+pub fn snapshot_to_model(
+    cfg: &MultiConfig,
+    s: &AppliedState<Vec<Command<u8>>, u64>,
+) -> Result<(u8, Slots<Option<Cmd>>), String> {
+    let executed = executed_to_model(cfg, &s.state_machine)?;
+    if s.clients != client_table(&s.state_machine) {
+        return Err(format!(
+            "snapshot at {}: client table {:?} is not the executed sequence's",
+            s.applied, s.clients
+        ));
+    }
+    Ok((small("snapshot", s.applied)?, executed))
+}
+
+/// A sequence of executed commands as the model's `executed` vector.
+fn executed_to_model(
+    cfg: &MultiConfig,
+    done: &[Command<u8>],
+) -> Result<Slots<Option<Cmd>>, String> {
+    if done.len() > MAX_SLOTS {
+        return Err(format!(
+            "{} commands executed, beyond the model's",
+            done.len()
+        ));
+    }
+    let mut executed = [None; MAX_SLOTS];
+    for (i, c) in done.iter().enumerate() {
+        executed[i] = Some(command_to_model(cfg, c)?);
+    }
+    Ok(executed)
+}
+
+pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<ImplMessage> {
     let b = ballot_to_impl;
     Some(match msg {
         MultiMsg::Prepare(ballot, applied) => Message::Prepare {
@@ -296,9 +361,15 @@ pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<Message<u8>> {
             entries: vec![entry_to_impl(cfg, cmd)],
         },
         MultiMsg::Request(_) | MultiMsg::Reply(_) => return None,
-        MultiMsg::Snapshot(..) | MultiMsg::Status(_) | MultiMsg::CatchUp(_) => {
-            unreachable!("K1-K7 configurations are refused (check_supported)")
-        }
+        MultiMsg::Snapshot(c, executed) => Message::Snapshot {
+            state: snapshot_to_impl(cfg, c, &executed)?,
+        },
+        MultiMsg::Status(applied) => Message::Status {
+            applied: u64::from(applied),
+        },
+        MultiMsg::CatchUp(entries) => Message::CatchUp {
+            entries: slots_to_map(&entries, |cmd| entry_to_impl(cfg, cmd)),
+        },
     })
 }
 
@@ -309,10 +380,10 @@ pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<Message<u8>> {
 /// sent it, or of the leader it reached, whose own proposals those are.
 pub fn msg_to_model(
     cfg: &MultiConfig,
-    msg: &Message<u8>,
+    msg: &ImplMessage,
     votes: &SlotMap<(ImplBallot, Entry<u8>)>,
 ) -> Result<Vec<MultiMsg>, String> {
-    let parts: Vec<Message<u8>> = msg.per_slot().take(MAX_SLOTS + 1).collect();
+    let parts: Vec<ImplMessage> = msg.per_slot().take(MAX_SLOTS + 1).collect();
     if parts.is_empty() || parts.len() > MAX_SLOTS {
         return Err(format!(
             "{msg:?}: a run of {} slots (the model's log has {MAX_SLOTS})",
@@ -328,7 +399,7 @@ pub fn msg_to_model(
 /// One message of at most one slot ([`Message::per_slot`]) as the model's message.
 fn one_slot_to_model(
     cfg: &MultiConfig,
-    msg: &Message<u8>,
+    msg: &ImplMessage,
     votes: &SlotMap<(ImplBallot, Entry<u8>)>,
 ) -> Result<MultiMsg, String> {
     let b = |ballot| ballot_out(ballot);
@@ -386,10 +457,17 @@ fn one_slot_to_model(
             }
         },
         Message::Decide { slot: s, entries } => MultiMsg::Decide(slot(*s)?, only(entries)?),
-        Message::Status { .. } | Message::CatchUp { .. } => {
-            return Err(format!(
-                "{msg:?} is a catch-up message (C1–C3), which the model does not have"
-            ))
+        Message::Status { applied } => MultiMsg::Status(small("applied", *applied)?),
+        Message::CatchUp { entries } => {
+            let mut slots = [None; MAX_SLOTS];
+            for (s, entry) in entries {
+                slots[usize::from(slot(*s)?)] = Some(cmd(entry)?);
+            }
+            MultiMsg::CatchUp(slots)
+        }
+        Message::Snapshot { state } => {
+            let (c, executed) = snapshot_to_model(cfg, state)?;
+            MultiMsg::Snapshot(c, executed)
         }
         Message::Heartbeat { .. } => {
             return Err(format!(
@@ -414,6 +492,15 @@ pub fn durable_to_impl(cfg: &MultiConfig, storage: Option<&ReplicaStorage>) -> D
     }
 }
 
+/// The model's storage as the core's durable state and snapshot.
+pub(crate) fn persisted_to_impl(
+    cfg: &MultiConfig,
+    storage: Option<&ReplicaStorage>,
+) -> (Durable<u8>, Option<ImplSnapshot>) {
+    let snapshot = storage.and_then(|s| snapshot_to_impl(cfg, s.compacted, &s.snapshot));
+    (durable_to_impl(cfg, storage), snapshot)
+}
+
 /// The bootstrap promise every replica holds before it writes one (M11 on empty storage).
 fn bootstrap_ballot() -> Ballot {
     Ballot::new(1, 0)
@@ -436,16 +523,24 @@ pub fn model_recovery_view(storage: Option<&ReplicaStorage>) -> ReplicaStorage {
     }
 }
 
-/// The implementation's durable state as recovery reads it (M11).
-pub fn impl_recovery_view(cfg: &MultiConfig, d: &Durable<u8>) -> Result<ReplicaStorage, String> {
+/// The implementation's durable state as recovery reads it (M11): its log and its snapshot.
+pub fn impl_recovery_view(
+    cfg: &MultiConfig,
+    d: &Durable<u8>,
+    snapshot: Option<&ImplSnapshot>,
+) -> Result<ReplicaStorage, String> {
     let promised = d.promised.map(ballot_out).transpose()?;
+    let (compacted, snapshot) = match snapshot {
+        Some(s) => snapshot_to_model(cfg, s)?,
+        None => (0, [None; MAX_SLOTS]),
+    };
     let storage = ReplicaStorage {
         round: small("round", d.round)?,
         promised: promised.unwrap_or(bootstrap_ballot()),
         accepted: map_to_slots(&d.accepted, |v| vote_to_model(cfg, v))?,
         chosen: map_to_slots(&d.chosen, |e| entry_to_model(cfg, e))?,
-        compacted: 0,
-        snapshot: [None; MAX_SLOTS],
+        compacted,
+        snapshot,
     };
     Ok(model_recovery_view(Some(&storage)))
 }
@@ -476,6 +571,7 @@ pub fn concretize(
     id: usize,
     r: &ReplicaState,
     storage: Option<&ReplicaStorage>,
+    due: Due,
 ) -> ImplReplica {
     let r = &canonical(*r);
     let entry = |c| entry_to_impl(cfg, c);
@@ -499,7 +595,7 @@ pub fn concretize(
         },
     };
     let executed: Vec<Command<u8>> = r.executed().map(|c| command_to_impl(cfg, c)).collect();
-    let timers = timers_due(&phase);
+    let timers = timers_due(&phase, due);
     let state = ImplState {
         round: u64::from(r.round),
         promised: ballot_to_impl(r.promised),
@@ -516,13 +612,11 @@ pub fn concretize(
         clients: client_table(&executed),
         persisted_round: storage.map_or(0, |s| u64::from(s.round)),
         persisted_promise: storage.map(|s| ballot_to_impl(s.promised)),
-        // Catch-up bookkeeping (C1–C3): the model has no catch-up, so none has happened.
-        compacted: 0,
-        peer_applied: BTreeMap::new(),
-        all_applied: 0,
+        compacted: u64::from(r.compacted),
         timers,
     };
-    Replica::from_state(impl_config(cfg, id), state, Recorder { executed })
+    let snapshot = snapshot_to_impl(cfg, r.compacted, &r.snapshot);
+    Replica::from_state(impl_config(cfg, id), state, snapshot, Recorder { executed })
         .expect("the model's configurations are valid implementation configurations")
 }
 
@@ -561,16 +655,7 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
         pending.insert(command_to_model(cfg, c)?);
     }
     let done = &replica.state_machine().executed;
-    if done.len() > MAX_SLOTS {
-        return Err(format!(
-            "{} commands executed, beyond the model's",
-            done.len()
-        ));
-    }
-    let mut executed = [None; MAX_SLOTS];
-    for (i, c) in done.iter().enumerate() {
-        executed[i] = Some(command_to_model(cfg, c)?);
-    }
+    let executed = executed_to_model(cfg, done)?;
     if s.clients != client_table(done) {
         return Err(format!(
             "client table {:?} is not the executed sequence's {:?}",
@@ -591,8 +676,11 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
         pending,
         applied: ((1u16 << applied) - 1) as u8,
         executed,
-        compacted: 0,
-        snapshot: [None; MAX_SLOTS],
+        compacted: small("compacted", s.compacted)?,
+        snapshot: match replica.snapshot() {
+            Some(snapshot) => snapshot_to_model(cfg, snapshot)?.1,
+            None => [None; MAX_SLOTS],
+        },
     })
 }
 
@@ -658,7 +746,7 @@ pub(crate) fn outcome_from_impl(
     cfg: &MultiConfig,
     replica: &ImplReplica,
     effects: Vec<ImplEffect>,
-    mut durable: Durable<u8>,
+    (mut durable, mut snapshot): (Durable<u8>, Option<ImplSnapshot>),
 ) -> Result<StepOutcome, String> {
     let mut sends = Vec::new();
     for effect in effects {
@@ -666,6 +754,12 @@ pub(crate) fn outcome_from_impl(
             Effect::Persist(record) => durable
                 .apply(record)
                 .map_err(|e| format!("the step's records do not fold: {e}"))?,
+            // The runtime drops the log below a durable snapshot (K1, K4).
+            Effect::Snapshot(s) => {
+                durable.accepted.remove_below(s.applied);
+                durable.chosen.remove_below(s.applied);
+                snapshot = Some(s);
+            }
             Effect::Send { to, msg } => {
                 let msgs = msg_to_model(cfg, &msg, replica.accepted())?;
                 sends.extend(msgs.into_iter().map(|m| (to as usize, m)));
@@ -688,7 +782,7 @@ pub(crate) fn outcome_from_impl(
     Ok(StepOutcome {
         state: abstraction(cfg, replica)?,
         sends,
-        persisted: impl_recovery_view(cfg, &durable)?,
+        persisted: impl_recovery_view(cfg, &durable, snapshot.as_ref())?,
         election_timer: replica.election_timer_armed() && campaign_within_bound(cfg, replica),
     })
 }
@@ -711,8 +805,9 @@ fn before_step(
     i: usize,
     r: &ReplicaState,
     storage: Option<&ReplicaStorage>,
+    due: Due,
 ) -> Result<ImplReplica, String> {
-    let replica = concretize(cfg, i, r, storage);
+    let replica = concretize(cfg, i, r, storage, due);
     match abstraction(cfg, &replica) {
         Ok(back) if back == canonical(*r) => Ok(replica),
         back => Err(format!(
@@ -722,7 +817,7 @@ fn before_step(
     }
 }
 
-pub(crate) fn input_of(cfg: &MultiConfig, src: Id, msg: MultiMsg) -> Option<Input<u8>> {
+pub(crate) fn input_of(cfg: &MultiConfig, src: Id, msg: MultiMsg) -> Option<ImplInput> {
     match msg {
         MultiMsg::Request(cmd) => Some(Input::ClientRequest(command_to_impl(cfg, cmd))),
         msg => Some(Input::Message {
@@ -757,7 +852,10 @@ pub(crate) fn replay(
     next: &MultiModelState,
 ) -> Pair {
     let cfg = &model.cfg;
-    let (i, input) = match action {
+    let tick = Input::Tick {
+        now_ms: TIMERS_DUE_MS,
+    };
+    let (i, input, due) = match action {
         ActorModelAction::Deliver { dst, .. } | ActorModelAction::Timeout(dst, _)
             if usize::from(*dst) >= cfg.replicas =>
         {
@@ -767,15 +865,18 @@ pub(crate) fn replay(
             return Pair::NoStep
         }
         ActorModelAction::Deliver { src, dst, msg } => {
-            (usize::from(*dst), input_of(cfg, *src, *msg))
+            (usize::from(*dst), input_of(cfg, *src, *msg), Due::Phase)
         }
-        ActorModelAction::Timeout(id, MultiTimer::Election) => (
-            usize::from(*id),
-            Some(Input::Tick {
-                now_ms: TIMERS_DUE_MS,
-            }),
-        ),
-        ActorModelAction::Timeout(id, MultiTimer::Retry) => (usize::from(*id), None),
+        ActorModelAction::Timeout(id, MultiTimer::Election) => {
+            (usize::from(*id), Some(tick), Due::Phase)
+        }
+        ActorModelAction::Timeout(id, MultiTimer::Compact) => {
+            (usize::from(*id), Some(Input::Compact), Due::Phase)
+        }
+        ActorModelAction::Timeout(id, MultiTimer::CatchUp) => {
+            (usize::from(*id), Some(tick), Due::CatchUp)
+        }
+        ActorModelAction::Timeout(id, MultiTimer::Retry) => (usize::from(*id), None, Due::Phase),
         ActorModelAction::Recover(id) if usize::from(*id) < cfg.replicas => {
             return recover(model, state, usize::from(*id), next)
         }
@@ -785,12 +886,12 @@ pub(crate) fn replay(
     let expected = model_outcome(model, state, action, i, next);
     let r = replica_of(&state.actor_states[i]).expect("actors below `replicas` are replicas");
     let storage = state.actor_storages[i].as_ref();
-    let actual = before_step(cfg, i, r, storage).and_then(|mut replica| {
+    let actual = before_step(cfg, i, r, storage, due).and_then(|mut replica| {
         let effects = match input {
             Some(input) => guarded(|| replica.step(input))?,
             None => Vec::new(),
         };
-        outcome_from_impl(cfg, &replica, effects, durable_to_impl(cfg, storage))
+        outcome_from_impl(cfg, &replica, effects, persisted_to_impl(cfg, storage))
     });
     Pair::Replayed {
         node: i,
@@ -820,12 +921,11 @@ impl Stutter {
 /// The core's timer-driven steps in model state `state`, each of which the model takes as a
 /// stuttering step (specs/mapping.md, "Timers and heartbeats"):
 /// - at every leader, a tick with its heartbeat and retransmission due (H1, R1): it sends
-///   every other replica `Heartbeat(b, applied, 0)` and, for each slot in flight that replica
-///   has not voted for, the leader's `Accept(b, s, cmd)` again, which the model has sent
-///   already (a duplicate delivery);
+///   every other replica `Heartbeat(b)` and, for each slot in flight that replica has not
+///   voted for, the leader's `Accept(b, s, cmd)` again, which the model has sent already (a
+///   duplicate delivery);
 /// - at every other replica, the heartbeat of each leader at or above its promise (H2): the
-///   election timer restarts, and the replica reports its applied prefix to that leader (C1:
-///   the concretised replica has never reported).
+///   election timer restarts, and nothing else happens.
 ///
 /// Each must leave the model state, the durable state and the election timer as they were.
 pub fn stutters(model: &MultiModel, state: &MultiModelState) -> Vec<Stutter> {
@@ -846,16 +946,13 @@ pub fn stutters(model: &MultiModel, state: &MultiModelState) -> Vec<Stutter> {
             persisted: model_recovery_view(storage),
             election_timer: armed,
         };
-        let applied = u64::from(r.applied.trailing_ones());
         if let LeaderPhase::Leading { votes, .. } = r.phase {
             let others = (0..cfg.replicas).filter(|&j| j != i);
-            let beats: Vec<(u32, Message<u8>)> = others
+            let beats: Vec<(u32, ImplMessage)> = others
                 .clone()
                 .map(|j| {
                     let beat = Message::Heartbeat {
                         ballot: ballot_to_impl(r.promised),
-                        applied,
-                        all_applied: 0,
                     };
                     (node_id(j), beat)
                 })
@@ -893,19 +990,16 @@ pub fn stutters(model: &MultiModel, state: &MultiModelState) -> Vec<Stutter> {
             }
             let beat = Message::Heartbeat {
                 ballot: ballot_to_impl(leader.promised),
-                applied: u64::from(leader.applied.trailing_ones()),
-                all_applied: 0,
             };
-            let report = (node_id(l), Message::Status { applied });
             let input = Input::Message {
                 from: node_id(l),
                 msg: beat,
             };
             checks.push(Stutter {
                 node: i,
-                label: format!("heartbeat from n{l} (H2, C1)"),
+                label: format!("heartbeat from n{l} (H2)"),
                 expected: unchanged(Vec::new()),
-                actual: stutter_in_impl(cfg, i, r, storage, input, &[report]),
+                actual: stutter_in_impl(cfg, i, r, storage, input, &[]),
             });
         }
     }
@@ -920,16 +1014,16 @@ fn stutter_in_impl(
     i: usize,
     r: &ReplicaState,
     storage: Option<&ReplicaStorage>,
-    input: Input<u8>,
-    unseen: &[(u32, Message<u8>)],
+    input: ImplInput,
+    unseen: &[(u32, ImplMessage)],
 ) -> Result<StepOutcome, String> {
-    let mut replica = before_step(cfg, i, r, storage)?;
+    let mut replica = before_step(cfg, i, r, storage, Due::Phase)?;
     let effects = guarded(|| replica.step(input))?;
     let (mut outside, seen): (Vec<_>, Vec<_>) = effects.into_iter().partition(|e| {
         matches!(
             e,
             Effect::Send {
-                msg: Message::Heartbeat { .. } | Message::Status { .. },
+                msg: Message::Heartbeat { .. },
                 ..
             }
         )
@@ -949,7 +1043,7 @@ fn stutter_in_impl(
             "messages outside the model: expected {expected:?}, sent {outside:?}"
         ));
     }
-    outcome_from_impl(cfg, &replica, seen, durable_to_impl(cfg, storage))
+    outcome_from_impl(cfg, &replica, seen, persisted_to_impl(cfg, storage))
 }
 
 /// The model's side of replica `i`'s step `action` (a delivery or a timeout) from `state`
@@ -989,12 +1083,15 @@ fn recover(model: &MultiModel, state: &MultiModelState, i: usize, next: &MultiMo
         i,
         next,
     );
-    let durable = durable_to_impl(cfg, storage);
-    let actual = guarded(|| Replica::recover(impl_config(cfg, i), durable.clone(), Sm::default()))
-        .and_then(|result| {
-            let (replica, effects) = result.map_err(|e| format!("recovery refused: {e}"))?;
-            outcome_from_impl(cfg, &replica, effects, durable)
-        });
+    let (durable, snapshot) = persisted_to_impl(cfg, storage);
+    let recover = || {
+        let from = snapshot.as_deref().cloned();
+        Replica::recover_from(impl_config(cfg, i), durable.clone(), from, Sm::default())
+    };
+    let actual = guarded(recover).and_then(|result| {
+        let (replica, effects) = result.map_err(|e| format!("recovery refused: {e}"))?;
+        outcome_from_impl(cfg, &replica, effects, (durable, snapshot))
+    });
     Pair::Replayed {
         node: i,
         expected,
@@ -1100,7 +1197,7 @@ mod tests {
             (accept(u64::MAX, &[1]), "beyond"),
             (accepted(2), "no vote"),
             (accepted(u64::MAX), "too many"),
-            (Message::Status { applied: 0 }, "catch-up"),
+            (Message::Heartbeat { ballot: b }, "heartbeat"),
         ];
         for (msg, why) in refused {
             let error = msg_to_model(&cfg, &msg, &votes).expect_err(&format!("{msg:?}"));
@@ -1137,10 +1234,10 @@ mod tests {
                     continue;
                 };
                 let storage = state.actor_storages[i].as_ref();
-                let replica = concretize(&cfg, i, r, storage);
+                let replica = concretize(&cfg, i, r, storage, Due::Phase);
                 assert_eq!(abstraction(&cfg, &replica).unwrap(), canonical(*r));
                 assert_eq!(
-                    impl_recovery_view(&cfg, &replica.durable()).unwrap(),
+                    impl_recovery_view(&cfg, &replica.durable(), replica.snapshot()).unwrap(),
                     model_recovery_view(storage)
                 );
             }
@@ -1154,12 +1251,7 @@ mod tests {
     #[test]
     fn every_seeded_model_bug_is_a_divergence() {
         let mut missed = Vec::new();
-        // The compaction bugs (K1-K7) need configurations conformance refuses until the core
-        // implements those rules; the model's own checks catch them meanwhile.
         for &bug in MultiBug::ALL {
-            if check_supported(&bug.witness_config()).is_err() {
-                continue;
-            }
             let outcome = run(bug.name(), &bug.witness_config(), 1);
             match outcome.first_divergence() {
                 None => missed.push(bug.name()),

@@ -28,7 +28,9 @@ use std::fmt;
 use std::ops::ControlFlow;
 
 use paxos_model::multi::{self, MultiConfig, MultiModelState, MultiMsg, MultiTimer};
-use paxos_protocol::multi::{Durable, Input, Message, Runs, Slot};
+use std::sync::Arc;
+
+use paxos_protocol::multi::{Durable, Input, Message, Replica, Runs, Slot, Timing};
 use paxos_protocol::sim::{ignore, Cluster as Sim, MemoryLog, Observer};
 use stateright::actor::{ActorModelAction, Id};
 use stateright::{Expectation, Model};
@@ -41,8 +43,11 @@ use crate::conform::{multi_json, Mismatch};
 use crate::multi::{
     abstraction, canonical, command_to_impl, entry_to_impl, guarded, impl_config,
     impl_recovery_view, input_of, model_outcome, model_recovery_view, outcome_from_impl, stutters,
-    ImplEffect, ImplReplica, ModelAction, Sm, StepOutcome,
+    ImplEffect, ImplInput, ImplReplica, ImplSnapshot, ModelAction, Sm, StepOutcome,
 };
+
+/// A catch-up interval no walk's clock reaches.
+const CATCH_UP_NEVER_MS: u64 = 1 << 50;
 use crate::trace::divergence_trace;
 use paxos_model::types::Ballot;
 
@@ -61,8 +66,8 @@ pub fn long_walk_config(replicas: usize) -> MultiConfig {
         retries: 2,
         spread_clients: false,
         crashes: 2,
-        compactions: 0,
-        catch_ups: 0,
+        compactions: 12,
+        catch_ups: 8,
         lossy: true,
         duplicating: true,
         bug: None,
@@ -228,7 +233,20 @@ struct Cluster {
 
 impl Cluster {
     fn start(cfg: &MultiConfig) -> Result<Self, String> {
-        let configs = (0..cfg.replicas).map(|i| impl_config(cfg, i)).collect();
+        // The model's catch-up timer (K5) fires on its own, independent of the election
+        // timer; the core's shares one clock with it. So the walk's replicas never reach
+        // their catch-up deadline by the clock (an election tick fires no K5), and the
+        // model's catch-up timer is a deadline set to the present ([`Cluster::catch_up`]).
+        let configs = (0..cfg.replicas)
+            .map(|i| {
+                let mut config = impl_config(cfg, i);
+                config.timing = Timing {
+                    catch_up_interval_ms: CATCH_UP_NEVER_MS,
+                    ..config.timing
+                };
+                config
+            })
+            .collect();
         let quiet = &mut ignore::<Sm>;
         let mut sim =
             guarded(|| Sim::start(configs, |_| Sm::default(), |_| MemoryLog::default(), quiet))??;
@@ -240,16 +258,34 @@ impl Cluster {
         self.sim.replica(i as u32)
     }
 
-    /// What replica `i` has made durable, as recovery reads it.
-    fn durable(&self, i: usize) -> Result<Durable<u8>, String> {
+    /// What replica `i` has made durable, as recovery reads it: its log and its snapshot.
+    fn durable(&self, i: usize) -> Result<(Durable<u8>, Option<ImplSnapshot>), String> {
         let node = self.sim.nodes.get(i).ok_or(format!("no replica {i}"))?;
-        node.storage
+        let durable = node
+            .storage
             .durable()
-            .map_err(|e| format!("the replica's records do not fold: {e}"))
+            .map_err(|e| format!("the replica's records do not fold: {e}"))?;
+        Ok((durable, node.storage.snapshot.clone().map(Arc::new)))
+    }
+
+    /// K5 at replica `i`, as the model's catch-up timer fires it: its catch-up deadline
+    /// moves to the present and it ticks there, where no other deadline is due (time moves
+    /// only by ticks, each of which fires what is due). The input to step it with.
+    fn catch_up(&mut self, i: usize) -> Option<ImplInput> {
+        let node = self.sim.nodes.get_mut(i)?;
+        let replica = node.replica.as_ref()?;
+        let mut state = replica.state().clone();
+        let now_ms = state.timers.now_ms;
+        state.timers.catch_up_at_ms = Some(now_ms);
+        let snapshot = replica.snapshot().cloned();
+        let sm = replica.state_machine().clone();
+        let rebuilt = Replica::from_state(node.config.clone(), state, snapshot, sm).ok()?;
+        node.replica = Some(rebuilt);
+        Some(Input::Tick { now_ms })
     }
 
     /// Steps replica `i` on `input`; returns its effects.
-    fn step(&mut self, i: usize, input: Input<u8>) -> Result<Vec<ImplEffect>, String> {
+    fn step(&mut self, i: usize, input: ImplInput) -> Result<Vec<ImplEffect>, String> {
         self.effects_of(i, |sim, observe| sim.step(i as u32, input, observe))
     }
 
@@ -301,7 +337,8 @@ fn compare_at_rest(
             canonical(*model)
         ));
     }
-    let persisted = impl_recovery_view(cfg, &cluster.durable(i)?)?;
+    let (durable, snapshot) = cluster.durable(i)?;
+    let persisted = impl_recovery_view(cfg, &durable, snapshot.as_ref())?;
     let expected = model_recovery_view(state.actor_storages[i].as_ref());
     if persisted != expected {
         return Err(format!(
@@ -333,6 +370,15 @@ fn impl_step(
             let tick = |now_ms| paxos_protocol::multi::Input::Tick { now_ms };
             (i, timers.election_at_ms.map(tick))
         }
+        ActorModelAction::Timeout(id, MultiTimer::Compact) => {
+            let i = replica_index(id)?;
+            cluster.replica(i)?;
+            (i, Some(Input::Compact))
+        }
+        ActorModelAction::Timeout(id, MultiTimer::CatchUp) => {
+            let i = replica_index(id)?;
+            (i, Some(cluster.catch_up(i)?))
+        }
         ActorModelAction::Crash(id) => {
             cluster.sim.crash(replica_index(id)? as u32);
             return None;
@@ -357,7 +403,7 @@ fn step_replica(
     cfg: &MultiConfig,
     cluster: &mut Cluster,
     i: usize,
-    input: Option<Input<u8>>,
+    input: Option<ImplInput>,
 ) -> Option<(usize, Result<StepOutcome, String>)> {
     cluster.replica(i)?;
     let outcome = cluster.durable(i).and_then(|before| {
@@ -486,7 +532,7 @@ struct Run {
     /// for requests, ascending slot otherwise).
     actions: Vec<ModelAction>,
     dst: usize,
-    input: Input<u8>,
+    input: ImplInput,
 }
 
 /// A run starting with the delivery `first` and going on with other deliveries enabled now
@@ -544,7 +590,7 @@ fn run_from(
         dst: *dst,
         msg: m,
     };
-    let (actions, input): (Vec<ModelAction>, Input<u8>) = match msg {
+    let (actions, input): (Vec<ModelAction>, ImplInput) = match msg {
         MultiMsg::Request(_) => {
             let mut requests: Vec<(Id, multi::Cmd)> = deliveries
                 .filter_map(|(s, m)| match m {
@@ -680,8 +726,9 @@ fn take_run(
         return ControlFlow::Continue(state);
     };
     sends.sort();
-    // A refused run is refused once (M6'); slot by slot the model sends one Nack per slot.
-    sends.dedup_by(|a, b| a == b && matches!(a.1, MultiMsg::Nack(..)));
+    // A refused run is refused once (M6'), and its slots below the compaction point answered
+    // with one snapshot (K7); slot by slot the model sends one Nack or Snapshot per slot.
+    sends.dedup_by(|a, b| a == b && matches!(a.1, MultiMsg::Nack(..) | MultiMsg::Snapshot(..)));
     expected.sends = sends;
     if let Some((_, actual)) = step_replica(cfg, cluster, run.dst, Some(run.input.clone())) {
         walk.compared += 1;
@@ -823,6 +870,7 @@ mod tests {
     fn walks_reach_elections_recoveries_and_decisions() {
         let cfg = long_walk_config(5);
         let (mut elections, mut recoveries, mut decides) = (0, 0, 0);
+        let (mut compactions, mut snapshots, mut catch_ups) = (0, 0, 0);
         let mut in_runs = std::collections::BTreeMap::new();
         for seed in 0..20 {
             let walk = lockstep(&cfg, &schedule(seed, 300));
@@ -830,6 +878,9 @@ mod tests {
             elections += walk.count("Timeout", "Election");
             recoveries += walk.count("Recover", "");
             decides += walk.count("Deliver", "Decide");
+            compactions += walk.count("Timeout", "Compact");
+            snapshots += walk.count("Deliver", "Snapshot");
+            catch_ups += walk.count("Deliver", "CatchUp");
         }
         // Runs: with 3 replicas a single vote chooses, so more slots are decided together.
         for walk_cfg in [cfg.clone(), long_walk_config(3)] {
@@ -843,12 +894,17 @@ mod tests {
             }
         }
         eprintln!(
-            "20 walks: {elections} elections, {recoveries} recoveries, {decides} decides; \
-             deliveries taken as runs: {in_runs:?}"
+            "20 walks: {elections} elections, {recoveries} recoveries, {decides} decides, \
+             {compactions} compactions, {snapshots} snapshots and {catch_ups} catch-ups \
+             delivered; deliveries taken as runs: {in_runs:?}"
         );
         assert!(
             elections >= 20 && recoveries >= 5 && decides >= 20,
             "elections {elections}, recoveries {recoveries}, decides {decides}"
+        );
+        assert!(
+            compactions >= 20 && snapshots >= 5 && catch_ups >= 5,
+            "compactions {compactions}, snapshots {snapshots}, catch-ups {catch_ups}"
         );
         assert!(
             in_runs.values().all(|&n| n >= 4),

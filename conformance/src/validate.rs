@@ -1,5 +1,5 @@
 //! Trace validation (implementation → model): the step logs of a real run (`paxos-node serve
-//! --step-log`, format `paxos-steps/3`) checked transition by transition against the
+//! --step-log`, format `paxos-steps/4`) checked transition by transition against the
 //! Multi-Paxos model (`paxos-conform validate LOG...`).
 //!
 //! ```text
@@ -15,9 +15,12 @@
 //!   model state on the same input (a delivery, the election timer, a client request), with
 //!   the same next state, the same messages (a multiset), the same durable state and the same
 //!   election timer (the comparisons of [`crate::multi`]);
-//! - the catch-up steps the model does not have (C1–C3) change nothing the model sees, except
-//!   that a `CatchUp` teaches what a run of model `Decide`s from the same sender teaches, and
-//!   a leader's `CatchUp` carries only entries it has chosen;
+//! - a tick is the model's timers that were due at it: the election timer (M1) at a replica
+//!   that does not lead, the catch-up timer (K5) at any; a leader's heartbeat and
+//!   retransmissions (H1, R1) and a heartbeat's receipt (H2) change nothing the model sees,
+//!   and what they send is checked against their rules;
+//! - snapshots (K1, K4) are not validated yet: the service does not take them, and a run
+//!   whose log holds one is refused;
 //! - every restart recovers exactly the records the replica persisted before it (a prefix, when
 //!   the crash lost records still queued for the disk), and then does what the model's
 //!   recovery does from that durable state (M11);
@@ -48,7 +51,8 @@ use paxos_model::multi::{
 };
 use paxos_protocol::multi::{
     ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry, Input, KvOp,
-    KvOutput, Message, Phase, Record, Recorder, Replica, ReplicaState as ImplState, SlotMap,
+    KvOutput, KvStore, Message, Phase, Record, Recorder, Replica, ReplicaState as ImplState,
+    SlotMap, SnapshotOf, Timers,
 };
 use paxos_protocol::step_log::{StepLine, STEP_LOG_FORMAT};
 use serde::Serialize;
@@ -56,7 +60,7 @@ use stateright::actor::{Actor, Command as OutCommand, Id, Out};
 
 use crate::multi::{
     canonical, model_recovery_view, msg_to_model, outcome_from_impl, votes_to_impl, ImplEffect,
-    ImplReplica, StepOutcome,
+    ImplInput, ImplMessage, ImplReplica, StepOutcome,
 };
 
 /// The `format` of [`Report`].
@@ -64,7 +68,15 @@ pub const REPORT_FORMAT: &str = "paxos-validation-report/1";
 /// At most this many rejections are kept in a report (all are counted).
 pub const REJECTIONS_KEPT: usize = 20;
 
-type KvLine = StepLine<KvOp, KvOutput>;
+type KvSnapshot = SnapshotOf<KvStore>;
+type KvLine = StepLine<KvOp, KvOutput, KvSnapshot>;
+type KvMessage = Message<KvOp, KvSnapshot>;
+type KvInput = Input<KvOp, KvSnapshot>;
+type KvEffect = Effect<KvOp, KvOutput, KvSnapshot>;
+
+/// Why a run holding a snapshot is refused.
+const SNAPSHOTS_NOT_VALIDATED: &str =
+    "a snapshot (K1, K4): runs of the service with snapshots are not validated yet";
 type KvState = ImplState<KvOp, KvOutput>;
 
 /// One line of a step log, with where it came from.
@@ -390,8 +402,11 @@ impl Domain {
             .collect()
     }
 
-    fn message(&self, m: &Message<KvOp>) -> Result<Message<u8>, String> {
-        m.try_map_commands(|c| self.command(c))
+    fn message(&self, m: &KvMessage) -> Result<ImplMessage, String> {
+        m.try_map_commands(
+            |c| self.command(c),
+            |_| Err(SNAPSHOTS_NOT_VALIDATED.to_string()),
+        )
     }
 
     fn record(&self, r: &Record<KvOp>) -> Result<Record<u8>, String> {
@@ -433,9 +448,10 @@ impl Domain {
 
     /// The effect with the state machine's output replaced by the command's position in the
     /// executed sequence, as the model-side [`Recorder`] outputs (outputs are not modelled).
-    fn effect(&self, e: &Effect<KvOp, KvOutput>) -> Result<ImplEffect, String> {
+    fn effect(&self, e: &KvEffect) -> Result<ImplEffect, String> {
         Ok(match e {
             Effect::Persist(r) => Effect::Persist(self.record(r)?),
+            Effect::Snapshot(_) => return Err(SNAPSHOTS_NOT_VALIDATED.to_string()),
             Effect::Send { to, msg } => Effect::Send {
                 to: *to,
                 msg: self.message(msg)?,
@@ -465,11 +481,11 @@ impl Domain {
         })
     }
 
-    fn effects(&self, effects: &[Effect<KvOp, KvOutput>]) -> Result<Vec<ImplEffect>, String> {
+    fn effects(&self, effects: &[KvEffect]) -> Result<Vec<ImplEffect>, String> {
         effects.iter().map(|e| self.effect(e)).collect()
     }
 
-    fn input(&self, i: &Input<KvOp>) -> Result<Input<u8>, String> {
+    fn input(&self, i: &KvInput) -> Result<ImplInput, String> {
         Ok(match i {
             Input::Message { from, msg } => Input::Message {
                 from: *from,
@@ -482,6 +498,7 @@ impl Domain {
                     .collect::<Result<_, String>>()?,
             ),
             Input::Tick { now_ms } => Input::Tick { now_ms: *now_ms },
+            Input::Compact => Input::Compact,
         })
     }
 
@@ -551,14 +568,15 @@ impl Domain {
             persisted_round: s.persisted_round,
             persisted_promise: s.persisted_promise,
             compacted: s.compacted,
-            peer_applied: s.peer_applied.clone(),
-            all_applied: s.all_applied,
             timers: s.timers.clone(),
         };
+        if s.compacted > 0 {
+            return Err(SNAPSHOTS_NOT_VALIDATED.to_string());
+        }
         let recorder = Recorder {
             executed: executed.to_vec(),
         };
-        Replica::from_state(config.clone(), state, recorder)
+        Replica::from_state(config.clone(), state, None, recorder)
             .map_err(|e| format!("the logged configuration is invalid: {e}"))
     }
 }
@@ -584,7 +602,7 @@ struct ModelReplica {
 enum ModelEvent {
     Start,
     Deliver(Id, MultiMsg),
-    ElectionTimeout,
+    Timeout(MultiTimer),
 }
 
 /// Runs the replica actor's handler for `event` from `before`; the outcome in
@@ -615,9 +633,9 @@ fn model_step(
                     after.state = r;
                 }
             }
-            ModelEvent::ElectionTimeout => {
+            ModelEvent::Timeout(timer) => {
                 let mut cow = Cow::Owned(MultiState::Replica(after.state));
-                actor.on_timeout(id, &mut cow, &MultiTimer::Election, &mut out);
+                actor.on_timeout(id, &mut cow, timer, &mut out);
                 if let MultiState::Replica(r) = cow.into_owned() {
                     after.state = r;
                 }
@@ -658,6 +676,9 @@ struct Node {
     records: Vec<(Record<u8>, usize)>,
     /// Every logged transition of this replica: what it sent, and the model replica after it.
     steps: Vec<StepTrace>,
+    /// The core's timers after the last logged transition of the current process: which
+    /// of them a tick fires.
+    timers: Timers,
 }
 
 struct StepTrace {
@@ -716,6 +737,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
             durable: Durable::default(),
             records: Vec::new(),
             steps: Vec::new(),
+            timers: Timers::default(),
         })
         .collect();
     let mut rejections = Vec::new();
@@ -859,8 +881,8 @@ fn sent_messages(
 /// A message as the one-slot messages it stands for (a run of slots is one per slot; any
 /// other message is itself), each as a key. A run is compared slot by slot because the leader
 /// re-sends the Accept of a single slot left unanswered, which no step sent on its own.
-fn message_keys(msg: &Message<u8>) -> Vec<String> {
-    let key = |m: Message<u8>| {
+fn message_keys(msg: &ImplMessage) -> Vec<String> {
+    let key = |m: ImplMessage| {
         serde_json::to_string(&m).unwrap_or_else(|e| format!("unserializable {m:?}: {e}"))
     };
     // No real run is longer than the model's log; a longer one is refused elsewhere.
@@ -868,7 +890,7 @@ fn message_keys(msg: &Message<u8>) -> Vec<String> {
 }
 
 /// Whether `input` stands for several model steps.
-fn is_run(input: &Input<KvOp>) -> bool {
+fn is_run(input: &KvInput) -> bool {
     match input {
         Input::ClientRequests(cs) => cs.len() > 1,
         Input::Message { msg, .. } => match msg {
@@ -881,7 +903,7 @@ fn is_run(input: &Input<KvOp>) -> bool {
 }
 
 /// The client commands an input carries.
-fn requests_of(input: &Input<KvOp>) -> impl Iterator<Item = &Command<KvOp>> {
+fn requests_of(input: &KvInput) -> impl Iterator<Item = &Command<KvOp>> {
     let commands: &[Command<KvOp>] = match input {
         Input::ClientRequest(c) => std::slice::from_ref(c),
         Input::ClientRequests(cs) => cs,
@@ -929,17 +951,18 @@ fn unperformed_sends_received(nodes: &[Node], received: &[(u32, u32, String)]) -
 }
 
 /// The input's kind, named as the core's trace events name it (`Message::kind`).
-fn kind(input: &Input<KvOp>) -> String {
+fn kind(input: &KvInput) -> String {
     match input {
         Input::Message { msg, .. } => msg.kind(),
         Input::ClientRequest(_) => "request",
         Input::ClientRequests(_) => "requests",
         Input::Tick { .. } => "tick",
+        Input::Compact => "compact",
     }
     .to_string()
 }
 
-fn describe(input: &Input<KvOp>) -> String {
+fn describe(input: &KvInput) -> String {
     match input {
         Input::Message { from, msg } => format!("from n{from}: {msg:?}"),
         Input::ClientRequest(c) => format!("request {:?} seq {}: {:?}", c.client, c.seq, c.op),
@@ -950,6 +973,7 @@ fn describe(input: &Input<KvOp>) -> String {
             format!("requests {}", each.collect::<Vec<_>>().join(", "))
         }
         Input::Tick { now_ms } => format!("tick at {now_ms} ms"),
+        Input::Compact => "compact".to_string(),
     }
 }
 
@@ -982,10 +1006,11 @@ fn validate_start(
     node: &mut Node,
     config: &Config,
     recovered: &Durable<KvOp>,
-    effects: &[Effect<KvOp, KvOutput>],
+    effects: &[KvEffect],
     state: &KvState,
 ) -> Result<(), Failure> {
     node.config = Some(config.clone());
+    node.timers = state.timers.clone();
     let recovered = domain.durable(recovered).map_err(Failure::plain)?;
     let effects = domain.effects(effects).map_err(Failure::plain)?;
     // Which records survived: the longest prefix that folds to what the WAL gave back. The
@@ -1102,7 +1127,7 @@ fn logged_outcome(
     let replica = domain
         .replica(config, state, &node.executed)
         .map_err(Failure::plain)?;
-    outcome_from_impl(&domain.cfg, &replica, effects, durable_before)
+    outcome_from_impl(&domain.cfg, &replica, effects, (durable_before, None))
         .map_err(|e| Failure::plain(format!("the logged state has no model counterpart: {e}")))
 }
 
@@ -1128,10 +1153,11 @@ fn validate_step(
     actor: &MultiActor,
     i: usize,
     node: &mut Node,
-    input: &Input<KvOp>,
-    effects: &[Effect<KvOp, KvOutput>],
+    input: &KvInput,
+    effects: &[KvEffect],
     state: &KvState,
 ) -> Result<(), Failure> {
+    let timers = std::mem::replace(&mut node.timers, state.timers.clone());
     let Some(before) = node.model.clone() else {
         return Err(Failure::plain(
             "a step before the replica's first start line: the log is incomplete",
@@ -1144,51 +1170,67 @@ fn validate_step(
     let input = domain.input(input).map_err(Failure::plain)?;
     let effects = domain.effects(effects).map_err(Failure::plain)?;
     // A failure here is reported after the bookkeeping below, which later steps rely on.
-    let events = model_events(domain, &input, &before);
+    let events = model_events(domain, &input, &before, &timers);
     node.executed.extend(executed_of(&effects));
-    let mut compared = effects.clone();
-    let mut catch_up_sends = Ok(());
-    if matches!(events, Ok(None)) {
-        // Heartbeats, retransmissions and catch-up messages are not the model's steps: what
-        // they send is checked here, and the rest of the step must change nothing the model
-        // sees.
-        catch_up_sends = check_unmodelled_sends(&input, &effects, state, domain);
-        compared.retain(|e| !matches!(e, Effect::Send { .. }));
-    }
+    // Heartbeats and retransmissions are not the model's messages: what they send is checked
+    // here, and the rest of the step is compared with the model's.
+    let (unmodelled, compared): (Vec<ImplEffect>, Vec<ImplEffect>) = effects
+        .iter()
+        .cloned()
+        .partition(|e| is_unmodelled_send(&input, e));
+    let unmodelled_sends = check_unmodelled_sends(&input, &unmodelled, state, domain);
     let logged = logged_outcome(domain, node, &config, state, compared);
     let (mut expected, model_after) = match &events {
-        Ok(Some(events)) => model_step(actor, i, &before, events),
-        Ok(None) | Err(_) => (stutter(&before), before),
+        Ok(events) if !events.is_empty() => model_step(actor, i, &before, events),
+        Ok(_) | Err(_) => (stutter(&before), before),
     };
-    // A refused run is refused once (M6'); slot by slot the model sends the same Nack for
-    // each slot. One model event never sends two equal Nacks, so only a run is affected.
+    // A refused run is refused once (M6'), and its slots below the compaction point answered
+    // with one snapshot (K7); slot by slot the model sends the same Nack or Snapshot for each
+    // slot. One model event never sends two equal ones, so only a run is affected.
     expected
         .sends
-        .dedup_by(|a, b| a == b && matches!(a.1, MultiMsg::Nack(..)));
+        .dedup_by(|a, b| a == b && matches!(a.1, MultiMsg::Nack(..) | MultiMsg::Snapshot(..)));
     node.push_step(&effects, model_after);
     events?;
-    catch_up_sends?;
+    unmodelled_sends?;
     compare(&expected, &logged?)
 }
 
-/// The model events a logged input stands for: a tick at a replica that does not lead is its
-/// election timer (M1, the only timer it has; a tick that fires none is not logged); `None`
-/// for the steps the model takes as stuttering steps (a tick at a leader, H1 and R1; a
-/// heartbeat, H2 and C1; C2's `Status`). A `CatchUp` (C3) is a `Decide` per entry; a run of
-/// slots (an `Accept`, `Accepted` or `Decide` for several) is its one-slot messages in slot
-/// order; requests that arrived together are the requests one by one in `(client, seq)` order.
-/// `before` is the receiving replica as the model has it before the step.
+/// The sends no model message stands for: a leader's heartbeat (H1) and retransmitted
+/// Accepts (R1) on a tick.
+fn is_unmodelled_send(input: &ImplInput, effect: &ImplEffect) -> bool {
+    matches!(
+        (input, effect),
+        (
+            Input::Tick { .. },
+            Effect::Send {
+                msg: Message::Heartbeat { .. } | Message::Accept { .. },
+                ..
+            }
+        )
+    )
+}
+
+/// The model events a logged input stands for: a tick is the model's timers the core's
+/// `timers` (before the step) had due at it, the election timer (M1) at a replica that does
+/// not lead and the catch-up timer (K5) at any; none for the steps the model takes as
+/// stuttering steps (a leader's heartbeat and retransmissions, H1 and R1; a heartbeat's
+/// receipt, H2). A run of slots (an `Accept`, `Accepted` or `Decide` for several) is its
+/// one-slot messages in slot order; requests that arrived together are the requests one by
+/// one in `(client, seq)` order. `before` is the receiving replica as the model has it
+/// before the step.
 fn model_events(
     domain: &Domain,
-    input: &Input<u8>,
+    input: &ImplInput,
     before: &ModelReplica,
-) -> Result<Option<Vec<ModelEvent>>, Failure> {
+    timers: &Timers,
+) -> Result<Vec<ModelEvent>, Failure> {
     // An `Accepted` run carries no entries: what it votes for is the receiver's own proposals
     // at its ballot. A slot where the receiver holds no vote at that ballot is not in flight
     // there (the receiver does not lead at it, or the slot was never proposed, which no
     // follower answers), and the model ignores a vote for it whatever the command: no event.
     let votes = votes_to_impl(&domain.cfg, &before.state.accepted);
-    let deliver = |from: u32, msg: &Message<u8>| -> Result<Vec<ModelEvent>, Failure> {
+    let deliver = |from: u32, msg: &ImplMessage| -> Result<Vec<ModelEvent>, Failure> {
         let msgs = msg_to_model(&domain.cfg, msg, &votes).map_err(Failure::plain)?;
         let src = Id::from(from as usize);
         Ok(msgs
@@ -1201,27 +1243,23 @@ fn model_events(
         ModelEvent::Deliver(client, MultiMsg::Request(multi::Cmd(c.op)))
     };
     let leading = matches!(before.state.phase, multi::LeaderPhase::Leading { .. });
-    Ok(Some(match input {
-        Input::Tick { .. } if !leading => vec![ModelEvent::ElectionTimeout],
-        Input::Tick { .. }
-        | Input::Message {
-            msg: Message::Status { .. } | Message::Heartbeat { .. },
-            ..
-        } => return Ok(None),
-        Input::Message {
-            from,
-            msg: Message::CatchUp { entries, .. },
-        } => {
+    Ok(match input {
+        Input::Tick { now_ms } => {
+            let due = |at: Option<u64>| at.is_some_and(|at| at <= (*now_ms).max(timers.now_ms));
             let mut events = Vec::new();
-            for (slot, entry) in entries {
-                let decide = Message::Decide {
-                    slot: *slot,
-                    entries: vec![entry.clone()],
-                };
-                events.extend(deliver(*from, &decide)?);
+            if !leading && due(timers.election_at_ms) {
+                events.push(ModelEvent::Timeout(MultiTimer::Election));
+            }
+            if due(timers.catch_up_at_ms) {
+                events.push(ModelEvent::Timeout(MultiTimer::CatchUp));
             }
             events
         }
+        Input::Message {
+            msg: Message::Heartbeat { .. },
+            ..
+        } => Vec::new(),
+        Input::Compact => vec![ModelEvent::Timeout(MultiTimer::Compact)],
         Input::Message {
             from,
             msg:
@@ -1250,7 +1288,7 @@ fn model_events(
             cs.sort_by_key(|c| c.id());
             cs.into_iter().map(request).collect()
         }
-    }))
+    })
 }
 
 /// The outcome of a transition that changes nothing the model sees.
@@ -1263,12 +1301,11 @@ fn stutter(before: &ModelReplica) -> StepOutcome {
     }
 }
 
-/// What a step the model takes as a stuttering step may send: a leader's tick its heartbeat
-/// (H1, at its ballot and applied prefix) and Accepts it proposed at its ballot in slots still
-/// in flight (R1, duplicates); a heartbeat's receiver its applied prefix (C1); a leader its
-/// chosen entries (C2). `state` is the replica after the step.
+/// What a tick may send besides the model's messages: a leader's heartbeat (H1, at its
+/// ballot) and Accepts it proposed at its ballot in slots still in flight (R1, duplicates).
+/// `state` is the replica after the step.
 fn check_unmodelled_sends(
-    input: &Input<u8>,
+    input: &ImplInput,
     effects: &[ImplEffect],
     state: &KvState,
     domain: &Domain,
@@ -1282,19 +1319,7 @@ fn check_unmodelled_sends(
             continue;
         };
         match (input, msg) {
-            (
-                Input::Message {
-                    msg: Message::Heartbeat { .. },
-                    ..
-                },
-                Message::Status { applied },
-            ) if *applied == state.applied => {}
-            (
-                Input::Tick { .. },
-                Message::Heartbeat {
-                    ballot, applied, ..
-                },
-            ) if leading_at == Some(*ballot) && *applied == state.applied => {}
+            (Input::Tick { .. }, Message::Heartbeat { ballot }) if leading_at == Some(*ballot) => {}
             (Input::Tick { .. }, Message::Accept { ballot, .. }) if leading_at == Some(*ballot) => {
                 for part in msg.per_slot() {
                     let Message::Accept { slot, entries, .. } = &part else {
@@ -1315,25 +1340,9 @@ fn check_unmodelled_sends(
                     }
                 }
             }
-            (Input::Message { .. }, Message::CatchUp { entries, .. }) => {
-                for (slot, entry) in entries {
-                    let chosen = state
-                        .chosen
-                        .get(slot)
-                        .map(|e| domain.entry(e))
-                        .transpose()
-                        .map_err(Failure::plain)?;
-                    if chosen.as_ref() != Some(entry) {
-                        return Err(Failure::plain(format!(
-                            "C2: the CatchUp carries slot {slot} = {entry:?}, which this \
-                             replica has not chosen"
-                        )));
-                    }
-                }
-            }
             (_, msg) => {
                 return Err(Failure::plain(format!(
-                    "a catch-up step sent {msg:?}, which no catch-up rule sends"
+                    "a tick sent {msg:?}, which neither H1 nor R1 sends"
                 )))
             }
         }

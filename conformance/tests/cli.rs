@@ -83,25 +83,6 @@ fn bad_arguments_exit_2_with_a_clear_message() {
             vec!["check".into(), "lamport".into()],
             "unrecognized subcommand",
         ),
-        // K1-K7 are in the model only until the core implements them.
-        (
-            vec![
-                "check".into(),
-                "multi".into(),
-                "--compactions".into(),
-                "1".into(),
-            ],
-            "in the model only",
-        ),
-        (
-            vec![
-                "check".into(),
-                "multi".into(),
-                "--catch-ups".into(),
-                "1".into(),
-            ],
-            "in the model only",
-        ),
         (vec!["replay".into()], "FILE"),
         (
             vec!["replay".into(), scratch.path("broken.json")],

@@ -83,6 +83,21 @@ fn config_for(mutant: Mutant) -> MultiConfig {
             retries: 0,
             ..small()
         },
+        // A replica compacts slot 0, then a candidate's Prepare reaches it.
+        Mutant::PromiseHidesCompaction => MultiConfig {
+            compactions: 1,
+            retries: 0,
+            ..small()
+        },
+        // The leader compacts slot 0 and answers a follower's catch-up request (K6) with its
+        // snapshot; the leader's Decide reaches the follower first.
+        Mutant::InstallOlderSnapshot => MultiConfig {
+            compactions: 1,
+            catch_ups: 1,
+            elections: 0,
+            retries: 0,
+            ..small()
+        },
     }
 }
 

@@ -54,12 +54,7 @@ fn every_seeded_bug_has_a_regression_trace() {
     for &bug in paxos_model::synod::SynodBug::ALL {
         assert!(bugs.contains(&format!("synod:{bug}")), "no trace of {bug}");
     }
-    // The compaction bugs (K1-K7) join when the core implements those rules: until then
-    // `replay` refuses their configurations.
-    let replayable = paxos_model::multi::MultiBug::ALL
-        .iter()
-        .filter(|bug| paxos_conformance::multi::check_supported(&bug.witness_config()).is_ok());
-    for &bug in replayable {
+    for &bug in paxos_model::multi::MultiBug::ALL {
         assert!(bugs.contains(&format!("multi:{bug}")), "no trace of {bug}");
     }
 }

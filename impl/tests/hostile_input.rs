@@ -28,7 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The key-value service's peer messages.
-type PeerMsg = wire::PeerMsg<paxos_impl::multi::KvOp>;
+type PeerMsg = wire::PeerMsgOf<paxos_impl::multi::KvStore>;
 
 const FRAME_MAX: u32 = 1 << 16;
 
@@ -95,13 +95,21 @@ fn any_peer_msg() -> impl Strategy<Value = PeerMsg> {
             .prop_map(|(slot, entries)| PeerMsg::Paxos(Message::Decide { slot, entries })),
         any_ballot().prop_map(|ballot| PeerMsg::Paxos(Message::Prepare { ballot, applied: 0 })),
         (0u64..1_000).prop_map(|applied| PeerMsg::Paxos(Message::Status { applied })),
-        (any_ballot(), 0u64..1_000, 0u64..1_000).prop_map(|(ballot, applied, all_applied)| {
-            PeerMsg::Paxos(Message::Heartbeat {
-                ballot,
-                applied,
-                all_applied,
-            })
-        }),
+        proptest::collection::vec((0u64..1_000, any_entry()), 0..4)
+            .prop_map(|entries| PeerMsg::Paxos(Message::CatchUp { entries })),
+        (
+            0u64..1_000,
+            proptest::collection::btree_map(".{0,8}", ".{0,8}", 0..4)
+        )
+            .prop_map(|(applied, state_machine)| {
+                let state = std::sync::Arc::new(paxos_impl::multi::AppliedState {
+                    applied,
+                    state_machine,
+                    clients: Default::default(),
+                });
+                PeerMsg::Paxos(Message::Snapshot { state })
+            }),
+        any_ballot().prop_map(|ballot| PeerMsg::Paxos(Message::Heartbeat { ballot })),
     ]
 }
 

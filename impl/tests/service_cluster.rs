@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The key-value service's peer messages.
-type PeerMsg = wire::PeerMsg<paxos_impl::multi::KvOp>;
+type PeerMsg = wire::PeerMsgOf<paxos_impl::multi::KvStore>;
 
 const EXE: &str = env!("CARGO_BIN_EXE_paxos-node");
 

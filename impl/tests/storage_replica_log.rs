@@ -591,7 +591,7 @@ impl Cluster {
         );
     }
 
-    fn step(&mut self, i: u32, input: Input<KvOp>) {
+    fn step(&mut self, i: u32, input: paxos_impl::multi::InputOf<KvStore>) {
         self.sim.step(i, input, &mut ignore::<KvStore>).unwrap();
     }
 

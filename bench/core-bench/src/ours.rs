@@ -4,7 +4,7 @@
 //! queues the message, timers are never armed by a stable leader.
 
 use paxos_protocol::ballot::NodeId;
-use paxos_protocol::multi::{ClientId, Command, Config, Input, StateMachine};
+use paxos_protocol::multi::{ClientId, Command, Config, Input, InputOf, StateMachine};
 use paxos_protocol::sim::{ignore, Cluster as Sim, MemoryLog};
 
 use crate::harness::{checksum, Cluster};
@@ -79,7 +79,7 @@ impl Ours {
         })
     }
 
-    fn step(&mut self, id: NodeId, input: Input<u64>) {
+    fn step(&mut self, id: NodeId, input: InputOf<Checksum>) {
         // In-memory storage never fails.
         let _ = self.sim.step(id, input, &mut ignore::<Checksum>);
     }

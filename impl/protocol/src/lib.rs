@@ -10,7 +10,7 @@
 //!
 //! [`ballot`]: ballots `(round, node)`. [`rules`]: the acceptor and proposer rules both cores
 //! share. [`synod`]: the single-decree core (S1–S9 of `specs/protocol.md`). [`multi`]: the
-//! Multi-Paxos replica (M1–M12, the timers T/H1/H2/R1, catch-up C1–C3), its durable records and
+//! Multi-Paxos replica (M1–M12, the timers T/H1/H2/R1, compaction and catch-up K1–K7), its durable records and
 //! their fold. [`step_log`]: the line format of a real run's step log, which trace validation
 //! reads.
 

@@ -17,8 +17,8 @@ use std::collections::VecDeque;
 
 use crate::ballot::NodeId;
 use crate::multi::{
-    AppliedState, Config, Durable, Effect, Input, Message, Record, RecordError, Replica,
-    ReplicaEffect, StateMachine,
+    AppliedState, Config, Durable, Effect, Input, InputOf, Message, Record, RecordError, Replica,
+    ReplicaEffect, SnapshotOf, StateMachine,
 };
 
 /// Sees every effect of a step before the cluster performs it.
@@ -26,11 +26,14 @@ pub type Observer<'a, S> = dyn FnMut(NodeId, &ReplicaEffect<S>) + 'a;
 
 /// A message in flight.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Envelope<Op> {
+pub struct Envelope<Op, Snap> {
     pub from: NodeId,
     pub to: NodeId,
-    pub msg: Message<Op>,
+    pub msg: Message<Op, Snap>,
 }
+
+/// A message in flight between replicas running state machine `S`.
+pub type EnvelopeOf<S> = Envelope<<S as StateMachine>::Op, SnapshotOf<S>>;
 
 /// A replica's snapshot of its applied prefix.
 pub type Snapshot<S> = AppliedState<<S as StateMachine>::Snapshot, <S as StateMachine>::Output>;
@@ -52,8 +55,8 @@ pub trait Storage<S: StateMachine> {
     /// What the replica recovers from: everything persisted, nothing else.
     fn recover(&mut self) -> Result<Recovered<S>, String>;
 
-    /// The replica took `snapshot` and compacted its log to `durable`: the snapshot is
-    /// durable before the log loses anything.
+    /// The replica took or installed `snapshot` (K1, K4) and its log from there on is
+    /// `durable`: the snapshot is durable before the log loses anything.
     fn compacted(&mut self, snapshot: Snapshot<S>, durable: Durable<S::Op>) -> Result<(), String>;
 }
 
@@ -117,7 +120,7 @@ pub struct Node<S: StateMachine, St> {
 pub struct Cluster<S: StateMachine, St = MemoryLog<S>> {
     pub nodes: Vec<Node<S, St>>,
     /// In flight, oldest first.
-    pub net: VecDeque<Envelope<S::Op>>,
+    pub net: VecDeque<EnvelopeOf<S>>,
     /// One step's effects; drained after each, so one allocation serves them all.
     effects: Vec<ReplicaEffect<S>>,
 }
@@ -169,7 +172,7 @@ impl<S: StateMachine, St: Storage<S>> Cluster<S, St> {
     pub fn step(
         &mut self,
         id: NodeId,
-        input: Input<S::Op>,
+        input: InputOf<S>,
         observe: &mut (impl FnMut(NodeId, &ReplicaEffect<S>) + ?Sized),
     ) -> Result<(), String> {
         let Some(replica) = self
@@ -198,6 +201,14 @@ impl<S: StateMachine, St: Storage<S>> Cluster<S, St> {
                 Effect::Persist(record) => {
                     node.storage.append(record);
                     wrote = true;
+                }
+                Effect::Snapshot(snapshot) => {
+                    // The log from the snapshot on is the replica's durable state after the
+                    // step; the step's records, appended after it, are in it already and
+                    // fold onto it unchanged.
+                    let durable = node.replica.as_ref().map(Replica::durable);
+                    let durable = durable.ok_or_else(|| format!("replica {id} is down"))?;
+                    node.storage.compacted((*snapshot).clone(), durable)?;
                 }
                 Effect::Send { to, msg } => self.net.push_back(Envelope { from: id, to, msg }),
                 Effect::Executed { .. } | Effect::Reply { .. } => {}
@@ -240,7 +251,7 @@ impl<S: StateMachine, St: Storage<S>> Cluster<S, St> {
         }
     }
 
-    fn take(&mut self, index: usize) -> Option<Envelope<S::Op>> {
+    fn take(&mut self, index: usize) -> Option<EnvelopeOf<S>> {
         match self.net.len() {
             0 => None,
             // The oldest, as a FIFO schedule (and the benchmark) takes it, without a division.
@@ -270,7 +281,7 @@ impl<S: StateMachine, St: Storage<S>> Cluster<S, St> {
         ))
     }
 
-    /// Replica `id`'s clock moves to its next deadline (M1, H1, R1, C1), if it is up and has
+    /// Replica `id`'s clock moves to its next deadline (M1, H1, R1, K5), if it is up and has
     /// one; false if nothing was due.
     pub fn tick_to_deadline(
         &mut self,
@@ -331,18 +342,14 @@ impl<S: StateMachine, St: Storage<S>> Cluster<S, St> {
         self.perform(id, observe)
     }
 
-    /// Replica `id` snapshots its applied prefix and compacts its log and memory below what
-    /// every replica applied; nothing if it is down.
-    pub fn snapshot(&mut self, id: NodeId) -> Result<(), String> {
-        let Some(node) = self.nodes.get_mut(id as usize) else {
-            return Err(format!("no replica {id}"));
-        };
-        let Some(replica) = node.replica.as_mut() else {
-            return Ok(());
-        };
-        let snapshot = replica.applied_state();
-        replica.compact();
-        node.storage.compacted(snapshot, replica.durable())
+    /// Replica `id` snapshots its applied prefix and forgets the log below it (K1); nothing
+    /// if it is down.
+    pub fn compact(
+        &mut self,
+        id: NodeId,
+        observe: &mut (impl FnMut(NodeId, &ReplicaEffect<S>) + ?Sized),
+    ) -> Result<(), String> {
+        self.step(id, Input::Compact, observe)
     }
 }
 
@@ -382,7 +389,7 @@ mod tests {
         .unwrap()
     }
 
-    fn request(seq: u64) -> Input<u32> {
+    fn request(seq: u64) -> InputOf<Sm> {
         Input::ClientRequest(Command {
             client: ClientId(1),
             seq,
@@ -424,10 +431,8 @@ mod tests {
             cluster.step(0, request(seq), ignore).unwrap();
             cluster.deliver_all(100, ignore).unwrap();
         }
-        // Every replica applied 3: a heartbeat round tells the leader so, and it compacts.
-        cluster.tick_to_deadline(0, ignore).unwrap();
-        cluster.deliver_all(100, ignore).unwrap();
-        cluster.snapshot(0).unwrap();
+        cluster.compact(0, ignore).unwrap();
+        assert_eq!(cluster.replica(0).unwrap().compacted(), 3);
         let before = cluster.replica(0).unwrap().durable();
         assert!(cluster.nodes[0].storage.snapshot.is_some());
         cluster.crash(0);

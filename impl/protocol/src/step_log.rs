@@ -1,10 +1,10 @@
-//! The step log's line format (`paxos-steps/3`): every transition a replica's core takes in a
+//! The step log's line format (`paxos-steps/4`): every transition a replica's core takes in a
 //! real run, as JSON lines, so that `paxos-conform validate` can check the run against the
 //! model (`specs/trace-format.md`, "Step logs"). The node crate writes them
 //! (`paxos_impl::runtime::step_log`).
 //!
 //! ```text
-//!   {"start":{"format":"paxos-steps/3","node":0,"pid":..,"config":..,"recovered":..,"effects":[..],"state":..}}
+//!   {"start":{"format":"paxos-steps/4","node":0,"pid":..,"config":..,"recovered":..,"effects":[..],"state":..}}
 //!   {"step":{"node":0,"input":..,"effects":[..],"state":..}}     one per core step
 //!   ... a restarted process appends another "start" line and goes on
 //! ```
@@ -17,7 +17,7 @@ use crate::ballot::NodeId;
 use crate::multi::{Config, Durable, Effect, Input, ReplicaState};
 
 /// The format name every `start` line carries.
-pub const STEP_LOG_FORMAT: &str = "paxos-steps/3";
+pub const STEP_LOG_FORMAT: &str = "paxos-steps/4";
 
 /// One line of a step log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ pub const STEP_LOG_FORMAT: &str = "paxos-steps/3";
     clippy::large_enum_variant,
     reason = "a line lives only while it is written or read; boxing would add an allocation per step"
 )]
-pub enum StepLine<Op, Out> {
+pub enum StepLine<Op, Out, Snap> {
     /// A process started the replica: from empty storage (`recovered` is empty) or by
     /// recovering what its WAL held (M11). `effects` are the recovery's own.
     Start {
@@ -35,14 +35,14 @@ pub enum StepLine<Op, Out> {
         pid: u32,
         config: Config,
         recovered: Durable<Op>,
-        effects: Vec<Effect<Op, Out>>,
+        effects: Vec<Effect<Op, Out, Snap>>,
         state: ReplicaState<Op, Out>,
     },
     /// One core step: its input, its effects in order, and the replica state after it.
     Step {
         node: NodeId,
-        input: Input<Op>,
-        effects: Vec<Effect<Op, Out>>,
+        input: Input<Op, Snap>,
+        effects: Vec<Effect<Op, Out, Snap>>,
         state: ReplicaState<Op, Out>,
     },
 }

@@ -14,8 +14,8 @@
 //! repeated Promise must not overtake the write of the promise it repeats).
 //!
 //! **Time.** The task makes no protocol decision of its own: the election timer, the leader's
-//! heartbeat, retransmission of Accepts and the pacing of catch-up are the core's
-//! (`specs/protocol.md`, M1, H1, H2, R1, C1). The task passes its monotonic clock to the core
+//! heartbeat, retransmission of Accepts and the catch-up request are the core's
+//! (`specs/protocol.md`, M1, H1, H2, R1, K5). The task passes its monotonic clock to the core
 //! as [`Input::Tick`] (milliseconds since the task started) before each batch of events, and
 //! sleeps until [`Replica::next_deadline`] when there is nothing else to do. What it still
 //! times on its own is IO: how long it waits for fsyncs at shutdown, and dropping the
@@ -34,12 +34,12 @@ use super::gate::DurabilityGate;
 use super::metrics::{add, inc, Metrics};
 use super::step_log::{StepLine, StepLog};
 use super::transport::PeerLink;
-use super::wire::PeerMsg;
+use super::wire::{PeerMsg, PeerMsgOf};
 use crate::ballot::NodeId;
 use crate::multi::mutants::Mutant;
 use crate::multi::{
-    ClientId, Command, CommandId, Effect, Input, Message, Millis, Phase, Record, Replica,
-    ReplicaEffect, Slot,
+    ClientId, Command, CommandId, Effect, Input, InputOf, Message, Millis, Phase, Record, Replica,
+    ReplicaEffect, Slot, SnapshotOf,
 };
 use crate::storage::replica_log::encode_records;
 use crate::storage::{GroupCommitStats, ReplicaGroupCommit};
@@ -52,7 +52,7 @@ pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the node task is told.
 pub enum NodeEvent<S: Replicated> {
     /// A message from a peer (already handshaken).
-    Peer { from: NodeId, msg: PeerMsg<S::Op> },
+    Peer { from: NodeId, msg: PeerMsgOf<S> },
     /// A client request; answered once its command is executed, or at once with a redirect.
     Client {
         command: Command<S::Op>,
@@ -134,6 +134,10 @@ pub enum NodeError {
     Wal(String),
     #[error("cannot write the step log, the node stops rather than leave a gap in it: {0}")]
     StepLog(String),
+    /// The core asked for a snapshot to be made durable (K1, K4), which this runtime cannot
+    /// do yet: it stops rather than run on with a log that does not hold what the core keeps.
+    #[error("the core installed a snapshot at slot {0}, which the service cannot persist yet")]
+    SnapshotUnsupported(u64),
 }
 
 /// An effect waiting to be performed.
@@ -151,7 +155,7 @@ struct Durability {
 pub struct NodeParts<S: Replicated> {
     pub replica: Replica<S>,
     pub wal: ReplicaGroupCommit<S::Op>,
-    pub links: Vec<PeerLink<S::Op>>,
+    pub links: Vec<PeerLink<S::Op, SnapshotOf<S>>>,
     pub metrics: Arc<Metrics>,
     pub status: watch::Sender<NodeStatus>,
     pub inbox: mpsc::Receiver<NodeEvent<S>>,
@@ -175,7 +179,7 @@ pub struct NodeTask<S: Replicated> {
     id: NodeId,
     replica: Replica<S>,
     wal: Option<ReplicaGroupCommit<S::Op>>,
-    links: BTreeMap<NodeId, PeerLink<S::Op>>,
+    links: BTreeMap<NodeId, PeerLink<S::Op, SnapshotOf<S>>>,
     metrics: Arc<Metrics>,
     status: watch::Sender<NodeStatus>,
     inbox: mpsc::Receiver<NodeEvent<S>>,
@@ -281,7 +285,7 @@ impl<S: Replicated> NodeTask<S> {
         }
     }
 
-    fn on_peer(&mut self, from: NodeId, msg: PeerMsg<S::Op>) {
+    fn on_peer(&mut self, from: NodeId, msg: PeerMsgOf<S>) {
         let PeerMsg::Paxos(msg) = msg;
         self.step(Input::Message { from, msg });
     }
@@ -341,7 +345,7 @@ impl<S: Replicated> NodeTask<S> {
 
     // ------------------------------------------------------------ stepping the core
 
-    fn step(&mut self, input: Input<S::Op>) {
+    fn step(&mut self, input: InputOf<S>) {
         let was_leading = self.replica.is_leading();
         let was_preparing = matches!(self.replica.phase(), Phase::Preparing { .. });
         let tick = matches!(input, Input::Tick { .. });
@@ -368,6 +372,10 @@ impl<S: Replicated> NodeTask<S> {
                 Effect::Persist(record) => {
                     self.count_record(&record);
                     self.records.push(record);
+                }
+                Effect::Snapshot(snapshot) => {
+                    tracing::error!(applied = snapshot.applied, "snapshot effect unsupported");
+                    self.failure = Some(NodeError::SnapshotUnsupported(snapshot.applied));
                 }
                 other => {
                     self.count_send(&other, tick);
@@ -505,7 +513,7 @@ impl<S: Replicated> NodeTask<S> {
                 seq,
                 output,
             } => self.reply(client, seq, output),
-            Effect::Persist(_) => {}
+            Effect::Persist(_) | Effect::Snapshot(_) => {}
         }
     }
 
@@ -522,7 +530,7 @@ impl<S: Replicated> NodeTask<S> {
         }
     }
 
-    fn send_now(&self, to: NodeId, msg: PeerMsg<S::Op>) {
+    fn send_now(&self, to: NodeId, msg: PeerMsgOf<S>) {
         let Some(link) = self.links.get(&to) else {
             return;
         };
@@ -612,7 +620,7 @@ mod tests {
     /// A node task for replica `id` of a 3-replica cluster, its peers simulated by channels.
     struct Harness {
         inbox: mpsc::Sender<NodeEvent<KvStore>>,
-        peers: BTreeMap<NodeId, mpsc::Receiver<PeerMsg<KvOp>>>,
+        peers: BTreeMap<NodeId, mpsc::Receiver<PeerMsgOf<KvStore>>>,
         stop: watch::Sender<bool>,
         task: tokio::task::JoinHandle<Result<(), NodeError>>,
         _dir: tempfile::TempDir,
@@ -674,7 +682,7 @@ mod tests {
 
     impl Harness {
         /// The next message to `peer` that is not a heartbeat.
-        async fn next_to(&mut self, peer: NodeId) -> PeerMsg<KvOp> {
+        async fn next_to(&mut self, peer: NodeId) -> PeerMsgOf<KvStore> {
             let receiver = self.peers.get_mut(&peer).expect("peer");
             loop {
                 let msg = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
@@ -788,11 +796,7 @@ mod tests {
             answer.await.expect("answered"),
             ClientOutcome::NotLeader { leader }
         );
-        let heartbeat = PeerMsg::Paxos(Message::Heartbeat {
-            ballot: B10,
-            applied: 2,
-            all_applied: 0,
-        });
+        let heartbeat = PeerMsg::Paxos(Message::Heartbeat { ballot: B10 });
         let event = NodeEvent::Peer {
             from: 0,
             msg: heartbeat,
@@ -803,11 +807,9 @@ mod tests {
             PeerMsg::Paxos(Message::Status { applied: 0 })
         );
         let catch_up = Message::CatchUp {
-            ballot: B10,
             entries: (1..=2)
                 .map(|seq| (seq - 1, Entry::Command(put(seq))))
                 .collect(),
-            all_applied: 0,
         };
         let event = NodeEvent::Peer {
             from: 0,

@@ -57,11 +57,17 @@ impl<T> Payload for T where
 {
 }
 
-/// A state machine the node can replicate: its operations and outputs are [`Payload`]s, and
-/// it lives in the node task.
-pub trait Replicated: StateMachine<Op: Payload, Output: Payload> + Send + 'static {}
+/// A state machine the node can replicate: its operations, outputs and snapshots are
+/// [`Payload`]s, and it lives in the node task.
+pub trait Replicated:
+    StateMachine<Op: Payload, Output: Payload, Snapshot: Payload> + Send + 'static
+{
+}
 
-impl<S> Replicated for S where S: StateMachine<Op: Payload, Output: Payload> + Send + 'static {}
+impl<S> Replicated for S where
+    S: StateMachine<Op: Payload, Output: Payload, Snapshot: Payload> + Send + 'static
+{
+}
 
 /// What a replica needs to start.
 #[derive(Clone, Debug)]
@@ -74,7 +80,7 @@ pub struct NodeOptions {
     pub data_dir: PathBuf,
     /// Seeds the core's election jitter (logged at start, so a run can be repeated).
     pub seed: u64,
-    /// Append every core transition to this file (`paxos-steps/3`), for `paxos-conform
+    /// Append every core transition to this file (`paxos-steps/4`), for `paxos-conform
     /// validate`. `None` in production: each line holds the whole replica state.
     pub step_log: Option<PathBuf>,
     /// A core mutant switched on around every step, for the power tests (only builds with

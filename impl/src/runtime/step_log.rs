@@ -1,5 +1,5 @@
 //! The step log (`serve --step-log FILE`): every transition the core takes in a real run, one
-//! [`StepLine`] per JSON line (format `paxos-steps/3`, defined with the core in
+//! [`StepLine`] per JSON line (format `paxos-steps/4`, defined with the core in
 //! `paxos_protocol::step_log`), so that `paxos-conform validate` can check the run against the
 //! model.
 //!
@@ -35,9 +35,9 @@ impl StepLog {
     }
 
     /// Writes `line` with one `write` call (no user-space buffer a `kill -9` could lose).
-    pub fn write<Op: Serialize, Out: Serialize>(
+    pub fn write<Op: Serialize, Out: Serialize, Snap: Serialize>(
         &mut self,
-        line: &StepLine<Op, Out>,
+        line: &StepLine<Op, Out, Snap>,
     ) -> io::Result<()> {
         self.line.clear();
         serde_json::to_writer(&mut self.line, line)?;

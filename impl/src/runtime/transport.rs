@@ -25,8 +25,9 @@ use super::config::ClusterConfig;
 use super::metrics::{inc, Metrics};
 use super::node::NodeEvent;
 use super::replicated::{Payload, Replicated};
-use super::wire::{self, FrameError, Hello, HelloProof, HelloReply, PeerMsg, MAGIC};
+use super::wire::{self, FrameError, Hello, HelloProof, HelloReply, PeerMsg, PeerMsgOf, MAGIC};
 use crate::ballot::NodeId;
+use crate::multi::SnapshotOf;
 
 /// How long a handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,9 +39,9 @@ pub const HELLO_BYTES_MAX: u32 = 4096;
 
 /// The node task's handle to one peer's outbound queue.
 #[derive(Clone, Debug)]
-pub struct PeerLink<Op> {
+pub struct PeerLink<Op, Snap> {
     pub id: NodeId,
-    pub sender: mpsc::Sender<PeerMsg<Op>>,
+    pub sender: mpsc::Sender<PeerMsg<Op, Snap>>,
     /// Whether the outbound connection is up (for `/status`).
     pub connected: Arc<AtomicBool>,
     /// Cuts the outbound task's backoff short: notified when the peer connects to us, which
@@ -50,12 +51,12 @@ pub struct PeerLink<Op> {
 }
 
 /// Starts one outbound task per peer; returns their links and tasks.
-pub fn start_outbound<Op: Payload>(
+pub fn start_outbound<Op: Payload, Snap: Payload>(
     config: &Arc<ClusterConfig>,
     secret: &Arc<PeerSecret>,
     me: NodeId,
     metrics: &Arc<Metrics>,
-) -> (Vec<PeerLink<Op>>, Vec<JoinHandle<()>>) {
+) -> (Vec<PeerLink<Op, Snap>>, Vec<JoinHandle<()>>) {
     let mut links = Vec::new();
     let mut tasks = Vec::new();
     for peer in config.nodes.iter().filter(|n| n.id != me) {
@@ -84,19 +85,19 @@ pub fn start_outbound<Op: Payload>(
     (links, tasks)
 }
 
-struct Outbound<Op> {
+struct Outbound<Op, Snap> {
     config: Arc<ClusterConfig>,
     secret: Arc<PeerSecret>,
     me: NodeId,
     peer: NodeId,
     addr: std::net::SocketAddr,
-    receiver: mpsc::Receiver<PeerMsg<Op>>,
+    receiver: mpsc::Receiver<PeerMsg<Op, Snap>>,
     connected: Arc<AtomicBool>,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
 }
 
-impl<Op: Payload> Outbound<Op> {
+impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
     async fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
         loop {
@@ -233,7 +234,7 @@ pub fn start_listener<S: Replicated>(
     me: NodeId,
     inbox: mpsc::Sender<NodeEvent<S>>,
     metrics: Arc<Metrics>,
-    links: &[PeerLink<S::Op>],
+    links: &[PeerLink<S::Op, SnapshotOf<S>>],
 ) -> JoinHandle<()> {
     let wakes: Arc<Vec<(NodeId, Arc<Notify>)>> =
         Arc::new(links.iter().map(|l| (l.id, Arc::clone(&l.wake))).collect());
@@ -289,7 +290,7 @@ impl<S: Replicated> Inbound<S> {
         let max = self.config.limits.frame_bytes_max;
         loop {
             let msgs = match wire::read_frame(&mut stream, max).await {
-                Ok(payload) => wire::decode::<Vec<PeerMsg<S::Op>>>(&payload),
+                Ok(payload) => wire::decode::<Vec<PeerMsgOf<S>>>(&payload),
                 Err(e) => Err(e),
             };
             let msgs = match msgs {

@@ -21,12 +21,13 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::auth::{Nonce, Proof};
 use crate::ballot::NodeId;
-use crate::multi::Message;
+use crate::multi::{Message, SnapshotOf, StateMachine};
 
-/// The first four bytes of every [`Hello`]: "paxos node, wire format 4" (2: authenticated;
-/// 3: phase 2 carries runs of slots; 4: the heartbeat is the core's `Message::Heartbeat`).
-/// A peer of another format is refused at the handshake.
-pub const MAGIC: [u8; 4] = *b"PXN4";
+/// The first four bytes of every [`Hello`]: "paxos node, wire format 5" (2: authenticated;
+/// 3: phase 2 carries runs of slots; 4: the heartbeat is the core's `Message::Heartbeat`;
+/// 5: the heartbeat carries only its ballot, and the catch-up and snapshot messages are
+/// K5–K7's). A peer of another format is refused at the handshake.
+pub const MAGIC: [u8; 4] = *b"PXN5";
 
 /// The dialler's handshake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,12 +63,16 @@ pub enum HelloReply {
 
 /// What one replica's runtime tells another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PeerMsg<Op> {
+pub enum PeerMsg<Op, Snap> {
     /// A protocol message of `specs/protocol.md`, delivered to the core as it is. The only
-    /// kind: every message a replica sends is the core's decision (the heartbeat included).
-    /// An enum so that a transfer below the protocol (snapshot chunks) can join it.
-    Paxos(Message<Op>),
+    /// kind: every message a replica sends is the core's decision (the heartbeat and the
+    /// snapshot included). An enum so that a transfer below the protocol (snapshot chunks)
+    /// can join it.
+    Paxos(Message<Op, Snap>),
 }
+
+/// What one replica running state machine `S` tells another.
+pub type PeerMsgOf<S> = PeerMsg<<S as StateMachine>::Op, SnapshotOf<S>>;
 
 /// Why a frame was refused.
 #[derive(Debug, thiserror::Error)]
@@ -144,8 +149,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 
 /// Encodes `msgs` into frames of at most `max` bytes each, splitting the batch where needed.
 /// A single message too large for any frame is returned in the error list (and not sent).
-pub fn encode_batch<Op: Serialize>(
-    msgs: &[PeerMsg<Op>],
+pub fn encode_batch<Op: Serialize, Snap: Serialize>(
+    msgs: &[PeerMsg<Op, Snap>],
     max: u32,
 ) -> (Vec<Vec<u8>>, Vec<FrameError>) {
     let mut frames = Vec::new();
@@ -174,9 +179,9 @@ mod tests {
     use super::*;
     use crate::ballot::Ballot;
     use crate::multi::Slot;
-    use crate::multi::{ClientId, Command, Entry, KvOp};
+    use crate::multi::{ClientId, Command, Entry, KvOp, KvStore};
 
-    type PeerMsg = super::PeerMsg<KvOp>;
+    type PeerMsg = super::PeerMsgOf<KvStore>;
 
     fn accept(slot: Slot, value: &str) -> PeerMsg {
         PeerMsg::Paxos(Message::Accept {
@@ -199,8 +204,6 @@ mod tests {
             accept(0, "a"),
             PeerMsg::Paxos(Message::Heartbeat {
                 ballot: Ballot { round: 2, node: 1 },
-                applied: 7,
-                all_applied: 5,
             }),
             PeerMsg::Paxos(Message::Status { applied: 3 }),
         ];

@@ -71,14 +71,15 @@
 //! re-applies the chosen prefix from slot 0) is not enough: start the core with
 //! [`Replica::recover_from`], passing the [`AppliedState`] (applied prefix, state machine,
 //! client table) the runtime stored as the snapshot's state-machine bytes
-//! ([`encode_state_machine`] of [`Replica::applied_state`]). The core's own compaction
-//! ([`Replica::compact`]) may then also drop accepted values, but only below the prefix every
-//! replica has applied, which makes that safe (`specs/protocol.md`, "Catch-up, snapshots and
-//! compaction"); the durable state it reports afterwards is what the next snapshot keeps.
+//! ([`encode_state_machine`] of [`Replica::applied_state`]). The core's own compaction (K1,
+//! `Input::Compact`, and K4, a snapshot installed) forgets accepted and chosen entries below its
+//! applied prefix, which K2's report of the compaction point in every Promise makes safe
+//! (`specs/protocol.md`, "Compaction that no replica can block"); the durable state it reports
+//! afterwards is what the next snapshot keeps. The service does not compact through the core
+//! yet (specs/service.md, R3).
 //!
 //! [`Replica::recover_from`]: crate::multi::Replica::recover_from
 //! [`Replica::applied_state`]: crate::multi::Replica::applied_state
-//! [`Replica::compact`]: crate::multi::Replica::compact
 //! [`AppliedState`]: crate::multi::AppliedState
 //! [`Replica::recover`]: crate::multi::Replica::recover
 //! [`Replica::durable`]: crate::multi::Replica::durable

@@ -1,9 +1,9 @@
 //! The Multi-Paxos replica core: every replica is acceptor, leader candidate, learner and state
 //! machine, as one deterministic state machine with no IO, no clocks, no randomness and no
 //! threads. The transitions are those of `specs/protocol.md`: M1–M12 ("Multi-Paxos: the replica
-//! as modelled"), the timers and heartbeats T, H1, H2, R1 ("Timers and heartbeats") and the
-//! catch-up rules C1–C3 ("Catch-up, snapshots and compaction"); each handler in [`replica`]
-//! names its rule. Time is an input like any other ([`timers`]).
+//! as modelled"), the timers and heartbeats T, H1, H2, R1 ("Timers and heartbeats") and
+//! compaction, snapshots and catch-up K1–K7 ("Compaction that no replica can block"); each
+//! handler in [`replica`] names its rule. Time is an input like any other ([`timers`]).
 //!
 //! ```text
 //!   Replica::new(config, sm)             ─┐
@@ -43,7 +43,7 @@
 //! | field | type | meaning |
 //! |---|---|---|
 //! | `node` | u32 | the replica's id |
-//! | `rule` | str | the rule applied: `bootstrap`, `M1`, `M2`, `M2'`, `M2''`, `M3`, `M4`, `M5`, `M5'`, `M5''`, `M6`, `M6'`, `M7`, `M8`, `M10`, `M11`, the timer rules `H1`, `H2`, `R1` (a tick at a leader that re-sent anything is `R1`, else `H1` if its heartbeat went out), the catch-up rules `C1`, `C2`, `C3`, or `none` when the input changed nothing. M5b, M9 and M12 happen inside these and are not separate events. |
+//! | `rule` | str | the rule applied: `bootstrap`, `M1`, `M2`, `M2'`, `M2''`, `M3`, `M4`, `M5`, `M5'`, `M5''`, `M6`, `M6'`, `M7`, `M8`, `M10`, `M11`, the timer rules `H1`, `H2`, `R1` (a tick at a leader that re-sent anything is `R1`, else `H1` if its heartbeat went out; a tick that fired nothing else but a catch-up request is `K5`), the compaction rules `K1` (compact), `K4` (snapshot installed), `K6` (catch-up request answered), `K7` (an Accept below the compaction point answered with the snapshot), or `none` when the input changed nothing. K2 and K3 happen inside M2 and M4, and a `CatchUp` received is `M8`. M5b, M9 and M12 happen inside these and are not separate events. |
 //! | `input` | str | `bootstrap`, `recover`, `tick`, `client_request` (one request or several together), `prepare`, `promise`, `nack`, `accept`, `accepted`, `decide`, `status`, `catch_up`, `heartbeat` |
 //! | `from` | u32, optional | the sender of a message |
 //! | `ballot` | str `round.node`, optional | the message's ballot; for M1 the new own ballot |
@@ -70,8 +70,8 @@ pub mod types;
 mod tests;
 
 pub use replica::{
-    AppliedState, ClientEntry, ClientTable, Phase, Replica, ReplicaEffect, ReplicaState, Rule,
-    Voters, INVARIANTS_CHECKED,
+    AppliedState, ClientEntry, ClientTable, InputOf, MessageOf, Phase, Replica, ReplicaEffect,
+    ReplicaState, Rule, SnapshotOf, Voters, INVARIANTS_CHECKED,
 };
 pub use runs::Runs;
 pub use slot_map::SlotMap;

@@ -65,6 +65,15 @@ pub enum Mutant {
     /// invariants see it (`check_invariants`, on in conformance builds).
     #[strum(message = "in-flight bookkeeping")]
     StaleInFlightIndex,
+    /// Compaction reporting (K2): a Promise reports compaction point 0, as if compacting
+    /// below one's own applied prefix needed no one told (the unsafe own-applied rule), so a
+    /// new leader may fill a compacted chosen slot.
+    #[strum(message = "compaction reporting")]
+    PromiseHidesCompaction,
+    /// Snapshot install (K4): a snapshot at or below the applied prefix is installed anyway
+    /// (unless it is the replica's own), moving the applied prefix backwards.
+    #[strum(message = "snapshot install")]
+    InstallOlderSnapshot,
 }
 
 impl Mutant {

@@ -1,8 +1,9 @@
 //! The Multi-Paxos replica: acceptor, leader candidate, learner and state machine in one
 //! deterministic state machine. One handler per input; each names the rule of
-//! `specs/protocol.md` (M1–M12) it implements.
+//! `specs/protocol.md` (M1–M12, K1–K7) it implements.
 
 use std::collections::{hash_map, BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use smallvec::{smallvec, SmallVec};
@@ -27,8 +28,20 @@ type InFlight = HashMap<CommandId, u32, ahash::RandomState>;
 /// map; aHash with random keys, since clients choose their ids.
 pub type ClientTable<Out> = HashMap<ClientId, ClientEntry<Out>, ahash::RandomState>;
 
+/// The snapshot a replica running state machine `SM` holds at its compaction point, sends
+/// (K2, K6, K7) and installs (K4): shared, since one may go to several replicas in a step.
+pub type SnapshotOf<SM> =
+    Arc<AppliedState<<SM as StateMachine>::Snapshot, <SM as StateMachine>::Output>>;
+
 /// The effect type of a replica running state machine `SM`.
-pub type ReplicaEffect<SM> = Effect<<SM as StateMachine>::Op, <SM as StateMachine>::Output>;
+pub type ReplicaEffect<SM> =
+    Effect<<SM as StateMachine>::Op, <SM as StateMachine>::Output, SnapshotOf<SM>>;
+
+/// The message type of a replica running state machine `SM`.
+pub type MessageOf<SM> = Message<<SM as StateMachine>::Op, SnapshotOf<SM>>;
+
+/// The input type of a replica running state machine `SM`.
+pub type InputOf<SM> = Input<<SM as StateMachine>::Op, SnapshotOf<SM>>;
 
 /// The replica's role in the current ballot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,16 +166,11 @@ pub struct ReplicaState<Op, Out> {
     pub persisted_round: u64,
     /// The promise as the records persisted so far rebuild it (`None`: never written).
     pub persisted_promise: Option<Ballot>,
-    /// Catch-up (C1–C3, not modelled): entries of slots below this (accepted and chosen
-    /// entries, votes) may have been forgotten, by [`Replica::compact`] or in a snapshot the
-    /// replica restarted from; their effect lives in the state machine.
+    /// The compaction point (K1, K4): every slot below it is chosen and applied, and its
+    /// accepted and chosen entries are forgotten; the replica's snapshot
+    /// ([`Replica::snapshot`]) is the applied state there.
     pub compacted: Slot,
-    /// Catch-up, at a leader: the applied prefix each other replica last reported (C2).
-    pub peer_applied: BTreeMap<NodeId, Slot>,
-    /// Catch-up: a prefix every replica is known to have applied (C2 computes it at the
-    /// leader, C3 brings it to followers). Only below it may the log be compacted.
-    pub all_applied: Slot,
-    /// The timers (M1, H1, R1, C1): volatile, and outside the model's state.
+    /// The timers (M1, H1, R1, K5): volatile, and outside the model's state.
     #[serde(default)]
     pub timers: Timers,
 }
@@ -178,11 +186,14 @@ pub struct AppliedState<S, Out> {
 }
 
 /// A Multi-Paxos replica running state machine `SM`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Replica<SM: StateMachine> {
     config: Config,
     state: ReplicaState<SM::Op, SM::Output>,
     sm: SM,
+    /// The applied state at `state.compacted` (`None` while that is 0): durable (K1, K4 make
+    /// it so before anything else), and what a replica behind it is sent.
+    snapshot: Option<SnapshotOf<SM>>,
     /// Derived from the leading phase's `votes` and `accepted` ([`requests_in_flight`]): how
     /// many slots in flight hold each request, so that M5's "already in flight?" is a lookup,
     /// not a scan of the window. Empty unless leading. A request chosen but not yet applied (a
@@ -211,12 +222,16 @@ pub enum Rule {
     M8,
     M10,
     M11,
-    /// Catch-up: a replica behind its leader's heartbeat reports its applied prefix to it.
-    C1,
-    /// Catch-up: the leader answers a report with the chosen entries the sender lacks.
-    C2,
-    /// Catch-up: a replica learns chosen entries from a leader's answer.
-    C3,
+    /// Compaction: snapshot the applied prefix, forget the log below it.
+    K1,
+    /// Install a snapshot past the applied prefix.
+    K4,
+    /// A catch-up request went out.
+    K5,
+    /// A catch-up request answered with a snapshot or chosen entries.
+    K6,
+    /// An Accept below the compaction point answered with the snapshot.
+    K7,
     /// The leader's heartbeat went out.
     H1,
     /// A heartbeat from the leader: the election timer starts again.
@@ -246,9 +261,11 @@ impl Rule {
             Rule::M8 => "M8",
             Rule::M10 => "M10",
             Rule::M11 => "M11",
-            Rule::C1 => "C1",
-            Rule::C2 => "C2",
-            Rule::C3 => "C3",
+            Rule::K1 => "K1",
+            Rule::K4 => "K4",
+            Rule::K5 => "K5",
+            Rule::K6 => "K6",
+            Rule::K7 => "K7",
             Rule::H1 => "H1",
             Rule::H2 => "H2",
             Rule::R1 => "R1",
@@ -302,16 +319,16 @@ impl Transition {
 
 /// A step's effects while they are produced, appended to the caller's buffer (reused across
 /// steps by [`Replica::step_into`]): the step's records first, everything else after.
-struct Outbox<'a, Op, Out> {
-    effects: &'a mut Vec<Effect<Op, Out>>,
+struct Outbox<'a, Op, Out, Snap> {
+    effects: &'a mut Vec<Effect<Op, Out, Snap>>,
     /// Where the step's records end in `effects`, and its other effects begin.
     records_end: usize,
     /// Where the step's effects begin in `effects`.
     start: usize,
 }
 
-impl<'a, Op, Out> Outbox<'a, Op, Out> {
-    fn new(effects: &'a mut Vec<Effect<Op, Out>>) -> Self {
+impl<'a, Op, Out, Snap> Outbox<'a, Op, Out, Snap> {
+    fn new(effects: &'a mut Vec<Effect<Op, Out, Snap>>) -> Self {
         let start = effects.len();
         Outbox {
             effects,
@@ -326,6 +343,13 @@ impl<'a, Op, Out> Outbox<'a, Op, Out> {
     fn persist(&mut self, record: Record<Op>) {
         self.effects
             .insert(self.records_end, Effect::Persist(record));
+        self.records_end += 1;
+    }
+
+    /// K1, K4: the snapshot goes with the step's records, before every other effect.
+    fn persist_snapshot(&mut self, snapshot: Snap) {
+        self.effects
+            .insert(self.records_end, Effect::Snapshot(snapshot));
         self.records_end += 1;
     }
 
@@ -347,7 +371,7 @@ impl<'a, Op, Out> Outbox<'a, Op, Out> {
         self.persist(Record::ChosenVotes { slot, count: 1 });
     }
 
-    fn push(&mut self, effect: Effect<Op, Out>) {
+    fn push(&mut self, effect: Effect<Op, Out, Snap>) {
         self.effects.push(effect);
     }
 
@@ -367,7 +391,8 @@ impl<'a, Op, Out> Outbox<'a, Op, Out> {
 /// service skip them.
 pub const INVARIANTS_CHECKED: bool = cfg!(any(debug_assertions, feature = "invariants"));
 
-type OutboxOf<'a, SM> = Outbox<'a, <SM as StateMachine>::Op, <SM as StateMachine>::Output>;
+type OutboxOf<'a, SM> =
+    Outbox<'a, <SM as StateMachine>::Op, <SM as StateMachine>::Output, SnapshotOf<SM>>;
 
 impl<SM: StateMachine> Replica<SM> {
     /// Bootstrap from empty storage. The initial leader leads at `1.<id>` and persists
@@ -380,6 +405,7 @@ impl<SM: StateMachine> Replica<SM> {
             state: ReplicaState::empty(bootstrap, Timers::new(&config.timing)),
             config,
             sm,
+            snapshot: None,
             in_flight: InFlight::default(),
         };
         let mut effects = Vec::new();
@@ -412,23 +438,26 @@ impl<SM: StateMachine> Replica<SM> {
 
     /// M11 from a snapshot: as [`Replica::recover`], but the state machine and the client
     /// table are restored from `snapshot` and only the chosen slots from
-    /// `snapshot.applied` on are re-applied. `durable` may lack any entry below
-    /// `snapshot.applied` (a compacted log); those it still has are kept, so that the replica's
-    /// [`Replica::durable`] stays the fold of its log.
+    /// `snapshot.applied` on are re-applied. The snapshot's applied prefix is the compaction
+    /// point (K1, K4): `durable` may lack any entry below it (a compacted log), and those it
+    /// still has are forgotten.
     pub fn recover_from(
         config: Config,
-        durable: Durable<SM::Op>,
+        mut durable: Durable<SM::Op>,
         snapshot: Option<AppliedState<SM::Snapshot, SM::Output>>,
         mut sm: SM,
     ) -> Result<(Self, Vec<ReplicaEffect<SM>>), ConfigError> {
         config.validate()?;
-        let (applied, clients) = match snapshot {
+        let snapshot = snapshot.filter(|s| s.applied > 0).map(Arc::new);
+        let (applied, clients) = match &snapshot {
             None => (0, ClientTable::default()),
             Some(snapshot) => {
-                sm.restore(snapshot.state_machine);
-                (snapshot.applied, snapshot.clients)
+                sm.restore(snapshot.state_machine.clone());
+                (snapshot.applied, snapshot.clients.clone())
             }
         };
+        durable.accepted.remove_below(applied);
+        durable.chosen.remove_below(applied);
         let highest_vote = durable.accepted.values().map(|(ballot, _)| *ballot).max();
         let promised = durable.promised.unwrap_or(config.bootstrap_ballot());
         let state = ReplicaState {
@@ -443,14 +472,13 @@ impl<SM: StateMachine> Replica<SM> {
             persisted_round: durable.round,
             persisted_promise: durable.promised,
             compacted: applied,
-            peer_applied: BTreeMap::new(),
-            all_applied: 0,
             timers: Timers::new(&config.timing),
         };
         let mut replica = Replica {
             config,
             state,
             sm,
+            snapshot,
             in_flight: InFlight::default(),
         };
         // Re-applying sends no replies: its effects are dropped.
@@ -463,12 +491,14 @@ impl<SM: StateMachine> Replica<SM> {
         Ok((replica, effects))
     }
 
-    /// Concretisation for conformance: a replica in exactly `state`, which the caller keeps
-    /// consistent (`sm` has executed the commands of `chosen[0..applied]` that the client
-    /// table records; `promised` is the own ballot when not a follower).
+    /// Concretisation for conformance: a replica in exactly `state` with `snapshot` at its
+    /// compaction point, which the caller keeps consistent (`sm` has executed the commands of
+    /// the snapshot and of `chosen[compacted..applied]` that the client table records;
+    /// `promised` is the own ballot when not a follower).
     pub fn from_state(
         config: Config,
         state: ReplicaState<SM::Op, SM::Output>,
+        snapshot: Option<SnapshotOf<SM>>,
         sm: SM,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
@@ -477,12 +507,13 @@ impl<SM: StateMachine> Replica<SM> {
             config,
             state,
             sm,
+            snapshot,
             in_flight,
         })
     }
 
     /// Applies one input; returns the effects to perform, in order (see [`Effect`]).
-    pub fn step(&mut self, input: Input<SM::Op>) -> Vec<ReplicaEffect<SM>> {
+    pub fn step(&mut self, input: InputOf<SM>) -> Vec<ReplicaEffect<SM>> {
         let mut effects = Vec::new();
         self.step_into(input, &mut effects);
         effects
@@ -490,7 +521,7 @@ impl<SM: StateMachine> Replica<SM> {
 
     /// [`Replica::step`], appending the effects to `effects`: a runtime that drains the buffer
     /// after each step reuses one allocation for every step.
-    pub fn step_into(&mut self, input: Input<SM::Op>, effects: &mut Vec<ReplicaEffect<SM>>) {
+    pub fn step_into(&mut self, input: InputOf<SM>, effects: &mut Vec<ReplicaEffect<SM>>) {
         let was_leading = self.is_leading();
         let mut out = Outbox::new(effects);
         let transition = match input {
@@ -502,6 +533,7 @@ impl<SM: StateMachine> Replica<SM> {
                 self.on_requests(commands, &mut out)
             }
             Input::Message { from, msg } => self.on_message(from, msg, &mut out),
+            Input::Compact => self.on_compact(&mut out),
         };
         self.sync_timers(was_leading);
         self.trace(&transition, &out);
@@ -615,33 +647,14 @@ impl<SM: StateMachine> Replica<SM> {
         }
     }
 
-    /// The highest slot below which [`Replica::compact`] may forget the log: what this
-    /// replica has applied and every replica is known to have applied (C2, C3).
-    pub fn compaction_point(&self) -> Slot {
-        self.state.applied.min(self.state.all_applied)
+    /// The snapshot at the compaction point (`None` while that is 0): the applied state there.
+    pub fn snapshot(&self) -> Option<&SnapshotOf<SM>> {
+        self.snapshot.as_ref()
     }
 
-    /// Forgets every accepted and chosen entry below [`Replica::compaction_point`]; returns
-    /// the new compaction point. Call it only once a snapshot ([`Replica::applied_state`]
-    /// with [`Replica::durable`]) at or above that point is durable: recovery then needs the
-    /// snapshot ([`Replica::recover_from`]).
-    ///
-    /// Why forgetting accepted values is safe here: a new leader re-proposes only slots at or
-    /// above its own applied prefix (M4), and every replica has applied every slot below the
-    /// compaction point, so no leader ever asks for a vote there again.
-    pub fn compact(&mut self) -> Slot {
-        let below = self.compaction_point();
-        if below <= self.state.compacted {
-            return self.state.compacted;
-        }
-        self.state.accepted.remove_below(below);
-        self.state.chosen.remove_below(below);
-        if let Phase::Leading { votes, .. } = &mut self.state.phase {
-            votes.remove_below(below);
-        }
-        self.in_flight = requests_in_flight(&self.state);
-        self.state.compacted = below;
-        below
+    /// The compaction point (K1, K4).
+    pub fn compacted(&self) -> Slot {
+        self.state.compacted
     }
 
     /// The state the records persisted so far rebuild ([`Durable::from_records`] of them).
@@ -657,12 +670,29 @@ impl<SM: StateMachine> Replica<SM> {
     // ---------------------------------------------------------------- handlers
 
     /// Time passes: the election timer (M1) at a replica that does not lead; retransmission
-    /// (R1) and the heartbeat (H1) at a leader, in that order. A tick before the latest one
-    /// counts as the latest.
+    /// (R1) and the heartbeat (H1) at a leader, in that order; then, at any replica, the
+    /// catch-up request (K5). A tick before the latest one counts as the latest. The step's
+    /// rule is the first that fired.
     fn on_tick(&mut self, now_ms: Millis, out: &mut OutboxOf<SM>) -> Transition {
-        let leading = self.is_leading();
         let timers = &mut self.state.timers;
         timers.now_ms = timers.now_ms.max(now_ms);
+        let transition = self.on_timers(out);
+        let timers = &mut self.state.timers;
+        if !timers.due(timers.catch_up_at_ms) {
+            return transition;
+        }
+        timers.catch_up_at_ms = Some(timers.now_ms + self.config.timing.catch_up_interval_ms);
+        let asked = self.request_catch_up(out);
+        match transition.rule {
+            Rule::None if asked => Transition::new(Rule::K5, "tick"),
+            _ => transition,
+        }
+    }
+
+    /// The election timer (M1) or the leader's timers (R1, H1), as [`Self::on_tick`] says.
+    fn on_timers(&mut self, out: &mut OutboxOf<SM>) -> Transition {
+        let leading = self.is_leading();
+        let timers = &mut self.state.timers;
         if !leading {
             if !timers.due(timers.election_at_ms) {
                 return Transition::new(Rule::None, "tick");
@@ -685,8 +715,6 @@ impl<SM: StateMachine> Replica<SM> {
             timers.heartbeat_at_ms = Some(timers.now_ms + self.config.timing.heartbeat_interval_ms);
             let heartbeat = Message::Heartbeat {
                 ballot: self.ballot(),
-                applied: self.state.applied,
-                all_applied: self.state.all_applied,
             };
             self.send_to_others(heartbeat, out);
             if rule == Rule::None {
@@ -734,99 +762,162 @@ impl<SM: StateMachine> Replica<SM> {
     }
 
     /// H2: a heartbeat from the leader at `ballot`, at or above the promise, restarts the
-    /// election timer. C1: a replica that is behind the leader, or has applied more than it
-    /// last reported, reports its applied prefix to the leader, at most once per catch-up
-    /// interval; the leader answers with what it lacks (C2). A heartbeat below the promise, or
-    /// whose ballot is not its sender's, changes nothing. The leader's `all_applied` is
-    /// learned as from its `CatchUp` (C3).
-    fn on_heartbeat(
-        &mut self,
-        from: NodeId,
-        ballot: Ballot,
-        (applied, all_applied): (Slot, Slot),
-        out: &mut OutboxOf<SM>,
-    ) -> Transition {
+    /// election timer. A heartbeat below the promise, or whose ballot is not its sender's,
+    /// changes nothing.
+    fn on_heartbeat(&mut self, from: NodeId, ballot: Ballot) -> Transition {
         if ballot < self.state.promised || ballot.node != from {
             return Transition::new(Rule::None, "heartbeat").ballot(ballot);
         }
         self.heard_leader(ballot);
-        self.state.all_applied = self.state.all_applied.max(all_applied);
         if mutants::active(Mutant::HeartbeatRaisesPromise) && ballot > self.state.promised {
             self.state.promised = ballot;
         }
-        let own = self.state.applied;
-        let timers = &mut self.state.timers;
-        let (paced, news) = match timers.status_sent {
-            None => (true, true),
-            Some((at, reported)) => {
-                let waited = timers.now_ms.saturating_sub(at);
-                (
-                    waited >= self.config.timing.catch_up_interval_ms,
-                    own > reported,
-                )
-            }
-        };
-        let behind = applied > own;
-        if !paced || !(behind || news) {
-            return Transition::new(Rule::H2, "heartbeat").ballot(ballot);
-        }
-        timers.status_sent = Some((timers.now_ms, own));
-        out.push(send(from, Message::Status { applied: own }));
-        Transition::new(Rule::C1, "heartbeat").ballot(ballot)
+        Transition::new(Rule::H2, "heartbeat").ballot(ballot)
     }
 
-    /// C2: a leader records a follower's applied prefix and answers with the chosen entries
-    /// from there on, and the prefix every replica has applied.
-    fn on_status(&mut self, from: NodeId, applied: Slot, out: &mut OutboxOf<SM>) -> Transition {
-        let reported = self.state.peer_applied.entry(from).or_insert(0);
-        *reported = (*reported).max(applied);
-        let everyone = self.config.others().map(|peer| {
-            let known = self.state.peer_applied.get(&peer).copied();
-            known.unwrap_or(0)
-        });
-        let all_applied = everyone.fold(self.state.applied, Slot::min);
-        self.state.all_applied = self.state.all_applied.max(all_applied);
-        if !self.is_leading() {
-            return Transition::new(Rule::None, "status").from(from);
+    /// K5: a follower asks the replica it promised for what it may have missed; a leader
+    /// below its floor ([`Self::below_floor`]) asks every other replica. `true` if a request
+    /// went out.
+    fn request_catch_up(&mut self, out: &mut OutboxOf<SM>) -> bool {
+        let status = Message::Status {
+            applied: self.state.applied,
+        };
+        let leader = self.state.promised.node;
+        match self.state.phase {
+            Phase::Follower if leader != self.config.id => {
+                out.push(send(leader, status));
+                true
+            }
+            Phase::Leading { .. } if self.below_floor() => {
+                self.send_to_others(status, out);
+                true
+            }
+            _ => false,
         }
-        let entries = self
+    }
+
+    /// K3, K5: a leader is below its floor when the first slot it has not applied is below
+    /// `next_slot` and holds no proposal of its own (and is not known chosen, M9 would have
+    /// applied it): a slot another leader chose, below a compaction point a Promise reported.
+    fn below_floor(&self) -> bool {
+        let Phase::Leading { next_slot, .. } = self.state.phase else {
+            return false;
+        };
+        let gap = self.state.applied;
+        let own = self.ballot();
+        gap < next_slot
+            && !self.state.chosen.contains_key(&gap)
+            && self.state.accepted.get(&gap).is_none_or(|(b, _)| *b != own)
+    }
+
+    /// K6: a replica below the compaction point gets the snapshot, and the chosen entries at
+    /// or above both the request and the compaction point follow, learned as Decides (M8).
+    fn on_status(&mut self, from: NodeId, applied: Slot, out: &mut OutboxOf<SM>) -> Transition {
+        let compacted = self.state.compacted;
+        let mut answered = false;
+        if applied < compacted {
+            if let Some(snapshot) = &self.snapshot {
+                let state = Arc::clone(snapshot);
+                out.push(send(from, Message::Snapshot { state }));
+                answered = true;
+            }
+        }
+        let entries: Vec<_> = self
             .state
             .chosen
-            .range(applied..)
+            .range(applied.max(compacted)..)
             .take(CATCH_UP_ENTRIES_MAX)
             .map(|(slot, entry)| (slot, entry.clone()))
             .collect();
-        let catch_up = Message::CatchUp {
-            ballot: self.ballot(),
-            entries,
-            all_applied: self.state.all_applied,
-        };
-        out.push(send(from, catch_up));
-        Transition::new(Rule::C2, "status")
+        if !entries.is_empty() {
+            out.push(send(from, Message::CatchUp { entries }));
+            answered = true;
+        }
+        let rule = if answered { Rule::K6 } else { Rule::None };
+        Transition::new(rule, "status")
     }
 
-    /// C3: learn chosen entries from a leader's answer (persist, then apply, as M8). Safe
-    /// from any sender and at any ballot: they are chosen values.
+    /// K6's answer: learn each chosen entry as from a Decide (M8), then apply (M9). Safe from
+    /// any sender: they are chosen values.
     fn on_catch_up(
         &mut self,
         entries: Vec<(Slot, Entry<SM::Op>)>,
-        all_applied: Slot,
         out: &mut OutboxOf<SM>,
     ) -> Transition {
-        self.state.all_applied = self.state.all_applied.max(all_applied);
-        let mut learned = None;
+        let mut transition = Transition::new(Rule::None, "catch_up");
         for (slot, entry) in entries {
-            if slot >= self.state.applied && !self.state.chosen.contains_key(&slot) {
-                self.choose(slot, entry, out);
-                learned = Some(slot);
+            if self.learn(slot, entry, out) {
+                transition = Transition::new(Rule::M8, "catch_up").chosen(slot);
             }
         }
         self.apply_chosen(out);
-        let transition = Transition::new(Rule::C3, "catch_up");
-        match learned {
-            Some(slot) => transition.chosen(slot),
-            None => transition,
+        transition
+    }
+
+    /// K1: snapshot the applied prefix and forget the log below it; the snapshot is made
+    /// durable before anything else.
+    fn on_compact(&mut self, out: &mut OutboxOf<SM>) -> Transition {
+        let applied = self.state.applied;
+        if applied <= self.state.compacted {
+            return Transition::new(Rule::None, "compact");
         }
+        let snapshot = Arc::new(self.applied_state());
+        out.persist_snapshot(Arc::clone(&snapshot));
+        self.compact_to(snapshot);
+        Transition::new(Rule::K1, "compact").slot(applied)
+    }
+
+    /// K4: install a snapshot past the applied prefix (made durable first): the state
+    /// machine and client table from it, the log below it forgotten. What this replica was
+    /// asked for and the snapshot executed (pending, or proposed by it as leader below the
+    /// snapshot) leaves `pending`, and a leader answers it as M9 would have; then M9 from
+    /// the snapshot on, and M5b. A snapshot at or below the applied prefix changes nothing.
+    fn on_snapshot(&mut self, state: SnapshotOf<SM>, out: &mut OutboxOf<SM>) -> Transition {
+        let c = state.applied;
+        let older = c <= self.state.applied;
+        if older && !(mutants::active(Mutant::InstallOlderSnapshot) && c != self.state.compacted) {
+            return Transition::new(Rule::None, "snapshot").slot(c);
+        }
+        out.persist_snapshot(Arc::clone(&state));
+        let leading = self.is_leading();
+        let mut asked: BTreeSet<CommandId> = self.state.pending.keys().copied().collect();
+        if leading {
+            let own = self.ballot();
+            let proposed = self.state.accepted.range(..c);
+            let proposed = proposed.filter(|(_, (b, _))| *b == own);
+            asked.extend(proposed.filter_map(|(_, (_, e))| e.command().map(Command::id)));
+        }
+        self.sm.restore(state.state_machine.clone());
+        self.state.clients = state.clients.clone();
+        self.state.applied = c;
+        self.compact_to(state);
+        for id in asked {
+            if executed(&self.state.clients, id) {
+                self.state.pending.remove(&id);
+                if leading {
+                    out.push(self.reply_from_table(id));
+                }
+            }
+        }
+        self.apply_chosen(out);
+        self.propose_pending(out);
+        Transition::new(Rule::K4, "snapshot").slot(c)
+    }
+
+    /// K1, K4: `snapshot` is the applied state at its prefix `c`, now the compaction point:
+    /// forget the accepted and chosen entries below it, and a leader's voters there; a leader
+    /// proposes nothing below it (every slot there is chosen).
+    fn compact_to(&mut self, snapshot: SnapshotOf<SM>) {
+        let c = snapshot.applied;
+        self.state.accepted.remove_below(c);
+        self.state.chosen.remove_below(c);
+        if let Phase::Leading { next_slot, votes } = &mut self.state.phase {
+            votes.remove_below(c);
+            *next_slot = (*next_slot).max(c);
+        }
+        self.state.compacted = c;
+        self.snapshot = Some(snapshot);
+        self.in_flight = requests_in_flight(&self.state);
     }
 
     /// M1: start phase 1 for all slots at a ballot above everything seen.
@@ -848,15 +939,14 @@ impl<SM: StateMachine> Replica<SM> {
     fn on_message(
         &mut self,
         from: NodeId,
-        msg: Message<SM::Op>,
+        msg: MessageOf<SM>,
         out: &mut OutboxOf<SM>,
     ) -> Transition {
         if from == self.config.id || !self.config.is_replica(from) {
             return Transition::new(Rule::None, msg.kind()).from(from);
         }
         let transition = match msg {
-            // K2's snapshot with the Promise is not implemented yet: `applied` is unread.
-            Message::Prepare { ballot, .. } => self.on_prepare(from, ballot, out),
+            Message::Prepare { ballot, applied } => self.on_prepare(from, ballot, applied, out),
             Message::Promise {
                 ballot,
                 accepted,
@@ -874,23 +964,24 @@ impl<SM: StateMachine> Replica<SM> {
                 count,
             } => self.on_accepted(from, ballot, slot, count, out),
             Message::Decide { slot, entries } => self.on_decide(slot, entries, out),
-            Message::Heartbeat {
-                ballot,
-                applied,
-                all_applied,
-            } => self.on_heartbeat(from, ballot, (applied, all_applied), out),
+            Message::Heartbeat { ballot } => self.on_heartbeat(from, ballot),
             Message::Status { applied } => self.on_status(from, applied, out),
-            Message::CatchUp {
-                ballot,
-                entries,
-                all_applied,
-            } => self.on_catch_up(entries, all_applied, out).ballot(ballot),
+            Message::CatchUp { entries } => self.on_catch_up(entries, out),
+            Message::Snapshot { state } => self.on_snapshot(state, out),
         };
         transition.from(from)
     }
 
-    /// M2 (promise a higher ballot), M2' (repeat), M2'' (Nack a lower one).
-    fn on_prepare(&mut self, from: NodeId, ballot: Ballot, out: &mut OutboxOf<SM>) -> Transition {
+    /// M2 (promise a higher ballot), M2' (repeat), M2'' (Nack a lower one), with K2: the
+    /// Promise reports the compaction point, and a candidate whose applied prefix is below
+    /// it gets the snapshot too.
+    fn on_prepare(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        applied: Slot,
+        out: &mut OutboxOf<SM>,
+    ) -> Transition {
         let mut verdict = rules::on_prepare(Some(self.state.promised), ballot);
         if mutants::active(Mutant::PromiseBelowPromised) {
             if let PrepareVerdict::Refuse { .. } = verdict {
@@ -915,6 +1006,12 @@ impl<SM: StateMachine> Replica<SM> {
                 Rule::M2
             }
         };
+        if rule != Rule::M2Nack && applied < self.reported_compaction() {
+            if let Some(snapshot) = &self.snapshot {
+                let state = Arc::clone(snapshot);
+                out.push(send(from, Message::Snapshot { state }));
+            }
+        }
         Transition::new(rule, "prepare").ballot(ballot)
     }
 
@@ -996,8 +1093,8 @@ impl<SM: StateMachine> Replica<SM> {
         if let Some((first, entries)) = runs.finish() {
             self.send_accept(first, entries, out);
         }
-        // Every slot below `applied` is chosen, also where compaction (C1–C3) has forgotten
-        // it and the votes merged from older Promises reach no higher: a proposal there would
+        // Every slot below `start` is chosen, also where compaction (K1, K4) has forgotten it
+        // and the votes merged from older Promises reach no higher: a proposal there would
         // contest a chosen slot.
         let above = top.map_or(0, |top| top.saturating_add(1));
         let next_slot = above.max(start);
@@ -1063,20 +1160,38 @@ impl<SM: StateMachine> Replica<SM> {
     /// M6: accept every slot of the run at a ballot at or above the promise, answer the
     /// leader once for the run, step down if this replica was preparing or leading at a lower
     /// ballot. M6': Nack below the promise, once for the run. An empty run, or one that runs
-    /// past the last slot, comes from no correct leader and is ignored.
+    /// past the last slot, comes from no correct leader and is ignored. K7: the slots of the
+    /// run below the compaction point are answered with the snapshot, whatever the ballot,
+    /// once for the run; the rest of it is an Accept from the compaction point.
     fn on_accept(
         &mut self,
         from: NodeId,
         ballot: Ballot,
-        slot: Slot,
-        entries: Vec<Entry<SM::Op>>,
+        mut slot: Slot,
+        mut entries: Vec<Entry<SM::Op>>,
         out: &mut OutboxOf<SM>,
     ) -> Transition {
-        let Some(count) = run_length(slot, entries.len()) else {
+        let Some(mut count) = run_length(slot, entries.len()) else {
             return Transition::new(Rule::None, "accept")
                 .ballot(ballot)
                 .slot(slot);
         };
+        let compacted = self.state.compacted;
+        if slot < compacted {
+            if let Some(snapshot) = &self.snapshot {
+                let state = Arc::clone(snapshot);
+                out.push(send(from, Message::Snapshot { state }));
+            }
+            let below = compacted - slot;
+            if below >= count {
+                return Transition::new(Rule::K7, "accept")
+                    .ballot(ballot)
+                    .slot(slot);
+            }
+            // `below < count = entries.len()`, so it fits a usize.
+            entries.drain(..below as usize);
+            (slot, count) = (compacted, count - below);
+        }
         if let Err(promised) = rules::may_accept(Some(self.state.promised), ballot) {
             out.push(send(from, Message::Nack { ballot, promised }));
             return Transition::new(Rule::M6Nack, "accept")
@@ -1186,21 +1301,29 @@ impl<SM: StateMachine> Replica<SM> {
         // `run_length` checked that the run's slots do not overflow.
         for (i, entry) in (0..).zip(entries) {
             let at = slot + i;
-            if self.state.chosen.contains_key(&at) || at < self.state.applied {
-                continue;
+            if self.learn(at, entry, out) {
+                transition = Transition::new(Rule::M8, "decide").slot(slot).chosen(at);
             }
-            if mutants::active(Mutant::ApplyOutOfOrder) && at > self.state.applied {
-                if let Some(command) = entry.command() {
-                    let leading = self.is_leading();
-                    let row = self.state.clients.entry(command.client);
-                    Self::execute(&mut self.sm, row, leading, at, command, out);
-                }
-            }
-            self.choose(at, entry, out);
-            transition = Transition::new(Rule::M8, "decide").slot(slot).chosen(at);
         }
         self.apply_chosen(out);
         transition
+    }
+
+    /// M8 for one slot, without M9: `entry` is chosen in `slot`, unless the slot is known
+    /// chosen already or applied (K7': below the compaction point too). `true` if learned.
+    fn learn(&mut self, slot: Slot, entry: Entry<SM::Op>, out: &mut OutboxOf<SM>) -> bool {
+        if self.state.chosen.contains_key(&slot) || slot < self.state.applied {
+            return false;
+        }
+        if mutants::active(Mutant::ApplyOutOfOrder) && slot > self.state.applied {
+            if let Some(command) = entry.command() {
+                let leading = self.is_leading();
+                let row = self.state.clients.entry(command.client);
+                Self::execute(&mut self.sm, row, leading, slot, command, out);
+            }
+        }
+        self.choose(slot, entry, out);
+        true
     }
 
     /// M10: the own ballot was refused; remember how high the refusal was and step down.
@@ -1372,6 +1495,8 @@ impl<SM: StateMachine> Replica<SM> {
     /// longest timeout more than usual, so that a restarted replica hears the leader before
     /// it campaigns.
     fn start_timers(&mut self) {
+        let timers = &mut self.state.timers;
+        timers.catch_up_at_ms = Some(timers.now_ms + self.config.timing.catch_up_interval_ms);
         if self.is_leading() {
             self.arm_leader_timers();
         } else {
@@ -1528,7 +1653,7 @@ impl<SM: StateMachine> Replica<SM> {
         }
     }
 
-    fn send_to_others(&self, msg: Message<SM::Op>, out: &mut OutboxOf<SM>) {
+    fn send_to_others(&self, msg: MessageOf<SM>, out: &mut OutboxOf<SM>) {
         // The last recipient takes the message itself: one clone fewer per broadcast, which
         // for a command is a copy of the client's operation.
         let mut others = self.config.others().peekable();
@@ -1541,14 +1666,23 @@ impl<SM: StateMachine> Replica<SM> {
         }
     }
 
-    fn promise(&self, ballot: Ballot) -> Message<SM::Op> {
+    /// M2, K2: every vote held (all at or above the compaction point), and that point.
+    fn promise(&self, ballot: Ballot) -> MessageOf<SM> {
         let accepted = self.state.accepted.iter();
         let accepted = accepted.map(|(slot, (b, entry))| (slot, *b, entry.clone()));
         Message::Promise {
             ballot,
             accepted: accepted.collect(),
-            compacted: self.state.compacted,
+            compacted: self.reported_compaction(),
         }
+    }
+
+    /// The compaction point K2 reports (0 under [`Mutant::PromiseHidesCompaction`]).
+    fn reported_compaction(&self) -> Slot {
+        if mutants::active(Mutant::PromiseHidesCompaction) {
+            return 0;
+        }
+        self.state.compacted
     }
 
     fn reply_from_table(&self, (client, seq): CommandId) -> ReplicaEffect<SM> {
@@ -1597,6 +1731,20 @@ impl<SM: StateMachine> Replica<SM> {
         assert!(
             !state.chosen.contains_key(&state.applied),
             "M9 stopped early"
+        );
+        assert!(
+            state.compacted <= state.applied,
+            "compacted past the applied prefix"
+        );
+        assert_eq!(
+            self.snapshot.as_ref().map_or(0, |s| s.applied),
+            state.compacted,
+            "the snapshot is at the compaction point"
+        );
+        let below = |slot: Option<Slot>| slot.is_some_and(|s| s < state.compacted);
+        assert!(
+            !below(state.accepted.keys().next()) && !below(state.chosen.keys().next()),
+            "an entry below the compaction point"
         );
         assert_eq!(self.in_flight, requests_in_flight(state), "in-flight index");
         self.check_timer_invariants();
@@ -1655,6 +1803,10 @@ impl<SM: StateMachine> Replica<SM> {
             leading,
             "retransmit timer"
         );
+        assert!(
+            timers.catch_up_at_ms.is_some(),
+            "the catch-up timer is always armed"
+        );
     }
 
     /// The one trace event of a transition (fields documented in [`crate::multi`]).
@@ -1712,8 +1864,6 @@ impl<Op, Out> ReplicaState<Op, Out> {
             persisted_round: 0,
             persisted_promise: None,
             compacted: 0,
-            peer_applied: BTreeMap::new(),
-            all_applied: 0,
             timers,
         }
     }
@@ -1738,6 +1888,6 @@ fn run_length(slot: Slot, len: usize) -> Option<u64> {
     slot.checked_add(len - 1).map(|_| len)
 }
 
-fn send<Op, Out>(to: NodeId, msg: Message<Op>) -> Effect<Op, Out> {
+fn send<Op, Out, Snap>(to: NodeId, msg: Message<Op, Snap>) -> Effect<Op, Out, Snap> {
     Effect::Send { to, msg }
 }

@@ -16,8 +16,8 @@ use super::types::Command;
 pub trait StateMachine {
     type Op: Clone + fmt::Debug + PartialEq;
     type Output: Clone + fmt::Debug + PartialEq;
-    /// The whole state, for snapshots (log compaction, catch-up); not used by the core yet.
-    type Snapshot: Clone + Serialize + DeserializeOwned;
+    /// The whole state, for snapshots: what K1 saves and K4 installs.
+    type Snapshot: Clone + fmt::Debug + PartialEq + Serialize + DeserializeOwned;
 
     /// Executes one command. Must not panic on any operation a client can send.
     fn apply(&mut self, command: &Command<Self::Op>) -> Self::Output;

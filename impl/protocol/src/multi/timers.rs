@@ -1,5 +1,5 @@
 //! Time in the core: the timers of `specs/protocol.md` ("Timers": M1's election timer, the
-//! heartbeat H1, retransmission R1 and the pacing of catch-up requests C1), as deadlines on a
+//! heartbeat H1, retransmission R1 and the catch-up request K5), as deadlines on a
 //! clock the runtime advances with [`crate::multi::Input::Tick`].
 //!
 //! The core reads no clock. The runtime passes the time of its monotonic clock in every
@@ -31,8 +31,8 @@ pub struct Timing {
     /// A leader re-sends the Accept of a slot in flight for a whole interval to the replicas
     /// whose vote it has not counted (R1).
     pub retransmit_interval_ms: Millis,
-    /// A replica behind its leader's heartbeat asks it for the chosen entries it lacks at
-    /// most this often (C1).
+    /// A follower asks the replica it promised for what it may have missed (a lost Decide,
+    /// a snapshot), and a leader below its floor asks every other, this often (K5).
     pub catch_up_interval_ms: Millis,
     /// Seeds the election jitter: replicas of one cluster should have different seeds, or
     /// they draw the same delays and campaign against each other at the same moments.
@@ -132,8 +132,9 @@ pub struct Timers {
     /// The leader's `next_slot` at the previous retransmission check: a slot below it still
     /// in flight at the next check has waited a whole interval for its votes.
     pub retransmit_below: Slot,
-    /// When this replica last reported its applied prefix to a leader (C1), and the prefix.
-    pub status_sent: Option<(Millis, u64)>,
+    /// When this replica next asks for what it may have missed (K5): armed at every
+    /// replica, always.
+    pub catch_up_at_ms: Option<Millis>,
     /// The highest ballot a leader was heard at, and when: where to send clients.
     pub leader_heard: Option<(Ballot, Millis)>,
     /// The election jitter generator's state (SplitMix64).
@@ -155,6 +156,7 @@ impl Timers {
             self.election_at_ms,
             self.heartbeat_at_ms,
             self.retransmit_at_ms,
+            self.catch_up_at_ms,
         ]
         .into_iter()
         .flatten()

@@ -79,9 +79,11 @@ impl<Op> Entry<Op> {
 pub type Vote<Op> = (Slot, Ballot, Entry<Op>);
 
 /// Replica-to-replica messages. Client requests and replies are [`Input::ClientRequest`] and
-/// [`Effect::Reply`]: clients are external callers, not replicas.
+/// [`Effect::Reply`]: clients are external callers, not replicas. `Snap` is what a
+/// [`Message::Snapshot`] carries: the replica's applied state (`SnapshotOf` in
+/// [`crate::multi`]), whose type is its state machine's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Message<Op> {
+pub enum Message<Op, Snap> {
     /// Phase 1a, for all slots at once, with the candidate's applied prefix (K2: an acceptor
     /// that compacted past it will hand it the snapshot).
     Prepare {
@@ -118,36 +120,27 @@ pub enum Message<Op> {
     },
     /// The leader tells the others that the run `slot .. slot + entries.len()` is chosen.
     Decide { slot: Slot, entries: Vec<Entry<Op>> },
-    /// C1 (catch-up, not modelled): a replica behind its leader's heartbeat tells the leader
-    /// how much of the log it has applied.
+    /// K5: a catch-up request: the sender has applied every slot below `applied`, and asks
+    /// for what it may have missed (K6 answers).
     Status { applied: Slot },
-    /// C2 (catch-up, not modelled): the leader's answer to [`Message::Status`]: the chosen
-    /// entries from the follower's applied prefix on (at most [`CATCH_UP_ENTRIES_MAX`]), and
-    /// the prefix every replica has applied, below which the log may be compacted. Sent even
-    /// when `entries` is empty: it also tells the follower the leader at `ballot` is alive.
-    CatchUp {
-        ballot: Ballot,
-        entries: Vec<(Slot, Entry<Op>)>,
-        all_applied: Slot,
-    },
-    /// H1: the leader at `ballot` is alive, has applied every slot below `applied`, and knows
-    /// that every replica has applied every slot below `all_applied`. Tells a follower not to
-    /// campaign, one further behind to ask for what it missed (C1), and every one how far it
-    /// may compact its log.
-    Heartbeat {
-        ballot: Ballot,
-        applied: Slot,
-        all_applied: Slot,
-    },
+    /// K6: chosen entries the requester may lack (at most [`CATCH_UP_ENTRIES_MAX`]), which
+    /// it learns as Decides (M8).
+    CatchUp { entries: Vec<(Slot, Entry<Op>)> },
+    /// K2, K6, K7: the sender's snapshot at its compaction point, for a replica behind it
+    /// (K4 installs it).
+    Snapshot { state: Snap },
+    /// H1: the leader at `ballot` is alive: a follower that hears it does not campaign.
+    Heartbeat { ballot: Ballot },
 }
 
-impl<Op> Message<Op> {
-    /// The same message with every entry's command mapped by `f`, in order; the first error
-    /// stops it ([`Entry::try_map_command`]).
-    pub fn try_map_commands<B, E>(
+impl<Op, Snap: Clone> Message<Op, Snap> {
+    /// The same message with every entry's command mapped by `f`, in order, and a snapshot
+    /// by `g`; the first error stops it ([`Entry::try_map_command`]).
+    pub fn try_map_commands<B, S, E>(
         &self,
         mut f: impl FnMut(&Command<Op>) -> Result<Command<B>, E>,
-    ) -> Result<Message<B>, E> {
+        g: impl FnOnce(&Snap) -> Result<S, E>,
+    ) -> Result<Message<B, S>, E> {
         let mut entry = |e: &Entry<Op>| e.try_map_command(&mut f);
         Ok(match self {
             Message::Prepare { ballot, applied } => Message::Prepare {
@@ -193,30 +186,19 @@ impl<Op> Message<Op> {
                 entries: entries.iter().map(entry).collect::<Result<_, E>>()?,
             },
             Message::Status { applied } => Message::Status { applied: *applied },
-            Message::CatchUp {
-                ballot,
-                entries,
-                all_applied,
-            } => Message::CatchUp {
-                ballot: *ballot,
+            Message::CatchUp { entries } => Message::CatchUp {
                 entries: entries
                     .iter()
                     .map(|(s, e)| Ok((*s, entry(e)?)))
                     .collect::<Result<_, E>>()?,
-                all_applied: *all_applied,
             },
-            Message::Heartbeat {
-                ballot,
-                applied,
-                all_applied,
-            } => Message::Heartbeat {
-                ballot: *ballot,
-                applied: *applied,
-                all_applied: *all_applied,
-            },
+            Message::Snapshot { state } => Message::Snapshot { state: g(state)? },
+            Message::Heartbeat { ballot } => Message::Heartbeat { ballot: *ballot },
         })
     }
+}
 
+impl<Op, Snap> Message<Op, Snap> {
     /// The message's kind as trace events and reports name it.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -228,17 +210,18 @@ impl<Op> Message<Op> {
             Message::Decide { .. } => "decide",
             Message::Status { .. } => "status",
             Message::CatchUp { .. } => "catch_up",
+            Message::Snapshot { .. } => "snapshot",
             Message::Heartbeat { .. } => "heartbeat",
         }
     }
 }
 
-impl<Op: Clone> Message<Op> {
+impl<Op: Clone, Snap: Clone> Message<Op, Snap> {
     /// The one-slot messages this one stands for, in slot order: `n` for a run of `n` slots
     /// (`Accept`, `Accepted`, `Decide`; specs/protocol.md "Runs of slots"), itself for any
     /// other message. Lazy, and it stops at the last slot, so an absurd run from a stranger
     /// costs what the caller takes of it.
-    pub fn per_slot(&self) -> impl Iterator<Item = Message<Op>> + '_ {
+    pub fn per_slot(&self) -> impl Iterator<Item = Message<Op, Snap>> + '_ {
         let len = match self {
             Message::Accept { entries, .. } | Message::Decide { entries, .. } => {
                 entries.len() as u64
@@ -276,8 +259,8 @@ impl<Op: Clone> Message<Op> {
     }
 }
 
-/// The most chosen entries one [`Message::CatchUp`] carries; a follower further behind
-/// catches up over several heartbeats (C1 at most once per catch-up interval).
+/// The most chosen entries one [`Message::CatchUp`] carries; a replica further behind
+/// catches up over several requests (K5, once per catch-up interval).
 pub const CATCH_UP_ENTRIES_MAX: usize = 1024;
 
 /// One durable change. A write-ahead log is a sequence of these; [`Durable::from_records`]
@@ -437,9 +420,12 @@ impl<Op: Clone> Durable<Op> {
 
 /// Everything that can happen to a replica. Recovery is [`crate::multi::Replica::recover`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Input<Op> {
+pub enum Input<Op, Snap> {
     /// A message from another replica.
-    Message { from: NodeId, msg: Message<Op> },
+    Message {
+        from: NodeId,
+        msg: Message<Op, Snap>,
+    },
     /// A client submits, or retries, a command (M5).
     ClientRequest(Command<Op>),
     /// Several client requests that arrived together: the same as the requests one by one
@@ -448,23 +434,32 @@ pub enum Input<Op> {
     ClientRequests(Vec<Command<Op>>),
     /// Time passes: it is now `now_ms` on the runtime's monotonic clock (an earlier time than
     /// the latest tick's counts as that one). Fires every timer whose deadline has come: the
-    /// election (M1), the heartbeat (H1), retransmission (R1).
+    /// election (M1), the heartbeat (H1), retransmission (R1), catch-up (K5).
     Tick { now_ms: Millis },
+    /// K1: snapshot the applied prefix and forget the log below it. The runtime decides when
+    /// (by log size or interval); the core answers with [`Effect::Snapshot`], which the
+    /// runtime makes durable before it drops the log below it.
+    Compact,
 }
 
 /// What the runtime must do after a step, in order.
 ///
-/// Within one step every `Persist` comes first, then the sends, executions and replies in the
-/// order the rule produced them. The runtime must make the records durable before it performs
-/// any later effect of the same step. Timers are no effect: the runtime asks
+/// Within one step every `Persist` and `Snapshot` comes first, then the sends, executions and
+/// replies in the order the rule produced them. The runtime must make the records and the
+/// snapshot durable before it performs any later effect of the same step. Timers are no effect: the runtime asks
 /// [`crate::multi::Replica::next_deadline`] after each step when to tick next.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Effect<Op, Out> {
+pub enum Effect<Op, Out, Snap> {
     /// Append this record to stable storage before performing any later effect.
     Persist(Record<Op>),
+    /// K1, K4: make this snapshot of the applied prefix durable (with the replica's
+    /// [`crate::multi::Replica::durable`] state from it on) before performing any later
+    /// effect; the log below the snapshot's applied prefix may then be dropped. It comes
+    /// with the step's records, before everything else.
+    Snapshot(Snap),
     Send {
         to: NodeId,
-        msg: Message<Op>,
+        msg: Message<Op, Snap>,
     },
     /// The state machine executed `command` from `slot` (M9); for observers, nothing to do.
     Executed {

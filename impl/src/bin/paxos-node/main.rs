@@ -117,7 +117,7 @@ enum Command {
         #[arg(long, value_parser = paxos_impl::runtime::SeededBug::from_name)]
         seeded_bug: Option<paxos_impl::runtime::SeededBug>,
         /// Append every transition of the protocol core to this file as JSON lines
-        /// (`paxos-steps/3`) for `paxos-conform validate`. Each line holds the replica's whole
+        /// (`paxos-steps/4`) for `paxos-conform validate`. Each line holds the replica's whole
         /// state: for bounded runs that are checked, not for production.
         #[arg(long, value_name = "FILE")]
         step_log: Option<PathBuf>,

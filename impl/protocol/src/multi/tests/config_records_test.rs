@@ -169,13 +169,15 @@ fn messages_map_every_command_and_stop_at_the_first_that_does_not_map() {
         }
     };
     let strings = |e: &Entry<u32>| e.try_map_command(relabel).unwrap();
+    // Snapshots are not mapped here.
+    let keep = |_: &SnapshotOf<Sm>| Ok(());
     let promise = Message::Promise {
         ballot: b(2, 1),
         accepted: vec![(0, b(1, 0), c(1, 1)), (3, b(1, 0), Entry::Noop)],
         compacted: 0,
     };
     assert_eq!(
-        promise.try_map_commands(relabel),
+        promise.try_map_commands(relabel, keep),
         Ok(Message::Promise {
             ballot: b(2, 1),
             accepted: vec![(0, b(1, 0), strings(&c(1, 1))), (3, b(1, 0), Entry::Noop)],
@@ -183,7 +185,7 @@ fn messages_map_every_command_and_stop_at_the_first_that_does_not_map() {
         })
     );
     let run = accept_run(b(1, 0), 4, vec![c(2, 1), c(3, 1)]);
-    let Ok(Message::Accept { entries, .. }) = run.try_map_commands(relabel) else {
+    let Ok(Message::Accept { entries, .. }) = run.try_map_commands(relabel, keep) else {
         panic!("an Accept maps to an Accept");
     };
     assert_eq!(entries, vec![strings(&c(2, 1)), strings(&c(3, 1))]);
@@ -192,13 +194,11 @@ fn messages_map_every_command_and_stop_at_the_first_that_does_not_map() {
         seq: 1,
         op: 999,
     };
-    let catch_up = Message::CatchUp {
-        ballot: b(1, 0),
+    let catch_up: MessageOf<Sm> = Message::CatchUp {
         entries: vec![(0, c(1, 1)), (1, Entry::Command(bad)), (2, c(2, 1))],
-        all_applied: 0,
     };
-    assert_eq!(catch_up.try_map_commands(relabel), Err(999));
-    let heartbeat = heartbeat(b(1, 0), 3);
-    let mapped: Message<String> = heartbeat.try_map_commands(relabel).unwrap();
+    assert_eq!(catch_up.try_map_commands(relabel, keep), Err(999));
+    let heartbeat = heartbeat(b(1, 0));
+    let mapped: Message<String, ()> = heartbeat.try_map_commands(relabel, keep).unwrap();
     assert_eq!(mapped.kind(), "heartbeat");
 }

@@ -38,7 +38,7 @@ fn bootstrap_followers_are_promised_to_the_initial_leader_with_nothing_persisted
 fn m1_timeout_persists_round_and_promise_then_prepares_the_others() {
     let mut r = follower(1);
     r.step(deliver(0, accept(b(1, 0), 0, c(1, 1))));
-    let prepare: Message<u32> = Message::Prepare {
+    let prepare: MessageOf<Sm> = Message::Prepare {
         ballot: b(2, 1),
         applied: 0,
     };
@@ -557,9 +557,11 @@ fn compacted_at(id: NodeId, applied: Slot) -> R {
 
 #[test]
 fn m2_k2_a_promise_reports_the_compaction_point_and_no_vote_below_it() {
+    // A candidate at the compaction point: no snapshot (K2's other half, in
+    // `compaction_test.rs`).
     let prepare = Message::Prepare {
         ballot: b(2, 1),
-        applied: 0,
+        applied: 2,
     };
     let promise = |compacted| Message::Promise {
         ballot: b(2, 1),

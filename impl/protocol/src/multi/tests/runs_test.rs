@@ -115,7 +115,7 @@ fn m7_a_run_of_votes_decides_only_the_slots_it_brings_to_a_majority() {
     r.step(deliver(2, accepted(b(1, 0), 3)));
     assert_eq!(r.chosen().len(), 2, "slots 1 and 3 had a majority of 3");
     let effects = r.step(deliver(3, accepted_run(b(1, 0), 0, 4)));
-    let decides: Vec<&Message<u32>> = effects
+    let decides: Vec<&MessageOf<Sm>> = effects
         .iter()
         .filter_map(|e| match e {
             Effect::Send { to: 1, msg } => Some(msg),
@@ -185,7 +185,7 @@ fn run_entry(client: u64) -> Entry<u32> {
 }
 
 impl RunStep {
-    fn input(&self, leader_ballot: Ballot) -> Input<u32> {
+    fn input(&self, leader_ballot: Ballot) -> InputOf<Sm> {
         match self {
             RunStep::Requests(ids) => {
                 Input::ClientRequests(ids.iter().map(|&(c, s)| cmd(c, s)).collect())
@@ -225,7 +225,7 @@ impl RunStep {
     }
 
     /// The same input slot by slot, requests in `(client, seq)` order: what the run stands for.
-    fn one_by_one(&self, leader_ballot: Ballot) -> Vec<Input<u32>> {
+    fn one_by_one(&self, leader_ballot: Ballot) -> Vec<InputOf<Sm>> {
         match self {
             RunStep::Requests(ids) => {
                 let mut ids = ids.clone();
@@ -377,7 +377,7 @@ fn per_slot_splits_a_run_and_stops_at_the_last_slot() {
         past_the_end.per_slot().collect::<Vec<_>>(),
         vec![accepted(b(1, 0), u64::MAX - 1), accepted(b(1, 0), u64::MAX)]
     );
-    let prepare: Message<u32> = Message::Prepare {
+    let prepare: MessageOf<Sm> = Message::Prepare {
         ballot: b(2, 1),
         applied: 0,
     };

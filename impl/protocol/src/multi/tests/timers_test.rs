@@ -1,36 +1,7 @@
-//! The timers and heartbeats (T, M1 by its deadline, H1, H2, R1) and the catch-up report (C1).
+//! The timers and heartbeats (T, M1 by its deadline, H1, H2, R1); the catch-up timer (K5) is
+//! in `compaction_test.rs`.
 
 use super::*;
-
-#[test]
-fn c1_a_follower_behind_the_leaders_heartbeat_asks_it_for_what_it_missed_once_per_interval() {
-    let mut f = follower(2);
-    let interval = Timing::default().catch_up_interval_ms;
-    let status = |applied| send(0, Message::Status { applied });
-    assert_eq!(f.step(deliver(0, heartbeat(b(1, 0), 3))), vec![status(0)]);
-    assert_eq!(f.state().timers.status_sent, Some((0, 0)));
-    assert_eq!(
-        f.step(deliver(0, heartbeat(b(1, 0), 3))),
-        vec![],
-        "paced: reported within the catch-up interval"
-    );
-    f.step(tick(interval - 1));
-    assert_eq!(f.step(deliver(0, heartbeat(b(1, 0), 3))), vec![]);
-    f.step(tick(interval));
-    assert_eq!(f.step(deliver(0, heartbeat(b(1, 0), 3))), vec![status(0)]);
-    f.step(tick(2 * interval));
-    assert_eq!(
-        f.step(deliver(0, heartbeat(b(1, 0), 0))),
-        vec![],
-        "not behind, and nothing new to report"
-    );
-    f.step(deliver(0, decide(0, c(1, 1))));
-    assert_eq!(
-        f.step(deliver(0, heartbeat(b(1, 0), 1))),
-        vec![status(1)],
-        "not behind, but it has applied more than it reported"
-    );
-}
 
 #[test]
 fn h1_a_leader_sends_its_heartbeat_every_interval_and_nothing_between() {
@@ -38,7 +9,8 @@ fn h1_a_leader_sends_its_heartbeat_every_interval_and_nothing_between() {
     let interval = Timing::default().heartbeat_interval_ms;
     assert_eq!(l.next_deadline(), Some(interval));
     assert_eq!(l.step(tick(interval - 1)), vec![], "not due yet");
-    let beat = heartbeat(b(1, 0), 1);
+    let beat = heartbeat(b(1, 0));
+    // The catch-up timer (K5) fires at a leader too, which asks no one unless below its floor.
     assert_eq!(
         l.step(tick(interval)),
         vec![send(1, beat.clone()), send(2, beat.clone())]
@@ -66,11 +38,7 @@ fn h2_a_heartbeat_from_the_leader_pushes_the_election_back_and_a_stale_one_does_
         "a replica that just started waits a longest timeout more: {first}"
     );
     f.step(tick(first - 1));
-    assert_eq!(
-        f.step(deliver(0, heartbeat(b(1, 0), 0))),
-        vec![send(0, Message::Status { applied: 0 })],
-        "the first heartbeat is answered with a report (C1)"
-    );
+    assert_eq!(f.step(deliver(0, heartbeat(b(1, 0)))), vec![]);
     let pushed = f.state().timers.election_at_ms.unwrap();
     assert!(pushed >= first - 1 + t.election_timeout_min_ms);
     assert_eq!(
@@ -79,7 +47,7 @@ fn h2_a_heartbeat_from_the_leader_pushes_the_election_back_and_a_stale_one_does_
         "the old deadline no longer fires"
     );
     let before = f.clone();
-    f.step(deliver(2, heartbeat(b(1, 0), 0)));
+    f.step(deliver(2, heartbeat(b(1, 0))));
     assert_eq!(
         f, before,
         "a heartbeat whose ballot is not its sender's changes nothing"
@@ -93,14 +61,22 @@ fn h2_a_heartbeat_from_the_leader_pushes_the_election_back_and_a_stale_one_does_
         },
     ));
     let before = f.clone();
-    assert_eq!(f.step(deliver(0, heartbeat(b(1, 0), 5))), vec![]);
+    assert_eq!(f.step(deliver(0, heartbeat(b(1, 0)))), vec![]);
     assert_eq!(f, before, "a heartbeat below the promise changes nothing");
     assert_eq!(f.leader(), Some(2));
 }
 
 #[test]
 fn m1_the_election_timer_fires_at_its_deadline_and_runs_on_until_the_replica_leads() {
-    let mut f = follower(1);
+    // The catch-up timer (K5) set past everything here.
+    let timing = Timing {
+        catch_up_interval_ms: 100_000,
+        ..Timing::default()
+    };
+    let mut f = start(Config {
+        timing,
+        ..config(1)
+    });
     let due = f.state().timers.election_at_ms.unwrap();
     assert_eq!(f.next_deadline(), Some(due));
     assert_eq!(f.step(tick(due - 1)), vec![]);
@@ -119,7 +95,10 @@ fn m1_the_election_timer_fires_at_its_deadline_and_runs_on_until_the_replica_lea
     assert!(f.is_leading());
     assert_eq!(f.state().timers.election_at_ms, None);
     let t = Timing::default();
-    assert_eq!(f.next_deadline(), Some(due + t.heartbeat_interval_ms));
+    assert_eq!(
+        f.state().timers.heartbeat_at_ms,
+        Some(due + t.heartbeat_interval_ms)
+    );
 }
 
 #[test]
@@ -197,12 +176,12 @@ fn the_leader_a_replica_sends_clients_to_is_the_freshest_it_heard() {
     assert_eq!(l.leader(), Some(0));
     let mut f = follower(1);
     assert_eq!(f.leader(), Some(0), "the promise's proposer");
-    f.step(deliver(2, heartbeat(b(3, 2), 0)));
+    f.step(deliver(2, heartbeat(b(3, 2))));
     assert_eq!(f.leader(), Some(2), "a heartbeat above the promise");
     // The old leader's heartbeats keep the election off, but do not outrank 3.2.
     for now_ms in [250, 500] {
         f.step(tick(now_ms));
-        f.step(deliver(0, heartbeat(b(1, 0), 0)));
+        f.step(deliver(0, heartbeat(b(1, 0))));
     }
     assert_eq!(f.leader(), Some(2));
     f.step(tick(Timing::default().election_timeout_max_ms));
