@@ -33,9 +33,16 @@ $model export-traces multi --bug skip-phase-1-after-nack --clients 2 --walks 0 -
 $model export-traces multi --bug gap-fill-fabricates --clients 2 --walks 0 --out "$out"
 $model export-traces multi --bug ignore-client-sequence --commands 1 --retries 1 --walks 0 \
     --out "$out"
-# The compaction bugs (next-slot-ignores-compaction, promise-hides-compaction,
-# install-older-snapshot, catch-up-sends-votes, compact-past-applied) join when the core
-# implements K1-K7: until then `paxos-conform replay` refuses their configurations.
+for bug in next-slot-ignores-compaction promise-hides-compaction; do
+    $model export-traces multi --bug "$bug" --clients 2 --compactions 1 --spread-clients \
+        --walks 0 --out "$out"
+done
+$model export-traces multi --bug install-older-snapshot --rounds 1 --elections 0 \
+    --compactions 4 --catch-ups 2 --walks 0 --out "$out"
+$model export-traces multi --bug catch-up-sends-votes --commands 1 --slots 1 --rounds 1 \
+    --elections 0 --catch-ups 1 --walks 0 --out "$out"
+$model export-traces multi --bug compact-past-applied --clients 2 --rounds 1 --elections 0 \
+    --compactions 2 --walks 0 --out "$out"
 
 # Random walks of the correct protocol, beyond the exhaustive bounds.
 # The state is recorded every 10 steps (and at the last) to keep the files small.
@@ -49,4 +56,8 @@ $model export-traces multi --slots 4 --commands 4 --clients 2 --rounds 3 --elect
 $model export-traces multi --replicas 5 --slots 4 --commands 4 --clients 2 --rounds 3 \
     --elections 2 --retries 1 --crashes 2 --lossy --duplicating \
     --walks 1 --seed 1 --depth 150 --state-every 10 --name multi-walk-r5-s4-crash2-lossy-dup \
+    --out "$out"
+$model export-traces multi --slots 4 --commands 4 --clients 2 --rounds 3 --elections 2 \
+    --crashes 1 --lossy --compactions 8 --catch-ups 3 \
+    --walks 1 --seed 1 --depth 150 --state-every 10 --name multi-walk-s4-crash1-lossy-compact \
     --out "$out"
