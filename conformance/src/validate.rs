@@ -753,6 +753,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
             StepLine::Start {
                 config,
                 recovered,
+                snapshot,
                 effects,
                 state,
                 ..
@@ -760,8 +761,12 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                 report.starts += 1;
                 *report.by_kind.entry("recover".into()).or_default() += 1;
                 let lost = node.records.len();
-                let result =
-                    validate_start(&domain, actor, i, node, config, recovered, effects, state);
+                let result = match snapshot {
+                    Some(_) => Err(Failure::plain(SNAPSHOTS_NOT_VALIDATED.to_string())),
+                    None => {
+                        validate_start(&domain, actor, i, node, config, recovered, effects, state)
+                    }
+                };
                 report.records_lost_in_crashes += lost.saturating_sub(node.records.len());
                 result
             }

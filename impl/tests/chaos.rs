@@ -1,6 +1,7 @@
 //! `paxos-node chaos` end to end: real 3- and 5-replica clusters under concurrent clients while
 //! replicas are killed (`kill -9`), WAL tails torn, links partitioned, cut one way and slowed;
-//! the recorded history must be linearizable with no acknowledged write lost. With the
+//! the recorded history must be linearizable with no acknowledged write lost, while replicas
+//! snapshot every 20 slots and those that fall behind catch up by installing one. With the
 //! `mutants` feature (on in the workspace test build), a seeded runtime bug must be caught.
 //! Each run bounds its own time: `--duration-secs` plus at most 30 s to settle.
 
@@ -57,14 +58,36 @@ fn assert_passed(code: Option<i32>, report: &Value) {
     );
 }
 
+/// With a small snapshot interval, replicas compact all through the run and a replica that was
+/// killed or cut off comes back behind the others' snapshots and must install one.
+fn assert_snapshots_in_play(report: &Value) {
+    let taken = report["snapshots_taken"].as_u64().unwrap_or(0);
+    let installed = report["snapshots_installed"].as_u64().unwrap_or(0);
+    assert!(taken >= 5, "too few snapshots taken: {report:#}");
+    assert!(
+        installed >= 1,
+        "no replica caught up by snapshot: {report:#}"
+    );
+}
+
 #[test]
 fn three_replicas_under_every_fault_stay_linearizable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (code, report) = chaos(
         dir.path(),
-        &["--nodes", "3", "--duration-secs", "20", "--seed", "11"],
+        &[
+            "--nodes",
+            "3",
+            "--duration-secs",
+            "20",
+            "--seed",
+            "11",
+            "--snapshot-interval-slots",
+            "20",
+        ],
     );
     assert_passed(code, &report);
+    assert_snapshots_in_play(&report);
 }
 
 #[test]
@@ -72,9 +95,19 @@ fn five_replicas_under_every_fault_stay_linearizable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (code, report) = chaos(
         dir.path(),
-        &["--nodes", "5", "--duration-secs", "20", "--seed", "12"],
+        &[
+            "--nodes",
+            "5",
+            "--duration-secs",
+            "20",
+            "--seed",
+            "12",
+            "--snapshot-interval-slots",
+            "20",
+        ],
     );
     assert_passed(code, &report);
+    assert_snapshots_in_play(&report);
 }
 
 /// Stale reads from a deposed leader (reads answered without the log) must make the history

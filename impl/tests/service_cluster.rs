@@ -66,13 +66,19 @@ struct TestCluster {
 
 impl TestCluster {
     fn start(n: u32) -> TestCluster {
+        TestCluster::start_with(n, |_| {})
+    }
+
+    /// `n` nodes on a configuration that `configure` adjusts.
+    fn start_with(n: u32, configure: impl FnOnce(&mut ClusterConfig)) -> TestCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
         let ports = free_ports(2 * n as usize);
         let addresses = ports
             .chunks(2)
             .map(|pair| (loopback(pair[0]), loopback(pair[1])));
-        let config = ClusterConfig::with_addresses("test", addresses);
+        let mut config = ClusterConfig::with_addresses("test", addresses);
+        configure(&mut config);
         config.validate().expect("valid config");
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, config.to_toml().expect("toml")).expect("write config");
@@ -103,7 +109,7 @@ impl TestCluster {
             .arg(&self.config_path)
             .args(["--id", &id.to_string(), "--seed", &id.to_string()])
             .arg("--data-dir")
-            .arg(self.dir.path().join(format!("node-{id}")))
+            .arg(self.data_dir(id))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -136,6 +142,10 @@ impl TestCluster {
     fn is_running(&mut self, id: u32) -> bool {
         let child = self.nodes[id as usize].as_mut();
         child.is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn data_dir(&self, id: u32) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
     }
 
     fn log(&self, id: u32) -> String {
@@ -682,5 +692,138 @@ fn five_replicas_keep_serving_with_two_down() {
             let reply = writer.execute(&get).await.expect("get");
             assert_eq!(reply.value, Some(format!("v{i}")));
         }
+    });
+}
+
+/// The value of metric `name` at `endpoint` (0 if the node does not answer).
+async fn metric(http: &reqwest::Client, endpoint: &str, name: &str) -> f64 {
+    let metrics = fetch_metrics(http, endpoint).await.unwrap_or_default();
+    metrics
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map_or(0.0, |(_, v)| v)
+}
+
+/// Bytes of the WAL segments and snapshot files in `dir`.
+fn storage_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_replica_down_while_the_others_snapshot_catches_up_by_snapshot() {
+    let _serial = serial();
+    bounded(Duration::from_secs(120), async {
+        let interval = 50;
+        let mut cluster = TestCluster::start_with(3, |config| {
+            config.limits.snapshot_interval_slots = interval;
+            config.limits.wal_segment_bytes_max = 8192;
+        });
+        let leader = wait_for_leader(&cluster, &[0, 1, 2]).await;
+        let behind = (leader + 1) % 3;
+        let mut writer = client(&cluster.endpoints(), 7);
+        writer.op_timeout = Duration::from_secs(20);
+        // Few keys, many writes: the state stays small while the log would grow.
+        let put = |i: u64| KvOp::Put {
+            key: format!("snap{}", i % 10),
+            value: format!("v{i}"),
+        };
+        writer.execute(&put(0)).await.expect("put");
+        cluster.kill9(behind);
+        let writes = 16 * interval;
+        let mut sizes = Vec::new();
+        for i in 1..=writes {
+            writer
+                .execute(&put(i))
+                .await
+                .expect("put with one replica down");
+            if i % (interval / 2) == 0 {
+                sizes.push(storage_bytes(&cluster.data_dir(leader)));
+            }
+        }
+        let http = http_client(Duration::from_secs(1)).expect("http");
+        let leader_endpoint = cluster.endpoint(leader);
+        let taken = metric(&http, &leader_endpoint, "paxos_snapshots_taken_total").await;
+        assert!(
+            taken >= 7.0,
+            "the leader snapshots every {interval} slots: {taken}"
+        );
+        // The dead replica does not stop compaction: the leader's storage is a sawtooth (a
+        // snapshot drops the log below the older one kept) whose peaks stay level, where an
+        // uncompacted log would double from the first half of the writes to the second.
+        let (early, late) = sizes.split_at(sizes.len() / 2);
+        let peak = |s: &[u64]| s.iter().copied().max().unwrap_or(0);
+        assert!(
+            2 * peak(late) < 3 * peak(early),
+            "storage grows with writes although the log is compacted: {sizes:?}"
+        );
+
+        cluster.restart(behind);
+        let endpoint = cluster.endpoint(behind);
+        let leader_applied = status(&http, &leader_endpoint)
+            .await
+            .expect("leader status")["applied"]
+            .as_u64()
+            .expect("applied");
+        loop {
+            let applied = status(&http, &endpoint)
+                .await
+                .and_then(|s| s["applied"].as_u64());
+            if applied.is_some_and(|a| a >= leader_applied) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let installed = metric(&http, &endpoint, "paxos_snapshots_installed_total").await;
+        assert!(installed >= 1.0, "caught up by a snapshot: {installed}");
+        for k in 0..10 {
+            let value = local(&http, &endpoint, &format!("snap{k}")).await;
+            let last_write = (writes - 9..=writes)
+                .find(|i| i % 10 == k)
+                .expect("a write");
+            assert_eq!(
+                value.and_then(|v| v.value),
+                Some(format!("v{last_write}")),
+                "snap{k} at the returned replica"
+            );
+        }
+        // It restarts from its own snapshot, and the cluster goes on with it.
+        cluster.kill9(behind);
+        cluster.restart(behind);
+        loop {
+            let applied = status(&http, &endpoint)
+                .await
+                .and_then(|s| s["applied"].as_u64());
+            if applied.is_some_and(|a| a >= leader_applied) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            cluster.log(behind).contains("snapshot_applied=Some"),
+            "recovered from its snapshot:\n{}",
+            cluster.log(behind)
+        );
+        cluster.kill9(leader);
+        let others: Vec<u32> = (0..3).filter(|&id| id != leader).collect();
+        wait_for_leader(&cluster, &others).await;
+        writer
+            .execute(&put(writes + 1))
+            .await
+            .expect("put after failover");
+        let reply = writer
+            .execute(&KvOp::Get {
+                key: format!("snap{}", (writes + 1) % 10),
+            })
+            .await
+            .expect("get");
+        assert_eq!(reply.value, Some(format!("v{}", writes + 1)));
     });
 }

@@ -438,14 +438,7 @@ fn a_second_snapshot_compacts_below_the_older_one_kept() {
     }
     let first_kept = log.wal().first_index();
     drop(log);
-    let snaps: Vec<_> = fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            let name = e.as_ref().unwrap().file_name();
-            name.to_str().unwrap().ends_with(".snap")
-        })
-        .collect();
-    assert_eq!(snaps.len(), 2, "two snapshots kept");
+    assert_eq!(snapshot_files(dir.path()).len(), 2, "two snapshots kept");
     // The older kept snapshot covers the first two batches (1 + 18 + 1 + 18 records).
     assert!(
         first_kept <= 38,
@@ -544,14 +537,32 @@ impl Storage<KvStore> for DiskLog {
         let (log, recovered) =
             Log::open(self.dir.path(), small_segments()).map_err(|e| e.to_string())?;
         self.log = Some(log);
+        let snapshot = match recovered.snapshot {
+            Some(file) => {
+                Some(decode_state_machine(&file.state_machine).map_err(|e| e.to_string())?)
+            }
+            None => None,
+        };
         Ok(Recovered {
             durable: recovered.durable,
-            snapshot: None,
+            snapshot,
         })
     }
 
-    fn compacted(&mut self, _: Snapshot<KvStore>, _: Durable<KvOp>) -> Result<(), String> {
-        Err("snapshots are tested on the log itself, above".into())
+    /// What the service does with `Effect::Snapshot`: the step's records so far, then the
+    /// snapshot after them, which compacts the log.
+    fn compacted(
+        &mut self,
+        snapshot: Snapshot<KvStore>,
+        durable: Durable<KvOp>,
+    ) -> Result<(), String> {
+        let log = self.log.as_mut().ok_or("the log is closed")?;
+        log.persist(&self.step).map_err(|e| e.to_string())?;
+        self.step.clear();
+        let state_machine = encode_state_machine(&snapshot).map_err(|e| e.to_string())?;
+        log.snapshot(snapshot.applied, &state_machine, &durable)
+            .map_err(|e| e.to_string())?;
+        Ok(())
     }
 }
 
@@ -651,4 +662,78 @@ fn a_crashed_replica_recovers_its_durable_view_from_its_log() {
     let before = cluster.crash_and_recover(1);
     assert_eq!(cluster.replica(1).durable(), before);
     assert_eq!(before.chosen.len(), 8);
+}
+
+#[test]
+fn a_replica_down_while_the_others_compact_installs_a_snapshot_and_every_log_recovers() {
+    let mut cluster = Cluster::new();
+    cluster.sim.crash(2);
+    for seq in 1..=4 {
+        for client in 1..=2 {
+            cluster.step(0, Input::ClientRequest(put(client, seq)));
+        }
+        cluster.deliver_all();
+    }
+    for i in [0, 1] {
+        cluster.step(i, Input::Compact);
+        assert_eq!(cluster.replica(i).compacted(), 8, "node {i}");
+        let dir = cluster.sim.nodes[i as usize].storage.dir.path();
+        assert_eq!(snapshot_files(dir).len(), 1, "node {i}");
+    }
+    cluster.step(0, Input::ClientRequest(put(3, 1)));
+    cluster.deliver_all();
+    let expected_kv = cluster.replica(0).state_machine().clone();
+
+    cluster
+        .sim
+        .recover(2, KvStore::new(), &mut ignore::<KvStore>)
+        .unwrap();
+    assert_eq!(cluster.replica(2).applied(), 0);
+    // K5: the returning replica asks; K6: below the compaction point it gets the snapshot
+    // (K4 installs it), and the slot above it follows.
+    for _ in 0..10 {
+        if cluster.replica(2).applied() == 9 {
+            break;
+        }
+        cluster
+            .sim
+            .tick_to_deadline(2, &mut ignore::<KvStore>)
+            .unwrap();
+        cluster.deliver_all();
+    }
+    assert_eq!(cluster.replica(2).applied(), 9);
+    assert_eq!(cluster.replica(2).compacted(), 8, "installed the snapshot");
+    assert_eq!(cluster.replica(2).state_machine(), &expected_kv);
+    let dir = cluster.sim.nodes[2].storage.dir.path();
+    assert_eq!(snapshot_files(dir).len(), 1, "the install is durable");
+
+    for i in [2, 1, 0] {
+        let before = cluster.crash_and_recover(i);
+        let recovered = cluster.replica(i);
+        assert_eq!(recovered.durable(), before, "node {i}");
+        assert_eq!(
+            (recovered.applied(), recovered.compacted()),
+            (9, 8),
+            "node {i}"
+        );
+        assert_eq!(recovered.state_machine(), &expected_kv, "node {i}");
+    }
+    // The recovered cluster goes on from its snapshots.
+    cluster.election(2);
+    cluster.deliver_all();
+    cluster.step(2, Input::ClientRequest(put(4, 1)));
+    cluster.deliver_all();
+    for i in 0..3 {
+        assert_eq!(cluster.replica(i).applied(), 10, "node {i}");
+    }
+}
+
+fn snapshot_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+        .collect();
+    found.sort();
+    found
 }

@@ -19,6 +19,10 @@ use crate::multi::{Config, Durable, Effect, Input, ReplicaState};
 /// The format name every `start` line carries.
 pub const STEP_LOG_FORMAT: &str = "paxos-steps/4";
 
+fn none<T>() -> Option<T> {
+    None
+}
+
 /// One line of a step log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -35,6 +39,10 @@ pub enum StepLine<Op, Out, Snap> {
         pid: u32,
         config: Config,
         recovered: Durable<Op>,
+        /// The snapshot recovery started from (K1, K4), when the storage held one:
+        /// `recovered` is then the log from it on.
+        #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+        snapshot: Option<Snap>,
         effects: Vec<Effect<Op, Out, Snap>>,
         state: ReplicaState<Op, Out>,
     },

@@ -25,6 +25,8 @@
 //! wal_batch_records_max = 16384
 //! wal_commit_delay_us = 0
 //! request_bytes_max = 1048576
+//! snapshot_interval_slots = 10000 # 0: never snapshot
+//! wal_segment_bytes_max = 67108864
 //!
 //! [[nodes]]
 //! id = 0
@@ -42,7 +44,11 @@ use serde::{Deserialize, Serialize};
 use super::auth::{PeerSecret, SecretError};
 use crate::ballot::NodeId;
 use crate::multi::{Config as CoreConfig, Timing as CoreTiming};
-use crate::storage::GroupCommitOptions;
+use crate::storage::{GroupCommitOptions, ReplicaLogOptions, WalOptions};
+
+/// The smallest WAL segment allowed: below it a segment holds a handful of records and every
+/// batch opens and fsyncs files.
+pub const WAL_SEGMENT_BYTES_MIN: u64 = 4096;
 
 /// One replica's addresses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,8 +114,9 @@ pub struct Limits {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slot_limit: Option<u64>,
     /// A frame longer than this is malformed: the connection is closed. A Promise carries the
-    /// acceptor's whole `accepted` vector (the runtime does not compact the log yet), so this
-    /// also bounds how long a log can grow and still elect a leader.
+    /// acceptor's votes at and above its compaction point, so `snapshot_interval_slots` bounds
+    /// it; a snapshot larger than this is not sent (counted in the metrics), and a replica
+    /// behind the sender's compaction point then cannot catch up until the limit is raised.
     pub frame_bytes_max: u32,
     /// At most this many protocol messages in one frame.
     pub frame_messages_max: usize,
@@ -124,6 +131,15 @@ pub struct Limits {
     /// A client request body above this is refused (`413`): a command must fit in a peer frame
     /// and a WAL record with room to spare, so at most a quarter of `frame_bytes_max`.
     pub request_bytes_max: usize,
+    /// K1: once this many slots are applied beyond the last snapshot, the replica snapshots
+    /// its applied prefix and forgets the log below it (0: never). Bounds the WAL, the memory
+    /// the log holds and the size of a Promise; a replica that falls further behind than the
+    /// others' snapshots catches up by receiving one.
+    pub snapshot_interval_slots: u64,
+    /// A WAL segment is closed and a new one started at this size. Compaction deletes whole
+    /// segments below the older snapshot kept, so a replica's storage stays within about two
+    /// snapshots' worth of log plus two segments.
+    pub wal_segment_bytes_max: u64,
 }
 
 impl Default for Limits {
@@ -137,6 +153,8 @@ impl Default for Limits {
             wal_batch_records_max: 16_384,
             wal_commit_delay_us: 0,
             request_bytes_max: 1 << 20,
+            snapshot_interval_slots: 10_000,
+            wal_segment_bytes_max: 64 << 20,
         }
     }
 }
@@ -394,7 +412,24 @@ impl Limits {
         }
     }
 
+    /// The replica log's options these limits give.
+    pub fn replica_log(&self) -> ReplicaLogOptions {
+        ReplicaLogOptions {
+            wal: WalOptions {
+                segment_bytes_max: self.wal_segment_bytes_max,
+                ..WalOptions::default()
+            },
+            ..ReplicaLogOptions::default()
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.wal_segment_bytes_max < WAL_SEGMENT_BYTES_MIN {
+            return Err(invalid(format!(
+                "limits: wal_segment_bytes_max ({}) must be at least {WAL_SEGMENT_BYTES_MIN}",
+                self.wal_segment_bytes_max
+            )));
+        }
         if self.window == 0 {
             return Err(invalid("limits: window must be at least 1"));
         }

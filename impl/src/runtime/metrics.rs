@@ -82,6 +82,18 @@ pub struct Metrics {
     pub peer_handshakes_refused: AtomicU64,
     pub accept_retransmissions: AtomicU64,
     pub catch_up_requests: AtomicU64,
+    /// K1: snapshots this node took of its applied prefix.
+    pub snapshots_taken: AtomicU64,
+    /// K4: snapshots received from a peer and installed.
+    pub snapshots_installed: AtomicU64,
+    /// K2, K6, K7: snapshots sent to a peer behind this node's compaction point.
+    pub snapshots_sent: AtomicU64,
+    /// Snapshots not sent because they exceed a peer frame (`limits.frame_bytes_max`).
+    pub snapshots_too_large: AtomicU64,
+    /// State-machine snapshot bytes written to disk.
+    pub snapshot_bytes_written: AtomicU64,
+    /// From handing a snapshot to the WAL writer until it was durable and the log compacted.
+    pub snapshot_write_latency: Histogram,
     /// Records per group-commit submission of the node task.
     pub wal_batch_records: Histogram,
     /// From a submission to the group-commit writer until its fsync returned.
@@ -108,6 +120,12 @@ impl Default for Metrics {
             peer_handshakes_refused: AtomicU64::new(0),
             accept_retransmissions: AtomicU64::new(0),
             catch_up_requests: AtomicU64::new(0),
+            snapshots_taken: AtomicU64::new(0),
+            snapshots_installed: AtomicU64::new(0),
+            snapshots_sent: AtomicU64::new(0),
+            snapshots_too_large: AtomicU64::new(0),
+            snapshot_bytes_written: AtomicU64::new(0),
+            snapshot_write_latency: Histogram::new(LATENCY_BOUNDS_S),
             wal_batch_records: Histogram::new(SIZE_BOUNDS),
             wal_commit_latency: Histogram::new(LATENCY_BOUNDS_S),
             frame_messages: Histogram::new(SIZE_BOUNDS),
@@ -128,7 +146,7 @@ impl Metrics {
     /// The Prometheus text exposition; `wal` are the group commit's own counters.
     pub fn render(&self, wal: &GroupCommitStats, node: u32) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 20] = [
             (
                 "paxos_client_requests_total",
                 "client requests received",
@@ -204,6 +222,31 @@ impl Metrics {
                 "catch-up requests sent to the leader",
                 &self.catch_up_requests,
             ),
+            (
+                "paxos_snapshots_taken_total",
+                "snapshots of the applied prefix this node took, compacting its log",
+                &self.snapshots_taken,
+            ),
+            (
+                "paxos_snapshots_installed_total",
+                "snapshots received from a peer and installed",
+                &self.snapshots_installed,
+            ),
+            (
+                "paxos_snapshots_sent_total",
+                "snapshots sent to a peer behind this node's compaction point",
+                &self.snapshots_sent,
+            ),
+            (
+                "paxos_snapshots_too_large_total",
+                "snapshots not sent because they exceed limits.frame_bytes_max",
+                &self.snapshots_too_large,
+            ),
+            (
+                "paxos_snapshot_bytes_written_total",
+                "state-machine snapshot bytes written to disk",
+                &self.snapshot_bytes_written,
+            ),
         ];
         let _ = writeln!(
             out,
@@ -254,6 +297,11 @@ impl Metrics {
             &mut out,
             "paxos_wal_commit_latency_seconds",
             "from submission to the group commit until durable (queueing, write, fsync)",
+        );
+        self.snapshot_write_latency.render(
+            &mut out,
+            "paxos_snapshot_write_latency_seconds",
+            "from handing a snapshot to the WAL writer until durable and the log compacted",
         );
         self.frame_messages.render(
             &mut out,

@@ -41,11 +41,15 @@ use crate::multi::{
     ClientId, Command, CommandId, Effect, Input, InputOf, Message, Millis, Phase, Record, Replica,
     ReplicaEffect, Slot, SnapshotOf,
 };
-use crate::storage::replica_log::encode_records;
+use crate::storage::replica_log::{encode_records, encode_state_machine};
 use crate::storage::{GroupCommitStats, ReplicaGroupCommit};
 
 /// Events drained from the inbox per batch (one WAL submission covers them all).
 pub const EVENTS_PER_BATCH_MAX: usize = 1024;
+/// The log line of a snapshot this node took (K1), which `paxos-node chaos` counts.
+pub const SNAPSHOT_TAKEN: &str = "snapshot taken: the log below the applied prefix is forgotten";
+/// The log line of a snapshot received from a peer and installed (K4).
+pub const SNAPSHOT_INSTALLED: &str = "snapshot installed from a peer";
 /// How long shutdown waits for in-flight fsyncs.
 pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -134,10 +138,6 @@ pub enum NodeError {
     Wal(String),
     #[error("cannot write the step log, the node stops rather than leave a gap in it: {0}")]
     StepLog(String),
-    /// The core asked for a snapshot to be made durable (K1, K4), which this runtime cannot
-    /// do yet: it stops rather than run on with a log that does not hold what the core keeps.
-    #[error("the core installed a snapshot at slot {0}, which the service cannot persist yet")]
-    SnapshotUnsupported(u64),
 }
 
 /// An effect waiting to be performed.
@@ -149,6 +149,19 @@ struct Durability {
     submission: u64,
     result: Result<(), String>,
     submitted_at: Instant,
+    what: Submitted,
+}
+
+/// What a WAL submission held.
+#[derive(Debug)]
+enum Submitted {
+    Records,
+    /// A snapshot of the applied prefix (`bytes` of state-machine snapshot), after which the
+    /// WAL was compacted.
+    Snapshot {
+        applied: Slot,
+        bytes: usize,
+    },
 }
 
 /// Everything the node task needs at start.
@@ -163,6 +176,9 @@ pub struct NodeParts<S: Replicated> {
     pub step_log: Option<StepLog>,
     /// A seeded bug's core mutant, switched on around every step (`serve --seeded-bug`).
     pub core_mutant: Option<Mutant>,
+    /// K1's trigger: snapshot once this many slots are applied past the compaction point
+    /// (`limits.snapshot_interval_slots`; 0: never).
+    pub snapshot_interval_slots: u64,
 }
 
 /// Runs `body` with `mutant` switched on in the core (builds with the `mutants` feature; in
@@ -201,6 +217,11 @@ pub struct NodeTask<S: Replicated> {
     failure: Option<NodeError>,
     step_log: Option<StepLog>,
     core_mutant: Option<Mutant>,
+    snapshot_interval_slots: u64,
+    /// The newest snapshot the core asked to make durable (K1, K4) and not yet handed to the
+    /// WAL writer. Snapshots only move forward, so a later one replaces an earlier one of the
+    /// same batch: it covers everything the earlier one did.
+    snapshot_pending: Option<SnapshotOf<S>>,
 }
 
 impl<S: Replicated> NodeTask<S> {
@@ -228,6 +249,8 @@ impl<S: Replicated> NodeTask<S> {
             failure: None,
             step_log: parts.step_log,
             core_mutant: parts.core_mutant,
+            snapshot_interval_slots: parts.snapshot_interval_slots,
+            snapshot_pending: None,
         };
         task.leader = task.replica.leader();
         task.publish();
@@ -264,6 +287,7 @@ impl<S: Replicated> NodeTask<S> {
                 }
                 _ = sleep_until(deadline) => self.on_deadline(),
             }
+            self.compact_if_due();
             self.flush();
             if self.failure.is_some() {
                 break;
@@ -343,12 +367,23 @@ impl<S: Replicated> NodeTask<S> {
         });
     }
 
+    /// K1 on the runtime's schedule: snapshot the applied prefix once it has grown
+    /// `snapshot_interval_slots` past the compaction point.
+    fn compact_if_due(&mut self) {
+        let interval = self.snapshot_interval_slots;
+        let grown = self.replica.applied() - self.replica.compacted();
+        if interval > 0 && grown >= interval && self.failure.is_none() {
+            self.step(Input::Compact);
+        }
+    }
+
     // ------------------------------------------------------------ stepping the core
 
     fn step(&mut self, input: InputOf<S>) {
         let was_leading = self.replica.is_leading();
         let was_preparing = matches!(self.replica.phase(), Phase::Preparing { .. });
         let tick = matches!(input, Input::Tick { .. });
+        let compact = matches!(input, Input::Compact);
         let logged_input = self.step_log.as_ref().map(|_| input.clone());
         let replica = &mut self.replica;
         let mut effects = std::mem::take(&mut self.effects);
@@ -374,8 +409,14 @@ impl<S: Replicated> NodeTask<S> {
                     self.records.push(record);
                 }
                 Effect::Snapshot(snapshot) => {
-                    tracing::error!(applied = snapshot.applied, "snapshot effect unsupported");
-                    self.failure = Some(NodeError::SnapshotUnsupported(snapshot.applied));
+                    if compact {
+                        inc(&self.metrics.snapshots_taken);
+                        tracing::info!(applied = snapshot.applied, "{SNAPSHOT_TAKEN}");
+                    } else {
+                        inc(&self.metrics.snapshots_installed);
+                        tracing::info!(applied = snapshot.applied, "{SNAPSHOT_INSTALLED}");
+                    }
+                    self.snapshot_pending = Some(snapshot);
                 }
                 other => {
                     self.count_send(&other, tick);
@@ -434,6 +475,10 @@ impl<S: Replicated> NodeTask<S> {
                 msg: Message::Status { .. },
                 ..
             } => inc(&self.metrics.catch_up_requests),
+            Effect::Send {
+                msg: Message::Snapshot { .. },
+                ..
+            } => inc(&self.metrics.snapshots_sent),
             _ => {}
         }
     }
@@ -449,8 +494,9 @@ impl<S: Replicated> NodeTask<S> {
 
     // ------------------------------------------------------------ persist, then speak
 
-    /// Submits this batch's records as one group-commit request and holds its other effects
-    /// until that request (and every earlier one) is durable.
+    /// Submits this batch's records as one group-commit request, then its snapshot if the
+    /// core took or installed one, and holds its other effects until what was submitted (and
+    /// every earlier submission) is durable.
     fn flush(&mut self) {
         if !self.records.is_empty() {
             let records = std::mem::take(&mut self.records);
@@ -460,6 +506,9 @@ impl<S: Replicated> NodeTask<S> {
                     self.failure = Some(NodeError::Wal(format!("cannot encode records: {e}")))
                 }
             }
+        }
+        if let Some(snapshot) = self.snapshot_pending.take() {
+            self.submit_snapshot(&snapshot);
         }
         let actions = std::mem::take(&mut self.actions);
         self.gate.hold(actions);
@@ -481,8 +530,46 @@ impl<S: Replicated> NodeTask<S> {
                 submission,
                 result,
                 submitted_at,
+                what: Submitted::Records,
             });
         });
+    }
+
+    /// Hands `snapshot` to the WAL writer, after every record submitted so far: the file
+    /// holds the applied state and the replica's durable state now, which is the fold of
+    /// exactly those records, and the WAL below it is compacted once it is durable.
+    fn submit_snapshot(&mut self, snapshot: &SnapshotOf<S>) {
+        let Some(wal) = &self.wal else {
+            self.failure = Some(NodeError::Wal("the WAL is closed".into()));
+            return;
+        };
+        let state_machine = match encode_state_machine(snapshot.as_ref()) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.failure = Some(NodeError::Wal(format!("cannot encode the snapshot: {e}")));
+                return;
+            }
+        };
+        let submission = self.gate.submit();
+        let tx = self.durable_tx.clone();
+        let submitted_at = Instant::now();
+        let what = Submitted::Snapshot {
+            applied: snapshot.applied,
+            bytes: state_machine.len(),
+        };
+        let durable = self.replica.durable();
+        let queued = wal.snapshot_with(snapshot.applied, &state_machine, &durable, move |result| {
+            let result = result.map(|_| ()).map_err(|e| e.to_string());
+            let _ = tx.send(Durability {
+                submission,
+                result,
+                submitted_at,
+                what,
+            });
+        });
+        if let Err(e) = queued {
+            self.failure = Some(NodeError::Wal(e.to_string()));
+        }
     }
 
     fn on_durable(&mut self, note: Durability) {
@@ -492,7 +579,16 @@ impl<S: Replicated> NodeTask<S> {
             return;
         }
         let latency = note.submitted_at.elapsed();
-        self.metrics.wal_commit_latency.observe_duration(latency);
+        match note.what {
+            Submitted::Records => self.metrics.wal_commit_latency.observe_duration(latency),
+            Submitted::Snapshot { applied, bytes } => {
+                self.metrics
+                    .snapshot_write_latency
+                    .observe_duration(latency);
+                add(&self.metrics.snapshot_bytes_written, bytes as u64);
+                tracing::info!(applied, bytes, ?latency, "snapshot durable, WAL compacted");
+            }
+        }
         self.gate.durable(note.submission);
         self.release();
     }
@@ -668,6 +764,7 @@ mod tests {
             inbox: inbox_rx,
             step_log: None,
             core_mutant: None,
+            snapshot_interval_slots: 0,
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(task.run(stop_rx));

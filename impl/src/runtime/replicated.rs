@@ -43,8 +43,9 @@ use super::step_log::{self, StepLine, StepLog};
 use super::{transport, ServeError, INBOX_EVENTS_MAX};
 use crate::ballot::NodeId;
 use crate::multi::mutants::Mutant;
-use crate::multi::{Command, Effect, Replica, Slot, StateMachine};
-use crate::storage::{ReplicaGroupCommit, ReplicaLog, ReplicaLogOptions};
+use crate::multi::{AppliedState, Command, Effect, Replica, Slot, StateMachine};
+use crate::storage::replica_log::decode_state_machine;
+use crate::storage::{ReplicaGroupCommit, ReplicaLog, ReplicaLogError};
 
 /// What crosses the wire, the WAL and the step log: a state machine's operations and outputs.
 pub trait Payload:
@@ -68,6 +69,9 @@ impl<S> Replicated for S where
     S: StateMachine<Op: Payload, Output: Payload, Snapshot: Payload> + Send + 'static
 {
 }
+
+/// What a snapshot file's state-machine bytes hold: the replica's applied state (K1, K4).
+type SnapshotState<S> = AppliedState<<S as StateMachine>::Snapshot, <S as StateMachine>::Output>;
 
 /// What a replica needs to start.
 #[derive(Clone, Debug)]
@@ -247,6 +251,7 @@ impl<S: Replicated> Node<S> {
             inbox: inbox_rx,
             step_log: recovered.step_log,
             core_mutant,
+            snapshot_interval_slots: config.limits.snapshot_interval_slots,
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop = Arc::new(stop_tx);
@@ -342,17 +347,41 @@ fn recover<S: Replicated>(
         source,
     };
     let (mut log, recovered) =
-        ReplicaLog::<S::Op>::open(data_dir, ReplicaLogOptions::default()).map_err(storage_error)?;
+        ReplicaLog::<S::Op>::open(data_dir, options.config.limits.replica_log())
+            .map_err(storage_error)?;
     if let Some(torn) = &recovered.torn_tail {
         tracing::warn!(?torn, "truncated a torn final WAL record");
     }
     let fresh = recovered.records_replayed == 0 && recovered.snapshot.is_none();
+    let applied_state = match &recovered.snapshot {
+        Some(snapshot) => {
+            let decoded = decode_state_machine::<SnapshotState<S>>(&snapshot.state_machine);
+            let state = decoded.map_err(|source| {
+                storage_error(ReplicaLogError::CorruptSnapshot {
+                    file: snapshot.path.clone(),
+                    source,
+                })
+            })?;
+            Some(state)
+        }
+        None => None,
+    };
     let recovered_durable = options.step_log.as_ref().map(|_| recovered.durable.clone());
+    let recovered_snapshot = options
+        .step_log
+        .as_ref()
+        .and(applied_state.clone())
+        .map(Arc::new);
     let (replica, effects) = node::with_core_mutant(options.core_mutant, || {
         if fresh {
             Replica::new(core_config.clone(), state_machine)
         } else {
-            Replica::recover(core_config.clone(), recovered.durable, state_machine)
+            Replica::recover_from(
+                core_config.clone(),
+                recovered.durable,
+                applied_state,
+                state_machine,
+            )
         }
     })
     .map_err(|e| ServeError::Internal(e.to_string()))?;
@@ -369,6 +398,7 @@ fn recover<S: Replicated>(
                 pid: std::process::id(),
                 config: core_config,
                 recovered,
+                snapshot: recovered_snapshot,
                 effects: effects.clone(),
                 state: replica.state().clone(),
             })
@@ -389,6 +419,7 @@ fn recover<S: Replicated>(
         node = id,
         fresh,
         records_replayed = recovered.records_replayed,
+        snapshot_applied = ?recovered.snapshot.as_ref().map(|s| s.applied),
         applied = replica.applied(),
         promised = %replica.promised(),
         role = replica.phase().name(),

@@ -27,7 +27,7 @@ use super::node::NodeEvent;
 use super::replicated::{Payload, Replicated};
 use super::wire::{self, FrameError, Hello, HelloProof, HelloReply, PeerMsg, PeerMsgOf, MAGIC};
 use crate::ballot::NodeId;
-use crate::multi::SnapshotOf;
+use crate::multi::{Message, SnapshotOf};
 
 /// How long a handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -206,9 +206,23 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
                 }
             }
             let (frames, errors) = wire::encode_batch(&batch, max_bytes);
-            for error in errors {
-                tracing::error!(peer = self.peer, %error, "message too large for a frame: dropped");
-                inc(&self.metrics.peer_messages_dropped);
+            for (error, unsent) in errors {
+                for msg in unsent {
+                    let PeerMsg::Paxos(msg) = msg;
+                    if matches!(msg, Message::Snapshot { .. }) {
+                        // The peer stays behind until an operator raises the limit: say so.
+                        tracing::error!(
+                            peer = self.peer,
+                            %error,
+                            "snapshot larger than limits.frame_bytes_max: not sent, the peer \
+                             cannot catch up until the limit is raised"
+                        );
+                        inc(&self.metrics.snapshots_too_large);
+                    } else {
+                        tracing::error!(peer = self.peer, %error, "message too large: dropped");
+                    }
+                    inc(&self.metrics.peer_messages_dropped);
+                }
             }
             let mut bytes = Vec::with_capacity(frames.iter().map(Vec::len).sum());
             for frame in &frames {

@@ -10,7 +10,7 @@
 //! An fsync costs about the same for one record as for a thousand, so while one fsync is in
 //! flight the writer lets requests pile up in the queue and commits all of them with the next.
 //! No request is completed before the fsync that covers it returns: that is the "persist before
-//! you speak" guarantee the protocol layer builds on. Compaction and snapshot installation go
+//! you speak" guarantee the protocol layer builds on. Compaction, snapshots and snapshot installation go
 //! through the same queue, so they are ordered with appends and the writer stays the `Wal`'s
 //! only owner.
 //!
@@ -90,6 +90,7 @@ struct Counters {
 
 type AppendResult = Result<Range<u64>, WalError>;
 type OnDurable = Box<dyn FnOnce(AppendResult) + Send>;
+type OnSnapshot = Box<dyn FnOnce(Result<u64, WalError>) + Send>;
 
 struct Append {
     payloads: Vec<Vec<u8>>,
@@ -105,6 +106,11 @@ enum Control {
         last_included_index: u64,
         bytes: Vec<u8>,
         reply: SyncSender<Result<(), WalError>>,
+    },
+    Snapshot {
+        bytes: Vec<u8>,
+        snapshots_kept: usize,
+        on_done: OnSnapshot,
     },
 }
 
@@ -220,11 +226,35 @@ impl GroupCommit {
         receiver.recv().unwrap_or(Err(WalError::Closed))
     }
 
+    /// [`Wal::snapshot_appended`] on the writer thread: a snapshot covering every append
+    /// queued before it, durable before any append queued after it is written. `on_done` runs
+    /// on the writer thread, as [`GroupCommit::submit_with`]'s callback does.
+    pub fn snapshot_with<F>(&self, bytes: Vec<u8>, snapshots_kept: usize, on_done: F)
+    where
+        F: FnOnce(Result<u64, WalError>) + Send + 'static,
+    {
+        self.control(Control::Snapshot {
+            bytes,
+            snapshots_kept,
+            on_done: Box::new(on_done),
+        });
+    }
+
+    /// [`GroupCommit::snapshot_with`], blocking until the snapshot is durable.
+    pub fn snapshot(&self, bytes: Vec<u8>, snapshots_kept: usize) -> Result<u64, WalError> {
+        let (reply, receiver) = mpsc::sync_channel(1);
+        self.snapshot_with(bytes, snapshots_kept, move |result| {
+            let _ = reply.send(result);
+        });
+        receiver.recv().unwrap_or(Err(WalError::Closed))
+    }
+
     fn control(&self, control: Control) {
-        if let Some(sender) = &self.sender {
-            // On failure the request, and with it the reply sender, is dropped: the caller's
-            // `recv` then fails and reports `Closed`.
-            let _ = sender.send(Request::Control(control));
+        let Some(sender) = &self.sender else {
+            return reject(Request::Control(control));
+        };
+        if let Err(mpsc::SendError(request)) = sender.send(Request::Control(control)) {
+            reject(request);
         }
     }
 
@@ -259,9 +289,15 @@ impl Drop for GroupCommit {
     }
 }
 
+/// Answers a request the writer will never see with `Closed`. A dropped reply sender tells
+/// a blocking caller the same, so only callbacks need calling.
 fn reject(request: Request) {
-    if let Request::Append(append) = request {
-        complete(append.on_durable, Err(WalError::Closed));
+    match request {
+        Request::Append(append) => complete(append.on_durable, Err(WalError::Closed)),
+        Request::Control(Control::Snapshot { on_done, .. }) => {
+            complete(on_done, Err(WalError::Closed))
+        }
+        Request::Control(Control::Compact { .. } | Control::InstallSnapshot { .. }) => {}
     }
 }
 
@@ -446,6 +482,11 @@ impl Writer {
             } => {
                 let _ = reply.send(self.wal.install_snapshot(last_included_index, &bytes));
             }
+            Control::Snapshot {
+                bytes,
+                snapshots_kept,
+                on_done,
+            } => complete(on_done, self.wal.snapshot_appended(&bytes, snapshots_kept)),
         }
         self.counters
             .fsyncs

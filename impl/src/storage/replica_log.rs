@@ -6,8 +6,10 @@
 //!   Replica::step ─► [Persist(record)..] ─► ReplicaLog::append + sync      (one owner)
 //!                                       └─► ReplicaGroupCommit::submit      (fsync shared by steps)
 //!   ReplicaLog::snapshot(applied, sm bytes, durable) ─► snapshot file, then WAL compaction
+//!   ReplicaGroupCommit::snapshot_with(..)  ─► the same, on the writer thread, after the
+//!                                             records submitted before it
 //!   ReplicaLog::open(dir) ─► (ReplicaLog, ReplicaRecovered { durable, snapshot, .. })
-//!                                          └─► Replica::recover(config, durable, sm)
+//!                                  └─► Replica::recover_from(config, durable, applied state, sm)
 //! ```
 //!
 //! # Record codec
@@ -33,28 +35,17 @@
 //! replica's durable protocol state at `i`, then compacts the WAL below it. Recovery is that
 //! durable state with every record after `i` folded on top ([`Durable::apply`]).
 //!
-//! The rule for the protocol state in the snapshot:
-//!
-//! * `round` and `promised` are kept as they are;
-//! * **every accepted value is kept**, including those of slots already chosen and applied;
-//! * chosen entries are kept only at or above `applied`: the state-machine bytes already hold
-//!   the effect of every slot below it, so a chosen entry there says nothing new to this
-//!   replica.
-//!
-//! Why not forget accepted values below `applied` too? Safety of a chosen slot rests on quorum
-//! intersection: a later leader's phase-1 majority contains an acceptor that voted for the
-//! chosen value and *reports that vote* in its Promise. In this core a Promise carries only
-//! accepted votes (not chosen entries, not the applied prefix), and neither a new leader
-//! (M4 re-proposes, from its own applied prefix up, every slot it does not know chosen) nor an
-//! acceptor (M6 accepts any ballot at or above its promise) consults what other replicas
-//! have applied. So if an acceptor forgot its vote for a chosen slot `s`, a leader that has not
-//! learned `s` could collect a majority without that vote, propose `noop` at `s`, and have it
-//! chosen: two values chosen for one slot. Dropping accepted values below the applied prefix is
-//! safe only with a protocol change (for example, a Promise that carries the acceptor's chosen
-//! prefix or snapshot, and acceptors that answer an Accept below their applied prefix with the
-//! chosen value instead of voting). Until the core has that, the snapshot keeps them; the log
-//! still shrinks, because superseded votes, repeated promises and chosen entries below
-//! `applied` are gone.
+//! The rule for the protocol state in the snapshot: `round`, `promised` and every accepted
+//! value the replica still holds are kept as they are; chosen entries are kept only at or
+//! above `applied`, since the state-machine bytes already hold the effect of every slot below
+//! it. The snapshot does not decide what the replica may forget: the core does. Its own
+//! compaction (K1, `Input::Compact`, and K4, a snapshot installed) forgets accepted and chosen
+//! entries below its applied prefix, which K2's report of the compaction point in every
+//! Promise makes safe (`specs/protocol.md`, "Compaction that no replica can block"); the
+//! durable state it reports afterwards is what the snapshot keeps. (Before K2, forgetting an
+//! accepted value below `applied` was unsafe: a later leader could collect a majority without
+//! that vote and fill a chosen slot with a no-op. The replica log never drops a vote the core
+//! still holds, so that bug cannot come back through storage.)
 //!
 //! The caller must pass the state the log's records rebuild *at the snapshot index*: after
 //! making every `Persist` of the steps so far durable, [`Replica::durable`] is exactly that.
@@ -67,16 +58,12 @@
 //!
 //! # Recovering a `Replica` from a snapshot
 //!
-//! Once a snapshot has dropped chosen entries below `applied`, [`Replica::recover`] (which
-//! re-applies the chosen prefix from slot 0) is not enough: start the core with
+//! A snapshot drops chosen entries below `applied`, so [`Replica::recover`] (which re-applies
+//! the chosen prefix from slot 0) is not enough: start the core with
 //! [`Replica::recover_from`], passing the [`AppliedState`] (applied prefix, state machine,
-//! client table) the runtime stored as the snapshot's state-machine bytes
-//! ([`encode_state_machine`] of [`Replica::applied_state`]). The core's own compaction (K1,
-//! `Input::Compact`, and K4, a snapshot installed) forgets accepted and chosen entries below its
-//! applied prefix, which K2's report of the compaction point in every Promise makes safe
-//! (`specs/protocol.md`, "Compaction that no replica can block"); the durable state it reports
-//! afterwards is what the next snapshot keeps. The service does not compact through the core
-//! yet (specs/service.md, R3).
+//! client table) stored as the snapshot's state-machine bytes ([`encode_state_machine`] of
+//! the core's `Effect::Snapshot`, or of [`Replica::applied_state`]). The service does exactly
+//! that (`runtime/replicated.rs`).
 //!
 //! [`Replica::recover_from`]: crate::multi::Replica::recover_from
 //! [`Replica::applied_state`]: crate::multi::Replica::applied_state
@@ -93,8 +80,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    latest_snapshot, prune_snapshots, recover, write_snapshot, AppendTicket, GroupCommit,
-    GroupCommitOptions, TornTail, Wal, WalError, WalOptions,
+    latest_snapshot, recover, AppendTicket, GroupCommit, GroupCommitOptions, TornTail, Wal,
+    WalError, WalOptions,
 };
 use crate::multi::{Durable, Record, RecordError, Slot};
 
@@ -431,24 +418,9 @@ where
         state_machine: &[u8],
         durable: &Durable<Op>,
     ) -> Result<u64, ReplicaLogError> {
-        let Some(index) = self.wal.next_index().checked_sub(1) else {
-            return Err(ReplicaLogError::InvalidArgument(
-                "nothing has been appended: there is nothing to snapshot".into(),
-            ));
-        };
         let bytes =
             encode_snapshot(applied, state_machine, durable).map_err(ReplicaLogError::Encode)?;
-        // The records the snapshot covers are durable first, so a crash never leaves a
-        // snapshot ahead of a log that lost records before it.
-        self.wal.sync()?;
-        let dir = self.wal.dir().to_path_buf();
-        write_snapshot(&dir, index, &bytes)?;
-        prune_snapshots(&dir, self.snapshots_kept)?;
-        let oldest_kept = super::snapshot::snapshot_files(&dir)?
-            .first()
-            .map_or(index, |(i, _)| *i);
-        self.wal.compact(oldest_kept.saturating_add(1))?;
-        Ok(index)
+        Ok(self.wal.snapshot_appended(&bytes, self.snapshots_kept)?)
     }
 
     /// Moves the WAL to a group-commit writer thread.
@@ -497,12 +469,44 @@ where
         Ok(self.submit(records)?.wait()?)
     }
 
+    /// [`ReplicaLog::snapshot`] through the writer thread, after every record submitted
+    /// before it: `durable` must be the fold of all of them. `on_done` gets the snapshot's last
+    /// included WAL index once it is durable (on the writer thread: it must be quick). An
+    /// encoding error is returned at once and nothing is queued.
+    pub fn snapshot_with<F>(
+        &self,
+        applied: Slot,
+        state_machine: &[u8],
+        durable: &Durable<Op>,
+        on_done: F,
+    ) -> Result<(), ReplicaLogError>
+    where
+        F: FnOnce(Result<u64, WalError>) + Send + 'static,
+    {
+        let bytes =
+            encode_snapshot(applied, state_machine, durable).map_err(ReplicaLogError::Encode)?;
+        self.group_commit
+            .snapshot_with(bytes, self.snapshots_kept, on_done);
+        Ok(())
+    }
+
+    /// [`ReplicaGroupCommit::snapshot_with`], blocking until the snapshot is durable.
+    pub fn snapshot(
+        &self,
+        applied: Slot,
+        state_machine: &[u8],
+        durable: &Durable<Op>,
+    ) -> Result<u64, ReplicaLogError> {
+        let bytes =
+            encode_snapshot(applied, state_machine, durable).map_err(ReplicaLogError::Encode)?;
+        Ok(self.group_commit.snapshot(bytes, self.snapshots_kept)?)
+    }
+
     pub fn group_commit(&self) -> &GroupCommit {
         &self.group_commit
     }
 
-    /// Commits everything queued, stops the writer and hands the log back (for snapshots,
-    /// which this handle does not take yet).
+    /// Commits everything queued, stops the writer and hands the log back.
     pub fn shutdown(self) -> Result<ReplicaLog<Op>, ReplicaLogError> {
         Ok(ReplicaLog {
             wal: self.group_commit.shutdown()?,

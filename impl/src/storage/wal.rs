@@ -334,6 +334,38 @@ impl Wal {
         Ok(())
     }
 
+    /// Writes `bytes` as a snapshot covering every record appended so far, keeps the newest
+    /// `snapshots_kept` snapshot files and compacts the log below the oldest one kept (so that
+    /// if the newest is damaged, recovery falls back to the older one and still finds every
+    /// record after it). Returns the snapshot's last included index.
+    ///
+    /// The records are made durable first, so a crash never leaves a snapshot ahead of a log
+    /// that lost records it covers. A second snapshot with no record appended since the
+    /// first replaces it atomically (same index). With nothing appended at all the snapshot
+    /// is at index 0 and the log restarts after it ([`Wal::install_snapshot`]).
+    pub fn snapshot_appended(
+        &mut self,
+        bytes: &[u8],
+        snapshots_kept: usize,
+    ) -> Result<u64, WalError> {
+        if snapshots_kept == 0 {
+            return Err(WalError::InvalidArgument(
+                "snapshots_kept must be at least 1".into(),
+            ));
+        }
+        let Some(index) = self.next_index.checked_sub(1) else {
+            self.install_snapshot(0, bytes)?;
+            return Ok(0);
+        };
+        self.sync()?;
+        snapshot::write_snapshot(&self.dir, index, bytes).map_err(|e| self.fail(e))?;
+        snapshot::prune_snapshots(&self.dir, snapshots_kept).map_err(|e| self.fail(e))?;
+        let files = snapshot::snapshot_files(&self.dir).map_err(|e| self.fail(e))?;
+        let oldest_kept = files.first().map_or(index, |(i, _)| *i);
+        self.compact(oldest_kept.saturating_add(1))?;
+        Ok(index)
+    }
+
     fn restart_at(&mut self, start: u64) -> Result<(), WalError> {
         let path = segment_path(&self.dir, start);
         let file = create_segment(&path)?;

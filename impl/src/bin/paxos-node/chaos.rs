@@ -27,6 +27,7 @@ use paxos_impl::multi::KvOp;
 use paxos_impl::runtime::auth::PeerSecret;
 use paxos_impl::runtime::client::{http_client, Client, ClientError};
 use paxos_impl::runtime::config::{ClusterConfig, Limits};
+use paxos_impl::runtime::node::{SNAPSHOT_INSTALLED, SNAPSHOT_TAKEN};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -94,6 +95,12 @@ pub struct ChaosArgs {
     /// Slots in flight at the leader (`[limits] window`; default: the configuration's).
     #[arg(long)]
     pub window: Option<u64>,
+    /// Each replica snapshots and compacts its log every this many applied slots
+    /// (`[limits] snapshot_interval_slots`; default: the configuration's). Small values make
+    /// a killed or cut-off replica fall behind the others' snapshots, so that it must
+    /// install one to catch up.
+    #[arg(long)]
+    pub snapshot_interval_slots: Option<u64>,
     /// Start the replicas with a deliberate bug (builds with the `mutants` feature only): the
     /// run must then fail.
     #[cfg(feature = "mutants")]
@@ -162,6 +169,10 @@ pub struct Report {
     pub seeded_bug: Option<String>,
     /// The replicas' step logs (`--step-logs`), one per replica, for `paxos-conform validate`.
     pub step_logs: Vec<PathBuf>,
+    /// Snapshots the replicas took (K1) and installed from a peer (K4), over every process
+    /// of the run (counted in their logs).
+    pub snapshots_taken: u64,
+    pub snapshots_installed: u64,
 }
 
 /// Where the history stops being linearizable: the key, how far the longest linearization
@@ -263,6 +274,18 @@ impl Nodes {
         Ok(())
     }
 
+    /// Snapshots taken and installed, counted in every replica's log.
+    fn snapshots(&self) -> (u64, u64) {
+        let (mut taken, mut installed) = (0, 0);
+        for id in 0..self.children.len() {
+            let path = self.dir.join(format!("node-{id}.log"));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            taken += text.matches(SNAPSHOT_TAKEN).count() as u64;
+            installed += text.matches(SNAPSHOT_INSTALLED).count() as u64;
+        }
+        (taken, installed)
+    }
+
     fn kill9(&mut self, id: u32) {
         if let Some(mut child) = self.children[id as usize].take() {
             let _ = child.kill();
@@ -349,6 +372,9 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
     let limits = |limits: &mut Limits| {
         limits.slot_limit = args.slot_limit.or(limits.slot_limit);
         limits.window = args.window.unwrap_or(limits.window);
+        limits.snapshot_interval_slots = args
+            .snapshot_interval_slots
+            .unwrap_or(limits.snapshot_interval_slots);
     };
     let (proxies, client_addrs) = write_configs(&dir, args.nodes, limits).await?;
     let proxies = Arc::new(proxies);
@@ -467,6 +493,7 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
         task.abort();
     }
 
+    let (snapshots_taken, snapshots_installed) = lock(&nodes).snapshots();
     let history = lock(&history).clone();
     let check_started = Instant::now();
     let verdict = history::check(&history);
@@ -492,6 +519,8 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
         violation: summarize(&verdict),
         seeded_bug,
         step_logs,
+        snapshots_taken,
+        snapshots_installed,
     };
     print_report(&report);
     if let Some(path) = &args.history {
@@ -1076,6 +1105,11 @@ fn print_report(report: &Report) {
         .collect();
     say!("faults: {}", faults.join(", "));
     say!("leader changes: {}", report.leader_changes);
+    say!(
+        "snapshots: {} taken, {} installed from a peer",
+        report.snapshots_taken,
+        report.snapshots_installed
+    );
     let verdict = match report.linearizable {
         Some(true) => "linearizable",
         Some(false) => "NOT linearizable",
