@@ -2,7 +2,8 @@
 # Trace validation of many real runs: for 3 and 5 replicas, RUNS bounded chaos runs (every fault
 # kind, a workload within the Multi-Paxos model's bounds, step logs on), each checked for
 # linearizability by the chaos harness and transition by transition against the model by
-# `paxos-conform validate`. Prints one line per run and the totals; exit 1 if any run failed.
+# `paxos-conform validate`. Two runs in three snapshot after every applied slot, so that
+# compaction, snapshot messages and installs are validated too. Prints one line per run and the totals; exit 1 if any run failed.
 #
 #   scripts/validate-runs.sh [RUNS] [FIRST_SEED]      # default 10 runs per size, seeds from 1000
 set -euo pipefail
@@ -22,8 +23,10 @@ for nodes in 3 5; do
     # Every other run, the clients act together, so that the leader proposes runs of slots.
     together=()
     [ $((seed % 2)) -eq 0 ] && together=(--together)
+    snapshots=()
+    [ $((seed % 3)) -ne 0 ] && snapshots=(--snapshot-interval-slots 1)
     target/release/paxos-node chaos --nodes "$nodes" --seed "$seed" --clients 2 --keys 1 \
-      --ops-per-client 2 "${together[@]}" --slot-limit 4 --window 2 --duration-secs 6 --hold-ms 800 \
+      --ops-per-client 2 "${together[@]}" "${snapshots[@]}" --slot-limit 4 --window 2 --duration-secs 6 --hold-ms 800 \
       --step-logs --data-dir "$dir/cluster" --report "$dir/chaos.json" >"$dir.chaos.log" 2>&1 \
       || chaos_code=$?
     validate_code=0
@@ -44,7 +47,7 @@ totals = {}
 for nodes in (3, 5):
     t = totals.setdefault(nodes, dict(runs=0, ops=0, faults=0, leader_changes=0, transitions=0,
                                       starts=0, received=0, lost=0, rejections=0, linearizable=0,
-                                      on_runs=0))
+                                      on_runs=0, taken=0, installed=0, snapshot_steps=0))
     for d in sorted(pathlib.Path(sys.argv[1]).glob(f"n{nodes}-s*")):
         if not d.is_dir():
             continue
@@ -64,17 +67,23 @@ for nodes in (3, 5):
         t["lost"] += v["records_lost_in_crashes"]
         t["rejections"] += v["rejections_total"]
         t["on_runs"] += v["runs"]
+        t["taken"] += c.get("snapshots_taken", 0)
+        t["installed"] += c.get("snapshots_installed", 0)
+        kinds = v["by_kind"]
+        t["snapshot_steps"] += kinds.get("compact", 0) + kinds.get("snapshot", 0)
         print(f"{nodes} replicas seed {d.name.split('-s')[1]}: {c['operations']['total']} ops, "
               f"{sum(c['faults'].values())} faults {dict(c['faults'])}, "
               f"{c['leader_changes']} leader changes, linearizable {c['linearizable']}; "
               f"{v['transitions']} transitions ({v['starts']} starts, {v['runs']} on runs), "
-              f"{v['rejections_total']} rejections")
+              f"{c.get('snapshots_taken', 0)} snapshots taken, "
+              f"{c.get('snapshots_installed', 0)} installed; {v['rejections_total']} rejections")
 print()
-print("| replicas | runs | operations | faults | leader changes | linearizable | transitions validated | of them on runs of slots or requests | starts | messages checked sent | records lost in crashes | rejections |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| replicas | runs | operations | faults | leader changes | linearizable | transitions validated | of them on runs of slots or requests | starts | messages checked sent | records lost in crashes | snapshots taken / installed | compact and snapshot steps validated | rejections |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for nodes, t in totals.items():
     print(f"| {nodes} | {t['runs']} | {t['ops']} | {t['faults']} | {t['leader_changes']} | "
           f"{t['linearizable']}/{t['runs']} | {t['transitions']} | {t['on_runs']} | {t['starts']} | {t['received']} | "
-          f"{t['lost']} | {t['rejections']} |")
+          f"{t['lost']} | {t['taken']} / {t['installed']} | {t['snapshot_steps']} | "
+          f"{t['rejections']} |")
 PY
 exit "$failed"

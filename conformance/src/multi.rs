@@ -549,7 +549,7 @@ pub fn impl_recovery_view(
 
 /// The client table a state machine that executed `executed`, in order, has: per client, its
 /// last request and that request's output (a [`Recorder`] outputs positions).
-fn client_table(executed: &[Command<u8>]) -> ClientTable<u64> {
+pub(crate) fn client_table(executed: &[Command<u8>]) -> ClientTable<u64> {
     let mut table = ClientTable::default();
     for (position, c) in executed.iter().enumerate() {
         let row = ClientEntry {

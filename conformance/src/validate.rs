@@ -19,11 +19,14 @@
 //!   that does not lead, the catch-up timer (K5) at any; a leader's heartbeat and
 //!   retransmissions (H1, R1) and a heartbeat's receipt (H2) change nothing the model sees,
 //!   and what they send is checked against their rules;
-//! - snapshots (K1, K4) are not validated yet: the service does not take them, and a run
-//!   whose log holds one is refused;
-//! - every restart recovers exactly the records the replica persisted before it (a prefix, when
-//!   the crash lost records still queued for the disk), and then does what the model's
-//!   recovery does from that durable state (M11);
+//! - a snapshot (K1 taken, K4 installed, or carried by a message, K2, K6, K7) is the model's
+//!   `(compaction point, executed commands)`: the commands are those the run's replicas
+//!   executed below its applied prefix, and the key-value state and client table it holds
+//!   must be what replaying them gives;
+//! - every restart recovers a snapshot the replica took or installed (or none) and exactly the
+//!   records it persisted after it (a prefix, when the crash lost records still queued for
+//!   the disk; an older snapshot, when the crash came before the newest was durable), and
+//!   then does what the model's recovery does from that durable state (M11);
 //! - steps whose records a crash lost had no observable effect: no replica received a message
 //!   only such a step sent (persist before you speak, R1).
 //!
@@ -50,17 +53,17 @@ use paxos_model::multi::{
     MAX_SLOTS,
 };
 use paxos_protocol::multi::{
-    ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry, Input, KvOp,
-    KvOutput, KvStore, Message, Phase, Record, Recorder, Replica, ReplicaState as ImplState,
-    SlotMap, SnapshotOf, Timers,
+    AppliedState, ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry,
+    Input, KvOp, KvOutput, KvStore, Message, Phase, Record, Recorder, Replica,
+    ReplicaState as ImplState, Slot, SlotMap, SnapshotOf, StateMachine, Timers,
 };
 use paxos_protocol::step_log::{StepLine, STEP_LOG_FORMAT};
 use serde::Serialize;
 use stateright::actor::{Actor, Command as OutCommand, Id, Out};
 
 use crate::multi::{
-    canonical, model_recovery_view, msg_to_model, outcome_from_impl, votes_to_impl, ImplEffect,
-    ImplInput, ImplMessage, ImplReplica, StepOutcome,
+    canonical, client_table, model_recovery_view, msg_to_model, outcome_from_impl, votes_to_impl,
+    ImplEffect, ImplInput, ImplMessage, ImplReplica, ImplSnapshot, StepOutcome,
 };
 
 /// The `format` of [`Report`].
@@ -74,9 +77,6 @@ type KvMessage = Message<KvOp, KvSnapshot>;
 type KvInput = Input<KvOp, KvSnapshot>;
 type KvEffect = Effect<KvOp, KvOutput, KvSnapshot>;
 
-/// Why a run holding a snapshot is refused.
-const SNAPSHOTS_NOT_VALIDATED: &str =
-    "a snapshot (K1, K4): runs of the service with snapshots are not validated yet";
 type KvState = ImplState<KvOp, KvOutput>;
 
 /// One line of a step log, with where it came from.
@@ -250,6 +250,10 @@ impl Report {
 struct Domain {
     cfg: MultiConfig,
     clients: BTreeMap<ClientId, usize>,
+    /// The command each slot executed, from every replica's `Executed` effects (the first
+    /// report of a slot; a replica that executed another command there is told apart when its
+    /// snapshot is checked): what a snapshot below a slot must hold.
+    executed: BTreeMap<Slot, Command<KvOp>>,
 }
 
 impl Domain {
@@ -258,8 +262,20 @@ impl Domain {
         let mut clients = BTreeSet::new();
         let mut nodes = BTreeSet::new();
         let mut config: Option<&Config> = None;
+        let mut executed = BTreeMap::new();
+        let mut snapshots = false;
         for logged in lines {
             nodes.insert(logged.node());
+            let (StepLine::Start { effects, .. } | StepLine::Step { effects, .. }) = &logged.entry;
+            for effect in effects {
+                match effect {
+                    Effect::Executed { slot, command, .. } => {
+                        executed.entry(*slot).or_insert_with(|| command.clone());
+                    }
+                    Effect::Snapshot(_) => snapshots = true,
+                    _ => {}
+                }
+            }
             match &logged.entry {
                 StepLine::Start { config: c, .. } => {
                     if config.is_some_and(|seen| !same_cluster(seen, c)) {
@@ -338,13 +354,16 @@ impl Domain {
                 retries: 0,
                 spread_clients: false,
                 crashes: replicas,
-                compactions: 0,
+                // The bounds only limit exploration; what matters here is that a run with
+                // snapshots is checked by a model that has them (K2's applied prefix).
+                compactions: if snapshots { 8 } else { 0 },
                 catch_ups: 0,
                 lossy: true,
                 duplicating: true,
                 bug: None,
             },
             clients,
+            executed,
         };
         // The model's command count is the highest id the run uses.
         let mut highest = 1;
@@ -403,10 +422,48 @@ impl Domain {
     }
 
     fn message(&self, m: &KvMessage) -> Result<ImplMessage, String> {
-        m.try_map_commands(
-            |c| self.command(c),
-            |_| Err(SNAPSHOTS_NOT_VALIDATED.to_string()),
-        )
+        m.try_map_commands(|c| self.command(c), |s| self.snapshot(s))
+    }
+
+    /// A key-value snapshot as the conformance core's: its applied prefix and the commands
+    /// executed below it. It must be the state after exactly those commands: the key-value
+    /// store and the client table are replayed from them and compared.
+    fn snapshot(&self, s: &KvSnapshot) -> Result<ImplSnapshot, String> {
+        let commands: Vec<&Command<KvOp>> =
+            self.executed.range(..s.applied).map(|(_, c)| c).collect();
+        let mut kv = KvStore::new();
+        let mut table: ClientTable<KvOutput> = ClientTable::default();
+        for c in &commands {
+            let output = kv.apply(c);
+            table.insert(
+                c.client,
+                ClientEntry {
+                    last_seq: c.seq,
+                    output,
+                },
+            );
+        }
+        if kv.snapshot() != s.state_machine || table != s.clients {
+            return Err(format!(
+                "the snapshot at slot {} is not the state after the {} commands executed below \
+                 it: {:?} with clients {:?}, where replaying them gives {:?} with clients {:?}",
+                s.applied,
+                commands.len(),
+                s.state_machine,
+                s.clients,
+                kv.snapshot(),
+                table
+            ));
+        }
+        let executed = commands
+            .into_iter()
+            .map(|c| self.command(c))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(std::sync::Arc::new(AppliedState {
+            applied: s.applied,
+            clients: client_table(&executed),
+            state_machine: executed,
+        }))
     }
 
     fn record(&self, r: &Record<KvOp>) -> Result<Record<u8>, String> {
@@ -451,7 +508,7 @@ impl Domain {
     fn effect(&self, e: &KvEffect) -> Result<ImplEffect, String> {
         Ok(match e {
             Effect::Persist(r) => Effect::Persist(self.record(r)?),
-            Effect::Snapshot(_) => return Err(SNAPSHOTS_NOT_VALIDATED.to_string()),
+            Effect::Snapshot(s) => Effect::Snapshot(self.snapshot(s)?),
             Effect::Send { to, msg } => Effect::Send {
                 to: *to,
                 msg: self.message(msg)?,
@@ -509,6 +566,7 @@ impl Domain {
         config: &Config,
         s: &KvState,
         executed: &[Command<u8>],
+        snapshot: Option<ImplSnapshot>,
     ) -> Result<ImplReplica, String> {
         let phase = match &s.phase {
             Phase::Follower => Phase::Follower,
@@ -570,13 +628,17 @@ impl Domain {
             compacted: s.compacted,
             timers: s.timers.clone(),
         };
-        if s.compacted > 0 {
-            return Err(SNAPSHOTS_NOT_VALIDATED.to_string());
+        if snapshot.as_ref().map_or(0, |s| s.applied) != s.compacted {
+            return Err(format!(
+                "compacted at slot {}, but the replica's last snapshot is at {:?}",
+                s.compacted,
+                snapshot.as_ref().map(|s| s.applied)
+            ));
         }
         let recorder = Recorder {
             executed: executed.to_vec(),
         };
-        Replica::from_state(config.clone(), state, None, recorder)
+        Replica::from_state(config.clone(), state, snapshot, recorder)
             .map_err(|e| format!("the logged configuration is invalid: {e}"))
     }
 }
@@ -668,12 +730,19 @@ struct Node {
     config: Option<Config>,
     /// The model's view of the replica (`None` before its first start).
     model: Option<ModelReplica>,
-    /// What the current process has executed, in order.
+    /// What the current process has executed, in order (from its snapshot on, if any).
     executed: Vec<Command<u8>>,
-    /// The durable state as the records persisted so far fold it.
+    /// The durable state as the records persisted so far fold it, below the snapshot dropped.
     durable: Durable<u8>,
+    /// The replica's snapshot at its compaction point (K1, K4), durable with the step that
+    /// took or installed it.
+    snapshot: Option<ImplSnapshot>,
     /// Every record persisted, across processes, with the index of its step in `steps`.
     records: Vec<(Record<u8>, usize)>,
+    /// Every snapshot taken or installed, with the number of records persisted before it and
+    /// the index of its step in `steps`: recovery starts from one of them (or from nothing)
+    /// and folds a prefix of the records after it.
+    snapshots: Vec<(usize, usize, ImplSnapshot)>,
     /// Every logged transition of this replica: what it sent, and the model replica after it.
     steps: Vec<StepTrace>,
     /// The core's timers after the last logged transition of the current process: which
@@ -693,8 +762,13 @@ impl Node {
     /// (for R1 across crashes) and the model replica after it.
     fn push_step(&mut self, effects: &[ImplEffect], model_after: ModelReplica) {
         let index = self.steps.len();
-        let records = persisted_records(effects).into_iter().map(|r| (r, index));
-        self.records.extend(records);
+        for effect in effects {
+            match effect {
+                Effect::Persist(r) => self.records.push((r.clone(), index)),
+                Effect::Snapshot(s) => self.snapshots.push((self.records.len(), index, s.clone())),
+                _ => {}
+            }
+        }
         self.steps.push(StepTrace {
             sends: sends_of(effects),
             model_after: Some(model_after.clone()),
@@ -735,7 +809,9 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
             model: None,
             executed: Vec::new(),
             durable: Durable::default(),
+            snapshot: None,
             records: Vec::new(),
+            snapshots: Vec::new(),
             steps: Vec::new(),
             timers: Timers::default(),
         })
@@ -761,12 +837,12 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                 report.starts += 1;
                 *report.by_kind.entry("recover".into()).or_default() += 1;
                 let lost = node.records.len();
-                let result = match snapshot {
-                    Some(_) => Err(Failure::plain(SNAPSHOTS_NOT_VALIDATED.to_string())),
-                    None => {
-                        validate_start(&domain, actor, i, node, config, recovered, effects, state)
-                    }
+                let recovered = Recovered {
+                    durable: recovered,
+                    snapshot: snapshot.as_ref(),
                 };
+                let result =
+                    validate_start(&domain, actor, i, node, config, recovered, effects, state);
                 report.records_lost_in_crashes += lost.saturating_sub(node.records.len());
                 result
             }
@@ -887,8 +963,12 @@ fn sent_messages(
 /// other message is itself), each as a key. A run is compared slot by slot because the leader
 /// re-sends the Accept of a single slot left unanswered, which no step sent on its own.
 fn message_keys(msg: &ImplMessage) -> Vec<String> {
+    // Through a JSON value, whose maps are sorted: a snapshot's client table is a hash map,
+    // which serializes in a different order in every process.
     let key = |m: ImplMessage| {
-        serde_json::to_string(&m).unwrap_or_else(|e| format!("unserializable {m:?}: {e}"))
+        serde_json::to_value(&m)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|e| format!("unserializable {m:?}: {e}"))
     };
     // No real run is longer than the model's log; a longer one is refused elsewhere.
     msg.per_slot().take(MAX_SLOTS + 1).map(key).collect()
@@ -1003,6 +1083,12 @@ fn compare(expected: &StepOutcome, actual: &StepOutcome) -> Result<(), Failure> 
     })
 }
 
+/// What a start line says the storage gave back.
+struct Recovered<'a> {
+    durable: &'a Durable<KvOp>,
+    snapshot: Option<&'a KvSnapshot>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn validate_start(
     domain: &Domain,
@@ -1010,22 +1096,25 @@ fn validate_start(
     i: usize,
     node: &mut Node,
     config: &Config,
-    recovered: &Durable<KvOp>,
+    recovered: Recovered<'_>,
     effects: &[KvEffect],
     state: &KvState,
 ) -> Result<(), Failure> {
     node.config = Some(config.clone());
     node.timers = state.timers.clone();
-    let recovered = domain.durable(recovered).map_err(Failure::plain)?;
+    let snapshot = recovered.snapshot.map(|s| domain.snapshot(s));
+    let snapshot = snapshot.transpose().map_err(Failure::plain)?;
+    let recovered = domain.durable(recovered.durable).map_err(Failure::plain)?;
     let effects = domain.effects(effects).map_err(Failure::plain)?;
-    // Which records survived: the longest prefix that folds to what the WAL gave back. The
-    // steps from the first one with a lost record on were never performed: their effects
-    // waited for those records.
-    let kept = surviving_prefix(node, &recovered)?;
+    // Which records survived: the longest prefix that folds to what the WAL gave back, after
+    // the snapshot recovery started from. The steps from the first one with a lost record on
+    // were never performed: their effects waited for those records.
+    let (kept, lost_snapshot_step) = surviving_prefix(node, &recovered, snapshot.as_ref())?;
     let first_lost_step = node
         .records
         .get(kept)
-        .map_or(node.steps.len(), |(_, step)| *step);
+        .map_or(node.steps.len(), |(_, step)| *step)
+        .min(lost_snapshot_step.unwrap_or(usize::MAX));
     for step in &mut node.steps[first_lost_step..] {
         step.model_after = None;
     }
@@ -1040,8 +1129,9 @@ fn validate_start(
             timer: false,
         });
     // Recovery re-applies the chosen prefix without reporting it (M11).
-    node.executed = reexecuted(domain, state).map_err(Failure::plain)?;
+    node.executed = reexecuted(domain, state, snapshot.as_ref()).map_err(Failure::plain)?;
     node.durable = recovered;
+    node.snapshot = snapshot;
     let (expected, model_after) = model_step(actor, i, &before, &[ModelEvent::Start]);
     node.push_step(&effects, model_after);
     let actual = logged_outcome(domain, node, config, state, effects)?;
@@ -1054,12 +1144,43 @@ fn initial_placeholder() -> ReplicaState {
     ReplicaState::empty()
 }
 
-/// How many of the persisted records the recovered durable state holds: the longest prefix
-/// that folds to it, which must end at a step boundary.
-fn surviving_prefix(node: &Node, recovered: &Durable<u8>) -> Result<usize, Failure> {
-    let mut fold = Durable::default();
-    let mut kept = (*recovered == fold).then_some(0);
-    for (k, (record, step)) in node.records.iter().enumerate() {
+/// How many of the persisted records the recovered state holds, and the first step whose
+/// snapshot it does not: recovery starts from `snapshot` (one the replica took or installed,
+/// or none: the empty state) and folds the records persisted after it; the longest prefix
+/// that folds to `recovered`, which must end at a step boundary. The snapshots after the one
+/// recovery started from were never durable (a crash came first) and are forgotten.
+fn surviving_prefix(
+    node: &mut Node,
+    recovered: &Durable<u8>,
+    snapshot: Option<&ImplSnapshot>,
+) -> Result<(usize, Option<usize>), Failure> {
+    // The durable state at each snapshot: the one before with the records between folded
+    // in, and the log below the new snapshot dropped.
+    let mut bases: Vec<(usize, Durable<u8>, Option<&ImplSnapshot>)> =
+        vec![(0, Durable::default(), None)];
+    for (at, _, s) in &node.snapshots {
+        let (from, mut durable, _) = bases[bases.len() - 1].clone();
+        for (record, _) in node.records.get(from..*at).unwrap_or_default() {
+            // A record that does not fold is reported below, from the base it follows.
+            let _ = durable.apply(record.clone());
+        }
+        durable.accepted.remove_below(s.applied);
+        durable.chosen.remove_below(s.applied);
+        bases.push((*at, durable, Some(s)));
+    }
+    let base = bases
+        .iter()
+        .rposition(|(_, _, s)| *s == snapshot)
+        .ok_or_else(|| {
+            Failure::plain(format!(
+                "recovered from a snapshot at slot {:?} that this replica never took or \
+                 installed",
+                snapshot.map(|s| s.applied)
+            ))
+        })?;
+    let (from, mut fold, _) = bases[base].clone();
+    let mut kept = (*recovered == fold).then_some(from);
+    for (k, (record, step)) in node.records.iter().enumerate().skip(from) {
         fold.apply(record.clone()).map_err(|e| {
             Failure::plain(format!(
                 "record {k} does not fold onto the ones before it: {e}"
@@ -1077,13 +1198,19 @@ fn surviving_prefix(node: &Node, recovered: &Durable<u8>) -> Result<usize, Failu
         }
         kept = Some(k + 1);
     }
-    kept.ok_or_else(|| {
+    let kept = kept.ok_or_else(|| {
         Failure::plain(format!(
             "the recovered durable state {recovered:?} is what no prefix of the {} records \
-             this replica persisted folds to: the WAL lost or invented records",
-            node.records.len()
+             this replica persisted after its snapshot at slot {:?} folds to: the WAL lost or \
+             invented records",
+            node.records.len() - from,
+            snapshot.map(|s| s.applied)
         ))
-    })
+    })?;
+    // `bases[0]` is the empty start: snapshot `j` is `bases[j + 1]`.
+    let lost = node.snapshots.get(base).map(|(_, step, _)| *step);
+    node.snapshots.truncate(base);
+    Ok((kept, lost))
 }
 
 fn sends_of(effects: &[ImplEffect]) -> Vec<(u32, String)> {
@@ -1097,23 +1224,6 @@ fn sends_of(effects: &[ImplEffect]) -> Vec<(u32, String)> {
         .collect()
 }
 
-fn executed_of(effects: &[ImplEffect]) -> impl Iterator<Item = Command<u8>> + '_ {
-    effects.iter().filter_map(|e| match e {
-        Effect::Executed { command, .. } => Some(command.clone()),
-        _ => None,
-    })
-}
-
-fn persisted_records(effects: &[ImplEffect]) -> Vec<Record<u8>> {
-    effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Persist(r) => Some(r.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The logged transition as a [`StepOutcome`]: the abstraction of the state after it, its
 /// sends, the durable state with its records folded in (also into `node.durable`), its timer.
 fn logged_outcome(
@@ -1123,30 +1233,55 @@ fn logged_outcome(
     state: &KvState,
     effects: Vec<ImplEffect>,
 ) -> Result<StepOutcome, Failure> {
-    let durable_before = node.durable.clone();
-    for record in persisted_records(&effects) {
-        node.durable
-            .apply(record)
-            .map_err(|e| Failure::plain(format!("the step's records do not fold: {e}")))?;
+    let before = (node.durable.clone(), node.snapshot.clone());
+    for effect in &effects {
+        match effect {
+            Effect::Persist(record) => node
+                .durable
+                .apply(record.clone())
+                .map_err(|e| Failure::plain(format!("the step's records do not fold: {e}")))?,
+            // K1 snapshots what was executed; K4 replaces it.
+            Effect::Snapshot(s) => {
+                node.durable.accepted.remove_below(s.applied);
+                node.durable.chosen.remove_below(s.applied);
+                node.executed = s.state_machine.clone();
+                node.snapshot = Some(s.clone());
+            }
+            Effect::Executed { command, .. } => node.executed.push(command.clone()),
+            Effect::Send { .. } | Effect::Reply { .. } => {}
+        }
     }
     let replica = domain
-        .replica(config, state, &node.executed)
+        .replica(config, state, &node.executed, node.snapshot.clone())
         .map_err(Failure::plain)?;
-    outcome_from_impl(&domain.cfg, &replica, effects, (durable_before, None))
+    outcome_from_impl(&domain.cfg, &replica, effects, before)
         .map_err(|e| Failure::plain(format!("the logged state has no model counterpart: {e}")))
 }
 
-/// What a replica recovered with `state` has executed: the commands of its applied prefix,
-/// each client's in `seq` order once (the client table's rule, M9).
-fn reexecuted(domain: &Domain, state: &KvState) -> Result<Vec<Command<u8>>, String> {
+/// What a replica recovered with `state` has executed: its snapshot's commands, then those
+/// of its applied prefix above the snapshot, each client's in `seq` order once (the client
+/// table's rule, M9).
+fn reexecuted(
+    domain: &Domain,
+    state: &KvState,
+    snapshot: Option<&ImplSnapshot>,
+) -> Result<Vec<Command<u8>>, String> {
+    // Keyed by the model's client ids, which the snapshot's commands carry.
     let mut last_seq: BTreeMap<ClientId, u64> = BTreeMap::new();
     let mut executed = Vec::new();
-    for (_, entry) in state.chosen.range(..state.applied) {
+    let mut from = 0;
+    if let Some(s) = snapshot {
+        executed = s.state_machine.clone();
+        from = s.applied;
+        last_seq.extend(executed.iter().map(|c| (c.client, c.seq)));
+    }
+    for (_, entry) in state.chosen.range(from..state.applied) {
         if let Entry::Command(c) = entry {
+            let c = domain.command(c)?;
             let last = last_seq.entry(c.client).or_insert(0);
             if c.seq > *last {
                 *last = c.seq;
-                executed.push(domain.command(c)?);
+                executed.push(c);
             }
         }
     }
@@ -1176,7 +1311,6 @@ fn validate_step(
     let effects = domain.effects(effects).map_err(Failure::plain)?;
     // A failure here is reported after the bookkeeping below, which later steps rely on.
     let events = model_events(domain, &input, &before, &timers);
-    node.executed.extend(executed_of(&effects));
     // Heartbeats and retransmissions are not the model's messages: what they send is checked
     // here, and the rest of the step is compared with the model's.
     let (unmodelled, compared): (Vec<ImplEffect>, Vec<ImplEffect>) = effects

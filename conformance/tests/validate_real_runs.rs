@@ -45,15 +45,21 @@ fn paxos_node() -> PathBuf {
 }
 
 /// A chaos run on a workload the model can hold: 2 clients of 2 operations each on one key,
-/// 4 slots, window 2. Returns the exit code, the chaos report and the step logs.
+/// 4 slots, window 2, faults held up to 800 ms unless `extra` says otherwise. Returns the exit
+/// code, the chaos report and the step logs.
 fn bounded_chaos(dir: &Path, nodes: u32, seed: u64, extra: &[&str]) -> (Option<i32>, Value) {
     let report = dir.join("report.json");
+    let hold: &[&str] = match extra.contains(&"--hold-ms") {
+        true => &[],
+        false => &["--hold-ms", "800"],
+    };
     let output = Command::new(paxos_node())
         .arg("chaos")
         .args(["--nodes", &nodes.to_string(), "--seed", &seed.to_string()])
         .args(["--clients", "2", "--keys", "1", "--ops-per-client", "2"])
         .args(["--slot-limit", "4", "--window", "2"])
-        .args(["--duration-secs", "6", "--hold-ms", "800", "--step-logs"])
+        .args(["--duration-secs", "6", "--step-logs"])
+        .args(hold)
         .args(extra)
         .arg("--data-dir")
         .arg(dir.join("cluster"))
@@ -270,4 +276,196 @@ fn tampered_step_logs_are_rejected() {
         "{}",
         report.render()
     );
+}
+
+/// A 3-replica cluster of `paxos-node serve` processes with step logs, snapshotting after
+/// every applied slot (K1), where a follower is killed, two writes are chosen and compacted
+/// past while it is down, and it restarts and catches up by installing a snapshot (K5, K6,
+/// K4), then restarts again from that snapshot. Returns the step logs and the restarted
+/// replica's log.
+fn run_with_a_replica_behind_a_snapshot(dir: &Path) -> (Vec<PathBuf>, String) {
+    let node = paxos_node();
+    let ports: Vec<u16> = {
+        let held: Vec<std::net::TcpListener> = (0..6)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+            .collect();
+        held.iter()
+            .map(|l| l.local_addr().expect("an address").port())
+            .collect()
+    };
+    let secret = dir.join("cluster.secret");
+    let made = Command::new(&node)
+        .args(["secret", "--out"])
+        .arg(&secret)
+        .status()
+        .expect("paxos-node secret");
+    assert!(made.success());
+    let mut toml = String::from(
+        "cluster_id = \"snapshots\"\n[auth]\nsecret_file = \"cluster.secret\"\n\
+         [limits]\nwindow = 2\nslot_limit = 4\nsnapshot_interval_slots = 1\n",
+    );
+    for id in 0..3 {
+        toml += &format!(
+            "[[nodes]]\nid = {id}\npeer_addr = \"127.0.0.1:{}\"\nclient_addr = \"127.0.0.1:{}\"\n",
+            ports[2 * id],
+            ports[2 * id + 1]
+        );
+    }
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, toml).expect("write the configuration");
+    let endpoints: Vec<String> = (0..3)
+        .map(|id| format!("127.0.0.1:{}", ports[2 * id + 1]))
+        .collect();
+    let all = endpoints.join(",");
+    let serve = |id: usize| {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("node-{id}.log")))
+            .expect("a log file");
+        Command::new(&node)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args([
+                "--id",
+                &id.to_string(),
+                "--seed",
+                &id.to_string(),
+                "--data-dir",
+            ])
+            .arg(dir.join(format!("node-{id}")))
+            .arg("--step-log")
+            .arg(dir.join(format!("node-{id}.steps.jsonl")))
+            .stderr(log)
+            .spawn()
+            .expect("paxos-node serve")
+    };
+    let statuses = |endpoints: &str| -> Vec<Value> {
+        let out = Command::new(&node)
+            .args(["status", "--endpoints", endpoints])
+            .output()
+            .expect("paxos-node status");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let mut nodes: Vec<std::process::Child> = (0..3).map(serve).collect();
+    wait_until("a leader", &|| {
+        statuses(&all).iter().any(|s| s["role"] == "leading")
+    });
+    let leader = statuses(&all)
+        .iter()
+        .find(|s| s["role"] == "leading")
+        .and_then(|s| s["id"].as_u64())
+        .expect("a leader") as usize;
+    let behind = (leader + 1) % 3;
+    nodes[behind].kill().expect("kill -9");
+    nodes[behind].wait().expect("reap");
+    for (client, key) in [(1, "a"), (2, "b")] {
+        let put = Command::new(&node)
+            .args(["put", key, "v", "--client-id", &client.to_string()])
+            .args(["--endpoints", &all])
+            .output()
+            .expect("paxos-node put");
+        assert!(put.status.success(), "{put:?}");
+    }
+    nodes[behind] = serve(behind);
+    wait_until("the restarted replica to catch up", &|| {
+        statuses(&endpoints[behind])
+            .first()
+            .and_then(|s| s["applied"].as_u64())
+            .is_some_and(|applied| applied >= 2)
+    });
+    // It restarts once more, now from the snapshot it installed.
+    nodes[behind].kill().expect("kill -9");
+    nodes[behind].wait().expect("reap");
+    nodes[behind] = serve(behind);
+    wait_until("the replica to restart from its snapshot", &|| {
+        statuses(&endpoints[behind])
+            .first()
+            .and_then(|s| s["applied"].as_u64())
+            .is_some_and(|applied| applied >= 2)
+    });
+    for child in &nodes {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    for child in &mut nodes {
+        let _ = child.wait();
+    }
+    let logs = (0..3)
+        .map(|id| dir.join(format!("node-{id}.steps.jsonl")))
+        .collect();
+    let log = std::fs::read_to_string(dir.join(format!("node-{behind}.log"))).unwrap_or_default();
+    (logs, log)
+}
+
+/// Snapshots in a real run: every compaction, snapshot message and install is a transition
+/// the model allows; a snapshot that is not the state after the commands below it, and a
+/// restart from a snapshot never taken, are rejected.
+#[test]
+fn a_real_run_with_compaction_and_an_install_is_transitions_the_model_allows() {
+    let _cluster = one_cluster_at_a_time();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (logs, behind_log) = run_with_a_replica_behind_a_snapshot(dir.path());
+    assert!(
+        behind_log.contains("snapshot installed from a peer"),
+        "the restarted replica did not install a snapshot:\n{behind_log}"
+    );
+    let report = validated(&logs);
+    assert!(report.passed(), "{}", report.render());
+    for kind in ["compact", "snapshot", "status", "recover"] {
+        assert!(
+            report.by_kind.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} step validated: {}",
+            report.render()
+        );
+    }
+
+    // A snapshot whose key-value state is not what its commands leave.
+    let forged = tempfile::tempdir().expect("temp dir");
+    let forged = tampered(&logs, forged.path(), |line| {
+        let Some(effects) = line
+            .pointer_mut("/step/effects")
+            .and_then(Value::as_array_mut)
+        else {
+            return false;
+        };
+        for effect in effects {
+            if let Some(state) = effect.pointer_mut("/Snapshot/state_machine") {
+                state["forged"] = "value".into();
+                return true;
+            }
+        }
+        false
+    });
+    let report = validated(&forged);
+    assert!(
+        reasons(&report).contains("is not the state after"),
+        "{}",
+        report.render()
+    );
+
+    // A restart from a snapshot the replica never took.
+    let invented = tempfile::tempdir().expect("temp dir");
+    let invented = tampered(&logs, invented.path(), |line| {
+        match line.pointer_mut("/start/snapshot/applied") {
+            Some(applied) => {
+                *applied = (applied.as_u64().unwrap_or(0) + 1).into();
+                true
+            }
+            None => false,
+        }
+    });
+    let report = validated(&invented);
+    assert!(!report.passed(), "{}", report.render());
 }
