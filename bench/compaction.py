@@ -111,6 +111,16 @@ def main():
         children.append(child)
         return child
 
+    def serve(i):
+        log = open(os.path.join(data, f"node-{i}.log"), "a")
+        child = subprocess.Popen(
+            [BIN, "serve", "--config", os.path.join(data, "cluster.toml"), "--id", str(i),
+             "--data-dir", os.path.join(data, f"node-{i}")],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )
+        children.append(child)
+        return child
+
     def leader():
         for endpoint in endpoints:
             s = status(endpoint)
@@ -127,21 +137,25 @@ def main():
                 child.kill()
 
     try:
-        # A first start writes the configuration; the limits are set, then the same cluster
-        # starts again from its (nearly empty) data directories.
+        # `paxos-node cluster` writes the configuration and the secret (and rewrites the
+        # configuration whenever it starts); the limits are set in it, then the same replicas
+        # start again as `paxos-node serve` processes from their (nearly empty) directories.
         cluster = start_cluster()
         wait_for(leader, 20, "a leader")
         stop(cluster)
         config = os.path.join(data, "cluster.toml")
         with open(config) as f:
             text = f.read()
+        if "snapshot_interval_slots = 10000" not in text:
+            sys.exit("the generated configuration has no default snapshot interval to replace")
         text = text.replace(
             "snapshot_interval_slots = 10000",
             f"snapshot_interval_slots = {args.interval}",
         )
         with open(config, "w") as f:
             f.write(text)
-        cluster = start_cluster()
+        for i in range(3):
+            serve(i)
         lead = wait_for(leader, 20, "a leader")
         leader_id = lead["id"]
         survivors = [leader_id, (leader_id + 1) % 3]
@@ -186,13 +200,7 @@ def main():
         # The dead replica returns under the same load.
         restarted_at = time.monotonic()
         target = status(leader_endpoint)["applied"]
-        log = open(os.path.join(data, f"node-{dead}.log"), "a")
-        node = subprocess.Popen(
-            [BIN, "serve", "--config", config, "--id", str(dead),
-             "--data-dir", os.path.join(data, f"node-{dead}")],
-            stdout=subprocess.DEVNULL, stderr=log,
-        )
-        children.append(node)
+        serve(dead)
         endpoint = endpoints[dead]
         applied_at_restart = target
 
@@ -206,11 +214,23 @@ def main():
         during = (after - applied_at_restart) / caught_up_secs
         installed = metric(endpoint, "paxos_snapshots_installed_total")
         snapshot_bytes = metric(endpoint, "paxos_snapshot_bytes_written_total")
-        sent = sum(metric(endpoints[i], "paxos_snapshots_sent_total") for i in survivors)
+        def survivors_total(name):
+            return sum(metric(endpoints[i], name) for i in survivors)
+
+        asked = survivors_total("paxos_snapshots_sent_total")
+        transfers = survivors_total("paxos_snapshot_transfers_total")
+        coalesced = survivors_total("paxos_snapshot_sends_coalesced_total")
+        bytes_sent = survivors_total("paxos_snapshot_bytes_sent_total")
         print(
             f"n{dead} restarted behind {target:,} slots: caught up in {caught_up_secs:.2f} s; "
             f"{installed:.0f} snapshot(s) installed, {snapshot_bytes / 2**20:.2f} MiB of "
-            f"state written, {sent:.0f} snapshot message(s) sent by the survivors"
+            f"state written"
+        )
+        print(
+            f"the survivors' cores sent {asked:.0f} Snapshot message(s): {transfers:.0f} "
+            f"transfer(s) of {bytes_sent / 2**20:.2f} MiB in chunks, {coalesced:.0f} dropped "
+            f"as copies of a transfer in progress; the surviving follower installed "
+            f"{metric(endpoints[survivors[1]], 'paxos_snapshots_installed_total'):.0f}"
         )
         print(
             f"write throughput: {before:,.0f}/s before, {during:,.0f}/s during the catch-up "
@@ -219,7 +239,7 @@ def main():
     finally:
         for child in reversed(children):
             if child.poll() is None:
-                child.send_signal(signal.SIGINT if child is cluster else signal.SIGKILL)
+                child.kill()
         for child in children:
             try:
                 child.wait(timeout=20)

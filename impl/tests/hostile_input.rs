@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 
 /// The key-value service's peer messages.
 type PeerMsg = wire::PeerMsgOf<paxos_impl::multi::KvStore>;
+use paxos_impl::runtime::snapshot_transfer::{SnapshotAck, SnapshotChunk};
 
 const FRAME_MAX: u32 = 1 << 16;
 
@@ -110,6 +111,24 @@ fn any_peer_msg() -> impl Strategy<Value = PeerMsg> {
                 PeerMsg::Paxos(Message::Snapshot { state })
             }),
         any_ballot().prop_map(|ballot| PeerMsg::Paxos(Message::Heartbeat { ballot })),
+        (
+            0u64..4,
+            0u64..64,
+            any::<u32>(),
+            0u64..64,
+            proptest::collection::vec(any::<u8>(), 0..16)
+        )
+            .prop_map(|(id, total, checksum, offset, bytes)| {
+                PeerMsg::SnapshotChunk(SnapshotChunk {
+                    id,
+                    total,
+                    checksum,
+                    offset,
+                    bytes,
+                })
+            }),
+        (0u64..4, 0u64..64)
+            .prop_map(|(id, received)| PeerMsg::SnapshotAck(SnapshotAck { id, received })),
     ]
 }
 

@@ -16,6 +16,7 @@ use paxos_impl::runtime::auth::{self, PeerSecret, Transcript};
 use paxos_impl::runtime::client::{fetch_json, fetch_metrics, http_client, Client, ClientError};
 use paxos_impl::runtime::config::{ClusterConfig, LOOPBACK_SECRET_FILE};
 use paxos_impl::runtime::http::LocalValue;
+use paxos_impl::runtime::snapshot_transfer::SnapshotChunk;
 use paxos_impl::runtime::wire::{self, Hello, HelloProof, HelloReply, MAGIC};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -621,6 +622,33 @@ fn garbage_frames_and_strangers_are_refused_without_harm() {
             "garbage frame not refused"
         );
 
+        // A welcome peer whose snapshot transfer fails its checksum: refused, and the node
+        // keeps what it had (nothing installed).
+        let (mut stream, reply) = handshake(target, &good, &secret, true).await;
+        assert_eq!(reply, HelloReply::Welcome);
+        let forged = PeerMsg::Paxos(Message::Snapshot {
+            state: std::sync::Arc::new(paxos_impl::multi::AppliedState {
+                applied: 1_000,
+                state_machine: [("stolen".to_string(), "value".to_string())].into(),
+                clients: Default::default(),
+            }),
+        });
+        let bytes = postcard::to_stdvec(&forged).expect("encode");
+        let (head, tail) = bytes.split_at(bytes.len() / 2);
+        for (offset, part) in [(0, head), (head.len(), tail)] {
+            let chunk = PeerMsg::SnapshotChunk(SnapshotChunk {
+                id: 1,
+                total: bytes.len() as u64,
+                checksum: crc32c::crc32c(&bytes) ^ 1,
+                offset: offset as u64,
+                bytes: part.to_vec(),
+            });
+            stream
+                .write_all(&wire::encode(&vec![chunk], 4096).expect("encode"))
+                .await
+                .expect("write");
+        }
+
         // The node still serves, and its metrics and log say what happened.
         assert!(cluster.is_running(1));
         let mut writer = client(&[cluster.endpoint(1)], 7);
@@ -636,6 +664,10 @@ fn garbage_frames_and_strangers_are_refused_without_harm() {
             .await
             .expect("get");
         assert_eq!(read.value.as_deref(), Some("ok"));
+        // The transfer's frames are read on their own connection: wait for its verdict.
+        while !cluster.log(1).contains("snapshot transfer refused") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let http = http_client(Duration::from_secs(1)).expect("http");
         let metrics: BTreeMap<String, f64> = fetch_metrics(&http, &cluster.endpoint(1))
             .await
@@ -653,6 +685,17 @@ fn garbage_frames_and_strangers_are_refused_without_harm() {
         let log = cluster.log(1);
         assert!(log.contains("node 99 is not a peer"), "{log}");
         assert!(log.contains("malformed frame from peer"), "{log}");
+        assert!(log.contains("snapshot transfer refused"), "{log}");
+        assert!(
+            metrics["paxos_snapshot_transfers_refused_total"] >= 1.0,
+            "{metrics:?}"
+        );
+        assert_eq!(
+            metrics["paxos_snapshots_installed_total"], 0.0,
+            "{metrics:?}"
+        );
+        let stolen = local(&http, &cluster.endpoint(1), "stolen").await;
+        assert_eq!(stolen.and_then(|v| v.value), None);
     });
 }
 
@@ -725,15 +768,19 @@ fn a_replica_down_while_the_others_snapshot_catches_up_by_snapshot() {
         let mut cluster = TestCluster::start_with(3, |config| {
             config.limits.snapshot_interval_slots = interval;
             config.limits.wal_segment_bytes_max = 8192;
+            // Small chunks: a snapshot of ten keys and a client table takes several.
+            config.limits.snapshot_chunk_bytes = 1024;
         });
         let leader = wait_for_leader(&cluster, &[0, 1, 2]).await;
         let behind = (leader + 1) % 3;
         let mut writer = client(&cluster.endpoints(), 7);
         writer.op_timeout = Duration::from_secs(20);
-        // Few keys, many writes: the state stays small while the log would grow.
+        // Few keys, many writes: the state stays small while the log would grow. The values
+        // are long enough for the snapshot to span several chunks.
+        let pad = ".".repeat(256);
         let put = |i: u64| KvOp::Put {
             key: format!("snap{}", i % 10),
-            value: format!("v{i}"),
+            value: format!("v{i}{pad}"),
         };
         writer.execute(&put(0)).await.expect("put");
         cluster.kill9(behind);
@@ -783,6 +830,31 @@ fn a_replica_down_while_the_others_snapshot_catches_up_by_snapshot() {
         }
         let installed = metric(&http, &endpoint, "paxos_snapshots_installed_total").await;
         assert!(installed >= 1.0, "caught up by a snapshot: {installed}");
+        // It came in chunks, and the copies the core asked for while one was on its way were
+        // not sent again.
+        let mut sent = 0.0;
+        let mut transfers = 0.0;
+        let mut asked = 0.0;
+        for id in (0..3).filter(|&id| id != behind) {
+            let e = cluster.endpoint(id);
+            sent += metric(&http, &e, "paxos_snapshot_bytes_sent_total").await;
+            transfers += metric(&http, &e, "paxos_snapshot_transfers_total").await;
+            asked += metric(&http, &e, "paxos_snapshots_sent_total").await;
+        }
+        let written = metric(&http, &endpoint, "paxos_snapshot_bytes_written_total").await;
+        eprintln!("snapshot: {written} bytes installed, {sent} sent in {transfers} transfers for {asked} sends");
+        assert!(
+            sent >= written && transfers >= 1.0,
+            "{sent} {transfers} {written}"
+        );
+        assert!(
+            written > 1024.0,
+            "the snapshot fits one chunk: {written} bytes"
+        );
+        assert!(
+            transfers <= asked,
+            "{transfers} transfers for {asked} sends"
+        );
         for k in 0..10 {
             let value = local(&http, &endpoint, &format!("snap{k}")).await;
             let last_write = (writes - 9..=writes)
@@ -790,7 +862,7 @@ fn a_replica_down_while_the_others_snapshot_catches_up_by_snapshot() {
                 .expect("a write");
             assert_eq!(
                 value.and_then(|v| v.value),
-                Some(format!("v{last_write}")),
+                Some(format!("v{last_write}{pad}")),
                 "snap{k} at the returned replica"
             );
         }
@@ -824,6 +896,6 @@ fn a_replica_down_while_the_others_snapshot_catches_up_by_snapshot() {
             })
             .await
             .expect("get");
-        assert_eq!(reply.value, Some(format!("v{}", writes + 1)));
+        assert_eq!(reply.value, Some(format!("v{}{pad}", writes + 1)));
     });
 }

@@ -27,6 +27,8 @@
 //! request_bytes_max = 1048576
 //! snapshot_interval_slots = 10000 # 0: never snapshot
 //! wal_segment_bytes_max = 67108864
+//! snapshot_chunk_bytes = 1048576
+//! snapshot_bytes_max = 1073741824
 //!
 //! [[nodes]]
 //! id = 0
@@ -115,8 +117,7 @@ pub struct Limits {
     pub slot_limit: Option<u64>,
     /// A frame longer than this is malformed: the connection is closed. A Promise carries the
     /// acceptor's votes at and above its compaction point, so `snapshot_interval_slots` bounds
-    /// it; a snapshot larger than this is not sent (counted in the metrics), and a replica
-    /// behind the sender's compaction point then cannot catch up until the limit is raised.
+    /// it; snapshots travel in chunks of `snapshot_chunk_bytes`.
     pub frame_bytes_max: u32,
     /// At most this many protocol messages in one frame.
     pub frame_messages_max: usize,
@@ -140,6 +141,14 @@ pub struct Limits {
     /// segments below the older snapshot kept, so a replica's storage stays within about two
     /// snapshots' worth of log plus two segments.
     pub wal_segment_bytes_max: u64,
+    /// A snapshot is sent to a peer in chunks of at most this many bytes (each in a frame of
+    /// its own), so that no frame holds a whole large snapshot and a transfer cut by a dropped
+    /// connection resumes from the last chunk acknowledged.
+    pub snapshot_chunk_bytes: u32,
+    /// The largest snapshot a replica sends or receives (the receiver holds a transfer in
+    /// memory until it is whole); a larger one is refused with an error, and the replica that
+    /// needed it stays behind until the limit is raised.
+    pub snapshot_bytes_max: u64,
 }
 
 impl Default for Limits {
@@ -155,6 +164,8 @@ impl Default for Limits {
             request_bytes_max: 1 << 20,
             snapshot_interval_slots: 10_000,
             wal_segment_bytes_max: 64 << 20,
+            snapshot_chunk_bytes: 1 << 20,
+            snapshot_bytes_max: 1 << 30,
         }
     }
 }
@@ -432,6 +443,20 @@ impl Limits {
         }
         if self.window == 0 {
             return Err(invalid("limits: window must be at least 1"));
+        }
+        if self.snapshot_chunk_bytes < 1024 || self.snapshot_chunk_bytes > self.frame_bytes_max / 2
+        {
+            return Err(invalid(format!(
+                "limits: snapshot_chunk_bytes ({}) must be at least 1024 and at most half of \
+                 frame_bytes_max ({})",
+                self.snapshot_chunk_bytes, self.frame_bytes_max
+            )));
+        }
+        if self.snapshot_bytes_max < u64::from(self.snapshot_chunk_bytes) {
+            return Err(invalid(format!(
+                "limits: snapshot_bytes_max ({}) must be at least snapshot_chunk_bytes ({})",
+                self.snapshot_bytes_max, self.snapshot_chunk_bytes
+            )));
         }
         if self.frame_bytes_max < 1024 {
             return Err(invalid(format!(

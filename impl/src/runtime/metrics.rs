@@ -88,8 +88,17 @@ pub struct Metrics {
     pub snapshots_installed: AtomicU64,
     /// K2, K6, K7: snapshots sent to a peer behind this node's compaction point.
     pub snapshots_sent: AtomicU64,
-    /// Snapshots not sent because they exceed a peer frame (`limits.frame_bytes_max`).
+    /// Snapshots not sent because they exceed `limits.snapshot_bytes_max`.
     pub snapshots_too_large: AtomicU64,
+    /// Snapshot transfers started (a `Snapshot` message the core sent, in chunks).
+    pub snapshot_transfers: AtomicU64,
+    /// `Snapshot` messages dropped because the same snapshot was already being sent to that
+    /// peer.
+    pub snapshot_sends_coalesced: AtomicU64,
+    /// Snapshot bytes sent in chunks (a resumed transfer counts its repeated chunks again).
+    pub snapshot_bytes_sent: AtomicU64,
+    /// Snapshot transfers received and refused (checksum, size).
+    pub snapshot_transfers_refused: AtomicU64,
     /// State-machine snapshot bytes written to disk.
     pub snapshot_bytes_written: AtomicU64,
     /// From handing a snapshot to the WAL writer until it was durable and the log compacted.
@@ -124,6 +133,10 @@ impl Default for Metrics {
             snapshots_installed: AtomicU64::new(0),
             snapshots_sent: AtomicU64::new(0),
             snapshots_too_large: AtomicU64::new(0),
+            snapshot_transfers: AtomicU64::new(0),
+            snapshot_sends_coalesced: AtomicU64::new(0),
+            snapshot_bytes_sent: AtomicU64::new(0),
+            snapshot_transfers_refused: AtomicU64::new(0),
             snapshot_bytes_written: AtomicU64::new(0),
             snapshot_write_latency: Histogram::new(LATENCY_BOUNDS_S),
             wal_batch_records: Histogram::new(SIZE_BOUNDS),
@@ -146,7 +159,7 @@ impl Metrics {
     /// The Prometheus text exposition; `wal` are the group commit's own counters.
     pub fn render(&self, wal: &GroupCommitStats, node: u32) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 20] = [
+        let counters: [(&str, &str, &AtomicU64); 24] = [
             (
                 "paxos_client_requests_total",
                 "client requests received",
@@ -239,8 +252,28 @@ impl Metrics {
             ),
             (
                 "paxos_snapshots_too_large_total",
-                "snapshots not sent because they exceed limits.frame_bytes_max",
+                "snapshots not sent because they exceed limits.snapshot_bytes_max",
                 &self.snapshots_too_large,
+            ),
+            (
+                "paxos_snapshot_transfers_total",
+                "snapshot transfers to a peer started",
+                &self.snapshot_transfers,
+            ),
+            (
+                "paxos_snapshot_sends_coalesced_total",
+                "snapshot messages dropped: the same snapshot was being sent to that peer",
+                &self.snapshot_sends_coalesced,
+            ),
+            (
+                "paxos_snapshot_bytes_sent_total",
+                "snapshot bytes sent in chunks, resent chunks included",
+                &self.snapshot_bytes_sent,
+            ),
+            (
+                "paxos_snapshot_transfers_refused_total",
+                "snapshot transfers received and refused (checksum or size)",
+                &self.snapshot_transfers_refused,
             ),
             (
                 "paxos_snapshot_bytes_written_total",

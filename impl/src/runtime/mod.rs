@@ -19,6 +19,7 @@ pub mod idle;
 pub mod metrics;
 pub mod node;
 pub mod replicated;
+pub mod snapshot_transfer;
 pub mod step_log;
 pub mod transport;
 pub mod wire;

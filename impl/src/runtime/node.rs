@@ -310,8 +310,16 @@ impl<S: Replicated> NodeTask<S> {
     }
 
     fn on_peer(&mut self, from: NodeId, msg: PeerMsgOf<S>) {
-        let PeerMsg::Paxos(msg) = msg;
-        self.step(Input::Message { from, msg });
+        match msg {
+            PeerMsg::Paxos(msg) => self.step(Input::Message { from, msg }),
+            // The transport reassembles snapshot transfers; none reaches the node task.
+            PeerMsg::SnapshotChunk(_) | PeerMsg::SnapshotAck(_) => {
+                tracing::debug!(
+                    peer = from,
+                    "snapshot transfer message ignored by the node task"
+                )
+            }
+        }
     }
 
     fn on_client(
@@ -750,6 +758,7 @@ mod tests {
                 sender,
                 connected,
                 wake: Arc::new(tokio::sync::Notify::new()),
+                acks: Default::default(),
             });
             peers.insert(peer, receiver);
         }

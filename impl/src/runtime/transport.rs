@@ -10,8 +10,9 @@
 //! Messages queued while a peer is unreachable wait in its bounded queue; a write that fails
 //! loses the frame, which the protocol treats as message loss.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
@@ -22,9 +23,10 @@ use tokio::task::JoinHandle;
 
 use super::auth::{self, PeerSecret, Transcript};
 use super::config::ClusterConfig;
-use super::metrics::{inc, Metrics};
+use super::metrics::{add, inc, Metrics};
 use super::node::NodeEvent;
 use super::replicated::{Payload, Replicated};
+use super::snapshot_transfer::{AckSlot, Incoming, Outgoing, Received};
 use super::wire::{self, FrameError, Hello, HelloProof, HelloReply, PeerMsg, PeerMsgOf, MAGIC};
 use crate::ballot::NodeId;
 use crate::multi::{Message, SnapshotOf};
@@ -34,6 +36,11 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// First and largest delay between two dials of an unreachable peer.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(20);
 pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// A snapshot whose last chunk went out is not sent to the same peer again for this long: the
+/// copies the core sends meanwhile answer catch-up requests the peer made before it installed
+/// the first (K6). A peer that lost it (it crashed, or refused it) asks again, and gets it
+/// after this.
+pub const SNAPSHOT_RESEND_AFTER: Duration = Duration::from_secs(1);
 /// A handshake frame is small; anything longer is refused.
 pub const HELLO_BYTES_MAX: u32 = 4096;
 
@@ -48,6 +55,9 @@ pub struct PeerLink<Op, Snap> {
     /// says it is back (a restarted replica then hears the leader's heartbeats at once,
     /// instead of timing out and disrupting it).
     pub wake: Arc<Notify>,
+    /// The peer's latest acknowledgement of a snapshot transfer to it, which arrives on the
+    /// peer's connection to us.
+    pub acks: AckSlot,
 }
 
 /// Starts one outbound task per peer; returns their links and tasks.
@@ -63,7 +73,12 @@ pub fn start_outbound<Op: Payload, Snap: Payload>(
         let (sender, receiver) = mpsc::channel(config.limits.peer_queue_messages_max);
         let connected = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(Notify::new());
+        let acks = AckSlot::default();
         let outbound = Outbound {
+            acks: Arc::clone(&acks),
+            transfer: None,
+            transfer_sent: None,
+            transfers: 0,
             wake: Arc::clone(&wake),
             config: Arc::clone(config),
             secret: Arc::clone(secret),
@@ -80,6 +95,7 @@ pub fn start_outbound<Op: Payload, Snap: Payload>(
             sender,
             connected,
             wake,
+            acks,
         });
     }
     (links, tasks)
@@ -95,6 +111,13 @@ struct Outbound<Op, Snap> {
     connected: Arc<AtomicBool>,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    acks: AckSlot,
+    /// The snapshot being sent to this peer, in chunks, or the last one sent.
+    transfer: Option<(Snap, Outgoing)>,
+    /// When the last chunk of the transfer went out.
+    transfer_sent: Option<std::time::Instant>,
+    /// Transfers started, for their ids.
+    transfers: u64,
 }
 
 impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
@@ -186,43 +209,64 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
         Ok(reply)
     }
 
-    /// Writes queued messages, several per frame when several are waiting. `Ok` when the
-    /// queue closed (shutdown), `Err` when the connection failed.
+    /// Writes queued messages, several per frame when several are waiting, and the chunks of
+    /// a snapshot transfer between them, one chunk per round. `Ok` when the queue closed
+    /// (shutdown), `Err` when the connection failed.
     async fn pump(&mut self, mut stream: TcpStream) -> Result<(), FrameError> {
         let max_msgs = self.config.limits.frame_messages_max;
         let max_bytes = self.config.limits.frame_bytes_max;
+        let chunk_bytes = self.config.limits.snapshot_chunk_bytes as usize;
+        if let Some((_, transfer)) = &mut self.transfer {
+            // What was sent on the lost connection and not acknowledged is gone with it.
+            transfer.resume();
+        }
         let mut batch = Vec::with_capacity(max_msgs);
         loop {
-            let Some(first) = self.receiver.recv().await else {
-                let _ = stream.shutdown().await;
-                return Ok(());
-            };
+            self.take_ack();
+            let sending = self
+                .transfer
+                .as_ref()
+                .is_some_and(|(_, t)| !t.done() && t.has_more());
             batch.clear();
-            batch.push(first);
+            if sending {
+                match self.receiver.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(mpsc::error::TryRecvError::Empty) => {}
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        let _ = stream.shutdown().await;
+                        return Ok(());
+                    }
+                }
+            } else {
+                let acks = Arc::clone(&self.acks);
+                tokio::select! {
+                    first = self.receiver.recv() => {
+                        let Some(first) = first else {
+                            let _ = stream.shutdown().await;
+                            return Ok(());
+                        };
+                        batch.push(first);
+                    }
+                    // An acknowledgement may ask for chunks again.
+                    _ = acks.arrived.notified() => continue,
+                }
+            }
             while batch.len() < max_msgs {
                 match self.receiver.try_recv() {
                     Ok(msg) => batch.push(msg),
                     Err(_) => break,
                 }
             }
-            let (frames, errors) = wire::encode_batch(&batch, max_bytes);
+            batch.retain(|msg| !self.start_transfer(msg));
+            let (mut frames, errors) = wire::encode_batch(&batch, max_bytes);
             for (error, unsent) in errors {
-                for msg in unsent {
-                    let PeerMsg::Paxos(msg) = msg;
-                    if matches!(msg, Message::Snapshot { .. }) {
-                        // The peer stays behind until an operator raises the limit: say so.
-                        tracing::error!(
-                            peer = self.peer,
-                            %error,
-                            "snapshot larger than limits.frame_bytes_max: not sent, the peer \
-                             cannot catch up until the limit is raised"
-                        );
-                        inc(&self.metrics.snapshots_too_large);
-                    } else {
-                        tracing::error!(peer = self.peer, %error, "message too large: dropped");
-                    }
+                for _ in unsent {
+                    tracing::error!(peer = self.peer, %error, "message too large: dropped");
                     inc(&self.metrics.peer_messages_dropped);
                 }
+            }
+            if let Some(frame) = self.next_chunk_frame(chunk_bytes, max_bytes)? {
+                frames.push(frame);
             }
             let mut bytes = Vec::with_capacity(frames.iter().map(Vec::len).sum());
             for frame in &frames {
@@ -230,12 +274,103 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
                 inc(&self.metrics.peer_frames_sent);
             }
             stream.write_all(&bytes).await?;
-            self.metrics.frame_messages.observe(batch.len() as f64);
+            if !batch.is_empty() {
+                self.metrics.frame_messages.observe(batch.len() as f64);
+            }
             let sent = batch.len() as u64;
             self.metrics
                 .peer_messages_sent
                 .fetch_add(sent, Ordering::Relaxed);
         }
+    }
+
+    /// Takes a `Snapshot` message out of the batch into a transfer (true), unless the same
+    /// snapshot is being sent already; anything else stays (false).
+    fn start_transfer(&mut self, msg: &PeerMsg<Op, Snap>) -> bool {
+        let PeerMsg::Paxos(Message::Snapshot { state }) = msg else {
+            return false;
+        };
+        // The same snapshot again, while it is on its way or just after it went out: the core
+        // asked before the peer installed it.
+        let recent = self
+            .transfer_sent
+            .is_some_and(|at| at.elapsed() < SNAPSHOT_RESEND_AFTER);
+        let same = self
+            .transfer
+            .as_ref()
+            .is_some_and(|(sending, t)| sending == state && (t.has_more() || recent));
+        if same {
+            inc(&self.metrics.snapshot_sends_coalesced);
+            return true;
+        }
+        let encoded = postcard::to_stdvec(msg);
+        let bytes = match encoded {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(peer = self.peer, error = %e, "cannot encode a snapshot: dropped");
+                return true;
+            }
+        };
+        let max = self.config.limits.snapshot_bytes_max;
+        if bytes.len() as u64 > max {
+            tracing::error!(
+                peer = self.peer,
+                bytes = bytes.len(),
+                max,
+                "snapshot larger than limits.snapshot_bytes_max: not sent, the peer cannot catch \
+                 up until the limit is raised"
+            );
+            inc(&self.metrics.snapshots_too_large);
+            return true;
+        }
+        self.transfers += 1;
+        let id = self.transfers;
+        tracing::info!(
+            peer = self.peer,
+            id,
+            bytes = bytes.len(),
+            "snapshot transfer started"
+        );
+        inc(&self.metrics.snapshot_transfers);
+        self.transfer = Some((state.clone(), Outgoing::new(id, bytes)));
+        self.transfer_sent = None;
+        true
+    }
+
+    /// Applies the peer's latest acknowledgement to the transfer.
+    fn take_ack(&mut self) {
+        let ack = self.acks.take();
+        if let (Some(ack), Some((_, transfer))) = (ack, &mut self.transfer) {
+            let was_done = transfer.done();
+            transfer.on_ack(ack);
+            if transfer.done() && !was_done {
+                tracing::info!(peer = self.peer, id = ack.id, "snapshot transfer complete");
+            }
+        }
+    }
+
+    /// The transfer's next chunk as a frame of its own, if it has one to send.
+    fn next_chunk_frame(
+        &mut self,
+        chunk_bytes: usize,
+        max_bytes: u32,
+    ) -> Result<Option<Vec<u8>>, FrameError> {
+        let Some((_, transfer)) = &mut self.transfer else {
+            return Ok(None);
+        };
+        let Some(chunk) = transfer.next_chunk(chunk_bytes) else {
+            return Ok(None);
+        };
+        let len = chunk.bytes.len() as u64;
+        if !transfer.has_more() {
+            self.transfer_sent = Some(std::time::Instant::now());
+        }
+        // A sequence of one, as every frame after the handshake is (not an array: postcard
+        // writes no length for those).
+        let msgs: &[PeerMsg<Op, Snap>] = &[PeerMsg::SnapshotChunk(chunk)];
+        let frame = wire::encode(msgs, max_bytes)?;
+        add(&self.metrics.snapshot_bytes_sent, len);
+        Ok(Some(frame))
     }
 }
 
@@ -250,8 +385,20 @@ pub fn start_listener<S: Replicated>(
     metrics: Arc<Metrics>,
     links: &[PeerLink<S::Op, SnapshotOf<S>>],
 ) -> JoinHandle<()> {
-    let wakes: Arc<Vec<(NodeId, Arc<Notify>)>> =
-        Arc::new(links.iter().map(|l| (l.id, Arc::clone(&l.wake))).collect());
+    let peers: Arc<Vec<LinkView<S>>> = Arc::new(
+        links
+            .iter()
+            .map(|l| LinkView {
+                id: l.id,
+                wake: Arc::clone(&l.wake),
+                // Weak: the node task's links alone keep the queues open, so that they close
+                // (and the outbound tasks end) when it stops.
+                sender: l.sender.downgrade(),
+                acks: Arc::clone(&l.acks),
+            })
+            .collect(),
+    );
+    let transfers: Arc<Mutex<HashMap<NodeId, Incoming>>> = Arc::default();
     tokio::spawn(async move {
         loop {
             let (stream, addr) = match listener.accept().await {
@@ -269,7 +416,8 @@ pub fn start_listener<S: Replicated>(
                 addr,
                 inbox: inbox.clone(),
                 metrics: Arc::clone(&metrics),
-                wakes: Arc::clone(&wakes),
+                peers: Arc::clone(&peers),
+                transfers: Arc::clone(&transfers),
             };
             tokio::spawn(inbound.run(stream));
         }
@@ -283,7 +431,18 @@ struct Inbound<S: Replicated> {
     addr: std::net::SocketAddr,
     inbox: mpsc::Sender<NodeEvent<S>>,
     metrics: Arc<Metrics>,
-    wakes: Arc<Vec<(NodeId, Arc<Notify>)>>,
+    peers: Arc<Vec<LinkView<S>>>,
+    /// The snapshot transfer in progress from each peer: kept across its connections, so
+    /// that one cut short resumes.
+    transfers: Arc<Mutex<HashMap<NodeId, Incoming>>>,
+}
+
+/// What the listener needs of one outbound link.
+struct LinkView<S: Replicated> {
+    id: NodeId,
+    wake: Arc<Notify>,
+    sender: mpsc::WeakSender<PeerMsgOf<S>>,
+    acks: AckSlot,
 }
 
 impl<S: Replicated> Inbound<S> {
@@ -298,8 +457,8 @@ impl<S: Replicated> Inbound<S> {
             }
         };
         tracing::info!(peer = from, remote = %self.addr, "peer connected");
-        if let Some((_, wake)) = self.wakes.iter().find(|(id, _)| *id == from) {
-            wake.notify_one();
+        if let Some(peer) = self.peers.iter().find(|p| p.id == from) {
+            peer.wake.notify_one();
         }
         let max = self.config.limits.frame_bytes_max;
         loop {
@@ -325,6 +484,19 @@ impl<S: Replicated> Inbound<S> {
                 .peer_messages_received
                 .fetch_add(received, Ordering::Relaxed);
             for msg in msgs {
+                let msg = match msg {
+                    PeerMsg::SnapshotChunk(chunk) => match self.on_chunk(from, chunk) {
+                        Some(msg) => msg,
+                        None => continue,
+                    },
+                    PeerMsg::SnapshotAck(ack) => {
+                        if let Some(peer) = self.peers.iter().find(|p| p.id == from) {
+                            peer.acks.put(ack);
+                        }
+                        continue;
+                    }
+                    msg @ PeerMsg::Paxos(_) => msg,
+                };
                 if self
                     .inbox
                     .send(NodeEvent::Peer { from, msg })
@@ -335,6 +507,53 @@ impl<S: Replicated> Inbound<S> {
                 }
             }
         }
+    }
+
+    /// Adds a chunk to the transfer from `from`, acknowledges what is held, and returns the
+    /// snapshot message once it is whole and its checksum holds.
+    fn on_chunk(
+        &self,
+        from: NodeId,
+        chunk: super::snapshot_transfer::SnapshotChunk,
+    ) -> Option<PeerMsgOf<S>> {
+        let max = self.config.limits.snapshot_bytes_max;
+        let received = {
+            let mut transfers = match self.transfers.lock() {
+                Ok(transfers) => transfers,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            transfers.entry(from).or_default().accept(chunk, max)
+        };
+        let (delivered, ack) = match received {
+            Ok(Received::Partial(ack)) => (None, ack),
+            Ok(Received::Complete(bytes, ack)) => match wire::decode::<PeerMsgOf<S>>(&bytes) {
+                Ok(msg @ PeerMsg::Paxos(Message::Snapshot { .. })) => (Some(msg), ack),
+                Ok(_) | Err(_) => {
+                    inc(&self.metrics.snapshot_transfers_refused);
+                    tracing::error!(
+                        peer = from,
+                        id = ack.id,
+                        "a snapshot transfer does not hold a snapshot message: refused"
+                    );
+                    (None, ack)
+                }
+            },
+            Err(e) => {
+                inc(&self.metrics.snapshot_transfers_refused);
+                tracing::error!(peer = from, error = %e, "snapshot transfer refused");
+                (None, e.ack())
+            }
+        };
+        let sender = self
+            .peers
+            .iter()
+            .find(|p| p.id == from)
+            .and_then(|p| p.sender.upgrade());
+        if let Some(sender) = sender {
+            // A full queue loses the ack; the next chunk's ack says the same and more.
+            let _ = sender.try_send(PeerMsg::SnapshotAck(ack));
+        }
+        delivered
     }
 
     /// Runs the listener's half of the handshake (`runtime::auth`) within

@@ -20,14 +20,16 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::auth::{Nonce, Proof};
+use super::snapshot_transfer::{SnapshotAck, SnapshotChunk};
 use crate::ballot::NodeId;
 use crate::multi::{Message, SnapshotOf, StateMachine};
 
-/// The first four bytes of every [`Hello`]: "paxos node, wire format 5" (2: authenticated;
+/// The first four bytes of every [`Hello`]: "paxos node, wire format 6" (2: authenticated;
 /// 3: phase 2 carries runs of slots; 4: the heartbeat is the core's `Message::Heartbeat`;
 /// 5: the heartbeat carries only its ballot, and the catch-up and snapshot messages are
-/// K5–K7's). A peer of another format is refused at the handshake.
-pub const MAGIC: [u8; 4] = *b"PXN5";
+/// K5–K7's; 6: snapshots travel in chunks, [`PeerMsg::SnapshotChunk`] and
+/// [`PeerMsg::SnapshotAck`]). A peer of another format is refused at the handshake.
+pub const MAGIC: [u8; 4] = *b"PXN6";
 
 /// The dialler's handshake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,11 +66,15 @@ pub enum HelloReply {
 /// What one replica's runtime tells another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerMsg<Op, Snap> {
-    /// A protocol message of `specs/protocol.md`, delivered to the core as it is. The only
-    /// kind: every message a replica sends is the core's decision (the heartbeat and the
-    /// snapshot included). An enum so that a transfer below the protocol (snapshot chunks)
-    /// can join it.
+    /// A protocol message of `specs/protocol.md`, delivered to the core as it is: every
+    /// message a replica sends is the core's decision (the heartbeat and the snapshot
+    /// included). A `Snapshot` message is never sent as one: it travels as chunks.
     Paxos(Message<Op, Snap>),
+    /// A piece of a `Snapshot` message (`runtime::snapshot_transfer`).
+    SnapshotChunk(SnapshotChunk),
+    /// The receiver of a snapshot transfer holds this much of it, on the connection the other
+    /// way.
+    SnapshotAck(SnapshotAck),
 }
 
 /// What one replica running state machine `S` tells another.
