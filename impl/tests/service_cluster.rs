@@ -830,6 +830,13 @@ fn a_replica_down_while_the_others_snapshot_catches_up_by_snapshot() {
         }
         let installed = metric(&http, &endpoint, "paxos_snapshots_installed_total").await;
         assert!(installed >= 1.0, "caught up by a snapshot: {installed}");
+        let compacted = status(&http, &endpoint)
+            .await
+            .and_then(|s| s["compacted"].as_u64());
+        assert!(
+            compacted.is_some_and(|c| c >= interval),
+            "/status shows the installed snapshot's compaction point: {compacted:?}"
+        );
         // It came in chunks, and the copies the core asked for while one was on its way were
         // not sent again.
         let mut sent = 0.0;

@@ -111,6 +111,9 @@ pub struct NodeStatus {
     pub chosen: u64,
     /// The highest chosen slot; above `applied` when a slot below it is still open.
     pub highest_chosen: Option<Slot>,
+    /// The compaction point: the replica's snapshot covers every slot below it, and its log
+    /// starts there (K1, K4).
+    pub compacted: Slot,
     pub next_slot: Option<Slot>,
     pub pending: usize,
     pub waiting_clients: usize,
@@ -666,6 +669,7 @@ impl<S: Replicated> NodeTask<S> {
             applied: self.replica.applied(),
             chosen: self.replica.chosen().len() as u64,
             highest_chosen: self.replica.chosen().last_slot(),
+            compacted: self.replica.compacted(),
             next_slot,
             pending: self.replica.pending().count(),
             waiting_clients: self.waiters.len(),
