@@ -85,6 +85,8 @@ pub struct Outgoing {
     next: u64,
     /// What the receiver acknowledged last.
     acked: u64,
+    /// The receiver acknowledged the whole message.
+    complete: bool,
 }
 
 impl Outgoing {
@@ -96,6 +98,7 @@ impl Outgoing {
             bytes: Arc::new(bytes),
             next: 0,
             acked: 0,
+            complete: false,
         }
     }
 
@@ -141,19 +144,24 @@ impl Outgoing {
             return;
         }
         self.acked = ack.received.min(self.total());
-        if self.acked < self.next {
+        self.complete = ack.received >= self.total();
+        // Nothing to send again once the receiver holds it all (an empty message's one chunk
+        // ends at 0, which is not "below what was sent").
+        if self.acked < self.next && !self.complete {
             self.next = self.acked;
         }
     }
 
     /// A new connection: whatever was sent and not acknowledged is lost with the old one.
     pub fn resume(&mut self) {
-        self.next = self.acked;
+        if !self.done() {
+            self.next = self.acked;
+        }
     }
 
     /// The receiver holds the whole message.
     pub fn done(&self) -> bool {
-        self.acked == self.total() && self.next >= self.total()
+        self.complete
     }
 }
 
@@ -344,6 +352,17 @@ mod tests {
             }
             prop_assert!(out.done());
         }
+    }
+
+    #[test]
+    fn an_empty_message_is_one_empty_chunk_and_then_done() {
+        let mut out = Outgoing::new(1, Vec::new());
+        let mut inc = Incoming::default();
+        assert!(!out.done());
+        assert_eq!(deliver_all(&mut out, &mut inc, 10), Some(Vec::new()));
+        assert!(out.done());
+        out.resume();
+        assert_eq!(out.next_chunk(10), None);
     }
 
     #[test]
