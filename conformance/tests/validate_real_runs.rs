@@ -377,23 +377,20 @@ fn run_with_a_replica_behind_a_snapshot(dir: &Path) -> (Vec<PathBuf>, String) {
             .expect("paxos-node put");
         assert!(put.status.success(), "{put:?}");
     }
-    nodes[behind] = serve(behind);
-    wait_until("the restarted replica to catch up", &|| {
+    // Both writes applied at the replica that was down.
+    let caught_up = || {
         statuses(&endpoints[behind])
             .first()
             .and_then(|s| s["applied"].as_u64())
             .is_some_and(|applied| applied >= 2)
-    });
+    };
+    nodes[behind] = serve(behind);
+    wait_until("the restarted replica to catch up", &caught_up);
     // It restarts once more, now from the snapshot it installed.
     nodes[behind].kill().expect("kill -9");
     nodes[behind].wait().expect("reap");
     nodes[behind] = serve(behind);
-    wait_until("the replica to restart from its snapshot", &|| {
-        statuses(&endpoints[behind])
-            .first()
-            .and_then(|s| s["applied"].as_u64())
-            .is_some_and(|applied| applied >= 2)
-    });
+    wait_until("the replica to restart from its snapshot", &caught_up);
     for child in &nodes {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])

@@ -188,6 +188,19 @@ async fn wait_for_leader(cluster: &TestCluster, ids: &[u32]) -> u32 {
     }
 }
 
+/// Waits until the node at `endpoint` has applied at least `slots` slots.
+async fn wait_for_applied(http: &reqwest::Client, endpoint: &str, slots: u64) {
+    loop {
+        let applied = status(http, endpoint)
+            .await
+            .and_then(|s| s["applied"].as_u64());
+        if applied.is_some_and(|a| a >= slots) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn local(http: &reqwest::Client, endpoint: &str, key: &str) -> Option<LocalValue> {
     let url = format!("{endpoint}/v1/local/kv/{key}");
     let response = http.get(&url).send().await.ok()?;
@@ -430,15 +443,7 @@ fn leader_killed_under_load_fails_over_without_losing_acknowledged_writes() {
             .expect("applied");
         cluster.restart(old_leader);
         let restarted = cluster.endpoint(old_leader);
-        loop {
-            let applied = status(&http, &restarted)
-                .await
-                .and_then(|s| s["applied"].as_u64());
-            if applied.is_some_and(|a| a >= target) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_applied(&http, &restarted, target).await;
         for (key, value, _) in &acked {
             let local = local(&http, &restarted, key).await.expect("local read");
             assert_eq!(
@@ -819,15 +824,7 @@ fn a_replica_down_while_the_others_snapshot_catches_up_by_snapshot() {
             .expect("leader status")["applied"]
             .as_u64()
             .expect("applied");
-        loop {
-            let applied = status(&http, &endpoint)
-                .await
-                .and_then(|s| s["applied"].as_u64());
-            if applied.is_some_and(|a| a >= leader_applied) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_applied(&http, &endpoint, leader_applied).await;
         let installed = metric(&http, &endpoint, "paxos_snapshots_installed_total").await;
         assert!(installed >= 1.0, "caught up by a snapshot: {installed}");
         let compacted = status(&http, &endpoint)
@@ -880,15 +877,7 @@ fn a_replica_down_while_the_others_snapshot_catches_up_by_snapshot() {
         // It restarts from its own snapshot, and the cluster goes on with it.
         cluster.kill9(behind);
         cluster.restart(behind);
-        loop {
-            let applied = status(&http, &endpoint)
-                .await
-                .and_then(|s| s["applied"].as_u64());
-            if applied.is_some_and(|a| a >= leader_applied) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_applied(&http, &endpoint, leader_applied).await;
         assert!(
             cluster.log(behind).contains("snapshot_applied=Some"),
             "recovered from its snapshot:\n{}",

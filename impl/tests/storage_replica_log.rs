@@ -35,14 +35,24 @@ fn small_segments() -> ReplicaLogOptions {
     }
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
+/// The files in `dir` with extension `extension`, sorted.
+fn files(dir: &Path, extension: &str) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .filter(|p| p.extension().is_some_and(|x| x == extension))
         .collect();
     found.sort();
     found
+}
+
+/// The WAL segments in `dir`.
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    files(dir, "log")
+}
+
+fn snapshot_files(dir: &Path) -> Vec<PathBuf> {
+    files(dir, "snap")
 }
 
 fn put(client: u64, seq: u64) -> Command<KvOp> {
@@ -726,14 +736,4 @@ fn a_replica_down_while_the_others_compact_installs_a_snapshot_and_every_log_rec
     for i in 0..3 {
         assert_eq!(cluster.replica(i).applied(), 10, "node {i}");
     }
-}
-
-fn snapshot_files(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
-        .collect();
-    found.sort();
-    found
 }

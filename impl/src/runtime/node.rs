@@ -42,7 +42,7 @@ use crate::multi::{
     ReplicaEffect, Slot, SnapshotOf,
 };
 use crate::storage::replica_log::{encode_records, encode_state_machine};
-use crate::storage::{GroupCommitStats, ReplicaGroupCommit};
+use crate::storage::{GroupCommitStats, ReplicaGroupCommit, WalError};
 
 /// Events drained from the inbox per batch (one WAL submission covers them all).
 pub const EVENTS_PER_BATCH_MAX: usize = 1024;
@@ -531,19 +531,30 @@ impl<S: Replicated> NodeTask<S> {
             self.failure = Some(NodeError::Wal("the WAL is closed".into()));
             return;
         };
-        let submission = self.gate.submit();
-        let tx = self.durable_tx.clone();
-        let submitted_at = Instant::now();
+        let done = Self::gated(&mut self.gate, &self.durable_tx, Submitted::Records);
         self.metrics.wal_batch_records.observe(records as f64);
-        wal.group_commit().submit_with(payloads, move |result| {
+        wal.group_commit().submit_with(payloads, done);
+    }
+
+    /// Opens a gate submission for `what`: effects held from now on wait for it. Returns the
+    /// WAL writer's callback, which reports it durable (or failed) to the node task.
+    fn gated<T>(
+        gate: &mut DurabilityGate<Action<S>>,
+        durable_tx: &mpsc::UnboundedSender<Durability>,
+        what: Submitted,
+    ) -> impl FnOnce(Result<T, WalError>) + Send + 'static {
+        let submission = gate.submit();
+        let tx = durable_tx.clone();
+        let submitted_at = Instant::now();
+        move |result| {
             let result = result.map(|_| ()).map_err(|e| e.to_string());
             let _ = tx.send(Durability {
                 submission,
                 result,
                 submitted_at,
-                what: Submitted::Records,
+                what,
             });
-        });
+        }
     }
 
     /// Hands `snapshot` to the WAL writer, after every record submitted so far: the file
@@ -561,23 +572,13 @@ impl<S: Replicated> NodeTask<S> {
                 return;
             }
         };
-        let submission = self.gate.submit();
-        let tx = self.durable_tx.clone();
-        let submitted_at = Instant::now();
         let what = Submitted::Snapshot {
             applied: snapshot.applied,
             bytes: state_machine.len(),
         };
+        let done = Self::gated(&mut self.gate, &self.durable_tx, what);
         let durable = self.replica.durable();
-        let queued = wal.snapshot_with(snapshot.applied, &state_machine, &durable, move |result| {
-            let result = result.map(|_| ()).map_err(|e| e.to_string());
-            let _ = tx.send(Durability {
-                submission,
-                result,
-                submitted_at,
-                what,
-            });
-        });
+        let queued = wal.snapshot_with(snapshot.applied, &state_machine, &durable, done);
         if let Err(e) = queued {
             self.failure = Some(NodeError::Wal(e.to_string()));
         }

@@ -259,11 +259,9 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
             }
             batch.retain(|msg| !self.start_transfer(msg));
             let (mut frames, errors) = wire::encode_batch(&batch, max_bytes);
-            for (error, unsent) in errors {
-                for _ in unsent {
-                    tracing::error!(peer = self.peer, %error, "message too large: dropped");
-                    inc(&self.metrics.peer_messages_dropped);
-                }
+            for error in errors {
+                tracing::error!(peer = self.peer, %error, "message too large for a frame: dropped");
+                inc(&self.metrics.peer_messages_dropped);
             }
             if let Some(frame) = self.next_chunk_frame(chunk_bytes, max_bytes)? {
                 frames.push(frame);

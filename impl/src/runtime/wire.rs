@@ -153,15 +153,12 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(payload)
 }
 
-/// Messages [`encode_batch`] could not put in any frame, and why.
-pub type Unsent<'a, Op, Snap> = Vec<(FrameError, &'a [PeerMsg<Op, Snap>])>;
-
 /// Encodes `msgs` into frames of at most `max` bytes each, splitting the batch where needed.
-/// A single message too large for any frame is returned, with the error, in the unsent list.
-pub fn encode_batch<'a, Op: Serialize, Snap: Serialize>(
-    msgs: &'a [PeerMsg<Op, Snap>],
+/// A single message too large for any frame is returned in the error list (and not sent).
+pub fn encode_batch<Op: Serialize, Snap: Serialize>(
+    msgs: &[PeerMsg<Op, Snap>],
     max: u32,
-) -> (Vec<Vec<u8>>, Unsent<'a, Op, Snap>) {
+) -> (Vec<Vec<u8>>, Vec<FrameError>) {
     let mut frames = Vec::new();
     let mut errors = Vec::new();
     let mut stack = vec![msgs];
@@ -177,7 +174,7 @@ pub fn encode_batch<'a, Op: Serialize, Snap: Serialize>(
                 stack.push(right);
                 stack.push(left);
             }
-            Err(e) => errors.push((e, batch)),
+            Err(e) => errors.push(e),
         }
     }
     (frames, errors)
@@ -242,10 +239,7 @@ mod tests {
         let huge = [accept(0, &"x".repeat(4000))];
         let (frames, errors) = encode_batch(&huge, 1500);
         assert!(frames.is_empty());
-        assert!(matches!(
-            errors.as_slice(),
-            [(FrameError::TooLong { .. }, [_])]
-        ));
+        assert!(matches!(errors.as_slice(), [FrameError::TooLong { .. }]));
     }
 
     #[tokio::test]

@@ -10,9 +10,9 @@
 //! An fsync costs about the same for one record as for a thousand, so while one fsync is in
 //! flight the writer lets requests pile up in the queue and commits all of them with the next.
 //! No request is completed before the fsync that covers it returns: that is the "persist before
-//! you speak" guarantee the protocol layer builds on. Compaction, snapshots and snapshot installation go
-//! through the same queue, so they are ordered with appends and the writer stays the `Wal`'s
-//! only owner.
+//! you speak" guarantee the protocol layer builds on. Compaction, snapshots and snapshot
+//! installation go through the same queue, so they are ordered with appends and the writer
+//! stays the `Wal`'s only owner.
 //!
 //! A failed write or fsync is reported to every caller of that batch and poisons the `Wal`:
 //! every later request fails with [`WalError::Poisoned`]. Shutting down (drop or
@@ -238,15 +238,6 @@ impl GroupCommit {
             snapshots_kept,
             on_done: Box::new(on_done),
         });
-    }
-
-    /// [`GroupCommit::snapshot_with`], blocking until the snapshot is durable.
-    pub fn snapshot(&self, bytes: Vec<u8>, snapshots_kept: usize) -> Result<u64, WalError> {
-        let (reply, receiver) = mpsc::sync_channel(1);
-        self.snapshot_with(bytes, snapshots_kept, move |result| {
-            let _ = reply.send(result);
-        });
-        receiver.recv().unwrap_or(Err(WalError::Closed))
     }
 
     fn control(&self, control: Control) {

@@ -490,18 +490,6 @@ where
         Ok(())
     }
 
-    /// [`ReplicaGroupCommit::snapshot_with`], blocking until the snapshot is durable.
-    pub fn snapshot(
-        &self,
-        applied: Slot,
-        state_machine: &[u8],
-        durable: &Durable<Op>,
-    ) -> Result<u64, ReplicaLogError> {
-        let bytes =
-            encode_snapshot(applied, state_machine, durable).map_err(ReplicaLogError::Encode)?;
-        Ok(self.group_commit.snapshot(bytes, self.snapshots_kept)?)
-    }
-
     pub fn group_commit(&self) -> &GroupCommit {
         &self.group_commit
     }
