@@ -114,6 +114,19 @@ impl StepOutcome {
 
 // ------------------------------------------------------------------------------ vocabulary
 
+/// Whether the core has every rule `cfg` exercises. Reads (Q1–Q5, specs/protocol.md) are in
+/// the model only so far: nothing on the core's side could answer a `Read`.
+pub fn conformable(cfg: &MultiConfig) -> Result<(), String> {
+    if cfg.reads > 0 {
+        return Err(format!(
+            "--reads {}: reads (Q1-Q5) are in the model only; the core has no read rules yet \
+             to replay them on (check them with paxos-model check multi --reads N)",
+            cfg.reads
+        ));
+    }
+    Ok(())
+}
+
 /// The implementation configuration of replica `id`: replica 0 is the initial leader, the
 /// window and the slot bound are the model's.
 pub fn impl_config(cfg: &MultiConfig, id: usize) -> Config {
@@ -361,6 +374,11 @@ pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<ImplMessage> {
             entries: vec![entry_to_impl(cfg, cmd)],
         },
         MultiMsg::Request(_) | MultiMsg::Reply(_) => return None,
+        // Q1-Q5 are in the model only: `check` refuses configurations with reads.
+        MultiMsg::Read(_)
+        | MultiMsg::ReadReply(..)
+        | MultiMsg::Confirm(..)
+        | MultiMsg::Confirmed(..) => return None,
         MultiMsg::Snapshot(c, executed) => Message::Snapshot {
             state: snapshot_to_impl(cfg, c, &executed)?,
         },
@@ -681,6 +699,8 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
             Some(snapshot) => snapshot_to_model(cfg, snapshot)?.1,
             None => [None; MAX_SLOTS],
         },
+        // The core has no reads yet; `check` refuses configurations with them.
+        reads: Default::default(),
     })
 }
 
@@ -712,7 +732,7 @@ fn campaign_within_bound(cfg: &MultiConfig, replica: &ImplReplica) -> bool {
 fn replica_of(state: &MultiState) -> Option<&ReplicaState> {
     match state {
         MultiState::Replica(r) => Some(r),
-        MultiState::Client(_) => None,
+        MultiState::Client(_) | MultiState::Reader(_) => None,
     }
 }
 
@@ -1251,7 +1271,11 @@ mod tests {
     #[test]
     fn every_seeded_model_bug_is_a_divergence() {
         let mut missed = Vec::new();
-        for &bug in MultiBug::ALL {
+        // The read bugs (Q1-Q5) wait for the core's read rules.
+        let replayable = MultiBug::ALL
+            .iter()
+            .filter(|bug| conformable(&bug.witness_config()).is_ok());
+        for &bug in replayable {
             let outcome = run(bug.name(), &bug.witness_config(), 1);
             match outcome.first_divergence() {
                 None => missed.push(bug.name()),

@@ -68,6 +68,7 @@ pub fn long_walk_config(replicas: usize) -> MultiConfig {
         crashes: 2,
         compactions: 12,
         catch_ups: 8,
+        reads: 0,
         lossy: true,
         duplicating: true,
         bug: None,

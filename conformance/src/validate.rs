@@ -358,6 +358,7 @@ impl Domain {
                 // snapshots is checked by a model that has them (K2's applied prefix).
                 compactions: if snapshots { 8 } else { 0 },
                 catch_ups: 0,
+                reads: 0,
                 lossy: true,
                 duplicating: true,
                 bug: None,
@@ -686,7 +687,9 @@ fn model_step(
                     after.state = r;
                     after.timer = false;
                 }
-                MultiState::Client(_) => unreachable!("replica actors start as replicas"),
+                MultiState::Client(_) | MultiState::Reader(_) => {
+                    unreachable!("replica actors start as replicas")
+                }
             },
             ModelEvent::Deliver(src, msg) => {
                 let mut cow = Cow::Owned(MultiState::Replica(after.state));

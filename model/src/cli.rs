@@ -129,6 +129,10 @@ pub struct MultiBounds {
     /// Catch-up requests (`Status`, K5) the whole run may send. 0 disables catch-up.
     #[arg(long, default_value_t = MultiConfig::default().catch_ups)]
     pub catch_ups: u8,
+    /// Reads (0-3) a reader invokes one after another, at any time, answered by a leader
+    /// through the read index (Q1-Q5). 0: no reader.
+    #[arg(long, default_value_t = MultiConfig::default().reads)]
+    pub reads: u8,
     #[command(flatten)]
     pub faults: FaultFlags,
 }
@@ -156,6 +160,7 @@ impl MultiBounds {
             crashes: faults.crashes,
             compactions: self.compactions,
             catch_ups: self.catch_ups,
+            reads: self.reads,
             lossy: faults.lossy,
             duplicating: faults.duplicating,
             bug,

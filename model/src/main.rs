@@ -354,18 +354,11 @@ fn explore_with<M: CheckTarget, V: CheckTarget>(
     model: M,
     shown: impl FnOnce(M) -> V,
     addr: SocketAddr,
-    property: Option<&'static str>,
+    property: Option<(&'static str, CheckOptions)>,
 ) -> Result<i32, Failure> {
     let path = match property {
         None => None,
-        Some(property) => {
-            // One BFS thread gives the shortest counterexample to step through.
-            let opts = CheckOptions {
-                strategy: Strategy::Bfs,
-                threads: 1,
-                symmetry: false,
-                ..CheckOptions::default()
-            };
+        Some((property, opts)) => {
             let found = runner::find_discovery(model.clone(), &opts, property)?;
             match found {
                 Some(discovery) => {
@@ -391,7 +384,10 @@ fn explore(variant: Variant, addr: SocketAddr) -> Result<i32, Failure> {
     match variant {
         Variant::Synod(args) => {
             let cfg = synod_config(&args)?;
-            let property = cfg.bug.map(|b| b.violates()[0]);
+            // Random search finds no short path to step through: BFS even for those bugs.
+            let property = cfg
+                .bug
+                .map(|b| (b.violates()[0], runner::counterexample_search(None, false)));
             explore_with(
                 synod::model(cfg),
                 |inner| Readable { inner },
@@ -401,7 +397,10 @@ fn explore(variant: Variant, addr: SocketAddr) -> Result<i32, Failure> {
         }
         Variant::Multi(args) => {
             let cfg = multi_config(&args)?;
-            let property = cfg.bug.map(|b| b.violates()[0]);
+            let property = cfg.bug.map(|b| {
+                let search = runner::counterexample_search(b.search_depth(), false);
+                (b.violates()[0], search)
+            });
             explore_with(
                 multi::model(cfg),
                 |inner| Readable { inner },
@@ -411,7 +410,9 @@ fn explore(variant: Variant, addr: SocketAddr) -> Result<i32, Failure> {
         }
         Variant::Lamport(args) => {
             let cfg = lamport_config(&args)?;
-            let property = cfg.bug.map(|b| b.violates());
+            let property = cfg
+                .bug
+                .map(|b| (b.violates(), runner::counterexample_search(None, false)));
             explore_with(LamportModel::new(cfg), |m| m, addr, property)
         }
     }
@@ -466,7 +467,7 @@ fn bugs() {
             bug.name(),
             bug.violates()[0],
             bug.description(),
-            witness_flags(&bug.witness_config())
+            witness_flags(&bug.witness_config(), bug.search_depth())
         );
     }
     println!("\nLamport variant (paxos-model check lamport --bug NAME):");
@@ -480,12 +481,11 @@ fn bugs() {
     }
 }
 
-/// Writes the walks and, when the configuration has a bug, the bug's counterexample (the
-/// shortest one, by single-threaded BFS, except for bugs whose state space only random search
-/// reaches in reasonable time).
+/// Writes the walks and, when the configuration has a bug, the bug's counterexample, looked
+/// for as [`runner::counterexample_search`] says.
 fn export_traces<M: CheckTarget>(
     model: M,
-    bug_property: Option<(&'static str, bool)>,
+    bug_property: Option<(&'static str, CheckOptions)>,
     export: &ExportArgs,
 ) -> Result<i32, Failure> {
     if export.depth == 0 && export.walks > 0 {
@@ -503,25 +503,8 @@ fn export_traces<M: CheckTarget>(
         runner::write_trace_as(&path, &trace)?;
         println!("{} ({} steps)", path.display(), trace.steps.len());
     }
-    let Some((property, random_search)) = bug_property else {
+    let Some((property, opts)) = bug_property else {
         return Ok(0);
-    };
-    let opts = if random_search {
-        CheckOptions {
-            strategy: Strategy::Simulation,
-            threads: 1,
-            symmetry: false,
-            seed: 7,
-            target_states: Some(50_000_000),
-            ..CheckOptions::default()
-        }
-    } else {
-        CheckOptions {
-            strategy: Strategy::Bfs,
-            threads: 1,
-            symmetry: false,
-            ..CheckOptions::default()
-        }
     };
     match runner::find_discovery(model, &opts, property)? {
         Some(discovery) => {
@@ -544,12 +527,18 @@ fn export(variant: ExportVariant) -> Result<i32, Failure> {
     match variant {
         ExportVariant::Synod { bounds, export } => {
             let cfg = bounds.config()?;
-            let property = cfg.bug.map(|b| (b.violates()[0], b.needs_random_search()));
+            let property = cfg.bug.map(|b| {
+                let search = runner::counterexample_search(None, b.needs_random_search());
+                (b.violates()[0], search)
+            });
             export_traces(synod::model(cfg), property, &export)
         }
         ExportVariant::Multi { bounds, export } => {
             let cfg = bounds.config()?;
-            let property = cfg.bug.map(|b| (b.violates()[0], false));
+            let property = cfg.bug.map(|b| {
+                let search = runner::counterexample_search(b.search_depth(), false);
+                (b.violates()[0], search)
+            });
             export_traces(multi::model(cfg), property, &export)
         }
     }
@@ -583,7 +572,8 @@ fn synod_witness_flags(cfg: &SynodConfig) -> String {
 
 /// The options beyond the defaults that a bug's counterexample needs, as a hint: every
 /// bound that differs from the command line's default, so the hint reproduces the check.
-fn witness_flags(cfg: &MultiConfig) -> String {
+/// `depth`: the bound of [`MultiBug::search_depth`], shown as `--depth`.
+fn witness_flags(cfg: &MultiConfig, depth: Option<usize>) -> String {
     let d = MultiConfig::default();
     let mut flags = Vec::new();
     let numbers = [
@@ -603,6 +593,7 @@ fn witness_flags(cfg: &MultiConfig) -> String {
             d.compactions.into(),
         ),
         ("--catch-ups", cfg.catch_ups.into(), d.catch_ups.into()),
+        ("--reads", cfg.reads.into(), d.reads.into()),
     ];
     for (flag, value, default) in numbers {
         if value != default {
@@ -618,6 +609,7 @@ fn witness_flags(cfg: &MultiConfig) -> String {
             flags.push(flag.to_string());
         }
     }
+    flags.extend(depth.map(|d| format!("--depth {d}")));
     with_flags(&flags)
 }
 

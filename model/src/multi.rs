@@ -56,6 +56,8 @@ pub const MAX_SLOTS: usize = 4;
 pub const MAX_COMMANDS: usize = 6;
 /// The most replicas a configuration may have.
 pub const MAX_REPLICAS: usize = 5;
+/// The most reads a configuration's reader may invoke (Q1–Q5).
+pub const MAX_READS: usize = 3;
 
 /// A log entry: `c0` is the no-op, `c1..=cN` are client commands (see
 /// [`MultiConfig::command_owner`]).
@@ -156,6 +158,9 @@ pub struct MultiConfig {
     /// How many `Status` messages (K5 catch-up requests) the whole run may send. 0 disables
     /// catch-up.
     pub catch_ups: u8,
+    /// How many reads the reader actor invokes, one after another (Q1–Q5). 0: no reader, and
+    /// no read state at the replicas.
+    pub reads: u8,
     pub lossy: bool,
     pub duplicating: bool,
     pub bug: Option<MultiBug>,
@@ -176,6 +181,7 @@ impl Default for MultiConfig {
             crashes: 0,
             compactions: 0,
             catch_ups: 0,
+            reads: 0,
             lossy: false,
             duplicating: false,
             bug: None,
@@ -283,6 +289,12 @@ impl MultiConfig {
         if self.max_round == 0 {
             return Err("--rounds must be at least 1 (round 1 is the initial leader's)".into());
         }
+        if usize::from(self.reads) > MAX_READS {
+            return Err(format!(
+                "--reads must be between 0 and {MAX_READS} (got {})",
+                self.reads
+            ));
+        }
         Ok(())
     }
 
@@ -301,6 +313,11 @@ impl MultiConfig {
 
     pub fn client_id(&self, client: usize) -> Id {
         Id::from(self.replicas + client)
+    }
+
+    /// The reader actor (Q1–Q5), after the clients; there is one only when `reads > 0`.
+    pub fn reader_id(&self) -> Id {
+        Id::from(self.replicas + self.clients)
     }
 
     pub fn majority(&self) -> usize {
@@ -388,6 +405,22 @@ pub enum MultiBug {
         message = "replica compacts up to its highest chosen slot, past a gap it has not applied (K1)"
     )]
     CompactPastApplied,
+    #[strum(
+        message = "leader answers a read from its applied state without a majority confirming its ballot (Q4 without the round)"
+    )]
+    ReadWithoutConfirmation,
+    #[strum(
+        message = "new leader answers a read before it has applied the slots in play at its election (Q4 without the fence)"
+    )]
+    ReadBeforeElectionWrites,
+    #[strum(
+        message = "replica confirms a leader's ballot below the one it promised (Q2 without its guard)"
+    )]
+    ConfirmAbovePromise,
+    #[strum(
+        message = "a read arriving during a confirmation round waits for that round, whose answers may predate it (Q1)"
+    )]
+    ReadJoinsOutstandingRound,
 }
 
 impl MultiBug {
@@ -408,7 +441,20 @@ impl MultiBug {
             MultiBug::InstallOlderSnapshot => &["Applied monotone"],
             MultiBug::CatchUpSendsVotes => &["Log consistency"],
             MultiBug::CompactPastApplied => &["Snapshot prefix"],
+            MultiBug::ReadWithoutConfirmation
+            | MultiBug::ReadBeforeElectionWrites
+            | MultiBug::ConfirmAbovePromise
+            | MultiBug::ReadJoinsOutstandingRound => &["Read linearizability"],
         }
+    }
+
+    /// The depth (stateright's: the initial state is depth 1) to which exhaustive search of
+    /// [`MultiBug::witness_config`] is bounded, where the whole space takes minutes: two
+    /// concurrent reads, an election and a write are 19.5 million states with symmetry
+    /// (160 s), and random walks missed the counterexample in 50 million states. Bounded at
+    /// 17, DFS explores 2.7 million states in 18 s and finds the 15-step counterexample.
+    pub fn search_depth(self) -> Option<usize> {
+        (self == MultiBug::ReadJoinsOutstandingRound).then_some(17)
     }
 
     /// The smallest configuration in which the checker finds this bug's counterexample.
@@ -460,6 +506,26 @@ impl MultiBug {
                 max_round: 1,
                 ..base
             },
+            // A write acknowledged by one leader, then a read at another (a deposed leader,
+            // or a new one that has not applied it yet).
+            MultiBug::ReadWithoutConfirmation
+            | MultiBug::ReadBeforeElectionWrites
+            | MultiBug::ConfirmAbovePromise => MultiConfig {
+                commands: 1,
+                slots: 1,
+                window: 1,
+                reads: 1,
+                ..base
+            },
+            // The first read starts a round that a replica confirms, the leader is deposed
+            // and a write acknowledged, and the second read arrives before the confirmation.
+            MultiBug::ReadJoinsOutstandingRound => MultiConfig {
+                commands: 1,
+                slots: 1,
+                window: 1,
+                reads: 2,
+                ..base
+            },
             _ => base,
         }
     }
@@ -491,6 +557,15 @@ pub enum MultiMsg {
     Status(u8),
     /// Chosen entries the requester may lack (K6), learned as Decides.
     CatchUp(Slots<Option<Cmd>>),
+    /// The reader's read `k` (Q1), sent to every replica.
+    Read(u8),
+    /// The answer to read `k`: the state machine (the executed commands) when it was
+    /// answered (Q4).
+    ReadReply(u8, Slots<Option<Cmd>>),
+    /// Does the leader's ballot still stand? Round `n` of its confirmations (Q1, Q3).
+    Confirm(Ballot, u8),
+    /// It stood when this was sent (Q2).
+    Confirmed(Ballot, u8),
 }
 
 fn fmt_slots<T: Copy>(
@@ -513,6 +588,15 @@ fn fmt_slots<T: Copy>(
 
 fn fmt_vote(f: &mut fmt::Formatter<'_>, (b, c): Vote) -> fmt::Result {
     write!(f, "{b}={c:?}")
+}
+
+/// A state machine as the commands it executed, in order: `[c1 c2]`.
+fn fmt_executed(f: &mut fmt::Formatter<'_>, executed: &Slots<Option<Cmd>>) -> fmt::Result {
+    f.write_str("[")?;
+    for (i, c) in executed.iter().map_while(|c| *c).enumerate() {
+        write!(f, "{}{c:?}", if i > 0 { " " } else { "" })?;
+    }
+    f.write_str("]")
 }
 
 impl fmt::Debug for MultiMsg {
@@ -549,6 +633,14 @@ impl fmt::Debug for MultiMsg {
             MultiMsg::Decide(s, c) => write!(f, "Decide(s{s}, {c:?})"),
             MultiMsg::Request(c) => write!(f, "Request({c:?})"),
             MultiMsg::Reply(c) => write!(f, "Reply({c:?})"),
+            MultiMsg::Read(k) => write!(f, "Read(r{k})"),
+            MultiMsg::ReadReply(k, state) => {
+                write!(f, "ReadReply(r{k}, ")?;
+                fmt_executed(f, state)?;
+                f.write_str(")")
+            }
+            MultiMsg::Confirm(b, n) => write!(f, "Confirm({b}, round {n})"),
+            MultiMsg::Confirmed(b, n) => write!(f, "Confirmed({b}, round {n})"),
         }
     }
 }
@@ -563,6 +655,9 @@ pub enum MultiTimer {
     Compact,
     /// A replica asks for what it may have missed (K5; any time).
     CatchUp,
+    /// The reader invokes its next read at this replica (Q1; any time, at any replica: a
+    /// reader that picks one, right or wrong).
+    ReadAt(u8),
 }
 
 /// A replica's part as leader.
@@ -583,6 +678,33 @@ pub enum LeaderPhase {
         /// Per slot in flight, the replicas that accepted it (self included).
         votes: Slots<IdSet>,
     },
+}
+
+/// A leader's read-index state (Q1–Q5). Volatile: all zero at a replica that does not lead,
+/// and everywhere when the configuration has no reads.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ReadIndex {
+    /// M4's `next_slot`: every slot that can hold a command an earlier leader acknowledged is
+    /// below it, and reads wait until the applied prefix reaches it (Q4).
+    pub fence: u8,
+    /// The last confirmation round started in this term (rounds count from 1).
+    pub started: u8,
+    /// The last round a majority confirmed.
+    pub confirmed: u8,
+    /// The replicas that confirmed round `started` (the leader counts itself apart).
+    pub acks: IdSet,
+    /// Per read `k` (at index `k - 1`), the round it waits for; 0 when it does not wait here.
+    pub waiting: [u8; MAX_READS],
+}
+
+impl ReadIndex {
+    fn is_unused(&self) -> bool {
+        *self == ReadIndex::default()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.waiting.iter().all(|&n| n == 0)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -608,6 +730,11 @@ pub struct ReplicaState {
     /// Durable: `executed` as it was at the compaction point (the state machine's snapshot;
     /// the client table is derived from it).
     pub snapshot: Slots<Option<Cmd>>,
+    /// Reads waiting at a leader, and its confirmation rounds (Q1–Q5). Left out of the JSON
+    /// of states and traces while idle, so traces of configurations without reads read the
+    /// same as before reads existed.
+    #[serde(skip_serializing_if = "ReadIndex::is_unused")]
+    pub reads: ReadIndex,
 }
 
 impl ReplicaState {
@@ -624,6 +751,7 @@ impl ReplicaState {
             executed: [None; MAX_SLOTS],
             compacted: 0,
             snapshot: [None; MAX_SLOTS],
+            reads: ReadIndex::default(),
         }
     }
 
@@ -706,11 +834,28 @@ pub struct ClientState {
     pub retries: u8,
 }
 
-/// Variant order matches the actor layout: replicas first.
+/// The reader (Q1–Q5): it invokes its reads `r1, r2, ...` at any time, without waiting for
+/// earlier ones to be answered (reads of several clients, or one client's concurrent reads).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ReaderState {
+    /// Reads invoked so far.
+    pub invoked: u8,
+    /// The reads answered (bit `k - 1` for read `k`).
+    pub answered: u8,
+}
+
+impl ReaderState {
+    fn is_answered(self, k: u8) -> bool {
+        self.answered & (1 << (k - 1)) != 0
+    }
+}
+
+/// Variant order matches the actor layout: replicas first, then clients, then the reader.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum MultiState {
     Replica(ReplicaState),
     Client(ClientState),
+    Reader(ReaderState),
 }
 
 impl fmt::Debug for ReplicaState {
@@ -762,6 +907,19 @@ impl fmt::Debug for ReplicaState {
         if !self.pending.is_empty() {
             write!(f, " pending {:?}", self.pending)?;
         }
+        let reads = self.reads;
+        if reads != ReadIndex::default() {
+            write!(
+                f,
+                " | reads fence s{} round {} confirmed {} acks {:?} waiting [",
+                reads.fence, reads.started, reads.confirmed, reads.acks
+            )?;
+            let waiting = reads.waiting.iter().enumerate().filter(|(_, n)| **n > 0);
+            for (i, (k, n)) in waiting.enumerate() {
+                write!(f, "{}r{}:round {n}", if i > 0 { " " } else { "" }, k + 1)?;
+            }
+            f.write_str("]")?;
+        }
         Ok(())
     }
 }
@@ -771,6 +929,14 @@ impl fmt::Debug for MultiState {
         match self {
             MultiState::Replica(r) => write!(f, "Replica {r:?}"),
             MultiState::Client(c) => write!(f, "Client {} awaiting seq {}", c.index, c.seq),
+            MultiState::Reader(r) => {
+                write!(f, "Reader invoked {}, awaiting [", r.invoked)?;
+                let awaiting = (1..=r.invoked).filter(|&k| !r.is_answered(k));
+                for (i, k) in awaiting.enumerate() {
+                    write!(f, "{}r{k}", if i > 0 { " " } else { "" })?;
+                }
+                f.write_str("]")
+            }
         }
     }
 }
@@ -863,6 +1029,7 @@ impl Topology {
 pub enum Role {
     Replica,
     Client { index: u8 },
+    Reader,
 }
 
 #[derive(Clone, Debug)]
@@ -883,6 +1050,7 @@ impl Actor for MultiActor {
         match self.role {
             Role::Replica => "replica".to_string(),
             Role::Client { index } => format!("client {index}"),
+            Role::Reader => "reader".to_string(),
         }
     }
 
@@ -905,6 +1073,13 @@ impl Actor for MultiActor {
                     }
                 }
                 MultiState::Client(client)
+            }
+            Role::Reader => {
+                Self::arm_reads(t, o);
+                MultiState::Reader(ReaderState {
+                    invoked: 0,
+                    answered: 0,
+                })
             }
             Role::Replica => {
                 let mut r = ReplicaState::empty();
@@ -963,6 +1138,13 @@ impl Actor for MultiActor {
                     }
                 }
             }
+            MultiState::Reader(reader) => {
+                if let MultiMsg::ReadReply(k, _) = msg {
+                    if let Some(next) = self.on_read_reply(reader, k) {
+                        *state.to_mut() = MultiState::Reader(next);
+                    }
+                }
+            }
             MultiState::Replica(before) => {
                 let mut r = before;
                 match msg {
@@ -987,6 +1169,10 @@ impl Actor for MultiActor {
                             }
                         }
                     }
+                    MultiMsg::Read(k) => self.on_read(id, &mut r, k, o),
+                    MultiMsg::ReadReply(..) => {}
+                    MultiMsg::Confirm(b, n) => self.on_confirm(&r, src, b, n, o),
+                    MultiMsg::Confirmed(b, n) => self.on_confirmed(id, &mut r, src, b, n, o),
                 }
                 self.finish(&before, r, self.topology.election_armed(&before), state, o);
             }
@@ -1023,6 +1209,11 @@ impl Actor for MultiActor {
                 self.on_catch_up_timer(id, &before, o);
                 o.set_timer(MultiTimer::CatchUp, model_timeout());
             }
+            (MultiState::Reader(reader), MultiTimer::ReadAt(replica)) => {
+                if let Some(next) = self.invoke_read(reader, Id::from(usize::from(*replica)), o) {
+                    *state.to_mut() = MultiState::Reader(next);
+                }
+            }
             _ => {}
         }
     }
@@ -1034,11 +1225,12 @@ impl MultiActor {
     fn finish(
         &self,
         before: &ReplicaState,
-        after: ReplicaState,
+        mut after: ReplicaState,
         was_armed: bool,
         state: &mut Cow<MultiState>,
         o: &mut Out<Self>,
     ) {
+        self.serve_reads(&mut after, o);
         if after.storage() != before.storage() {
             o.save(after.storage());
         }
@@ -1196,6 +1388,10 @@ impl MultiActor {
             next_slot: next_slot as u8,
             votes,
         };
+        // Q4's fence. Without reads no one reads it: a 0 keeps equal states equal.
+        if t.cfg.reads > 0 {
+            r.reads.fence = next_slot as u8;
+        }
         for cmd in r.pending.iter() {
             if reproposed.contains(cmd) || t.is_executed(r, cmd) {
                 r.pending.remove(cmd);
@@ -1549,10 +1745,163 @@ impl MultiActor {
         o.send(t.cfg.client_id(client), MultiMsg::Reply(cmd));
     }
 
-    /// M12.
+    /// M12 (with Q1–Q5: the reads waiting here are dropped, and the reader's copies of them
+    /// at other replicas still stand).
     fn step_down(r: &mut ReplicaState) {
         r.phase = LeaderPhase::Follower;
         r.pending = CmdSet::default();
+        r.reads = ReadIndex::default();
+    }
+
+    /// Q1: a read waits for the next confirmation round, started now if none is outstanding.
+    fn on_read(&self, me: Id, r: &mut ReplicaState, k: u8, o: &mut Out<Self>) {
+        let t = &*self.topology;
+        let LeaderPhase::Leading { .. } = r.phase else {
+            return;
+        };
+        let Some(slot) = usize::from(k).checked_sub(1).filter(|&i| i < MAX_READS) else {
+            return;
+        };
+        let reads = &mut r.reads;
+        if reads.waiting[slot] != 0 {
+            return;
+        }
+        let outstanding = reads.confirmed < reads.started;
+        reads.waiting[slot] = if outstanding && t.has_bug(MultiBug::ReadJoinsOutstandingRound) {
+            reads.started
+        } else {
+            reads.started + 1
+        };
+        if !outstanding {
+            self.start_round(me, r, o);
+        }
+    }
+
+    /// Q1, Q3: ask every other replica whether this leader's ballot still stands.
+    fn start_round(&self, me: Id, r: &mut ReplicaState, o: &mut Out<Self>) {
+        let t = &*self.topology;
+        r.reads.started += 1;
+        r.reads.acks = IdSet::default();
+        o.broadcast(
+            &t.others(me).collect::<Vec<_>>(),
+            &MultiMsg::Confirm(r.ballot(me), r.reads.started),
+        );
+    }
+
+    /// Q2, Q2': confirm a ballot not below the promise; confirming promises nothing.
+    fn on_confirm(&self, r: &ReplicaState, src: Id, b: Ballot, n: u8, o: &mut Out<Self>) {
+        if r.promised > b && !self.topology.has_bug(MultiBug::ConfirmAbovePromise) {
+            o.send(src, MultiMsg::Nack(b, r.promised));
+        } else {
+            o.send(src, MultiMsg::Confirmed(b, n));
+        }
+    }
+
+    /// Q3: count a confirmation of the outstanding round; with a majority the round is
+    /// confirmed, and the next starts if a read waits for it.
+    fn on_confirmed(
+        &self,
+        me: Id,
+        r: &mut ReplicaState,
+        src: Id,
+        b: Ballot,
+        n: u8,
+        o: &mut Out<Self>,
+    ) {
+        let t = &*self.topology;
+        let ballot = r.ballot(me);
+        let reads = &mut r.reads;
+        let counts = matches!(r.phase, LeaderPhase::Leading { .. })
+            && b == ballot
+            && n == reads.started
+            && reads.confirmed < reads.started
+            && !reads.acks.contains(src);
+        if !counts {
+            return;
+        }
+        reads.acks.insert(src);
+        if reads.acks.len() + 1 < t.cfg.majority() {
+            return;
+        }
+        reads.confirmed = reads.started;
+        reads.acks = IdSet::default();
+        if reads.waiting.iter().any(|&w| w > reads.confirmed) {
+            self.start_round(me, r, o);
+        }
+    }
+
+    /// Q4, after every step of a leader: answer each read whose round is confirmed, once the
+    /// slots in play at the election are applied.
+    fn serve_reads(&self, r: &mut ReplicaState, o: &mut Out<Self>) {
+        let t = &*self.topology;
+        if r.reads.is_idle() || !matches!(r.phase, LeaderPhase::Leading { .. }) {
+            return;
+        }
+        let fenced =
+            r.applied_prefix() >= r.reads.fence || t.has_bug(MultiBug::ReadBeforeElectionWrites);
+        if !fenced {
+            return;
+        }
+        let unconfirmed = t.has_bug(MultiBug::ReadWithoutConfirmation);
+        for (i, round) in r.reads.waiting.iter_mut().enumerate() {
+            if *round > 0 && (*round <= r.reads.confirmed || unconfirmed) {
+                *round = 0;
+                o.send(
+                    t.cfg.reader_id(),
+                    MultiMsg::ReadReply(i as u8 + 1, r.executed),
+                );
+            }
+        }
+    }
+
+    /// The reader's reads may go to any replica, at any time.
+    fn arm_reads(t: &Topology, o: &mut Out<Self>) {
+        for replica in 0..t.cfg.replicas {
+            o.set_timer(MultiTimer::ReadAt(replica as u8), model_timeout());
+        }
+    }
+
+    /// The reader invokes its next read at `replica` (the one it picked). Sending it to one
+    /// replica rather than to all keeps no copy in flight at the others after the answer,
+    /// each of which would split every later state in two; a read sent to a replica that
+    /// never answers stays unanswered, as for a client without a timeout.
+    fn invoke_read(
+        &self,
+        reader: ReaderState,
+        replica: Id,
+        o: &mut Out<Self>,
+    ) -> Option<ReaderState> {
+        let t = &*self.topology;
+        if reader.invoked >= t.cfg.reads {
+            return None;
+        }
+        let next = ReaderState {
+            invoked: reader.invoked + 1,
+            ..reader
+        };
+        o.send(replica, MultiMsg::Read(next.invoked));
+        // Every replica stays a choice until the last read; then no timer is left to tell
+        // (by the replica it names) otherwise equal states apart.
+        for other in 0..t.cfg.replicas {
+            let timer = MultiTimer::ReadAt(other as u8);
+            if next.invoked < t.cfg.reads {
+                o.set_timer(timer, model_timeout());
+            } else {
+                o.cancel_timer(timer);
+            }
+        }
+        Some(next)
+    }
+
+    /// The first answer to a read completes it.
+    fn on_read_reply(&self, reader: ReaderState, k: u8) -> Option<ReaderState> {
+        if k == 0 || k > reader.invoked || reader.is_answered(k) {
+            return None;
+        }
+        Some(ReaderState {
+            answered: reader.answered | 1 << (k - 1),
+            ..reader
+        })
     }
 
     fn on_reply(
@@ -1626,12 +1975,16 @@ impl Rewrite<Id> for MultiMsg {
             }
             MultiMsg::Accept(b, s, c) => MultiMsg::Accept(rewrite_ballot(b, plan), s, c),
             MultiMsg::Accepted(b, s, c) => MultiMsg::Accepted(rewrite_ballot(b, plan), s, c),
+            MultiMsg::Confirm(b, n) => MultiMsg::Confirm(rewrite_ballot(b, plan), n),
+            MultiMsg::Confirmed(b, n) => MultiMsg::Confirmed(rewrite_ballot(b, plan), n),
             other @ (MultiMsg::Decide(..)
             | MultiMsg::Request(_)
             | MultiMsg::Reply(_)
             | MultiMsg::Snapshot(..)
             | MultiMsg::Status(_)
-            | MultiMsg::CatchUp(_)) => other,
+            | MultiMsg::CatchUp(_)
+            | MultiMsg::Read(_)
+            | MultiMsg::ReadReply(..)) => other,
         }
     }
 }
@@ -1639,7 +1992,7 @@ impl Rewrite<Id> for MultiMsg {
 impl Rewrite<Id> for MultiState {
     fn rewrite<S>(&self, plan: &RewritePlan<Id, S>) -> Self {
         match *self {
-            MultiState::Client(c) => MultiState::Client(c),
+            other @ (MultiState::Client(_) | MultiState::Reader(_)) => other,
             MultiState::Replica(r) => {
                 let phase = match r.phase {
                     LeaderPhase::Follower => LeaderPhase::Follower,
@@ -1661,6 +2014,10 @@ impl Rewrite<Id> for MultiState {
                     promised: rewrite_ballot(r.promised, plan),
                     accepted: rewrite_votes(&r.accepted, plan),
                     phase,
+                    reads: ReadIndex {
+                        acks: r.reads.acks.rewrite(plan),
+                        ..r.reads
+                    },
                     ..r
                 })
             }
@@ -1737,7 +2094,7 @@ pub fn representative(state: &MultiModelState) -> MultiModelState {
             let class = match **s {
                 MultiState::Replica(_) if i == 0 => 0,
                 MultiState::Replica(_) => 1,
-                MultiState::Client(_) => 2 + i,
+                MultiState::Client(_) | MultiState::Reader(_) => 2 + i,
             };
             (class, &**s)
         })
@@ -1782,6 +2139,38 @@ pub struct MultiHistory {
     pub reported: [(u8, u8); MAX_REPLICAS],
     /// `Status` messages sent so far (K5 catch-up requests).
     pub status_sent: u8,
+    /// Writes whose `Reply` reached their client (recorded only when the configuration has
+    /// reads, which are all that look at it). This and the read fields below are left out
+    /// of the JSON while unused, as [`ReplicaState::reads`] is.
+    #[serde(skip_serializing_if = "no_commands")]
+    pub acked: CmdSet,
+    /// Reads invoked so far (the reader's `Read(k)` sent).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reads_invoked: u8,
+    /// Per read `k` (at `k - 1`), what its answer must contain: the writes acknowledged when
+    /// it was invoked, and the length of the longest read answer completed by then.
+    #[serde(skip_serializing_if = "no_read_floor")]
+    pub read_floor: [(CmdSet, u8); MAX_READS],
+    /// The length of the longest read result completed so far.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub longest_read: u8,
+    /// The first read answered with a state that is not linearizable: `(k, state)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_read: Option<(u8, Slots<Option<Cmd>>)>,
+}
+
+fn no_commands(set: &CmdSet) -> bool {
+    set.is_empty()
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
+
+fn no_read_floor(floor: &[(CmdSet, u8); MAX_READS]) -> bool {
+    floor
+        .iter()
+        .all(|(acked, longest)| acked.is_empty() && *longest == 0)
 }
 
 impl fmt::Debug for MultiHistory {
@@ -1813,6 +2202,19 @@ impl fmt::Debug for MultiHistory {
         }
         if self.status_sent > 0 {
             write!(f, " status sent {}", self.status_sent)?;
+        }
+        if self.reads_invoked > 0 {
+            write!(f, " acked {:?} reads [", self.acked)?;
+            let floors = self.read_floor.iter().take(usize::from(self.reads_invoked));
+            for (k, (acked, longest)) in floors.enumerate() {
+                let sep = if k > 0 { ", " } else { "" };
+                write!(f, "{sep}r{} ⊇ {acked:?}, ≥ {longest} long", k + 1)?;
+            }
+            write!(f, "] longest read {}", self.longest_read)?;
+        }
+        if let Some((k, state)) = self.stale_read {
+            write!(f, " stale read: r{k} returned ")?;
+            fmt_executed(f, &state)?;
         }
         if let Some((a, s, voted, promised)) = self.broken_promise {
             let a = usize::from(a);
@@ -1947,9 +2349,63 @@ fn record_msg_out(
             next.replied.insert(cmd);
             true
         }
+        // The invocation: what a linearizable answer must contain is fixed now.
+        MultiMsg::Read(k) if k > history.reads_invoked && usize::from(k) <= MAX_READS => {
+            next.reads_invoked = k;
+            next.read_floor[usize::from(k) - 1] = (history.acked, history.longest_read);
+            true
+        }
         _ => false,
     };
     changed.then_some(next)
+}
+
+/// A delivery that changed its receiver: a write's `Reply` that completed it, a read's
+/// `ReadReply` that completed it (a stale or duplicate answer changes nothing, and stateright
+/// records no delivery that changes nothing).
+fn record_msg_in(
+    cfg: &MultiConfig,
+    history: &MultiHistory,
+    env: Envelope<&MultiMsg>,
+) -> Option<MultiHistory> {
+    if cfg.reads == 0 {
+        return None;
+    }
+    let mut next = history.clone();
+    match *env.msg {
+        MultiMsg::Reply(cmd) if !history.acked.contains(cmd) => next.acked.insert(cmd),
+        MultiMsg::ReadReply(k, state) if (1..=MAX_READS).contains(&usize::from(k)) => {
+            let (acked, longest) = history.read_floor[usize::from(k) - 1];
+            let len = state.iter().map_while(|c| *c).count() as u8;
+            let linearizable = acked.iter().all(|w| state.contains(&Some(w)))
+                && len >= longest
+                && is_chosen_prefix(cfg, history, &state);
+            if !linearizable && history.stale_read.is_none() {
+                next.stale_read = Some((k, state));
+            }
+            next.longest_read = history.longest_read.max(len);
+        }
+        _ => return None,
+    }
+    Some(next)
+}
+
+/// Whether `state` (executed commands) is the state after some prefix of the chosen log, per
+/// history: a prefix of what the longest chosen prefix of the log executes.
+fn is_chosen_prefix(cfg: &MultiConfig, history: &MultiHistory, state: &Slots<Option<Cmd>>) -> bool {
+    let majority = cfg.majority();
+    let chosen = |slot: u8| {
+        history
+            .chosen(majority)
+            .find(|(s, ..)| *s == slot)
+            .map(|(.., c)| c)
+    };
+    let log = (0..cfg.slots as u8).map_while(chosen);
+    let all = executed_from(cfg, log);
+    state
+        .iter()
+        .zip(all)
+        .all(|(read, executed)| read.is_none() || *read == executed)
 }
 
 pub type MultiModel = ActorModel<MultiActor, MultiConfig, MultiHistory>;
@@ -1968,6 +2424,7 @@ pub fn model(cfg: MultiConfig) -> MultiModel {
     let roles: Vec<Role> = (0..cfg.replicas)
         .map(|_| Role::Replica)
         .chain((0..cfg.clients).map(|c| Role::Client { index: c as u8 }))
+        .chain((cfg.reads > 0).then_some(Role::Reader))
         .collect();
     let network = if cfg.duplicating {
         Network::new_unordered_duplicating([])
@@ -1986,6 +2443,7 @@ pub fn model(cfg: MultiConfig) -> MultiModel {
         .lossy_network(lossy)
         .max_crashes(crashes)
         .record_msg_out(record_msg_out)
+        .record_msg_in(record_msg_in)
         .within_boundary(within_bounds)
         .property(Expectation::Always, "Validity", validity)
         .property(Expectation::Always, "Agreement", agreement)
@@ -2004,6 +2462,11 @@ pub fn model(cfg: MultiConfig) -> MultiModel {
         .property(Expectation::Always, "Reply safety", reply_safety)
         .property(Expectation::Always, "Snapshot prefix", snapshot_prefix)
         .property(Expectation::Always, "Applied monotone", applied_monotone)
+        .property(
+            Expectation::Always,
+            "Read linearizability",
+            read_linearizability,
+        )
         .property(Expectation::Sometimes, "Non-vacuity", non_vacuity)
         .property(
             Expectation::Sometimes,
@@ -2065,6 +2528,26 @@ pub fn model(cfg: MultiConfig) -> MultiModel {
             "witness: catch-up learned",
             catch_up_learned,
         )
+        .property(
+            Expectation::Sometimes,
+            "witness: read at a deposed leader",
+            read_at_deposed_leader,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: read waits for election writes",
+            read_waits_for_election_writes,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: read confirmation refused",
+            read_confirmation_refused,
+        )
+        .property(
+            Expectation::Sometimes,
+            "witness: reads batched",
+            reads_batched,
+        )
 }
 
 /// The bounds that no single actor can enforce: the number of elections in the whole run, and
@@ -2073,6 +2556,8 @@ fn within_bounds(cfg: &MultiConfig, s: &MultiModelState) -> bool {
     s.history.campaigns <= cfg.elections
         && compaction_progress(s) <= u32::from(cfg.compactions)
         && s.history.status_sent <= cfg.catch_ups
+        && replicas(s)
+            .all(|r| usize::from(r.reads.started) <= usize::from(cfg.reads) * cfg.replicas)
         && !s.crashed[cfg.replicas..].iter().any(|c| *c)
 }
 
@@ -2259,6 +2744,9 @@ fn non_vacuity(m: &MultiModel, s: &MultiModelState) -> bool {
     let done = s.actor_states.iter().all(|a| match &**a {
         MultiState::Client(c) => m.cfg.command_of(usize::from(c.index), c.seq).is_none(),
         MultiState::Replica(r) => m.cfg.commands().all(|c| r.executed().any(|e| e == c)),
+        MultiState::Reader(reader) => {
+            reader.invoked == m.cfg.reads && (1..=reader.invoked).all(|k| reader.is_answered(k))
+        }
     });
     done
 }
@@ -2274,7 +2762,7 @@ fn replicas_by_id(s: &MultiModelState) -> impl Iterator<Item = (Id, &ReplicaStat
         .enumerate()
         .filter_map(|(i, a)| match &**a {
             MultiState::Replica(r) => Some((Id::from(i), r)),
-            MultiState::Client(_) => None,
+            MultiState::Client(_) | MultiState::Reader(_) => None,
         })
 }
 
@@ -2449,13 +2937,59 @@ fn catch_up_learned(_: &MultiModel, s: &MultiModelState) -> bool {
     })
 }
 
+/// Q1–Q5: every read returned the state after a prefix of the chosen log, containing every
+/// write acknowledged and at least as long as every read completed before it was invoked
+/// (checked when the answer reaches the reader, [`record_msg_in`]).
+fn read_linearizability(_: &MultiModel, s: &MultiModelState) -> bool {
+    s.history.stale_read.is_none()
+}
+
+/// Q2': a read waits at a leader while a higher ballot than its own has been promised by some
+/// replica, so its confirmation round must fail.
+fn read_at_deposed_leader(_: &MultiModel, s: &MultiModelState) -> bool {
+    replicas_by_id(s).any(|(id, r)| {
+        !r.reads.is_idle()
+            && matches!(r.phase, LeaderPhase::Leading { .. })
+            && replicas(s).any(|other| other.promised > r.ballot(id))
+    })
+}
+
+/// Q4's fence: a read waits at a leader that has not applied every slot in play at its
+/// election.
+fn read_waits_for_election_writes(_: &MultiModel, s: &MultiModelState) -> bool {
+    replicas(s).any(|r| {
+        !r.reads.is_idle()
+            && matches!(r.phase, LeaderPhase::Leading { .. })
+            && r.applied_prefix() < r.reads.fence
+    })
+}
+
+/// Q2': a refusal of a confirmation round is in flight to the leader whose reads wait on it.
+fn read_confirmation_refused(_: &MultiModel, s: &MultiModelState) -> bool {
+    replicas_by_id(s).any(|(id, r)| {
+        !r.reads.is_idle()
+            && s.network.iter_all().any(|env| {
+                matches!(env.msg, MultiMsg::Nack(b, _) if env.dst == id && *b == r.ballot(id))
+            })
+    })
+}
+
+/// Q1's batching: a read waits for the round after the one outstanding.
+fn reads_batched(_: &MultiModel, s: &MultiModelState) -> bool {
+    replicas(s).any(|r| {
+        r.reads.confirmed < r.reads.started && r.reads.waiting.contains(&(r.reads.started + 1))
+    })
+}
+
 impl NodeNames for MultiConfig {
     fn node_name(&self, id: Id) -> String {
         let i = usize::from(id);
         if i < self.replicas {
             format!("n{i} (replica)")
-        } else {
+        } else if i < self.replicas + self.clients {
             format!("n{i} (client {})", i - self.replicas)
+        } else {
+            format!("n{i} (reader)")
         }
     }
 }
@@ -2536,6 +3070,28 @@ mod tests {
         }
     }
 
+    /// As [`run`], bounded at `depth` ([`MultiBug::search_depth`]), with symmetry where the
+    /// model offers it.
+    fn run_to_depth(
+        cfg: MultiConfig,
+        stop_at: &[&'static str],
+        depth: usize,
+    ) -> (Vec<&'static str>, usize) {
+        let model = model(cfg);
+        let symmetry = model.symmetry();
+        let mut checker = model.checker().threads(2).target_max_depth(depth);
+        if let Some(symmetry) = symmetry {
+            checker = checker.symmetry_fn(symmetry);
+        }
+        let checker = checker
+            .finish_when(HasDiscoveries::AllOf(stop_at.iter().copied().collect()))
+            .spawn_dfs()
+            .join();
+        let mut names: Vec<_> = checker.discoveries().into_keys().collect();
+        names.sort();
+        (names, checker.unique_state_count())
+    }
+
     fn run_with_symmetry(cfg: MultiConfig) -> (Vec<&'static str>, usize) {
         let checker = model(cfg)
             .checker()
@@ -2605,6 +3161,49 @@ mod tests {
             ]
         );
         assert_eq!(unique, 257_603);
+        // Q1-Q5: a read at the deposed leader, at the new one before and after its fence.
+        let (discovered, unique) = run(reads(), &[]);
+        assert_eq!(
+            discovered,
+            vec![
+                "Non-vacuity",
+                "witness: minority vote re-proposed",
+                "witness: read at a deposed leader",
+                "witness: read confirmation refused",
+                "witness: read waits for election writes",
+            ]
+        );
+        assert_eq!(unique, READS_STATES);
+        // Two reads at a stable leader: the second waits for the round after the first's.
+        let (discovered, unique) = run(batched_reads(), &[]);
+        assert_eq!(discovered, vec!["Non-vacuity", "witness: reads batched"]);
+        assert_eq!(unique, BATCHED_READS_STATES);
+    }
+
+    /// Pinned state counts of the read configurations (no symmetry).
+    const READS_STATES: usize = 691_074;
+    const BATCHED_READS_STATES: usize = 30_269;
+
+    /// One command, one slot, one election and one read, which the reader may send to any
+    /// replica at any time: every read witness but batching.
+    fn reads() -> MultiConfig {
+        MultiConfig {
+            commands: 1,
+            slots: 1,
+            window: 1,
+            reads: 1,
+            ..MultiConfig::default()
+        }
+    }
+
+    /// Two reads and a stable leader: batching, in a few thousand states.
+    fn batched_reads() -> MultiConfig {
+        MultiConfig {
+            max_round: 1,
+            elections: 0,
+            reads: 2,
+            ..reads()
+        }
     }
 
     /// One election, one command, two compaction steps (a replica's own and an install) and
@@ -2731,7 +3330,10 @@ mod tests {
             compactions: 1,
             ..compaction()
         });
-        let configs = configs.chain(compacting);
+        // Reads name replicas in the reader's timers, the confirmations and the acks.
+        let reading =
+            [None, Some(MultiBug::ConfirmAbovePromise)].map(|bug| MultiConfig { bug, ..reads() });
+        let configs = configs.chain(compacting).chain(reading);
         for cfg in configs {
             let (with, reduced) = run_with_symmetry(cfg.clone());
             let (without, full) = run(cfg.clone(), &[]);
@@ -2795,6 +3397,7 @@ mod tests {
                 },
                 "--catch-ups",
             ),
+            (MultiConfig { reads: 4, ..d() }, "--reads"),
         ];
         for (cfg, option) in bad {
             let error = cfg.validate().expect_err("invalid configuration accepted");
@@ -2880,7 +3483,10 @@ mod tests {
         let mut missed = Vec::new();
         for &bug in MultiBug::ALL {
             let started = std::time::Instant::now();
-            let (discovered, unique) = run(bug.witness_config(), bug.violates());
+            let (discovered, unique) = match bug.search_depth() {
+                Some(depth) => run_to_depth(bug.witness_config(), bug.violates(), depth),
+                None => run(bug.witness_config(), bug.violates()),
+            };
             eprintln!(
                 "{bug}: {discovered:?} after {unique} states in {:?}",
                 started.elapsed()
@@ -2899,16 +3505,11 @@ mod tests {
     /// action path the explorer opens.
     #[test]
     fn every_seeded_bug_has_a_shortest_counterexample_for_the_explorer() {
-        use crate::runner::{find_discovery, CheckOptions, Strategy};
-        let opts = CheckOptions {
-            strategy: Strategy::Bfs,
-            threads: 1,
-            symmetry: false,
-            ..CheckOptions::default()
-        };
+        use crate::runner::{counterexample_search, find_discovery};
         for &bug in MultiBug::ALL {
             let started = std::time::Instant::now();
             let property = bug.violates()[0];
+            let opts = counterexample_search(bug.search_depth(), false);
             let found = find_discovery(model(bug.witness_config()), &opts, property)
                 .expect("the checker runs")
                 .unwrap_or_else(|| panic!("{bug}: no counterexample for {property}"));

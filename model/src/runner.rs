@@ -1200,6 +1200,35 @@ pub struct Discovery {
     pub trace: Trace,
 }
 
+/// How a seeded bug's counterexample is looked for, to be shown or exported: one BFS thread
+/// finds a shortest one; a bug whose witness configuration takes minutes to explore names a
+/// depth, to which one DFS thread searches (the counterexample found may be longer than the
+/// shortest); a bug that only random walks reach in reasonable time is looked for by them.
+pub fn counterexample_search(depth: Option<usize>, random: bool) -> CheckOptions {
+    let base = CheckOptions {
+        threads: 1,
+        symmetry: false,
+        ..CheckOptions::default()
+    };
+    match (depth, random) {
+        (_, true) => CheckOptions {
+            strategy: Strategy::Simulation,
+            seed: 7,
+            target_states: Some(50_000_000),
+            ..base
+        },
+        (Some(depth), false) => CheckOptions {
+            strategy: Strategy::Dfs,
+            depth: Some(depth),
+            ..base
+        },
+        (None, false) => CheckOptions {
+            strategy: Strategy::Bfs,
+            ..base
+        },
+    }
+}
+
 /// Runs the checker until `property` has a discovery (it stops as soon as it has one), and
 /// returns it, or `None` when the run ended without one. Use BFS with one thread for the
 /// shortest path. Writes no files and prints only progress.
