@@ -52,13 +52,14 @@ use std::sync::Arc;
 
 use paxos_model::multi::{
     self, Cmd, CmdSet, LeaderPhase, MultiConfig, MultiModel, MultiModelState, MultiMsg, MultiState,
-    MultiTimer, ReplicaState, ReplicaStorage, Slots, Vote, MAX_SLOTS,
+    MultiTimer, ReadIndex, ReplicaState, ReplicaStorage, Slots, Vote, MAX_READS, MAX_SLOTS,
 };
 use paxos_model::types::{Ballot, IdSet};
 use paxos_protocol::multi::{
     AppliedState, ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry,
-    Input, InputOf, Message, MessageOf, Millis, Phase, Recorder, Replica, ReplicaEffect,
-    ReplicaState as ImplState, SlotMap, SnapshotOf, Timers, Timing,
+    Input, InputOf, Message, MessageOf, Millis, Phase, ReadIndex as ImplReadIndex, Recorder,
+    Replica, ReplicaEffect, ReplicaState as ImplState, SlotMap, SnapshotOf, Timers, Timing,
+    WaitingRead,
 };
 use paxos_protocol::Ballot as ImplBallot;
 use stateright::actor::{Actor, ActorModelAction, Command as OutCommand, Id, Out};
@@ -114,16 +115,10 @@ impl StepOutcome {
 
 // ------------------------------------------------------------------------------ vocabulary
 
-/// Whether the core has every rule `cfg` exercises. Reads (Q1–Q5, specs/protocol.md) are in
-/// the model only so far: nothing on the core's side could answer a `Read`.
-pub fn conformable(cfg: &MultiConfig) -> Result<(), String> {
-    if cfg.reads > 0 {
-        return Err(format!(
-            "--reads {}: reads (Q1-Q5) are in the model only; the core has no read rules yet \
-             to replay them on (check them with paxos-model check multi --reads N)",
-            cfg.reads
-        ));
-    }
+/// Whether the core has every rule `cfg` exercises: today it has every rule the model has.
+/// Kept as the one place conformance refuses a configuration whose rules are in the model
+/// only, which is how a protocol feature lands (model first).
+pub fn conformable(_cfg: &MultiConfig) -> Result<(), String> {
     Ok(())
 }
 
@@ -373,12 +368,18 @@ pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<ImplMessage> {
             slot: u64::from(s),
             entries: vec![entry_to_impl(cfg, cmd)],
         },
-        MultiMsg::Request(_) | MultiMsg::Reply(_) => return None,
-        // Q1-Q5 are in the model only: `check` refuses configurations with reads.
-        MultiMsg::Read(_)
-        | MultiMsg::ReadReply(..)
-        | MultiMsg::Confirm(..)
-        | MultiMsg::Confirmed(..) => return None,
+        // A client's messages are inputs and effects, not replica messages (`input_of`).
+        MultiMsg::Request(_) | MultiMsg::Reply(_) | MultiMsg::Read(_) | MultiMsg::ReadReply(..) => {
+            return None
+        }
+        MultiMsg::Confirm(ballot, round) => Message::Confirm {
+            ballot: b(ballot),
+            round: u64::from(round),
+        },
+        MultiMsg::Confirmed(ballot, round) => Message::Confirmed {
+            ballot: b(ballot),
+            round: u64::from(round),
+        },
         MultiMsg::Snapshot(c, executed) => Message::Snapshot {
             state: snapshot_to_impl(cfg, c, &executed)?,
         },
@@ -491,6 +492,12 @@ fn one_slot_to_model(
             return Err(format!(
                 "{msg:?} is a heartbeat (H1), which the model takes as a stuttering step"
             ))
+        }
+        Message::Confirm { ballot, round } => {
+            MultiMsg::Confirm(b(*ballot)?, small("round", *round)?)
+        }
+        Message::Confirmed { ballot, round } => {
+            MultiMsg::Confirmed(b(*ballot)?, small("round", *round)?)
         }
     })
 }
@@ -632,6 +639,7 @@ pub fn concretize(
         persisted_promise: storage.map(|s| ballot_to_impl(s.promised)),
         compacted: u64::from(r.compacted),
         timers,
+        reads: reads_to_impl(&r.reads),
     };
     let snapshot = snapshot_to_impl(cfg, r.compacted, &r.snapshot);
     Replica::from_state(impl_config(cfg, id), state, snapshot, Recorder { executed })
@@ -699,8 +707,53 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
             Some(snapshot) => snapshot_to_model(cfg, snapshot)?.1,
             None => [None; MAX_SLOTS],
         },
-        // The core has no reads yet; `check` refuses configurations with them.
-        reads: Default::default(),
+        reads: reads_to_model(cfg, &s.reads)?,
+    })
+}
+
+/// The model's read `k` is the core's read id `k`; its operation is immaterial (the
+/// recorder answers every read with how many commands it executed).
+const READ_OP: u8 = 0;
+
+fn reads_to_impl(reads: &ReadIndex) -> ImplReadIndex<u8> {
+    let waiting = reads.waiting.iter().enumerate();
+    ImplReadIndex {
+        fence: u64::from(reads.fence),
+        started: u64::from(reads.started),
+        confirmed: u64::from(reads.confirmed),
+        acks: ids_to_impl(reads.acks),
+        waiting: waiting
+            .filter(|(_, round)| **round > 0)
+            .map(|(k, round)| WaitingRead {
+                id: k as u64 + 1,
+                op: READ_OP,
+                round: u64::from(*round),
+            })
+            .collect(),
+    }
+}
+
+/// The fence is set at every election and read by reads only: without reads the model keeps
+/// it 0 (so as not to split equal states), and so does the abstraction.
+fn reads_to_model(cfg: &MultiConfig, reads: &ImplReadIndex<u8>) -> Result<ReadIndex, String> {
+    let mut waiting = [0; MAX_READS];
+    for read in &reads.waiting {
+        let k = usize::try_from(read.id)
+            .ok()
+            .filter(|k| (1..=MAX_READS).contains(k))
+            .ok_or_else(|| format!("read id {} is not one of the model's reads", read.id))?;
+        waiting[k - 1] = small("read round", read.round)?;
+    }
+    Ok(ReadIndex {
+        fence: if cfg.reads > 0 {
+            small("fence", reads.fence)?
+        } else {
+            0
+        },
+        started: small("started", reads.started)?,
+        confirmed: small("confirmed", reads.confirmed)?,
+        acks: ids_to_model(reads.acks.iter()),
+        waiting,
     })
 }
 
@@ -795,6 +848,23 @@ pub(crate) fn outcome_from_impl(
                     })?;
                 sends.push((usize::from(cfg.client_id(client)), MultiMsg::Reply(cmd)));
             }
+            // The recorder answers how many commands it executed: the model's answer is the
+            // executed sequence, which must be that long (state-machine safety makes it that
+            // prefix of the replica's).
+            Effect::ReadReply { id, output } => {
+                let k = u8::try_from(id)
+                    .ok()
+                    .filter(|k| (1..=MAX_READS).contains(&usize::from(*k)))
+                    .ok_or_else(|| format!("read reply {id}: no model read"))?;
+                let len = output.ok_or_else(|| format!("read {id} answered with no output"))?;
+                let done = &replica.state_machine().executed;
+                let prefix = usize::try_from(len)
+                    .ok()
+                    .and_then(|len| done.get(..len))
+                    .ok_or_else(|| format!("read {id} answered {len}: past what was executed"))?;
+                let state = executed_to_model(cfg, prefix)?;
+                sends.push((usize::from(cfg.reader_id()), MultiMsg::ReadReply(k, state)));
+            }
             Effect::Executed { .. } => {}
         }
     }
@@ -840,6 +910,10 @@ fn before_step(
 pub(crate) fn input_of(cfg: &MultiConfig, src: Id, msg: MultiMsg) -> Option<ImplInput> {
     match msg {
         MultiMsg::Request(cmd) => Some(Input::ClientRequest(command_to_impl(cfg, cmd))),
+        MultiMsg::Read(k) => Some(Input::Read {
+            id: u64::from(k),
+            op: READ_OP,
+        }),
         msg => Some(Input::Message {
             from: node_id(usize::from(src)),
             msg: msg_to_impl(cfg, msg)?,

@@ -51,8 +51,9 @@ const CATCH_UP_NEVER_MS: u64 = 1 << 50;
 use crate::trace::divergence_trace;
 use paxos_model::types::Ballot;
 
-/// A long-walk configuration: 5 replicas, 2 clients with 4 commands and retries, 4 slots,
-/// rounds up to 12 with up to 10 elections, 2 crashes at a time, a lossy duplicating network.
+/// A long-walk configuration: 5 replicas, 2 clients with 4 commands and retries, a reader with
+/// 3 reads, 4 slots, rounds up to 12 with up to 10 elections, 2 crashes at a time, a lossy
+/// duplicating network.
 /// Beyond what the exhaustive checker can cover (its CLI limits rounds to 4, elections to 3).
 pub fn long_walk_config(replicas: usize) -> MultiConfig {
     MultiConfig {
@@ -68,7 +69,7 @@ pub fn long_walk_config(replicas: usize) -> MultiConfig {
         crashes: 2,
         compactions: 12,
         catch_ups: 8,
-        reads: 0,
+        reads: 3,
         lossy: true,
         duplicating: true,
         bug: None,

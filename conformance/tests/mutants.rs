@@ -98,6 +98,26 @@ fn config_for(mutant: Mutant) -> MultiConfig {
             retries: 0,
             ..small()
         },
+        // A read at the bootstrap leader is answered before its confirmation round.
+        Mutant::ReadWithoutConfirmation => MultiConfig {
+            elections: 0,
+            max_round: 1,
+            retries: 0,
+            slots: 1,
+            window: 1,
+            reads: 1,
+            ..small()
+        },
+        // Two reads at the stable leader, the second while the first's round is out.
+        Mutant::ReadJoinsOutstandingRound => MultiConfig {
+            elections: 0,
+            max_round: 1,
+            retries: 0,
+            slots: 1,
+            window: 1,
+            reads: 2,
+            ..small()
+        },
     }
 }
 

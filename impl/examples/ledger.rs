@@ -117,6 +117,16 @@ impl StateMachine for Ledger {
         }
     }
 
+    fn query(&self, op: &LedgerOp) -> Option<LedgerOutput> {
+        match op {
+            LedgerOp::Balance { account } => Some(match self.balance(account) {
+                Ok(balance) => LedgerOutput::Balance(balance),
+                Err(why) => LedgerOutput::Refused(why),
+            }),
+            _ => None,
+        }
+    }
+
     fn snapshot(&self) -> Self::Snapshot {
         self.accounts.clone()
     }

@@ -43,6 +43,13 @@ $model export-traces multi --bug catch-up-sends-votes --commands 1 --slots 1 --r
     --elections 0 --catch-ups 1 --walks 0 --out "$out"
 $model export-traces multi --bug compact-past-applied --clients 2 --rounds 1 --elections 0 \
     --compactions 2 --walks 0 --out "$out"
+for bug in read-without-confirmation read-before-election-writes confirm-above-promise; do
+    $model export-traces multi --bug "$bug" --commands 1 --slots 1 --window 1 --reads 1 \
+        --walks 0 --out "$out"
+done
+# Two concurrent reads: DFS bounded at the bug's search depth (MultiBug::search_depth).
+$model export-traces multi --bug read-joins-outstanding-round --commands 1 --slots 1 \
+    --window 1 --reads 2 --walks 0 --out "$out"
 
 # Random walks of the correct protocol, beyond the exhaustive bounds.
 # The state is recorded every 10 steps (and at the last) to keep the files small.
@@ -60,4 +67,8 @@ $model export-traces multi --replicas 5 --slots 4 --commands 4 --clients 2 --rou
 $model export-traces multi --slots 4 --commands 4 --clients 2 --rounds 3 --elections 2 \
     --crashes 1 --lossy --compactions 8 --catch-ups 3 \
     --walks 1 --seed 1 --depth 150 --state-every 10 --name multi-walk-s4-crash1-lossy-compact \
+    --out "$out"
+$model export-traces multi --slots 4 --commands 4 --clients 2 --rounds 3 --elections 2 \
+    --crashes 1 --lossy --reads 3 \
+    --walks 1 --seed 1 --depth 150 --state-every 10 --name multi-walk-s4-crash1-lossy-reads \
     --out "$out"

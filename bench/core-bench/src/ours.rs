@@ -27,6 +27,10 @@ impl StateMachine for Checksum {
         self.applied
     }
 
+    fn query(&self, _op: &u64) -> Option<u64> {
+        Some(self.applied)
+    }
+
     fn snapshot(&self) -> (u64, u64) {
         (self.applied, self.sum)
     }

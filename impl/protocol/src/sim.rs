@@ -211,7 +211,7 @@ impl<S: StateMachine, St: Storage<S>> Cluster<S, St> {
                     node.storage.compacted((*snapshot).clone(), durable)?;
                 }
                 Effect::Send { to, msg } => self.net.push_back(Envelope { from: id, to, msg }),
-                Effect::Executed { .. } | Effect::Reply { .. } => {}
+                Effect::Executed { .. } | Effect::Reply { .. } | Effect::ReadReply { .. } => {}
             }
         }
         if wrote {

@@ -621,6 +621,11 @@ impl<S: Replicated> NodeTask<S> {
                 seq,
                 output,
             } => self.reply(client, seq, output),
+            // The service sends every read through the log for now (Q1–Q5 are in the core,
+            // not yet in the HTTP API): no read of its own can be answered here.
+            Effect::ReadReply { id, .. } => {
+                tracing::warn!(id, "a read answered that this node never issued");
+            }
             Effect::Persist(_) | Effect::Snapshot(_) => {}
         }
     }

@@ -2,8 +2,9 @@
 //! machine, as one deterministic state machine with no IO, no clocks, no randomness and no
 //! threads. The transitions are those of `specs/protocol.md`: M1–M12 ("Multi-Paxos: the replica
 //! as modelled"), the timers and heartbeats T, H1, H2, R1 ("Timers and heartbeats") and
-//! compaction, snapshots and catch-up K1–K7 ("Compaction that no replica can block"); each
-//! handler in [`replica`] names its rule. Time is an input like any other ([`timers`]).
+//! compaction, snapshots and catch-up K1–K7 ("Compaction that no replica can block") and reads
+//! through the read index Q1–Q5 ("Reads that write nothing"); each handler in [`replica`]
+//! names its rule. Time is an input like any other ([`timers`]).
 //!
 //! ```text
 //!   Replica::new(config, sm)             ─┐
@@ -43,8 +44,8 @@
 //! | field | type | meaning |
 //! |---|---|---|
 //! | `node` | u32 | the replica's id |
-//! | `rule` | str | the rule applied: `bootstrap`, `M1`, `M2`, `M2'`, `M2''`, `M3`, `M4`, `M5`, `M5'`, `M5''`, `M6`, `M6'`, `M7`, `M8`, `M10`, `M11`, the timer rules `H1`, `H2`, `R1` (a tick at a leader that re-sent anything is `R1`, else `H1` if its heartbeat went out; a tick that fired nothing else but a catch-up request is `K5`), the compaction rules `K1` (compact), `K4` (snapshot installed), `K6` (catch-up request answered), `K7` (an Accept below the compaction point answered with the snapshot), or `none` when the input changed nothing. K2 and K3 happen inside M2 and M4, and a `CatchUp` received is `M8`. M5b, M9 and M12 happen inside these and are not separate events. |
-//! | `input` | str | `bootstrap`, `recover`, `tick`, `client_request` (one request or several together), `prepare`, `promise`, `nack`, `accept`, `accepted`, `decide`, `status`, `catch_up`, `heartbeat` |
+//! | `rule` | str | the rule applied: `bootstrap`, `M1`, `M2`, `M2'`, `M2''`, `M3`, `M4`, `M5`, `M5'`, `M5''`, `M6`, `M6'`, `M7`, `M8`, `M10`, `M11`, the timer rules `H1`, `H2`, `R1` (a tick at a leader that re-sent anything is `R1`, else `H1` if its heartbeat went out; a tick that fired nothing else but a catch-up request is `K5`), the compaction rules `K1` (compact), `K4` (snapshot installed), `K6` (catch-up request answered), `K7` (an Accept below the compaction point answered with the snapshot), the read rules `Q1` (a read waits at the leader), `Q1'` (a read at a replica that does not lead), `Q2`, `Q2'` (a confirmation request answered or refused), `Q3` (a confirmation counted), or `none` when the input changed nothing. Q4 (answering the reads that are ready) happens at the end of any step. K2 and K3 happen inside M2 and M4, and a `CatchUp` received is `M8`. M5b, M9 and M12 happen inside these and are not separate events. |
+//! | `input` | str | `bootstrap`, `recover`, `tick`, `client_request` (one request or several together), `read`, `prepare`, `promise`, `nack`, `accept`, `accepted`, `decide`, `status`, `catch_up`, `heartbeat`, `confirm`, `confirmed` |
 //! | `from` | u32, optional | the sender of a message |
 //! | `ballot` | str `round.node`, optional | the message's ballot; for M1 the new own ballot |
 //! | `slot` | u64, optional | the first slot of the message's run (Accept, Accepted, Decide) |
@@ -70,8 +71,8 @@ pub mod types;
 mod tests;
 
 pub use replica::{
-    AppliedState, ClientEntry, ClientTable, InputOf, MessageOf, Phase, Replica, ReplicaEffect,
-    ReplicaState, Rule, SnapshotOf, Voters, INVARIANTS_CHECKED,
+    AppliedState, ClientEntry, ClientTable, InputOf, MessageOf, Phase, ReadIndex, Replica,
+    ReplicaEffect, ReplicaState, Rule, SnapshotOf, Voters, WaitingRead, INVARIANTS_CHECKED,
 };
 pub use runs::Runs;
 pub use slot_map::SlotMap;
@@ -79,7 +80,7 @@ pub use state_machine::{KvOp, KvOutput, KvStore, Recorder, StateMachine};
 pub use timers::{Millis, Timers, Timing, TimingError};
 pub use types::{
     ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
-    Record, RecordError, Slot, Vote, CATCH_UP_ENTRIES_MAX,
+    ReadId, Record, RecordError, Slot, Vote, CATCH_UP_ENTRIES_MAX,
 };
 
 /// The `tracing` target of the core's transition events.

@@ -74,6 +74,15 @@ pub enum Mutant {
     /// (unless it is the replica's own), moving the applied prefix backwards.
     #[strum(message = "snapshot install")]
     InstallOlderSnapshot,
+    /// Read confirmation (Q4): a read is answered from the applied state as soon as the fence
+    /// allows, without waiting for a majority to confirm the ballot: a deposed leader serves
+    /// stale reads.
+    #[strum(message = "read confirmation")]
+    ReadWithoutConfirmation,
+    /// Read batching (Q1): a read arriving while a confirmation round is outstanding waits
+    /// for that round, whose answers may have been sent before the read arrived.
+    #[strum(message = "read batching")]
+    ReadJoinsOutstandingRound,
 }
 
 impl Mutant {

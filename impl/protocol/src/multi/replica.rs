@@ -15,7 +15,7 @@ use super::state_machine::StateMachine;
 use super::timers::{Millis, Timers};
 use super::types::{
     ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
-    Record, Slot, Vote, CATCH_UP_ENTRIES_MAX,
+    ReadId, Record, Slot, Vote, CATCH_UP_ENTRIES_MAX,
 };
 use crate::ballot::{Ballot, NodeId};
 use crate::rules::{self, PrepareVerdict};
@@ -146,6 +146,43 @@ pub struct ClientEntry<Out> {
     pub output: Out,
 }
 
+/// A leader's read-index state (Q1–Q5, specs/protocol.md). Volatile, and empty at a replica
+/// that does not lead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadIndex<Op> {
+    /// M4's `next_slot`: every slot that can hold a command an earlier leader acknowledged is
+    /// below it, and reads wait until the applied prefix reaches it (Q4).
+    pub fence: Slot,
+    /// The last confirmation round started in this term (rounds count from 1).
+    pub started: u64,
+    /// The last round a majority confirmed.
+    pub confirmed: u64,
+    /// The replicas that confirmed round `started` (the leader counts itself apart).
+    pub acks: Voters,
+    /// The reads waiting, in arrival order.
+    pub waiting: Vec<WaitingRead<Op>>,
+}
+
+impl<Op> Default for ReadIndex<Op> {
+    fn default() -> Self {
+        ReadIndex {
+            fence: 0,
+            started: 0,
+            confirmed: 0,
+            acks: Voters::default(),
+            waiting: Vec::new(),
+        }
+    }
+}
+
+/// A read waiting at the leader for confirmation round `round` (Q1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingRead<Op> {
+    pub id: ReadId,
+    pub op: Op,
+    pub round: u64,
+}
+
 /// Everything a replica holds besides its configuration and state machine, as plain data: the
 /// read-only view conformance abstracts from, and what it concretises a replica from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +210,9 @@ pub struct ReplicaState<Op, Out> {
     /// The timers (M1, H1, R1, K5): volatile, and outside the model's state.
     #[serde(default)]
     pub timers: Timers,
+    /// The reads waiting at a leader and its confirmation rounds (Q1–Q5): volatile.
+    #[serde(default = "ReadIndex::default")]
+    pub reads: ReadIndex<Op>,
 }
 
 /// What a snapshot must hold besides the protocol's durable state to restart a replica whose
@@ -238,6 +278,16 @@ pub enum Rule {
     H2,
     /// The leader re-sent the Accepts still in flight after a whole retransmit interval.
     R1,
+    /// A read arrived at the leader: it waits for the next confirmation round.
+    Q1,
+    /// A read arrived at a replica that does not lead: nothing (the service redirects).
+    Q1Follower,
+    /// A confirmation request answered: the ballot stands here.
+    Q2,
+    /// A confirmation request refused: the ballot is below the promise.
+    Q2Nack,
+    /// A confirmation counted for the outstanding round.
+    Q3,
     /// The input changed nothing ("any other delivery"; a tick with no timer due).
     None,
 }
@@ -269,6 +319,11 @@ impl Rule {
             Rule::H1 => "H1",
             Rule::H2 => "H2",
             Rule::R1 => "R1",
+            Rule::Q1 => "Q1",
+            Rule::Q1Follower => "Q1'",
+            Rule::Q2 => "Q2",
+            Rule::Q2Nack => "Q2'",
+            Rule::Q3 => "Q3",
             Rule::None => "none",
         }
     }
@@ -473,6 +528,7 @@ impl<SM: StateMachine> Replica<SM> {
             persisted_promise: durable.promised,
             compacted: applied,
             timers: Timers::new(&config.timing),
+            reads: ReadIndex::default(),
         };
         let mut replica = Replica {
             config,
@@ -534,7 +590,10 @@ impl<SM: StateMachine> Replica<SM> {
             }
             Input::Message { from, msg } => self.on_message(from, msg, &mut out),
             Input::Compact => self.on_compact(&mut out),
+            Input::Read { id, op } => self.on_read(id, op, &mut out),
         };
+        // Q4 after every step: whichever rule made a read ready (Q3, M7, M8, K4) answers it.
+        self.serve_reads(&mut out);
         self.sync_timers(was_leading);
         self.trace(&transition, &out);
         self.check_invariants();
@@ -968,6 +1027,8 @@ impl<SM: StateMachine> Replica<SM> {
             Message::Status { applied } => self.on_status(from, applied, out),
             Message::CatchUp { entries } => self.on_catch_up(entries, out),
             Message::Snapshot { state } => self.on_snapshot(state, out),
+            Message::Confirm { ballot, round } => self.on_confirm(from, ballot, round, out),
+            Message::Confirmed { ballot, round } => self.on_confirmed(from, ballot, round, out),
         };
         transition.from(from)
     }
@@ -1099,6 +1160,10 @@ impl<SM: StateMachine> Replica<SM> {
         let above = top.map_or(0, |top| top.saturating_add(1));
         let next_slot = above.max(start);
         self.state.phase = Phase::Leading { next_slot, votes };
+        self.state.reads = ReadIndex {
+            fence: next_slot,
+            ..ReadIndex::default()
+        };
         self.in_flight = requests_in_flight(&self.state);
         let clients = &self.state.clients;
         self.state
@@ -1486,6 +1551,132 @@ impl<SM: StateMachine> Replica<SM> {
         self.state.phase = Phase::Follower;
         self.state.pending.clear();
         self.in_flight.clear();
+        self.state.reads = ReadIndex::default();
+    }
+
+    // ---------------------------------------------------------------- reads (Q1–Q5)
+
+    /// Q1: a read waits for the next confirmation round, started now if none is outstanding;
+    /// Q1': a replica that does not lead does nothing. A read already waiting (the same id)
+    /// changes nothing.
+    fn on_read(&mut self, id: ReadId, op: SM::Op, out: &mut OutboxOf<SM>) -> Transition {
+        if !self.is_leading() {
+            return Transition::new(Rule::Q1Follower, "read");
+        }
+        let reads = &mut self.state.reads;
+        if reads.waiting.iter().any(|read| read.id == id) {
+            return Transition::new(Rule::None, "read");
+        }
+        let outstanding = reads.confirmed < reads.started;
+        let round = if outstanding && mutants::active(Mutant::ReadJoinsOutstandingRound) {
+            reads.started
+        } else {
+            reads.started + 1
+        };
+        reads.waiting.push(WaitingRead { id, op, round });
+        if !outstanding {
+            self.start_confirmation(out);
+        }
+        Transition::new(Rule::Q1, "read")
+    }
+
+    /// Q1, Q3: asks every other replica whether this leader's ballot still stands.
+    fn start_confirmation(&mut self, out: &mut OutboxOf<SM>) {
+        let ballot = self.ballot();
+        let reads = &mut self.state.reads;
+        reads.started += 1;
+        reads.acks = Voters::default();
+        let confirm = Message::Confirm {
+            ballot,
+            round: reads.started,
+        };
+        self.send_to_others(confirm, out);
+    }
+
+    /// Q2 (confirm a ballot not below the promise; confirming promises nothing, and hears
+    /// the leader as H2 does), Q2' (refuse one below it).
+    fn on_confirm(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        round: u64,
+        out: &mut OutboxOf<SM>,
+    ) -> Transition {
+        let promised = self.state.promised;
+        if promised > ballot {
+            out.push(send(from, Message::Nack { ballot, promised }));
+            return Transition::new(Rule::Q2Nack, "confirm").ballot(ballot);
+        }
+        if ballot.node == from {
+            self.heard_leader(ballot);
+        }
+        out.push(send(from, Message::Confirmed { ballot, round }));
+        Transition::new(Rule::Q2, "confirm").ballot(ballot)
+    }
+
+    /// Q3: counts a confirmation of the outstanding round; with a majority (the leader
+    /// included) the round is confirmed, and the next starts if a read waits for it.
+    fn on_confirmed(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        round: u64,
+        out: &mut OutboxOf<SM>,
+    ) -> Transition {
+        let ignored = Transition::new(Rule::None, "confirmed").ballot(ballot);
+        if !self.is_leading() || ballot != self.ballot() {
+            return ignored;
+        }
+        let majority = self.config.majority();
+        let reads = &mut self.state.reads;
+        if round != reads.started || reads.confirmed >= reads.started || !reads.acks.insert(from) {
+            return ignored;
+        }
+        if reads.acks.len() + 1 >= majority {
+            reads.confirmed = reads.started;
+            reads.acks = Voters::default();
+            if reads
+                .waiting
+                .iter()
+                .any(|read| read.round > reads.confirmed)
+            {
+                self.start_confirmation(out);
+            }
+        }
+        Transition::new(Rule::Q3, "confirmed").ballot(ballot)
+    }
+
+    /// Q4: answers, in id order, each read whose round is confirmed, once the slots in play at
+    /// the election are applied.
+    fn serve_reads(&mut self, out: &mut OutboxOf<SM>) {
+        let reads = &mut self.state.reads;
+        if reads.waiting.is_empty() || !matches!(self.state.phase, Phase::Leading { .. }) {
+            return;
+        }
+        if self.state.applied < reads.fence {
+            return;
+        }
+        let confirmed = if mutants::active(Mutant::ReadWithoutConfirmation) {
+            u64::MAX
+        } else {
+            reads.confirmed
+        };
+        let mut ready: Vec<WaitingRead<SM::Op>> = Vec::new();
+        reads.waiting.retain(|read| {
+            let is_ready = read.round <= confirmed;
+            if is_ready {
+                ready.push(read.clone());
+            }
+            !is_ready
+        });
+        ready.sort_by_key(|read| read.id);
+        for read in ready {
+            let output = self.sm.query(&read.op);
+            out.push(Effect::ReadReply {
+                id: read.id,
+                output,
+            });
+        }
     }
 
     // ---------------------------------------------------------------- timers
@@ -1865,6 +2056,7 @@ impl<Op, Out> ReplicaState<Op, Out> {
             persisted_promise: None,
             compacted: 0,
             timers,
+            reads: ReadIndex::default(),
         }
     }
 }

@@ -22,6 +22,11 @@ pub trait StateMachine {
     /// Executes one command. Must not panic on any operation a client can send.
     fn apply(&mut self, command: &Command<Self::Op>) -> Self::Output;
 
+    /// Answers `op` without changing anything, for a read that goes through no slot (Q4):
+    /// what [`StateMachine::apply`] would answer now, for an operation that changes nothing.
+    /// `None` for an operation that changes the state: that one must go through the log.
+    fn query(&self, op: &Self::Op) -> Option<Self::Output>;
+
     fn snapshot(&self) -> Self::Snapshot;
 
     /// Replaces the whole state by `snapshot`.
@@ -105,6 +110,13 @@ impl StateMachine for KvStore {
         self.execute(&command.op)
     }
 
+    fn query(&self, op: &KvOp) -> Option<KvOutput> {
+        match op {
+            KvOp::Get { key } => Some(KvOutput::Value(self.data.get(key).cloned())),
+            KvOp::Put { .. } | KvOp::Delete { .. } | KvOp::Cas { .. } => None,
+        }
+    }
+
     fn snapshot(&self) -> Self::Snapshot {
         self.data.clone()
     }
@@ -140,6 +152,12 @@ where
     fn apply(&mut self, command: &Command<Op>) -> u64 {
         self.executed.push(command.clone());
         self.executed.len() as u64 - 1
+    }
+
+    /// Any operation reads how many commands were executed: the length of the log prefix
+    /// the state is after, which is what a read's answer is to the model.
+    fn query(&self, _op: &Op) -> Option<u64> {
+        Some(self.executed.len() as u64)
     }
 
     fn snapshot(&self) -> Self::Snapshot {

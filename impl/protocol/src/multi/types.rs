@@ -28,6 +28,10 @@ impl fmt::Display for ClientId {
     }
 }
 
+/// What identifies a read (Q1–Q5) while it waits at the leader: chosen by the runtime, unique
+/// among the reads it has waiting.
+pub type ReadId = u64;
+
 /// What identifies a client request: `(client, seq)`. Two commands with the same id are the
 /// same request (a retry), whatever their operations.
 pub type CommandId = (ClientId, u64);
@@ -131,6 +135,11 @@ pub enum Message<Op, Snap> {
     Snapshot { state: Snap },
     /// H1: the leader at `ballot` is alive: a follower that hears it does not campaign.
     Heartbeat { ballot: Ballot },
+    /// Q1, Q3: does the leader's `ballot` still stand? Round `round` of its confirmations
+    /// (numbered from 1 in each term).
+    Confirm { ballot: Ballot, round: u64 },
+    /// Q2: it stood when this was sent: the sender had promised nothing above `ballot`.
+    Confirmed { ballot: Ballot, round: u64 },
 }
 
 impl<Op, Snap: Clone> Message<Op, Snap> {
@@ -194,6 +203,14 @@ impl<Op, Snap: Clone> Message<Op, Snap> {
             },
             Message::Snapshot { state } => Message::Snapshot { state: g(state)? },
             Message::Heartbeat { ballot } => Message::Heartbeat { ballot: *ballot },
+            Message::Confirm { ballot, round } => Message::Confirm {
+                ballot: *ballot,
+                round: *round,
+            },
+            Message::Confirmed { ballot, round } => Message::Confirmed {
+                ballot: *ballot,
+                round: *round,
+            },
         })
     }
 }
@@ -212,6 +229,8 @@ impl<Op, Snap> Message<Op, Snap> {
             Message::CatchUp { .. } => "catch_up",
             Message::Snapshot { .. } => "snapshot",
             Message::Heartbeat { .. } => "heartbeat",
+            Message::Confirm { .. } => "confirm",
+            Message::Confirmed { .. } => "confirmed",
         }
     }
 }
@@ -440,6 +459,12 @@ pub enum Input<Op, Snap> {
     /// (by log size or interval); the core answers with [`Effect::Snapshot`], which the
     /// runtime makes durable before it drops the log below it.
     Compact,
+    /// Q1: a client reads with `op` (which the state machine answers without changing,
+    /// [`crate::multi::StateMachine::query`]), through the read index: the leader answers it
+    /// with [`Effect::ReadReply`] once a majority confirmed its ballot after the read arrived
+    /// and it applied every slot in play at its election. A replica that does not lead does
+    /// nothing (Q1'): the service redirects the client to the leader it knows.
+    Read { id: ReadId, op: Op },
 }
 
 /// What the runtime must do after a step, in order.
@@ -473,6 +498,13 @@ pub enum Effect<Op, Out, Snap> {
     Reply {
         client: ClientId,
         seq: u64,
+        output: Option<Out>,
+    },
+    /// Q4: answer read `id` with `output`, the state machine's answer to its operation now;
+    /// `None` when the state machine answers that operation only through the log (it is
+    /// not a query).
+    ReadReply {
+        id: ReadId,
         output: Option<Out>,
     },
 }

@@ -12,6 +12,7 @@ mod compaction_test;
 mod config_records_test;
 mod election_test;
 mod phase2_test;
+mod reads_test;
 mod runs_test;
 mod timers_test;
 mod trace_test;
@@ -202,13 +203,14 @@ fn tick(now_ms: Millis) -> InputOf<Sm> {
 /// spec without one fails here.
 #[test]
 fn every_implemented_rule_has_a_unit_test_named_after_it() {
-    const IMPLEMENTED: &[char] = &['M', 'S', 'K', 'H', 'R'];
+    const IMPLEMENTED: &[char] = &['M', 'S', 'K', 'H', 'R', 'Q'];
     let spec = include_str!("../../../../../specs/protocol.md");
     let tests = [
         include_str!("compaction_test.rs"),
         include_str!("config_records_test.rs"),
         include_str!("election_test.rs"),
         include_str!("phase2_test.rs"),
+        include_str!("reads_test.rs"),
         include_str!("runs_test.rs"),
         include_str!("timers_test.rs"),
         include_str!("trace_test.rs"),
