@@ -1052,6 +1052,7 @@ pub fn stutters(model: &MultiModel, state: &MultiModelState) -> Vec<Stutter> {
                 })
                 .collect();
             let mut resent = Vec::new();
+            let reads = r.reads;
             for j in others {
                 let slots = votes.iter().zip(r.chosen).zip(r.accepted).take(cfg.slots);
                 for (s, ((voters, chosen), vote)) in (0u8..).zip(slots) {
@@ -1061,6 +1062,11 @@ pub fn stutters(model: &MultiModel, state: &MultiModelState) -> Vec<Stutter> {
                             resent.push((j, MultiMsg::Accept(b, s, cmd)));
                         }
                     }
+                }
+                // The outstanding confirmation round, to whoever has not confirmed it.
+                if reads.confirmed < reads.started && !reads.acks.contains(Id::from(j)) {
+                    let ballot = Ballot::new(r.round, i);
+                    resent.push((j, MultiMsg::Confirm(ballot, reads.started)));
                 }
             }
             resent.sort();

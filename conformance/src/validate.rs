@@ -1461,7 +1461,8 @@ fn stutter(before: &ModelReplica) -> StepOutcome {
 }
 
 /// What a tick may send besides the model's messages: a leader's heartbeat (H1, at its
-/// ballot) and Accepts it proposed at its ballot in slots still in flight (R1, duplicates).
+/// ballot), Accepts it proposed at its ballot in slots still in flight and the `Confirm` of
+/// its outstanding confirmation round (R1, duplicates).
 /// `state` is the replica after the step.
 fn check_unmodelled_sends(
     input: &ImplInput,
@@ -1479,6 +1480,10 @@ fn check_unmodelled_sends(
         };
         match (input, msg) {
             (Input::Tick { .. }, Message::Heartbeat { ballot }) if leading_at == Some(*ballot) => {}
+            (Input::Tick { .. }, Message::Confirm { ballot, round })
+                if leading_at == Some(*ballot)
+                    && *round == state.reads.started
+                    && state.reads.confirmed < *round => {}
             (Input::Tick { .. }, Message::Accept { ballot, .. }) if leading_at == Some(*ballot) => {
                 for part in msg.per_slot() {
                     let Message::Accept { slot, entries, .. } = &part else {

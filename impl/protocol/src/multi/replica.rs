@@ -784,9 +784,10 @@ impl<SM: StateMachine> Replica<SM> {
     }
 
     /// R1: re-send, to every replica whose vote is not counted, the Accept of each slot that
-    /// was in flight at the previous check and still is, one Accept per run; `true` if any
-    /// went out. Each is a message already sent at this ballot: a duplicate, which the model's
-    /// network allows.
+    /// was in flight at the previous check and still is, one Accept per run, and to every
+    /// replica that has not confirmed it, the outstanding confirmation round's `Confirm` (a
+    /// lost one would leave every read waiting); `true` if any went out. Each is a message
+    /// already sent at this ballot: a duplicate, which the model's network allows.
     fn retransmit(&mut self, out: &mut OutboxOf<SM>) -> bool {
         let Phase::Leading { next_slot, votes } = &self.state.phase else {
             return false;
@@ -816,6 +817,12 @@ impl<SM: StateMachine> Replica<SM> {
                 }
             }
             send_run(runs.finish());
+            let reads = &self.state.reads;
+            if reads.confirmed < reads.started && !reads.acks.contains(to) {
+                let round = reads.started;
+                out.push(send(to, Message::Confirm { ballot, round }));
+                resent = true;
+            }
         }
         resent
     }

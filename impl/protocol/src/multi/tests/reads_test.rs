@@ -236,3 +236,34 @@ fn q5_answers_for_another_ballot_or_at_a_follower_change_nothing() {
     );
     assert_eq!(l, before);
 }
+
+#[test]
+fn r1_an_outstanding_confirmation_round_goes_again_to_the_replicas_that_have_not_confirmed_it() {
+    let mut l = start(config_of(0, 5, 2));
+    l.step(read(1));
+    l.step(deliver(1, confirmed(b(1, 0), 1)));
+    let interval = Timing::default().retransmit_interval_ms;
+    let effects = l.step(tick(interval));
+    let again: Vec<&E> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Send { msg, .. } if msg.kind() == "confirm"))
+        .collect();
+    let round_1 = confirm(b(1, 0), 1);
+    assert_eq!(
+        again,
+        vec![
+            &send(2, round_1.clone()),
+            &send(3, round_1.clone()),
+            &send(4, round_1)
+        ],
+        "not to replica 1, which confirmed"
+    );
+    l.step(deliver(3, confirmed(b(1, 0), 1)));
+    let effects = l.step(tick(2 * interval));
+    assert!(
+        effects
+            .iter()
+            .all(|e| !matches!(e, Effect::Send { msg, .. } if msg.kind() == "confirm")),
+        "no round outstanding, nothing sent again: {effects:?}"
+    );
+}
