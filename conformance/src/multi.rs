@@ -733,16 +733,20 @@ fn reads_to_impl(reads: &ReadIndex) -> ImplReadIndex<u8> {
     }
 }
 
+/// The model's read `k` (1 to [`MAX_READS`]) that the core's read id names.
+fn read_to_model(id: u64) -> Result<u8, String> {
+    u8::try_from(id)
+        .ok()
+        .filter(|k| (1..=MAX_READS).contains(&usize::from(*k)))
+        .ok_or_else(|| format!("read id {id} is not one of the model's reads"))
+}
+
 /// The fence is set at every election and read by reads only: without reads the model keeps
 /// it 0 (so as not to split equal states), and so does the abstraction.
 fn reads_to_model(cfg: &MultiConfig, reads: &ImplReadIndex<u8>) -> Result<ReadIndex, String> {
     let mut waiting = [0; MAX_READS];
     for read in &reads.waiting {
-        let k = usize::try_from(read.id)
-            .ok()
-            .filter(|k| (1..=MAX_READS).contains(k))
-            .ok_or_else(|| format!("read id {} is not one of the model's reads", read.id))?;
-        waiting[k - 1] = small("read round", read.round)?;
+        waiting[usize::from(read_to_model(read.id)?) - 1] = small("read round", read.round)?;
     }
     Ok(ReadIndex {
         fence: if cfg.reads > 0 {
@@ -852,10 +856,7 @@ pub(crate) fn outcome_from_impl(
             // executed sequence, which must be that long (state-machine safety makes it that
             // prefix of the replica's).
             Effect::ReadReply { id, output } => {
-                let k = u8::try_from(id)
-                    .ok()
-                    .filter(|k| (1..=MAX_READS).contains(&usize::from(*k)))
-                    .ok_or_else(|| format!("read reply {id}: no model read"))?;
+                let k = read_to_model(id)?;
                 let len = output.ok_or_else(|| format!("read {id} answered with no output"))?;
                 let done = &replica.state_machine().executed;
                 let prefix = usize::try_from(len)
@@ -1064,7 +1065,7 @@ pub fn stutters(model: &MultiModel, state: &MultiModelState) -> Vec<Stutter> {
                     }
                 }
                 // The outstanding confirmation round, to whoever has not confirmed it.
-                if reads.confirmed < reads.started && !reads.acks.contains(Id::from(j)) {
+                if reads.is_round_outstanding() && !reads.acks.contains(Id::from(j)) {
                     let ballot = Ballot::new(r.round, i);
                     resent.push((j, MultiMsg::Confirm(ballot, reads.started)));
                 }

@@ -1483,7 +1483,7 @@ fn check_unmodelled_sends(
             (Input::Tick { .. }, Message::Confirm { ballot, round })
                 if leading_at == Some(*ballot)
                     && *round == state.reads.started
-                    && state.reads.confirmed < *round => {}
+                    && state.reads.is_round_outstanding() => {}
             (Input::Tick { .. }, Message::Accept { ballot, .. }) if leading_at == Some(*ballot) => {
                 for part in msg.per_slot() {
                     let Message::Accept { slot, entries, .. } = &part else {

@@ -705,6 +705,11 @@ impl ReadIndex {
     fn is_idle(&self) -> bool {
         self.waiting.iter().all(|&n| n == 0)
     }
+
+    /// A confirmation round is out: started and not yet confirmed by a majority.
+    pub fn is_round_outstanding(&self) -> bool {
+        self.confirmed < self.started
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -1766,7 +1771,7 @@ impl MultiActor {
         if reads.waiting[slot] != 0 {
             return;
         }
-        let outstanding = reads.confirmed < reads.started;
+        let outstanding = reads.is_round_outstanding();
         reads.waiting[slot] = if outstanding && t.has_bug(MultiBug::ReadJoinsOutstandingRound) {
             reads.started
         } else {
@@ -1814,7 +1819,7 @@ impl MultiActor {
         let counts = matches!(r.phase, LeaderPhase::Leading { .. })
             && b == ballot
             && n == reads.started
-            && reads.confirmed < reads.started
+            && reads.is_round_outstanding()
             && !reads.acks.contains(src);
         if !counts {
             return;
@@ -2243,6 +2248,13 @@ impl MultiHistory {
             .map(|&(s, b, c, _)| (s, b, c))
     }
 
+    /// The command chosen in `slot`, if any (the first found: Agreement speaks for the rest).
+    fn chosen_command(&self, majority: usize, slot: u8) -> Option<Cmd> {
+        self.chosen(majority)
+            .find(|(s, ..)| *s == slot)
+            .map(|(.., cmd)| cmd)
+    }
+
     /// I1 for one issued proposal in slot `s`: some majority has no vote in `s` below `n`, or
     /// its highest vote in `s` below `n` is for `cmd`.
     fn safe_at(&self, quorums: &[IdSet], s: u8, n: Ballot, cmd: Cmd) -> bool {
@@ -2394,13 +2406,7 @@ fn record_msg_in(
 /// history: a prefix of what the longest chosen prefix of the log executes.
 fn is_chosen_prefix(cfg: &MultiConfig, history: &MultiHistory, state: &Slots<Option<Cmd>>) -> bool {
     let majority = cfg.majority();
-    let chosen = |slot: u8| {
-        history
-            .chosen(majority)
-            .find(|(s, ..)| *s == slot)
-            .map(|(.., c)| c)
-    };
-    let log = (0..cfg.slots as u8).map_while(chosen);
+    let log = (0..cfg.slots as u8).map_while(|slot| history.chosen_command(majority, slot));
     let all = executed_from(cfg, log);
     state
         .iter()
@@ -2709,8 +2715,9 @@ fn executed_from(cfg: &MultiConfig, log: impl Iterator<Item = Cmd>) -> Slots<Opt
 /// The chosen log's prefix `0..c` per history, if every slot of it is chosen (with one
 /// command: Agreement speaks for the rest).
 fn chosen_prefix(m: &MultiModel, s: &MultiModelState, c: u8) -> Option<Vec<Cmd>> {
+    let majority = m.cfg.majority();
     (0..c)
-        .map(|slot| chosen_in(m, s, slot).first().map(|&(_, cmd)| cmd))
+        .map(|slot| s.history.chosen_command(majority, slot))
         .collect()
 }
 
@@ -2976,9 +2983,8 @@ fn read_confirmation_refused(_: &MultiModel, s: &MultiModelState) -> bool {
 
 /// Q1's batching: a read waits for the round after the one outstanding.
 fn reads_batched(_: &MultiModel, s: &MultiModelState) -> bool {
-    replicas(s).any(|r| {
-        r.reads.confirmed < r.reads.started && r.reads.waiting.contains(&(r.reads.started + 1))
-    })
+    replicas(s)
+        .any(|r| r.reads.is_round_outstanding() && r.reads.waiting.contains(&(r.reads.started + 1)))
 }
 
 impl NodeNames for MultiConfig {

@@ -175,6 +175,13 @@ impl<Op> Default for ReadIndex<Op> {
     }
 }
 
+impl<Op> ReadIndex<Op> {
+    /// A confirmation round is out: started and not yet confirmed by a majority.
+    pub fn is_round_outstanding(&self) -> bool {
+        self.confirmed < self.started
+    }
+}
+
 /// A read waiting at the leader for confirmation round `round` (Q1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaitingRead<Op> {
@@ -818,7 +825,7 @@ impl<SM: StateMachine> Replica<SM> {
             }
             send_run(runs.finish());
             let reads = &self.state.reads;
-            if reads.confirmed < reads.started && !reads.acks.contains(to) {
+            if reads.is_round_outstanding() && !reads.acks.contains(to) {
                 let round = reads.started;
                 out.push(send(to, Message::Confirm { ballot, round }));
                 resent = true;
@@ -1574,7 +1581,7 @@ impl<SM: StateMachine> Replica<SM> {
         if reads.waiting.iter().any(|read| read.id == id) {
             return Transition::new(Rule::None, "read");
         }
-        let outstanding = reads.confirmed < reads.started;
+        let outstanding = reads.is_round_outstanding();
         let round = if outstanding && mutants::active(Mutant::ReadJoinsOutstandingRound) {
             reads.started
         } else {
@@ -1636,7 +1643,7 @@ impl<SM: StateMachine> Replica<SM> {
         }
         let majority = self.config.majority();
         let reads = &mut self.state.reads;
-        if round != reads.started || reads.confirmed >= reads.started || !reads.acks.insert(from) {
+        if round != reads.started || !reads.is_round_outstanding() || !reads.acks.insert(from) {
             return ignored;
         }
         if reads.acks.len() + 1 >= majority {
@@ -1656,11 +1663,11 @@ impl<SM: StateMachine> Replica<SM> {
     /// Q4: answers, in id order, each read whose round is confirmed, once the slots in play at
     /// the election are applied.
     fn serve_reads(&mut self, out: &mut OutboxOf<SM>) {
-        let reads = &mut self.state.reads;
-        if reads.waiting.is_empty() || !matches!(self.state.phase, Phase::Leading { .. }) {
+        if !self.is_leading() {
             return;
         }
-        if self.state.applied < reads.fence {
+        let reads = &mut self.state.reads;
+        if reads.waiting.is_empty() || self.state.applied < reads.fence {
             return;
         }
         let confirmed = if mutants::active(Mutant::ReadWithoutConfirmation) {
@@ -1668,14 +1675,10 @@ impl<SM: StateMachine> Replica<SM> {
         } else {
             reads.confirmed
         };
-        let mut ready: Vec<WaitingRead<SM::Op>> = Vec::new();
-        reads.waiting.retain(|read| {
-            let is_ready = read.round <= confirmed;
-            if is_ready {
-                ready.push(read.clone());
-            }
-            !is_ready
-        });
+        let (mut ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut reads.waiting)
+            .into_iter()
+            .partition(|read| read.round <= confirmed);
+        reads.waiting = waiting;
         ready.sort_by_key(|read| read.id);
         for read in ready {
             let output = self.sm.query(&read.op);
