@@ -14,7 +14,7 @@ use paxos_impl::multi::KvOp;
 use paxos_impl::multi::Message;
 use paxos_impl::runtime::auth::{self, PeerSecret, Transcript};
 use paxos_impl::runtime::client::{fetch_json, fetch_metrics, http_client, Client, ClientError};
-use paxos_impl::runtime::config::{ClusterConfig, LOOPBACK_SECRET_FILE};
+use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy, LOOPBACK_SECRET_FILE};
 use paxos_impl::runtime::http::LocalValue;
 use paxos_impl::runtime::snapshot_transfer::SnapshotChunk;
 use paxos_impl::runtime::wire::{self, Hello, HelloProof, HelloReply, MAGIC};
@@ -897,5 +897,90 @@ fn a_replica_down_while_the_others_snapshot_catches_up_by_snapshot() {
             .await
             .expect("get");
         assert_eq!(reply.value, Some(format!("v{}{pad}", writes + 1)));
+    });
+}
+
+/// WAL records written by every node of `cluster`.
+async fn wal_records(http: &reqwest::Client, cluster: &TestCluster, n: u32) -> f64 {
+    let mut total = 0.0;
+    for id in 0..n {
+        total += metric(http, &cluster.endpoint(id), "paxos_wal_records_total").await;
+    }
+    total
+}
+
+/// Writes `keys` keys, waits until every node applied them, then reads each key `rounds` times
+/// through every node in turn; returns the WAL records the reads cost the cluster.
+async fn records_written_by_reads(cluster: &TestCluster, keys: u64, rounds: u64) -> f64 {
+    let http = http_client(Duration::from_secs(2)).expect("http");
+    wait_for_leader(cluster, &[0, 1, 2]).await;
+    let mut writer = client(&cluster.endpoints(), 1);
+    for i in 0..keys {
+        let op = KvOp::Put {
+            key: format!("key{i}"),
+            value: format!("value{i}"),
+        };
+        writer.execute(&op).await.expect("put acknowledged");
+    }
+    for id in 0..3 {
+        wait_for_applied(&http, &cluster.endpoint(id), keys).await;
+    }
+    let before = wal_records(&http, cluster, 3).await;
+    for id in 0..3 {
+        let mut reader = client(&[cluster.endpoint(id)], 100 + u64::from(id));
+        for _ in 0..rounds {
+            for i in 0..keys {
+                let get = KvOp::Get {
+                    key: format!("key{i}"),
+                };
+                let reply = reader.execute(&get).await.expect("get");
+                assert_eq!(reply.value, Some(format!("value{i}")), "via node {id}");
+            }
+        }
+    }
+    wal_records(&http, cluster, 3).await - before
+}
+
+#[test]
+fn reads_write_nothing_under_the_read_index_and_take_slots_under_the_log_policy() {
+    let _serial = serial();
+    bounded(Duration::from_secs(90), async {
+        let http = http_client(Duration::from_secs(2)).expect("http");
+        let cluster = TestCluster::start(3);
+        let written = records_written_by_reads(&cluster, 5, 4).await;
+        assert_eq!(written, 0.0, "read-index reads wrote WAL records");
+        let leader = wait_for_leader(&cluster, &[0, 1, 2]).await;
+        let endpoint = cluster.endpoint(leader);
+        let answered = metric(&http, &endpoint, "paxos_reads_answered_total").await;
+        let rounds = metric(&http, &endpoint, "paxos_read_rounds_total").await;
+        assert!(answered >= 60.0, "{answered} reads answered");
+        assert!((1.0..=answered).contains(&rounds), "{rounds} rounds");
+        // A read needs no (client_id, seq) under the read index.
+        let url = format!("{endpoint}/v1/kv/key0");
+        let reply: serde_json::Value = http
+            .get(&url)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(reply["value"], "value0");
+        let status = status(&http, &endpoint).await.expect("status");
+        assert_eq!(status["read_policy"], "read-index");
+        drop(cluster);
+
+        let cluster = TestCluster::start_with(3, |config| {
+            config.reads.policy = ReadPolicy::Log;
+        });
+        let written = records_written_by_reads(&cluster, 5, 4).await;
+        // Each read is a slot: an Accept at each replica that votes, and its decision.
+        assert!(written >= 60.0, "log reads wrote only {written} records");
+        let leader = wait_for_leader(&cluster, &[0, 1, 2]).await;
+        let url = format!("{}/v1/kv/key0", cluster.endpoint(leader));
+        let answer = http.get(&url).send().await.expect("get");
+        assert_eq!(answer.status(), reqwest::StatusCode::BAD_REQUEST);
+        let body: serde_json::Value = answer.json().await.expect("json");
+        assert_eq!(body["error"], "missing_tag");
     });
 }

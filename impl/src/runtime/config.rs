@@ -30,6 +30,9 @@
 //! snapshot_chunk_bytes = 1048576
 //! snapshot_bytes_max = 1073741824
 //!
+//! [reads]                       # optional; the default is shown
+//! policy = "read-index"         # or "log": every read takes a slot (specs/service.md)
+//!
 //! [[nodes]]
 //! id = 0
 //! peer_addr = "127.0.0.1:7000"
@@ -170,6 +173,36 @@ impl Default for Limits {
     }
 }
 
+/// How the service answers linearizable reads (`GET /v1/kv/{key}`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadPolicy {
+    /// The leader answers from its applied state once a majority has confirmed, after the read
+    /// arrived, that its ballot still stands (`specs/protocol.md`, Q1–Q5): no slot, no WAL
+    /// write, one round of messages shared by every read that waits for it.
+    #[default]
+    ReadIndex,
+    /// Every read is a command: it takes a slot and is executed in log order (two fsyncs
+    /// at the leader, one at each follower that accepts it).
+    Log,
+}
+
+impl ReadPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadPolicy::ReadIndex => "read-index",
+            ReadPolicy::Log => "log",
+        }
+    }
+}
+
+/// How reads are served; every replica of a cluster must use the same (the file is shared).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reads {
+    pub policy: ReadPolicy,
+}
+
 /// The secret file [`ClusterConfig::loopback`] names, relative to the configuration.
 pub const LOOPBACK_SECRET_FILE: &str = "cluster.secret";
 
@@ -190,6 +223,8 @@ pub struct ClusterConfig {
     pub timing: Timing,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub reads: Reads,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -362,6 +397,7 @@ impl ClusterConfig {
             }),
             timing: Timing::default(),
             limits: Limits::default(),
+            reads: Reads::default(),
             nodes: nodes
                 .map(|((peer_addr, client_addr), id)| NodeConfig {
                     id,
@@ -529,6 +565,10 @@ mod tests {
         let core = config.core_config(2).expect("node 2");
         assert_eq!(core.replicas, vec![0, 1, 2]);
         assert_eq!(core.window, 256);
+        assert_eq!(config.reads.policy, ReadPolicy::ReadIndex);
+        let log = format!("{THREE}\n[reads]\npolicy = \"log\"\n");
+        let log = ClusterConfig::parse(&log).expect("valid");
+        assert_eq!(log.reads.policy, ReadPolicy::Log);
     }
 
     #[test]
@@ -579,6 +619,12 @@ mod tests {
         assert!(error_of(&timing).contains("at most half"));
         let bad_addr = THREE.replace("127.0.0.1:7000", "localhost");
         assert!(error_of(&bad_addr).contains("invalid socket address"));
+        let policy = format!("{THREE}\n[reads]\npolicy = \"leases\"\n");
+        let policy = error_of(&policy);
+        assert!(
+            policy.contains("unknown variant `leases`, expected `read-index` or `log`"),
+            "{policy}"
+        );
         let config = ClusterConfig::parse(THREE).expect("valid");
         let not_a_node = config.core_config(7).map(|_| ()).map_err(|e| e.to_string());
         assert!(not_a_node.is_err_and(|e| e.contains("--id 7 is not a node")));

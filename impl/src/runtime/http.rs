@@ -3,16 +3,18 @@
 //! | method and path | body or query | answer |
 //! |---|---|---|
 //! | `PUT /v1/kv/{key}` | `{"value", "client_id", "seq"}` | `{"key", "value": previous, "node"}` |
-//! | `GET /v1/kv/{key}` | `?client_id=&seq=` | `{"key", "value": current, "node"}` |
+//! | `GET /v1/kv/{key}` | `?client_id=&seq=` (policy `log` only) | `{"key", "value": current, "node"}` |
 //! | `DELETE /v1/kv/{key}` | `?client_id=&seq=` | `{"key", "value": previous, "node"}` |
 //! | `POST /v1/cas/{key}` | `{"expected", "new", "client_id", "seq"}` (null: absent) | `{"key", "value": previous, "swapped", "node"}` |
 //! | `GET /v1/local/kv/{key}` | | this node's applied value, **not** linearizable (debugging) |
 //! | `GET /status` | | role, ballot, leader, applied, peers, WAL counters |
 //! | `GET /metrics` | | Prometheus text |
 //!
-//! Every command, reads included, goes through the log, so every answer is linearizable: a
-//! read is executed in its slot, after every write chosen before it. `(client_id, seq)` makes
-//! retries exactly-once: a client issues one request at a time with increasing `seq`, and
+//! Every answer is linearizable. Writes go through the log. Reads follow the cluster's
+//! `[reads] policy`: `read-index` (the default) answers at the leader from its applied state
+//! once a majority confirmed its ballot after the read arrived, writing nothing
+//! (`specs/protocol.md`, Q1–Q5); `log` executes the read in a slot of its own, after every
+//! write chosen before it. `(client_id, seq)` makes retries exactly-once: a client issues one request at a time with increasing `seq`, and
 //! retries with the same `seq`. Errors: `307` with `Location` and `{"error": "not_leader",
 //! "leader", "leader_url"}` from a follower; `503` (`no_leader`, `timeout`, `unavailable`) when
 //! the client should retry, possibly elsewhere; `409` (`stale_request`) for a `seq` below the
@@ -28,8 +30,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::config::ClusterConfig;
-use super::node::{ClientOutcome, NodeStatus};
+use super::config::{ClusterConfig, ReadPolicy};
+use super::node::{ClientOutcome, NodeStatus, ReadOutcome};
 use super::replicated::{NodeHandle, Unanswered};
 use crate::ballot::NodeId;
 use crate::multi::{ClientId, Command, KvOp, KvOutput, KvStore, Slot};
@@ -66,6 +68,13 @@ impl AppState {
 pub struct ClientTag {
     pub client_id: u64,
     pub seq: u64,
+}
+
+/// The query of a read: a `(client_id, seq)` tag is needed only when reads go through the log.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReadTag {
+    pub client_id: Option<u64>,
+    pub seq: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -134,7 +143,7 @@ async fn put_key(
 async fn get_key(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Query(tag): Query<ClientTag>,
+    Query(tag): Query<ReadTag>,
     uri: Uri,
 ) -> Response {
     let status = state.node.status();
@@ -152,7 +161,58 @@ async fn get_key(
         };
     }
     let op = KvOp::Get { key: key.clone() };
-    submit(&state, key, tag.client_id, tag.seq, op, &uri).await
+    match state.config.reads.policy {
+        ReadPolicy::ReadIndex => read_index(&state, key, op, &uri).await,
+        ReadPolicy::Log => {
+            let (Some(client_id), Some(seq)) = (tag.client_id, tag.seq) else {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    ApiError {
+                        error: "missing_tag".into(),
+                        message: "reads go through the log ([reads] policy = \"log\"): \
+                                  give ?client_id=&seq="
+                            .into(),
+                        leader: None,
+                        leader_url: None,
+                    },
+                );
+            };
+            submit(&state, key, client_id, seq, op, &uri).await
+        }
+    }
+}
+
+/// A read through the read index: no slot, no WAL write.
+async fn read_index(state: &AppState, key: String, op: KvOp, uri: &Uri) -> Response {
+    let timeout = state.config.timing.request_timeout();
+    let node = state.node.id();
+    match tokio::time::timeout(timeout, state.node.read(op)).await {
+        Err(_) => unavailable("timeout", "not confirmed in time; retry"),
+        Ok(Err(why)) => unavailable("unavailable", &why.to_string()),
+        Ok(Ok(ReadOutcome::Done(output))) => {
+            let value = match output {
+                KvOutput::Value(value) => value,
+                KvOutput::Cas { previous, .. } => previous,
+            };
+            let reply = ApiReply {
+                key,
+                value,
+                swapped: None,
+                node,
+            };
+            Json(reply).into_response()
+        }
+        Ok(Ok(ReadOutcome::NotAQuery)) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError {
+                error: "not_a_query".into(),
+                message: "the state machine answers this read only through the log".into(),
+                leader: None,
+                leader_url: None,
+            },
+        ),
+        Ok(Ok(ReadOutcome::NotLeader { leader })) => not_leader(state, leader, uri),
+    }
 }
 
 async fn delete_key(
@@ -197,6 +257,7 @@ async fn status(State(state): State<AppState>) -> Response {
     #[derive(Serialize)]
     struct Status {
         cluster_id: String,
+        read_policy: &'static str,
         #[serde(flatten)]
         node: NodeStatus,
         peers: Vec<Peer>,
@@ -217,6 +278,7 @@ async fn status(State(state): State<AppState>) -> Response {
         .collect();
     Json(Status {
         cluster_id: state.config.cluster_id.clone(),
+        read_policy: state.config.reads.policy.name(),
         node: state.node.status(),
         peers,
     })
@@ -269,12 +331,15 @@ async fn submit(
                 leader_url: None,
             },
         ),
-        Ok(Ok(ClientOutcome::NotLeader { leader: None })) => {
-            unavailable("no_leader", "no leader is known yet; retry shortly")
-        }
-        Ok(Ok(ClientOutcome::NotLeader {
-            leader: Some(leader),
-        })) => redirect(state, leader, uri),
+        Ok(Ok(ClientOutcome::NotLeader { leader })) => not_leader(state, leader, uri),
+    }
+}
+
+/// Sends the client to the leader this replica knows of, or asks it to retry.
+fn not_leader(state: &AppState, leader: Option<NodeId>, uri: &Uri) -> Response {
+    match leader {
+        Some(leader) => redirect(state, leader, uri),
+        None => unavailable("no_leader", "no leader is known yet; retry shortly"),
     }
 }
 

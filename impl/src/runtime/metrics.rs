@@ -103,6 +103,15 @@ pub struct Metrics {
     pub snapshot_bytes_written: AtomicU64,
     /// From handing a snapshot to the WAL writer until it was durable and the log compacted.
     pub snapshot_write_latency: Histogram,
+    /// Linearizable reads received under the read-index policy (redirected ones included).
+    pub reads: AtomicU64,
+    /// Reads answered by this node as leader (Q4).
+    pub reads_answered: AtomicU64,
+    /// Confirmation rounds this node started as leader (Q1, Q3); reads per round is
+    /// `reads_answered / read_rounds`.
+    pub read_rounds: AtomicU64,
+    /// From a read's arrival at the node task until its answer was released.
+    pub read_latency: Histogram,
     /// Records per group-commit submission of the node task.
     pub wal_batch_records: Histogram,
     /// From a submission to the group-commit writer until its fsync returned.
@@ -139,6 +148,10 @@ impl Default for Metrics {
             snapshot_transfers_refused: AtomicU64::new(0),
             snapshot_bytes_written: AtomicU64::new(0),
             snapshot_write_latency: Histogram::new(LATENCY_BOUNDS_S),
+            reads: AtomicU64::new(0),
+            reads_answered: AtomicU64::new(0),
+            read_rounds: AtomicU64::new(0),
+            read_latency: Histogram::new(LATENCY_BOUNDS_S),
             wal_batch_records: Histogram::new(SIZE_BOUNDS),
             wal_commit_latency: Histogram::new(LATENCY_BOUNDS_S),
             frame_messages: Histogram::new(SIZE_BOUNDS),
@@ -159,7 +172,7 @@ impl Metrics {
     /// The Prometheus text exposition; `wal` are the group commit's own counters.
     pub fn render(&self, wal: &GroupCommitStats, node: u32) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 24] = [
+        let counters: [(&str, &str, &AtomicU64); 27] = [
             (
                 "paxos_client_requests_total",
                 "client requests received",
@@ -280,6 +293,21 @@ impl Metrics {
                 "state-machine snapshot bytes written to disk",
                 &self.snapshot_bytes_written,
             ),
+            (
+                "paxos_reads_total",
+                "linearizable reads received under the read-index policy",
+                &self.reads,
+            ),
+            (
+                "paxos_reads_answered_total",
+                "reads answered as leader without a log write (read index)",
+                &self.reads_answered,
+            ),
+            (
+                "paxos_read_rounds_total",
+                "confirmation rounds started for reads (reads per round: answered / rounds)",
+                &self.read_rounds,
+            ),
         ];
         let _ = writeln!(
             out,
@@ -335,6 +363,11 @@ impl Metrics {
             &mut out,
             "paxos_snapshot_write_latency_seconds",
             "from handing a snapshot to the WAL writer until durable and the log compacted",
+        );
+        self.read_latency.render(
+            &mut out,
+            "paxos_read_latency_seconds",
+            "from a read's arrival until its answer (confirmation round, applied prefix)",
         );
         self.frame_messages.render(
             &mut out,

@@ -38,8 +38,8 @@ use super::wire::{PeerMsg, PeerMsgOf};
 use crate::ballot::NodeId;
 use crate::multi::mutants::Mutant;
 use crate::multi::{
-    ClientId, Command, CommandId, Effect, Input, InputOf, Message, Millis, Phase, Record, Replica,
-    ReplicaEffect, Slot, SnapshotOf,
+    ClientId, Command, CommandId, Effect, Input, InputOf, Message, Millis, Phase, ReadId, Record,
+    Replica, ReplicaEffect, Slot, SnapshotOf,
 };
 use crate::storage::replica_log::{encode_records, encode_state_machine};
 use crate::storage::{GroupCommitStats, ReplicaGroupCommit, WalError};
@@ -62,6 +62,13 @@ pub enum NodeEvent<S: Replicated> {
         command: Command<S::Op>,
         reply: oneshot::Sender<ClientOutcome<S::Output>>,
     },
+    /// A linearizable read through the read index (Q1–Q5): answered from the applied state
+    /// once a majority confirmed this leader's ballot after the read arrived, or at once with a
+    /// redirect. Nothing is written.
+    Read {
+        op: S::Op,
+        reply: oneshot::Sender<ReadOutcome<S::Output>>,
+    },
     /// Runs `read` on the local state machine and the applied point: not linearizable (what
     /// this replica has applied, which may be behind the leader; for debugging and tests).
     ReadLocal(LocalRead<S>),
@@ -75,6 +82,7 @@ impl<S: Replicated> std::fmt::Debug for NodeEvent<S> {
         match self {
             NodeEvent::Peer { from, msg } => write!(f, "Peer {{ from: {from}, msg: {msg:?} }}"),
             NodeEvent::Client { command, .. } => write!(f, "Client {{ command: {command:?} }}"),
+            NodeEvent::Read { op, .. } => write!(f, "Read {{ op: {op:?} }}"),
             NodeEvent::ReadLocal(_) => write!(f, "ReadLocal"),
         }
     }
@@ -90,6 +98,25 @@ pub enum ClientOutcome<Output> {
     NotLeader {
         leader: Option<NodeId>,
     },
+}
+
+/// The answer to a [`NodeEvent::Read`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadOutcome<Output> {
+    /// The state machine's answer, linearizable.
+    Done(Output),
+    /// The state machine answers this operation only through the log (it is not a query):
+    /// submit it as a command.
+    NotAQuery,
+    /// This node does not lead, or stopped leading before the read was confirmed; `leader`
+    /// is the one it knows, if any.
+    NotLeader { leader: Option<NodeId> },
+}
+
+/// A read waiting for its answer from the core.
+struct ReadWaiter<Output> {
+    reply: oneshot::Sender<ReadOutcome<Output>>,
+    arrived: Instant,
 }
 
 /// What `/status` shows, published after every batch of events.
@@ -117,6 +144,8 @@ pub struct NodeStatus {
     pub next_slot: Option<Slot>,
     pub pending: usize,
     pub waiting_clients: usize,
+    /// Reads waiting at this leader for a confirmation round or for the applied prefix.
+    pub waiting_reads: usize,
     pub wal_fsyncs: u64,
     pub wal_records: u64,
     pub wal_batches: u64,
@@ -213,6 +242,10 @@ pub struct NodeTask<S: Replicated> {
     /// that what they make the leader propose goes out as one run.
     requests: Vec<Command<S::Op>>,
     waiters: HashMap<CommandId, Vec<oneshot::Sender<ClientOutcome<S::Output>>>>,
+    read_waiters: HashMap<ReadId, ReadWaiter<S::Output>>,
+    /// The id the next read gets; reads live only in memory, so ids need only be unique
+    /// while this process runs.
+    next_read_id: ReadId,
     /// Time 0 of the clock the core is ticked with.
     origin: tokio::time::Instant,
     /// The leader the core pointed to after the previous step (for the log and a metric).
@@ -247,6 +280,8 @@ impl<S: Replicated> NodeTask<S> {
             effects: Vec::new(),
             requests: Vec::new(),
             waiters: HashMap::new(),
+            read_waiters: HashMap::new(),
+            next_read_id: 1,
             origin: tokio::time::Instant::now(),
             leader: None,
             failure: None,
@@ -306,6 +341,7 @@ impl<S: Replicated> NodeTask<S> {
         match event {
             NodeEvent::Peer { from, msg } => self.on_peer(from, msg),
             NodeEvent::Client { command, reply } => self.on_client(command, reply),
+            NodeEvent::Read { op, reply } => self.on_read(op, reply),
             NodeEvent::ReadLocal(read) => {
                 read(self.replica.state_machine(), self.replica.applied())
             }
@@ -339,6 +375,23 @@ impl<S: Replicated> NodeTask<S> {
         }
         self.waiters.entry(command.id()).or_default().push(reply);
         self.requests.push(command);
+    }
+
+    /// Q1 at a leader; anywhere else the client is sent to the leader (Q1' would leave the read
+    /// unanswered, and a candidate cannot answer it before it leads).
+    fn on_read(&mut self, op: S::Op, reply: oneshot::Sender<ReadOutcome<S::Output>>) {
+        inc(&self.metrics.reads);
+        if !self.replica.is_leading() {
+            inc(&self.metrics.client_redirects);
+            let leader = self.replica.leader();
+            let _ = reply.send(ReadOutcome::NotLeader { leader });
+            return;
+        }
+        let id = self.next_read_id;
+        self.next_read_id += 1;
+        let arrived = Instant::now();
+        self.read_waiters.insert(id, ReadWaiter { reply, arrived });
+        self.step(Input::Read { id, op });
     }
 
     /// M5 for the requests the drain collected, in one step (one if there was one).
@@ -376,6 +429,8 @@ impl<S: Replicated> NodeTask<S> {
             senders.retain(|s| !s.is_closed());
             !senders.is_empty()
         });
+        self.read_waiters
+            .retain(|_, waiter| !waiter.reply.is_closed());
     }
 
     /// K1 on the runtime's schedule: snapshot the applied prefix once it has grown
@@ -395,6 +450,7 @@ impl<S: Replicated> NodeTask<S> {
         let was_preparing = matches!(self.replica.phase(), Phase::Preparing { .. });
         let tick = matches!(input, Input::Tick { .. });
         let compact = matches!(input, Input::Compact);
+        let rounds_before = self.replica.state().reads.started;
         let logged_input = self.step_log.as_ref().map(|_| input.clone());
         let replica = &mut self.replica;
         let mut effects = std::mem::take(&mut self.effects);
@@ -436,6 +492,10 @@ impl<S: Replicated> NodeTask<S> {
             }
         }
         self.effects = effects;
+        let rounds_after = self.replica.state().reads.started;
+        if rounds_after > rounds_before {
+            add(&self.metrics.read_rounds, rounds_after - rounds_before);
+        }
         self.observe_roles(was_leading, was_preparing);
         if matches!(self.replica.phase(), Phase::Follower) && !self.waiters.is_empty() {
             // Pending commands were dropped (M12): tell their clients to go elsewhere.
@@ -444,6 +504,14 @@ impl<S: Replicated> NodeTask<S> {
                 for sender in senders {
                     let _ = sender.send(ClientOutcome::NotLeader { leader });
                 }
+            }
+        }
+        if !self.replica.is_leading() && !self.read_waiters.is_empty() {
+            // The core dropped its waiting reads (M12). An answer already held for durability
+            // finds no waiter: the client retries at the leader, which is still linearizable.
+            let leader = self.replica.leader();
+            for (_, waiter) in self.read_waiters.drain() {
+                let _ = waiter.reply.send(ReadOutcome::NotLeader { leader });
             }
         }
     }
@@ -621,11 +689,7 @@ impl<S: Replicated> NodeTask<S> {
                 seq,
                 output,
             } => self.reply(client, seq, output),
-            // The service sends every read through the log for now (Q1–Q5 are in the core,
-            // not yet in the HTTP API): no read of its own can be answered here.
-            Effect::ReadReply { id, .. } => {
-                tracing::warn!(id, "a read answered that this node never issued");
-            }
+            Effect::ReadReply { id, output } => self.answer_read(id, output),
             Effect::Persist(_) | Effect::Snapshot(_) => {}
         }
     }
@@ -641,6 +705,22 @@ impl<S: Replicated> NodeTask<S> {
         for sender in senders {
             let _ = sender.send(outcome.clone());
         }
+    }
+
+    fn answer_read(&mut self, id: ReadId, output: Option<S::Output>) {
+        // Gone: its client gave up, or the node stepped down since (the client was redirected).
+        let Some(waiter) = self.read_waiters.remove(&id) else {
+            return;
+        };
+        inc(&self.metrics.reads_answered);
+        self.metrics
+            .read_latency
+            .observe_duration(waiter.arrived.elapsed());
+        let outcome = match output {
+            Some(output) => ReadOutcome::Done(output),
+            None => ReadOutcome::NotAQuery,
+        };
+        let _ = waiter.reply.send(outcome);
     }
 
     fn send_now(&self, to: NodeId, msg: PeerMsgOf<S>) {
@@ -679,6 +759,7 @@ impl<S: Replicated> NodeTask<S> {
             next_slot,
             pending: self.replica.pending().count(),
             waiting_clients: self.waiters.len(),
+            waiting_reads: self.read_waiters.len(),
             wal_fsyncs: stats.fsyncs,
             wal_records: stats.records_written,
             wal_batches: stats.batches,
@@ -701,6 +782,7 @@ impl<S: Replicated> NodeTask<S> {
         self.publish();
         self.links.clear();
         self.waiters.clear();
+        self.read_waiters.clear();
         if let Some(wal) = self.wal.take() {
             let stopped = tokio::task::spawn_blocking(move || wal.shutdown()).await;
             match stopped {
@@ -898,6 +980,86 @@ mod tests {
         node.stop().await;
     }
 
+    async fn read(node: &Harness, key: &str) -> oneshot::Receiver<ReadOutcome<KvOutput>> {
+        let (reply, answer) = oneshot::channel();
+        let op = KvOp::Get { key: key.into() };
+        node.inbox
+            .send(NodeEvent::Read { op, reply })
+            .await
+            .expect("send");
+        answer
+    }
+
+    async fn answered<T>(answer: oneshot::Receiver<T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .expect("in time")
+            .expect("answered")
+    }
+
+    #[tokio::test]
+    async fn the_leader_answers_a_read_once_a_majority_confirmed_and_writes_nothing() {
+        let mut node = start(0);
+        let mut first = read(&node, "k").await;
+        let confirm = PeerMsg::Paxos(Message::Confirm {
+            ballot: B10,
+            round: 1,
+        });
+        assert_eq!(node.next_to(1).await, confirm);
+        assert_eq!(node.next_to(2).await, confirm);
+        // A read arriving while round 1 is out waits for round 2 (Q1).
+        let mut second = read(&node, "k").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(first.try_recv().is_err(), "answered before confirmation");
+        let confirmed = |round| NodeEvent::Peer {
+            from: 2,
+            msg: PeerMsg::Paxos(Message::Confirmed { ballot: B10, round }),
+        };
+        node.inbox.send(confirmed(1)).await.expect("send");
+        assert_eq!(
+            answered(first).await,
+            ReadOutcome::Done(KvOutput::Value(None))
+        );
+        assert_eq!(
+            node.next_to(2).await,
+            PeerMsg::Paxos(Message::Confirm {
+                ballot: B10,
+                round: 2
+            })
+        );
+        assert!(second.try_recv().is_err(), "answered by round 1");
+        node.inbox.send(confirmed(2)).await.expect("send");
+        assert_eq!(
+            answered(second).await,
+            ReadOutcome::Done(KvOutput::Value(None))
+        );
+        node.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_leader_that_steps_down_turns_its_waiting_reads_away() {
+        let mut node = start(0);
+        let answer = read(&node, "k").await;
+        let _confirm = node.next_to(1).await;
+        // Replica 2 promised a higher ballot: it refuses the confirmation (Q2'), and the
+        // leader steps down (M10) without answering from a ballot that may be superseded.
+        let promised = Ballot { round: 2, node: 2 };
+        let nack = NodeEvent::Peer {
+            from: 2,
+            msg: PeerMsg::Paxos(Message::Nack {
+                ballot: B10,
+                promised,
+            }),
+        };
+        node.inbox.send(nack).await.expect("send");
+        // A Nack names a ballot, not a leader anyone has heard from: no redirect target yet.
+        assert_eq!(
+            answered(answer).await,
+            ReadOutcome::NotLeader { leader: None }
+        );
+        node.stop().await;
+    }
+
     #[tokio::test]
     async fn a_follower_redirects_and_catches_up_from_the_leaders_decides() {
         let mut node = start(1);
@@ -912,6 +1074,8 @@ mod tests {
             answer.await.expect("answered"),
             ClientOutcome::NotLeader { leader }
         );
+        let reading = read(&node, "k").await;
+        assert_eq!(answered(reading).await, ReadOutcome::NotLeader { leader });
         let heartbeat = PeerMsg::Paxos(Message::Heartbeat { ballot: B10 });
         let event = NodeEvent::Peer {
             from: 0,

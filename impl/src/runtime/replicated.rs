@@ -38,7 +38,9 @@ use tokio::task::JoinHandle;
 
 use super::config::ClusterConfig;
 use super::metrics::Metrics;
-use super::node::{self, ClientOutcome, NodeError, NodeEvent, NodeParts, NodeStatus, NodeTask};
+use super::node::{
+    self, ClientOutcome, NodeError, NodeEvent, NodeParts, NodeStatus, NodeTask, ReadOutcome,
+};
 use super::step_log::{self, StepLine, StepLog};
 use super::{transport, ServeError, INBOX_EVENTS_MAX};
 use crate::ballot::NodeId;
@@ -151,12 +153,16 @@ impl<S: Replicated> NodeHandle<S> {
         &self,
         command: Command<S::Op>,
     ) -> Result<ClientOutcome<S::Output>, Unanswered> {
-        let (reply, answer) = oneshot::channel();
-        self.inbox
-            .send(NodeEvent::Client { command, reply })
-            .await
-            .map_err(|_| Unanswered::Stopped)?;
-        answer.await.map_err(|_| Unanswered::Dropped)
+        self.ask(|reply| NodeEvent::Client { command, reply }).await
+    }
+
+    /// A linearizable read of `op`, which must be one the state machine answers without
+    /// changing anything ([`StateMachine::query`]): the leader answers once a majority
+    /// confirmed its ballot after the read arrived (`specs/protocol.md`, Q1–Q5), and writes
+    /// nothing; any other replica answers [`ReadOutcome::NotLeader`]. A read changes nothing,
+    /// so the caller may retry it anywhere.
+    pub async fn read(&self, op: S::Op) -> Result<ReadOutcome<S::Output>, Unanswered> {
+        self.ask(|reply| NodeEvent::Read { op, reply }).await
     }
 
     /// `read` of this replica's state machine and its applied point. Not linearizable: a
@@ -165,12 +171,22 @@ impl<S: Replicated> NodeHandle<S> {
         &self,
         read: impl FnOnce(&S, Slot) -> R + Send + 'static,
     ) -> Result<R, Unanswered> {
+        self.ask(|reply| {
+            NodeEvent::ReadLocal(Box::new(move |state: &S, applied: Slot| {
+                let _ = reply.send(read(state, applied));
+            }))
+        })
+        .await
+    }
+
+    /// Sends the node task the event `event` makes of a reply channel, and waits for the reply.
+    async fn ask<T>(
+        &self,
+        event: impl FnOnce(oneshot::Sender<T>) -> NodeEvent<S>,
+    ) -> Result<T, Unanswered> {
         let (reply, answer) = oneshot::channel();
-        let read = Box::new(move |state: &S, applied: Slot| {
-            let _ = reply.send(read(state, applied));
-        });
         self.inbox
-            .send(NodeEvent::ReadLocal(read))
+            .send(event(reply))
             .await
             .map_err(|_| Unanswered::Stopped)?;
         answer.await.map_err(|_| Unanswered::Dropped)

@@ -24,12 +24,13 @@ use super::snapshot_transfer::{SnapshotAck, SnapshotChunk};
 use crate::ballot::NodeId;
 use crate::multi::{Message, SnapshotOf, StateMachine};
 
-/// The first four bytes of every [`Hello`]: "paxos node, wire format 6" (2: authenticated;
+/// The first four bytes of every [`Hello`]: "paxos node, wire format 7" (2: authenticated;
 /// 3: phase 2 carries runs of slots; 4: the heartbeat is the core's `Message::Heartbeat`;
 /// 5: the heartbeat carries only its ballot, and the catch-up and snapshot messages are
 /// K5–K7's; 6: snapshots travel in chunks, [`PeerMsg::SnapshotChunk`] and
-/// [`PeerMsg::SnapshotAck`]). A peer of another format is refused at the handshake.
-pub const MAGIC: [u8; 4] = *b"PXN6";
+/// [`PeerMsg::SnapshotAck`]; 7: the read index's `Message::Confirm` and
+/// `Message::Confirmed`). A peer of another format is refused at the handshake.
+pub const MAGIC: [u8; 4] = *b"PXN7";
 
 /// The dialler's handshake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
