@@ -713,7 +713,7 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
 
 /// The model's read `k` is the core's read id `k`; its operation is immaterial (the
 /// recorder answers every read with how many commands it executed).
-const READ_OP: u8 = 0;
+pub(crate) const READ_OP: u8 = 0;
 
 fn reads_to_impl(reads: &ReadIndex) -> ImplReadIndex<u8> {
     let waiting = reads.waiting.iter().enumerate();

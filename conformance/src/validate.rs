@@ -41,21 +41,28 @@
 //! Commands: real clients map to model clients in ascending id order, a client's `seq` is the
 //! model's, so the command is `MultiConfig::command_of(client, seq)`, and the key-value
 //! operation is dropped (the model's commands carry none; the state machine is not modelled).
+//!
+//! Reads (Q1–Q5): a read the core received is the model's read `k`, the lowest number no
+//! other read waiting at that replica holds, so a run is validated when at most
+//! [`MAX_READS`] reads wait at one replica at once (any number in all). A read's answer must
+//! be what the key-value state after the commands executed below the replica's applied slot
+//! gives for its operation, and it stands for the model's answer with that prefix.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use paxos_model::multi::{
     self, MultiActor, MultiConfig, MultiMsg, MultiState, MultiTimer, ReplicaState, ReplicaStorage,
-    MAX_SLOTS,
+    MAX_READS, MAX_SLOTS,
 };
 use paxos_protocol::multi::{
     AppliedState, ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry,
-    Input, KvOp, KvOutput, KvStore, Message, Phase, Record, Recorder, Replica,
-    ReplicaState as ImplState, Slot, SlotMap, SnapshotOf, StateMachine, Timers,
+    Input, KvOp, KvOutput, KvStore, Message, Phase, ReadId, ReadIndex as ImplReadIndex, Record,
+    Recorder, Replica, ReplicaState as ImplState, Slot, SlotMap, SnapshotOf, StateMachine, Timers,
+    WaitingRead,
 };
 use paxos_protocol::step_log::{StepLine, STEP_LOG_FORMAT};
 use serde::Serialize;
@@ -63,13 +70,8 @@ use stateright::actor::{Actor, Command as OutCommand, Id, Out};
 
 use crate::multi::{
     canonical, client_table, model_recovery_view, msg_to_model, outcome_from_impl, votes_to_impl,
-    ImplEffect, ImplInput, ImplMessage, ImplReplica, ImplSnapshot, StepOutcome,
+    ImplEffect, ImplInput, ImplMessage, ImplReplica, ImplSnapshot, StepOutcome, READ_OP,
 };
-
-/// The service issues no reads through the read index yet (Q1–Q5 are in the model and the
-/// core); a run that has them is refused rather than validated in part.
-const NOT_VALIDATED_READS: &str =
-    "a read through the read index (Q1-Q5): trace validation of real runs does not check reads yet";
 
 /// The `format` of [`Report`].
 pub const REPORT_FORMAT: &str = "paxos-validation-report/1";
@@ -91,6 +93,10 @@ pub struct Logged {
     /// 1-based.
     pub line: usize,
     pub entry: KvLine,
+    /// How many start lines of this replica come before this line, this one included: read
+    /// ids are the process's own (reads live in memory), so a read is named by its replica,
+    /// its process and its id.
+    pub incarnation: usize,
 }
 
 impl Logged {
@@ -103,11 +109,26 @@ impl Logged {
     fn place(&self) -> String {
         format!("{}:{}", self.file.display(), self.line)
     }
+
+    fn process(&self) -> Process {
+        Process {
+            node: self.node(),
+            incarnation: self.incarnation,
+        }
+    }
+}
+
+/// One process of one replica: where a read id means one read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Process {
+    node: u32,
+    incarnation: usize,
 }
 
 /// Reads step logs; lines are kept in file order. A malformed line is an error that names it.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
     let mut lines = Vec::new();
+    let mut starts: BTreeMap<u32, usize> = BTreeMap::new();
     for path in paths {
         let text =
             fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -131,10 +152,19 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
                     ));
                 }
             }
+            let node = match &entry {
+                StepLine::Start { node, .. } | StepLine::Step { node, .. } => *node,
+            };
+            let incarnation = starts.entry(node).or_default();
+            if matches!(entry, StepLine::Start { .. }) {
+                *incarnation += 1;
+            }
+            let incarnation = *incarnation;
             lines.push(Logged {
                 file: path.clone(),
                 line: i + 1,
                 entry,
+                incarnation,
             });
         }
     }
@@ -259,6 +289,51 @@ struct Domain {
     /// report of a slot; a replica that executed another command there is told apart when its
     /// snapshot is checked): what a snapshot below a slot must hold.
     executed: BTreeMap<Slot, Command<KvOp>>,
+    /// Every read a replica's core received (Q1), as the model's read `k`: the lowest `k`
+    /// that no other read waiting at that replica holds when it arrives. The model's replica
+    /// knows a read only by its place among the reads waiting there, so a run is validated
+    /// when at most [`MAX_READS`] wait at a replica at once, however many it serves in all.
+    reads: BTreeMap<(Process, ReadId), ModelRead>,
+}
+
+/// A read as the model's: its number, and the operation it asked for.
+struct ModelRead {
+    k: u8,
+    op: KvOp,
+}
+
+/// Every read the run's cores received, as the model's reads (see [`Domain::reads`]), or
+/// the bound a replica exceeds.
+fn reads_of(lines: &[Logged]) -> Result<BTreeMap<(Process, ReadId), ModelRead>, String> {
+    let mut reads = BTreeMap::new();
+    // Per replica: the reads waiting in its current process, and their model numbers.
+    let mut waiting: BTreeMap<u32, BTreeMap<ReadId, u8>> = BTreeMap::new();
+    for logged in lines {
+        let held = waiting.entry(logged.node()).or_default();
+        let StepLine::Step { input, state, .. } = &logged.entry else {
+            held.clear();
+            continue;
+        };
+        if let Input::Read { id, op } = input {
+            if let btree_map::Entry::Vacant(entry) = reads.entry((logged.process(), *id)) {
+                let k = (1..=MAX_READS as u8)
+                    .find(|k| !held.values().any(|h| h == k))
+                    .ok_or_else(|| {
+                        format!(
+                            "{}: {} reads wait at n{} at once: the model's replica holds at \
+                             most {MAX_READS}",
+                            logged.place(),
+                            held.len() + 1,
+                            logged.node()
+                        )
+                    })?;
+                held.insert(*id, k);
+                entry.insert(ModelRead { k, op: op.clone() });
+            }
+        }
+        held.retain(|id, _| state.reads.waiting.iter().any(|w| w.id == *id));
+    }
+    Ok(reads)
 }
 
 impl Domain {
@@ -269,6 +344,7 @@ impl Domain {
         let mut config: Option<&Config> = None;
         let mut executed = BTreeMap::new();
         let mut snapshots = false;
+        let reads = reads_of(lines)?;
         for logged in lines {
             nodes.insert(logged.node());
             let (StepLine::Start { effects, .. } | StepLine::Step { effects, .. }) = &logged.entry;
@@ -363,13 +439,14 @@ impl Domain {
                 // snapshots is checked by a model that has them (K2's applied prefix).
                 compactions: if snapshots { 8 } else { 0 },
                 catch_ups: 0,
-                reads: 0,
+                reads: if reads.is_empty() { 0 } else { MAX_READS as u8 },
                 lossy: true,
                 duplicating: true,
                 bug: None,
             },
             clients,
             executed,
+            reads,
         };
         // The model's command count is the highest id the run uses.
         let mut highest = 1;
@@ -435,20 +512,7 @@ impl Domain {
     /// executed below it. It must be the state after exactly those commands: the key-value
     /// store and the client table are replayed from them and compared.
     fn snapshot(&self, s: &KvSnapshot) -> Result<ImplSnapshot, String> {
-        let commands: Vec<&Command<KvOp>> =
-            self.executed.range(..s.applied).map(|(_, c)| c).collect();
-        let mut kv = KvStore::new();
-        let mut table: ClientTable<KvOutput> = ClientTable::default();
-        for c in &commands {
-            let output = kv.apply(c);
-            table.insert(
-                c.client,
-                ClientEntry {
-                    last_seq: c.seq,
-                    output,
-                },
-            );
-        }
+        let (commands, kv, table) = self.replayed_below(s.applied);
         if kv.snapshot() != s.state_machine || table != s.clients {
             return Err(format!(
                 "the snapshot at slot {} is not the state after the {} commands executed below \
@@ -470,6 +534,68 @@ impl Domain {
             clients: client_table(&executed),
             state_machine: executed,
         }))
+    }
+
+    /// The commands executed below `applied`, and the key-value store and client table that
+    /// executing them gives.
+    fn replayed_below(
+        &self,
+        applied: Slot,
+    ) -> (Vec<&Command<KvOp>>, KvStore, ClientTable<KvOutput>) {
+        let commands: Vec<&Command<KvOp>> =
+            self.executed.range(..applied).map(|(_, c)| c).collect();
+        let mut kv = KvStore::new();
+        let mut table: ClientTable<KvOutput> = ClientTable::default();
+        for c in &commands {
+            let output = kv.apply(c);
+            table.insert(
+                c.client,
+                ClientEntry {
+                    last_seq: c.seq,
+                    output,
+                },
+            );
+        }
+        (commands, kv, table)
+    }
+
+    /// The model's read that read `id` of `process` is.
+    fn read(&self, process: Process, id: ReadId) -> Result<&ModelRead, String> {
+        self.reads.get(&(process, id)).ok_or_else(|| {
+            format!(
+                "read {id} of n{} is answered or waiting, but its core never received it",
+                process.node
+            )
+        })
+    }
+
+    /// A read's answer as the recorder's (how many commands were executed when it was
+    /// answered), once the logged answer is checked against the key-value state: a leader
+    /// answers from its applied state (Q4), which is the state after the commands executed
+    /// below `applied`.
+    fn read_reply(
+        &self,
+        process: Process,
+        id: ReadId,
+        output: &Option<KvOutput>,
+        applied: Slot,
+    ) -> Result<ImplEffect, String> {
+        let read = self.read(process, id)?;
+        let (commands, kv, _) = self.replayed_below(applied);
+        let expected = kv.query(&read.op);
+        if *output != expected {
+            return Err(format!(
+                "read {id} of n{} ({:?}) answered {output:?}, but the state after the {} \
+                 commands executed below its applied slot {applied} answers {expected:?}",
+                process.node,
+                read.op,
+                commands.len()
+            ));
+        }
+        Ok(Effect::ReadReply {
+            id: u64::from(read.k),
+            output: Some(commands.len() as u64),
+        })
     }
 
     fn record(&self, r: &Record<KvOp>) -> Result<Record<u8>, String> {
@@ -511,7 +637,7 @@ impl Domain {
 
     /// The effect with the state machine's output replaced by the command's position in the
     /// executed sequence, as the model-side [`Recorder`] outputs (outputs are not modelled).
-    fn effect(&self, e: &KvEffect) -> Result<ImplEffect, String> {
+    fn effect(&self, e: &KvEffect, at: Process, applied: Slot) -> Result<ImplEffect, String> {
         Ok(match e {
             Effect::Persist(r) => Effect::Persist(self.record(r)?),
             Effect::Snapshot(s) => Effect::Snapshot(self.snapshot(s)?),
@@ -541,15 +667,24 @@ impl Domain {
                     output: output.as_ref().map(|_| 0),
                 }
             }
-            Effect::ReadReply { .. } => return Err(NOT_VALIDATED_READS.to_string()),
+            Effect::ReadReply { id, output } => self.read_reply(at, *id, output, applied)?,
         })
     }
 
-    fn effects(&self, effects: &[KvEffect]) -> Result<Vec<ImplEffect>, String> {
-        effects.iter().map(|e| self.effect(e)).collect()
+    /// The effects of a step of process `at` that left the replica applied up to `applied`.
+    fn effects(
+        &self,
+        effects: &[KvEffect],
+        at: Process,
+        applied: Slot,
+    ) -> Result<Vec<ImplEffect>, String> {
+        effects
+            .iter()
+            .map(|e| self.effect(e, at, applied))
+            .collect()
     }
 
-    fn input(&self, i: &KvInput) -> Result<ImplInput, String> {
+    fn input(&self, i: &KvInput, at: Process) -> Result<ImplInput, String> {
         Ok(match i {
             Input::Message { from, msg } => Input::Message {
                 from: *from,
@@ -563,7 +698,10 @@ impl Domain {
             ),
             Input::Tick { now_ms } => Input::Tick { now_ms: *now_ms },
             Input::Compact => Input::Compact,
-            Input::Read { .. } => return Err(NOT_VALIDATED_READS.to_string()),
+            Input::Read { id, .. } => Input::Read {
+                id: u64::from(self.read(at, *id)?.k),
+                op: READ_OP,
+            },
         })
     }
 
@@ -575,6 +713,7 @@ impl Domain {
         s: &KvState,
         executed: &[Command<u8>],
         snapshot: Option<ImplSnapshot>,
+        at: Process,
     ) -> Result<ImplReplica, String> {
         let phase = match &s.phase {
             Phase::Follower => Phase::Follower,
@@ -635,12 +774,23 @@ impl Domain {
             persisted_promise: s.persisted_promise,
             compacted: s.compacted,
             timers: s.timers.clone(),
-            // The fence is set at every election, and read by reads only: a run without reads
-            // is validated against the model without reads, where it stays 0.
-            reads: if s.reads.waiting.is_empty() && s.reads.started == 0 {
-                Default::default()
-            } else {
-                return Err(NOT_VALIDATED_READS.to_string());
+            reads: ImplReadIndex {
+                fence: s.reads.fence,
+                started: s.reads.started,
+                confirmed: s.reads.confirmed,
+                acks: s.reads.acks.clone(),
+                waiting: s
+                    .reads
+                    .waiting
+                    .iter()
+                    .map(|w| {
+                        Ok(WaitingRead {
+                            id: u64::from(self.read(at, w.id)?.k),
+                            op: READ_OP,
+                            round: w.round,
+                        })
+                    })
+                    .collect::<Result<_, String>>()?,
             },
         };
         if snapshot.as_ref().map_or(0, |s| s.applied) != s.compacted {
@@ -745,6 +895,8 @@ fn model_step(
 /// One replica's progress through its log.
 struct Node {
     config: Option<Config>,
+    /// The process whose line is being validated: its read ids name its reads.
+    process: Process,
     /// The model's view of the replica (`None` before its first start).
     model: Option<ModelReplica>,
     /// What the current process has executed, in order (from its snapshot on, if any).
@@ -821,8 +973,12 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
     let sent = sent_messages(&domain, lines)?;
     let mut received: Vec<(u32, u32, String)> = Vec::new();
     let mut nodes: Vec<Node> = (0..domain.cfg.replicas)
-        .map(|_| Node {
+        .map(|i| Node {
             config: None,
+            process: Process {
+                node: i as u32,
+                incarnation: 0,
+            },
             model: None,
             executed: Vec::new(),
             durable: Durable::default(),
@@ -837,6 +993,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
     for logged in lines {
         let i = logged.node() as usize;
         let node = &mut nodes[i];
+        node.process = logged.process();
         let actor = &model.actors[i];
         let model_before = node
             .model
@@ -1124,7 +1281,9 @@ fn validate_start(
     let snapshot = recovered.snapshot.map(|s| domain.snapshot(s));
     let snapshot = snapshot.transpose().map_err(Failure::plain)?;
     let recovered = domain.durable(recovered.durable).map_err(Failure::plain)?;
-    let effects = domain.effects(effects).map_err(Failure::plain)?;
+    let effects = domain
+        .effects(effects, node.process, state.applied)
+        .map_err(Failure::plain)?;
     // Which records survived: the longest prefix that folds to what the WAL gave back, after
     // the snapshot recovery started from. The steps from the first one with a lost record on
     // were never performed: their effects waited for those records.
@@ -1271,7 +1430,13 @@ fn logged_outcome(
         }
     }
     let replica = domain
-        .replica(config, state, &node.executed, node.snapshot.clone())
+        .replica(
+            config,
+            state,
+            &node.executed,
+            node.snapshot.clone(),
+            node.process,
+        )
         .map_err(Failure::plain)?;
     outcome_from_impl(&domain.cfg, &replica, effects, before)
         .map_err(|e| Failure::plain(format!("the logged state has no model counterpart: {e}")))
@@ -1326,8 +1491,10 @@ fn validate_step(
         .config
         .clone()
         .ok_or_else(|| Failure::plain("a step before any start line"))?;
-    let input = domain.input(input).map_err(Failure::plain)?;
-    let effects = domain.effects(effects).map_err(Failure::plain)?;
+    let input = domain.input(input, node.process).map_err(Failure::plain)?;
+    let effects = domain
+        .effects(effects, node.process, state.applied)
+        .map_err(Failure::plain)?;
     // A failure here is reported after the bookkeeping below, which later steps rely on.
     let events = model_events(domain, &input, &before, &timers);
     // Heartbeats and retransmissions are not the model's messages: what they send is checked
@@ -1354,15 +1521,15 @@ fn validate_step(
     compare(&expected, &logged?)
 }
 
-/// The sends no model message stands for: a leader's heartbeat (H1) and retransmitted
-/// Accepts (R1) on a tick.
+/// The sends no model message stands for: a leader's heartbeat (H1), retransmitted Accepts
+/// and the outstanding confirmation round's re-sent `Confirm` (R1) on a tick.
 fn is_unmodelled_send(input: &ImplInput, effect: &ImplEffect) -> bool {
     matches!(
         (input, effect),
         (
             Input::Tick { .. },
             Effect::Send {
-                msg: Message::Heartbeat { .. } | Message::Accept { .. },
+                msg: Message::Heartbeat { .. } | Message::Accept { .. } | Message::Confirm { .. },
                 ..
             }
         )
@@ -1446,7 +1613,13 @@ fn model_events(
             cs.sort_by_key(|c| c.id());
             cs.into_iter().map(request).collect()
         }
-        Input::Read { .. } => return Err(Failure::plain(NOT_VALIDATED_READS.to_string())),
+        Input::Read { id, .. } => {
+            let k = u8::try_from(*id).map_err(|_| Failure::plain(format!("read {id}")))?;
+            vec![ModelEvent::Deliver(
+                domain.cfg.reader_id(),
+                MultiMsg::Read(k),
+            )]
+        }
     })
 }
 

@@ -107,7 +107,16 @@ fn chaos_runs_of_3_and_5_replicas_are_transitions_the_model_allows() {
         assert!(report.passed(), "{}", report.render());
         assert_eq!(report.replicas, nodes as usize);
         assert!(report.starts >= nodes as usize);
-        for kind in ["request", "accept", "accepted", "decide"] {
+        let kinds = [
+            "request",
+            "accept",
+            "accepted",
+            "decide",
+            "read",
+            "confirm",
+            "confirmed",
+        ];
+        for kind in kinds {
             assert!(
                 report.by_kind.get(kind).copied().unwrap_or(0) > 0,
                 "no {kind} step validated: {}",
@@ -166,6 +175,14 @@ fn tampered(
     out
 }
 
+/// The field at `pointer` of the first of a step line's effects that has it.
+fn effect_field<'a>(line: &'a mut Value, pointer: &str) -> Option<&'a mut Value> {
+    line.pointer_mut("/step/effects")?
+        .as_array_mut()?
+        .iter_mut()
+        .find_map(|e| e.pointer_mut(pointer))
+}
+
 fn reasons(report: &Report) -> String {
     report
         .rejections
@@ -178,8 +195,8 @@ fn reasons(report: &Report) -> String {
 #[test]
 fn tampered_step_logs_are_rejected() {
     let _cluster = one_cluster_at_a_time();
-    // The tampering needs a run with a restart, an Accept received and a Decide received: a
-    // run whose faults kept every command out (it happens on a loaded machine) is run again.
+    // The tampering needs a run with a restart, an Accept received, a Decide received and a
+    // read: a run whose faults kept every command out (it happens on a loaded machine) is run again.
     let dir = tempfile::tempdir().expect("temp dir");
     let mut logs = Vec::new();
     for seed in 34..37 {
@@ -189,7 +206,7 @@ fn tampered_step_logs_are_rejected() {
         let report = validated(&logs);
         assert!(report.passed(), "{}", report.render());
         let has = |kind: &str| report.by_kind.get(kind).copied().unwrap_or(0) > 0;
-        if report.starts > 3 && has("accept") && has("decide") {
+        if report.starts > 3 && has("accept") && has("decide") && has("read") {
             break;
         }
     }
@@ -276,6 +293,73 @@ fn tampered_step_logs_are_rejected() {
         "{}",
         report.render()
     );
+
+    // A read answered with a value the replica's applied prefix does not hold.
+    let forged_read = tempfile::tempdir().expect("temp dir");
+    let forged_read = tampered(&logs, forged_read.path(), |line| {
+        let Some(output) = effect_field(line, "/ReadReply/output") else {
+            return false;
+        };
+        *output = serde_json::json!({ "Value": "forged" });
+        true
+    });
+    let report = validated(&forged_read);
+    assert!(
+        reasons(&report).contains("below its applied slot"),
+        "{}",
+        report.render()
+    );
+
+    // A read answered the moment it arrived, before any confirmation round (Q1, Q3).
+    let early = tempfile::tempdir().expect("temp dir");
+    let early = answered_on_arrival(&logs, early.path());
+    let report = validated(&early);
+    assert!(
+        reasons(&report).contains("the model does otherwise"),
+        "{}",
+        report.render()
+    );
+}
+
+/// Copies the logs into `dir` with the first read answer of the first log that has one moved
+/// to the step where that read arrived.
+fn answered_on_arrival(logs: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
+    let mut moved = false;
+    let mut out = Vec::new();
+    for log in logs {
+        let text = std::fs::read_to_string(log).expect("read a step log");
+        let mut lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        if !moved {
+            let answer = lines.iter_mut().enumerate().find_map(|(at, line)| {
+                let effects = line.pointer_mut("/step/effects")?.as_array_mut()?;
+                let i = effects.iter().position(|e| e.get("ReadReply").is_some())?;
+                Some((at, effects.remove(i)))
+            });
+            if let Some((answered_at, answer)) = answer {
+                let id = answer.pointer("/ReadReply/id").cloned();
+                let arrival = lines[..answered_at]
+                    .iter_mut()
+                    .rev()
+                    .find(|l| l.pointer("/step/input/Read/id").cloned() == id)
+                    .expect("the read's arrival precedes its answer");
+                arrival
+                    .pointer_mut("/step/effects")
+                    .and_then(Value::as_array_mut)
+                    .expect("a step's effects")
+                    .push(answer);
+                moved = true;
+            }
+        }
+        let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+        let path = dir.join(log.file_name().expect("a file name"));
+        std::fs::write(&path, text.join("\n") + "\n").expect("write a tampered log");
+        out.push(path);
+    }
+    assert!(moved, "no read was answered in these logs");
+    out
 }
 
 /// A 3-replica cluster of `paxos-node serve` processes with step logs, snapshotting after
@@ -431,19 +515,11 @@ fn a_real_run_with_compaction_and_an_install_is_transitions_the_model_allows() {
     // A snapshot whose key-value state is not what its commands leave.
     let forged = tempfile::tempdir().expect("temp dir");
     let forged = tampered(&logs, forged.path(), |line| {
-        let Some(effects) = line
-            .pointer_mut("/step/effects")
-            .and_then(Value::as_array_mut)
-        else {
+        let Some(state) = effect_field(line, "/Snapshot/state_machine") else {
             return false;
         };
-        for effect in effects {
-            if let Some(state) = effect.pointer_mut("/Snapshot/state_machine") {
-                state["forged"] = "value".into();
-                return true;
-            }
-        }
-        false
+        state["forged"] = "value".into();
+        true
     });
     let report = validated(&forged);
     assert!(
