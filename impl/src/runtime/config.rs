@@ -188,11 +188,27 @@ pub enum ReadPolicy {
 }
 
 impl ReadPolicy {
+    pub const ALL: [ReadPolicy; 2] = [ReadPolicy::ReadIndex, ReadPolicy::Log];
+
     pub fn name(self) -> &'static str {
         match self {
             ReadPolicy::ReadIndex => "read-index",
             ReadPolicy::Log => "log",
         }
+    }
+
+    /// The policy named `name` as `[reads] policy` spells it.
+    pub fn from_name(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|policy| policy.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|p| p.name()).collect();
+                format!(
+                    "no read policy {name:?}; the policies are {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 

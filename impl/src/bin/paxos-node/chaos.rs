@@ -26,7 +26,7 @@ use clap::{Args, ValueEnum};
 use paxos_impl::multi::KvOp;
 use paxos_impl::runtime::auth::PeerSecret;
 use paxos_impl::runtime::client::{http_client, Client, ClientError};
-use paxos_impl::runtime::config::{ClusterConfig, Limits};
+use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy};
 use paxos_impl::runtime::node::{SNAPSHOT_INSTALLED, SNAPSHOT_TAKEN};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -101,6 +101,9 @@ pub struct ChaosArgs {
     /// install one to catch up.
     #[arg(long)]
     pub snapshot_interval_slots: Option<u64>,
+    /// How the replicas serve reads (`[reads] policy`: read-index or log).
+    #[arg(long, default_value = "read-index", value_parser = ReadPolicy::from_name)]
+    pub read_policy: ReadPolicy,
     /// Start the replicas with a deliberate bug (builds with the `mutants` feature only): the
     /// run must then fail.
     #[cfg(feature = "mutants")]
@@ -167,6 +170,8 @@ pub struct Report {
     pub search_steps: u64,
     pub violation: Option<ViolationSummary>,
     pub seeded_bug: Option<String>,
+    /// `[reads] policy` of every replica.
+    pub read_policy: String,
     /// The replicas' step logs (`--step-logs`), one per replica, for `paxos-conform validate`.
     pub step_logs: Vec<PathBuf>,
     /// Snapshots the replicas took (K1) and installed from a peer (K4), over every process
@@ -360,23 +365,26 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
     #[cfg(not(feature = "mutants"))]
     let seeded_bug: Option<String> = None;
     say!(
-        "chaos: {} replicas, {} clients, {} keys, {} s, faults {:?}, seed {seed}, in {}",
+        "chaos: {} replicas, {} clients, {} keys, {} s, faults {:?}, reads {}, seed {seed}, in {}",
         args.nodes,
         args.clients,
         args.keys,
         args.duration_secs,
         faults,
+        args.read_policy.name(),
         dir.display()
     );
 
-    let limits = |limits: &mut Limits| {
+    let adjust = |config: &mut ClusterConfig| {
+        let limits = &mut config.limits;
         limits.slot_limit = args.slot_limit.or(limits.slot_limit);
         limits.window = args.window.unwrap_or(limits.window);
         limits.snapshot_interval_slots = args
             .snapshot_interval_slots
             .unwrap_or(limits.snapshot_interval_slots);
+        config.reads.policy = args.read_policy;
     };
-    let (proxies, client_addrs) = write_configs(&dir, args.nodes, limits).await?;
+    let (proxies, client_addrs) = write_configs(&dir, args.nodes, adjust).await?;
     let proxies = Arc::new(proxies);
     let mut proxy_tasks = Vec::new();
     for proxy in proxies.iter() {
@@ -518,6 +526,7 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
         search_steps: verdict.steps,
         violation: summarize(&verdict),
         seeded_bug,
+        read_policy: args.read_policy.name().to_string(),
         step_logs,
         snapshots_taken,
         snapshots_installed,
@@ -558,7 +567,7 @@ async fn free_addr() -> Result<(SocketAddr, TcpListener), String> {
 async fn write_configs(
     dir: &Path,
     n: u32,
-    limits: impl Fn(&mut Limits),
+    adjust: impl Fn(&mut ClusterConfig),
 ) -> Result<(Vec<Proxy>, Vec<SocketAddr>), String> {
     let mut peer_addrs = Vec::new();
     let mut client_addrs = Vec::new();
@@ -604,7 +613,7 @@ async fn write_configs(
         if let Some(auth) = config.auth.as_mut() {
             auth.secret_file = secret.clone();
         }
-        limits(&mut config.limits);
+        adjust(&mut config);
         config.validate().map_err(|e| e.to_string())?;
         let path = dir.join(format!("node-{from}.toml"));
         let text = config.to_toml().map_err(|e| e.to_string())?;
