@@ -4,7 +4,8 @@
 # loopback with their data directories under one temporary directory (same disk, fsync on:
 # our WAL's group commit, etcd's default), both driven by the same load generator
 # (`paxos-node bench`, `--system etcd` for etcd's JSON gateway): 1, 16, 64 and 256 closed-loop
-# clients, 100-byte values, writes only and 90% reads. Also measures one fsync on this disk and
+# clients, 100-byte values, writes only and 90% reads (ours with each read policy: read-index,
+# log; READ_POLICIES to choose). Also measures one fsync on this disk and
 # one loopback TCP round trip, writes specs/etcd-compare.csv and the SVG plots, and prints the
 # tables.
 #
@@ -17,6 +18,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 clients_list=${CLIENTS:-"1 16 64 256"}
 mixes=${MIXES:-"0 0.9"}
+read_policies=${READ_POLICIES:-"read-index log"}
 
 if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
   echo "== installing etcd (etcd-server, etcd-client)"
@@ -129,12 +131,17 @@ printf 'fsync_median_us,%s\nfsync_mean_us,%s\nloopback_rtt_us,%s\n' "$fsync_us" 
   "$rtt_us" >"$work/probes.csv"
 
 for mix in $mixes; do
+  # Writes only: the read policy plays no part. With reads: each policy.
+  policies=$read_policies
+  [ "$mix" = 0 ] && policies=read-index
   for clients in $clients_list; do
-    start_cluster
-    echo "== paxos: $bin bench --endpoints $ep --clients $clients --duration $secs --value-size 100 --read-ratio $mix"
-    "$bin" bench --endpoints $ep --clients "$clients" --duration "$secs" --value-size 100 \
-      --read-ratio "$mix" --csv "$csv" 2>/dev/null
-    stop_cluster
+    for policy in $policies; do
+      start_cluster "$policy"
+      echo "== paxos ($policy reads): $bin bench --endpoints $ep --clients $clients --duration $secs --value-size 100 --read-ratio $mix"
+      "$bin" bench --endpoints $ep --clients "$clients" --duration "$secs" --value-size 100 \
+        --read-ratio "$mix" --csv "$csv" 2>/dev/null
+      stop_cluster
+    done
     start_etcd
     etcd_ep=$(etcd_leader_first)
     echo "== etcd: $bin bench --system etcd --endpoints $etcd_ep --clients $clients --duration $secs --value-size 100 --read-ratio $mix"

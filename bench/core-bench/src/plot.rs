@@ -11,6 +11,9 @@ use plotters::prelude::*;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     pub system: String,
+    /// How reads were served (`[reads] policy` for ours); empty in rows from before the
+    /// column existed, when all of ours went through the log.
+    pub reads: String,
     pub clients: u32,
     pub read_ratio: f64,
     pub throughput: f64,
@@ -55,6 +58,7 @@ pub fn parse_csv(text: &str) -> anyhow::Result<Vec<Row>> {
         idx("cmds_per_leader_fsync")?,
         idx("leader_msgs_per_frame")?,
     );
+    let reads = column("reads").ok();
     let mut rows = Vec::new();
     for (n, line) in lines.enumerate() {
         let fields: Vec<&str> = line.split(',').collect();
@@ -77,6 +81,10 @@ pub fn parse_csv(text: &str) -> anyhow::Result<Vec<Row>> {
         };
         rows.push(Row {
             system: field(system)?.to_string(),
+            reads: match reads {
+                Some(i) => field(i)?.to_string(),
+                None => String::new(),
+            },
             clients: number(clients)? as u32,
             read_ratio: number(read_ratio)?,
             throughput: number(throughput)?,
@@ -94,7 +102,19 @@ pub fn parse_csv(text: &str) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// The mixes present, each with its rows by system and client count.
+impl Row {
+    /// The line this row belongs to: etcd, or ours with its read policy when it read.
+    pub fn series(&self) -> String {
+        match self.system.as_str() {
+            "paxos" if self.read_ratio > 0.0 && !self.reads.is_empty() => {
+                format!("paxos {}", self.reads)
+            }
+            system => system.to_string(),
+        }
+    }
+}
+
+/// The mixes present, each with its rows by series and client count.
 pub type Table<'a> = BTreeMap<String, BTreeMap<(String, u32), &'a Row>>;
 
 pub fn by_mix(rows: &[Row]) -> Table<'_> {
@@ -102,9 +122,17 @@ pub fn by_mix(rows: &[Row]) -> Table<'_> {
     for row in rows {
         let mix = mix_name(row.read_ratio);
         let cell = table.entry(mix).or_default();
-        cell.insert((row.system.clone(), row.clients), row);
+        cell.insert((row.series(), row.clients), row);
     }
     table
+}
+
+/// The series of one mix's cells, ours first.
+fn series_of(cells: &BTreeMap<(String, u32), &Row>) -> Vec<String> {
+    let mut series: Vec<String> = cells.keys().map(|(s, _)| s.clone()).collect();
+    series.dedup();
+    series.sort_by_key(|s| (s == "etcd", s.clone()));
+    series
 }
 
 pub fn mix_name(read_ratio: f64) -> String {
@@ -118,17 +146,23 @@ pub fn mix_name(read_ratio: f64) -> String {
 /// The Markdown table of `specs/results.md`: one row per mix and client count.
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::new();
-    out.push_str("| mix | clients | ours ops/s | etcd ops/s | ours / etcd | ours p50 / p99 / p99.9 (ms) | etcd p50 / p99 / p99.9 (ms) | ours fsyncs per command, leader / cluster | ours commands per leader fsync | ours records per group commit | etcd fsyncs per write, cluster |\n");
-    out.push_str("|---|---:|---:|---:|---:|---|---|---|---:|---:|---:|\n");
+    out.push_str("| mix | our reads | clients | ours ops/s | etcd ops/s | ours / etcd | ours p50 / p99 / p99.9 (ms) | etcd p50 / p99 / p99.9 (ms) | ours fsyncs per command, leader / cluster | ours commands per leader fsync | ours records per group commit | etcd fsyncs per write, cluster |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---|---|---|---:|---:|---:|\n");
     let opt =
         |v: Option<f64>, digits: usize| v.map_or("–".to_string(), |v| format!("{v:.digits$}"));
     for (mix, cells) in by_mix(rows) {
         let mut clients: Vec<u32> = cells.keys().map(|(_, c)| *c).collect();
         clients.sort_unstable();
         clients.dedup();
-        for c in clients {
-            let ours = cells.get(&("paxos".to_string(), c)).copied();
+        let ours_series = series_of(&cells).into_iter().filter(|s| s != "etcd");
+        for (series, c) in ours_series.flat_map(|s| clients.iter().map(move |c| (s.clone(), *c))) {
+            let ours = cells.get(&(series.clone(), c)).copied();
             let etcd = cells.get(&("etcd".to_string(), c)).copied();
+            let policy = ours.map_or("–", |r| match r.reads.as_str() {
+                _ if r.read_ratio == 0.0 => "–",
+                "" => "log",
+                reads => reads,
+            });
             let ops =
                 |r: Option<&Row>| r.map_or("–".to_string(), |r| format!("{:.0}", r.throughput));
             let lat = |r: Option<&Row>| {
@@ -143,7 +177,7 @@ pub fn markdown(rows: &[Row]) -> String {
                 _ => "–".to_string(),
             };
             out.push_str(&format!(
-                "| {mix} | {c} | {} | {} | {ratio} | {} | {} | {} / {} | {} | {} | {} |\n",
+                "| {mix} | {policy} | {c} | {} | {} | {ratio} | {} | {} | {} / {} | {} | {} | {} |\n",
                 ops(ours),
                 ops(etcd),
                 lat(ours),
@@ -160,21 +194,22 @@ pub fn markdown(rows: &[Row]) -> String {
 }
 
 const OURS: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
+const OURS_LOG: RGBColor = RGBColor(0x2c, 0xa0, 0x2c);
 const ETCD: RGBColor = RGBColor(0xd6, 0x27, 0x28);
 
-fn color(system: &str) -> RGBColor {
-    if system == "paxos" {
-        OURS
-    } else {
-        ETCD
+fn color(series: &str) -> RGBColor {
+    match series {
+        "etcd" => ETCD,
+        "paxos log" => OURS_LOG,
+        _ => OURS,
     }
 }
 
-fn label(system: &str) -> &str {
-    if system == "paxos" {
-        "paxos-node"
-    } else {
-        "etcd"
+fn label(series: &str) -> String {
+    match series.strip_prefix("paxos") {
+        Some("") => "paxos-node".to_string(),
+        Some(reads) => format!("paxos-node ({} reads)", reads.trim()),
+        None => series.to_string(),
     }
 }
 
@@ -204,7 +239,8 @@ pub fn throughput_svg(rows: &[Row], path: &Path) -> anyhow::Result<()> {
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()?;
     for (mix, cells) in by_mix(rows) {
-        for system in ["paxos", "etcd"] {
+        for system in series_of(&cells) {
+            let system = system.as_str();
             let points: Vec<(f64, f64)> = cells
                 .iter()
                 .filter(|((s, _), _)| s == system)
@@ -277,7 +313,8 @@ pub fn latency_svg(rows: &[Row], mix: &str, path: &Path) -> anyhow::Result<()> {
         ("p99", |r| r.p99_ms, 2),
         ("p99.9", |r| r.p999_ms, 3),
     ];
-    for system in ["paxos", "etcd"] {
+    for system in series_of(cells) {
+        let system = system.as_str();
         for (name, pick, width) in percentiles {
             let points: Vec<(f64, f64)> = cells
                 .iter()
@@ -322,8 +359,28 @@ etcd,16,0,100,10.0,10000,0,1000.0,12.0,20.0,40.0,60.0,90.0,,2.1000,,,
         assert_eq!(rows[1].leader_fsyncs_per_cmd, None);
         let table = markdown(&rows);
         assert!(
-            table.contains("| writes only | 16 | 3000 | 1000 | 3.00× |"),
+            table.contains("| writes only | – | 16 | 3000 | 1000 | 3.00× |"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn rows_with_reads_are_one_line_per_read_policy_against_etcd() {
+        let csv = "system,clients,read_ratio,value_bytes,seconds,ok,errors,throughput_ops,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,leader_fsyncs_per_cmd,cluster_fsyncs_per_cmd,leader_records_per_fsync,cmds_per_leader_fsync,leader_msgs_per_frame,reads
+paxos,1,0.9,100,10.0,20000,0,2000.0,0.4,0.6,1.0,2.0,5.0,,,,,,read-index
+paxos,1,0.9,100,10.0,7000,0,700.0,1.4,1.6,3.0,4.0,9.0,,,,,,log
+etcd,1,0.9,100,10.0,10000,0,1000.0,1.0,1.2,2.0,3.0,8.0,,,,,,read-index
+";
+        let rows = parse_csv(csv).expect("valid CSV");
+        let table = markdown(&rows);
+        assert!(
+            table.contains("| 90% reads | read-index | 1 | 2000 | 1000 | 2.00× |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 90% reads | log | 1 | 700 | 1000 | 0.70× |"),
+            "{table}"
+        );
+        assert_eq!(label(&rows[1].series()), "paxos-node (log reads)");
     }
 }

@@ -177,8 +177,20 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         }
         System::Etcd => report_etcd_fsyncs(&endpoints, &before, &after, &counts),
     };
+    let reads = match args.system {
+        System::Paxos => read_policy(&http, &endpoints).await,
+        // etcd's linearizable Range (its default) is served through Raft's ReadIndex.
+        System::Etcd => "read-index".to_string(),
+    };
     if let Some(path) = &args.csv {
-        if let Err(e) = append_csv(path, &args, &counts, &histogram, elapsed, &disk) {
+        let run = Run {
+            counts: &counts,
+            histogram: &histogram,
+            elapsed,
+            disk: &disk,
+            reads: &reads,
+        };
+        if let Err(e) = append_csv(path, &args, &run) {
             eprintln!("error: cannot append to {}: {e}", path.display());
             return ExitCode::from(1);
         }
@@ -396,6 +408,20 @@ fn sample(scrape: &Scrape, node: usize, name: &str) -> Option<f64> {
     samples.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
 }
 
+/// The cluster's `[reads] policy`, as the first replica that answers `/status` reports it.
+async fn read_policy(http: &reqwest::Client, endpoints: &[String]) -> String {
+    for endpoint in endpoints {
+        let status = fetch_json::<serde_json::Value>(http, endpoint, "/status").await;
+        if let Some(policy) = status
+            .ok()
+            .and_then(|s| s["read_policy"].as_str().map(String::from))
+        {
+            return policy;
+        }
+    }
+    "unknown".to_string()
+}
+
 async fn find_leader(http: &reqwest::Client, endpoints: &[String]) -> Option<usize> {
     for (i, endpoint) in endpoints.iter().enumerate() {
         let status = fetch_json::<serde_json::Value>(http, endpoint, "/status").await;
@@ -495,16 +521,26 @@ fn report_etcd_fsyncs(
     }
 }
 
-const CSV_HEADER: &str = "system,clients,read_ratio,value_bytes,seconds,ok,errors,throughput_ops,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,leader_fsyncs_per_cmd,cluster_fsyncs_per_cmd,leader_records_per_fsync,cmds_per_leader_fsync,leader_msgs_per_frame";
+const CSV_HEADER: &str = "system,clients,read_ratio,value_bytes,seconds,ok,errors,throughput_ops,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,leader_fsyncs_per_cmd,cluster_fsyncs_per_cmd,leader_records_per_fsync,cmds_per_leader_fsync,leader_msgs_per_frame,reads";
 
-fn append_csv(
-    path: &PathBuf,
-    args: &BenchArgs,
-    counts: &Counts,
-    h: &Histogram<u64>,
+/// What one run measured, for its CSV row.
+struct Run<'a> {
+    counts: &'a Counts,
+    histogram: &'a Histogram<u64>,
     elapsed: Duration,
-    disk: &Disk,
-) -> std::io::Result<()> {
+    disk: &'a Disk,
+    /// How the system served reads (`[reads] policy` for ours).
+    reads: &'a str,
+}
+
+fn append_csv(path: &PathBuf, args: &BenchArgs, run: &Run<'_>) -> std::io::Result<()> {
+    let Run {
+        counts,
+        histogram: h,
+        elapsed,
+        disk,
+        reads,
+    } = run;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -517,7 +553,7 @@ fn append_csv(
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.4}"));
     writeln!(
         file,
-        "{},{},{},{},{:.3},{ok},{},{:.1},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{}",
+        "{},{},{},{},{:.3},{ok},{},{:.1},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{},{reads}",
         args.system.name(),
         args.clients,
         args.read_ratio,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use paxos_impl::runtime::auth::PeerSecret;
-use paxos_impl::runtime::config::{ClusterConfig, LOOPBACK_SECRET_FILE};
+use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy, LOOPBACK_SECRET_FILE};
 
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
@@ -30,6 +30,9 @@ pub struct ClusterArgs {
     /// Cluster name written into the configuration; replicas refuse peers of another cluster.
     #[arg(long, default_value = "local")]
     cluster_id: String,
+    /// How the replicas serve reads (`[reads] policy`: read-index or log).
+    #[arg(long, default_value = "read-index", value_parser = ReadPolicy::from_name)]
+    read_policy: ReadPolicy,
 }
 
 /// How long stopped replicas get to exit before they are killed.
@@ -39,12 +42,13 @@ pub async fn run(args: ClusterArgs, json_logs: bool) -> ExitCode {
     let dir = args.data_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("paxos-cluster-{}", std::process::id()))
     });
-    let config = ClusterConfig::loopback(
+    let mut config = ClusterConfig::loopback(
         &args.cluster_id,
         args.nodes,
         args.peer_port,
         args.client_port,
     );
+    config.reads.policy = args.read_policy;
     let config_path = match write_config(&dir, &config) {
         Ok(path) => path,
         Err(e) => {
@@ -69,9 +73,10 @@ pub async fn run(args: ClusterArgs, json_logs: bool) -> ExitCode {
         .map(|n| n.client_addr.to_string())
         .collect();
     say!(
-        "cluster {:?}: {} replicas, data and logs in {}",
+        "cluster {:?}: {} replicas, reads {}, data and logs in {}",
         args.cluster_id,
         args.nodes,
+        args.read_policy.name(),
         dir.display()
     );
     for (node, (_, child)) in config.nodes.iter().zip(&children) {
