@@ -8,11 +8,14 @@ ep="127.0.0.1:$client_port,127.0.0.1:$((client_port + 1)),127.0.0.1:$((client_po
 cluster_pid=
 
 # Starts the cluster with empty data directories and waits up to 10 s for a leader; the
-# optional argument is its read policy (default: the configuration's, read-index).
+# optional argument is its read policy (none: the binary's default, so that binaries from
+# before read policies existed still start, as bench/ab-service.sh needs).
 start_cluster() {
   rm -rf "$work/cluster"
+  local policy=()
+  [ -n "${1:-}" ] && policy=(--read-policy "$1")
   "$bin" cluster --nodes 3 --data-dir "$work/cluster" --peer-port "$peer_port" \
-    --client-port "$client_port" --read-policy "${1:-read-index}" >"$work/cluster.out" 2>&1 &
+    --client-port "$client_port" "${policy[@]}" >"$work/cluster.out" 2>&1 &
   cluster_pid=$!
   for _ in $(seq 100); do
     "$bin" status --endpoints "$ep" 2>/dev/null | grep -q '"role":"leading"' && return 0
