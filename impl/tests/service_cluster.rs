@@ -744,8 +744,21 @@ fn five_replicas_keep_serving_with_two_down() {
 }
 
 /// The value of metric `name` at `endpoint` (0 if the node does not answer).
+/// A counter's value at `endpoint` (0 when it has no sample). A fetch that fails is retried
+/// for a few seconds, then fails the test: read as 0, a scrape that timed out on a loaded
+/// machine made a counter look unchanged.
 async fn metric(http: &reqwest::Client, endpoint: &str, name: &str) -> f64 {
-    let metrics = fetch_metrics(http, endpoint).await.unwrap_or_default();
+    let mut attempts = 0;
+    let metrics = loop {
+        match fetch_metrics(http, endpoint).await {
+            Ok(metrics) => break metrics,
+            Err(e) if attempts >= 20 => panic!("no metrics from {endpoint}: {e}"),
+            Err(_) => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
     metrics
         .into_iter()
         .find(|(n, _)| n == name)
@@ -826,7 +839,13 @@ fn a_replica_down_while_the_others_snapshot_catches_up_by_snapshot() {
             .expect("applied");
         wait_for_applied(&http, &endpoint, leader_applied).await;
         let installed = metric(&http, &endpoint, "paxos_snapshots_installed_total").await;
-        assert!(installed >= 1.0, "caught up by a snapshot: {installed}");
+        let now = status(&http, &endpoint).await;
+        assert!(
+            installed >= 1.0,
+            "caught up by a snapshot: {installed}; leader {leader} applied {leader_applied}; \
+             behind {behind}: {now:?}\n{}",
+            cluster.log(behind)
+        );
         let compacted = status(&http, &endpoint)
             .await
             .and_then(|s| s["compacted"].as_u64());
