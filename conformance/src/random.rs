@@ -73,6 +73,7 @@ pub fn long_walk_config(replicas: usize) -> MultiConfig {
         lossy: true,
         duplicating: true,
         bug: None,
+        ..MultiConfig::default()
     }
 }
 

@@ -443,6 +443,7 @@ impl Domain {
                 lossy: true,
                 duplicating: true,
                 bug: None,
+                ..MultiConfig::default()
             },
             clients,
             executed,

@@ -133,6 +133,20 @@ pub struct MultiBounds {
     /// through the read index (Q1-Q5). 0: no reader.
     #[arg(long, default_value_t = MultiConfig::default().reads)]
     pub reads: u8,
+    /// The reader invokes every read at this replica only (default: at any replica).
+    #[arg(long)]
+    pub reader_at: Option<u8>,
+    /// Leader leases (L1-L6): a grant lasts this many ticks of the granting replica's clock.
+    /// 0 disables leases and time.
+    #[arg(long, default_value_t = MultiConfig::default().leases)]
+    pub leases: u8,
+    /// The clock bound: at every moment any two replicas' clocks differ by at most this many
+    /// ticks (a lease is --leases minus twice this).
+    #[arg(long, default_value_t = MultiConfig::default().drift)]
+    pub drift: u8,
+    /// How far each replica's clock may run, in ticks.
+    #[arg(long, default_value_t = MultiConfig::default().ticks)]
+    pub ticks: u8,
     #[command(flatten)]
     pub faults: FaultFlags,
 }
@@ -161,6 +175,10 @@ impl MultiBounds {
             compactions: self.compactions,
             catch_ups: self.catch_ups,
             reads: self.reads,
+            reader_at: self.reader_at,
+            leases: self.leases,
+            drift: self.drift,
+            ticks: self.ticks,
             lossy: faults.lossy,
             duplicating: faults.duplicating,
             bug,

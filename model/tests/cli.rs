@@ -166,7 +166,7 @@ fn multi_check_of_a_small_configuration_holds_everywhere() {
     assert_eq!(report["variant"], "multi");
     assert_eq!(report["complete"], true);
     let properties = report["properties"].as_array().expect("properties");
-    assert_eq!(properties.len(), 31);
+    assert_eq!(properties.len(), 32);
     for property in properties {
         assert!(passes(property), "{property}");
     }
