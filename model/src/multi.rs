@@ -475,6 +475,10 @@ pub enum MultiBug {
         message = "replica promises a higher ballot while a lease it granted holds (L2 dropped)"
     )]
     LeaseOutlivesPromise,
+    #[strum(
+        message = "replica campaigns while a lease it granted holds (L2' dropped): it promises its own higher ballot"
+    )]
+    LeaseGrantorCampaigns,
 }
 
 impl MultiBug {
@@ -499,7 +503,8 @@ impl MultiBug {
             | MultiBug::ReadBeforeElectionWrites
             | MultiBug::ConfirmAbovePromise
             | MultiBug::ReadJoinsOutstandingRound
-            | MultiBug::LeaseOutlivesPromise => &["Read linearizability"],
+            | MultiBug::LeaseOutlivesPromise
+            | MultiBug::LeaseGrantorCampaigns => &["Read linearizability"],
         }
     }
 
@@ -584,7 +589,7 @@ impl MultiBug {
             // A lease held at the initial leader (its bootstrap round), a replica that granted
             // it promising a new leader that chooses a write, and a read at the old leader.
             // No time needs to pass: the grant holds throughout (ticks 0).
-            MultiBug::LeaseOutlivesPromise => MultiConfig {
+            MultiBug::LeaseOutlivesPromise | MultiBug::LeaseGrantorCampaigns => MultiConfig {
                 commands: 1,
                 slots: 1,
                 window: 1,
@@ -1423,7 +1428,7 @@ impl MultiActor {
             return;
         }
         // L2': no campaign while a lease this replica granted holds (the timer is re-armed).
-        if r.lease.grant_active() {
+        if r.lease.grant_active() && !t.has_bug(MultiBug::LeaseGrantorCampaigns) {
             return;
         }
         let Some(round) = t.next_campaign(r) else {
