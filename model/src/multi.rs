@@ -817,6 +817,12 @@ impl LeaseClock {
         self.now < self.lease_until
     }
 
+    /// L1, L6: promise nothing new for `length` more ticks of this clock (a grant only ever
+    /// extends).
+    fn grant(&mut self, length: u8) {
+        self.grant_until = self.grant_until.max(self.now + length);
+    }
+
     /// Forgets every deadline that has passed.
     fn forget_passed(&mut self) {
         for deadline in [
@@ -1157,6 +1163,11 @@ impl Topology {
         !matches!(r.phase, LeaderPhase::Leading { .. }) && self.next_campaign(r).is_some()
     }
 
+    /// The clock timer is armed while leases are on and the clock has ticks left.
+    fn clock_armed(&self, r: &ReplicaState) -> bool {
+        self.cfg.leases > 0 && r.lease.now < self.cfg.ticks
+    }
+
     /// The highest sequence number of `client` this replica has executed (the client table).
     fn last_seq(&self, r: &ReplicaState, client: usize) -> u8 {
         if self.has_bug(MultiBug::IgnoreClientSequence) {
@@ -1248,7 +1259,7 @@ impl Actor for MultiActor {
                         r.lease.now = saved.clock;
                         // L6: a lease this replica granted and forgot may still hold.
                         if t.cfg.leases > 0 {
-                            r.lease.grant_until = r.lease.now + t.cfg.leases;
+                            r.lease.grant(t.cfg.leases);
                         }
                         self.apply(id, &mut r, o);
                     }
@@ -1270,7 +1281,7 @@ impl Actor for MultiActor {
                     None if t.cfg.leases > 0 => o.save(r.storage()),
                     None => {}
                 }
-                if t.cfg.leases > 0 && r.lease.now < t.cfg.ticks {
+                if t.clock_armed(&r) {
                     o.set_timer(MultiTimer::Clock, model_timeout());
                 }
                 if t.election_armed(&r) {
@@ -1380,7 +1391,7 @@ impl Actor for MultiActor {
                 let mut r = before;
                 r.lease.now += 1;
                 r.lease.forget_passed();
-                if r.lease.now < self.topology.cfg.ticks {
+                if self.topology.clock_armed(&r) {
                     o.set_timer(MultiTimer::Clock, model_timeout());
                 }
                 let armed = self.topology.election_armed(&before);
@@ -1995,8 +2006,7 @@ impl MultiActor {
             o.send(src, MultiMsg::Nack(b, r.promised));
         } else {
             if t.cfg.leases > 0 {
-                let until = r.lease.now + t.cfg.leases;
-                r.lease.grant_until = r.lease.grant_until.max(until);
+                r.lease.grant(t.cfg.leases);
             }
             o.send(src, MultiMsg::Confirmed(b, n));
         }
