@@ -201,6 +201,19 @@ async fn wait_for_applied(http: &reqwest::Client, endpoint: &str, slots: u64) {
     }
 }
 
+/// Waits until every WAL submission `endpoint` made is durable.
+async fn wait_for_durable(http: &reqwest::Client, endpoint: &str) {
+    loop {
+        let undurable = status(http, endpoint)
+            .await
+            .and_then(|s| s["wal_submissions_undurable"].as_u64());
+        if undurable == Some(0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn local(http: &reqwest::Client, endpoint: &str, key: &str) -> Option<LocalValue> {
     let url = format!("{endpoint}/v1/local/kv/{key}");
     let response = http.get(&url).send().await.ok()?;
@@ -943,6 +956,9 @@ async fn records_written_by_reads(cluster: &TestCluster, keys: u64, rounds: u64)
     }
     for id in 0..3 {
         wait_for_applied(&http, &cluster.endpoint(id), keys).await;
+        // A replica applies a slot within the step that learns it chosen, before that step's
+        // records are durable and counted: wait for them, or they count against the reads.
+        wait_for_durable(&http, &cluster.endpoint(id)).await;
     }
     let before = wal_records(&http, cluster, 3).await;
     for id in 0..3 {

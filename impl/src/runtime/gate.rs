@@ -69,6 +69,11 @@ impl<T> DurabilityGate<T> {
         self.durable < self.submitted
     }
 
+    /// Submissions made and not durable yet.
+    pub fn undurable(&self) -> u64 {
+        self.submitted.saturating_sub(self.durable)
+    }
+
     /// Items still held.
     pub fn held(&self) -> usize {
         self.held.iter().map(|(_, items)| items.len()).sum()

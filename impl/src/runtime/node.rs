@@ -146,6 +146,10 @@ pub struct NodeStatus {
     pub waiting_clients: usize,
     /// Reads waiting at this leader for a confirmation round or for the applied prefix.
     pub waiting_reads: usize,
+    /// WAL submissions not yet durable. The core applies a chosen slot within its step, before
+    /// the step's records are durable, so `applied` can run ahead of `wal_records`: a reader
+    /// that needs both settled waits for this to be 0.
+    pub wal_submissions_undurable: u64,
     pub wal_fsyncs: u64,
     pub wal_records: u64,
     pub wal_batches: u64,
@@ -760,6 +764,7 @@ impl<S: Replicated> NodeTask<S> {
             pending: self.replica.pending().count(),
             waiting_clients: self.waiters.len(),
             waiting_reads: self.read_waiters.len(),
+            wal_submissions_undurable: self.gate.undurable(),
             wal_fsyncs: stats.fsyncs,
             wal_records: stats.records_written,
             wal_batches: stats.batches,
