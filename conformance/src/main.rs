@@ -497,7 +497,6 @@ fn check_command(variant: Variant) -> Result<u8, Failure> {
         }
         Variant::Multi { bounds, opts } => {
             let cfg = bounds.config().map_err(Failure::Usage)?;
-            paxos_conformance::multi::conformable(&cfg).map_err(Failure::Usage)?;
             let model = multi::model(cfg);
             runner::check_expected_witnesses(&model, &opts.expect_witness)
                 .map_err(Failure::Usage)?;

@@ -19,9 +19,15 @@
 //!   back is exact, and checked); the state machine is a [`Recorder`], whose executed sequence
 //!   is the model's `executed`, and whose client table is rebuilt from it;
 //! - `Deliver Request(c)` is [`Input::ClientRequest`], any other delivery at a replica is
-//!   [`Input::Message`], the `Election` timer is an [`Input::Tick`] at [`TIMERS_DUE_MS`] (the
-//!   concretised replica's armed timers are all due then), and `Recover` rebuilds the replica
-//!   from the model's durable storage alone with [`Replica::recover`];
+//!   [`Input::Message`], the `Election` timer is an [`Input::Tick`] at the replica's clock
+//!   (the concretised replica's armed timers are all due then), and `Recover` rebuilds the
+//!   replica from the model's durable storage alone with [`Replica::recover_from`];
+//! - time (leases, L1–L6): a model tick is a millisecond. The model's clock is the core's
+//!   [`Timers::now_ms`], its deadlines the core's [`Lease`] (0 is `None`), its `Clock` timer a
+//!   `Tick` one millisecond on with no timer due ([`Due::Clock`]); the lease is `L` ms and
+//!   the margin `2D`. The clock the model keeps in storage is the host's, which the core
+//!   reads at recovery (`Replica::recover_from`'s `now_ms`); the drift bound is the
+//!   environment's, the model's alone;
 //! - the model's `Compact` timer is [`Input::Compact`] (K1), its `CatchUp` timer a `Tick` at
 //!   which only the concretised replica's catch-up deadline is due (K5, [`Due`]);
 //! - the core's timer-driven steps that the model takes as stuttering steps (the leader's
@@ -58,7 +64,7 @@ use paxos_model::multi::{
 use paxos_model::types::{Ballot, IdSet};
 use paxos_protocol::multi::{
     AppliedState, ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry,
-    Input, InputOf, Message, MessageOf, Millis, Phase, ReadIndex as ImplReadIndex, Recorder,
+    Input, InputOf, Lease, Message, MessageOf, Millis, Phase, ReadIndex as ImplReadIndex, Recorder,
     Replica, ReplicaEffect, ReplicaState as ImplState, SlotMap, SnapshotOf, Timers, Timing,
     WaitingRead,
 };
@@ -116,20 +122,6 @@ impl StepOutcome {
 
 // ------------------------------------------------------------------------------ vocabulary
 
-/// Whether the core has every rule `cfg` exercises: every rule but leases (L1-L6).
-/// Kept as the one place conformance refuses a configuration whose rules are in the model
-/// only, which is how a protocol feature lands (model first).
-pub fn conformable(cfg: &MultiConfig) -> Result<(), String> {
-    if cfg.leases > 0 {
-        return Err(
-            "--leases: leader leases (L1-L6) are in the model only; the core does not have \
-             them yet, so there is nothing to replay them on"
-                .into(),
-        );
-    }
-    Ok(())
-}
-
 /// The implementation configuration of replica `id`: replica 0 is the initial leader, the
 /// window and the slot bound are the model's.
 pub fn impl_config(cfg: &MultiConfig, id: usize) -> Config {
@@ -139,35 +131,50 @@ pub fn impl_config(cfg: &MultiConfig, id: usize) -> Config {
         initial_leader: 0,
         window: cfg.window as u64,
         slot_limit: Some(cfg.slots as u64),
-        timing: Timing::default(),
+        timing: Timing {
+            lease_ms: Millis::from(cfg.leases),
+            lease_margin_ms: Millis::from(cfg.lease_margin()),
+            ..Timing::default()
+        },
     }
 }
 
-/// The time a concretised replica is ticked at: the timers [`Due`] names are due then.
-pub const TIMERS_DUE_MS: Millis = 1;
-
-/// Where a concretised replica's timers that are not due stand: past any tick conformance
-/// gives.
+/// How far past the clock a concretised replica's timers that are not due stand: past any
+/// tick conformance gives.
 const TIMERS_NOT_DUE_MS: Millis = 1_000_000;
 
-/// Which of a concretised replica's timers are due at [`TIMERS_DUE_MS`]: those its phase arms
-/// (the election timer, or a leader's heartbeat and retransmission), or the catch-up timer
-/// (K5) alone. The model has a timer for each; the core one clock.
+/// Which of a concretised replica's timers are due at its clock's reading: those its phase
+/// arms (the election timer, or a leader's heartbeat and retransmission), the catch-up timer
+/// (K5) alone, or none (the clock's tick). The model has a timer for each; the core one clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Due {
     Phase,
     CatchUp,
+    Clock,
 }
 
-/// The timers of a concretised replica at time 0: those its phase arms and the catch-up
-/// timer, the ones `due` names due at [`TIMERS_DUE_MS`]; a leader's retransmission covers
-/// every slot in flight (the most R1 can re-send).
-fn timers_due(phase: &Phase<u8>, due: Due) -> Timers {
+/// The tick a replica whose clock reads `now` is stepped with for `timer`: at `now` for the
+/// timers that are due then, one millisecond on for the clock's (leases' time passing).
+fn tick_for(now: Millis, due: Due) -> ImplInput {
+    let now_ms = match due {
+        Due::Phase | Due::CatchUp => now,
+        Due::Clock => now + 1,
+    };
+    Input::Tick { now_ms }
+}
+
+/// The timers of a concretised replica whose clock reads `now`: those its phase arms and the
+/// catch-up timer, the ones `due` names due at `now`; a leader's retransmission covers every
+/// slot in flight (the most R1 can re-send).
+fn timers_due(phase: &Phase<u8>, due: Due, now: Millis) -> Timers {
+    let (due_at, later) = (now, now + TIMERS_NOT_DUE_MS);
     let (phase_at, catch_up_at) = match due {
-        Due::Phase => (TIMERS_DUE_MS, TIMERS_NOT_DUE_MS),
-        Due::CatchUp => (TIMERS_NOT_DUE_MS, TIMERS_DUE_MS),
+        Due::Phase => (due_at, later),
+        Due::CatchUp => (later, due_at),
+        Due::Clock => (later, later),
     };
     let mut timers = Timers {
+        now_ms: now,
         election_timeout_ms: Timing::default().election_timeout_min_ms,
         catch_up_at_ms: Some(catch_up_at),
         ..Timers::default()
@@ -557,11 +564,14 @@ pub fn model_recovery_view(storage: Option<&ReplicaStorage>) -> ReplicaStorage {
     }
 }
 
-/// The implementation's durable state as recovery reads it (M11): its log and its snapshot.
+/// The implementation's durable state as recovery reads it (M11): its log and its snapshot,
+/// with the host's clock reading `clock` (the model keeps it in storage: a restart does not
+/// reset it).
 pub fn impl_recovery_view(
     cfg: &MultiConfig,
     d: &Durable<u8>,
     snapshot: Option<&ImplSnapshot>,
+    clock: Millis,
 ) -> Result<ReplicaStorage, String> {
     let promised = d.promised.map(ballot_out).transpose()?;
     let (compacted, snapshot) = match snapshot {
@@ -575,8 +585,7 @@ pub fn impl_recovery_view(
         chosen: map_to_slots(&d.chosen, |e| entry_to_model(cfg, e))?,
         compacted,
         snapshot,
-        // The core has no clock yet: leases are the model's only (see `conformable`).
-        clock: 0,
+        clock: clock_to_model(cfg, clock)?,
     };
     Ok(model_recovery_view(Some(&storage)))
 }
@@ -631,7 +640,7 @@ pub fn concretize(
         },
     };
     let executed: Vec<Command<u8>> = r.executed().map(|c| command_to_impl(cfg, c)).collect();
-    let timers = timers_due(&phase, due);
+    let timers = timers_due(&phase, due, Millis::from(r.lease.now));
     let state = ImplState {
         round: u64::from(r.round),
         promised: ballot_to_impl(r.promised),
@@ -651,6 +660,11 @@ pub fn concretize(
         compacted: u64::from(r.compacted),
         timers,
         reads: reads_to_impl(&r.reads),
+        lease: Lease {
+            grant_until: deadline_to_impl(r.lease.grant_until),
+            round_lease: deadline_to_impl(r.lease.round_lease),
+            lease_until: deadline_to_impl(r.lease.lease_until),
+        },
     };
     let snapshot = snapshot_to_impl(cfg, r.compacted, &r.snapshot);
     Replica::from_state(impl_config(cfg, id), state, snapshot, Recorder { executed })
@@ -719,8 +733,38 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
             None => [None; MAX_SLOTS],
         },
         reads: reads_to_model(cfg, &s.reads)?,
-        lease: LeaseClock::default(),
+        lease: LeaseClock {
+            now: clock_to_model(cfg, s.timers.now_ms)?,
+            grant_until: deadline_to_model("grant_until", s.lease.grant_until)?,
+            round_lease: deadline_to_model("round_lease", s.lease.round_lease)?,
+            lease_until: deadline_to_model("lease_until", s.lease.lease_until)?,
+        },
     })
+}
+
+/// The model's clock is time for leases only: without them it stays 0 (so as not to split
+/// equal states), and the core's clock, which the other timers move, is not compared.
+fn clock_to_model(cfg: &MultiConfig, now: Millis) -> Result<u8, String> {
+    if cfg.leases > 0 {
+        small("clock", now)
+    } else {
+        Ok(0)
+    }
+}
+
+/// A model deadline (0: none) as the core's.
+fn deadline_to_impl(at: u8) -> Option<Millis> {
+    (at > 0).then_some(Millis::from(at))
+}
+
+fn deadline_to_model(name: &str, at: Option<Millis>) -> Result<u8, String> {
+    match at {
+        None => Ok(0),
+        Some(0) => Err(format!(
+            "{name} at 0, which the model cannot tell from none"
+        )),
+        Some(at) => small(name, at),
+    }
 }
 
 /// The model's read `k` is the core's read id `k`; its operation is immaterial (the
@@ -885,7 +929,7 @@ pub(crate) fn outcome_from_impl(
     Ok(StepOutcome {
         state: abstraction(cfg, replica)?,
         sends,
-        persisted: impl_recovery_view(cfg, &durable, snapshot.as_ref())?,
+        persisted: impl_recovery_view(cfg, &durable, snapshot.as_ref(), replica.now_ms())?,
         election_timer: replica.election_timer_armed() && campaign_within_bound(cfg, replica),
     })
 }
@@ -959,8 +1003,9 @@ pub(crate) fn replay(
     next: &MultiModelState,
 ) -> Pair {
     let cfg = &model.cfg;
-    let tick = Input::Tick {
-        now_ms: TIMERS_DUE_MS,
+    let tick = |id: Id, due: Due| {
+        let now = replica_of(&state.actor_states[usize::from(id)]).map_or(0, |r| r.lease.now);
+        Some(tick_for(Millis::from(now), due))
     };
     let (i, input, due) = match action {
         ActorModelAction::Deliver { dst, .. } | ActorModelAction::Timeout(dst, _)
@@ -975,13 +1020,16 @@ pub(crate) fn replay(
             (usize::from(*dst), input_of(cfg, *src, *msg), Due::Phase)
         }
         ActorModelAction::Timeout(id, MultiTimer::Election) => {
-            (usize::from(*id), Some(tick), Due::Phase)
+            (usize::from(*id), tick(*id, Due::Phase), Due::Phase)
         }
         ActorModelAction::Timeout(id, MultiTimer::Compact) => {
             (usize::from(*id), Some(Input::Compact), Due::Phase)
         }
         ActorModelAction::Timeout(id, MultiTimer::CatchUp) => {
-            (usize::from(*id), Some(tick), Due::CatchUp)
+            (usize::from(*id), tick(*id, Due::CatchUp), Due::CatchUp)
+        }
+        ActorModelAction::Timeout(id, MultiTimer::Clock) => {
+            (usize::from(*id), tick(*id, Due::Clock), Due::Clock)
         }
         ActorModelAction::Timeout(id, MultiTimer::Retry) => (usize::from(*id), None, Due::Phase),
         ActorModelAction::Recover(id) if usize::from(*id) < cfg.replicas => {
@@ -1083,9 +1131,7 @@ pub fn stutters(model: &MultiModel, state: &MultiModelState) -> Vec<Stutter> {
                 }
             }
             resent.sort();
-            let input = Input::Tick {
-                now_ms: TIMERS_DUE_MS,
-            };
+            let input = tick_for(Millis::from(r.lease.now), Due::Phase);
             checks.push(Stutter {
                 node: i,
                 label: "tick at a leader (H1, R1)".into(),
@@ -1197,9 +1243,12 @@ fn recover(model: &MultiModel, state: &MultiModelState, i: usize, next: &MultiMo
         next,
     );
     let (durable, snapshot) = persisted_to_impl(cfg, storage);
+    // The host's clock, which the crash did not reset.
+    let clock = storage.map_or(0, |s| Millis::from(s.clock));
     let recover = || {
         let from = snapshot.as_deref().cloned();
-        Replica::recover_from(impl_config(cfg, i), durable.clone(), from, Sm::default())
+        let config = impl_config(cfg, i);
+        Replica::recover_from(config, durable.clone(), from, Sm::default(), clock)
     };
     let actual = guarded(recover).and_then(|result| {
         let (replica, effects) = result.map_err(|e| format!("recovery refused: {e}"))?;
@@ -1350,7 +1399,13 @@ mod tests {
                 let replica = concretize(&cfg, i, r, storage, Due::Phase);
                 assert_eq!(abstraction(&cfg, &replica).unwrap(), canonical(*r));
                 assert_eq!(
-                    impl_recovery_view(&cfg, &replica.durable(), replica.snapshot()).unwrap(),
+                    impl_recovery_view(
+                        &cfg,
+                        &replica.durable(),
+                        replica.snapshot(),
+                        replica.now_ms()
+                    )
+                    .unwrap(),
                     model_recovery_view(storage)
                 );
             }
@@ -1364,11 +1419,7 @@ mod tests {
     #[test]
     fn every_seeded_model_bug_is_a_divergence() {
         let mut missed = Vec::new();
-        // The lease bugs (L1-L6) wait for the core's lease rules.
-        let replayable = MultiBug::ALL
-            .iter()
-            .filter(|bug| conformable(&bug.witness_config()).is_ok());
-        for &bug in replayable {
+        for &bug in MultiBug::ALL {
             let outcome = run(bug.name(), &bug.witness_config(), 1);
             match outcome.first_divergence() {
                 None => missed.push(bug.name()),

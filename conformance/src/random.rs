@@ -30,7 +30,7 @@ use std::ops::ControlFlow;
 use paxos_model::multi::{self, MultiConfig, MultiModelState, MultiMsg, MultiTimer};
 use std::sync::Arc;
 
-use paxos_protocol::multi::{Durable, Input, Message, Replica, Runs, Slot, Timing};
+use paxos_protocol::multi::{Durable, Input, Message, Replica, Runs, Slot, Timers, Timing};
 use paxos_protocol::sim::{ignore, Cluster as Sim, MemoryLog, Observer};
 use stateright::actor::{ActorModelAction, Id};
 use stateright::{Expectation, Model};
@@ -74,6 +74,17 @@ pub fn long_walk_config(replicas: usize) -> MultiConfig {
         duplicating: true,
         bug: None,
         ..MultiConfig::default()
+    }
+}
+
+/// [`long_walk_config`] with leader leases (L1–L6): grants of 3 ticks, clocks within 1 tick
+/// of each other, 30 ticks of time in a walk.
+pub fn lease_walk_config(replicas: usize) -> MultiConfig {
+    MultiConfig {
+        leases: 3,
+        drift: 1,
+        ticks: 30,
+        ..long_walk_config(replicas)
     }
 }
 
@@ -271,15 +282,23 @@ impl Cluster {
         Ok((durable, node.storage.snapshot.clone().map(Arc::new)))
     }
 
-    /// K5 at replica `i`, as the model's catch-up timer fires it: its catch-up deadline
-    /// moves to the present and it ticks there, where no other deadline is due (time moves
-    /// only by ticks, each of which fires what is due). The input to step it with.
-    fn catch_up(&mut self, i: usize) -> Option<ImplInput> {
+    /// A model timer at replica `i` (the election timer M1, or the catch-up timer K5) as the
+    /// core fires it: `deadline` picks its deadline, which moves to the present, and the
+    /// replica ticks there, where no other deadline is due. So the core's clock moves only
+    /// with the model's (its `Clock` timer, leases' time): the model's timers fire at no
+    /// particular time. The input to step it with (`None`: the timer is not armed).
+    fn fire(
+        &mut self,
+        i: usize,
+        deadline: fn(&mut Timers) -> &mut Option<u64>,
+    ) -> Option<ImplInput> {
         let node = self.sim.nodes.get_mut(i)?;
         let replica = node.replica.as_ref()?;
         let mut state = replica.state().clone();
         let now_ms = state.timers.now_ms;
-        state.timers.catch_up_at_ms = Some(now_ms);
+        let at = deadline(&mut state.timers);
+        (*at)?;
+        *at = Some(now_ms);
         let snapshot = replica.snapshot().cloned();
         let sm = replica.state_machine().clone();
         let rebuilt = Replica::from_state(node.config.clone(), state, snapshot, sm).ok()?;
@@ -341,7 +360,7 @@ fn compare_at_rest(
         ));
     }
     let (durable, snapshot) = cluster.durable(i)?;
-    let persisted = impl_recovery_view(cfg, &durable, snapshot.as_ref())?;
+    let persisted = impl_recovery_view(cfg, &durable, snapshot.as_ref(), replica.now_ms())?;
     let expected = model_recovery_view(state.actor_storages[i].as_ref());
     if persisted != expected {
         return Err(format!(
@@ -367,11 +386,14 @@ fn impl_step(
             (i, input_of(cfg, *src, *msg))
         }
         ActorModelAction::Timeout(id, MultiTimer::Election) => {
-            // The replica's clock moves on to its election deadline (M1).
             let i = replica_index(id)?;
-            let timers = &cluster.replica(i)?.state().timers;
-            let tick = |now_ms| paxos_protocol::multi::Input::Tick { now_ms };
-            (i, timers.election_at_ms.map(tick))
+            cluster.replica(i)?;
+            (i, cluster.fire(i, |timers| &mut timers.election_at_ms))
+        }
+        ActorModelAction::Timeout(id, MultiTimer::Clock) => {
+            let i = replica_index(id)?;
+            let now_ms = cluster.replica(i)?.now_ms() + 1;
+            (i, Some(Input::Tick { now_ms }))
         }
         ActorModelAction::Timeout(id, MultiTimer::Compact) => {
             let i = replica_index(id)?;
@@ -380,7 +402,10 @@ fn impl_step(
         }
         ActorModelAction::Timeout(id, MultiTimer::CatchUp) => {
             let i = replica_index(id)?;
-            (i, Some(cluster.catch_up(i)?))
+            (
+                i,
+                Some(cluster.fire(i, |timers| &mut timers.catch_up_at_ms)?),
+            )
         }
         ActorModelAction::Crash(id) => {
             cluster.sim.crash(replica_index(id)? as u32);
@@ -858,6 +883,36 @@ mod tests {
         fn three_replicas_walk_in_lockstep(choices in prop::collection::vec(any::<u32>(), 200..400)) {
             assert_walks(&long_walk_config(3), &choices)?;
         }
+
+        /// With leases: time passes (each replica's clock), grants hold elections back, and
+        /// reads are answered under leases.
+        #[test]
+        fn replicas_with_leases_walk_in_lockstep(
+            replicas in prop::sample::select(vec![3usize, 5]),
+            choices in prop::collection::vec(any::<u32>(), 200..400),
+        ) {
+            assert_walks(&lease_walk_config(replicas), &choices)?;
+        }
+    }
+
+    /// Lease walks go where leases matter: clocks tick (so grants and leases expire),
+    /// elections still happen past the grants, and reads are answered.
+    #[test]
+    fn lease_walks_tick_elect_and_read_under_leases() {
+        let cfg = lease_walk_config(3);
+        let (mut ticks, mut elections, mut reads) = (0, 0, 0);
+        for seed in 0..20 {
+            let walk = lockstep(&cfg, &schedule(seed, 300));
+            assert!(walk.failure.is_none(), "{walk}");
+            ticks += walk.count("Timeout", "Clock");
+            elections += walk.count("Timeout", "Election");
+            reads += walk.count("Deliver", "ReadReply");
+        }
+        eprintln!("20 lease walks: {ticks} ticks, {elections} elections, {reads} reads answered");
+        assert!(
+            ticks >= 40 && elections >= 10 && reads >= 10,
+            "{ticks} {elections} {reads}"
+        );
     }
 
     /// A deterministic pseudo-random schedule (Knuth's multiplicative hash of the index).
@@ -915,12 +970,20 @@ mod tests {
         );
     }
 
+    /// The walks a mutant is looked for in: the lease mutants' rules run only with leases.
+    fn walk_config_for(mutant: Mutant) -> MultiConfig {
+        match mutant {
+            Mutant::LeaseOutlivesPromise | Mutant::LeaseGrantorCampaigns => lease_walk_config(5),
+            _ => long_walk_config(5),
+        }
+    }
+
     /// Power: every implementation mutant fails some walk of a few dozen.
     #[test]
     fn every_mutant_fails_some_walk() {
-        let cfg = long_walk_config(5);
         let mut survivors = Vec::new();
         for &mutant in Mutant::ALL {
+            let cfg = walk_config_for(mutant);
             let caught = (0..40).find(|&seed| {
                 with_mutant(mutant, || lockstep(&cfg, &schedule(seed, 300)))
                     .failure
@@ -939,10 +1002,10 @@ mod tests {
     /// run shows cannot be replayed step by step; such a walk is skipped.)
     #[test]
     fn a_failed_walk_is_a_trace_that_replays_the_divergence() {
-        let cfg = long_walk_config(5);
         let dir = tempfile::tempdir().expect("temp dir");
         let mut replayed = Vec::new();
         for &mutant in Mutant::ALL {
+            let cfg = walk_config_for(mutant);
             let walk = (0..40)
                 .map(|seed| with_mutant(mutant, || lockstep(&cfg, &schedule(seed, 300))))
                 .find(|walk| walk.failure.is_some())

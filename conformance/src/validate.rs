@@ -793,6 +793,7 @@ impl Domain {
                     })
                     .collect::<Result<_, String>>()?,
             },
+            lease: s.lease,
         };
         if snapshot.as_ref().map_or(0, |s| s.applied) != s.compacted {
             return Err(format!(

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use paxos_conformance::check::{self, Outcome};
-use paxos_model::multi::{self, MultiConfig, MultiModel};
+use paxos_model::multi::{self, MultiBug, MultiConfig, MultiModel};
 use paxos_protocol::multi::mutants::{with_mutant, Mutant};
 
 /// One command, one client that may retry once, one election: the conformance suite's
@@ -117,6 +117,12 @@ fn config_for(mutant: Mutant) -> MultiConfig {
             window: 1,
             reads: 2,
             ..small()
+        },
+        // The bootstrap leader's round grants a lease (L5', L1); a campaign's Prepare reaches
+        // a grantor, or a grantor's own election timer fires. The model bugs' configuration.
+        Mutant::LeaseOutlivesPromise | Mutant::LeaseGrantorCampaigns => MultiConfig {
+            bug: None,
+            ..MultiBug::LeaseOutlivesPromise.witness_config()
         },
     }
 }

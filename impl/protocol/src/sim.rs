@@ -17,8 +17,8 @@ use std::collections::VecDeque;
 
 use crate::ballot::NodeId;
 use crate::multi::{
-    AppliedState, Config, Durable, Effect, Input, InputOf, Message, Record, RecordError, Replica,
-    ReplicaEffect, SnapshotOf, StateMachine,
+    AppliedState, Config, Durable, Effect, Input, InputOf, Message, Millis, Record, RecordError,
+    Replica, ReplicaEffect, SnapshotOf, StateMachine,
 };
 
 /// Sees every effect of a step before the cluster performs it.
@@ -114,6 +114,9 @@ pub struct Node<S: StateMachine, St> {
     pub config: Config,
     pub replica: Option<Replica<S>>,
     pub storage: St,
+    /// The host's monotonic clock when the replica last stopped: a crash does not reset it,
+    /// and the replica recovers reading it (L6 counts from there).
+    pub host_clock_ms: Millis,
 }
 
 /// Replicas, their storage and the messages between them.
@@ -150,6 +153,7 @@ impl<S: StateMachine, St: Storage<S>> Cluster<S, St> {
                 config,
                 replica: Some(replica),
                 storage: storage(id),
+                host_clock_ms: 0,
             });
             cluster.effects = effects;
             cluster.perform(id, observe)?;
@@ -315,7 +319,9 @@ impl<S: StateMachine, St: Storage<S>> Cluster<S, St> {
     /// Replica `id` stops: its core and everything it had not persisted are gone.
     pub fn crash(&mut self, id: NodeId) {
         if let Some(node) = self.nodes.get_mut(id as usize) {
-            node.replica = None;
+            if let Some(replica) = node.replica.take() {
+                node.host_clock_ms = replica.now_ms();
+            }
         }
     }
 
@@ -334,9 +340,14 @@ impl<S: StateMachine, St: Storage<S>> Cluster<S, St> {
             return Ok(());
         }
         let Recovered { durable, snapshot } = node.storage.recover()?;
-        let (replica, effects) =
-            Replica::recover_from(node.config.clone(), durable, snapshot, state_machine)
-                .map_err(|e| format!("replica {id} refused to recover: {e}"))?;
+        let (replica, effects) = Replica::recover_from(
+            node.config.clone(),
+            durable,
+            snapshot,
+            state_machine,
+            node.host_clock_ms,
+        )
+        .map_err(|e| format!("replica {id} refused to recover: {e}"))?;
         node.replica = Some(replica);
         self.effects = effects;
         self.perform(id, observe)

@@ -435,6 +435,8 @@ impl Timing {
             retransmit_interval_ms: self.retransmit_interval_ms,
             catch_up_interval_ms: self.catch_up_interval_ms,
             jitter_seed: 0,
+            lease_ms: 0,
+            lease_margin_ms: 0,
         }
     }
 

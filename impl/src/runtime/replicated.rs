@@ -397,6 +397,8 @@ fn recover<S: Replicated>(
                 recovered.durable,
                 applied_state,
                 state_machine,
+                // The node's clock starts now (its origin), and L6 counts from it.
+                0,
             )
         }
     })

@@ -77,7 +77,7 @@ pub use replica::{
 pub use runs::Runs;
 pub use slot_map::SlotMap;
 pub use state_machine::{KvOp, KvOutput, KvStore, Recorder, StateMachine};
-pub use timers::{Millis, Timers, Timing, TimingError};
+pub use timers::{Lease, Millis, Timers, Timing, TimingError};
 pub use types::{
     ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
     ReadId, Record, RecordError, Slot, Vote, CATCH_UP_ENTRIES_MAX,

@@ -83,6 +83,14 @@ pub enum Mutant {
     /// for that round, whose answers may have been sent before the read arrived.
     #[strum(message = "read batching")]
     ReadJoinsOutstandingRound,
+    /// Lease grant (L2): a replica promises a higher ballot while a lease it granted holds,
+    /// so a new leader is elected and writes while the old one still answers reads.
+    #[strum(message = "lease grant")]
+    LeaseOutlivesPromise,
+    /// Lease grant (L2'): a replica campaigns while a lease it granted holds, promising its
+    /// own higher ballot.
+    #[strum(message = "lease grant")]
+    LeaseGrantorCampaigns,
 }
 
 impl Mutant {

@@ -12,7 +12,7 @@ use super::mutants::{self, Mutant};
 use super::runs::Runs;
 use super::slot_map::SlotMap;
 use super::state_machine::StateMachine;
-use super::timers::{Millis, Timers};
+use super::timers::{Lease, Millis, Timers};
 use super::types::{
     ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
     ReadId, Record, Slot, Vote, CATCH_UP_ENTRIES_MAX,
@@ -220,6 +220,9 @@ pub struct ReplicaState<Op, Out> {
     /// The reads waiting at a leader and its confirmation rounds (Q1–Q5): volatile.
     #[serde(default = "ReadIndex::default")]
     pub reads: ReadIndex<Op>,
+    /// Leader leases (L1–L6): deadlines on the timers' clock, volatile (L6 covers a restart).
+    #[serde(default)]
+    pub lease: Lease,
 }
 
 /// What a snapshot must hold besides the protocol's durable state to restart a replica whose
@@ -295,6 +298,12 @@ pub enum Rule {
     Q2Nack,
     /// A confirmation counted for the outstanding round.
     Q3,
+    /// A Prepare above the promise ignored: a lease this replica granted holds.
+    L2,
+    /// The election timer fired while a lease this replica granted holds: no campaign.
+    L2Campaign,
+    /// A read answered at arrival under the leader's lease.
+    L5,
     /// The input changed nothing ("any other delivery"; a tick with no timer due).
     None,
 }
@@ -331,6 +340,9 @@ impl Rule {
             Rule::Q2 => "Q2",
             Rule::Q2Nack => "Q2'",
             Rule::Q3 => "Q3",
+            Rule::L2 => "L2",
+            Rule::L2Campaign => "L2'",
+            Rule::L5 => "L5",
             Rule::None => "none",
         }
     }
@@ -479,6 +491,10 @@ impl<SM: StateMachine> Replica<SM> {
                 next_slot: 0,
                 votes: SlotMap::new(),
             };
+            // L5': the initial leader's first confirmation round, whose lease later reads use.
+            if replica.config.timing.leases() {
+                replica.start_confirmation(&mut out);
+            }
         }
         replica.start_timers();
         replica.trace(&Transition::new(Rule::Bootstrap, "bootstrap"), &out);
@@ -495,19 +511,21 @@ impl<SM: StateMachine> Replica<SM> {
         durable: Durable<SM::Op>,
         sm: SM,
     ) -> Result<(Self, Vec<ReplicaEffect<SM>>), ConfigError> {
-        Self::recover_from(config, durable, None, sm)
+        Self::recover_from(config, durable, None, sm, 0)
     }
 
     /// M11 from a snapshot: as [`Replica::recover`], but the state machine and the client
     /// table are restored from `snapshot` and only the chosen slots from
     /// `snapshot.applied` on are re-applied. The snapshot's applied prefix is the compaction
     /// point (K1, K4): `durable` may lack any entry below it (a compacted log), and those it
-    /// still has are forgotten.
+    /// still has are forgotten. `now_ms` is the clock's reading at recovery (the runtime's
+    /// clock starts at its start: 0), from which L6 counts.
     pub fn recover_from(
         config: Config,
         mut durable: Durable<SM::Op>,
         snapshot: Option<AppliedState<SM::Snapshot, SM::Output>>,
         mut sm: SM,
+        now_ms: Millis,
     ) -> Result<(Self, Vec<ReplicaEffect<SM>>), ConfigError> {
         config.validate()?;
         let snapshot = snapshot.filter(|s| s.applied > 0).map(Arc::new);
@@ -534,9 +552,20 @@ impl<SM: StateMachine> Replica<SM> {
             persisted_round: durable.round,
             persisted_promise: durable.promised,
             compacted: applied,
-            timers: Timers::new(&config.timing),
+            timers: Timers {
+                now_ms,
+                ..Timers::new(&config.timing)
+            },
             reads: ReadIndex::default(),
+            lease: Lease::default(),
         };
+        let mut state = state;
+        // L6: a grant this replica gave before the crash and forgot may still hold.
+        if config.timing.leases() {
+            state
+                .lease
+                .grant(now_ms.saturating_add(config.timing.lease_ms));
+        }
         let mut replica = Replica {
             config,
             state,
@@ -742,6 +771,7 @@ impl<SM: StateMachine> Replica<SM> {
     fn on_tick(&mut self, now_ms: Millis, out: &mut OutboxOf<SM>) -> Transition {
         let timers = &mut self.state.timers;
         timers.now_ms = timers.now_ms.max(now_ms);
+        self.state.lease.forget_passed(timers.now_ms);
         let transition = self.on_timers(out);
         let timers = &mut self.state.timers;
         if !timers.due(timers.catch_up_at_ms) {
@@ -999,6 +1029,10 @@ impl<SM: StateMachine> Replica<SM> {
         if self.is_leading() {
             return ignored;
         }
+        // L2': no campaign while a lease this replica granted holds (the timer runs on).
+        if self.grant_active() && !mutants::active(Mutant::LeaseGrantorCampaigns) {
+            return Transition::new(Rule::L2Campaign, "tick");
+        }
         let seen = self.state.round.max(self.state.promised.round);
         let Some(round) = seen.checked_add(1) else {
             return ignored;
@@ -1062,6 +1096,13 @@ impl<SM: StateMachine> Replica<SM> {
             if let PrepareVerdict::Refuse { .. } = verdict {
                 verdict = PrepareVerdict::Promise;
             }
+        }
+        // L2: while a granted lease holds, a higher ballot gets neither a promise nor a Nack.
+        if verdict == PrepareVerdict::Promise
+            && self.grant_active()
+            && !mutants::active(Mutant::LeaseOutlivesPromise)
+        {
+            return Transition::new(Rule::L2, "prepare").ballot(ballot);
         }
         let rule = match verdict {
             PrepareVerdict::Refuse { promised } => {
@@ -1560,12 +1601,18 @@ impl<SM: StateMachine> Replica<SM> {
         }
     }
 
+    /// Whether a lease this replica granted holds (L2, L2').
+    fn grant_active(&self) -> bool {
+        self.state.lease.grant_active(self.state.timers.now_ms)
+    }
+
     /// M12: back to following; pending commands are dropped (their clients retry).
     fn step_down(&mut self) {
         self.state.phase = Phase::Follower;
         self.state.pending.clear();
         self.in_flight.clear();
         self.state.reads = ReadIndex::default();
+        self.state.lease.drop_leadership();
     }
 
     // ---------------------------------------------------------------- reads (Q1–Q5)
@@ -1581,6 +1628,14 @@ impl<SM: StateMachine> Replica<SM> {
         if reads.waiting.iter().any(|read| read.id == id) {
             return Transition::new(Rule::None, "read");
         }
+        // L5: under a lease, once the fence is applied, the answer needs no round.
+        let now = self.state.timers.now_ms;
+        if self.state.lease.lease_active(now) && self.state.applied >= reads.fence {
+            let output = self.sm.query(&op);
+            out.push(Effect::ReadReply { id, output });
+            return Transition::new(Rule::L5, "read");
+        }
+        let reads = &mut self.state.reads;
         let outstanding = reads.is_round_outstanding();
         let round = if outstanding && mutants::active(Mutant::ReadJoinsOutstandingRound) {
             reads.started
@@ -1597,6 +1652,17 @@ impl<SM: StateMachine> Replica<SM> {
     /// Q1, Q3: asks every other replica whether this leader's ballot still stands.
     fn start_confirmation(&mut self, out: &mut OutboxOf<SM>) {
         let ballot = self.ballot();
+        let timing = &self.config.timing;
+        // L3: a lease based on this round ends `lease_ms - margin` of this clock after it is
+        // sent.
+        if timing.leases() {
+            let end = self
+                .state
+                .timers
+                .now_ms
+                .saturating_add(timing.trusted_lease_ms());
+            self.state.lease.round_lease = Some(end);
+        }
         let reads = &mut self.state.reads;
         reads.started += 1;
         reads.acks = Voters::default();
@@ -1624,6 +1690,12 @@ impl<SM: StateMachine> Replica<SM> {
         if ballot.node == from {
             self.heard_leader(ballot);
         }
+        // L1: confirming grants a lease: no new promise for `lease_ms` of this clock.
+        let timing = &self.config.timing;
+        if timing.leases() {
+            let until = self.state.timers.now_ms.saturating_add(timing.lease_ms);
+            self.state.lease.grant(until);
+        }
         out.push(send(from, Message::Confirmed { ballot, round }));
         Transition::new(Rule::Q2, "confirm").ballot(ballot)
     }
@@ -1649,6 +1721,8 @@ impl<SM: StateMachine> Replica<SM> {
         if reads.acks.len() + 1 >= majority {
             reads.confirmed = reads.started;
             reads.acks = Voters::default();
+            self.state.lease.confirm_round();
+            let reads = &mut self.state.reads;
             if reads
                 .waiting
                 .iter()
@@ -2067,6 +2141,7 @@ impl<Op, Out> ReplicaState<Op, Out> {
             compacted: 0,
             timers,
             reads: ReadIndex::default(),
+            lease: Lease::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Time in the core: the timers of `specs/protocol.md` ("Timers": M1's election timer, the
-//! heartbeat H1, retransmission R1 and the catch-up request K5), as deadlines on a
-//! clock the runtime advances with [`crate::multi::Input::Tick`].
+//! heartbeat H1, retransmission R1 and the catch-up request K5) and the deadlines of leader
+//! leases (L1–L6, [`Lease`]), on a clock the runtime advances with
+//! [`crate::multi::Input::Tick`].
 //!
 //! The core reads no clock. The runtime passes the time of its monotonic clock in every
 //! `Tick` (milliseconds from an origin it fixes, its start), asks
@@ -37,6 +38,12 @@ pub struct Timing {
     /// Seeds the election jitter: replicas of one cluster should have different seeds, or
     /// they draw the same delays and campaign against each other at the same moments.
     pub jitter_seed: u64,
+    /// Leader leases (L1–L6): how long a replica that answers a confirmation round promises
+    /// no higher ballot, on its own clock; 0 turns leases off.
+    pub lease_ms: Millis,
+    /// The most two replicas' clocks can disagree over `lease_ms` (A-clock): a leader trusts
+    /// its lease for `lease_ms - lease_margin_ms` of its own clock after the round (L3).
+    pub lease_margin_ms: Millis,
 }
 
 impl Default for Timing {
@@ -48,6 +55,8 @@ impl Default for Timing {
             retransmit_interval_ms: 200,
             catch_up_interval_ms: 50,
             jitter_seed: 0,
+            lease_ms: 0,
+            lease_margin_ms: 0,
         }
     }
 }
@@ -64,6 +73,13 @@ pub enum TimingError {
     },
     /// A retransmit or catch-up interval of zero (the leader would spin).
     ZeroInterval(&'static str),
+    /// A lease no longer than its margin: the leader could never trust it (L3).
+    LeaseWithinMargin { lease: Millis, margin: Millis },
+    /// A lease at least the least election timeout: a live leader's grantors would hold
+    /// back elections (L2') for longer than a timeout, and failover would exceed twice it.
+    LeaseOutlastsElection { lease: Millis, election_min: Millis },
+    /// A lease margin with leases off.
+    MarginWithoutLease,
 }
 
 impl std::fmt::Display for TimingError {
@@ -83,6 +99,23 @@ impl std::fmt::Display for TimingError {
                  live leader"
             ),
             TimingError::ZeroInterval(name) => write!(f, "timing: {name} must be positive"),
+            TimingError::LeaseWithinMargin { lease, margin } => write!(
+                f,
+                "timing: lease_ms ({lease}) must exceed lease_margin_ms ({margin}), the most \
+                 two clocks can disagree over a lease, or no lease can be trusted"
+            ),
+            TimingError::LeaseOutlastsElection {
+                lease,
+                election_min,
+            } => write!(
+                f,
+                "timing: lease_ms ({lease}) must be below election_timeout_min_ms \
+                 ({election_min}): a replica that granted a lease neither campaigns nor \
+                 promises until it ends"
+            ),
+            TimingError::MarginWithoutLease => {
+                write!(f, "timing: lease_margin_ms needs lease_ms (leases are off)")
+            }
         }
     }
 }
@@ -106,7 +139,84 @@ impl Timing {
         if self.catch_up_interval_ms == 0 {
             return Err(TimingError::ZeroInterval("catch_up_interval_ms"));
         }
+        let (lease, margin) = (self.lease_ms, self.lease_margin_ms);
+        if lease == 0 && margin > 0 {
+            return Err(TimingError::MarginWithoutLease);
+        }
+        if lease > 0 && lease <= margin {
+            return Err(TimingError::LeaseWithinMargin { lease, margin });
+        }
+        if lease >= min {
+            return Err(TimingError::LeaseOutlastsElection {
+                lease,
+                election_min: min,
+            });
+        }
         Ok(())
+    }
+
+    pub fn leases(&self) -> bool {
+        self.lease_ms > 0
+    }
+
+    /// L3: how long a lease lasts on the leader's clock after its round is sent.
+    pub fn trusted_lease_ms(&self) -> Millis {
+        self.lease_ms.saturating_sub(self.lease_margin_ms)
+    }
+}
+
+/// The deadlines of leader leases (L1–L6), each a reading of this replica's clock
+/// ([`Timers::now_ms`]) and `None` once passed (or never set), as the model keeps them.
+/// Volatile: a restart forgets them, and L6 stands in for the grant it forgot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// L1, L6: this replica promises no ballot above its promise, and does not campaign,
+    /// until its clock reads this.
+    pub grant_until: Option<Millis>,
+    /// L3: the end of a lease based on the outstanding confirmation round.
+    pub round_lease: Option<Millis>,
+    /// L4: the lease this leader holds.
+    pub lease_until: Option<Millis>,
+}
+
+impl Lease {
+    pub fn grant_active(&self, now: Millis) -> bool {
+        self.grant_until.is_some_and(|until| now < until)
+    }
+
+    pub fn lease_active(&self, now: Millis) -> bool {
+        self.lease_until.is_some_and(|until| now < until)
+    }
+
+    /// L1, L6: promise nothing new until `until` (a grant only ever extends).
+    pub fn grant(&mut self, until: Millis) {
+        self.grant_until = Some(self.grant_until.map_or(until, |g| g.max(until)));
+    }
+
+    /// L4: the outstanding round is confirmed; its lease is the leader's.
+    pub fn confirm_round(&mut self) {
+        if let Some(round) = self.round_lease.take() {
+            self.lease_until = Some(self.lease_until.map_or(round, |l| l.max(round)));
+        }
+    }
+
+    /// M12: a leader that steps down holds no lease and waits for no round.
+    pub fn drop_leadership(&mut self) {
+        self.round_lease = None;
+        self.lease_until = None;
+    }
+
+    /// Forgets every deadline at or before `now`.
+    pub fn forget_passed(&mut self, now: Millis) {
+        for deadline in [
+            &mut self.grant_until,
+            &mut self.round_lease,
+            &mut self.lease_until,
+        ] {
+            if deadline.is_some_and(|at| at <= now) {
+                *deadline = None;
+            }
+        }
     }
 }
 

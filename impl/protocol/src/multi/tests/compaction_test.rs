@@ -359,7 +359,7 @@ fn m4_a_leader_elected_after_compaction_proposes_above_its_applied_prefix() {
     assert_eq!(l.compacted(), 2);
     let snapshot = (**l.snapshot().unwrap()).clone();
     let (mut r, _) =
-        Replica::recover_from(config(0), l.durable(), Some(snapshot), Sm::default()).unwrap();
+        Replica::recover_from(config(0), l.durable(), Some(snapshot), Sm::default(), 0).unwrap();
     assert_eq!(
         (r.applied(), r.chosen().len()),
         (2, 0),
@@ -399,7 +399,7 @@ fn recovery_from_a_snapshot_equals_recovery_from_the_whole_log() {
 
     let (from_log, _) = Replica::recover(config(0), whole, Sm::default()).unwrap();
     let (from_snapshot, effects) =
-        Replica::recover_from(config(0), compacted, Some(snapshot), Sm::default()).unwrap();
+        Replica::recover_from(config(0), compacted, Some(snapshot), Sm::default(), 0).unwrap();
     assert_eq!(effects, vec![]);
     assert_eq!(from_snapshot.applied(), 2);
     assert_eq!(from_snapshot.compacted(), 1);

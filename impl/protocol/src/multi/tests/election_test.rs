@@ -550,6 +550,7 @@ fn compacted_at(id: NodeId, applied: Slot) -> R {
         Durable::default(),
         Some(snapshot),
         Sm::default(),
+        0,
     )
     .unwrap();
     r

@@ -1,5 +1,5 @@
 //! Exact-effect tests, one or more per rule of `specs/protocol.md` (M1–M12, T, H1, H2, R1,
-//! K1–K7): one input in, the exact list of effects out. One file per group of handlers
+//! K1–K7, Q1–Q5, L1–L6): one input in, the exact list of effects out. One file per group of handlers
 //! (openraft's `engine/handler/*_test.rs`); the helpers that build inputs, messages, records
 //! and replicas are here.
 
@@ -11,6 +11,7 @@ use crate::ballot::{Ballot, NodeId};
 mod compaction_test;
 mod config_records_test;
 mod election_test;
+mod leases_test;
 mod phase2_test;
 mod reads_test;
 mod runs_test;
@@ -190,6 +191,18 @@ fn leader_with_slot_0_chosen() -> R {
     r
 }
 
+fn read(id: ReadId) -> InputOf<Sm> {
+    Input::Read { id, op: 0 }
+}
+
+fn confirm(ballot: Ballot, round: u64) -> MessageOf<Sm> {
+    Message::Confirm { ballot, round }
+}
+
+fn confirmed(ballot: Ballot, round: u64) -> MessageOf<Sm> {
+    Message::Confirmed { ballot, round }
+}
+
 fn heartbeat(ballot: Ballot) -> MessageOf<Sm> {
     Message::Heartbeat { ballot }
 }
@@ -203,12 +216,13 @@ fn tick(now_ms: Millis) -> InputOf<Sm> {
 /// spec without one fails here.
 #[test]
 fn every_implemented_rule_has_a_unit_test_named_after_it() {
-    const IMPLEMENTED: &[char] = &['M', 'S', 'K', 'H', 'R', 'Q'];
+    const IMPLEMENTED: &[char] = &['M', 'S', 'K', 'H', 'R', 'Q', 'L'];
     let spec = include_str!("../../../../../specs/protocol.md");
     let tests = [
         include_str!("compaction_test.rs"),
         include_str!("config_records_test.rs"),
         include_str!("election_test.rs"),
+        include_str!("leases_test.rs"),
         include_str!("phase2_test.rs"),
         include_str!("reads_test.rs"),
         include_str!("runs_test.rs"),

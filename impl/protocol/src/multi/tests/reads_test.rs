@@ -4,18 +4,6 @@
 
 use super::*;
 
-fn read(id: ReadId) -> InputOf<Sm> {
-    Input::Read { id, op: 0 }
-}
-
-fn confirm(ballot: Ballot, round: u64) -> MessageOf<Sm> {
-    Message::Confirm { ballot, round }
-}
-
-fn confirmed(ballot: Ballot, round: u64) -> MessageOf<Sm> {
-    Message::Confirmed { ballot, round }
-}
-
 fn read_reply(id: ReadId, output: Option<u64>) -> E {
     Effect::ReadReply { id, output }
 }
