@@ -51,6 +51,12 @@ done
 $model export-traces multi --bug read-joins-outstanding-round --commands 1 --slots 1 \
     --window 1 --reads 2 --walks 0 --out "$out"
 
+# Leases: the initial leader's bootstrap grant holds throughout (no ticks needed).
+for bug in lease-outlives-promise lease-grantor-campaigns; do
+    $model export-traces multi --bug "$bug" --commands 1 --slots 1 --window 1 --reads 1 \
+        --reader-at 0 --leases 3 --drift 1 --walks 0 --out "$out"
+done
+
 # Random walks of the correct protocol, beyond the exhaustive bounds.
 # The state is recorded every 10 steps (and at the last) to keep the files small.
 $model export-traces synod --proposers 3 --rounds 3 --crashes 2 --lossy --duplicating \
