@@ -12,6 +12,24 @@ use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_paxos-node");
 
+/// Three replicas, partitions only, each aimed at the leader and held long enough for a
+/// successor to commit writes: the schedule of the read tests.
+const LEADER_PARTITIONS: [&str; 8] = [
+    "--nodes",
+    "3",
+    "--faults",
+    "partition",
+    "--leader-bias",
+    "1",
+    "--hold-ms",
+    "4000",
+];
+
+/// `LEADER_PARTITIONS` and `more`.
+fn leader_partitions<'a>(more: &[&'a str]) -> Vec<&'a str> {
+    [&LEADER_PARTITIONS[..], more].concat()
+}
+
 /// Runs `paxos-node chaos` with `args`; its exit code and JSON report.
 fn chaos(dir: &Path, args: &[&str]) -> (Option<i32>, Value) {
     let report = dir.join("report.json");
@@ -112,30 +130,25 @@ fn five_replicas_under_every_fault_stay_linearizable() {
 
 /// Reads under each policy, with partitions aimed at the leader and held long enough for a
 /// successor to commit writes (the schedule that catches `stale-leader-reads` below): a read
-/// through the read index, or through the log, never sees a deposed leader's stale state.
+/// through the read index, through the log, or under a lease with the leader's clock drifting
+/// inside the bound, never sees a deposed leader's stale state.
 #[test]
 fn reads_under_each_policy_stay_linearizable_with_the_leader_partitioned_away() {
-    for policy in ["read-index", "log"] {
+    for policy in ["read-index", "log", "lease"] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (code, report) = chaos(
-            dir.path(),
-            &[
-                "--nodes",
-                "3",
-                "--duration-secs",
-                "15",
-                "--faults",
-                "partition",
-                "--leader-bias",
-                "1",
-                "--hold-ms",
-                "4000",
-                "--seed",
-                "20",
-                "--read-policy",
-                policy,
-            ],
-        );
+        // Leases with the initial leader's clock slow, inside the default bound (1000 ppm).
+        let drift = if policy == "lease" { "-1000" } else { "0" };
+        let args = [
+            "--duration-secs",
+            "15",
+            "--seed",
+            "20",
+            "--read-policy",
+            policy,
+            "--clock-drift-ppm",
+            drift,
+        ];
+        let (code, report) = chaos(dir.path(), &leader_partitions(&args));
         assert_eq!(report["read_policy"], policy);
         assert_eq!(report["linearizable"], true, "{report:#}");
         assert_eq!(code, Some(0), "{report:#}");
@@ -145,7 +158,67 @@ fn reads_under_each_policy_stay_linearizable_with_the_leader_partitioned_away() 
             report["leader_changes"].as_u64().unwrap_or(0) >= 1,
             "{report:#}"
         );
+        let lease_reads = report["lease_reads"].as_u64().unwrap_or(0);
+        match policy {
+            "lease" => assert!(lease_reads >= 1, "no read under a lease: {report:#}"),
+            _ => assert_eq!(lease_reads, 0, "{report:#}"),
+        }
     }
+}
+
+/// Leases and the clock-drift bound, from both sides, on one schedule: partitions aimed at
+/// the leader (cut from its peers, not from clients), with a heartbeat short enough to keep a
+/// leader whose clock runs slow in office, and clients that give up on a silent replica after
+/// 300 ms (so that writers reach the successor while the old leader may still answer).
+/// With the initial leader's clock 1000 ppm slow (inside the default bound) the run is
+/// linearizable. At 8% of the host's rate (-920,000 ppm) it trusts its lease 12 times as long
+/// as its followers keep their grants; partitioned, it answers reads from its own state while
+/// a successor commits writes, and the history check must reject the run (A-clock broken,
+/// specs/protocol.md). A schedule that gives no such window proves nothing either way, so up
+/// to three are allowed to find one.
+#[test]
+fn leases_hold_inside_the_clock_drift_bound_and_are_caught_beyond_it() {
+    let run = |seed: u64, drift: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seed = seed.to_string();
+        let args = [
+            "--duration-secs",
+            "8",
+            "--seed",
+            &seed,
+            "--read-policy",
+            "lease",
+            "--heartbeat-interval-ms",
+            "20",
+            "--attempt-timeout-ms",
+            "300",
+            "--clock-drift-ppm",
+            drift,
+        ];
+        let (code, report) = chaos(dir.path(), &leader_partitions(&args));
+        assert_eq!(
+            report["clock_drift_ppm"][0].to_string(),
+            drift,
+            "{report:#}"
+        );
+        assert!(
+            report["lease_reads"].as_u64().unwrap_or(0) >= 1,
+            "{report:#}"
+        );
+        (code, report)
+    };
+    let (code, report) = run(30, "-1000");
+    assert_eq!(report["linearizable"], true, "{report:#}");
+    assert_eq!(code, Some(0), "{report:#}");
+    for seed in 30..33 {
+        let (code, report) = run(seed, "-920000");
+        if report["linearizable"] == false {
+            assert_eq!(code, Some(1), "{report:#}");
+            return;
+        }
+        eprintln!("seed {seed}: no stale lease read in this schedule: {report:#}");
+    }
+    panic!("three runs with the leader's clock at 8% of its rate and no stale read caught");
 }
 
 /// Stale reads from a deposed leader (reads answered from its local state, neither through
@@ -159,25 +232,15 @@ fn stale_leader_reads_are_caught_by_the_history_check() {
     for attempt in 0..3u64 {
         let dir = tempfile::tempdir().expect("tempdir");
         let seed = (20 + attempt).to_string();
-        let (code, report) = chaos(
-            dir.path(),
-            &[
-                "--nodes",
-                "3",
-                "--duration-secs",
-                "15",
-                "--faults",
-                "partition",
-                "--leader-bias",
-                "1",
-                "--hold-ms",
-                "4000",
-                "--seed",
-                &seed,
-                "--seeded-bug",
-                "stale-leader-reads",
-            ],
-        );
+        let args = [
+            "--duration-secs",
+            "15",
+            "--seed",
+            &seed,
+            "--seeded-bug",
+            "stale-leader-reads",
+        ];
+        let (code, report) = chaos(dir.path(), &leader_partitions(&args));
         assert_eq!(report["seeded_bug"], "stale-leader-reads");
         if report["linearizable"] == false {
             assert_eq!(code, Some(1));

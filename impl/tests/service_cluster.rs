@@ -977,7 +977,7 @@ async fn records_written_by_reads(cluster: &TestCluster, keys: u64, rounds: u64)
 }
 
 #[test]
-fn reads_write_nothing_under_the_read_index_and_take_slots_under_the_log_policy() {
+fn reads_write_nothing_under_the_read_index_or_a_lease_and_take_slots_under_the_log_policy() {
     let _serial = serial();
     bounded(Duration::from_secs(90), async {
         let http = http_client(Duration::from_secs(2)).expect("http");
@@ -1001,8 +1001,32 @@ fn reads_write_nothing_under_the_read_index_and_take_slots_under_the_log_policy(
             .await
             .expect("json");
         assert_eq!(reply["value"], "value0");
-        let status = status(&http, &endpoint).await.expect("status");
-        assert_eq!(status["read_policy"], "read-index");
+        let shown = status(&http, &endpoint).await.expect("status");
+        assert_eq!(shown["read_policy"], "read-index");
+        assert_eq!(
+            metric(&http, &endpoint, "paxos_lease_reads_total").await,
+            0.0
+        );
+        drop(cluster);
+
+        // Leases: the same reads, most of them answered at arrival with no round (L5); the
+        // first after each lease ends starts a round, whose confirmation is the next lease.
+        let cluster = TestCluster::start_with(3, |config| {
+            config.reads.policy = ReadPolicy::Lease;
+        });
+        let written = records_written_by_reads(&cluster, 5, 4).await;
+        assert_eq!(written, 0.0, "lease reads wrote WAL records");
+        let leader = wait_for_leader(&cluster, &[0, 1, 2]).await;
+        let endpoint = cluster.endpoint(leader);
+        let answered = metric(&http, &endpoint, "paxos_reads_answered_total").await;
+        let leased = metric(&http, &endpoint, "paxos_lease_reads_total").await;
+        assert!(answered >= 60.0, "{answered} reads answered");
+        assert!(
+            (1.0..=answered).contains(&leased),
+            "{leased} of {answered} under a lease"
+        );
+        let shown = status(&http, &endpoint).await.expect("status");
+        assert_eq!(shown["read_policy"], "lease");
         drop(cluster);
 
         let cluster = TestCluster::start_with(3, |config| {

@@ -31,7 +31,9 @@
 //! snapshot_bytes_max = 1073741824
 //!
 //! [reads]                       # optional; the default is shown
-//! policy = "read-index"         # or "log": every read takes a slot (specs/service.md)
+//! policy = "read-index"         # or "log": every read takes a slot; or "lease" (specs/service.md)
+//! # lease_ms = 200              # "lease" only; default 2/3 of election_timeout_min_ms
+//! # max_clock_drift_ppm = 1000  # "lease" only: the most a clock's rate strays from real time
 //!
 //! [[nodes]]
 //! id = 0
@@ -185,16 +187,28 @@ pub enum ReadPolicy {
     /// Every read is a command: it takes a slot and is executed in log order (two fsyncs
     /// at the leader, one at each follower that accepts it).
     Log,
+    /// The read index, and a leader whose confirmation round a majority answered answers
+    /// reads at once, with no round, while the lease that round bought holds
+    /// (`specs/protocol.md`, L1–L6). Correct only while every replica's clock rate stays
+    /// within `max_clock_drift_ppm` of real time.
+    Lease,
 }
 
 impl ReadPolicy {
-    pub const ALL: [ReadPolicy; 2] = [ReadPolicy::ReadIndex, ReadPolicy::Log];
+    pub const ALL: [ReadPolicy; 3] = [ReadPolicy::ReadIndex, ReadPolicy::Log, ReadPolicy::Lease];
 
     pub fn name(self) -> &'static str {
         match self {
             ReadPolicy::ReadIndex => "read-index",
             ReadPolicy::Log => "log",
+            ReadPolicy::Lease => "lease",
         }
+    }
+
+    /// Whether the leader answers reads itself (Q1–Q5, and L1–L6 for leases), rather than
+    /// through the log.
+    pub fn reads_at_the_leader(self) -> bool {
+        matches!(self, ReadPolicy::ReadIndex | ReadPolicy::Lease)
     }
 
     /// The policy named `name` as `[reads] policy` spells it.
@@ -217,6 +231,98 @@ impl ReadPolicy {
 #[serde(deny_unknown_fields, default)]
 pub struct Reads {
     pub policy: ReadPolicy,
+    /// `lease` only: how long a replica that confirmed the leader's ballot promises no other
+    /// (L1), on its own clock. Default [`Reads::default_lease_ms`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// `lease` only: the most any replica's clock rate differs from real time, in parts per
+    /// million (A-clock). Default [`DEFAULT_MAX_CLOCK_DRIFT_PPM`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_clock_drift_ppm: Option<u64>,
+}
+
+/// The drift a lease assumes when `max_clock_drift_ppm` is not given: 0.1%, ten times what an
+/// NTP-disciplined or even a free-running quartz clock strays by; a VM paused and resumed, or
+/// a suspended host, is outside any bound (specs/protocol.md, A-clock).
+pub const DEFAULT_MAX_CLOCK_DRIFT_PPM: u64 = 1_000;
+
+/// The core hears the time in whole milliseconds: the leader's reading may be up to 1 ms
+/// behind its clock when it answers a read, and a grantor's when it grants, so the margin
+/// holds 2 ms beyond the drift.
+pub const CLOCK_READING_MARGIN_MS: u64 = 2;
+
+/// The drift bound, as a margin: while one clock advances by `lease_ms`, another within `ppm`
+/// of real time advances by at least `lease_ms (1 - ρ) / (1 + ρ)`, that is `lease_ms` less
+/// `⌈lease_ms · 2ρ / (1 + ρ)⌉` (specs/protocol.md, A-clock).
+pub fn lease_margin_ms(lease_ms: u64, max_clock_drift_ppm: u64) -> u64 {
+    let (lease, ppm) = (u128::from(lease_ms), u128::from(max_clock_drift_ppm));
+    let drift = (lease * 2 * ppm).div_ceil(1_000_000 + ppm);
+    u64::try_from(drift)
+        .unwrap_or(u64::MAX)
+        .saturating_add(CLOCK_READING_MARGIN_MS)
+}
+
+impl Reads {
+    /// Two thirds of the least election timeout: the lease must end before a follower's
+    /// election timer can fire (L2'), and a third is left for the round trip of renewal.
+    pub fn default_lease_ms(timing: &Timing) -> u64 {
+        timing.election_timeout_min_ms * 2 / 3
+    }
+
+    /// The core's `(lease_ms, lease_margin_ms)`: `(0, 0)` unless the policy is `lease`.
+    pub fn lease(&self, timing: &Timing) -> (u64, u64) {
+        if self.policy != ReadPolicy::Lease {
+            return (0, 0);
+        }
+        let lease = self
+            .lease_ms
+            .unwrap_or_else(|| Self::default_lease_ms(timing));
+        let ppm = self
+            .max_clock_drift_ppm
+            .unwrap_or(DEFAULT_MAX_CLOCK_DRIFT_PPM);
+        (lease, lease_margin_ms(lease, ppm))
+    }
+
+    fn validate(&self, timing: &Timing) -> Result<(), ConfigError> {
+        if self.policy != ReadPolicy::Lease {
+            for (key, set) in [
+                ("lease_ms", self.lease_ms.is_some()),
+                ("max_clock_drift_ppm", self.max_clock_drift_ppm.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(format!(
+                        "reads: {key} applies only to policy = \"lease\" (the policy is \"{}\")",
+                        self.policy.name()
+                    )));
+                }
+            }
+            return Ok(());
+        }
+        if self.max_clock_drift_ppm.is_some_and(|ppm| ppm >= 1_000_000) {
+            return Err(invalid(
+                "reads: max_clock_drift_ppm must be below 1000000 (a clock that may stop \
+                 bounds nothing)",
+            ));
+        }
+        let (lease, margin) = self.lease(timing);
+        let election_min = timing.election_timeout_min_ms;
+        if lease >= election_min {
+            return Err(invalid(format!(
+                "reads: lease_ms ({lease}) must be below [timing] election_timeout_min_ms \
+                 ({election_min}): a replica that granted a lease neither campaigns nor \
+                 promises until it ends, so a longer lease would hold back every election \
+                 after the leader fails"
+            )));
+        }
+        if lease <= margin {
+            return Err(invalid(format!(
+                "reads: lease_ms ({lease}) must exceed its margin ({margin} ms: the clocks' \
+                 drift over the lease at max_clock_drift_ppm, plus {CLOCK_READING_MARGIN_MS} \
+                 ms of clock reading), or the leader could never trust a lease"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The secret file [`ClusterConfig::loopback`] names, relative to the configuration.
@@ -348,6 +454,7 @@ impl ClusterConfig {
             }
         }
         self.timing.validate()?;
+        self.reads.validate(&self.timing)?;
         self.limits.validate()
     }
 
@@ -380,10 +487,20 @@ impl ClusterConfig {
             initial_leader: self.initial_leader(),
             window: self.limits.window,
             slot_limit: self.limits.slot_limit,
-            timing: self.timing.protocol(),
+            timing: self.protocol_timing(),
         };
         config.validate().map_err(|e| invalid(e.to_string()))?;
         Ok(config)
+    }
+
+    /// The core's timers, with the lease the read policy asks for.
+    pub fn protocol_timing(&self) -> CoreTiming {
+        let (lease_ms, lease_margin_ms) = self.reads.lease(&self.timing);
+        CoreTiming {
+            lease_ms,
+            lease_margin_ms,
+            ..self.timing.protocol()
+        }
     }
 
     /// A loopback cluster of `nodes` replicas on consecutive ports, its secret in
@@ -426,7 +543,8 @@ impl ClusterConfig {
 }
 
 impl Timing {
-    /// The protocol core's timers (its jitter seed is the node's, set by `serve`).
+    /// The protocol core's timers without leases (the read policy's:
+    /// [`ClusterConfig::protocol_timing`]); its jitter seed is the node's, set by `serve`.
     pub fn protocol(&self) -> CoreTiming {
         CoreTiming {
             election_timeout_min_ms: self.election_timeout_min_ms,
@@ -640,11 +758,80 @@ mod tests {
         let policy = format!("{THREE}\n[reads]\npolicy = \"leases\"\n");
         let policy = error_of(&policy);
         assert!(
-            policy.contains("unknown variant `leases`, expected `read-index` or `log`"),
+            policy
+                .contains("unknown variant `leases`, expected one of `read-index`, `log`, `lease`"),
             "{policy}"
         );
         let config = ClusterConfig::parse(THREE).expect("valid");
         let not_a_node = config.core_config(7).map(|_| ()).map_err(|e| e.to_string());
         assert!(not_a_node.is_err_and(|e| e.contains("--id 7 is not a node")));
+    }
+
+    #[test]
+    fn the_lease_policy_sets_the_cores_lease_and_its_margin_from_the_drift_bound() {
+        let lease = format!("{THREE}\n[reads]\npolicy = \"lease\"\n");
+        let config = ClusterConfig::parse(&lease).expect("valid");
+        let timing = config.core_config(1).expect("node 1").timing;
+        // Two thirds of the 300 ms election timeout; 1000 ppm over 200 ms is 0.4 ms, rounded
+        // up, plus 2 ms of clock reading.
+        assert_eq!((timing.lease_ms, timing.lease_margin_ms), (200, 3));
+        let set = format!(
+            "{THREE}\n[reads]\npolicy = \"lease\"\nlease_ms = 250\nmax_clock_drift_ppm = 50000\n"
+        );
+        let timing = ClusterConfig::parse(&set)
+            .expect("valid")
+            .core_config(0)
+            .expect("0")
+            .timing;
+        // 250 · 0.1 / 1.05 = 23.8: 24, and 2.
+        assert_eq!((timing.lease_ms, timing.lease_margin_ms), (250, 26));
+        let read_index = ClusterConfig::parse(THREE)
+            .expect("valid")
+            .core_config(0)
+            .expect("0");
+        assert_eq!(
+            (
+                read_index.timing.lease_ms,
+                read_index.timing.lease_margin_ms
+            ),
+            (0, 0)
+        );
+        assert_eq!(lease_margin_ms(0, 0), CLOCK_READING_MARGIN_MS);
+        assert_eq!(lease_margin_ms(1_000, 0), CLOCK_READING_MARGIN_MS);
+        assert_eq!(lease_margin_ms(u64::MAX, 1_000_000), u64::MAX);
+    }
+
+    #[test]
+    fn a_lease_the_election_timeout_or_the_drift_cannot_honour_is_refused_at_start() {
+        let long = format!("{THREE}\n[reads]\npolicy = \"lease\"\nlease_ms = 300\n");
+        let long = error_of(&long);
+        assert!(
+            long.contains("lease_ms (300) must be below [timing] election_timeout_min_ms (300)"),
+            "{long}"
+        );
+        let short = format!("{THREE}\n[reads]\npolicy = \"lease\"\nlease_ms = 3\n");
+        let short = error_of(&short);
+        assert!(
+            short.contains("lease_ms (3) must exceed its margin (3 ms"),
+            "{short}"
+        );
+        let drift =
+            format!("{THREE}\n[reads]\npolicy = \"lease\"\nmax_clock_drift_ppm = 1000000\n");
+        assert!(error_of(&drift).contains("max_clock_drift_ppm must be below 1000000"));
+        // A timeout shortened under the default lease moves the default with it.
+        let fast = format!(
+            "{THREE}\n[timing]\nelection_timeout_min_ms = 90\nelection_timeout_max_ms = \
+             180\nheartbeat_interval_ms = 30\n[reads]\npolicy = \"lease\"\n"
+        );
+        let fast = ClusterConfig::parse(&fast).expect("valid");
+        assert_eq!(fast.core_config(0).expect("0").timing.lease_ms, 60);
+        for key in ["lease_ms = 100", "max_clock_drift_ppm = 10"] {
+            let stray = format!("{THREE}\n[reads]\n{key}\n");
+            let stray = error_of(&stray);
+            assert!(
+                stray.contains("applies only to policy = \"lease\" (the policy is \"read-index\")"),
+                "{stray}"
+            );
+        }
     }
 }

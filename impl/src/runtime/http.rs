@@ -162,7 +162,7 @@ async fn get_key(
     }
     let op = KvOp::Get { key: key.clone() };
     match state.config.reads.policy {
-        ReadPolicy::ReadIndex => read_index(&state, key, op, &uri).await,
+        ReadPolicy::ReadIndex | ReadPolicy::Lease => read_index(&state, key, op, &uri).await,
         ReadPolicy::Log => {
             let (Some(client_id), Some(seq)) = (tag.client_id, tag.seq) else {
                 return error_response(

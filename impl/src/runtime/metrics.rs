@@ -103,13 +103,16 @@ pub struct Metrics {
     pub snapshot_bytes_written: AtomicU64,
     /// From handing a snapshot to the WAL writer until it was durable and the log compacted.
     pub snapshot_write_latency: Histogram,
-    /// Linearizable reads received under the read-index policy (redirected ones included).
+    /// Linearizable reads received under the read-index or lease policy (redirected ones
+    /// included).
     pub reads: AtomicU64,
     /// Reads answered by this node as leader (Q4).
     pub reads_answered: AtomicU64,
     /// Confirmation rounds this node started as leader (Q1, Q3); reads per round is
     /// `reads_answered / read_rounds`.
     pub read_rounds: AtomicU64,
+    /// Reads answered under a lease (L5): at arrival, with no round.
+    pub lease_reads: AtomicU64,
     /// From a read's arrival at the node task until its answer was released.
     pub read_latency: Histogram,
     /// Records per group-commit submission of the node task.
@@ -151,6 +154,7 @@ impl Default for Metrics {
             reads: AtomicU64::new(0),
             reads_answered: AtomicU64::new(0),
             read_rounds: AtomicU64::new(0),
+            lease_reads: AtomicU64::new(0),
             read_latency: Histogram::new(LATENCY_BOUNDS_S),
             wal_batch_records: Histogram::new(SIZE_BOUNDS),
             wal_commit_latency: Histogram::new(LATENCY_BOUNDS_S),
@@ -172,7 +176,7 @@ impl Metrics {
     /// The Prometheus text exposition; `wal` are the group commit's own counters.
     pub fn render(&self, wal: &GroupCommitStats, node: u32) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 27] = [
+        let counters: [(&str, &str, &AtomicU64); 28] = [
             (
                 "paxos_client_requests_total",
                 "client requests received",
@@ -295,7 +299,7 @@ impl Metrics {
             ),
             (
                 "paxos_reads_total",
-                "linearizable reads received under the read-index policy",
+                "linearizable reads received under the read-index or lease policy",
                 &self.reads,
             ),
             (
@@ -307,6 +311,11 @@ impl Metrics {
                 "paxos_read_rounds_total",
                 "confirmation rounds started for reads (reads per round: answered / rounds)",
                 &self.read_rounds,
+            ),
+            (
+                "paxos_lease_reads_total",
+                "reads answered under a leader lease, at arrival, with no round",
+                &self.lease_reads,
             ),
         ];
         let _ = writeln!(

@@ -56,6 +56,10 @@ pub struct ServeOptions {
     /// Append every core transition to this file (`paxos-steps/4`), for `paxos-conform
     /// validate`. `None` in production: each line holds the whole replica state.
     pub step_log: Option<PathBuf>,
+    /// Run the core's clock this many parts per million faster than the host's (negative:
+    /// slower): fault injection for chaos runs of the lease read policy (`paxos-node serve
+    /// --clock-drift-ppm`). 0 in production.
+    pub clock_drift_ppm: i64,
 }
 
 /// Deliberate runtime bugs (see [`ServeOptions::seeded_bug`]), named on the command line by
@@ -160,7 +164,14 @@ pub async fn serve(
         seed,
         seeded_bug,
         step_log,
+        clock_drift_ppm,
     } = options;
+    if clock_drift_ppm != 0 {
+        tracing::warn!(
+            clock_drift_ppm,
+            "the protocol clock runs off the host's on purpose (fault injection)"
+        );
+    }
     if let Some(bug) = seeded_bug {
         tracing::warn!(
             ?bug,
@@ -184,6 +195,7 @@ pub async fn serve(
         seed,
         step_log,
         core_mutant: seeded_bug.and_then(SeededBug::core_mutant),
+        clock_drift_ppm,
     };
     let node = Node::start(options, KvStore::new()).await?;
     let config = Arc::new(config);

@@ -215,6 +215,54 @@ pub struct NodeParts<S: Replicated> {
     /// K1's trigger: snapshot once this many slots are applied past the compaction point
     /// (`limits.snapshot_interval_slots`; 0: never).
     pub snapshot_interval_slots: u64,
+    /// The core's clock runs this many parts per million faster than the host's (negative:
+    /// slower). 0 in production; `serve --clock-drift-ppm` injects drift for chaos runs.
+    pub clock_drift_ppm: i64,
+    /// What the replica's start-up step asked to send (L5''s bootstrap confirmation round),
+    /// performed when the task starts; its records are already durable.
+    pub startup_sends: Vec<Action<S>>,
+}
+
+/// The clock the core hears (`Tick { now_ms }`): milliseconds of the host's monotonic clock
+/// since the node task started, scaled by `1 + drift_ppm / 10⁶`. Leases (L1–L6) assume
+/// every replica's clock rate within `max_clock_drift_ppm` of real time; a drift injected
+/// here is how chaos runs test that assumption from both sides of the bound.
+#[derive(Clone, Copy, Debug)]
+pub struct ProtocolClock {
+    origin: tokio::time::Instant,
+    /// Parts per million of rate, `1_000_000 + drift_ppm`; at least 1.
+    rate_ppm: u128,
+}
+
+impl ProtocolClock {
+    /// A clock reading 0 now. A drift at or below -10⁶ (a clock that stops or runs
+    /// backwards) is taken as the slowest clock that still moves.
+    pub fn starting_now(drift_ppm: i64) -> Self {
+        let rate = 1_000_000_i128 + i128::from(drift_ppm);
+        ProtocolClock {
+            origin: tokio::time::Instant::now(),
+            rate_ppm: u128::try_from(rate.max(1)).unwrap_or(1),
+        }
+    }
+
+    pub fn now_ms(&self) -> Millis {
+        let micros = self.origin.elapsed().as_micros();
+        let ms = micros.saturating_mul(self.rate_ppm) / 1_000_000_000;
+        Millis::try_from(ms).unwrap_or(Millis::MAX)
+    }
+
+    /// When the host's clock reaches the core's reading `at` (rounded up, so a deadline is
+    /// never woken for early).
+    pub fn instant_at(&self, at: Millis) -> tokio::time::Instant {
+        let micros = (u128::from(at) * 1_000_000_000).div_ceil(self.rate_ppm);
+        let after = Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX));
+        // A deadline beyond the host clock's range: waking a year on is harmless (a tick that
+        // fires nothing changes nothing).
+        let year = Duration::from_secs(365 * 24 * 3600);
+        self.origin
+            .checked_add(after)
+            .unwrap_or_else(|| tokio::time::Instant::now() + year)
+    }
 }
 
 /// Runs `body` with `mutant` switched on in the core (builds with the `mutants` feature; in
@@ -250,8 +298,8 @@ pub struct NodeTask<S: Replicated> {
     /// The id the next read gets; reads live only in memory, so ids need only be unique
     /// while this process runs.
     next_read_id: ReadId,
-    /// Time 0 of the clock the core is ticked with.
-    origin: tokio::time::Instant,
+    /// The clock the core is ticked with.
+    clock: ProtocolClock,
     /// The leader the core pointed to after the previous step (for the log and a metric).
     leader: Option<NodeId>,
     failure: Option<NodeError>,
@@ -280,13 +328,13 @@ impl<S: Replicated> NodeTask<S> {
             durable_rx,
             gate: DurabilityGate::default(),
             records: Vec::new(),
-            actions: Vec::new(),
             effects: Vec::new(),
             requests: Vec::new(),
             waiters: HashMap::new(),
             read_waiters: HashMap::new(),
             next_read_id: 1,
-            origin: tokio::time::Instant::now(),
+            clock: ProtocolClock::starting_now(parts.clock_drift_ppm),
+            actions: parts.startup_sends,
             leader: None,
             failure: None,
             step_log: parts.step_log,
@@ -301,11 +349,14 @@ impl<S: Replicated> NodeTask<S> {
 
     /// Runs until `stop` turns true or the WAL fails; then flushes and stops the WAL writer.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), NodeError> {
+        // The start-up step's sends: a lost bootstrap round would leave the initial leader
+        // without a lease, and its reads waiting, until R1 re-sends it.
+        self.flush();
         loop {
             let deadline = self
                 .replica
                 .next_deadline()
-                .map(|at| self.origin + Duration::from_millis(at));
+                .map(|at| self.clock.instant_at(at));
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
@@ -316,12 +367,18 @@ impl<S: Replicated> NodeTask<S> {
                 }
                 event = self.inbox.recv() => {
                     let Some(event) = event else { break };
-                    // Deadlines that messages push back are measured from the present.
+                    // Every event is stepped at the present, not at the batch's start: a
+                    // lease read (L5) must not be answered, nor a grant (L1) counted, at a
+                    // reading older than its own step; and deadlines that messages push back
+                    // are measured from the present.
                     self.tick();
                     self.on_event(event);
                     for _ in 0..EVENTS_PER_BATCH_MAX {
                         match self.inbox.try_recv() {
-                            Ok(event) => self.on_event(event),
+                            Ok(event) => {
+                                self.tick();
+                                self.on_event(event);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -414,8 +471,7 @@ impl<S: Replicated> NodeTask<S> {
 
     /// The time on the core's clock.
     fn now_ms(&self) -> Millis {
-        let elapsed = self.origin.elapsed().as_millis();
-        Millis::try_from(elapsed).unwrap_or(Millis::MAX)
+        self.clock.now_ms()
     }
 
     /// Tells the core the time, if it has moved on since the core last heard it.
@@ -454,6 +510,8 @@ impl<S: Replicated> NodeTask<S> {
         let was_preparing = matches!(self.replica.phase(), Phase::Preparing { .. });
         let tick = matches!(input, Input::Tick { .. });
         let compact = matches!(input, Input::Compact);
+        // Q1 answers no read in the step it arrives in: an answer there is L5's, a lease read.
+        let read = matches!(input, Input::Read { .. });
         let rounds_before = self.replica.state().reads.started;
         let logged_input = self.step_log.as_ref().map(|_| input.clone());
         let replica = &mut self.replica;
@@ -490,6 +548,9 @@ impl<S: Replicated> NodeTask<S> {
                     self.snapshot_pending = Some(snapshot);
                 }
                 other => {
+                    if read && matches!(other, Effect::ReadReply { .. }) {
+                        inc(&self.metrics.lease_reads);
+                    }
                     self.count_send(&other, tick);
                     self.actions.push(other);
                 }
@@ -818,6 +879,33 @@ mod tests {
     use crate::runtime::config::ClusterConfig;
     use crate::storage::{GroupCommitOptions, ReplicaLog, ReplicaLogOptions};
 
+    #[tokio::test(start_paused = true)]
+    async fn the_protocol_clock_runs_at_the_injected_drift_and_wakes_deadlines_in_host_time() {
+        let host = ProtocolClock::starting_now(0);
+        let slow = ProtocolClock::starting_now(-800_000);
+        let fast = ProtocolClock::starting_now(250_000);
+        tokio::time::advance(Duration::from_millis(1_000)).await;
+        assert_eq!(
+            (host.now_ms(), slow.now_ms(), fast.now_ms()),
+            (1_000, 200, 1_250)
+        );
+        // The host instant at which each clock reads 500: never before it does.
+        let origin = tokio::time::Instant::now() - Duration::from_millis(1_000);
+        assert_eq!(host.instant_at(500) - origin, Duration::from_millis(500));
+        assert_eq!(slow.instant_at(500) - origin, Duration::from_millis(2_500));
+        assert_eq!(fast.instant_at(500) - origin, Duration::from_millis(400));
+        assert_eq!(
+            ProtocolClock::starting_now(1_000).instant_at(1) - tokio::time::Instant::now(),
+            Duration::from_micros(1_000)
+        );
+        // A clock told to stop still moves (at a millionth of the rate), and a deadline past
+        // the host clock's range is woken for a year on, harmlessly.
+        let stopped = ProtocolClock::starting_now(-1_000_000);
+        tokio::time::advance(Duration::from_secs(1_000)).await;
+        assert_eq!(stopped.now_ms(), 1);
+        assert!(stopped.instant_at(Millis::MAX) > tokio::time::Instant::now());
+    }
+
     /// A node task for replica `id` of a 3-replica cluster, its peers simulated by channels.
     struct Harness {
         inbox: mpsc::Sender<NodeEvent<KvStore>>,
@@ -871,6 +959,8 @@ mod tests {
             step_log: None,
             core_mutant: None,
             snapshot_interval_slots: 0,
+            clock_drift_ppm: 0,
+            startup_sends: Vec::new(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(task.run(stop_rx));

@@ -45,7 +45,7 @@ use super::step_log::{self, StepLine, StepLog};
 use super::{transport, ServeError, INBOX_EVENTS_MAX};
 use crate::ballot::NodeId;
 use crate::multi::mutants::Mutant;
-use crate::multi::{AppliedState, Command, Effect, Replica, Slot, StateMachine};
+use crate::multi::{AppliedState, Command, Effect, Replica, ReplicaEffect, Slot, StateMachine};
 use crate::storage::replica_log::decode_state_machine;
 use crate::storage::{ReplicaGroupCommit, ReplicaLog, ReplicaLogError};
 
@@ -92,6 +92,9 @@ pub struct NodeOptions {
     /// A core mutant switched on around every step, for the power tests (only builds with
     /// the `mutants` feature have mutants to switch on). `None` in production.
     pub core_mutant: Option<Mutant>,
+    /// The core's clock runs this many parts per million off the host's (fault injection,
+    /// `serve --clock-drift-ppm`; 0 in production).
+    pub clock_drift_ppm: i64,
 }
 
 impl NodeOptions {
@@ -104,6 +107,7 @@ impl NodeOptions {
             seed: 0,
             step_log: None,
             core_mutant: None,
+            clock_drift_ppm: 0,
         }
     }
 }
@@ -238,6 +242,7 @@ impl<S: Replicated> Node<S> {
             config,
             id,
             core_mutant,
+            clock_drift_ppm,
             ..
         } = options;
         let config = Arc::new(config);
@@ -268,6 +273,8 @@ impl<S: Replicated> Node<S> {
             step_log: recovered.step_log,
             core_mutant,
             snapshot_interval_slots: config.limits.snapshot_interval_slots,
+            clock_drift_ppm,
+            startup_sends: recovered.startup_sends,
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop = Arc::new(stop_tx);
@@ -340,6 +347,9 @@ struct RecoveredReplica<S: Replicated> {
     replica: Replica<S>,
     wal: ReplicaGroupCommit<S::Op>,
     step_log: Option<StepLog>,
+    /// What the start-up step asked to send (L5''s bootstrap confirmation round), for the
+    /// node task to perform once it runs.
+    startup_sends: Vec<ReplicaEffect<S>>,
 }
 
 /// Opens the WAL in `options.data_dir` (created if missing), starts the replica fresh or
@@ -425,7 +435,10 @@ fn recover<S: Replicated>(
         }
         _ => None,
     };
-    let records: Vec<_> = effects
+    let (records, startup_sends): (Vec<_>, Vec<_>) = effects
+        .into_iter()
+        .partition(|e| matches!(e, Effect::Persist(_)));
+    let records: Vec<_> = records
         .into_iter()
         .filter_map(|e| match e {
             Effect::Persist(record) => Some(record),
@@ -451,5 +464,6 @@ fn recover<S: Replicated>(
         replica,
         wal,
         step_log,
+        startup_sends,
     })
 }

@@ -25,7 +25,7 @@ use crate::history::{self, History, KvAnswer, KvCall, Operation, Outcome, Verdic
 use clap::{Args, ValueEnum};
 use paxos_impl::multi::KvOp;
 use paxos_impl::runtime::auth::PeerSecret;
-use paxos_impl::runtime::client::{http_client, Client, ClientError};
+use paxos_impl::runtime::client::{fetch_metrics, http_client, Client, ClientError};
 use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy};
 use paxos_impl::runtime::node::{SNAPSHOT_INSTALLED, SNAPSHOT_TAKEN};
 use rand::rngs::StdRng;
@@ -101,9 +101,25 @@ pub struct ChaosArgs {
     /// install one to catch up.
     #[arg(long)]
     pub snapshot_interval_slots: Option<u64>,
-    /// How the replicas serve reads (`[reads] policy`: read-index or log).
+    /// How the replicas serve reads (`[reads] policy`: read-index, log or lease).
     #[arg(long, default_value = "read-index", value_parser = ReadPolicy::from_name)]
     pub read_policy: ReadPolicy,
+    /// The initial leader's protocol clock runs this many parts per million faster than the
+    /// host's (negative: slower; `serve --clock-drift-ppm`), the others' at the host's rate.
+    /// A slow leader is the case leases guard against: within `[reads] max_clock_drift_ppm`
+    /// a lease run must stay linearizable; far beyond it, a deposed leader may answer stale
+    /// reads, and the history check must say so.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i64).range(-999_999..=1_000_000))]
+    pub clock_drift_ppm: i64,
+    /// How long a client waits for one replica's answer before it tries another, in
+    /// milliseconds (an operation is retried for up to 3 s in all).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=3000))]
+    pub attempt_timeout_ms: u64,
+    /// The leader's heartbeat interval (`[timing] heartbeat_interval_ms`; default: the
+    /// configuration's). A short one keeps a leader whose clock runs slow in office.
+    #[arg(long)]
+    pub heartbeat_interval_ms: Option<u64>,
     /// Start the replicas with a deliberate bug (builds with the `mutants` feature only): the
     /// run must then fail.
     #[cfg(feature = "mutants")]
@@ -172,6 +188,11 @@ pub struct Report {
     pub seeded_bug: Option<String>,
     /// `[reads] policy` of every replica.
     pub read_policy: String,
+    /// Each replica's injected clock drift (`--clock-drift-ppm`), in parts per million.
+    pub clock_drift_ppm: Vec<i64>,
+    /// Reads answered under a lease (`paxos_lease_reads_total`), summed over the replicas'
+    /// processes running at the end (a restarted process counts from its restart).
+    pub lease_reads: u64,
     /// The replicas' step logs (`--step-logs`), one per replica, for `paxos-conform validate`.
     pub step_logs: Vec<PathBuf>,
     /// Snapshots the replicas took (K1) and installed from a peer (K4), over every process
@@ -235,6 +256,8 @@ struct Nodes {
     children: Vec<Option<Child>>,
     seeded_bug: Option<String>,
     step_logs: bool,
+    /// Per replica: `serve --clock-drift-ppm`.
+    clock_drift_ppm: Vec<i64>,
 }
 
 impl Nodes {
@@ -268,6 +291,10 @@ impl Nodes {
         }
         if self.step_logs {
             command.arg("--step-log").arg(self.step_log(id));
+        }
+        let drift = self.clock_drift_ppm[id as usize];
+        if drift != 0 {
+            command.arg(format!("--clock-drift-ppm={drift}"));
         }
         let child = command
             .stdin(Stdio::null())
@@ -383,6 +410,10 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
             .snapshot_interval_slots
             .unwrap_or(limits.snapshot_interval_slots);
         config.reads.policy = args.read_policy;
+        let timing = &mut config.timing;
+        timing.heartbeat_interval_ms = args
+            .heartbeat_interval_ms
+            .unwrap_or(timing.heartbeat_interval_ms);
     };
     let (proxies, client_addrs) = write_configs(&dir, args.nodes, adjust).await?;
     let proxies = Arc::new(proxies);
@@ -390,6 +421,10 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
     for proxy in proxies.iter() {
         proxy_tasks.push(start_proxy(proxy).await?);
     }
+    // The initial leader is the lowest id, 0 (`write_configs` sets no other).
+    let clock_drift_ppm: Vec<i64> = (0..args.nodes)
+        .map(|id| if id == 0 { args.clock_drift_ppm } else { 0 })
+        .collect();
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let nodes = Arc::new(Mutex::new(Nodes {
         exe,
@@ -397,12 +432,14 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
         children: (0..args.nodes).map(|_| None).collect(),
         seeded_bug: seeded_bug.clone(),
         step_logs: args.step_logs,
+        clock_drift_ppm: clock_drift_ppm.clone(),
     }));
     for id in 0..args.nodes {
         lock(&nodes).start(id)?;
     }
     let endpoints: Vec<String> = client_addrs.iter().map(ToString::to_string).collect();
-    let http = http_client(Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    let http =
+        http_client(Duration::from_millis(args.attempt_timeout_ms)).map_err(|e| e.to_string())?;
     wait_for_leader(&http, &endpoints, SETTLE_TIMEOUT)
         .await
         .ok_or("no leader elected at start")?;
@@ -490,6 +527,15 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
     .await;
     observer.abort();
     let elapsed = started.elapsed();
+    let mut lease_reads = 0.0;
+    for endpoint in &endpoints {
+        if let Ok(samples) = fetch_metrics(&http, endpoint).await {
+            lease_reads += samples
+                .iter()
+                .find(|(name, _)| name == "paxos_lease_reads_total")
+                .map_or(0.0, |(_, value)| *value);
+        }
+    }
     lock(&nodes).stop_all();
     let step_logs = match args.step_logs {
         true => (0..args.nodes)
@@ -527,6 +573,8 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
         violation: summarize(&verdict),
         seeded_bug,
         read_policy: args.read_policy.name().to_string(),
+        clock_drift_ppm,
+        lease_reads: lease_reads as u64,
         step_logs,
         snapshots_taken,
         snapshots_installed,
@@ -1114,6 +1162,13 @@ fn print_report(report: &Report) {
         .collect();
     say!("faults: {}", faults.join(", "));
     say!("leader changes: {}", report.leader_changes);
+    if report.read_policy == ReadPolicy::Lease.name() {
+        say!(
+            "lease reads: {} (processes running at the end); clock drift (ppm) {:?}",
+            report.lease_reads,
+            report.clock_drift_ppm
+        );
+    }
     say!(
         "snapshots: {} taken, {} installed from a peer",
         report.snapshots_taken,

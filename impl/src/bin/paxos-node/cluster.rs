@@ -30,7 +30,7 @@ pub struct ClusterArgs {
     /// Cluster name written into the configuration; replicas refuse peers of another cluster.
     #[arg(long, default_value = "local")]
     cluster_id: String,
-    /// How the replicas serve reads (`[reads] policy`: read-index or log).
+    /// How the replicas serve reads (`[reads] policy`: read-index, log or lease).
     #[arg(long, default_value = "read-index", value_parser = ReadPolicy::from_name)]
     read_policy: ReadPolicy,
 }

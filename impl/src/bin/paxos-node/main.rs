@@ -121,6 +121,12 @@ enum Command {
         /// state: for bounded runs that are checked, not for production.
         #[arg(long, value_name = "FILE")]
         step_log: Option<PathBuf>,
+        /// Fault injection: run the protocol's clock this many parts per million faster than
+        /// the host's (negative: slower), as a drifting clock would. Leases are correct only
+        /// while every replica's drift stays within `[reads] max_clock_drift_ppm`.
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true, hide = true,
+              value_parser = clap::value_parser!(i64).range(-999_999..=1_000_000))]
+        clock_drift_ppm: i64,
     },
     /// Start a local cluster on loopback, one process per replica; Ctrl-C stops it.
     #[command(after_help = "\
@@ -263,6 +269,7 @@ async fn run(cli: Cli) -> ExitCode {
             #[cfg(feature = "mutants")]
             seeded_bug,
             step_log,
+            clock_drift_ppm,
         } => {
             #[cfg(not(feature = "mutants"))]
             let seeded_bug = None;
@@ -273,6 +280,7 @@ async fn run(cli: Cli) -> ExitCode {
                 seed: seed.unwrap_or_else(rand::random),
                 seeded_bug,
                 step_log,
+                clock_drift_ppm,
             };
             run_serve(&config, options).await
         }
