@@ -5,7 +5,7 @@
 # our WAL's group commit, etcd's default), both driven by the same load generator
 # (`paxos-node bench`, `--system etcd` for etcd's JSON gateway): 1, 16, 64 and 256 closed-loop
 # clients, 100-byte values, writes only and 90% reads (ours with each read policy: read-index,
-# log; READ_POLICIES to choose). Also measures one fsync on this disk and
+# log, lease; READ_POLICIES to choose). Also measures one fsync on this disk and
 # one loopback TCP round trip, writes specs/etcd-compare.csv and the SVG plots, and prints the
 # tables.
 #
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 clients_list=${CLIENTS:-"1 16 64 256"}
 mixes=${MIXES:-"0 0.9"}
-read_policies=${READ_POLICIES:-"read-index log"}
+read_policies=${READ_POLICIES:-"read-index log lease"}
 
 if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
   echo "== installing etcd (etcd-server, etcd-client)"

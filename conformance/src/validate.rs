@@ -399,6 +399,14 @@ impl Domain {
                 "the logs name node {stranger}, which is no replica"
             ));
         }
+        if config.timing.leases() {
+            return Err(format!(
+                "leases (lease_ms {}): runs with `[reads] policy = \"lease\"` cannot be \
+                 validated yet, since the model's clock counts at most 255 ticks and a run's \
+                 clock counts milliseconds; validate runs with the read-index or log policy",
+                config.timing.lease_ms
+            ));
+        }
         let slots = match config.slot_limit {
             Some(limit) if (1..=MAX_SLOTS as u64).contains(&limit) => limit as usize,
             other => {

@@ -127,6 +127,24 @@ fn chaos_runs_of_3_and_5_replicas_are_transitions_the_model_allows() {
     }
 }
 
+/// A run with leases is refused as a whole, with the reason, not line by line: the model's
+/// clock cannot count a run's milliseconds yet.
+#[test]
+fn a_run_with_leases_is_refused_with_the_reason() {
+    let _cluster = one_cluster_at_a_time();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, chaos) = bounded_chaos(dir.path(), 3, 34, &["--read-policy", "lease"]);
+    assert_eq!(code, Some(0), "{chaos:#}");
+    let refusal = match validate::validate(&step_logs(&chaos)) {
+        Ok(report) => panic!("a lease run validated: {}", report.render()),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        refusal.contains("runs with `[reads] policy = \"lease\"` cannot be validated yet"),
+        "{refusal}"
+    );
+}
+
 #[test]
 fn a_seeded_core_bug_in_a_real_run_is_rejected() {
     let _cluster = one_cluster_at_a_time();
