@@ -367,16 +367,19 @@ impl<S: Replicated> NodeTask<S> {
                 }
                 event = self.inbox.recv() => {
                     let Some(event) = event else { break };
-                    // Every event is stepped at the present, not at the batch's start: a
-                    // lease read (L5) must not be answered, nor a grant (L1) counted, at a
-                    // reading older than its own step; and deadlines that messages push back
-                    // are measured from the present.
+                    // Deadlines that messages push back are measured from the present.
                     self.tick();
                     self.on_event(event);
+                    // With leases every event is stepped at the present, not at the batch's
+                    // start: a lease read (L5) must not be answered, nor a grant (L1)
+                    // counted, at a reading older than its own step.
+                    let leases = self.replica.config().timing.leases();
                     for _ in 0..EVENTS_PER_BATCH_MAX {
                         match self.inbox.try_recv() {
                             Ok(event) => {
-                                self.tick();
+                                if leases {
+                                    self.tick();
+                                }
                                 self.on_event(event);
                             }
                             Err(_) => break,
