@@ -113,6 +113,9 @@ pub struct Metrics {
     pub read_rounds: AtomicU64,
     /// Reads answered under a lease (L5): at arrival, with no round.
     pub lease_reads: AtomicU64,
+    /// Lease answers withheld because the clock passed the lease's end during their step
+    /// (the read then waits for a round).
+    pub lease_reads_withheld: AtomicU64,
     /// From a read's arrival at the node task until its answer was released.
     pub read_latency: Histogram,
     /// Records per group-commit submission of the node task.
@@ -155,6 +158,7 @@ impl Default for Metrics {
             reads_answered: AtomicU64::new(0),
             read_rounds: AtomicU64::new(0),
             lease_reads: AtomicU64::new(0),
+            lease_reads_withheld: AtomicU64::new(0),
             read_latency: Histogram::new(LATENCY_BOUNDS_S),
             wal_batch_records: Histogram::new(SIZE_BOUNDS),
             wal_commit_latency: Histogram::new(LATENCY_BOUNDS_S),
@@ -176,7 +180,7 @@ impl Metrics {
     /// The Prometheus text exposition; `wal` are the group commit's own counters.
     pub fn render(&self, wal: &GroupCommitStats, node: u32) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 28] = [
+        let counters: [(&str, &str, &AtomicU64); 29] = [
             (
                 "paxos_client_requests_total",
                 "client requests received",
@@ -316,6 +320,11 @@ impl Metrics {
                 "paxos_lease_reads_total",
                 "reads answered under a leader lease, at arrival, with no round",
                 &self.lease_reads,
+            ),
+            (
+                "paxos_lease_reads_withheld_total",
+                "lease answers withheld: the clock passed the lease's end during their step",
+                &self.lease_reads_withheld,
             ),
         ];
         let _ = writeln!(

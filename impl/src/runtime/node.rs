@@ -179,6 +179,11 @@ pub enum NodeError {
 /// An effect waiting to be performed.
 type Action<S> = ReplicaEffect<S>;
 
+/// Whether `action` is the answer to read `id`.
+fn answers<S: Replicated>(action: &Action<S>, id: ReadId) -> bool {
+    matches!(action, Effect::ReadReply { id: read, .. } if *read == id)
+}
+
 /// A WAL submission became durable (or failed).
 #[derive(Debug)]
 struct Durability {
@@ -455,7 +460,35 @@ impl<S: Replicated> NodeTask<S> {
         self.next_read_id += 1;
         let arrived = Instant::now();
         self.read_waiters.insert(id, ReadWaiter { reply, arrived });
+        let lease_until = self.replica.state().lease.lease_until;
+        let retry = lease_until.map(|_| op.clone());
         self.step(Input::Read { id, op });
+        // Q1 answers no read in the step it arrives in: an answer there is L5's. The core
+        // heard the time before the step and took the answer's state inside it; only a reading
+        // after the step shows that moment was inside the lease (a pause between the two, the
+        // thread preempted or a long step, would otherwise stretch the lease by its length).
+        if !self.actions.iter().any(|action| answers::<S>(action, id)) {
+            return;
+        }
+        match (lease_until, retry) {
+            (Some(until), Some(op)) if self.now_ms() >= until => self.withhold_lease_read(id, op),
+            _ => inc(&self.metrics.lease_reads),
+        }
+    }
+
+    /// A lease answer to read `id` whose step ended past the lease: withheld, and the read
+    /// stepped again at the present, where it waits for a round (Q1).
+    fn withhold_lease_read(&mut self, id: ReadId, op: S::Op) {
+        self.actions.retain(|action| !answers::<S>(action, id));
+        inc(&self.metrics.lease_reads_withheld);
+        let Some(waiter) = self.read_waiters.remove(&id) else {
+            return;
+        };
+        let retry = self.next_read_id;
+        self.next_read_id += 1;
+        self.read_waiters.insert(retry, waiter);
+        self.tick();
+        self.step(Input::Read { id: retry, op });
     }
 
     /// M5 for the requests the drain collected, in one step (one if there was one).
@@ -513,8 +546,6 @@ impl<S: Replicated> NodeTask<S> {
         let was_preparing = matches!(self.replica.phase(), Phase::Preparing { .. });
         let tick = matches!(input, Input::Tick { .. });
         let compact = matches!(input, Input::Compact);
-        // Q1 answers no read in the step it arrives in: an answer there is L5's, a lease read.
-        let read = matches!(input, Input::Read { .. });
         let rounds_before = self.replica.state().reads.started;
         let logged_input = self.step_log.as_ref().map(|_| input.clone());
         let replica = &mut self.replica;
@@ -551,9 +582,6 @@ impl<S: Replicated> NodeTask<S> {
                     self.snapshot_pending = Some(snapshot);
                 }
                 other => {
-                    if read && matches!(other, Effect::ReadReply { .. }) {
-                        inc(&self.metrics.lease_reads);
-                    }
                     self.count_send(&other, tick);
                     self.actions.push(other);
                 }
@@ -881,6 +909,7 @@ mod tests {
     use crate::multi::{Entry, KvOp, KvOutput, KvStore};
     use crate::runtime::config::ClusterConfig;
     use crate::storage::{GroupCommitOptions, ReplicaLog, ReplicaLogOptions};
+    use std::sync::atomic::Ordering;
 
     #[tokio::test(start_paused = true)]
     async fn the_protocol_clock_runs_at_the_injected_drift_and_wakes_deadlines_in_host_time() {
@@ -907,6 +936,88 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1_000)).await;
         assert_eq!(stopped.now_ms(), 1);
         assert!(stopped.instant_at(Millis::MAX) > tokio::time::Instant::now());
+    }
+
+    /// The initial leader of a 3-replica cluster with leases (lease 200 ms, margin 3 ms), not
+    /// running: the test steps it and reads its clock. Replica 1 confirmed its bootstrap
+    /// round (L5') at time 0, so it holds a lease until 197 ms.
+    fn leased_leader() -> (NodeTask<KvStore>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = ClusterConfig::loopback("t", 3, 7000, 8000);
+        config.reads.policy = crate::runtime::config::ReadPolicy::Lease;
+        let (mut log, _) =
+            ReplicaLog::<KvOp>::open(dir.path(), ReplicaLogOptions::default()).expect("open");
+        let core = config.core_config(0).expect("core config");
+        let (replica, effects) = Replica::new(core, KvStore::new()).expect("replica");
+        let records: Vec<_> = effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Persist(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        log.persist(&records).expect("persist bootstrap");
+        let wal = log
+            .into_group_commit(GroupCommitOptions::default())
+            .expect("group commit");
+        let (_, inbox) = mpsc::channel(16);
+        let (status, _) = watch::channel(NodeStatus::default());
+        let mut task = NodeTask::new(NodeParts {
+            replica,
+            wal,
+            links: Vec::new(),
+            metrics: Arc::new(Metrics::default()),
+            status,
+            inbox,
+            step_log: None,
+            core_mutant: None,
+            snapshot_interval_slots: 0,
+            clock_drift_ppm: 0,
+            startup_sends: Vec::new(),
+        });
+        let confirmed = PeerMsg::Paxos(Message::Confirmed {
+            ballot: B10,
+            round: 1,
+        });
+        task.on_peer(1, confirmed);
+        assert_eq!(task.replica.state().lease.lease_until, Some(197));
+        (task, dir)
+    }
+
+    fn get() -> KvOp {
+        KvOp::Get { key: "k".into() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_read_whose_step_ends_inside_the_lease_is_answered_at_arrival() {
+        let (mut task, _dir) = leased_leader();
+        tokio::time::advance(Duration::from_millis(100)).await;
+        task.tick();
+        let (reply, mut answer) = oneshot::channel();
+        task.on_read(get(), reply);
+        task.flush();
+        assert!(matches!(answer.try_recv(), Ok(ReadOutcome::Done(_))));
+        assert_eq!(task.metrics.lease_reads.load(Ordering::Relaxed), 1);
+        assert_eq!(task.metrics.lease_reads_withheld.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_answer_whose_step_ends_past_the_lease_is_withheld_and_the_read_waits() {
+        let (mut task, _dir) = leased_leader();
+        // The core last heard the time at 0, so L5 answers in the read's step; the clock
+        // already reads 500 (as after a pause between the reading and the step).
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let (reply, mut answer) = oneshot::channel();
+        task.on_read(get(), reply);
+        task.flush();
+        assert!(answer.try_recv().is_err(), "answered past the lease");
+        assert_eq!(task.metrics.lease_reads.load(Ordering::Relaxed), 0);
+        assert_eq!(task.metrics.lease_reads_withheld.load(Ordering::Relaxed), 1);
+        // Stepped again at the present: it waits for the round it started (Q1).
+        let reads = &task.replica.state().reads;
+        assert_eq!((reads.started, reads.confirmed), (2, 1));
+        assert_eq!(task.read_waiters.len(), 1);
+        assert_eq!(task.replica.state().lease.lease_until, None);
     }
 
     /// A node task for replica `id` of a 3-replica cluster, its peers simulated by channels.

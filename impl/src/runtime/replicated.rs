@@ -398,8 +398,14 @@ fn recover<S: Replicated>(
         .as_ref()
         .and(applied_state.clone())
         .map(Arc::new);
+    // With leases, a follower with nothing on disk may be one that granted leases, crashed
+    // before it ever wrote a record (answering a round writes nothing), and restarted: a
+    // first start cannot be told from that, so every follower's first start recovers too and
+    // takes L6's grant (the model's crash at once after start, with leases, reaches the same
+    // state). The initial leader's first start writes its promise before it speaks.
+    let leases_follower = core_config.timing.leases() && id != core_config.initial_leader;
     let (replica, effects) = node::with_core_mutant(options.core_mutant, || {
-        if fresh {
+        if fresh && !leases_follower {
             Replica::new(core_config.clone(), state_machine)
         } else {
             Replica::recover_from(
@@ -466,4 +472,43 @@ fn recover<S: Replicated>(
         step_log,
         startup_sends,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::multi::KvStore;
+    use crate::runtime::config::ReadPolicy;
+
+    /// With leases, a follower whose disk holds nothing (its first start, or a restart after
+    /// it granted leases and wrote nothing) starts with L6's grant; the initial leader, whose
+    /// first start writes its promise before it speaks, and every replica without leases do
+    /// not.
+    #[test]
+    fn a_follower_with_an_empty_disk_starts_under_l6_only_with_leases() {
+        for (policy, id, granted) in [
+            (ReadPolicy::Lease, 1, true),
+            (ReadPolicy::Lease, 0, false),
+            (ReadPolicy::ReadIndex, 1, false),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut config = ClusterConfig::loopback("t", 3, 7000, 8000);
+            config.reads.policy = policy;
+            let options = NodeOptions::new(config, id, dir.path().to_path_buf());
+            let started = recover(&options, KvStore::new()).expect("start");
+            let lease = started.replica.state().lease;
+            assert_eq!(
+                lease.grant_until.is_some(),
+                granted,
+                "{policy:?}, node {id}"
+            );
+            // A restart: with leases every replica recovers under L6 (the follower's disk
+            // still empty, the leader's holding its promise).
+            drop(started);
+            let again = recover(&options, KvStore::new()).expect("restart");
+            let lease = again.replica.state().lease;
+            let leases = policy == ReadPolicy::Lease;
+            assert_eq!(lease.grant_until.is_some(), leases, "{policy:?}, node {id}");
+        }
+    }
 }
