@@ -559,13 +559,6 @@ impl<SM: StateMachine> Replica<SM> {
             reads: ReadIndex::default(),
             lease: Lease::default(),
         };
-        let mut state = state;
-        // L6: a grant this replica gave before the crash and forgot may still hold.
-        if config.timing.leases() {
-            state
-                .lease
-                .grant(now_ms.saturating_add(config.timing.lease_ms));
-        }
         let mut replica = Replica {
             config,
             state,
@@ -573,6 +566,8 @@ impl<SM: StateMachine> Replica<SM> {
             snapshot,
             in_flight: InFlight::default(),
         };
+        // L6: a grant this replica gave before the crash and forgot may still hold.
+        replica.grant_lease();
         // Re-applying sends no replies: its effects are dropped.
         replica.apply_chosen(&mut Outbox::new(&mut Vec::new()));
         replica.start_timers();
@@ -1601,6 +1596,16 @@ impl<SM: StateMachine> Replica<SM> {
         }
     }
 
+    /// L1, L6 (with leases on): no new promise, and no campaign, for `lease_ms` of this
+    /// clock from now.
+    fn grant_lease(&mut self) {
+        let timing = &self.config.timing;
+        if timing.leases() {
+            let until = self.state.timers.now_ms.saturating_add(timing.lease_ms);
+            self.state.lease.grant(until);
+        }
+    }
+
     /// Whether a lease this replica granted holds (L2, L2').
     fn grant_active(&self) -> bool {
         self.state.lease.grant_active(self.state.timers.now_ms)
@@ -1690,12 +1695,8 @@ impl<SM: StateMachine> Replica<SM> {
         if ballot.node == from {
             self.heard_leader(ballot);
         }
-        // L1: confirming grants a lease: no new promise for `lease_ms` of this clock.
-        let timing = &self.config.timing;
-        if timing.leases() {
-            let until = self.state.timers.now_ms.saturating_add(timing.lease_ms);
-            self.state.lease.grant(until);
-        }
+        // L1: confirming grants a lease.
+        self.grant_lease();
         out.push(send(from, Message::Confirmed { ballot, round }));
         Transition::new(Rule::Q2, "confirm").ballot(ballot)
     }
