@@ -908,7 +908,7 @@ mod tests {
     use crate::ballot::Ballot;
     use crate::multi::{Entry, KvOp, KvOutput, KvStore};
     use crate::runtime::config::ClusterConfig;
-    use crate::storage::{GroupCommitOptions, ReplicaLog, ReplicaLogOptions};
+    use crate::runtime::replicated::{recover, NodeOptions, RecoveredReplica};
     use std::sync::atomic::Ordering;
 
     #[tokio::test(start_paused = true)]
@@ -938,6 +938,16 @@ mod tests {
         assert!(stopped.instant_at(Millis::MAX) > tokio::time::Instant::now());
     }
 
+    /// Replica `id` of `config` started as `serve` starts it, its WAL in `dir`.
+    fn started(
+        config: ClusterConfig,
+        id: NodeId,
+        dir: &tempfile::TempDir,
+    ) -> RecoveredReplica<KvStore> {
+        let options = NodeOptions::new(config, id, dir.path().to_path_buf());
+        recover(&options, KvStore::new()).expect("start")
+    }
+
     /// The initial leader of a 3-replica cluster with leases (lease 200 ms, margin 3 ms), not
     /// running: the test steps it and reads its clock. Replica 1 confirmed its bootstrap
     /// round (L5') at time 0, so it holds a lease until 197 ms.
@@ -945,21 +955,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = ClusterConfig::loopback("t", 3, 7000, 8000);
         config.reads.policy = crate::runtime::config::ReadPolicy::Lease;
-        let (mut log, _) =
-            ReplicaLog::<KvOp>::open(dir.path(), ReplicaLogOptions::default()).expect("open");
-        let core = config.core_config(0).expect("core config");
-        let (replica, effects) = Replica::new(core, KvStore::new()).expect("replica");
-        let records: Vec<_> = effects
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Persist(r) => Some(r),
-                _ => None,
-            })
-            .collect();
-        log.persist(&records).expect("persist bootstrap");
-        let wal = log
-            .into_group_commit(GroupCommitOptions::default())
-            .expect("group commit");
+        let RecoveredReplica { replica, wal, .. } = started(config, 0, &dir);
         let (_, inbox) = mpsc::channel(16);
         let (status, _) = watch::channel(NodeStatus::default());
         let mut task = NodeTask::new(NodeParts {
@@ -1031,22 +1027,8 @@ mod tests {
 
     fn start(id: NodeId) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = Arc::new(ClusterConfig::loopback("t", 3, 7000, 8000));
-        let (mut log, _) =
-            ReplicaLog::<KvOp>::open(dir.path(), ReplicaLogOptions::default()).expect("open");
-        let core = config.core_config(id).expect("core config");
-        let (replica, effects) = Replica::new(core, KvStore::new()).expect("replica");
-        let records: Vec<_> = effects
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Persist(r) => Some(r),
-                _ => None,
-            })
-            .collect();
-        log.persist(&records).expect("persist bootstrap");
-        let wal = log
-            .into_group_commit(GroupCommitOptions::default())
-            .expect("group commit");
+        let config = ClusterConfig::loopback("t", 3, 7000, 8000);
+        let RecoveredReplica { replica, wal, .. } = started(config, id, &dir);
         let mut links = Vec::new();
         let mut peers = BTreeMap::new();
         for peer in (0..3).filter(|&p| p != id) {

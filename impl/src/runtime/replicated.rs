@@ -343,19 +343,19 @@ impl<S: Replicated> Node<S> {
 }
 
 /// A replica as its storage left it, ready to run.
-struct RecoveredReplica<S: Replicated> {
-    replica: Replica<S>,
-    wal: ReplicaGroupCommit<S::Op>,
-    step_log: Option<StepLog>,
+pub(crate) struct RecoveredReplica<S: Replicated> {
+    pub(crate) replica: Replica<S>,
+    pub(crate) wal: ReplicaGroupCommit<S::Op>,
+    pub(crate) step_log: Option<StepLog>,
     /// What the start-up step asked to send (L5''s bootstrap confirmation round), for the
     /// node task to perform once it runs.
-    startup_sends: Vec<ReplicaEffect<S>>,
+    pub(crate) startup_sends: Vec<ReplicaEffect<S>>,
 }
 
 /// Opens the WAL in `options.data_dir` (created if missing), starts the replica fresh or
 /// recovers it (M11), opens the step log with its `start` line, and makes the replica's own
 /// start-up records durable before it may speak.
-fn recover<S: Replicated>(
+pub(crate) fn recover<S: Replicated>(
     options: &NodeOptions,
     state_machine: S,
 ) -> Result<RecoveredReplica<S>, ServeError> {
@@ -441,16 +441,13 @@ fn recover<S: Replicated>(
         }
         _ => None,
     };
-    let (records, startup_sends): (Vec<_>, Vec<_>) = effects
-        .into_iter()
-        .partition(|e| matches!(e, Effect::Persist(_)));
-    let records: Vec<_> = records
-        .into_iter()
-        .filter_map(|e| match e {
-            Effect::Persist(record) => Some(record),
-            _ => None,
-        })
-        .collect();
+    let (mut records, mut startup_sends) = (Vec::new(), Vec::new());
+    for effect in effects {
+        match effect {
+            Effect::Persist(record) => records.push(record),
+            other => startup_sends.push(other),
+        }
+    }
     log.persist(&records).map_err(storage_error)?;
     tracing::info!(
         node = id,
