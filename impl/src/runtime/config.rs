@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{PeerSecret, SecretError};
 use crate::ballot::NodeId;
-use crate::multi::{Config as CoreConfig, Timing as CoreTiming};
+use crate::multi::{Config as CoreConfig, Timing as CoreTiming, TimingError};
 use crate::storage::{GroupCommitOptions, ReplicaLogOptions, WalOptions};
 
 /// The smallest WAL segment allowed: below it a segment holds a handful of records and every
@@ -304,24 +304,38 @@ impl Reads {
                  bounds nothing)",
             ));
         }
-        let (lease, margin) = self.lease(timing);
-        let election_min = timing.election_timeout_min_ms;
-        if lease >= election_min {
-            return Err(invalid(format!(
-                "reads: lease_ms ({lease}) must be below [timing] election_timeout_min_ms \
-                 ({election_min}): a replica that granted a lease neither campaigns nor \
-                 promises until it ends, so a longer lease would hold back every election \
-                 after the leader fails"
-            )));
+        // The core states the rules (`Timing::validate`); here they are said in this file's
+        // terms.
+        self.protocol_timing(timing).validate().map_err(|e| {
+            invalid(match e {
+                TimingError::LeaseOutlastsElection {
+                    lease,
+                    election_min,
+                } => format!(
+                    "reads: lease_ms ({lease}) must be below [timing] election_timeout_min_ms \
+                     ({election_min}): a replica that granted a lease neither campaigns nor \
+                     promises until it ends, so a longer lease would hold back every election \
+                     after the leader fails"
+                ),
+                TimingError::LeaseWithinMargin { lease, margin } => format!(
+                    "reads: lease_ms ({lease}) must exceed its margin ({margin} ms: the clocks' \
+                     drift over the lease at max_clock_drift_ppm, plus \
+                     {CLOCK_READING_MARGIN_MS} ms of clock reading), or the leader could \
+                     never trust a lease"
+                ),
+                other => other.to_string(),
+            })
+        })
+    }
+
+    /// The core's timers of `timing`, with the lease this policy asks for.
+    fn protocol_timing(&self, timing: &Timing) -> CoreTiming {
+        let (lease_ms, lease_margin_ms) = self.lease(timing);
+        CoreTiming {
+            lease_ms,
+            lease_margin_ms,
+            ..timing.protocol()
         }
-        if lease <= margin {
-            return Err(invalid(format!(
-                "reads: lease_ms ({lease}) must exceed its margin ({margin} ms: the clocks' \
-                 drift over the lease at max_clock_drift_ppm, plus {CLOCK_READING_MARGIN_MS} \
-                 ms of clock reading), or the leader could never trust a lease"
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -495,12 +509,7 @@ impl ClusterConfig {
 
     /// The core's timers, with the lease the read policy asks for.
     pub fn protocol_timing(&self) -> CoreTiming {
-        let (lease_ms, lease_margin_ms) = self.reads.lease(&self.timing);
-        CoreTiming {
-            lease_ms,
-            lease_margin_ms,
-            ..self.timing.protocol()
-        }
+        self.reads.protocol_timing(&self.timing)
     }
 
     /// A loopback cluster of `nodes` replicas on consecutive ports, its secret in
