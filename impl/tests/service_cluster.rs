@@ -17,7 +17,7 @@ use paxos_impl::runtime::client::{fetch_json, fetch_metrics, http_client, Client
 use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy, LOOPBACK_SECRET_FILE};
 use paxos_impl::runtime::http::LocalValue;
 use paxos_impl::runtime::snapshot_transfer::SnapshotChunk;
-use paxos_impl::runtime::wire::{self, Hello, HelloProof, HelloReply, MAGIC};
+use paxos_impl::runtime::wire::{self, Hello, HelloProof, HelloReply, LeaseTerms, MAGIC};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -100,6 +100,11 @@ impl TestCluster {
     }
 
     fn spawn(&self, id: u32) -> Child {
+        self.spawn_configured(id, &self.config_path)
+    }
+
+    /// Node `id` started from another configuration file than its peers'.
+    fn spawn_configured(&self, id: u32, config_path: &std::path::Path) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -107,7 +112,7 @@ impl TestCluster {
             .expect("log file");
         Command::new(EXE)
             .args(["serve", "--config"])
-            .arg(&self.config_path)
+            .arg(config_path)
             .args(["--id", &id.to_string(), "--seed", &id.to_string()])
             .arg("--data-dir")
             .arg(self.data_dir(id))
@@ -513,6 +518,7 @@ async fn handshake(
         to: good.to,
         dialler_nonce: &good.nonce,
         listener_nonce: &nonce,
+        lease: good.lease,
     };
     assert_eq!(
         secret.verify_listener(&transcript, &proof),
@@ -528,6 +534,50 @@ async fn handshake(
         .expect("write");
     let last = read_reply(&mut stream).await;
     (stream, last)
+}
+
+/// A replica whose `[reads]` section differs from its peers' would grant less than a leader
+/// trusts (or nothing): each end refuses the other at the handshake, so it is cut off, says
+/// why, and the others serve on.
+#[test]
+fn a_replica_configured_for_other_lease_terms_is_cut_off() {
+    let _serial = serial();
+    bounded(Duration::from_secs(60), async {
+        let mut cluster = TestCluster::start(3);
+        wait_for_leader(&cluster, &[0, 1, 2]).await;
+        cluster.kill9(2);
+        let mut leased = cluster.config.clone();
+        leased.reads.policy = ReadPolicy::Lease;
+        let leased_path = cluster.dir.path().join("leased.toml");
+        std::fs::write(&leased_path, leased.to_toml().expect("toml")).expect("write config");
+        cluster.nodes[2] = Some(cluster.spawn_configured(2, &leased_path));
+
+        let http = http_client(Duration::from_secs(1)).expect("http");
+        let refused = "paxos_peer_handshakes_refused_total";
+        let endpoint = cluster.endpoint(0);
+        while metric(&http, &endpoint, refused).await < 1.0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        while !cluster
+            .log(2)
+            .contains("every replica needs the same [reads] section")
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The two that agree still choose writes, and node 2 learns none of them.
+        let mut writer = client(&cluster.endpoints()[..2], 1);
+        for i in 0..5 {
+            let op = KvOp::Put {
+                key: format!("key{i}"),
+                value: format!("value{i}"),
+            };
+            writer.execute(&op).await.expect("put acknowledged");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let seen = local(&http, &cluster.endpoint(2), "key4").await;
+        assert_eq!(seen.and_then(|v| v.value), None);
+        assert!(metric(&http, &cluster.endpoint(2), refused).await >= 1.0);
+    });
 }
 
 #[test]
@@ -562,6 +612,7 @@ fn garbage_frames_and_strangers_are_refused_without_harm() {
             from: 2,
             to: 1,
             nonce: auth::nonce(),
+            lease: LeaseTerms::default(),
         };
         let strangers = [
             Hello {
@@ -574,6 +625,14 @@ fn garbage_frames_and_strangers_are_refused_without_harm() {
             },
             Hello {
                 to: 0,
+                ..good.clone()
+            },
+            // A member configured for leases its peers do not grant.
+            Hello {
+                lease: LeaseTerms {
+                    lease_ms: 200,
+                    margin_ms: 3,
+                },
                 ..good.clone()
             },
         ];
@@ -609,6 +668,7 @@ fn garbage_frames_and_strangers_are_refused_without_harm() {
             to: 1,
             dialler_nonce: &good.nonce,
             listener_nonce: &nonce,
+            lease: good.lease,
         });
         (stream, _) = hello(target, &good).await;
         stream

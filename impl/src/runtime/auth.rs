@@ -3,13 +3,13 @@
 //!
 //! ```text
 //!   dialler                                           listener
-//!   Hello { cluster, from, to, nonce_d } ──────────►  checks cluster, from, to
+//!   Hello { cluster, from, to, nonce_d, lease } ───►  checks cluster, from, to, lease
 //!                        ◄────────── Challenge { nonce_l, mac(LISTENER, transcript) }
 //!   checks the listener's mac
 //!   Proof { mac(DIALLER, transcript) } ────────────►  checks the dialler's mac
 //!                        ◄────────── Welcome | Refused(reason)
 //!
-//!   transcript = cluster id, from, to, nonce_d, nonce_l
+//!   transcript = cluster id, from, to, nonce_d, nonce_l, lease
 //!   mac(role, t) = HMAC-SHA256(secret, role ‖ t)
 //! ```
 //!
@@ -25,6 +25,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
+use super::wire::LeaseTerms;
 use crate::ballot::NodeId;
 
 /// The shortest secret accepted: 32 bytes (256 bits when random, as `paxos-node secret`
@@ -152,6 +153,7 @@ pub struct Transcript<'a> {
     pub to: NodeId,
     pub dialler_nonce: &'a Nonce,
     pub listener_nonce: &'a Nonce,
+    pub lease: LeaseTerms,
 }
 
 impl Transcript<'_> {
@@ -163,6 +165,8 @@ impl Transcript<'_> {
         mac.update(&self.to.to_le_bytes());
         mac.update(self.dialler_nonce);
         mac.update(self.listener_nonce);
+        mac.update(&self.lease.lease_ms.to_le_bytes());
+        mac.update(&self.lease.margin_ms.to_le_bytes());
     }
 }
 
@@ -194,6 +198,7 @@ mod tests {
             to: 2,
             dialler_nonce: &nd,
             listener_nonce: &nl,
+            lease: LeaseTerms::default(),
         };
         let ours = secret(7);
         let dialler = ours.dialler_proof(&t);
@@ -218,6 +223,15 @@ mod tests {
             ..t
         };
         assert!(!ours.verify_dialler(&swapped, &dialler));
+        // Other lease terms than those the proof covered.
+        let leased = Transcript {
+            lease: LeaseTerms {
+                lease_ms: 200,
+                margin_ms: 3,
+            },
+            ..t
+        };
+        assert!(!ours.verify_dialler(&leased, &dialler));
     }
 
     #[test]

@@ -49,6 +49,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{PeerSecret, SecretError};
+use super::wire::LeaseTerms;
 use crate::ballot::NodeId;
 use crate::multi::{Config as CoreConfig, Timing as CoreTiming, TimingError};
 use crate::storage::{GroupCommitOptions, ReplicaLogOptions, WalOptions};
@@ -510,6 +511,15 @@ impl ClusterConfig {
     /// The core's timers, with the lease the read policy asks for.
     pub fn protocol_timing(&self) -> CoreTiming {
         self.reads.protocol_timing(&self.timing)
+    }
+
+    /// The lease this replica grants and trusts, as its peers must agree on it.
+    pub fn lease_terms(&self) -> LeaseTerms {
+        let timing = self.protocol_timing();
+        LeaseTerms {
+            lease_ms: timing.lease_ms,
+            margin_ms: timing.lease_margin_ms,
+        }
     }
 
     /// A loopback cluster of `nodes` replicas on consecutive ports, its secret in

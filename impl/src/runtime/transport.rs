@@ -27,7 +27,9 @@ use super::metrics::{add, inc, Metrics};
 use super::node::NodeEvent;
 use super::replicated::{Payload, Replicated};
 use super::snapshot_transfer::{AckSlot, Incoming, Outgoing, Received};
-use super::wire::{self, FrameError, Hello, HelloProof, HelloReply, PeerMsg, PeerMsgOf, MAGIC};
+use super::wire::{
+    self, FrameError, Hello, HelloProof, HelloReply, LeaseTerms, PeerMsg, PeerMsgOf, MAGIC,
+};
 use crate::ballot::NodeId;
 use crate::multi::{Message, SnapshotOf};
 
@@ -168,6 +170,7 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
             from: self.me,
             to: self.peer,
             nonce: auth::nonce(),
+            lease: self.config.lease_terms(),
         };
         stream
             .write_all(&wire::encode(&hello, HELLO_BYTES_MAX)?)
@@ -625,6 +628,15 @@ impl<S: Replicated> Inbound<S> {
         if hello.from == self.me || self.config.node(hello.from).is_none() {
             return Some(format!("node {} is not a peer in this cluster", hello.from));
         }
+        let ours: LeaseTerms = self.config.lease_terms();
+        if hello.lease != ours {
+            return Some(format!(
+                "node {} is configured for {}, node {} for {}: every replica needs the same \
+                 [reads] section (and [timing] election_timeout_min_ms, from which lease_ms \
+                 defaults), or a leader could trust a lease its followers never granted",
+                hello.from, hello.lease, self.me, ours
+            ));
+        }
         None
     }
 }
@@ -636,6 +648,7 @@ fn transcript<'a>(hello: &'a Hello, listener_nonce: &'a auth::Nonce) -> Transcri
         to: hello.to,
         dialler_nonce: &hello.nonce,
         listener_nonce,
+        lease: hello.lease,
     }
 }
 

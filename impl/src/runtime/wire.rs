@@ -29,8 +29,34 @@ use crate::multi::{Message, SnapshotOf, StateMachine};
 /// 5: the heartbeat carries only its ballot, and the catch-up and snapshot messages are
 /// K5–K7's; 6: snapshots travel in chunks, [`PeerMsg::SnapshotChunk`] and
 /// [`PeerMsg::SnapshotAck`]; 7: the read index's `Message::Confirm` and
-/// `Message::Confirmed`). A peer of another format is refused at the handshake.
-pub const MAGIC: [u8; 4] = *b"PXN7";
+/// `Message::Confirmed`; 8: the [`Hello`] carries the dialler's [`LeaseTerms`]). A peer of
+/// another format is refused at the handshake.
+pub const MAGIC: [u8; 4] = *b"PXN8";
+
+/// The lease every replica grants and trusts (L1, L3: `Timing::lease_ms` and
+/// `lease_margin_ms`, both 0 without leases). A replica that grants less than a leader trusts,
+/// or nothing, breaks the lease's argument: a leader would answer reads under a lease its
+/// majority never promised. So peers whose terms differ are refused at the handshake, and a
+/// misconfigured replica is cut off instead of quietly voting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseTerms {
+    pub lease_ms: u64,
+    pub margin_ms: u64,
+}
+
+impl std::fmt::Display for LeaseTerms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.lease_ms == 0 {
+            f.write_str("no leases")
+        } else {
+            write!(
+                f,
+                "leases of {} ms (margin {} ms)",
+                self.lease_ms, self.margin_ms
+            )
+        }
+    }
+}
 
 /// The dialler's handshake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +69,8 @@ pub struct Hello {
     pub to: NodeId,
     /// Fresh for every connection: the listener's proof covers it.
     pub nonce: Nonce,
+    /// The dialler's lease; the listener refuses other terms than its own.
+    pub lease: LeaseTerms,
 }
 
 /// The dialler's proof of the cluster secret, sent once the listener has proved its own.
