@@ -42,6 +42,9 @@ pub struct Counts {
     /// Implementation steps the model takes as stuttering steps, replayed in every state
     /// ([`Conformance::replay_stutters`]).
     pub stutters: usize,
+    /// Nodes' first starts, which build the initial states and no action takes, replayed
+    /// ([`Conformance::replay_starts`]).
+    pub starts: usize,
     pub divergences: usize,
 }
 
@@ -246,6 +249,29 @@ pub fn check<M: Conformance>(
         .filter(|p| ExpectationKind::of(p) == ExpectationKind::Witness)
         .collect();
     let mut reached = vec![false; witnesses.len()];
+    // The nodes' first starts, which build the initial states and no action takes.
+    for init in model.init_states() {
+        for (label, mismatch) in model.replay_starts(&init) {
+            counts.starts += 1;
+            let Some(mismatch) = mismatch else { continue };
+            counts.divergences += 1;
+            stutters_found.push(StutterFound {
+                state: init.clone(),
+                label,
+                mismatch,
+            });
+        }
+    }
+    if stutters_found.len() >= max_divergences {
+        return Outcome {
+            counts,
+            reach: Reach::Stopped,
+            witnesses: witnesses.iter().map(|w| (w.name, false)).collect(),
+            elapsed: start.elapsed(),
+            found,
+            stutters_found,
+        };
+    }
     let reach = explore(model, depth, |visit| {
         let (state, action, next) = match visit {
             Visit::State(state) => {
@@ -479,6 +505,7 @@ mod tests {
         let c = outcome.counts;
         assert_eq!(c.pairs, c.replayed + c.no_step + c.client);
         assert!(c.no_step > 0 && c.client > 0 && c.stutters > 0);
+        assert_eq!(c.starts, 3, "each replica's first start");
     }
 
     /// The breadth-first report finds a divergence no deeper than the depth-first one, and

@@ -69,6 +69,13 @@ pub trait Conformance: CheckTarget {
     fn replay_stutters(&self, _state: &Self::State) -> Vec<(String, Option<Mismatch>)> {
         Vec::new()
     }
+
+    /// Each node's first start in the initial state `init` (which no action takes: the
+    /// initial state is the nodes' `on_start` results), replayed on the implementation:
+    /// what started, and the mismatch if it diverged.
+    fn replay_starts(&self, _init: &Self::State) -> Vec<(String, Option<Mismatch>)> {
+        Vec::new()
+    }
 }
 
 fn actor_of<M, T, R>(action: &ActorModelAction<M, T, R>) -> usize {
@@ -177,6 +184,26 @@ impl Conformance for MultiModel {
                         .map_err(Clone::clone),
                 });
                 (format!("n{}: {}", stutter.node, stutter.label), mismatch)
+            })
+            .collect()
+    }
+
+    fn replay_starts(&self, init: &Self::State) -> Vec<(String, Option<Mismatch>)> {
+        (0..self.cfg.replicas)
+            .filter_map(|i| match multi::start(self, init, i) {
+                multi::Pair::Replayed {
+                    node,
+                    expected,
+                    actual,
+                } => {
+                    let mismatch = (actual.as_ref() != Ok(&expected)).then(|| Mismatch {
+                        node,
+                        expected: multi_json(&expected),
+                        actual: actual.as_ref().map(multi_json).map_err(Clone::clone),
+                    });
+                    Some((format!("n{node}: first start"), mismatch))
+                }
+                multi::Pair::Client | multi::Pair::NoStep => None,
             })
             .collect()
     }

@@ -208,6 +208,8 @@ struct Report {
     witnesses: Vec<WitnessLine>,
     /// Stuttering steps (timers, heartbeats) replayed in every state visited.
     stutters: usize,
+    /// Nodes' first starts (which build the initial states) replayed.
+    starts: usize,
     stutter_divergences: Vec<StutterLine>,
 }
 
@@ -286,8 +288,9 @@ impl Report {
             "stutters:",
             format!(
                 "{} steps the model takes as stuttering steps (heartbeats, retransmission) \
-                 replayed, {} diverged",
+                 and {} first starts of nodes replayed, {} diverged",
                 group(self.stutters),
+                group(self.starts),
                 self.stutter_divergences.len()
             ),
         );
@@ -468,6 +471,7 @@ fn run_check<M: Conformance>(model: M, opts: &CheckArgs) -> anyhow::Result<Repor
         core_invariants: (model.variant() == "multi")
             .then_some(paxos_protocol::multi::INVARIANTS_CHECKED),
         stutters: c.stutters,
+        starts: c.starts,
         stutter_divergences: outcome
             .stutters_found
             .into_iter()

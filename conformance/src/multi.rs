@@ -1231,6 +1231,27 @@ pub(crate) fn model_outcome(
     outcome_from_model(next, i, out).expect("a replica's next state is a replica state")
 }
 
+/// Replica `i`'s first start, which no action of the model takes (its initial state is
+/// `on_start`'s result): the model's `on_start` with empty storage, as it built `init`,
+/// against the core's `Replica::new` (M0's bootstrap, L5''s first round, the timers armed).
+pub(crate) fn start(model: &MultiModel, init: &MultiModelState, i: usize) -> Pair {
+    let cfg = &model.cfg;
+    let mut out = Out::new();
+    model.actors[i].on_start(Id::from(i), &None, &mut out);
+    let expected =
+        outcome_from_model(init, i, out).expect("a replica's initial state is a replica state");
+    let fresh = persisted_to_impl(cfg, None);
+    let actual = guarded(|| Replica::new(impl_config(cfg, i), Sm::default())).and_then(|result| {
+        let (replica, effects) = result.map_err(|e| format!("start refused: {e}"))?;
+        outcome_from_impl(cfg, &replica, effects, fresh)
+    });
+    Pair::Replayed {
+        node: i,
+        expected,
+        actual,
+    }
+}
+
 /// M11: the implementation replica rebuilt from the model's durable storage alone.
 fn recover(model: &MultiModel, state: &MultiModelState, i: usize, next: &MultiModelState) -> Pair {
     let cfg = &model.cfg;

@@ -213,6 +213,15 @@ pub fn walk<M: Conformance>(model: &M, trace: &Trace) -> anyhow::Result<Walked> 
         .find(|s| model.state_json(s) == trace.initial_state)
         .context("the initial state is not one of the model's for this configuration")?;
     let mut replayed = 0;
+    for (label, mismatch) in model.replay_starts(&state) {
+        let Some(mismatch) = mismatch else {
+            replayed += 1;
+            continue;
+        };
+        // Step 0: the start that built the initial state.
+        let record = DivergenceRecord::new(0, Value::Null, label, &mismatch);
+        return Ok(Walked::Diverges(record));
+    }
     let mut enabled = Vec::new();
     for (k, step) in trace.steps.iter().enumerate() {
         let n = k + 1;

@@ -398,6 +398,13 @@ fn explore(variant: Variant, addr: SocketAddr) -> Result<i32, Failure> {
         Variant::Multi(args) => {
             let cfg = multi_config(&args)?;
             let property = cfg.bug.map(|b| {
+                if b.search_is_costly() {
+                    eprintln!(
+                        "note: finding {b}'s counterexample single-threaded takes many minutes; \
+                         `paxos-model explore --trace {}` opens the committed one at once",
+                        b.committed_trace()
+                    );
+                }
                 let search = runner::counterexample_search(b.search_depth(), false);
                 (b.violates()[0], search)
             });
@@ -594,12 +601,16 @@ fn witness_flags(cfg: &MultiConfig, depth: Option<usize>) -> String {
         ),
         ("--catch-ups", cfg.catch_ups.into(), d.catch_ups.into()),
         ("--reads", cfg.reads.into(), d.reads.into()),
+        ("--leases", cfg.leases.into(), d.leases.into()),
+        ("--drift", cfg.drift.into(), d.drift.into()),
+        ("--ticks", cfg.ticks.into(), d.ticks.into()),
     ];
     for (flag, value, default) in numbers {
         if value != default {
             flags.push(format!("{flag} {value}"));
         }
     }
+    flags.extend(cfg.reader_at.map(|r| format!("--reader-at {r}")));
     for (flag, on) in [
         ("--spread-clients", cfg.spread_clients),
         ("--lossy", cfg.lossy),

@@ -56,6 +56,19 @@ for bug in lease-outlives-promise lease-grantor-campaigns; do
     $model export-traces multi --bug "$bug" --commands 1 --slots 1 --window 1 --reads 1 \
         --reader-at 0 --leases 3 --drift 1 --walks 0 --out "$out"
 done
+# A crash of the grantor: DFS bounded at the bug's search depth (MultiBug::search_depth).
+$model export-traces multi --bug lease-forgotten-on-restart --commands 1 --slots 1 --window 1 \
+    --reads 1 --reader-at 0 --leases 3 --drift 1 --crashes 1 --walks 0 --out "$out"
+# Time: single-threaded search takes too long (MultiBug::search_is_costly); DFS with symmetry
+# and two threads, bounded at depth 22, about a minute each. Only the property's trace is kept.
+scratch=$(mktemp -d)
+for bug in lease-beyond-drift lease-from-arrival; do
+    $model check multi --bug "$bug" --commands 1 --slots 1 --window 1 --reads 1 --reader-at 0 \
+        --leases 3 --drift 1 --ticks 3 --strategy dfs --threads 2 --depth 22 \
+        --trace-dir "$scratch" > /dev/null || true
+    cp "$scratch/multi-read-linearizability-$bug.json" "$out/"
+done
+rm -rf "$scratch"
 
 # Random walks of the correct protocol, beyond the exhaustive bounds.
 # The state is recorded every 10 steps (and at the last) to keep the files small.
