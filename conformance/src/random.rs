@@ -973,7 +973,11 @@ mod tests {
     /// The walks a mutant is looked for in: the lease mutants' rules run only with leases.
     fn walk_config_for(mutant: Mutant) -> MultiConfig {
         match mutant {
-            Mutant::LeaseOutlivesPromise | Mutant::LeaseGrantorCampaigns => lease_walk_config(5),
+            Mutant::LeaseOutlivesPromise
+            | Mutant::LeaseGrantorCampaigns
+            | Mutant::LeaseBeyondDrift
+            | Mutant::LeaseFromArrival
+            | Mutant::LeaseForgottenOnRestart => lease_walk_config(5),
             _ => long_walk_config(5),
         }
     }

@@ -91,6 +91,18 @@ pub enum Mutant {
     /// own higher ballot.
     #[strum(message = "lease grant")]
     LeaseGrantorCampaigns,
+    /// Lease length (L3): the leader trusts the whole grant on its own clock, with no margin
+    /// for the clocks' drift.
+    #[strum(message = "lease length")]
+    LeaseBeyondDrift,
+    /// Lease length (L3, L4): the lease is counted from the round's confirmation rather than
+    /// from when it was sent.
+    #[strum(message = "lease length")]
+    LeaseFromArrival,
+    /// Lease grant (L6): a restarted replica promises at once, though it may have granted a
+    /// lease it no longer remembers.
+    #[strum(message = "lease grant")]
+    LeaseForgottenOnRestart,
 }
 
 impl Mutant {

@@ -567,7 +567,9 @@ impl<SM: StateMachine> Replica<SM> {
             in_flight: InFlight::default(),
         };
         // L6: a grant this replica gave before the crash and forgot may still hold.
-        replica.grant_lease();
+        if !mutants::active(Mutant::LeaseForgottenOnRestart) {
+            replica.grant_lease();
+        }
         // Re-applying sends no replies: its effects are dropped.
         replica.apply_chosen(&mut Outbox::new(&mut Vec::new()));
         replica.start_timers();
@@ -1661,11 +1663,12 @@ impl<SM: StateMachine> Replica<SM> {
         // L3: a lease based on this round ends `lease_ms - margin` of this clock after it is
         // sent.
         if timing.leases() {
-            let end = self
-                .state
-                .timers
-                .now_ms
-                .saturating_add(timing.trusted_lease_ms());
+            let trusted = if mutants::active(Mutant::LeaseBeyondDrift) {
+                timing.lease_ms
+            } else {
+                timing.trusted_lease_ms()
+            };
+            let end = self.state.timers.now_ms.saturating_add(trusted);
             self.state.lease.round_lease = Some(end);
         }
         let reads = &mut self.state.reads;
@@ -1722,6 +1725,11 @@ impl<SM: StateMachine> Replica<SM> {
         if reads.acks.len() + 1 >= majority {
             reads.confirmed = reads.started;
             reads.acks = Voters::default();
+            if mutants::active(Mutant::LeaseFromArrival) && self.config.timing.leases() {
+                let now = self.state.timers.now_ms;
+                self.state.lease.round_lease =
+                    Some(now.saturating_add(self.config.timing.trusted_lease_ms()));
+            }
             self.state.lease.confirm_round();
             let reads = &mut self.state.reads;
             if reads
