@@ -6,10 +6,16 @@
 # compaction, snapshot messages and installs are validated too. Prints one line per run and the totals; exit 1 if any run failed.
 #
 #   scripts/validate-runs.sh [RUNS] [FIRST_SEED]      # default 10 runs per size, seeds from 1000
+#
+# READ_POLICY=lease runs the replicas with leases (default: the read index), and
+# CLOCK_DRIFT_PPM=N runs the initial leader's clock N ppm off the host's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
 seed=${2:-1000}
+policy=(--read-policy "${READ_POLICY:-read-index}")
+drift=()
+[ -n "${CLOCK_DRIFT_PPM:-}" ] && drift=(--clock-drift-ppm="$CLOCK_DRIFT_PPM")
 cargo build --release --quiet -p paxos-impl --bin paxos-node
 cargo build --release --quiet -p paxos-conformance --bin paxos-conform
 out=$(mktemp -d)
@@ -26,7 +32,7 @@ for nodes in 3 5; do
     snapshots=()
     [ $((seed % 3)) -ne 0 ] && snapshots=(--snapshot-interval-slots 1)
     target/release/paxos-node chaos --nodes "$nodes" --seed "$seed" --clients 2 --keys 1 \
-      --ops-per-client 2 "${together[@]}" "${snapshots[@]}" --slot-limit 4 --window 2 --duration-secs 6 --hold-ms 800 \
+      --ops-per-client 2 "${together[@]}" "${snapshots[@]}" "${policy[@]}" "${drift[@]}" --slot-limit 4 --window 2 --duration-secs 6 --hold-ms 800 \
       --step-logs --data-dir "$dir/cluster" --report "$dir/chaos.json" >"$dir.chaos.log" 2>&1 \
       || chaos_code=$?
     validate_code=0

@@ -58,7 +58,7 @@ use std::sync::Arc;
 
 use paxos_model::multi::{
     self, Cmd, CmdSet, LeaderPhase, LeaseClock, MultiConfig, MultiModel, MultiModelState, MultiMsg,
-    MultiState, MultiTimer, ReadIndex, ReplicaState, ReplicaStorage, Slots, Vote, MAX_READS,
+    MultiState, MultiTimer, ReadIndex, ReplicaState, ReplicaStorage, Slots, Ticks, Vote, MAX_READS,
     MAX_SLOTS,
 };
 use paxos_model::types::{Ballot, IdSet};
@@ -744,7 +744,7 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
 
 /// The model's clock is time for leases only: without them it stays 0 (so as not to split
 /// equal states), and the core's clock, which the other timers move, is not compared.
-fn clock_to_model(cfg: &MultiConfig, now: Millis) -> Result<u8, String> {
+fn clock_to_model(cfg: &MultiConfig, now: Millis) -> Result<Ticks, String> {
     if cfg.leases > 0 {
         small("clock", now)
     } else {
@@ -753,11 +753,11 @@ fn clock_to_model(cfg: &MultiConfig, now: Millis) -> Result<u8, String> {
 }
 
 /// A model deadline (0: none) as the core's.
-fn deadline_to_impl(at: u8) -> Option<Millis> {
+fn deadline_to_impl(at: Ticks) -> Option<Millis> {
     (at > 0).then_some(Millis::from(at))
 }
 
-fn deadline_to_model(name: &str, at: Option<Millis>) -> Result<u8, String> {
+fn deadline_to_model(name: &str, at: Option<Millis>) -> Result<Ticks, String> {
     match at {
         None => Ok(0),
         Some(0) => Err(format!(

@@ -42,6 +42,12 @@
 //! model's, so the command is `MultiConfig::command_of(client, seq)`, and the key-value
 //! operation is dropped (the model's commands carry none; the state machine is not modelled).
 //!
+//! Time (L1–L6): a model tick is the core's millisecond. Before every step the model's clock
+//! is ticked (its `Clock` timer, one millisecond at a time) to the logged state's clock, since
+//! the node task does not log a tick that only moves the clock. Each process's clock starts at
+//! 0 and the model's runs on across restarts, so a process's readings are the model's less an
+//! offset fixed at its start ([`model_reading`]).
+//!
 //! Reads (Q1–Q5): a read the core received is the model's read `k`, the lowest number no
 //! other read waiting at that replica holds, so a run is validated when at most
 //! [`MAX_READS`] reads wait at one replica at once (any number in all). A read's answer must
@@ -56,13 +62,13 @@ use std::path::{Path, PathBuf};
 
 use paxos_model::multi::{
     self, MultiActor, MultiConfig, MultiMsg, MultiState, MultiTimer, ReplicaState, ReplicaStorage,
-    MAX_READS, MAX_SLOTS,
+    Ticks, MAX_READS, MAX_SLOTS,
 };
 use paxos_protocol::multi::{
     AppliedState, ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry,
-    Input, KvOp, KvOutput, KvStore, Message, Phase, ReadId, ReadIndex as ImplReadIndex, Record,
-    Recorder, Replica, ReplicaState as ImplState, Slot, SlotMap, SnapshotOf, StateMachine, Timers,
-    WaitingRead,
+    Input, KvOp, KvOutput, KvStore, Lease, Message, Millis, Phase, ReadId,
+    ReadIndex as ImplReadIndex, Record, Recorder, Replica, ReplicaState as ImplState, Slot,
+    SlotMap, SnapshotOf, StateMachine, Timers, WaitingRead,
 };
 use paxos_protocol::step_log::{StepLine, STEP_LOG_FORMAT};
 use serde::Serialize;
@@ -399,14 +405,26 @@ impl Domain {
                 "the logs name node {stranger}, which is no replica"
             ));
         }
-        if config.timing.leases() {
-            return Err(format!(
-                "leases (lease_ms {}): runs with `[reads] policy = \"lease\"` cannot be \
-                 validated yet, since the model's clock counts at most 255 ticks and a run's \
-                 clock counts milliseconds; validate runs with the read-index or log policy",
-                config.timing.lease_ms
-            ));
-        }
+        // Time (L1–L6): a model tick is the core's millisecond, as in the exhaustive check,
+        // and the model's margin `2D` must be the run's.
+        let (leases, drift) = if config.timing.leases() {
+            let (lease, margin) = (config.timing.lease_ms, config.timing.lease_margin_ms);
+            let lease = Ticks::try_from(lease).map_err(|_| {
+                format!(
+                    "lease_ms {lease}: the model's clock counts to {}",
+                    Ticks::MAX
+                )
+            })?;
+            if margin % 2 != 0 {
+                return Err(format!(
+                    "lease margin {margin} ms: the model's margin is 2D, twice a clock's share, \
+                     so an odd margin has no model counterpart (the service's is always even)"
+                ));
+            }
+            (lease, Ticks::try_from(margin / 2).unwrap_or(Ticks::MAX))
+        } else {
+            (0, 0)
+        };
         let slots = match config.slot_limit {
             Some(limit) if (1..=MAX_SLOTS as u64).contains(&limit) => limit as usize,
             other => {
@@ -448,6 +466,10 @@ impl Domain {
                 compactions: if snapshots { 8 } else { 0 },
                 catch_ups: 0,
                 reads: if reads.is_empty() { 0 } else { MAX_READS as u8 },
+                leases,
+                drift,
+                // Clocks run for as long as the run does.
+                ticks: if leases > 0 { Ticks::MAX } else { 0 },
                 lossy: true,
                 duplicating: true,
                 bug: None,
@@ -723,6 +745,7 @@ impl Domain {
         executed: &[Command<u8>],
         snapshot: Option<ImplSnapshot>,
         at: Process,
+        clock_offset: i64,
     ) -> Result<ImplReplica, String> {
         let phase = match &s.phase {
             Phase::Follower => Phase::Follower,
@@ -782,7 +805,12 @@ impl Domain {
             persisted_round: s.persisted_round,
             persisted_promise: s.persisted_promise,
             compacted: s.compacted,
-            timers: s.timers.clone(),
+            // Only the clock and the lease's deadlines are compared (L1–L6); the other timers
+            // are the process's own.
+            timers: Timers {
+                now_ms: model_reading(s.timers.now_ms, clock_offset)?,
+                ..s.timers.clone()
+            },
             reads: ImplReadIndex {
                 fence: s.reads.fence,
                 started: s.reads.started,
@@ -801,7 +829,11 @@ impl Domain {
                     })
                     .collect::<Result<_, String>>()?,
             },
-            lease: s.lease,
+            lease: Lease {
+                grant_until: model_deadline(s.lease.grant_until, clock_offset)?,
+                round_lease: model_deadline(s.lease.round_lease, clock_offset)?,
+                lease_until: model_deadline(s.lease.lease_until, clock_offset)?,
+            },
         };
         if snapshot.as_ref().map_or(0, |s| s.applied) != s.compacted {
             return Err(format!(
@@ -816,6 +848,20 @@ impl Domain {
         Replica::from_state(config.clone(), state, snapshot, recorder)
             .map_err(|e| format!("the logged configuration is invalid: {e}"))
     }
+}
+
+/// A reading of a process's clock as the model's clock: the service's clock starts afresh
+/// with each process (it reads 0 at the start), the model's runs on across a restart, and
+/// only durations on one clock matter (A-clock), so each process's clock is the model's less
+/// an offset fixed at its start ([`Node::clock_offset`]).
+fn model_reading(at: Millis, clock_offset: i64) -> Result<Millis, String> {
+    Millis::try_from(i128::from(at) + i128::from(clock_offset)).map_err(|_| {
+        format!("clock reading {at} ms is before the model's clock started (offset {clock_offset})")
+    })
+}
+
+fn model_deadline(at: Option<Millis>, clock_offset: i64) -> Result<Option<Millis>, String> {
+    at.map(|at| model_reading(at, clock_offset)).transpose()
 }
 
 fn same_cluster(a: &Config, b: &Config) -> bool {
@@ -836,6 +882,7 @@ struct ModelReplica {
 }
 
 /// What a model handler is run on.
+#[derive(Clone)]
 enum ModelEvent {
     Start,
     Deliver(Id, MultiMsg),
@@ -927,6 +974,9 @@ struct Node {
     /// The core's timers after the last logged transition of the current process: which
     /// of them a tick fires.
     timers: Timers,
+    /// The model's clock less the current process's (see [`model_reading`]): at its start,
+    /// the clock the model recovers with (or 0 at the first) less the process's reading.
+    clock_offset: i64,
 }
 
 struct StepTrace {
@@ -997,6 +1047,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
             snapshots: Vec::new(),
             steps: Vec::new(),
             timers: Timers::default(),
+            clock_offset: 0,
         })
         .collect();
     let mut rejections = Vec::new();
@@ -1320,7 +1371,23 @@ fn validate_start(
     node.executed = reexecuted(domain, state, snapshot.as_ref()).map_err(Failure::plain)?;
     node.durable = recovered;
     node.snapshot = snapshot;
-    let (expected, model_after) = model_step(actor, i, &before, &[ModelEvent::Start]);
+    if domain.cfg.leases > 0 {
+        // The model recovers with the clock its storage kept (a fresh start with 0).
+        let model_clock = before.storage.map_or(0, |s| s.clock);
+        node.clock_offset =
+            i64::from(model_clock) - i64::try_from(state.timers.now_ms).unwrap_or(i64::MAX);
+    }
+    // With leases a follower's first start cannot be told from a restart after a crash that
+    // came before its first record (granting writes nothing), so the service recovers it
+    // (L6; `runtime::replicated::recover`): the model's start, a crash at once, and recovery.
+    let first_follower_start_with_leases =
+        domain.cfg.leases > 0 && i != 0 && before.storage.is_none();
+    let events: &[ModelEvent] = if first_follower_start_with_leases {
+        &[ModelEvent::Start, ModelEvent::Start]
+    } else {
+        &[ModelEvent::Start]
+    };
+    let (expected, model_after) = model_step(actor, i, &before, events);
     node.push_step(&effects, model_after);
     let actual = logged_outcome(domain, node, config, state, effects)?;
     compare(&expected, &actual)
@@ -1446,6 +1513,7 @@ fn logged_outcome(
             &node.executed,
             node.snapshot.clone(),
             node.process,
+            node.clock_offset,
         )
         .map_err(Failure::plain)?;
     outcome_from_impl(&domain.cfg, &replica, effects, before)
@@ -1506,7 +1574,15 @@ fn validate_step(
         .effects(effects, node.process, state.applied)
         .map_err(Failure::plain)?;
     // A failure here is reported after the bookkeeping below, which later steps rely on.
-    let events = model_events(domain, &input, &before, &timers);
+    let now_during = state.timers.now_ms;
+    let events = model_events(
+        domain,
+        &input,
+        &before,
+        &timers,
+        now_during,
+        node.clock_offset,
+    );
     // Heartbeats and retransmissions are not the model's messages: what they send is checked
     // here, and the rest of the step is compared with the model's.
     let (unmodelled, compared): (Vec<ImplEffect>, Vec<ImplEffect>) = effects
@@ -1559,6 +1635,8 @@ fn model_events(
     input: &ImplInput,
     before: &ModelReplica,
     timers: &Timers,
+    now_during: Millis,
+    clock_offset: i64,
 ) -> Result<Vec<ModelEvent>, Failure> {
     // An `Accepted` run carries no entries: what it votes for is the receiver's own proposals
     // at its ballot. A slot where the receiver holds no vote at that ballot is not in flight
@@ -1578,7 +1656,27 @@ fn model_events(
         ModelEvent::Deliver(client, MultiMsg::Request(multi::Cmd(c.op)))
     };
     let leading = matches!(before.state.phase, multi::LeaderPhase::Leading { .. });
-    Ok(match input {
+    // Time first (L1–L6): the model's clock, one `Clock` tick per millisecond, to where the
+    // core's stood during the step. A tick moves it before its timers fire; any other input
+    // leaves it where the ticks before it put it, which the log may not show (a tick that
+    // changes nothing but the clock is not logged).
+    let mut clock = Vec::new();
+    if domain.cfg.leases > 0 {
+        let to = model_reading(now_during, clock_offset).map_err(Failure::plain)?;
+        if to > u64::from(Ticks::MAX) {
+            return Err(Failure::plain(format!(
+                "clock reading {to} ms is beyond the model's clock ({} ms)",
+                Ticks::MAX
+            )));
+        }
+        let from = u64::from(before.state.lease.now);
+        let ticks = usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX);
+        clock.extend(std::iter::repeat_n(
+            ModelEvent::Timeout(MultiTimer::Clock),
+            ticks,
+        ));
+    }
+    let events = match input {
         Input::Tick { now_ms } => {
             let due = |at: Option<u64>| at.is_some_and(|at| at <= (*now_ms).max(timers.now_ms));
             let mut events = Vec::new();
@@ -1630,7 +1728,9 @@ fn model_events(
                 MultiMsg::Read(k),
             )]
         }
-    })
+    };
+    clock.extend(events);
+    Ok(clock)
 }
 
 /// The outcome of a transition that changes nothing the model sees.

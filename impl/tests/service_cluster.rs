@@ -631,7 +631,7 @@ fn garbage_frames_and_strangers_are_refused_without_harm() {
             Hello {
                 lease: LeaseTerms {
                     lease_ms: 200,
-                    margin_ms: 3,
+                    margin_ms: 4,
                 },
                 ..good.clone()
             },

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use clap::Args;
 
-use crate::multi::{MultiBug, MultiConfig};
+use crate::multi::{MultiBug, MultiConfig, Ticks};
 use crate::synod::{SynodBug, SynodConfig};
 
 /// The bug named `name` of this variant; the error says so when it names a bug of the `other`
@@ -139,14 +139,14 @@ pub struct MultiBounds {
     /// Leader leases (L1-L6): a grant lasts this many ticks of the granting replica's clock.
     /// 0 disables leases and time.
     #[arg(long, default_value_t = MultiConfig::default().leases)]
-    pub leases: u8,
+    pub leases: Ticks,
     /// The clock bound: at every moment any two replicas' clocks differ by at most this many
     /// ticks (a lease is --leases minus twice this).
     #[arg(long, default_value_t = MultiConfig::default().drift)]
-    pub drift: u8,
+    pub drift: Ticks,
     /// How far each replica's clock may run, in ticks.
     #[arg(long, default_value_t = MultiConfig::default().ticks)]
-    pub ticks: u8,
+    pub ticks: Ticks,
     #[command(flatten)]
     pub faults: FaultFlags,
 }

@@ -601,9 +601,9 @@ fn witness_flags(cfg: &MultiConfig, depth: Option<usize>) -> String {
         ),
         ("--catch-ups", cfg.catch_ups.into(), d.catch_ups.into()),
         ("--reads", cfg.reads.into(), d.reads.into()),
-        ("--leases", cfg.leases.into(), d.leases.into()),
-        ("--drift", cfg.drift.into(), d.drift.into()),
-        ("--ticks", cfg.ticks.into(), d.ticks.into()),
+        ("--leases", cfg.leases as usize, d.leases as usize),
+        ("--drift", cfg.drift as usize, d.drift as usize),
+        ("--ticks", cfg.ticks as usize, d.ticks as usize),
     ];
     for (flag, value, default) in numbers {
         if value != default {

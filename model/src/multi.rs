@@ -168,14 +168,14 @@ pub struct MultiConfig {
     /// Leader leases (L1–L6): the grant's length `L` in ticks; 0 disables leases, clocks
     /// and time.
     #[serde(skip_serializing_if = "is_zero")]
-    pub leases: u8,
+    pub leases: Ticks,
     /// The clock assumption's bound `D`: at every moment any two replicas' clocks differ by
     /// at most this many ticks. A lease is `L - 2D` ticks of the leader's clock.
     #[serde(skip_serializing_if = "is_zero")]
-    pub drift: u8,
+    pub drift: Ticks,
     /// How far each replica's clock may run (ticks from 0): keeps time finite.
     #[serde(skip_serializing_if = "is_zero")]
-    pub ticks: u8,
+    pub ticks: Ticks,
     pub lossy: bool,
     pub duplicating: bool,
     pub bug: Option<MultiBug>,
@@ -370,7 +370,7 @@ impl MultiConfig {
 
     /// L3's margin: the most two clocks within [`MultiConfig::drift`] of each other at every
     /// moment can disagree about the length of one interval.
-    pub fn lease_margin(&self) -> u8 {
+    pub fn lease_margin(&self) -> Ticks {
         self.drift.saturating_mul(2)
     }
 
@@ -855,20 +855,25 @@ impl ReadIndex {
     }
 }
 
+/// A reading of a replica's clock, or a length of time on it. The exhaustive check counts a
+/// few ticks (`--ticks` at most 32); trace validation counts a real run's milliseconds.
+pub type Ticks = u32;
+
 /// A replica's clock and the deadlines read on it (L1–L6): each a reading of this replica's
 /// clock, 0 once passed (or never set), so that states that behave alike are equal. All zero
 /// when the configuration has no leases.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct LeaseClock {
-    /// This replica's clock (ticks; durable in the sense that a restart does not reset it:
-    /// the service reads the host's monotonic clock).
-    pub now: u8,
+    /// This replica's clock. A restart does not reset it: only durations on one clock
+    /// matter (A-clock), so a clock that starts afresh with each process, as the service's
+    /// does, is this one less an offset per process.
+    pub now: Ticks,
     /// L1, L6: this replica promises no new ballot until its clock reads this.
-    pub grant_until: u8,
+    pub grant_until: Ticks,
     /// L3: the end of a lease based on the outstanding confirmation round.
-    pub round_lease: u8,
+    pub round_lease: Ticks,
     /// L4: the lease this leader holds.
-    pub lease_until: u8,
+    pub lease_until: Ticks,
 }
 
 impl LeaseClock {
@@ -886,7 +891,7 @@ impl LeaseClock {
 
     /// L1, L6: promise nothing new for `length` more ticks of this clock (a grant only ever
     /// extends).
-    fn grant(&mut self, length: u8) {
+    fn grant(&mut self, length: Ticks) {
         self.grant_until = self.grant_until.max(self.now + length);
     }
 
@@ -1168,7 +1173,7 @@ pub struct ReplicaStorage {
     /// The replica's clock (leases only): the host's monotonic clock, which a restart does
     /// not reset. Left out of the JSON while 0.
     #[serde(skip_serializing_if = "is_zero")]
-    pub clock: u8,
+    pub clock: Ticks,
 }
 
 impl fmt::Debug for ReplicaStorage {
@@ -1202,7 +1207,7 @@ impl Topology {
     }
 
     /// L3: how long a lease lasts on the leader's clock after its round is sent.
-    fn lease_length(&self) -> u8 {
+    fn lease_length(&self) -> Ticks {
         if self.has_bug(MultiBug::LeaseBeyondDrift) {
             return self.cfg.leases;
         }
@@ -2467,8 +2472,8 @@ fn no_commands(set: &CmdSet) -> bool {
     set.is_empty()
 }
 
-fn is_zero(n: &u8) -> bool {
-    *n == 0
+fn is_zero<N: Default + PartialEq>(n: &N) -> bool {
+    *n == N::default()
 }
 
 fn no_read_floor(floor: &[(CmdSet, u8); MAX_READS]) -> bool {
@@ -2885,7 +2890,7 @@ fn clocks_within_drift(cfg: &MultiConfig, s: &MultiModelState) -> bool {
     let running = replicas_by_id(s)
         .filter(|(id, _)| !s.crashed[usize::from(*id)])
         .map(|(_, r)| r.lease.now);
-    let (lo, hi) = running.fold((u8::MAX, 0), |(lo, hi), now| (lo.min(now), hi.max(now)));
+    let (lo, hi) = running.fold((Ticks::MAX, 0), |(lo, hi), now| (lo.min(now), hi.max(now)));
     hi.saturating_sub(lo) <= cfg.drift
 }
 

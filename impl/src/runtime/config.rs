@@ -247,20 +247,22 @@ pub struct Reads {
 /// a suspended host, is outside any bound (specs/protocol.md, A-clock).
 pub const DEFAULT_MAX_CLOCK_DRIFT_PPM: u64 = 1_000;
 
-/// The core hears the time in whole milliseconds: the leader's reading may be up to 1 ms
-/// behind its clock when it answers a read, and a grantor's when it grants, so the margin
-/// holds 2 ms beyond the drift.
-pub const CLOCK_READING_MARGIN_MS: u64 = 2;
+/// The core hears the time in whole milliseconds: a clock's reading may be up to 1 ms behind
+/// it (the leader's when it answers a read, a grantor's when it grants).
+pub const CLOCK_READING_MS: u64 = 1;
 
-/// The drift bound, as a margin: while one clock advances by `lease_ms`, another within `ppm`
-/// of real time advances by at least `lease_ms (1 - ρ) / (1 + ρ)`, that is `lease_ms` less
-/// `⌈lease_ms · 2ρ / (1 + ρ)⌉` (specs/protocol.md, A-clock).
+/// The drift bound, as a margin of `2D` (specs/protocol.md, A-clock): while one clock
+/// advances by `lease_ms`, another within `ppm` of real time advances by at least `lease_ms
+/// (1 - ρ) / (1 + ρ)`, so each clock's share `D` is `⌈lease_ms · ρ / (1 + ρ)⌉` and its
+/// reading's millisecond, and two clocks disagree about the lease by at most twice that. The
+/// model's margin is `2D` too, so a run's lease maps onto the model's (trace validation).
 pub fn lease_margin_ms(lease_ms: u64, max_clock_drift_ppm: u64) -> u64 {
     let (lease, ppm) = (u128::from(lease_ms), u128::from(max_clock_drift_ppm));
-    let drift = (lease * 2 * ppm).div_ceil(1_000_000 + ppm);
-    u64::try_from(drift)
+    let share = (lease * ppm).div_ceil(1_000_000 + ppm);
+    u64::try_from(share)
         .unwrap_or(u64::MAX)
-        .saturating_add(CLOCK_READING_MARGIN_MS)
+        .saturating_add(CLOCK_READING_MS)
+        .saturating_mul(2)
 }
 
 impl Reads {
@@ -319,10 +321,9 @@ impl Reads {
                      after the leader fails"
                 ),
                 TimingError::LeaseWithinMargin { lease, margin } => format!(
-                    "reads: lease_ms ({lease}) must exceed its margin ({margin} ms: the clocks' \
-                     drift over the lease at max_clock_drift_ppm, plus \
-                     {CLOCK_READING_MARGIN_MS} ms of clock reading), or the leader could \
-                     never trust a lease"
+                    "reads: lease_ms ({lease}) must exceed its margin ({margin} ms: twice a \
+                     clock's drift over the lease at max_clock_drift_ppm and its \
+                     {CLOCK_READING_MS} ms of reading), or the leader could never trust a lease"
                 ),
                 other => other.to_string(),
             })
@@ -791,9 +792,9 @@ mod tests {
         let lease = format!("{THREE}\n[reads]\npolicy = \"lease\"\n");
         let config = ClusterConfig::parse(&lease).expect("valid");
         let timing = config.core_config(1).expect("node 1").timing;
-        // Two thirds of the 300 ms election timeout; 1000 ppm over 200 ms is 0.4 ms, rounded
-        // up, plus 2 ms of clock reading.
-        assert_eq!((timing.lease_ms, timing.lease_margin_ms), (200, 3));
+        // Two thirds of the 300 ms election timeout; 1000 ppm over 200 ms is 0.2 ms, rounded
+        // up, and 1 ms of reading, per clock: twice 2 ms.
+        assert_eq!((timing.lease_ms, timing.lease_margin_ms), (200, 4));
         let set = format!(
             "{THREE}\n[reads]\npolicy = \"lease\"\nlease_ms = 250\nmax_clock_drift_ppm = 50000\n"
         );
@@ -802,7 +803,7 @@ mod tests {
             .core_config(0)
             .expect("0")
             .timing;
-        // 250 · 0.1 / 1.05 = 23.8: 24, and 2.
+        // 250 · 0.05 / 1.05 = 11.9: 12, and 1, twice.
         assert_eq!((timing.lease_ms, timing.lease_margin_ms), (250, 26));
         let read_index = ClusterConfig::parse(THREE)
             .expect("valid")
@@ -815,8 +816,10 @@ mod tests {
             ),
             (0, 0)
         );
-        assert_eq!(lease_margin_ms(0, 0), CLOCK_READING_MARGIN_MS);
-        assert_eq!(lease_margin_ms(1_000, 0), CLOCK_READING_MARGIN_MS);
+        assert_eq!(lease_margin_ms(0, 0), 2 * CLOCK_READING_MS);
+        assert_eq!(lease_margin_ms(1_000, 0), 2 * CLOCK_READING_MS);
+        // Always even: the model's 2D.
+        assert_eq!(lease_margin_ms(199, 1_000) % 2, 0);
         assert_eq!(lease_margin_ms(u64::MAX, 1_000_000), u64::MAX);
     }
 
@@ -831,7 +834,7 @@ mod tests {
         let short = format!("{THREE}\n[reads]\npolicy = \"lease\"\nlease_ms = 3\n");
         let short = error_of(&short);
         assert!(
-            short.contains("lease_ms (3) must exceed its margin (3 ms"),
+            short.contains("lease_ms (3) must exceed its margin (4 ms"),
             "{short}"
         );
         let drift =

@@ -81,6 +81,9 @@ pub enum SeededBug {
     /// The core never consults its client table (core mutant `ignore-client-table`): a
     /// retried command is proposed and executed again.
     IgnoreClientTable,
+    /// The leader trusts a lease for the whole grant, with no margin for the clocks' drift
+    /// (core mutant `lease-beyond-drift`, L3): what trace validation of a lease run must see.
+    LeaseBeyondDrift,
 }
 
 impl SeededBug {
@@ -111,6 +114,7 @@ impl SeededBug {
             SeededBug::QuorumOneShort => Some(Mutant::QuorumOneShort),
             SeededBug::ApplyOutOfOrder => Some(Mutant::ApplyOutOfOrder),
             SeededBug::IgnoreClientTable => Some(Mutant::IgnoreClientTable),
+            SeededBug::LeaseBeyondDrift => Some(Mutant::LeaseBeyondDrift),
         }
     }
 }

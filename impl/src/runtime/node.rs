@@ -39,7 +39,7 @@ use crate::ballot::NodeId;
 use crate::multi::mutants::Mutant;
 use crate::multi::{
     ClientId, Command, CommandId, Effect, Input, InputOf, Message, Millis, Phase, ReadId, Record,
-    Replica, ReplicaEffect, Slot, SnapshotOf,
+    Replica, ReplicaEffect, Slot, SnapshotOf, Timers,
 };
 use crate::storage::replica_log::{encode_records, encode_state_machine};
 use crate::storage::{GroupCommitStats, ReplicaGroupCommit, WalError};
@@ -548,11 +548,27 @@ impl<S: Replicated> NodeTask<S> {
         let compact = matches!(input, Input::Compact);
         let rounds_before = self.replica.state().reads.started;
         let logged_input = self.step_log.as_ref().map(|_| input.clone());
+        // The timers but the clock, to tell a tick that only moves the clock.
+        let timers_before = logged_input
+            .as_ref()
+            .filter(|_| tick)
+            .map(|_| self.replica.state().timers.clone());
         let replica = &mut self.replica;
         let mut effects = std::mem::take(&mut self.effects);
         with_core_mutant(self.core_mutant, || replica.step_into(input, &mut effects));
-        // A tick that fires no timer changes nothing but the core's clock: not worth a line.
-        let logged_input = logged_input.filter(|_| !(tick && effects.is_empty()));
+        // A tick that sends nothing and re-arms no timer changes the core's clock and what the
+        // clock ends (passed lease deadlines): not worth a line, since the next line's clock
+        // says how far it moved. One that re-arms a timer with no effect (an election held
+        // back by a grant, L2') is logged, or validation would fire that timer again.
+        let quiet_tick = timers_before.is_some_and(|before| {
+            let after = &self.replica.state().timers;
+            effects.is_empty()
+                && Timers {
+                    now_ms: after.now_ms,
+                    ..before
+                } == *after
+        });
+        let logged_input = logged_input.filter(|_| !quiet_tick);
         if let (Some(log), Some(input)) = (&mut self.step_log, logged_input) {
             let line = StepLine::Step {
                 node: self.id,
@@ -948,9 +964,9 @@ mod tests {
         recover(&options, KvStore::new()).expect("start")
     }
 
-    /// The initial leader of a 3-replica cluster with leases (lease 200 ms, margin 3 ms), not
+    /// The initial leader of a 3-replica cluster with leases (lease 200 ms, margin 4 ms), not
     /// running: the test steps it and reads its clock. Replica 1 confirmed its bootstrap
-    /// round (L5') at time 0, so it holds a lease until 197 ms.
+    /// round (L5') at time 0, so it holds a lease until 196 ms.
     fn leased_leader() -> (NodeTask<KvStore>, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = ClusterConfig::loopback("t", 3, 7000, 8000);
@@ -976,7 +992,7 @@ mod tests {
             round: 1,
         });
         task.on_peer(1, confirmed);
-        assert_eq!(task.replica.state().lease.lease_until, Some(197));
+        assert_eq!(task.replica.state().lease.lease_until, Some(196));
         (task, dir)
     }
 
