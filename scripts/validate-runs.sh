@@ -7,13 +7,16 @@
 #
 #   scripts/validate-runs.sh [RUNS] [FIRST_SEED]      # default 10 runs per size, seeds from 1000
 #
-# READ_POLICY=lease runs the replicas with leases (default: the read index), and
-# CLOCK_DRIFT_PPM=N runs the initial leader's clock N ppm off the host's.
+# READ_POLICY=lease runs the replicas with leases (default: the read index),
+# CLOCK_DRIFT_PPM=N runs the initial leader's clock N ppm off the host's, and READER_OPS=N
+# has the read-only client issue N reads (default 20; reads are no commands, so the model
+# does not bound their number).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
 seed=${2:-1000}
 policy=(--read-policy "${READ_POLICY:-read-index}")
+reader_ops=(--reader-ops "${READER_OPS:-20}")
 drift=()
 [ -n "${CLOCK_DRIFT_PPM:-}" ] && drift=(--clock-drift-ppm="$CLOCK_DRIFT_PPM")
 cargo build --release --quiet -p paxos-impl --bin paxos-node
@@ -32,7 +35,7 @@ for nodes in 3 5; do
     snapshots=()
     [ $((seed % 3)) -ne 0 ] && snapshots=(--snapshot-interval-slots 1)
     target/release/paxos-node chaos --nodes "$nodes" --seed "$seed" --clients 2 --keys 1 \
-      --ops-per-client 2 "${together[@]}" "${snapshots[@]}" "${policy[@]}" "${drift[@]}" --slot-limit 4 --window 2 --duration-secs 6 --hold-ms 800 \
+      --ops-per-client 2 "${together[@]}" "${snapshots[@]}" "${policy[@]}" "${reader_ops[@]}" "${drift[@]}" --slot-limit 4 --window 2 --duration-secs 6 --hold-ms 800 \
       --step-logs --data-dir "$dir/cluster" --report "$dir/chaos.json" >"$dir.chaos.log" 2>&1 \
       || chaos_code=$?
     validate_code=0
@@ -53,7 +56,8 @@ totals = {}
 for nodes in (3, 5):
     t = totals.setdefault(nodes, dict(runs=0, ops=0, faults=0, leader_changes=0, transitions=0,
                                       starts=0, received=0, lost=0, rejections=0, linearizable=0,
-                                      on_runs=0, taken=0, installed=0, snapshot_steps=0))
+                                      on_runs=0, taken=0, installed=0, snapshot_steps=0,
+                                      reads=0, lease_reads=0))
     for d in sorted(pathlib.Path(sys.argv[1]).glob(f"n{nodes}-s*")):
         if not d.is_dir():
             continue
@@ -64,6 +68,8 @@ for nodes in (3, 5):
             continue
         t["runs"] += 1
         t["ops"] += c["operations"]["total"]
+        t["reads"] += c["operations"]["reads"]
+        t["lease_reads"] += c.get("lease_reads", 0)
         t["faults"] += sum(c["faults"].values())
         t["leader_changes"] += c["leader_changes"]
         t["linearizable"] += c["linearizable"] is True
@@ -82,12 +88,13 @@ for nodes in (3, 5):
               f"{c['leader_changes']} leader changes, linearizable {c['linearizable']}; "
               f"{v['transitions']} transitions ({v['starts']} starts, {v['runs']} on runs), "
               f"{c.get('snapshots_taken', 0)} snapshots taken, "
-              f"{c.get('snapshots_installed', 0)} installed; {v['rejections_total']} rejections")
+              f"{c.get('snapshots_installed', 0)} installed, {c.get('lease_reads', 0)} lease reads; "
+              f"{v['rejections_total']} rejections")
 print()
-print("| replicas | runs | operations | faults | leader changes | linearizable | transitions validated | of them on runs of slots or requests | starts | messages checked sent | records lost in crashes | snapshots taken / installed | compact and snapshot steps validated | rejections |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| replicas | runs | operations | reads (under a lease) | faults | leader changes | linearizable | transitions validated | of them on runs of slots or requests | starts | messages checked sent | records lost in crashes | snapshots taken / installed | compact and snapshot steps validated | rejections |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for nodes, t in totals.items():
-    print(f"| {nodes} | {t['runs']} | {t['ops']} | {t['faults']} | {t['leader_changes']} | "
+    print(f"| {nodes} | {t['runs']} | {t['ops']} | {t['reads']} ({t['lease_reads']}) | {t['faults']} | {t['leader_changes']} | "
           f"{t['linearizable']}/{t['runs']} | {t['transitions']} | {t['on_runs']} | {t['starts']} | {t['received']} | "
           f"{t['lost']} | {t['taken']} / {t['installed']} | {t['snapshot_steps']} | "
           f"{t['rejections']} |")

@@ -71,10 +71,14 @@ Examples:
       --window 2 --duration-secs 5 --data-dir /tmp/run
   paxos-conform validate /tmp/run            # every *.steps.jsonl in the directory
   paxos-conform validate --json /tmp/run/node-0.steps.jsonl /tmp/run/node-1.steps.jsonl
+  paxos-node chaos --step-logs --read-policy lease --reader-ops 40 --clients 2 --keys 1 \
+      --ops-per-client 2 --slot-limit 4 --window 2 --duration-secs 6 --data-dir /tmp/lease
+  paxos-conform validate /tmp/lease          # leases: the clock ticked to every step's
 
 Only runs within the model's bounds can be validated: replicas 0..R (2 to 5) with replica 0
-the initial leader, `[limits] slot_limit` at most 4, at most 3 clients and 6 commands. A run
-beyond them is refused with the bound it exceeds.
+the initial leader, `[limits] slot_limit` at most 4, at most 3 clients and 6 commands (reads
+are not commands: any number, at most 3 waiting at a replica at once). A run beyond them is
+refused with the bound it exceeds. Every read policy validates, leases included.
 
 Exit codes: 0 every transition is one the model allows, 1 a transition was rejected, 2 logs
 that cannot be read or a run beyond the model's bounds.";

@@ -133,12 +133,17 @@ fn chaos_runs_of_3_and_5_replicas_are_transitions_the_model_allows() {
 fn a_run_with_leases_is_transitions_the_model_allows() {
     let _cluster = one_cluster_at_a_time();
     let dir = tempfile::tempdir().expect("temp dir");
-    let (code, chaos) = bounded_chaos(dir.path(), 3, 34, &["--read-policy", "lease"]);
+    // The reader's 40 reads come every 146 ms, inside the 196 ms a round's lease lasts.
+    let extra = ["--read-policy", "lease", "--reader-ops", "40"];
+    let (code, chaos) = bounded_chaos(dir.path(), 3, 34, &extra);
     assert_eq!(chaos["linearizable"], true, "{chaos:#}");
     assert_eq!(code, Some(0), "{chaos:#}");
     let report = validated(&step_logs(&chaos));
     assert!(report.passed(), "{}", report.render());
     assert!(report.model_config.leases > 0, "{}", report.render());
+    // L5: some read was answered in the step it arrived in, from the lease.
+    let logs = step_logs(&chaos);
+    assert!(reads_answered_on_arrival(&logs) > 0, "no lease read");
     for kind in ["tick", "read", "confirm", "confirmed", "recover"] {
         assert!(
             report.by_kind.get(kind).copied().unwrap_or(0) > 0,
@@ -373,6 +378,27 @@ fn tampered_step_logs_are_rejected() {
         "{}",
         report.render()
     );
+}
+
+/// How many reads were answered in the step they arrived in.
+fn reads_answered_on_arrival(logs: &[PathBuf]) -> usize {
+    let mut answered = 0;
+    for log in logs {
+        let text = std::fs::read_to_string(log).expect("read a step log");
+        for line in text.lines() {
+            let line: Value = serde_json::from_str(line).expect("a JSON line");
+            let Some(id) = line.pointer("/step/input/Read/id") else {
+                continue;
+            };
+            let effects = line.pointer("/step/effects").and_then(Value::as_array);
+            answered += usize::from(effects.is_some_and(|effects| {
+                effects
+                    .iter()
+                    .any(|e| e.pointer("/ReadReply/id") == Some(id))
+            }));
+        }
+    }
+    answered
 }
 
 /// Copies the logs into `dir` with the first read answer of the first log that has one moved

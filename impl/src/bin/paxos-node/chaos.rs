@@ -89,6 +89,12 @@ pub struct ChaosArgs {
     /// as one run of slots (specs/protocol.md "Runs of slots"), which validation then checks.
     #[arg(long, requires = "ops_per_client")]
     pub together: bool,
+    /// With `--ops-per-client`: the read-only clients (every other one) issue this many reads
+    /// instead, paced over the run. Reads are no commands, so the model bounds only how many
+    /// wait at once, not how many there are: many reads close together are how a bounded
+    /// run meets leases (a read answered at once while the last round's lease holds, L5).
+    #[arg(long, requires = "ops_per_client")]
+    pub reader_ops: Option<u64>,
     /// The replicas propose no command at or above this slot (`[limits] slot_limit`).
     #[arg(long)]
     pub slot_limit: Option<u64>,
@@ -463,15 +469,19 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
         let mut own = endpoints.clone();
         own.rotate_left(c as usize % endpoints.len());
         let reads_percent = if c % 2 == 1 { 100 } else { 40 };
+        let ops_max = match reads_percent {
+            100 => args.reader_ops.or(args.ops_per_client),
+            _ => args.ops_per_client,
+        };
         let plan = ClientPlan {
             endpoints: own,
             reads_percent,
             keys: args.keys,
             seed: seed.wrapping_add(u64::from(c) + 1),
-            ops_max: args.ops_per_client,
+            ops_max,
             // A bounded client spreads its few operations over the run, so that they meet
             // the faults; the first waits a random part of the gap.
-            pace: args.ops_per_client.map(|ops| {
+            pace: ops_max.map(|ops| {
                 Duration::from_secs(args.duration_secs) / u32::try_from(ops + 1).unwrap_or(u32::MAX)
             }),
             together: args.together,
