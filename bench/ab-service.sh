@@ -7,9 +7,13 @@
 #
 #   bench/ab-service.sh OLD_BIN NEW_BIN [ROUNDS] [SECONDS] [CLIENTS...]
 #   bench/ab-service.sh /tmp/old/paxos-node target/release/paxos-node 3 8 64 256
+#
+# OLD_CLUSTER_ARGS and NEW_CLUSTER_ARGS add arguments to each side's `paxos-node cluster`, so
+# one binary can be compared with itself under two settings:
+#   NEW_CLUSTER_ARGS=--step-logs bench/ab-service.sh target/release/paxos-node target/release/paxos-node 3 8 64
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n 2,8p "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n 2,12p "$0"; exit 2; }
 old=$1
 new=$2
 rounds=${3:-3}
@@ -27,6 +31,8 @@ for round in $(seq 1 "$rounds"); do
   for clients in "${counts[@]}"; do
     for which in old new; do
       if [ "$which" = old ]; then bin=$old; else bin=$new; fi
+      if [ "$which" = old ]; then extra=${OLD_CLUSTER_ARGS:-}; else extra=${NEW_CLUSTER_ARGS:-}; fi
+      read -r -a cluster_args <<<"$extra"
       start_cluster
       "$bin" bench --endpoints "$ep" --clients "$clients" --duration "$secs" --value-size 100 \
         --csv "$work/run.csv" >/dev/null 2>&1

@@ -1,9 +1,11 @@
 # Sourced by the bench scripts: a fresh 3-replica `paxos-node cluster` on loopback, started
 # and stopped the same way everywhere. The caller sets `bin` (the paxos-node binary), `work` (a
 # temporary directory), `peer_port` and `client_port` (the first of three consecutive ports
-# each); `ep` is the cluster's client endpoints.
+# each); `ep` is the cluster's client endpoints. `cluster_args` (an array, optional) is passed
+# to `paxos-node cluster` as well (say, `--step-logs`).
 # shellcheck shell=bash
 
+cluster_args=("${cluster_args[@]}")
 ep="127.0.0.1:$client_port,127.0.0.1:$((client_port + 1)),127.0.0.1:$((client_port + 2))"
 cluster_pid=
 
@@ -15,7 +17,7 @@ start_cluster() {
   local policy=()
   [ -n "${1:-}" ] && policy=(--read-policy "$1")
   "$bin" cluster --nodes 3 --data-dir "$work/cluster" --peer-port "$peer_port" \
-    --client-port "$client_port" "${policy[@]}" >"$work/cluster.out" 2>&1 &
+    --client-port "$client_port" "${policy[@]}" "${cluster_args[@]}" >"$work/cluster.out" 2>&1 &
   cluster_pid=$!
   for _ in $(seq 100); do
     "$bin" status --endpoints "$ep" 2>/dev/null | grep -q '"role":"leading"' && return 0

@@ -33,6 +33,10 @@ pub struct ClusterArgs {
     /// How the replicas serve reads (`[reads] policy`: read-index, log or lease).
     #[arg(long, default_value = "read-index", value_parser = ReadPolicy::from_name)]
     read_policy: ReadPolicy,
+    /// Every replica writes a step log (`serve --step-log`) to `node-<id>.steps.jsonl` in the
+    /// data directory, for `paxos-conform validate` (and to measure what logging costs).
+    #[arg(long)]
+    step_logs: bool,
 }
 
 /// How long stopped replicas get to exit before they are killed.
@@ -58,7 +62,7 @@ pub async fn run(args: ClusterArgs, json_logs: bool) -> ExitCode {
     };
     let mut children = Vec::new();
     for node in &config.nodes {
-        match spawn_node(&dir, &config_path, node.id, json_logs) {
+        match spawn_node(&dir, &config_path, node.id, json_logs, args.step_logs) {
             Ok(child) => children.push((node.id, child)),
             Err(e) => {
                 eprintln!("error: cannot start node {}: {e}", node.id);
@@ -140,7 +144,13 @@ fn write_config(dir: &Path, config: &ClusterConfig) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-fn spawn_node(dir: &Path, config: &Path, id: u32, json_logs: bool) -> Result<Child, String> {
+fn spawn_node(
+    dir: &Path,
+    config: &Path,
+    id: u32,
+    json_logs: bool,
+    step_log: bool,
+) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let log_path = dir.join(format!("node-{id}.log"));
     let log = std::fs::OpenOptions::new()
@@ -149,11 +159,18 @@ fn spawn_node(dir: &Path, config: &Path, id: u32, json_logs: bool) -> Result<Chi
         .open(&log_path)
         .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
     let format = if json_logs { "json" } else { "text" };
-    std::process::Command::new(exe)
+    let mut command = std::process::Command::new(exe);
+    command
         .args(["--log-format", format, "serve", "--config"])
         .arg(config)
         .args(["--id", &id.to_string(), "--data-dir"])
-        .arg(dir.join(format!("node-{id}")))
+        .arg(dir.join(format!("node-{id}")));
+    if step_log {
+        command
+            .arg("--step-log")
+            .arg(dir.join(format!("node-{id}.steps.jsonl")));
+    }
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
