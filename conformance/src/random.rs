@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use paxos_protocol::multi::{Durable, Input, Message, Replica, Runs, Slot, Timers, Timing};
 use paxos_protocol::sim::{ignore, Cluster as Sim, MemoryLog, Observer};
+use paxos_protocol::step_log::StepState;
 use stateright::actor::{ActorModelAction, Id};
 use stateright::{Expectation, Model};
 
@@ -306,9 +307,26 @@ impl Cluster {
         Some(Input::Tick { now_ms })
     }
 
-    /// Steps replica `i` on `input`; returns its effects.
+    /// Steps replica `i` on `input`; returns its effects. Every step also checks the step
+    /// log's claim (`paxos-steps/5`): the state its line leaves out is what the step's records
+    /// and effects say, so the line rebuilds the whole state from the one before.
     fn step(&mut self, i: usize, input: ImplInput) -> Result<Vec<ImplEffect>, String> {
-        self.effects_of(i, |sim, observe| sim.step(i as u32, input, observe))
+        let before = self.sim.replica(i as u32).map(|r| r.state().clone());
+        let effects = self.effects_of(i, |sim, observe| sim.step(i as u32, input, observe))?;
+        if let (Some(before), Some(after)) = (before, self.sim.replica(i as u32)) {
+            let line = StepState::of(after.state(), &effects);
+            let rebuilt = line
+                .after(before, &effects)
+                .map_err(|e| format!("the step's records do not fold onto its votes: {e:?}"))?;
+            if rebuilt != *after.state() {
+                return Err(format!(
+                    "the step log's line rebuilds another state than the step left: {rebuilt:?} \
+                     against {:?}",
+                    after.state()
+                ));
+            }
+        }
+        Ok(effects)
     }
 
     /// Restarts replica `i` from what it persisted (M11); returns its effects.

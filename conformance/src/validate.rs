@@ -1,5 +1,5 @@
 //! Trace validation (implementation → model): the step logs of a real run (`paxos-node serve
-//! --step-log`, format `paxos-steps/4`) checked transition by transition against the
+//! --step-log`, format `paxos-steps/5`) checked transition by transition against the
 //! Multi-Paxos model (`paxos-conform validate LOG...`).
 //!
 //! ```text
@@ -46,7 +46,7 @@
 //! is ticked (its `Clock` timer, one millisecond at a time) to the logged state's clock, since
 //! the node task does not log a tick that only moves the clock. Each process's clock starts at
 //! 0 and the model's runs on across restarts, so a process's readings are the model's less an
-//! offset fixed at its start ([`model_reading`]).
+//! offset fixed at its start (`model_reading`).
 //!
 //! Reads (Q1–Q5): a read the core received is the model's read `k`, the lowest number no
 //! other read waiting at that replica holds, so a run is validated when at most
@@ -103,6 +103,9 @@ pub struct Logged {
     /// ids are the process's own (reads live in memory), so a read is named by its replica,
     /// its process and its id.
     pub incarnation: usize,
+    /// The whole replica state after this line: a start line's own, a step line's rebuilt
+    /// from the replica's previous line ([`paxos_protocol::step_log::StepState::after`]).
+    pub state: KvState,
 }
 
 impl Logged {
@@ -135,6 +138,8 @@ struct Process {
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
     let mut lines = Vec::new();
     let mut starts: BTreeMap<u32, usize> = BTreeMap::new();
+    // Each replica's state after its latest line, which its next step line changes.
+    let mut states: BTreeMap<u32, KvState> = BTreeMap::new();
     for path in paths {
         let text =
             fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -158,6 +163,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
                     ));
                 }
             }
+            let place = || format!("{}:{}", path.display(), i + 1);
             let node = match &entry {
                 StepLine::Start { node, .. } | StepLine::Step { node, .. } => *node,
             };
@@ -166,11 +172,31 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
                 *incarnation += 1;
             }
             let incarnation = *incarnation;
+            let state = match &entry {
+                StepLine::Start { state, .. } => state.clone(),
+                StepLine::Step { state, effects, .. } => {
+                    let before = states.remove(&node).ok_or_else(|| {
+                        format!(
+                            "{}: a step of n{node} before its first start line: the log is \
+                             incomplete",
+                            place()
+                        )
+                    })?;
+                    state.clone().after(before, effects).map_err(|e| {
+                        format!(
+                            "{}: the step's records do not fold onto the replica's votes: {e:?}",
+                            place()
+                        )
+                    })?
+                }
+            };
+            states.insert(node, state.clone());
             lines.push(Logged {
                 file: path.clone(),
                 line: i + 1,
                 entry,
                 incarnation,
+                state,
             });
         }
     }
@@ -1081,12 +1107,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                 report.records_lost_in_crashes += lost.saturating_sub(node.records.len());
                 result
             }
-            StepLine::Step {
-                input,
-                effects,
-                state,
-                ..
-            } => {
+            StepLine::Step { input, effects, .. } => {
                 *report.by_kind.entry(kind(input)).or_default() += 1;
                 report.runs += usize::from(is_run(input));
                 if let Input::Message { from, msg } = input {
@@ -1104,7 +1125,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                         received.push((*from, i as u32, key));
                     }
                 }
-                validate_step(&domain, actor, i, node, input, effects, state)
+                validate_step(&domain, actor, i, node, input, effects, &logged.state)
             }
         };
         report.transitions += 1;

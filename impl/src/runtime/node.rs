@@ -32,7 +32,7 @@ use super::replicated::Replicated;
 
 use super::gate::DurabilityGate;
 use super::metrics::{add, inc, Metrics};
-use super::step_log::{StepLine, StepLog};
+use super::step_log::{StepLine, StepLog, StepState};
 use super::transport::PeerLink;
 use super::wire::{PeerMsg, PeerMsgOf};
 use crate::ballot::NodeId;
@@ -574,9 +574,9 @@ impl<S: Replicated> NodeTask<S> {
                 node: self.id,
                 input,
                 effects: effects.clone(),
-                state: self.replica.state().clone(),
+                state: StepState::of(self.replica.state(), &effects),
             };
-            if let Err(e) = log.write(&line) {
+            if let Err(e) = log.push(&line) {
                 // A validated run with a gap in its log proves nothing: stop, like a WAL failure.
                 self.failure = Some(NodeError::StepLog(e.to_string()));
             }
@@ -689,6 +689,19 @@ impl<S: Replicated> NodeTask<S> {
     /// core took or installed one, and holds its other effects until what was submitted (and
     /// every earlier submission) is durable.
     fn flush(&mut self) {
+        // The batch's step lines go out before any of its effects (specs/trace-format.md): a
+        // log that cannot be written stops the node before it speaks, like a crash.
+        if let Some(log) = &mut self.step_log {
+            if let Err(e) = log.flush() {
+                self.failure = Some(NodeError::StepLog(e.to_string()));
+            }
+        }
+        if matches!(self.failure, Some(NodeError::StepLog(_))) {
+            self.records.clear();
+            self.actions.clear();
+            self.snapshot_pending = None;
+            return;
+        }
         if !self.records.is_empty() {
             let records = std::mem::take(&mut self.records);
             match encode_records(&records) {

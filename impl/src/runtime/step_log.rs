@@ -1,14 +1,16 @@
 //! The step log (`serve --step-log FILE`): every transition the core takes in a real run, one
-//! [`StepLine`] per JSON line (format `paxos-steps/4`, defined with the core in
+//! [`StepLine`] per JSON line (format `paxos-steps/5`, defined with the core in
 //! `paxos_protocol::step_log`), so that `paxos-conform validate` can check the run against the
 //! model.
 //!
-//! Each line carries the whole replica state after the transition, so a line costs as much as
-//! the log is long: the step log is for bounded runs that are checked, not for production.
+//! A `step` line carries what its step changed ([`StepState`]), so it does not grow with the
+//! log.
 //!
-//! A line is written with one `write` call before any effect of its step is performed, so a
-//! message a peer received, or a record the WAL holds, always has its step in the log: a
-//! `kill -9` loses nothing the kernel accepted.
+//! Lines are written before any effect of their steps is performed, so a message a peer
+//! received, or a record the WAL holds, always has its step in the log: a `kill -9` loses
+//! nothing the kernel accepted. The node task queues the lines of a batch of steps
+//! ([`StepLog::push`]) and writes them with one `write` call ([`StepLog::flush`]) before it
+//! performs the batch's effects, as it hands the batch's records to the WAL in one group.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -16,13 +18,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub use paxos_protocol::step_log::{StepLine, STEP_LOG_FORMAT};
+pub use paxos_protocol::step_log::{StepLine, StepState, STEP_LOG_FORMAT};
 
 /// The writer of one replica's step log (appends: a restarted replica continues its file).
 #[derive(Debug)]
 pub struct StepLog {
     file: File,
-    line: Vec<u8>,
+    /// Lines queued and not yet written, each ending in a newline.
+    pending: Vec<u8>,
 }
 
 impl StepLog {
@@ -30,18 +33,37 @@ impl StepLog {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(StepLog {
             file,
-            line: Vec::new(),
+            pending: Vec::new(),
         })
     }
 
-    /// Writes `line` with one `write` call (no user-space buffer a `kill -9` could lose).
+    /// Queues `line`; [`StepLog::flush`] writes it.
+    pub fn push<Op: Serialize, Out: Serialize, Snap: Serialize>(
+        &mut self,
+        line: &StepLine<Op, Out, Snap>,
+    ) -> io::Result<()> {
+        serde_json::to_writer(&mut self.pending, line)?;
+        self.pending.push(b'\n');
+        Ok(())
+    }
+
+    /// Writes every queued line with one `write` call (no user-space buffer a `kill -9` could
+    /// lose once it returns).
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let written = self.file.write_all(&self.pending);
+        self.pending.clear();
+        written
+    }
+
+    /// Queues `line` and writes it with those before it.
     pub fn write<Op: Serialize, Out: Serialize, Snap: Serialize>(
         &mut self,
         line: &StepLine<Op, Out, Snap>,
     ) -> io::Result<()> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, line)?;
-        self.line.push(b'\n');
-        self.file.write_all(&self.line)
+        self.push(line)?;
+        self.flush()
     }
 }
