@@ -39,6 +39,15 @@ fn config_for(mutant: Mutant) -> MultiConfig {
         retries: 0,
         ..small()
     };
+    let lease_witness = MultiConfig {
+        bug: None,
+        ..MultiBug::LeaseOutlivesPromise.witness_config()
+    };
+    let lease_without_election = MultiConfig {
+        elections: 0,
+        max_round: 1,
+        ..lease_witness.clone()
+    };
     match mutant {
         // A Prepare below a promise needs two candidates.
         Mutant::PromiseBelowPromised => two_candidates,
@@ -119,32 +128,22 @@ fn config_for(mutant: Mutant) -> MultiConfig {
             ..small()
         },
         // The bootstrap leader's round grants a lease (L5', L1); a campaign's Prepare reaches
-        // a grantor, or a grantor's own election timer fires. The model bugs' configuration.
-        Mutant::LeaseOutlivesPromise | Mutant::LeaseGrantorCampaigns => MultiConfig {
-            bug: None,
-            ..MultiBug::LeaseOutlivesPromise.witness_config()
-        },
-        // The bootstrap leader's first round, compared at its first start (L5', L3).
-        Mutant::LeaseBeyondDrift => MultiConfig {
-            bug: None,
-            ..MultiBug::LeaseOutlivesPromise.witness_config()
-        },
+        // a grantor, or a grantor's own election timer fires. The model bugs' configuration,
+        // which also holds the bootstrap leader's first round, compared at its first start
+        // (L5', L3).
+        Mutant::LeaseOutlivesPromise | Mutant::LeaseGrantorCampaigns | Mutant::LeaseBeyondDrift => {
+            lease_witness
+        }
         // The leader's clock ticks before the bootstrap round's confirmation arrives; no
         // election, so that time stays cheap.
         Mutant::LeaseFromArrival => MultiConfig {
-            bug: None,
-            elections: 0,
-            max_round: 1,
             ticks: 1,
-            ..MultiBug::LeaseOutlivesPromise.witness_config()
+            ..lease_without_election
         },
         // A replica recovers (L6), with no election.
         Mutant::LeaseForgottenOnRestart => MultiConfig {
-            bug: None,
-            elections: 0,
-            max_round: 1,
             crashes: 1,
-            ..MultiBug::LeaseOutlivesPromise.witness_config()
+            ..lease_without_election
         },
     }
 }
