@@ -13,7 +13,7 @@
 //! performs the batch's effects, as it hands the batch's records to the WAL in one group.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde::Serialize;
@@ -30,7 +30,21 @@ pub struct StepLog {
 
 impl StepLog {
     pub fn open(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
+        // A process killed in the middle of a write left a torn last line: this process's
+        // lines start on a line of their own.
+        if file.seek(SeekFrom::End(0))? > 0 {
+            let mut last = [0u8];
+            file.seek(SeekFrom::End(-1))?;
+            file.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")?;
+            }
+        }
         Ok(StepLog {
             file,
             pending: Vec::new(),
