@@ -17,6 +17,7 @@ use paxos_impl::runtime::client::{fetch_json, fetch_metrics, http_client, Client
 use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy, LOOPBACK_SECRET_FILE};
 use paxos_impl::runtime::http::LocalValue;
 use paxos_impl::runtime::snapshot_transfer::SnapshotChunk;
+use paxos_impl::runtime::transport::UNREACHABLE_HOLD;
 use paxos_impl::runtime::wire::{self, Hello, HelloProof, HelloReply, LeaseTerms, MAGIC};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -902,6 +903,26 @@ fn a_replica_down_while_the_others_snapshot_catches_up_by_snapshot() {
             2 * peak(late) < 3 * peak(early),
             "storage grows with writes although the log is compacted: {sizes:?}"
         );
+        // Nor does it hold the leader's memory: once it has been away longer than the
+        // transport's hold, what the leader had for it is discarded, not queued to be flushed
+        // at it (ahead of the snapshot) when it returns.
+        let deadline = Instant::now() + 2 * UNREACHABLE_HOLD + Duration::from_secs(5);
+        loop {
+            let unreachable = metric(
+                &http,
+                &leader_endpoint,
+                "paxos_peer_messages_unreachable_total",
+            )
+            .await;
+            if unreachable >= writes as f64 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the leader discards what it cannot send to the dead replica: {unreachable}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
 
         cluster.restart(behind);
         let endpoint = cluster.endpoint(behind);

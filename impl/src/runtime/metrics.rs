@@ -78,6 +78,7 @@ pub struct Metrics {
     pub peer_frames_sent: AtomicU64,
     pub peer_messages_received: AtomicU64,
     pub peer_messages_dropped: AtomicU64,
+    pub peer_messages_unreachable: AtomicU64,
     pub peer_frames_rejected: AtomicU64,
     pub peer_handshakes_refused: AtomicU64,
     pub accept_retransmissions: AtomicU64,
@@ -140,6 +141,7 @@ impl Default for Metrics {
             peer_frames_sent: AtomicU64::new(0),
             peer_messages_received: AtomicU64::new(0),
             peer_messages_dropped: AtomicU64::new(0),
+            peer_messages_unreachable: AtomicU64::new(0),
             peer_frames_rejected: AtomicU64::new(0),
             peer_handshakes_refused: AtomicU64::new(0),
             accept_retransmissions: AtomicU64::new(0),
@@ -180,7 +182,7 @@ impl Metrics {
     /// The Prometheus text exposition; `wal` are the group commit's own counters.
     pub fn render(&self, wal: &GroupCommitStats, node: u32) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 29] = [
+        let counters: [(&str, &str, &AtomicU64); 30] = [
             (
                 "paxos_client_requests_total",
                 "client requests received",
@@ -235,6 +237,11 @@ impl Metrics {
                 "paxos_peer_messages_dropped_total",
                 "messages dropped because a peer queue was full",
                 &self.peer_messages_dropped,
+            ),
+            (
+                "paxos_peer_messages_unreachable_total",
+                "messages discarded because their peer could not be reached",
+                &self.peer_messages_unreachable,
             ),
             (
                 "paxos_peer_frames_rejected_total",

@@ -7,8 +7,14 @@
 //!   peer's outbound ──frames──► inbound task ──► node inbox (bounded: backpressure to TCP)
 //! ```
 //!
-//! Messages queued while a peer is unreachable wait in its bounded queue; a write that fails
-//! loses the frame, which the protocol treats as message loss.
+//! Messages for a peer that cannot be reached wait in its queue for [`UNREACHABLE_HOLD`] (a
+//! peer starting after us, a connection blip); once the peer has been out of reach longer, the
+//! outbound task empties the queue after each failed dial and while waiting to dial again.
+//! Kept, they would hold up to `peer_queue_messages_max` messages for a dead replica, entries
+//! the leader has long compacted included, and be flushed at it when it returns — ahead of the
+//! snapshot that answers its catch-up request (K6), so it would replay by log what one
+//! snapshot covers. The protocol treats discarded messages, and a write that fails, as message
+//! loss: retransmission and catch-up recover.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +49,12 @@ pub const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// the first (K6). A peer that lost it (it crashed, or refused it) asks again, and gets it
 /// after this.
 pub const SNAPSHOT_RESEND_AFTER: Duration = Duration::from_secs(1);
+/// How long messages for a peer that cannot be reached are kept for it: a replica that starts
+/// after us, or reconnects after a blip, gets what was sent meanwhile (the initial leader's
+/// bootstrap round among it). Beyond that they are discarded: retransmission (R1) and catch-up
+/// (K6) serve a peer that was away longer, and keeping them would hold memory for a dead
+/// replica and delay, when it returns, the snapshot that catches it up.
+pub const UNREACHABLE_HOLD: Duration = Duration::from_secs(1);
 /// A handshake frame is small; anything longer is refused.
 pub const HELLO_BYTES_MAX: u32 = 4096;
 
@@ -125,6 +137,9 @@ struct Outbound<Op, Snap> {
 impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
     async fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
+        // Since when the peer has been out of reach: this task's start, or the loss of the
+        // last connection.
+        let mut unreachable_since = std::time::Instant::now();
         loop {
             match self.dial().await {
                 Ok(stream) => {
@@ -133,6 +148,7 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
                     self.connected.store(true, Ordering::Relaxed);
                     let result = self.pump(stream).await;
                     self.connected.store(false, Ordering::Relaxed);
+                    unreachable_since = std::time::Instant::now();
                     match result {
                         Ok(()) => return, // the node task is gone: shutting down
                         Err(e) => {
@@ -144,23 +160,54 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
                     tracing::debug!(peer = self.peer, addr = %self.addr, error = %e, "cannot reach peer")
                 }
             }
+            let given_up = unreachable_since.elapsed() >= UNREACHABLE_HOLD;
+            if given_up && self.discard_queued() {
+                return;
+            }
             let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
-            tokio::select! {
-                _ = tokio::time::sleep(backoff + Duration::from_millis(jitter)) => {}
-                _ = self.wake.notified() => backoff = BACKOFF_MIN,
+            let wait = tokio::time::sleep(backoff + Duration::from_millis(jitter));
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    _ = self.wake.notified() => {
+                        backoff = BACKOFF_MIN;
+                        break;
+                    }
+                    msg = self.receiver.recv(), if given_up => match msg {
+                        Some(_) => inc(&self.metrics.peer_messages_unreachable),
+                        None => return, // the node task is gone: shutting down
+                    },
+                }
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 
-    /// Connects and handshakes: both ends prove they hold the cluster secret.
+    /// Empties the queue of messages the peer could not be sent; true when the node task is
+    /// gone.
+    fn discard_queued(&mut self) -> bool {
+        loop {
+            match self.receiver.try_recv() {
+                Ok(_) => inc(&self.metrics.peer_messages_unreachable),
+                Err(mpsc::error::TryRecvError::Empty) => return false,
+                Err(mpsc::error::TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+
+    /// Connects and handshakes: both ends prove they hold the cluster secret. Bounded in time,
+    /// so that a host that does not answer (no refusal, no reply) is not waited on for the
+    /// kernel's connect timeout while messages for it pile up.
     async fn dial(&self) -> Result<TcpStream, FrameError> {
-        let mut stream = TcpStream::connect(self.addr).await?;
-        stream.set_nodelay(true)?;
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&mut stream))
-            .await
-            .map_err(|_| FrameError::Malformed("handshake timed out".into()))??;
-        Ok(stream)
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            let mut stream = TcpStream::connect(self.addr).await?;
+            stream.set_nodelay(true)?;
+            self.handshake(&mut stream).await?;
+            Ok(stream)
+        })
+        .await
+        .map_err(|_| FrameError::Malformed("connect and handshake timed out".into()))?
     }
 
     async fn handshake(&self, stream: &mut TcpStream) -> Result<(), FrameError> {
