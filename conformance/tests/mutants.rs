@@ -92,6 +92,14 @@ fn config_for(mutant: Mutant) -> MultiConfig {
             retries: 0,
             ..small()
         },
+        // The bootstrap leader crashes and recovers: a follower of its own ballot.
+        Mutant::OwnBallotFollowerAsksNoOne => MultiConfig {
+            catch_ups: 1,
+            crashes: 1,
+            elections: 0,
+            retries: 0,
+            ..small()
+        },
         // A replica compacts slot 0, then a candidate's Prepare reaches it.
         Mutant::PromiseHidesCompaction => MultiConfig {
             compactions: 1,

@@ -1973,18 +1973,20 @@ impl MultiActor {
     }
 
     /// K5: a follower asks the replica it last promised for what it may have missed; a
-    /// leader below its floor (the first slot it has not applied is below `next_slot`, not
-    /// proposed by it and not known chosen: chosen by others, K3) asks every other replica.
+    /// follower whose promise is its own ballot (a leader that restarted or was refused) has
+    /// no leader to ask, and a leader below its floor (the first slot it has not applied is
+    /// below `next_slot`, not proposed by it and not known chosen: chosen by others, K3) needs
+    /// what others chose: both ask every other replica.
     fn on_catch_up_timer(&self, me: Id, r: &ReplicaState, o: &mut Out<Self>) {
         let t = &*self.topology;
         let a = r.applied_prefix();
         let status = MultiMsg::Status(a);
         let leader = Id::from(usize::from(r.promised.proposer));
+        let everyone = || t.others(me).collect::<Vec<_>>();
         match r.phase {
             LeaderPhase::Follower if leader != me => o.send(leader, status),
-            LeaderPhase::Leading { .. } if r.below_floor(me) => {
-                o.broadcast(&t.others(me).collect::<Vec<_>>(), &status);
-            }
+            LeaderPhase::Follower => o.broadcast(&everyone(), &status),
+            LeaderPhase::Leading { .. } if r.below_floor(me) => o.broadcast(&everyone(), &status),
             _ => {}
         }
     }

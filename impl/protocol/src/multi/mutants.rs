@@ -65,6 +65,11 @@ pub enum Mutant {
     /// invariants see it (`check_invariants`, on in conformance builds).
     #[strum(message = "in-flight bookkeeping")]
     StaleInFlightIndex,
+    /// Catch-up request (K5): a follower whose promise is its own ballot (a leader that
+    /// restarted or was refused) asks no one, as if the replica of its promise were a leader
+    /// to ask: in an idle cluster it never catches up.
+    #[strum(message = "catch-up request")]
+    OwnBallotFollowerAsksNoOne,
     /// Compaction reporting (K2): a Promise reports compaction point 0, as if compacting
     /// below one's own applied prefix needed no one told (the unsafe own-applied rule), so a
     /// new leader may fill a compacted chosen slot.

@@ -875,8 +875,10 @@ impl<SM: StateMachine> Replica<SM> {
         Transition::new(Rule::H2, "heartbeat").ballot(ballot)
     }
 
-    /// K5: a follower asks the replica it promised for what it may have missed; a leader
-    /// below its floor ([`Self::below_floor`]) asks every other replica. `true` if a request
+    /// K5: a follower asks the replica it promised for what it may have missed; a follower
+    /// whose promise is its own ballot (a leader that restarted or was refused: it hears the
+    /// new leader's heartbeats but promises it nothing until its next Accept) and a leader
+    /// below its floor ([`Self::below_floor`]) ask every other replica. `true` if a request
     /// went out.
     fn request_catch_up(&mut self, out: &mut OutboxOf<SM>) -> bool {
         let status = Message::Status {
@@ -886,6 +888,10 @@ impl<SM: StateMachine> Replica<SM> {
         match self.state.phase {
             Phase::Follower if leader != self.config.id => {
                 out.push(send(leader, status));
+                true
+            }
+            Phase::Follower if !mutants::active(Mutant::OwnBallotFollowerAsksNoOne) => {
+                self.send_to_others(status, out);
                 true
             }
             Phase::Leading { .. } if self.below_floor() => {

@@ -181,6 +181,44 @@ fn k5_a_follower_asks_the_replica_it_promised_on_the_catch_up_deadline() {
 }
 
 #[test]
+fn k5_a_follower_of_its_own_ballot_asks_every_other_replica() {
+    // Refused (M10): it steps down still promising its own ballot 2.1, and the leader of 3.2
+    // may never send it a Prepare or an Accept (an idle cluster); asking the replica of its
+    // promise would be asking itself.
+    let mut r = candidate(1);
+    r.step(deliver(
+        2,
+        Message::Nack {
+            ballot: b(2, 1),
+            promised: b(3, 2),
+        },
+    ));
+    assert_eq!(*r.phase(), Phase::Follower);
+    assert_eq!(r.state().promised, b(2, 1));
+    let now = r.state().timers.catch_up_at_ms.unwrap();
+    let asked: Vec<E> = r
+        .step(tick(now))
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Effect::Send {
+                    msg: Message::Status { .. },
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        vec![
+            send(0, Message::Status { applied: 0 }),
+            send(2, Message::Status { applied: 0 }),
+        ]
+    );
+}
+
+#[test]
 fn k5_a_leader_asks_only_when_below_its_floor_and_then_every_other_replica() {
     let interval = Timing::default().catch_up_interval_ms;
     let not_a_beat = |effects: Vec<E>| -> Vec<E> {
