@@ -527,12 +527,12 @@ impl MultiBug {
     /// [`MultiBug::witness_config`] is bounded, where the whole space takes minutes:
     /// - `read-joins-outstanding-round`: two concurrent reads, an election and a write are
     ///   19.5 million states with symmetry (160 s), and random walks missed the
-    ///   counterexample in 50 million states. Bounded at 17, DFS explores 2.7 million states
-    ///   in 18 s and finds the 15-step counterexample.
+    ///   counterexample in 50 million states. Bounded at 17, DFS on one thread with symmetry
+    ///   finds the 15-step counterexample after 1.9 million states in 18 s (debug build).
     /// - `lease-forgotten-on-restart`: a crash and a recovery of the grantor between its
     ///   grant and its promise; BFS passed 5.7 million states at depth 17 in 68 s without
-    ///   it. Bounded at 21, single-threaded DFS without symmetry finds a 19-step
-    ///   counterexample after 2.2 million states in 12 s.
+    ///   it. Bounded at 21, DFS on one thread with symmetry finds a 19-step counterexample
+    ///   after 0.7 million states in 6 s (debug build).
     /// - `lease-beyond-drift`, `lease-from-arrival`: seven ticks among three clocks
     ///   (specs/protocol.md, "How the model carries L1–L6"); see
     ///   [`MultiBug::search_is_costly`].
@@ -548,8 +548,8 @@ impl MultiBug {
     /// Whether the checker needs minutes to find this bug's counterexample, too long for the
     /// unit tests: the lease's timing bugs need the grantor's clock to run a tick ahead of the
     /// leader's over a whole grant, seven ticks among three clocks besides an election and a
-    /// write. DFS with symmetry and two threads, bounded at depth 22, finds a 20-step
-    /// counterexample of each after about 6.8 million states in 60-70 s. The unit tests
+    /// write. DFS with symmetry on one thread, bounded at depth 22, finds a 20-step
+    /// counterexample of each after about 5.7 million states in 87-89 s (debug build). The unit tests
     /// check their committed counterexamples (specs/traces/) instead, and `.ci/run`
     /// searches for them from scratch (`costly_seeded_bugs_violate_what_they_claim`).
     pub fn search_is_costly(self) -> bool {
@@ -3457,7 +3457,12 @@ mod tests {
     }
 
     /// As [`run`], bounded at `depth` ([`MultiBug::search_depth`]), with symmetry where the
-    /// model offers it.
+    /// model offers it, on one thread. A depth-bounded DFS is incomplete: a state first
+    /// reached by a long path is not expanded again when a shorter one reaches it, so what it
+    /// finds depends on the order it visits states in. With two threads that order depends on
+    /// their scheduling, and under load (nextest runs tests side by side) it missed
+    /// `lease-forgotten-on-restart`'s counterexample; one thread makes the outcome the same
+    /// on every run.
     fn run_to_depth(
         cfg: MultiConfig,
         stop_at: &[&'static str],
@@ -3465,7 +3470,7 @@ mod tests {
     ) -> (Vec<&'static str>, usize) {
         let model = model(cfg);
         let symmetry = model.symmetry();
-        let mut checker = model.checker().threads(2).target_max_depth(depth);
+        let mut checker = model.checker().threads(1).target_max_depth(depth);
         if let Some(symmetry) = symmetry {
             checker = checker.symmetry_fn(symmetry);
         }
