@@ -549,9 +549,9 @@ impl MultiBug {
     /// unit tests: the lease's timing bugs need the grantor's clock to run a tick ahead of the
     /// leader's over a whole grant, seven ticks among three clocks besides an election and a
     /// write. DFS with symmetry on one thread, bounded at depth 22, finds a 20-step
-    /// counterexample of each after about 5.7 million states in 87-89 s (debug build). The unit tests
-    /// check their committed counterexamples (specs/traces/) instead, and `.ci/run`
-    /// searches for them from scratch (`costly_seeded_bugs_violate_what_they_claim`).
+    /// counterexample of each after about 5.7 million states in 87-89 s (debug build). The
+    /// unit tests check their committed counterexamples (specs/traces/) instead, and
+    /// `.ci/run` searches for them from scratch (`costly_seeded_bugs_violate_what_they_claim`).
     pub fn search_is_costly(self) -> bool {
         matches!(
             self,
