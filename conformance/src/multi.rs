@@ -57,9 +57,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use paxos_model::multi::{
-    self, Cmd, CmdSet, LeaderPhase, LeaseClock, MultiConfig, MultiModel, MultiModelState, MultiMsg,
-    MultiState, MultiTimer, ReadIndex, ReplicaState, ReplicaStorage, Slots, Ticks, Vote, MAX_READS,
-    MAX_SLOTS,
+    self, Applied, Cmd, CmdSet, Executed, LeaderPhase, LeaseClock, MultiConfig, MultiModel,
+    MultiModelState, MultiMsg, MultiState, MultiTimer, ReadIndex, ReplicaState, ReplicaStorage,
+    Slots, Ticks, Vote, Waiting, MAX_SLOTS,
 };
 use paxos_model::types::{Ballot, IdSet};
 use paxos_protocol::multi::{
@@ -239,10 +239,10 @@ fn small<T: TryFrom<u64>>(what: &str, x: u64) -> Result<T, String> {
     T::try_from(x).map_err(|_| format!("{what} {x} is beyond the model's bounds"))
 }
 
-fn slot_index(slot: u64) -> Result<usize, String> {
-    usize::try_from(slot)
+fn slot_index(slot: u64) -> Result<u8, String> {
+    u8::try_from(slot)
         .ok()
-        .filter(|&s| s < MAX_SLOTS)
+        .filter(|&s| usize::from(s) < MAX_SLOTS)
         .ok_or_else(|| format!("slot {slot} is beyond the model's {MAX_SLOTS} slots"))
 }
 
@@ -264,23 +264,24 @@ fn vote_to_model(cfg: &MultiConfig, (b, entry): &(ImplBallot, Entry<u8>)) -> Res
 }
 
 /// A model slot vector as a sparse map keyed by slot.
-fn slots_to_map<T: Copy, U, C: FromIterator<(u64, U)>>(
+fn slots_to_map<T: Copy + PartialEq, U, C: FromIterator<(u64, U)>>(
     slots: &Slots<Option<T>>,
     f: impl Fn(T) -> U,
 ) -> C {
-    let used = slots.iter().enumerate();
-    used.filter_map(|(s, x)| x.map(|x| (s as u64, f(x))))
+    slots
+        .entries()
+        .filter_map(|(s, x)| x.map(|x| (u64::from(s), f(x))))
         .collect()
 }
 
 /// A sparse map keyed by slot as a model slot vector.
-fn map_to_slots<T, U: Copy>(
+fn map_to_slots<T, U: Copy + PartialEq>(
     map: &SlotMap<T>,
     f: impl Fn(&T) -> Result<U, String>,
 ) -> Result<Slots<Option<U>>, String> {
-    let mut slots = [None; MAX_SLOTS];
+    let mut slots = Slots::default();
     for (slot, x) in map.iter() {
-        slots[slot_index(slot)?] = Some(f(x)?);
+        slots.set(slot_index(slot)?, Some(f(x)?));
     }
     Ok(slots)
 }
@@ -296,17 +297,13 @@ fn ids_to_model(ids: impl IntoIterator<Item = u32>) -> IdSet {
 
 /// The model's snapshot `(c, executed)` as the core holds it (`None` at compaction point 0,
 /// where the model holds none).
-pub fn snapshot_to_impl(
-    cfg: &MultiConfig,
-    c: u8,
-    executed: &Slots<Option<Cmd>>,
-) -> Option<ImplSnapshot> {
+pub fn snapshot_to_impl(cfg: &MultiConfig, c: u8, executed: &Executed) -> Option<ImplSnapshot> {
     if c == 0 {
         return None;
     }
     let executed: Vec<Command<u8>> = executed
         .iter()
-        .map_while(|cmd| cmd.map(|cmd| command_to_impl(cfg, cmd)))
+        .map(|cmd| command_to_impl(cfg, cmd))
         .collect();
     Some(Arc::new(AppliedState {
         applied: u64::from(c),
@@ -320,7 +317,7 @@ pub fn snapshot_to_impl(
 pub fn snapshot_to_model(
     cfg: &MultiConfig,
     s: &AppliedState<Vec<Command<u8>>, u64>,
-) -> Result<(u8, Slots<Option<Cmd>>), String> {
+) -> Result<(u8, Executed), String> {
     let executed = executed_to_model(cfg, &s.state_machine)?;
     if s.clients != client_table(&s.state_machine) {
         return Err(format!(
@@ -332,21 +329,13 @@ pub fn snapshot_to_model(
 }
 
 /// A sequence of executed commands as the model's `executed` vector.
-fn executed_to_model(
-    cfg: &MultiConfig,
-    done: &[Command<u8>],
-) -> Result<Slots<Option<Cmd>>, String> {
-    if done.len() > MAX_SLOTS {
-        return Err(format!(
-            "{} commands executed, beyond the model's",
-            done.len()
-        ));
-    }
-    let mut executed = [None; MAX_SLOTS];
-    for (i, c) in done.iter().enumerate() {
-        executed[i] = Some(command_to_model(cfg, c)?);
-    }
-    Ok(executed)
+fn executed_to_model(cfg: &MultiConfig, done: &[Command<u8>]) -> Result<Executed, String> {
+    let commands = done
+        .iter()
+        .map(|c| command_to_model(cfg, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    Executed::of(commands)
+        .ok_or_else(|| format!("{} commands executed, beyond the model's", done.len()))
 }
 
 pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<ImplMessage> {
@@ -466,9 +455,9 @@ fn one_slot_to_model(
             accepted,
             compacted,
         } => {
-            let mut votes = [None; MAX_SLOTS];
+            let mut votes = Slots::default();
             for (s, vb, entry) in accepted {
-                votes[slot_index(*s)?] = Some((b(*vb)?, cmd(entry)?));
+                votes.set(slot_index(*s)?, Some((b(*vb)?, cmd(entry)?)));
             }
             MultiMsg::Promise(b(*ballot)?, votes, small("compacted", *compacted)?)
         }
@@ -493,9 +482,9 @@ fn one_slot_to_model(
         Message::Decide { slot: s, entries } => MultiMsg::Decide(slot(*s)?, only(entries)?),
         Message::Status { applied } => MultiMsg::Status(small("applied", *applied)?),
         Message::CatchUp { entries } => {
-            let mut slots = [None; MAX_SLOTS];
+            let mut slots = Slots::default();
             for (s, entry) in entries {
-                slots[usize::from(slot(*s)?)] = Some(cmd(entry)?);
+                slots.set(slot(*s)?, Some(cmd(entry)?));
             }
             MultiMsg::CatchUp(slots)
         }
@@ -551,13 +540,18 @@ pub fn model_recovery_view(storage: Option<&ReplicaStorage>) -> ReplicaStorage {
     let s = storage.copied().unwrap_or(ReplicaStorage {
         round: 0,
         promised: bootstrap_ballot(),
-        accepted: [None; MAX_SLOTS],
-        chosen: [None; MAX_SLOTS],
+        accepted: Slots::default(),
+        chosen: Slots::default(),
         compacted: 0,
-        snapshot: [None; MAX_SLOTS],
+        snapshot: Executed::default(),
         clock: 0,
     });
-    let highest_vote = s.accepted.iter().flatten().map(|(b, _)| *b).max();
+    let highest_vote = s
+        .accepted
+        .entries()
+        .filter_map(|(_, v)| v)
+        .map(|(b, _)| b)
+        .max();
     ReplicaStorage {
         promised: s.promised.max(highest_vote.unwrap_or(s.promised)),
         ..s
@@ -576,7 +570,7 @@ pub fn impl_recovery_view(
     let promised = d.promised.map(ballot_out).transpose()?;
     let (compacted, snapshot) = match snapshot {
         Some(s) => snapshot_to_model(cfg, s)?,
-        None => (0, [None; MAX_SLOTS]),
+        None => (0, Executed::default()),
     };
     let storage = ReplicaStorage {
         round: small("round", d.round)?,
@@ -633,9 +627,9 @@ pub fn concretize(
         },
         LeaderPhase::Leading { next_slot, votes } => Phase::Leading {
             next_slot: u64::from(next_slot),
-            votes: (0..MAX_SLOTS)
-                .filter(|&s| !votes[s].is_empty())
-                .map(|s| (s as u64, ids_to_impl(votes[s])))
+            votes: votes
+                .entries()
+                .map(|(s, voters)| (u64::from(s), ids_to_impl(voters)))
                 .collect(),
         },
     };
@@ -653,7 +647,7 @@ pub fn concretize(
             .map(|c| command_to_impl(cfg, c))
             .map(|c| (c.id(), c))
             .collect(),
-        applied: u64::from(r.applied.trailing_ones()),
+        applied: u64::from(r.applied_prefix()),
         clients: client_table(&executed),
         persisted_round: storage.map_or(0, |s| u64::from(s.round)),
         persisted_promise: storage.map(|s| ballot_to_impl(s.promised)),
@@ -688,11 +682,11 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
         },
         Phase::Leading { next_slot, votes } => {
             // Voters of a chosen slot are dead state on both sides (see `canonical`).
-            let mut model_votes = [IdSet::default(); MAX_SLOTS];
+            let mut model_votes = Slots::default();
             for (slot, voters) in votes {
                 let slot = slot_index(slot)?;
-                if chosen[slot].is_none() {
-                    model_votes[slot] = ids_to_model(voters.iter());
+                if chosen.get(slot).is_none() {
+                    model_votes.set(slot, ids_to_model(voters.iter()));
                 }
             }
             LeaderPhase::Leading {
@@ -725,12 +719,12 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
         chosen,
         phase,
         pending,
-        applied: ((1u16 << applied) - 1) as u8,
+        applied: Applied::below(applied),
         executed,
         compacted: small("compacted", s.compacted)?,
         snapshot: match replica.snapshot() {
             Some(snapshot) => snapshot_to_model(cfg, snapshot)?.1,
-            None => [None; MAX_SLOTS],
+            None => Executed::default(),
         },
         reads: reads_to_model(cfg, &s.reads)?,
         lease: LeaseClock {
@@ -772,37 +766,37 @@ fn deadline_to_model(name: &str, at: Option<Millis>) -> Result<Ticks, String> {
 pub(crate) const READ_OP: u8 = 0;
 
 fn reads_to_impl(reads: &ReadIndex) -> ImplReadIndex<u8> {
-    let waiting = reads.waiting.iter().enumerate();
     ImplReadIndex {
         fence: u64::from(reads.fence),
         started: u64::from(reads.started),
         confirmed: u64::from(reads.confirmed),
         acks: ids_to_impl(reads.acks),
-        waiting: waiting
-            .filter(|(_, round)| **round > 0)
+        waiting: reads
+            .waiting
+            .entries()
             .map(|(k, round)| WaitingRead {
-                id: k as u64 + 1,
+                id: u64::from(k),
                 op: READ_OP,
-                round: u64::from(*round),
+                round: u64::from(round),
             })
             .collect(),
     }
 }
 
-/// The model's read `k` (1 to [`MAX_READS`]) that the core's read id names.
+/// The model's read `k` (1 to [`multi::MAX_READS`]) that the core's read id names.
 fn read_to_model(id: u64) -> Result<u8, String> {
     u8::try_from(id)
         .ok()
-        .filter(|k| (1..=MAX_READS).contains(&usize::from(*k)))
+        .filter(|k| Waiting::holds(*k))
         .ok_or_else(|| format!("read id {id} is not one of the model's reads"))
 }
 
 /// The fence is set at every election and read by reads only: without reads the model keeps
 /// it 0 (so as not to split equal states), and so does the abstraction.
 fn reads_to_model(cfg: &MultiConfig, reads: &ImplReadIndex<u8>) -> Result<ReadIndex, String> {
-    let mut waiting = [0; MAX_READS];
+    let mut waiting = Waiting::default();
     for read in &reads.waiting {
-        waiting[usize::from(read_to_model(read.id)?) - 1] = small("read round", read.round)?;
+        waiting.set(read_to_model(read.id)?, small("read round", read.round)?);
     }
     Ok(ReadIndex {
         fence: if cfg.reads > 0 {
@@ -825,10 +819,8 @@ fn reads_to_model(cfg: &MultiConfig, reads: &ImplReadIndex<u8>) -> Result<ReadIn
 /// for a chosen `s`, and the core no voters (its voters are exactly the slots in flight).
 pub fn canonical(mut r: ReplicaState) -> ReplicaState {
     if let LeaderPhase::Leading { ref mut votes, .. } = r.phase {
-        for (voters, chosen) in votes.iter_mut().zip(r.chosen) {
-            if chosen.is_some() {
-                *voters = IdSet::default();
-            }
+        for (s, _) in r.chosen.entries() {
+            votes.set(s, IdSet::default());
         }
     }
     r
@@ -1115,10 +1107,9 @@ pub fn stutters(model: &MultiModel, state: &MultiModelState) -> Vec<Stutter> {
             let mut resent = Vec::new();
             let reads = r.reads;
             for j in others {
-                let slots = votes.iter().zip(r.chosen).zip(r.accepted).take(cfg.slots);
-                for (s, ((voters, chosen), vote)) in (0u8..).zip(slots) {
-                    let in_flight = chosen.is_none() && !voters.is_empty();
-                    if let (true, Some((b, cmd))) = (in_flight, vote) {
+                for (s, voters) in votes.entries() {
+                    let in_flight = r.chosen.get(s).is_none() && usize::from(s) < cfg.slots;
+                    if let (true, Some((b, cmd))) = (in_flight, r.accepted.get(s)) {
                         if !voters.contains(Id::from(j)) {
                             resent.push((j, MultiMsg::Accept(b, s, cmd)));
                         }

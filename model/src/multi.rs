@@ -123,8 +123,151 @@ impl fmt::Debug for CmdSet {
 
 /// A vote: the ballot and command an acceptor accepted in a slot.
 pub type Vote = (Ballot, Cmd);
-/// One entry per slot.
-pub type Slots<T> = [T; MAX_SLOTS];
+/// One entry per slot, every one empty (`T::default()`) but those in use: a slot-indexed
+/// part of a replica's state or of a message. The handlers reach it only through these
+/// methods, never by indexing, so that its representation is this type's business
+/// (specs/proposals/unbounded-validation.md).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Slots<T>([T; MAX_SLOTS]);
+
+impl<T: Copy + Default + PartialEq> Default for Slots<T> {
+    fn default() -> Self {
+        Slots([T::default(); MAX_SLOTS])
+    }
+}
+
+impl<T: Copy + Default + PartialEq> Slots<T> {
+    /// The entry of slot `s` (empty beyond the bound: nothing is ever stored there).
+    pub fn get(&self, s: u8) -> T {
+        self.0.get(usize::from(s)).copied().unwrap_or_default()
+    }
+
+    /// Sets slot `s`'s entry. Panics beyond [`MAX_SLOTS`]: the configuration's `slots`
+    /// bound keeps every handler below it, and a mapping from outside refuses larger slots.
+    pub fn set(&mut self, s: u8, entry: T) {
+        self.0[usize::from(s)] = entry;
+    }
+
+    /// The entries in use, by ascending slot.
+    pub fn entries(&self) -> impl Iterator<Item = (u8, T)> + '_ {
+        let empty = T::default();
+        (0u8..)
+            .zip(self.0.iter().copied())
+            .filter(move |(_, e)| *e != empty)
+    }
+
+    /// The highest slot in use.
+    pub fn last_used(&self) -> Option<u8> {
+        self.entries().last().map(|(s, _)| s)
+    }
+
+    /// Empties every slot below `c`.
+    pub fn clear_below(&mut self, c: u8) {
+        for entry in self.0.iter_mut().take(usize::from(c)) {
+            *entry = T::default();
+        }
+    }
+
+    /// Applies `f` to every entry (empty ones too: `f` must keep an empty entry empty).
+    pub fn map(&self, f: impl Fn(T) -> T) -> Self {
+        Slots(self.0.map(f))
+    }
+}
+
+/// The state machine as the client commands it executed, in order (a slot executes at most
+/// one command, so a log of [`MAX_SLOTS`] slots executes at most that many).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Executed([Option<Cmd>; MAX_SLOTS]);
+
+impl Executed {
+    /// The state machine that executed `commands`, or `None` if they are more than a log of
+    /// [`MAX_SLOTS`] slots executes.
+    pub fn of(commands: impl IntoIterator<Item = Cmd>) -> Option<Self> {
+        let mut executed = Executed::default();
+        for cmd in commands {
+            if executed.len() == MAX_SLOTS {
+                return None;
+            }
+            executed.push(cmd);
+        }
+        Some(executed)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Cmd> + '_ {
+        self.0.iter().map_while(|c| *c)
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0[0].is_none()
+    }
+
+    fn push(&mut self, cmd: Cmd) {
+        if let Some(free) = self.0.iter_mut().find(|c| c.is_none()) {
+            *free = Some(cmd);
+        }
+    }
+
+    /// `[c1 c2 - -]`: as long as the log, as snapshots have always been shown in traces.
+    fn fmt_padded(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let padded = Slots(self.0);
+        fmt_slots(f, &padded, ALL_SLOTS, |f, c| write!(f, "{c:?}"))
+    }
+}
+
+impl fmt::Debug for Executed {
+    /// `[c1 c2]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, c) in self.iter().enumerate() {
+            write!(f, "{}{c:?}", if i > 0 { " " } else { "" })?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// The slots applied to the state machine: a prefix, unless a seeded bug applies out of
+/// order (a bit per slot, so that it can).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Applied(u8);
+
+impl Applied {
+    /// The length of the applied prefix.
+    pub fn prefix(self) -> u8 {
+        self.0.trailing_ones() as u8
+    }
+
+    pub fn contains(self, s: u8) -> bool {
+        s < 8 && self.0 & (1 << s) != 0
+    }
+
+    fn insert(&mut self, s: u8) {
+        self.0 |= 1 << s;
+    }
+
+    /// The slots below `c`: an applied prefix of length `c`.
+    pub fn below(c: u8) -> Self {
+        let mut applied = Applied::default();
+        applied.insert_below(c);
+        applied
+    }
+
+    /// Every slot below `c` is applied (K1, K4).
+    fn insert_below(&mut self, c: u8) {
+        self.0 |= ((1u16 << c) - 1) as u8;
+    }
+
+    /// The applied slots, ascending.
+    pub fn iter(self) -> impl Iterator<Item = u8> {
+        (0..8).filter(move |&s| self.contains(s))
+    }
+}
 
 /// The bounds and fault model of one Multi-Paxos model instance.
 /// Serialized into summaries and trace files; trace replay reads it back (fields missing
@@ -692,7 +835,7 @@ pub enum MultiMsg {
     Request(Cmd),
     Reply(Cmd),
     /// A snapshot (K2, K6): the compaction point and the executed commands below it.
-    Snapshot(u8, Slots<Option<Cmd>>),
+    Snapshot(u8, Executed),
     /// A catch-up request (K5) with the sender's applied prefix.
     Status(u8),
     /// Chosen entries the requester may lack (K6), learned as Decides.
@@ -701,42 +844,38 @@ pub enum MultiMsg {
     Read(u8),
     /// The answer to read `k`: the state machine (the executed commands) when it was
     /// answered (Q4).
-    ReadReply(u8, Slots<Option<Cmd>>),
+    ReadReply(u8, Executed),
     /// Does the leader's ballot still stand? Round `n` of its confirmations (Q1, Q3).
     Confirm(Ballot, u8),
     /// It stood when this was sent (Q2).
     Confirmed(Ballot, u8),
 }
 
-fn fmt_slots<T: Copy>(
+/// `[- b=c1 -]`: every slot up to `shown` (exclusive), `-` for an empty one.
+fn fmt_slots<T: Copy + PartialEq>(
     f: &mut fmt::Formatter<'_>,
-    slots: &[Option<T>],
+    slots: &Slots<Option<T>>,
+    shown: u8,
     entry: impl Fn(&mut fmt::Formatter<'_>, T) -> fmt::Result,
 ) -> fmt::Result {
     f.write_str("[")?;
-    for (s, item) in slots.iter().enumerate() {
+    for s in 0..shown {
         if s > 0 {
             f.write_str(" ")?;
         }
-        match item {
+        match slots.get(s) {
             None => f.write_str("-")?,
-            Some(x) => entry(f, *x)?,
+            Some(x) => entry(f, x)?,
         }
     }
     f.write_str("]")
 }
 
+/// Every slot of the model's log.
+const ALL_SLOTS: u8 = MAX_SLOTS as u8;
+
 fn fmt_vote(f: &mut fmt::Formatter<'_>, (b, c): Vote) -> fmt::Result {
     write!(f, "{b}={c:?}")
-}
-
-/// A state machine as the commands it executed, in order: `[c1 c2]`.
-fn fmt_executed(f: &mut fmt::Formatter<'_>, executed: &Slots<Option<Cmd>>) -> fmt::Result {
-    f.write_str("[")?;
-    for (i, c) in executed.iter().map_while(|c| *c).enumerate() {
-        write!(f, "{}{c:?}", if i > 0 { " " } else { "" })?;
-    }
-    f.write_str("]")
 }
 
 impl fmt::Debug for MultiMsg {
@@ -746,11 +885,8 @@ impl fmt::Debug for MultiMsg {
             MultiMsg::Prepare(b, a) => write!(f, "Prepare({b}, applied {a})"),
             MultiMsg::Promise(b, accepted, c) => {
                 write!(f, "Promise({b}, ")?;
-                let used = accepted
-                    .iter()
-                    .rposition(Option::is_some)
-                    .map_or(0, |s| s + 1);
-                fmt_slots(f, &accepted[..used], fmt_vote)?;
+                let used = accepted.last_used().map_or(0, |s| s + 1);
+                fmt_slots(f, accepted, used, fmt_vote)?;
                 if *c > 0 {
                     write!(f, ", compacted {c}")?;
                 }
@@ -758,13 +894,13 @@ impl fmt::Debug for MultiMsg {
             }
             MultiMsg::Snapshot(c, executed) => {
                 write!(f, "Snapshot({c}, ")?;
-                fmt_slots(f, &executed[..], |f, c| write!(f, "{c:?}"))?;
+                executed.fmt_padded(f)?;
                 f.write_str(")")
             }
             MultiMsg::Status(a) => write!(f, "Status(applied {a})"),
             MultiMsg::CatchUp(entries) => {
                 f.write_str("CatchUp(")?;
-                fmt_slots(f, &entries[..], |f, c| write!(f, "{c:?}"))?;
+                fmt_slots(f, entries, ALL_SLOTS, |f, c| write!(f, "{c:?}"))?;
                 f.write_str(")")
             }
             MultiMsg::Nack(b, promised) => write!(f, "Nack({b}, promised {promised})"),
@@ -775,9 +911,7 @@ impl fmt::Debug for MultiMsg {
             MultiMsg::Reply(c) => write!(f, "Reply({c:?})"),
             MultiMsg::Read(k) => write!(f, "Read(r{k})"),
             MultiMsg::ReadReply(k, state) => {
-                write!(f, "ReadReply(r{k}, ")?;
-                fmt_executed(f, state)?;
-                f.write_str(")")
+                write!(f, "ReadReply(r{k}, {state:?})")
             }
             MultiMsg::Confirm(b, n) => write!(f, "Confirm({b}, round {n})"),
             MultiMsg::Confirmed(b, n) => write!(f, "Confirmed({b}, round {n})"),
@@ -836,8 +970,42 @@ pub struct ReadIndex {
     pub confirmed: u8,
     /// The replicas that confirmed round `started` (the leader counts itself apart).
     pub acks: IdSet,
-    /// Per read `k` (at index `k - 1`), the round it waits for; 0 when it does not wait here.
-    pub waiting: [u8; MAX_READS],
+    /// Per read, the round it waits for.
+    pub waiting: Waiting,
+}
+
+/// Per read `k`, the confirmation round it waits for at this leader; 0 when it does not wait
+/// here.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Waiting([u8; MAX_READS]);
+
+impl Waiting {
+    /// Whether `k` names a read the configuration can have (reads count from 1).
+    pub fn holds(k: u8) -> bool {
+        (1..=MAX_READS).contains(&usize::from(k))
+    }
+
+    /// The round read `k` waits for (0: none).
+    pub fn round(&self, k: u8) -> u8 {
+        usize::from(k)
+            .checked_sub(1)
+            .and_then(|i| self.0.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Read `k` waits for `round` (0: no longer). `k` must be one [`Waiting::holds`].
+    pub fn set(&mut self, k: u8, round: u8) {
+        self.0[usize::from(k) - 1] = round;
+    }
+
+    /// The waiting reads `(k, round)`, by ascending `k`.
+    pub fn entries(&self) -> impl Iterator<Item = (u8, u8)> + '_ {
+        (1u8..)
+            .zip(self.0.iter().copied())
+            .filter(|(_, round)| *round > 0)
+    }
 }
 
 impl ReadIndex {
@@ -846,7 +1014,7 @@ impl ReadIndex {
     }
 
     fn is_idle(&self) -> bool {
-        self.waiting.iter().all(|&n| n == 0)
+        self.waiting.entries().next().is_none()
     }
 
     /// A confirmation round is out: started and not yet confirmed by a majority.
@@ -922,16 +1090,16 @@ pub struct ReplicaState {
     pub phase: LeaderPhase,
     /// Client commands waiting for a slot (candidate or leader only).
     pub pending: CmdSet,
-    /// The slots applied to the state machine (a prefix, unless a bug says otherwise).
-    pub applied: u8,
+    /// The slots applied to the state machine.
+    pub applied: Applied,
     /// The state machine: client commands in the order they were executed.
-    pub executed: Slots<Option<Cmd>>,
+    pub executed: Executed,
     /// Durable: the compaction point (K1, K4): slots below it are applied, and their votes
     /// and chosen entries forgotten.
     pub compacted: u8,
     /// Durable: `executed` as it was at the compaction point (the state machine's snapshot;
     /// the client table is derived from it).
-    pub snapshot: Slots<Option<Cmd>>,
+    pub snapshot: Executed,
     /// Reads waiting at a leader, and its confirmation rounds (Q1–Q5). Left out of the JSON
     /// of states and traces while idle, so traces of configurations without reads read the
     /// same as before reads existed.
@@ -948,14 +1116,14 @@ impl ReplicaState {
         ReplicaState {
             round: 0,
             promised: Ballot::new(1, 0),
-            accepted: [None; MAX_SLOTS],
-            chosen: [None; MAX_SLOTS],
+            accepted: Slots::default(),
+            chosen: Slots::default(),
             phase: LeaderPhase::Follower,
             pending: CmdSet::default(),
-            applied: 0,
-            executed: [None; MAX_SLOTS],
+            applied: Applied::default(),
+            executed: Executed::default(),
             compacted: 0,
-            snapshot: [None; MAX_SLOTS],
+            snapshot: Executed::default(),
             reads: ReadIndex::default(),
             lease: LeaseClock::default(),
         }
@@ -971,31 +1139,22 @@ impl ReplicaState {
         let LeaderPhase::Leading { next_slot, .. } = self.phase else {
             return false;
         };
-        let a = self.applied_prefix();
-        let gap = usize::from(a);
-        a < next_slot
-            && self.chosen[gap].is_none()
-            && self.accepted[gap].is_none_or(|(vb, _)| vb != self.ballot(me))
+        let gap = self.applied_prefix();
+        gap < next_slot
+            && self.chosen.get(gap).is_none()
+            && self
+                .accepted
+                .get(gap)
+                .is_none_or(|(vb, _)| vb != self.ballot(me))
     }
 
-    fn is_applied(&self, slot: usize) -> bool {
-        self.applied & (1 << slot) != 0
-    }
-
-    /// The length of the applied prefix (`applied` is a bitmask only so that a seeded bug can
-    /// apply out of order).
+    /// The length of the applied prefix.
     pub fn applied_prefix(&self) -> u8 {
-        self.applied.trailing_ones() as u8
+        self.applied.prefix()
     }
 
     pub fn executed(&self) -> impl Iterator<Item = Cmd> + '_ {
-        self.executed.iter().map_while(|c| *c)
-    }
-
-    fn push_executed(&mut self, cmd: Cmd) {
-        if let Some(free) = self.executed.iter_mut().find(|c| c.is_none()) {
-            *free = Some(cmd);
-        }
+        self.executed.iter()
     }
 
     fn storage(&self) -> ReplicaStorage {
@@ -1012,22 +1171,17 @@ impl ReplicaState {
 
     /// K1 and K4: forget the votes and chosen entries below `c`, which is now the compaction
     /// point, with `snapshot` the state there; slots below it count as applied.
-    fn compact_to(&mut self, c: u8, snapshot: Slots<Option<Cmd>>) {
-        let below = usize::from(c);
+    fn compact_to(&mut self, c: u8, snapshot: Executed) {
         self.compacted = c;
         self.snapshot = snapshot;
-        for s in 0..below.min(MAX_SLOTS) {
-            self.accepted[s] = None;
-            self.chosen[s] = None;
-            if let LeaderPhase::Leading { votes, .. } = &mut self.phase {
-                votes[s] = IdSet::default();
-            }
-        }
-        // Everything below the compaction point is chosen: nothing new is proposed there.
-        if let LeaderPhase::Leading { next_slot, .. } = &mut self.phase {
+        self.accepted.clear_below(c);
+        self.chosen.clear_below(c);
+        if let LeaderPhase::Leading { votes, next_slot } = &mut self.phase {
+            votes.clear_below(c);
+            // Everything below the compaction point is chosen: nothing new is proposed there.
             *next_slot = (*next_slot).max(c);
         }
-        self.applied |= ((1u16 << below) - 1) as u8;
+        self.applied.insert_below(c);
     }
 }
 
@@ -1075,14 +1229,14 @@ impl fmt::Debug for ReplicaState {
                 floor,
             } => {
                 write!(f, "preparing promises {promises:?} merged ")?;
-                fmt_slots(f, &merged, fmt_vote)?;
+                fmt_slots(f, &merged, ALL_SLOTS, fmt_vote)?;
                 if floor > 0 {
                     write!(f, " floor {floor}")?;
                 }
             }
             LeaderPhase::Leading { next_slot, votes } => {
                 write!(f, "leading next s{next_slot} votes [")?;
-                for (s, v) in votes.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+                for (s, v) in votes.entries() {
                     write!(f, " s{s}:{v:?}")?;
                 }
                 f.write_str(" ]")?;
@@ -1093,12 +1247,12 @@ impl fmt::Debug for ReplicaState {
             " | round {} promised {} accepted ",
             self.round, self.promised
         )?;
-        fmt_slots(f, &self.accepted, fmt_vote)?;
+        fmt_slots(f, &self.accepted, ALL_SLOTS, fmt_vote)?;
         f.write_str(" chosen ")?;
-        fmt_slots(f, &self.chosen, |f, c| write!(f, "{c:?}"))?;
+        fmt_slots(f, &self.chosen, ALL_SLOTS, |f, c| write!(f, "{c:?}"))?;
         // The slot numbers, not the bitmask: "applied 0001" read as slot 3 to most people.
         f.write_str(" | applied [")?;
-        let applied = (0..self.chosen.len()).filter(|&s| self.is_applied(s));
+        let applied = self.applied.iter().filter(|&s| s < ALL_SLOTS);
         for (i, s) in applied.enumerate() {
             write!(f, "{}s{s}", if i > 0 { " " } else { "" })?;
         }
@@ -1109,7 +1263,7 @@ impl fmt::Debug for ReplicaState {
         f.write_str("]")?;
         if self.compacted > 0 {
             write!(f, " compacted {} snapshot ", self.compacted)?;
-            fmt_slots(f, &self.snapshot, |f, c| write!(f, "{c:?}"))?;
+            self.snapshot.fmt_padded(f)?;
         }
         if !self.pending.is_empty() {
             write!(f, " pending {:?}", self.pending)?;
@@ -1121,9 +1275,8 @@ impl fmt::Debug for ReplicaState {
                 " | reads fence s{} round {} confirmed {} acks {:?} waiting [",
                 reads.fence, reads.started, reads.confirmed, reads.acks
             )?;
-            let waiting = reads.waiting.iter().enumerate().filter(|(_, n)| **n > 0);
-            for (i, (k, n)) in waiting.enumerate() {
-                write!(f, "{}r{}:round {n}", if i > 0 { " " } else { "" }, k + 1)?;
+            for (i, (k, n)) in reads.waiting.entries().enumerate() {
+                write!(f, "{}r{k}:round {n}", if i > 0 { " " } else { "" })?;
             }
             f.write_str("]")?;
         }
@@ -1169,7 +1322,7 @@ pub struct ReplicaStorage {
     pub accepted: Slots<Option<Vote>>,
     pub chosen: Slots<Option<Cmd>>,
     pub compacted: u8,
-    pub snapshot: Slots<Option<Cmd>>,
+    pub snapshot: Executed,
     /// The replica's clock (leases only): the host's monotonic clock, which a restart does
     /// not reset. Left out of the JSON while 0.
     #[serde(skip_serializing_if = "is_zero")]
@@ -1183,12 +1336,12 @@ impl fmt::Debug for ReplicaStorage {
             "round {} promised {} accepted ",
             self.round, self.promised
         )?;
-        fmt_slots(f, &self.accepted, fmt_vote)?;
+        fmt_slots(f, &self.accepted, ALL_SLOTS, fmt_vote)?;
         f.write_str(" chosen ")?;
-        fmt_slots(f, &self.chosen, |f, c| write!(f, "{c:?}"))?;
+        fmt_slots(f, &self.chosen, ALL_SLOTS, |f, c| write!(f, "{c:?}"))?;
         if self.compacted > 0 {
             write!(f, " compacted {} snapshot ", self.compacted)?;
-            fmt_slots(f, &self.snapshot, |f, c| write!(f, "{c:?}"))?;
+            self.snapshot.fmt_padded(f)?;
         }
         Ok(())
     }
@@ -1329,7 +1482,12 @@ impl Actor for MultiActor {
                         r.chosen = saved.chosen;
                         r.executed = saved.snapshot;
                         r.compact_to(saved.compacted, saved.snapshot);
-                        let highest_vote = saved.accepted.iter().flatten().map(|(b, _)| *b).max();
+                        let highest_vote = saved
+                            .accepted
+                            .entries()
+                            .filter_map(|(_, v)| v)
+                            .map(|(b, _)| b)
+                            .max();
                         r.promised = saved.promised.max(highest_vote.unwrap_or(saved.promised));
                         r.lease.now = saved.clock;
                         // L6: a lease this replica granted and forgot may still hold.
@@ -1342,7 +1500,7 @@ impl Actor for MultiActor {
                         r.round = 1;
                         r.phase = LeaderPhase::Leading {
                             next_slot: 0,
-                            votes: [IdSet::default(); MAX_SLOTS],
+                            votes: Slots::default(),
                         };
                         // L5': the leader's first confirmation round, as the service's
                         // heartbeat starts one on election; later rounds are the reads'.
@@ -1416,10 +1574,8 @@ impl Actor for MultiActor {
                     MultiMsg::Snapshot(c, executed) => self.on_snapshot(id, &mut r, c, executed, o),
                     MultiMsg::Status(a) => self.on_status(&r, src, a, o),
                     MultiMsg::CatchUp(entries) => {
-                        for (s, entry) in entries.iter().enumerate() {
-                            if let Some(cmd) = *entry {
-                                self.on_decide(id, &mut r, s as u8, cmd, o);
-                            }
+                        for (s, cmd) in entries.entries().filter_map(|(s, c)| Some((s, c?))) {
+                            self.on_decide(id, &mut r, s, cmd, o);
                         }
                     }
                     MultiMsg::Read(k) => self.on_read(id, &mut r, k, o),
@@ -1599,12 +1755,12 @@ impl MultiActor {
             return;
         }
         promises.insert(src);
-        let carried = accepted.iter().rposition(Option::is_some);
-        for (s, vote) in accepted.iter().enumerate() {
+        let carried = accepted.last_used();
+        for (s, vote) in accepted.entries() {
             if t.has_bug(MultiBug::PromiseMergeOffByOne) && Some(s) == carried {
                 continue;
             }
-            merged[s] = merged[s].max(*vote);
+            merged.set(s, merged.get(s).max(vote));
         }
         r.phase = LeaderPhase::Preparing {
             promises,
@@ -1625,20 +1781,19 @@ impl MultiActor {
             return;
         };
         let b = r.ballot(me);
-        let slots = t.cfg.slots;
-        let floor = usize::from(floor.max(r.compacted));
-        let top = (0..slots).rfind(|&s| merged[s].is_some() || r.chosen[s].is_some());
+        let floor = floor.max(r.compacted);
+        let top = merged.last_used().max(r.chosen.last_used());
         let after_top = top.map_or(0, |s| s + 1);
         let next_slot = if t.has_bug(MultiBug::NextSlotIgnoresCompaction) {
             after_top
         } else {
             after_top.max(floor)
         };
-        let mut votes = [IdSet::default(); MAX_SLOTS];
+        let mut votes = Slots::default();
         let mut reproposed = CmdSet::default();
         let others: Vec<Id> = t.others(me).collect();
         for s in floor..after_top {
-            if r.chosen[s].is_some() {
+            if r.chosen.get(s).is_some() {
                 continue;
             }
             let gap = if t.has_bug(MultiBug::GapFillFabricates) {
@@ -1646,25 +1801,22 @@ impl MultiActor {
             } else {
                 Cmd::NOOP
             };
-            let cmd = match merged[s] {
+            let cmd = match merged.get(s) {
                 Some(_) if t.has_bug(MultiBug::NoopOverwritesAccepted) && Some(s) != top => {
                     Cmd::NOOP
                 }
                 Some((_, cmd)) => cmd,
                 None => gap,
             };
-            r.accepted[s] = Some((b, cmd));
-            votes[s] = IdSet::default().with(me);
+            r.accepted.set(s, Some((b, cmd)));
+            votes.set(s, IdSet::default().with(me));
             reproposed.insert(cmd);
-            o.broadcast(&others, &MultiMsg::Accept(b, s as u8, cmd));
+            o.broadcast(&others, &MultiMsg::Accept(b, s, cmd));
         }
-        r.phase = LeaderPhase::Leading {
-            next_slot: next_slot as u8,
-            votes,
-        };
+        r.phase = LeaderPhase::Leading { next_slot, votes };
         // Q4's fence. Without reads no one reads it: a 0 keeps equal states equal.
         if t.cfg.reads > 0 {
-            r.reads.fence = next_slot as u8;
+            r.reads.fence = next_slot;
         }
         for cmd in r.pending.iter() {
             if reproposed.contains(cmd) || t.is_executed(r, cmd) {
@@ -1688,8 +1840,12 @@ impl MultiActor {
             };
             // Its own proposals not yet chosen: below a floor above its applied prefix are
             // slots chosen by others that it has not learned, which it did not propose.
-            let in_flight = (0..usize::from(next_slot))
-                .filter(|&s| r.chosen[s].is_none() && r.accepted[s].is_some_and(|(vb, _)| vb == b))
+            let in_flight = r
+                .accepted
+                .entries()
+                .filter(|&(s, v)| {
+                    s < next_slot && r.chosen.get(s).is_none() && v.is_some_and(|(vb, _)| vb == b)
+                })
                 .count();
             // The least pending command by `(client, seq)`, as the implementation orders its
             // pending map (specs/protocol.md, M5b); command numbers deal commands to clients
@@ -1702,8 +1858,8 @@ impl MultiActor {
             }
             let s = next_slot;
             r.pending.remove(cmd);
-            r.accepted[usize::from(s)] = Some((b, cmd));
-            votes[usize::from(s)] = IdSet::default().with(me);
+            r.accepted.set(s, Some((b, cmd)));
+            votes.set(s, IdSet::default().with(me));
             next_slot += 1;
             r.phase = LeaderPhase::Leading { next_slot, votes };
             o.broadcast(
@@ -1713,7 +1869,7 @@ impl MultiActor {
             if t.has_bug(MultiBug::ReplyBeforeCommit) {
                 Self::reply(t, cmd, o);
             }
-            if votes[usize::from(s)].len() >= t.commit_quorum() {
+            if votes.get(s).len() >= t.commit_quorum() {
                 self.commit(me, r, s, cmd, o);
             }
         }
@@ -1729,8 +1885,9 @@ impl MultiActor {
                     return;
                 }
                 let b = r.ballot(me);
-                let in_flight = (0..usize::from(next_slot))
-                    .any(|s| r.chosen[s].is_none() && r.accepted[s] == Some((b, cmd)));
+                let in_flight = r.accepted.entries().any(|(s, v)| {
+                    s < next_slot && r.chosen.get(s).is_none() && v == Some((b, cmd))
+                });
                 if in_flight || r.pending.contains(cmd) {
                     return;
                 }
@@ -1771,7 +1928,7 @@ impl MultiActor {
             return;
         }
         r.promised = r.promised.max(b);
-        r.accepted[usize::from(s)] = Some((b, cmd));
+        r.accepted.set(s, Some((b, cmd)));
         if r.phase != LeaderPhase::Follower && r.ballot(me) < b {
             Self::step_down(r);
         }
@@ -1798,17 +1955,16 @@ impl MultiActor {
         else {
             return;
         };
-        let slot = usize::from(s);
         if b != r.ballot(me)
             || s < r.compacted
-            || r.chosen[slot].is_some()
-            || votes[slot].contains(src)
+            || r.chosen.get(s).is_some()
+            || votes.get(s).contains(src)
         {
             return;
         }
-        votes[slot].insert(src);
+        votes.set(s, votes.get(s).with(src));
         r.phase = LeaderPhase::Leading { next_slot, votes };
-        if votes[slot].len() >= t.commit_quorum() {
+        if votes.get(s).len() >= t.commit_quorum() {
             self.commit(me, r, s, cmd, o);
             self.propose_pending(me, r, o);
         }
@@ -1817,14 +1973,9 @@ impl MultiActor {
     /// The second half of M7: the slot is chosen; tell the others and apply.
     fn commit(&self, me: Id, r: &mut ReplicaState, s: u8, cmd: Cmd, o: &mut Out<Self>) {
         let t = &*self.topology;
-        r.chosen[usize::from(s)] = Some(cmd);
-        if let LeaderPhase::Leading {
-            next_slot,
-            mut votes,
-        } = r.phase
-        {
-            votes[usize::from(s)] = IdSet::default();
-            r.phase = LeaderPhase::Leading { next_slot, votes };
+        r.chosen.set(s, Some(cmd));
+        if let LeaderPhase::Leading { votes, .. } = &mut r.phase {
+            votes.set(s, IdSet::default());
         }
         o.broadcast(&t.others(me).collect::<Vec<_>>(), &MultiMsg::Decide(s, cmd));
         self.apply(me, r, o);
@@ -1832,18 +1983,12 @@ impl MultiActor {
 
     /// M8 (and each entry of a K6 `CatchUp`).
     fn on_decide(&self, me: Id, r: &mut ReplicaState, s: u8, cmd: Cmd, o: &mut Out<Self>) {
-        let slot = usize::from(s);
-        if s < r.compacted || r.chosen[slot].is_some() {
+        if s < r.compacted || r.chosen.get(s).is_some() {
             return;
         }
-        r.chosen[slot] = Some(cmd);
-        if let LeaderPhase::Leading {
-            next_slot,
-            mut votes,
-        } = r.phase
-        {
-            votes[slot] = IdSet::default();
-            r.phase = LeaderPhase::Leading { next_slot, votes };
+        r.chosen.set(s, Some(cmd));
+        if let LeaderPhase::Leading { votes, .. } = &mut r.phase {
+            votes.set(s, IdSet::default());
         }
         self.apply(me, r, o);
     }
@@ -1853,23 +1998,24 @@ impl MultiActor {
         let t = &*self.topology;
         loop {
             let next = if t.has_bug(MultiBug::ApplyOutOfOrder) {
-                (0..t.cfg.slots).find(|&s| !r.is_applied(s) && r.chosen[s].is_some())
+                r.chosen
+                    .entries()
+                    .map(|(s, _)| s)
+                    .find(|&s| !r.applied.contains(s))
             } else {
-                (0..t.cfg.slots)
-                    .find(|&s| !r.is_applied(s))
-                    .filter(|&s| r.chosen[s].is_some())
+                Some(r.applied_prefix()).filter(|&s| r.chosen.get(s).is_some())
             };
             let Some(s) = next else {
                 return;
             };
-            r.applied |= 1 << s;
-            let Some(cmd) = r.chosen[s].filter(|c| !c.is_noop()) else {
+            r.applied.insert(s);
+            let Some(cmd) = r.chosen.get(s).filter(|c| !c.is_noop()) else {
                 continue;
             };
             if cmd == Cmd::FABRICATED || t.is_executed(r, cmd) {
                 continue;
             }
-            r.push_executed(cmd);
+            r.executed.push(cmd);
             if matches!(r.phase, LeaderPhase::Leading { .. }) {
                 Self::reply(t, cmd, o);
             }
@@ -1896,17 +2042,18 @@ impl MultiActor {
             r.round = promised.round + 1;
             let b = r.ballot(me);
             r.promised = r.promised.max(b);
-            let mut votes = [IdSet::default(); MAX_SLOTS];
+            let mut votes = Slots::default();
             let others: Vec<Id> = t.others(me).collect();
-            let in_flight = r.accepted.iter_mut().zip(r.chosen).zip(votes.iter_mut());
-            for (s, ((accepted, chosen), voters)) in
-                in_flight.enumerate().take(usize::from(next_slot))
-            {
-                if let (None, Some((_, cmd))) = (chosen, *accepted) {
-                    *accepted = Some((b, cmd));
-                    *voters = IdSet::default().with(me);
-                    o.broadcast(&others, &MultiMsg::Accept(b, s as u8, cmd));
-                }
+            let in_flight: Vec<(u8, Cmd)> = r
+                .accepted
+                .entries()
+                .filter(|&(s, _)| s < next_slot && r.chosen.get(s).is_none())
+                .filter_map(|(s, v)| Some((s, v?.1)))
+                .collect();
+            for (s, cmd) in in_flight {
+                r.accepted.set(s, Some((b, cmd)));
+                votes.set(s, IdSet::default().with(me));
+                o.broadcast(&others, &MultiMsg::Accept(b, s, cmd));
             }
             r.phase = LeaderPhase::Leading { next_slot, votes };
             return;
@@ -1919,9 +2066,7 @@ impl MultiActor {
     fn on_compact(&self, r: &mut ReplicaState) {
         let t = &*self.topology;
         let upto = if t.has_bug(MultiBug::CompactPastApplied) {
-            (0..t.cfg.slots)
-                .rfind(|&s| r.chosen[s].is_some())
-                .map_or(0, |s| s as u8 + 1)
+            r.chosen.last_used().map_or(0, |s| s + 1)
         } else {
             r.applied_prefix()
         };
@@ -1936,7 +2081,7 @@ impl MultiActor {
         me: Id,
         r: &mut ReplicaState,
         c: u8,
-        executed: Slots<Option<Cmd>>,
+        executed: Executed,
         o: &mut Out<Self>,
     ) {
         let t = &*self.topology;
@@ -1949,13 +2094,13 @@ impl MultiActor {
         let mut asked = r.pending;
         if let LeaderPhase::Leading { .. } = r.phase {
             let b = r.ballot(me);
-            let proposed = r.accepted[..usize::from(c).min(MAX_SLOTS)].iter().flatten();
-            for &(_, cmd) in proposed.filter(|(vb, _)| *vb == b) {
+            let proposed = r.accepted.entries().filter(|&(s, _)| s < c);
+            for (_, cmd) in proposed.filter_map(|(_, v)| v.filter(|(vb, _)| *vb == b)) {
                 asked.insert(cmd);
             }
         }
         r.executed = executed;
-        r.applied = 0;
+        r.applied = Applied::default();
         r.compact_to(c, executed);
         let answered: Vec<Cmd> = asked
             .iter()
@@ -1998,19 +2143,18 @@ impl MultiActor {
         if a < r.compacted {
             o.send(src, MultiMsg::Snapshot(r.compacted, r.snapshot));
         }
-        let from = usize::from(a.max(r.compacted));
-        let mut entries = [None; MAX_SLOTS];
-        let known = r.chosen.iter().zip(r.accepted).enumerate();
-        for (entry, (s, (chosen, accepted))) in entries.iter_mut().zip(known) {
-            if s < from {
-                continue;
-            }
-            *entry = match (chosen, accepted) {
-                (None, Some((_, cmd))) if t.has_bug(MultiBug::CatchUpSendsVotes) => Some(cmd),
-                (chosen, _) => *chosen,
-            };
+        let from = a.max(r.compacted);
+        let mut entries = Slots::default();
+        for (s, chosen) in r.chosen.entries().filter(|&(s, _)| s >= from) {
+            entries.set(s, chosen);
         }
-        if entries.iter().any(Option::is_some) {
+        if t.has_bug(MultiBug::CatchUpSendsVotes) {
+            let votes = r.accepted.entries().filter(|&(s, _)| s >= from);
+            for (s, vote) in votes.filter(|&(s, _)| r.chosen.get(s).is_none()) {
+                entries.set(s, vote.map(|(_, cmd)| cmd));
+            }
+        }
+        if entries.last_used().is_some() {
             o.send(src, MultiMsg::CatchUp(entries));
         }
     }
@@ -2037,10 +2181,7 @@ impl MultiActor {
         let LeaderPhase::Leading { .. } = r.phase else {
             return;
         };
-        let Some(slot) = usize::from(k).checked_sub(1).filter(|&i| i < MAX_READS) else {
-            return;
-        };
-        if r.reads.waiting[slot] != 0 {
+        if !Waiting::holds(k) || r.reads.waiting.round(k) != 0 {
             return;
         }
         // L5: under a lease, once the fence is applied, the answer needs no round.
@@ -2050,11 +2191,12 @@ impl MultiActor {
         }
         let reads = &mut r.reads;
         let outstanding = reads.is_round_outstanding();
-        reads.waiting[slot] = if outstanding && t.has_bug(MultiBug::ReadJoinsOutstandingRound) {
+        let round = if outstanding && t.has_bug(MultiBug::ReadJoinsOutstandingRound) {
             reads.started
         } else {
             reads.started + 1
         };
+        reads.waiting.set(k, round);
         if !outstanding {
             self.start_round(me, r, o);
         }
@@ -2126,7 +2268,7 @@ impl MultiActor {
         r.lease.lease_until = r.lease.lease_until.max(round_lease);
         r.lease.round_lease = 0;
         let reads = &mut r.reads;
-        if reads.waiting.iter().any(|&w| w > reads.confirmed) {
+        if reads.waiting.entries().any(|(_, w)| w > reads.confirmed) {
             self.start_round(me, r, o);
         }
     }
@@ -2144,14 +2286,16 @@ impl MultiActor {
             return;
         }
         let unconfirmed = t.has_bug(MultiBug::ReadWithoutConfirmation);
-        for (i, round) in r.reads.waiting.iter_mut().enumerate() {
-            if *round > 0 && (*round <= r.reads.confirmed || unconfirmed) {
-                *round = 0;
-                o.send(
-                    t.cfg.reader_id(),
-                    MultiMsg::ReadReply(i as u8 + 1, r.executed),
-                );
-            }
+        let answered: Vec<u8> = r
+            .reads
+            .waiting
+            .entries()
+            .filter(|&(_, round)| round <= r.reads.confirmed || unconfirmed)
+            .map(|(k, _)| k)
+            .collect();
+        for k in answered {
+            r.reads.waiting.set(k, 0);
+            o.send(t.cfg.reader_id(), MultiMsg::ReadReply(k, r.executed));
         }
     }
 
@@ -2463,7 +2607,7 @@ pub struct MultiHistory {
     pub longest_read: u8,
     /// The first read answered with a state that is not linearizable: `(k, state)`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stale_read: Option<(u8, Slots<Option<Cmd>>)>,
+    pub stale_read: Option<(u8, Executed)>,
     /// The highest confirmation round any `Confirm` has named (recorded only with leases,
     /// for the witness of a read answered under a lease).
     #[serde(skip_serializing_if = "is_zero")]
@@ -2524,8 +2668,7 @@ impl fmt::Debug for MultiHistory {
             write!(f, "] longest read {}", self.longest_read)?;
         }
         if let Some((k, state)) = self.stale_read {
-            write!(f, " stale read: r{k} returned ")?;
-            fmt_executed(f, &state)?;
+            write!(f, " stale read: r{k} returned {state:?}")?;
         }
         if let Some((a, s, voted, promised)) = self.broken_promise {
             let a = usize::from(a);
@@ -2698,8 +2841,8 @@ fn record_msg_in(
         MultiMsg::Reply(cmd) if !history.acked.contains(cmd) => next.acked.insert(cmd),
         MultiMsg::ReadReply(k, state) if (1..=MAX_READS).contains(&usize::from(k)) => {
             let (acked, longest) = history.read_floor[usize::from(k) - 1];
-            let len = state.iter().map_while(|c| *c).count() as u8;
-            let linearizable = acked.iter().all(|w| state.contains(&Some(w)))
+            let len = state.len() as u8;
+            let linearizable = acked.iter().all(|w| state.iter().any(|c| c == w))
                 && len >= longest
                 && is_chosen_prefix(cfg, history, &state);
             if !linearizable && history.stale_read.is_none() {
@@ -2714,14 +2857,11 @@ fn record_msg_in(
 
 /// Whether `state` (executed commands) is the state after some prefix of the chosen log, per
 /// history: a prefix of what the longest chosen prefix of the log executes.
-fn is_chosen_prefix(cfg: &MultiConfig, history: &MultiHistory, state: &Slots<Option<Cmd>>) -> bool {
+fn is_chosen_prefix(cfg: &MultiConfig, history: &MultiHistory, state: &Executed) -> bool {
     let majority = cfg.majority();
     let log = (0..cfg.slots as u8).map_while(|slot| history.chosen_command(majority, slot));
     let all = executed_from(cfg, log);
-    state
-        .iter()
-        .zip(all)
-        .all(|(read, executed)| read.is_none() || *read == executed)
+    state.len() <= all.len() && state.iter().zip(all.iter()).all(|(read, cmd)| read == cmd)
 }
 
 pub type MultiModel = ActorModel<MultiActor, MultiConfig, MultiHistory>;
@@ -2924,7 +3064,7 @@ fn validity(m: &MultiModel, s: &MultiModelState) -> bool {
     let valid = |c: Cmd| c.is_noop() || s.history.submitted.contains(c);
     s.history.chosen(m.cfg.majority()).all(|(_, _, c)| valid(c))
         && replicas(s)
-            .all(|r| r.chosen.iter().flatten().all(|c| valid(*c)) && r.executed().all(valid))
+            .all(|r| r.chosen.entries().flat_map(|(_, c)| c).all(valid) && r.executed().all(valid))
 }
 
 /// [C2] Per slot, at most one command is chosen.
@@ -2987,7 +3127,7 @@ fn p1a(_: &MultiModel, s: &MultiModelState) -> bool {
 /// logs differ in any slot.
 fn log_consistency(m: &MultiModel, s: &MultiModelState) -> bool {
     replicas(s).all(|r| {
-        slots(m).all(|slot| match r.chosen[usize::from(slot)] {
+        slots(m).all(|slot| match r.chosen.get(slot) {
             None => true,
             Some(c) => chosen_in(m, s, slot).iter().any(|&(_, cc)| cc == c),
         })
@@ -3026,16 +3166,14 @@ fn reply_safety(m: &MultiModel, s: &MultiModelState) -> bool {
 /// What a state machine that starts empty executes from `log`, the independent statement of
 /// M9: no-ops are skipped, and so is a command whose client already had that sequence number
 /// or a later one executed.
-fn executed_from(cfg: &MultiConfig, log: impl Iterator<Item = Cmd>) -> Slots<Option<Cmd>> {
-    let mut executed = [None; MAX_SLOTS];
+fn executed_from(cfg: &MultiConfig, log: impl Iterator<Item = Cmd>) -> Executed {
+    let mut executed = Executed::default();
     let mut last_seq = [0u8; MAX_COMMANDS];
-    let mut next = 0;
     for cmd in log.filter(|c| !c.is_noop() && *c != Cmd::FABRICATED) {
         let (client, seq) = cfg.command_owner(cmd);
-        if seq > last_seq[client] && next < MAX_SLOTS {
+        if seq > last_seq[client] && executed.len() < MAX_SLOTS {
             last_seq[client] = seq;
-            executed[next] = Some(cmd);
-            next += 1;
+            executed.push(cmd);
         }
     }
     executed
@@ -3053,7 +3191,7 @@ fn chosen_prefix(m: &MultiModel, s: &MultiModelState, c: u8) -> Option<Vec<Cmd>>
 /// K1, K4: every snapshot, held by a replica or in flight, is the state after the chosen
 /// log's prefix below its compaction point.
 fn snapshot_prefix(m: &MultiModel, s: &MultiModelState) -> bool {
-    let is_prefix_state = |c: u8, snapshot: &Slots<Option<Cmd>>| {
+    let is_prefix_state = |c: u8, snapshot: &Executed| {
         c == 0
             || chosen_prefix(m, s, c)
                 .is_some_and(|log| executed_from(&m.cfg, log.into_iter()) == *snapshot)
@@ -3112,13 +3250,14 @@ fn promises_from_two_ballots(_: &MultiModel, s: &MultiModelState) -> bool {
         };
         let ballot = r.ballot(id);
         s.network.iter_all().any(|env| match env.msg {
-            MultiMsg::Promise(b, votes, _) if env.dst == id && *b == ballot => votes
-                .iter()
-                .zip(merged)
-                .any(|(theirs, ours)| match (theirs, ours) {
-                    (Some((b1, c1)), Some((b2, c2))) => b1 != &b2 && c1 != &c2,
-                    _ => false,
-                }),
+            MultiMsg::Promise(b, votes, _) if env.dst == id && *b == ballot => {
+                votes
+                    .entries()
+                    .any(|(slot, theirs)| match (theirs, merged.get(slot)) {
+                        (Some((b1, c1)), Some((b2, c2))) => b1 != b2 && c1 != c2,
+                        _ => false,
+                    })
+            }
             _ => false,
         })
     })
@@ -3162,7 +3301,7 @@ fn duplicate_vote(m: &MultiModel, s: &MultiModelState) -> bool {
         let ballot = r.ballot(id);
         s.network.iter_all().any(|env| match env.msg {
             MultiMsg::Accepted(b, slot, _) if env.dst == id && *b == ballot => {
-                let voters = votes[usize::from(*slot)];
+                let voters = votes.get(*slot);
                 voters.contains(env.src) && voters.len() + 1 == m.cfg.majority()
             }
             _ => false,
@@ -3263,11 +3402,9 @@ fn leader_asks_to_catch_up(_: &MultiModel, s: &MultiModelState) -> bool {
 fn catch_up_learned(_: &MultiModel, s: &MultiModelState) -> bool {
     replicas_by_id(s).any(|(id, r)| {
         s.network.iter_all().any(|env| match env.msg {
-            MultiMsg::CatchUp(entries) if env.dst == id => {
-                entries.iter().enumerate().any(|(slot, e)| {
-                    e.is_some() && slot >= usize::from(r.compacted) && r.chosen[slot].is_none()
-                })
-            }
+            MultiMsg::CatchUp(entries) if env.dst == id => entries.entries().any(|(slot, e)| {
+                e.is_some() && slot >= r.compacted && r.chosen.get(slot).is_none()
+            }),
             _ => false,
         })
     })
@@ -3323,8 +3460,13 @@ fn read_under_lease(m: &MultiModel, s: &MultiModelState) -> bool {
 
 /// Q1's batching: a read waits for the round after the one outstanding.
 fn reads_batched(_: &MultiModel, s: &MultiModelState) -> bool {
-    replicas(s)
-        .any(|r| r.reads.is_round_outstanding() && r.reads.waiting.contains(&(r.reads.started + 1)))
+    replicas(s).any(|r| {
+        r.reads.is_round_outstanding()
+            && r.reads
+                .waiting
+                .entries()
+                .any(|(_, n)| n == r.reads.started + 1)
+    })
 }
 
 impl NodeNames for MultiConfig {
