@@ -59,7 +59,7 @@ use std::sync::Arc;
 use paxos_model::multi::{
     self, Applied, Cmd, CmdSet, Executed, LeaderPhase, LeaseClock, MultiConfig, MultiModel,
     MultiModelState, MultiMsg, MultiState, MultiTimer, ReadIndex, ReplicaState, ReplicaStorage,
-    Slots, Ticks, Vote, Waiting, MAX_SLOTS,
+    SlotEntry, Slots, Ticks, Vote, Waiting, MAX_SLOTS,
 };
 use paxos_model::types::{Ballot, IdSet};
 use paxos_protocol::multi::{
@@ -264,10 +264,10 @@ fn vote_to_model(cfg: &MultiConfig, (b, entry): &(ImplBallot, Entry<u8>)) -> Res
 }
 
 /// A model slot vector as a sparse map keyed by slot.
-fn slots_to_map<T: Copy + PartialEq, U, C: FromIterator<(u64, U)>>(
-    slots: &Slots<Option<T>>,
-    f: impl Fn(T) -> U,
-) -> C {
+fn slots_to_map<T, U, C: FromIterator<(u64, U)>>(slots: &Slots<Option<T>>, f: impl Fn(T) -> U) -> C
+where
+    Option<T>: SlotEntry,
+{
     slots
         .entries()
         .filter_map(|(s, x)| x.map(|x| (u64::from(s), f(x))))
@@ -275,10 +275,13 @@ fn slots_to_map<T: Copy + PartialEq, U, C: FromIterator<(u64, U)>>(
 }
 
 /// A sparse map keyed by slot as a model slot vector.
-fn map_to_slots<T, U: Copy + PartialEq>(
+fn map_to_slots<T, U>(
     map: &SlotMap<T>,
     f: impl Fn(&T) -> Result<U, String>,
-) -> Result<Slots<Option<U>>, String> {
+) -> Result<Slots<Option<U>>, String>
+where
+    Option<U>: SlotEntry,
+{
     let mut slots = Slots::default();
     for (slot, x) in map.iter() {
         slots.set(slot_index(slot)?, Some(f(x)?));

@@ -35,6 +35,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -48,226 +49,12 @@ use crate::explorer_view::{ReadableAction, View};
 use crate::runner::{CheckTarget, SymmetryFn};
 use crate::types::{majority, minimal_majorities, Ballot, BugCatalogue, IdSet};
 
-/// The most slots a configuration may have: slot vectors are fixed-size arrays, so messages
-/// and states stay `Copy` and small.
-pub const MAX_SLOTS: usize = 4;
-/// The most client commands a configuration may have ([`CmdSet`] is a 16-bit set, and id 15
-/// is reserved for the fabricated command of a seeded bug).
-pub const MAX_COMMANDS: usize = 6;
+mod space;
+
+pub use space::*;
+
 /// The most replicas a configuration may have.
 pub const MAX_REPLICAS: usize = 5;
-/// The most reads a configuration's reader may invoke (Q1–Q5).
-pub const MAX_READS: usize = 3;
-
-/// A log entry: `c0` is the no-op, `c1..=cN` are client commands (see
-/// [`MultiConfig::command_owner`]).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct Cmd(pub u8);
-
-impl Cmd {
-    pub const NOOP: Cmd = Cmd(0);
-    /// What the `gap-fill-fabricates` bug writes into gaps: no client ever sends it.
-    pub const FABRICATED: Cmd = Cmd(15);
-
-    pub fn is_noop(self) -> bool {
-        self == Cmd::NOOP
-    }
-}
-
-impl fmt::Debug for Cmd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Cmd::NOOP => f.write_str("noop"),
-            Cmd(k) => write!(f, "c{k}"),
-        }
-    }
-}
-
-/// A set of commands (ids below 16).
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct CmdSet(u16);
-
-impl CmdSet {
-    pub fn insert(&mut self, cmd: Cmd) {
-        self.0 |= 1 << cmd.0;
-    }
-
-    pub fn remove(&mut self, cmd: Cmd) {
-        self.0 &= !(1 << cmd.0);
-    }
-
-    pub fn contains(self, cmd: Cmd) -> bool {
-        self.0 & (1 << cmd.0) != 0
-    }
-
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// The least command: pending commands are proposed in ascending `(client, seq)` order,
-    /// which is ascending id order by construction of the ids.
-    pub fn first(self) -> Option<Cmd> {
-        (!self.is_empty()).then(|| Cmd(self.0.trailing_zeros() as u8))
-    }
-
-    pub fn iter(self) -> impl Iterator<Item = Cmd> {
-        (0..16u8).filter(move |k| self.0 & (1 << k) != 0).map(Cmd)
-    }
-}
-
-impl fmt::Debug for CmdSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter()).finish()
-    }
-}
-
-/// A vote: the ballot and command an acceptor accepted in a slot.
-pub type Vote = (Ballot, Cmd);
-/// One entry per slot, every one empty (`T::default()`) but those in use: a slot-indexed
-/// part of a replica's state or of a message. The handlers reach it only through these
-/// methods, never by indexing, so that its representation is this type's business
-/// (specs/proposals/unbounded-validation.md).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Slots<T>([T; MAX_SLOTS]);
-
-impl<T: Copy + Default + PartialEq> Default for Slots<T> {
-    fn default() -> Self {
-        Slots([T::default(); MAX_SLOTS])
-    }
-}
-
-impl<T: Copy + Default + PartialEq> Slots<T> {
-    /// The entry of slot `s` (empty beyond the bound: nothing is ever stored there).
-    pub fn get(&self, s: u8) -> T {
-        self.0.get(usize::from(s)).copied().unwrap_or_default()
-    }
-
-    /// Sets slot `s`'s entry. Panics beyond [`MAX_SLOTS`]: the configuration's `slots`
-    /// bound keeps every handler below it, and a mapping from outside refuses larger slots.
-    pub fn set(&mut self, s: u8, entry: T) {
-        self.0[usize::from(s)] = entry;
-    }
-
-    /// The entries in use, by ascending slot.
-    pub fn entries(&self) -> impl Iterator<Item = (u8, T)> + '_ {
-        let empty = T::default();
-        (0u8..)
-            .zip(self.0.iter().copied())
-            .filter(move |(_, e)| *e != empty)
-    }
-
-    /// The highest slot in use.
-    pub fn last_used(&self) -> Option<u8> {
-        self.entries().last().map(|(s, _)| s)
-    }
-
-    /// Empties every slot below `c`.
-    pub fn clear_below(&mut self, c: u8) {
-        for entry in self.0.iter_mut().take(usize::from(c)) {
-            *entry = T::default();
-        }
-    }
-
-    /// Applies `f` to every entry (empty ones too: `f` must keep an empty entry empty).
-    pub fn map(&self, f: impl Fn(T) -> T) -> Self {
-        Slots(self.0.map(f))
-    }
-}
-
-/// The state machine as the client commands it executed, in order (a slot executes at most
-/// one command, so a log of [`MAX_SLOTS`] slots executes at most that many).
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Executed([Option<Cmd>; MAX_SLOTS]);
-
-impl Executed {
-    /// The state machine that executed `commands`, or `None` if they are more than a log of
-    /// [`MAX_SLOTS`] slots executes.
-    pub fn of(commands: impl IntoIterator<Item = Cmd>) -> Option<Self> {
-        let mut executed = Executed::default();
-        for cmd in commands {
-            if executed.len() == MAX_SLOTS {
-                return None;
-            }
-            executed.push(cmd);
-        }
-        Some(executed)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = Cmd> + '_ {
-        self.0.iter().map_while(|c| *c)
-    }
-
-    pub fn len(&self) -> usize {
-        self.iter().count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0[0].is_none()
-    }
-
-    fn push(&mut self, cmd: Cmd) {
-        if let Some(free) = self.0.iter_mut().find(|c| c.is_none()) {
-            *free = Some(cmd);
-        }
-    }
-
-    /// `[c1 c2 - -]`: as long as the log, as snapshots have always been shown in traces.
-    fn fmt_padded(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let padded = Slots(self.0);
-        fmt_slots(f, &padded, ALL_SLOTS, |f, c| write!(f, "{c:?}"))
-    }
-}
-
-impl fmt::Debug for Executed {
-    /// `[c1 c2]`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[")?;
-        for (i, c) in self.iter().enumerate() {
-            write!(f, "{}{c:?}", if i > 0 { " " } else { "" })?;
-        }
-        f.write_str("]")
-    }
-}
-
-/// The slots applied to the state machine: a prefix, unless a seeded bug applies out of
-/// order (a bit per slot, so that it can).
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Applied(u8);
-
-impl Applied {
-    /// The length of the applied prefix.
-    pub fn prefix(self) -> u8 {
-        self.0.trailing_ones() as u8
-    }
-
-    pub fn contains(self, s: u8) -> bool {
-        s < 8 && self.0 & (1 << s) != 0
-    }
-
-    fn insert(&mut self, s: u8) {
-        self.0 |= 1 << s;
-    }
-
-    /// The slots below `c`: an applied prefix of length `c`.
-    pub fn below(c: u8) -> Self {
-        let mut applied = Applied::default();
-        applied.insert_below(c);
-        applied
-    }
-
-    /// Every slot below `c` is applied (K1, K4).
-    fn insert_below(&mut self, c: u8) {
-        self.0 |= ((1u16 << c) - 1) as u8;
-    }
-
-    /// The applied slots, ascending.
-    pub fn iter(self) -> impl Iterator<Item = u8> {
-        (0..8).filter(move |&s| self.contains(s))
-    }
-}
 
 /// The bounds and fault model of one Multi-Paxos model instance.
 /// Serialized into summaries and trace files; trace replay reads it back (fields missing
@@ -518,15 +305,16 @@ impl MultiConfig {
     }
 
     /// `(client index, sequence number)` of command `cmd` (not the no-op).
-    pub fn command_owner(&self, cmd: Cmd) -> (usize, u8) {
-        let k = usize::from(cmd.0) - 1;
-        (k % self.clients, (k / self.clients + 1) as u8)
+    pub fn command_owner<N: Number>(&self, cmd: Cmd<N>) -> (usize, N) {
+        let k = cmd.id() - 1;
+        let clients = self.clients as u64;
+        ((k % clients) as usize, N::of(k / clients + 1))
     }
 
     /// Client `client`'s command with sequence number `seq` (1-based), if it has one.
-    pub fn command_of(&self, client: usize, seq: u8) -> Option<Cmd> {
-        let k = (usize::from(seq) - 1) * self.clients + client + 1;
-        (k <= self.commands).then_some(Cmd(k as u8))
+    pub fn command_of<N: Number>(&self, client: usize, seq: N) -> Option<Cmd<N>> {
+        let k = (seq.get() - 1) * self.clients as u64 + client as u64 + 1;
+        (k <= self.commands as u64).then(|| Cmd(N::of(k)))
     }
 
     pub fn commands(&self) -> impl Iterator<Item = Cmd> {
@@ -820,50 +608,62 @@ impl BugCatalogue for MultiBug {
 
 crate::types::bug_names!(MultiBug);
 
+/// A command of space `S`.
+pub type CmdOf<S> = Cmd<<S as Space>::N>;
+/// A vote of space `S`.
+pub type VoteOf<S> = Vote<<S as Space>::N>;
+/// A slot vector of space `S`.
+pub type SlotsOf<S, T> = <S as Space>::Slots<T>;
+
 /// Protocol messages, per slot and per ballot as in the papers.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum MultiMsg {
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum MultiMsg<S: Space = Small> {
     /// Phase 1a, with the candidate's applied prefix (K2; 0 when the configuration allows no
     /// compaction, since then no one reads it).
-    Prepare(Ballot, u8),
+    Prepare(Ballot, S::N),
     /// Phase 1b: the votes at or above the compaction point, and the compaction point (K2).
-    Promise(Ballot, Slots<Option<Vote>>, u8),
+    Promise(Ballot, SlotsOf<S, Option<VoteOf<S>>>, S::N),
     Nack(Ballot, Ballot),
-    Accept(Ballot, u8, Cmd),
-    Accepted(Ballot, u8, Cmd),
-    Decide(u8, Cmd),
-    Request(Cmd),
-    Reply(Cmd),
+    Accept(Ballot, S::N, CmdOf<S>),
+    Accepted(Ballot, S::N, CmdOf<S>),
+    Decide(S::N, CmdOf<S>),
+    Request(CmdOf<S>),
+    Reply(CmdOf<S>),
     /// A snapshot (K2, K6): the compaction point and the executed commands below it.
-    Snapshot(u8, Executed),
+    Snapshot(S::N, S::Executed),
     /// A catch-up request (K5) with the sender's applied prefix.
-    Status(u8),
+    Status(S::N),
     /// Chosen entries the requester may lack (K6), learned as Decides.
-    CatchUp(Slots<Option<Cmd>>),
+    CatchUp(SlotsOf<S, Option<CmdOf<S>>>),
     /// The reader's read `k` (Q1), sent to every replica.
-    Read(u8),
+    Read(S::N),
     /// The answer to read `k`: the state machine (the executed commands) when it was
     /// answered (Q4).
-    ReadReply(u8, Executed),
+    ReadReply(S::N, S::Executed),
     /// Does the leader's ballot still stand? Round `n` of its confirmations (Q1, Q3).
-    Confirm(Ballot, u8),
+    Confirm(Ballot, S::N),
     /// It stood when this was sent (Q2).
-    Confirmed(Ballot, u8),
+    Confirmed(Ballot, S::N),
 }
 
+impl Copy for MultiMsg<Small> {}
+
 /// `[- b=c1 -]`: every slot up to `shown` (exclusive), `-` for an empty one.
-fn fmt_slots<T: Copy + PartialEq>(
+fn fmt_slots<N: Number, T>(
     f: &mut fmt::Formatter<'_>,
-    slots: &Slots<Option<T>>,
-    shown: u8,
+    slots: &impl SlotVec<N, Option<T>>,
+    shown: u64,
     entry: impl Fn(&mut fmt::Formatter<'_>, T) -> fmt::Result,
-) -> fmt::Result {
+) -> fmt::Result
+where
+    Option<T>: SlotEntry,
+{
     f.write_str("[")?;
     for s in 0..shown {
         if s > 0 {
             f.write_str(" ")?;
         }
-        match slots.get(s) {
+        match slots.get(N::of(s)) {
             None => f.write_str("-")?,
             Some(x) => entry(f, x)?,
         }
@@ -871,23 +671,20 @@ fn fmt_slots<T: Copy + PartialEq>(
     f.write_str("]")
 }
 
-/// Every slot of the model's log.
-const ALL_SLOTS: u8 = MAX_SLOTS as u8;
-
-fn fmt_vote(f: &mut fmt::Formatter<'_>, (b, c): Vote) -> fmt::Result {
+fn fmt_vote<N: Number>(f: &mut fmt::Formatter<'_>, (b, c): Vote<N>) -> fmt::Result {
     write!(f, "{b}={c:?}")
 }
 
-impl fmt::Debug for MultiMsg {
+impl<S: Space> fmt::Debug for MultiMsg<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MultiMsg::Prepare(b, 0) => write!(f, "Prepare({b})"),
+            MultiMsg::Prepare(b, a) if a.get() == 0 => write!(f, "Prepare({b})"),
             MultiMsg::Prepare(b, a) => write!(f, "Prepare({b}, applied {a})"),
             MultiMsg::Promise(b, accepted, c) => {
                 write!(f, "Promise({b}, ")?;
-                let used = accepted.last_used().map_or(0, |s| s + 1);
+                let used = accepted.last_used().map_or(0, |s| s.get() + 1);
                 fmt_slots(f, accepted, used, fmt_vote)?;
-                if *c > 0 {
+                if c.get() > 0 {
                     write!(f, ", compacted {c}")?;
                 }
                 f.write_str(")")
@@ -900,7 +697,7 @@ impl fmt::Debug for MultiMsg {
             MultiMsg::Status(a) => write!(f, "Status(applied {a})"),
             MultiMsg::CatchUp(entries) => {
                 f.write_str("CatchUp(")?;
-                fmt_slots(f, entries, ALL_SLOTS, |f, c| write!(f, "{c:?}"))?;
+                fmt_slots(f, entries, entries.shown(), |f, c| write!(f, "{c:?}"))?;
                 f.write_str(")")
             }
             MultiMsg::Nack(b, promised) => write!(f, "Nack({b}, promised {promised})"),
@@ -938,77 +735,53 @@ pub enum MultiTimer {
 }
 
 /// A replica's part as leader.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum LeaderPhase {
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum LeaderPhase<S: Space = Small> {
     Follower,
     /// Phase 1 at the replica's own ballot `(round, self)`.
     Preparing {
         promises: IdSet,
         /// Per slot, the highest-ballot vote among the Promises counted (own included).
-        merged: Slots<Option<Vote>>,
+        merged: SlotsOf<S, Option<VoteOf<S>>>,
         /// The highest compaction point among the Promises counted (K3).
-        floor: u8,
+        floor: S::N,
     },
     /// Phase 2 at `(round, self)`: slots below `next_slot` have been proposed.
     Leading {
-        next_slot: u8,
+        next_slot: S::N,
         /// Per slot in flight, the replicas that accepted it (self included).
-        votes: Slots<IdSet>,
+        votes: SlotsOf<S, IdSet>,
     },
+}
+
+impl Copy for LeaderPhase<Small> {}
+
+impl<S: Space> LeaderPhase<S> {
+    fn is_leading(&self) -> bool {
+        matches!(self, LeaderPhase::Leading { .. })
+    }
 }
 
 /// A leader's read-index state (Q1–Q5). Volatile: all zero at a replica that does not lead,
 /// and everywhere when the configuration has no reads.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct ReadIndex {
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ReadIndex<S: Space = Small> {
     /// M4's `next_slot`: every slot that can hold a command an earlier leader acknowledged is
     /// below it, and reads wait until the applied prefix reaches it (Q4).
-    pub fence: u8,
+    pub fence: S::N,
     /// The last confirmation round started in this term (rounds count from 1).
-    pub started: u8,
+    pub started: S::N,
     /// The last round a majority confirmed.
-    pub confirmed: u8,
+    pub confirmed: S::N,
     /// The replicas that confirmed round `started` (the leader counts itself apart).
     pub acks: IdSet,
     /// Per read, the round it waits for.
-    pub waiting: Waiting,
+    pub waiting: S::Waiting,
 }
 
-/// Per read `k`, the confirmation round it waits for at this leader; 0 when it does not wait
-/// here.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Waiting([u8; MAX_READS]);
+impl Copy for ReadIndex<Small> {}
 
-impl Waiting {
-    /// Whether `k` names a read the configuration can have (reads count from 1).
-    pub fn holds(k: u8) -> bool {
-        (1..=MAX_READS).contains(&usize::from(k))
-    }
-
-    /// The round read `k` waits for (0: none).
-    pub fn round(&self, k: u8) -> u8 {
-        usize::from(k)
-            .checked_sub(1)
-            .and_then(|i| self.0.get(i))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Read `k` waits for `round` (0: no longer). `k` must be one [`Waiting::holds`].
-    pub fn set(&mut self, k: u8, round: u8) {
-        self.0[usize::from(k) - 1] = round;
-    }
-
-    /// The waiting reads `(k, round)`, by ascending `k`.
-    pub fn entries(&self) -> impl Iterator<Item = (u8, u8)> + '_ {
-        (1u8..)
-            .zip(self.0.iter().copied())
-            .filter(|(_, round)| *round > 0)
-    }
-}
-
-impl ReadIndex {
+impl<S: Space> ReadIndex<S> {
     fn is_unused(&self) -> bool {
         *self == ReadIndex::default()
     }
@@ -1077,53 +850,55 @@ impl LeaseClock {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct ReplicaState {
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ReplicaState<S: Space = Small> {
     /// Durable: the highest round this replica has used for its own ballots.
     pub round: u8,
     /// Durable.
     pub promised: Ballot,
     /// Durable.
-    pub accepted: Slots<Option<Vote>>,
+    pub accepted: SlotsOf<S, Option<VoteOf<S>>>,
     /// Durable: what this replica knows is chosen.
-    pub chosen: Slots<Option<Cmd>>,
-    pub phase: LeaderPhase,
+    pub chosen: SlotsOf<S, Option<CmdOf<S>>>,
+    pub phase: LeaderPhase<S>,
     /// Client commands waiting for a slot (candidate or leader only).
-    pub pending: CmdSet,
+    pub pending: S::CmdSet,
     /// The slots applied to the state machine.
-    pub applied: Applied,
+    pub applied: S::Applied,
     /// The state machine: client commands in the order they were executed.
-    pub executed: Executed,
+    pub executed: S::Executed,
     /// Durable: the compaction point (K1, K4): slots below it are applied, and their votes
     /// and chosen entries forgotten.
-    pub compacted: u8,
+    pub compacted: S::N,
     /// Durable: `executed` as it was at the compaction point (the state machine's snapshot;
     /// the client table is derived from it).
-    pub snapshot: Executed,
+    pub snapshot: S::Executed,
     /// Reads waiting at a leader, and its confirmation rounds (Q1–Q5). Left out of the JSON
     /// of states and traces while idle, so traces of configurations without reads read the
     /// same as before reads existed.
     #[serde(skip_serializing_if = "ReadIndex::is_unused")]
-    pub reads: ReadIndex,
+    pub reads: ReadIndex<S>,
     /// The clock and lease deadlines (L1–L6); left out of the JSON while unused.
     #[serde(skip_serializing_if = "LeaseClock::is_unused")]
     pub lease: LeaseClock,
 }
 
-impl ReplicaState {
+impl Copy for ReplicaState<Small> {}
+
+impl<S: Space> ReplicaState<S> {
     /// A replica with empty storage: a follower promised to the bootstrap ballot `1.0`.
     pub fn empty() -> Self {
         ReplicaState {
             round: 0,
             promised: Ballot::new(1, 0),
-            accepted: Slots::default(),
-            chosen: Slots::default(),
+            accepted: Default::default(),
+            chosen: Default::default(),
             phase: LeaderPhase::Follower,
-            pending: CmdSet::default(),
-            applied: Applied::default(),
-            executed: Executed::default(),
-            compacted: 0,
-            snapshot: Executed::default(),
+            pending: Default::default(),
+            applied: Default::default(),
+            executed: Default::default(),
+            compacted: Default::default(),
+            snapshot: Default::default(),
             reads: ReadIndex::default(),
             lease: LeaseClock::default(),
         }
@@ -1136,7 +911,7 @@ impl ReplicaState {
     /// A leader below its floor (K3, K5): the first slot it has not applied is below
     /// `next_slot`, not proposed by it and not known chosen, so chosen by others.
     fn below_floor(&self, me: Id) -> bool {
-        let LeaderPhase::Leading { next_slot, .. } = self.phase else {
+        let LeaderPhase::Leading { next_slot, .. } = self.phase.clone() else {
             return false;
         };
         let gap = self.applied_prefix();
@@ -1149,29 +924,29 @@ impl ReplicaState {
     }
 
     /// The length of the applied prefix.
-    pub fn applied_prefix(&self) -> u8 {
+    pub fn applied_prefix(&self) -> S::N {
         self.applied.prefix()
     }
 
-    pub fn executed(&self) -> impl Iterator<Item = Cmd> + '_ {
+    pub fn executed(&self) -> impl Iterator<Item = CmdOf<S>> + '_ {
         self.executed.iter()
     }
 
-    fn storage(&self) -> ReplicaStorage {
+    fn storage(&self) -> ReplicaStorage<S> {
         ReplicaStorage {
             round: self.round,
             promised: self.promised,
-            accepted: self.accepted,
-            chosen: self.chosen,
+            accepted: self.accepted.clone(),
+            chosen: self.chosen.clone(),
             compacted: self.compacted,
-            snapshot: self.snapshot,
+            snapshot: self.snapshot.clone(),
             clock: self.lease.now,
         }
     }
 
     /// K1 and K4: forget the votes and chosen entries below `c`, which is now the compaction
     /// point, with `snapshot` the state there; slots below it count as applied.
-    fn compact_to(&mut self, c: u8, snapshot: Executed) {
+    fn compact_to(&mut self, c: S::N, snapshot: S::Executed) {
         self.compacted = c;
         self.snapshot = snapshot;
         self.accepted.clear_below(c);
@@ -1212,16 +987,18 @@ impl ReaderState {
 }
 
 /// Variant order matches the actor layout: replicas first, then clients, then the reader.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum MultiState {
-    Replica(ReplicaState),
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum MultiState<S: Space = Small> {
+    Replica(ReplicaState<S>),
     Client(ClientState),
     Reader(ReaderState),
 }
 
-impl fmt::Debug for ReplicaState {
+impl Copy for MultiState<Small> {}
+
+impl<S: Space> fmt::Debug for ReplicaState<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.phase {
+        match &self.phase {
             LeaderPhase::Follower => f.write_str("follower")?,
             LeaderPhase::Preparing {
                 promises,
@@ -1229,8 +1006,8 @@ impl fmt::Debug for ReplicaState {
                 floor,
             } => {
                 write!(f, "preparing promises {promises:?} merged ")?;
-                fmt_slots(f, &merged, ALL_SLOTS, fmt_vote)?;
-                if floor > 0 {
+                fmt_slots(f, merged, merged.shown(), fmt_vote)?;
+                if floor.get() > 0 {
                     write!(f, " floor {floor}")?;
                 }
             }
@@ -1247,29 +1024,25 @@ impl fmt::Debug for ReplicaState {
             " | round {} promised {} accepted ",
             self.round, self.promised
         )?;
-        fmt_slots(f, &self.accepted, ALL_SLOTS, fmt_vote)?;
+        fmt_slots(f, &self.accepted, self.accepted.shown(), fmt_vote)?;
         f.write_str(" chosen ")?;
-        fmt_slots(f, &self.chosen, ALL_SLOTS, |f, c| write!(f, "{c:?}"))?;
-        // The slot numbers, not the bitmask: "applied 0001" read as slot 3 to most people.
-        f.write_str(" | applied [")?;
-        let applied = self.applied.iter().filter(|&s| s < ALL_SLOTS);
-        for (i, s) in applied.enumerate() {
-            write!(f, "{}s{s}", if i > 0 { " " } else { "" })?;
-        }
-        f.write_str("] executed [")?;
-        for (i, c) in self.executed().enumerate() {
-            write!(f, "{}{c:?}", if i > 0 { " " } else { "" })?;
-        }
-        f.write_str("]")?;
-        if self.compacted > 0 {
+        fmt_slots(f, &self.chosen, self.chosen.shown(), |f, c| {
+            write!(f, "{c:?}")
+        })?;
+        write!(
+            f,
+            " | applied {:?} executed {:?}",
+            self.applied, self.executed
+        )?;
+        if self.compacted.get() > 0 {
             write!(f, " compacted {} snapshot ", self.compacted)?;
             self.snapshot.fmt_padded(f)?;
         }
         if !self.pending.is_empty() {
             write!(f, " pending {:?}", self.pending)?;
         }
-        let reads = self.reads;
-        if reads != ReadIndex::default() {
+        let reads = &self.reads;
+        if !reads.is_unused() {
             write!(
                 f,
                 " | reads fence s{} round {} confirmed {} acks {:?} waiting [",
@@ -1297,7 +1070,7 @@ impl fmt::Debug for ReplicaState {
     }
 }
 
-impl fmt::Debug for MultiState {
+impl<S: Space> fmt::Debug for MultiState<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MultiState::Replica(r) => write!(f, "Replica {r:?}"),
@@ -1315,31 +1088,35 @@ impl fmt::Debug for MultiState {
 }
 
 /// What survives a replica's crash.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub struct ReplicaStorage {
+#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ReplicaStorage<S: Space = Small> {
     pub round: u8,
     pub promised: Ballot,
-    pub accepted: Slots<Option<Vote>>,
-    pub chosen: Slots<Option<Cmd>>,
-    pub compacted: u8,
-    pub snapshot: Executed,
+    pub accepted: SlotsOf<S, Option<VoteOf<S>>>,
+    pub chosen: SlotsOf<S, Option<CmdOf<S>>>,
+    pub compacted: S::N,
+    pub snapshot: S::Executed,
     /// The replica's clock (leases only): the host's monotonic clock, which a restart does
     /// not reset. Left out of the JSON while 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub clock: Ticks,
 }
 
-impl fmt::Debug for ReplicaStorage {
+impl Copy for ReplicaStorage<Small> {}
+
+impl<S: Space> fmt::Debug for ReplicaStorage<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "round {} promised {} accepted ",
             self.round, self.promised
         )?;
-        fmt_slots(f, &self.accepted, ALL_SLOTS, fmt_vote)?;
+        fmt_slots(f, &self.accepted, self.accepted.shown(), fmt_vote)?;
         f.write_str(" chosen ")?;
-        fmt_slots(f, &self.chosen, ALL_SLOTS, |f, c| write!(f, "{c:?}"))?;
-        if self.compacted > 0 {
+        fmt_slots(f, &self.chosen, self.chosen.shown(), |f, c| {
+            write!(f, "{c:?}")
+        })?;
+        if self.compacted.get() > 0 {
             write!(f, " compacted {} snapshot ", self.compacted)?;
             self.snapshot.fmt_padded(f)?;
         }
@@ -1380,36 +1157,36 @@ impl Topology {
     }
 
     /// The round of the next campaign, when the round bound allows one (M1).
-    fn next_campaign(&self, r: &ReplicaState) -> Option<u8> {
+    fn next_campaign<S: Space>(&self, r: &ReplicaState<S>) -> Option<u8> {
         let round = r.round.max(r.promised.round) + 1;
         (round <= self.cfg.max_round).then_some(round)
     }
 
     /// The election timer is armed exactly when the replica is not leading and a campaign is
     /// still possible.
-    fn election_armed(&self, r: &ReplicaState) -> bool {
-        !matches!(r.phase, LeaderPhase::Leading { .. }) && self.next_campaign(r).is_some()
+    fn election_armed<S: Space>(&self, r: &ReplicaState<S>) -> bool {
+        !r.phase.is_leading() && self.next_campaign(r).is_some()
     }
 
     /// The clock timer is armed while leases are on and the clock has ticks left.
-    fn clock_armed(&self, r: &ReplicaState) -> bool {
+    fn clock_armed<S: Space>(&self, r: &ReplicaState<S>) -> bool {
         self.cfg.leases > 0 && r.lease.now < self.cfg.ticks
     }
 
     /// The highest sequence number of `client` this replica has executed (the client table).
-    fn last_seq(&self, r: &ReplicaState, client: usize) -> u8 {
+    fn last_seq<S: Space>(&self, r: &ReplicaState<S>, client: usize) -> S::N {
         if self.has_bug(MultiBug::IgnoreClientSequence) {
-            return 0;
+            return S::N::default();
         }
         r.executed()
             .map(|c| self.cfg.command_owner(c))
             .filter(|(owner, _)| *owner == client)
             .map(|(_, seq)| seq)
             .max()
-            .unwrap_or(0)
+            .unwrap_or_default()
     }
 
-    fn is_executed(&self, r: &ReplicaState, cmd: Cmd) -> bool {
+    fn is_executed<S: Space>(&self, r: &ReplicaState<S>, cmd: CmdOf<S>) -> bool {
         let (client, seq) = self.cfg.command_owner(cmd);
         self.last_seq(r, client) >= seq
     }
@@ -1423,16 +1200,17 @@ pub enum Role {
 }
 
 #[derive(Clone, Debug)]
-pub struct MultiActor {
+pub struct MultiActor<S: Space = Small> {
     pub role: Role,
     topology: Arc<Topology>,
+    space: PhantomData<S>,
 }
 
-impl Actor for MultiActor {
-    type Msg = MultiMsg;
+impl<S: Space> Actor for MultiActor<S> {
+    type Msg = MultiMsg<S>;
     type Timer = MultiTimer;
-    type State = MultiState;
-    type Storage = ReplicaStorage;
+    type State = MultiState<S>;
+    type Storage = ReplicaStorage<S>;
     type Random = ();
 
     /// Labels the explorer's sequence diagram columns ("0 replica", "3 client 0").
@@ -1444,7 +1222,12 @@ impl Actor for MultiActor {
         }
     }
 
-    fn on_start(&self, id: Id, storage: &Option<ReplicaStorage>, o: &mut Out<Self>) -> MultiState {
+    fn on_start(
+        &self,
+        id: Id,
+        storage: &Option<ReplicaStorage<S>>,
+        o: &mut Out<Self>,
+    ) -> MultiState<S> {
         let t = &*self.topology;
         match self.role {
             Role::Client { index } => {
@@ -1453,7 +1236,7 @@ impl Actor for MultiActor {
                     seq: 1,
                     retries: 0,
                 };
-                if let Some(cmd) = t.cfg.command_of(usize::from(index), 1) {
+                if let Some(cmd) = t.cfg.command_of(usize::from(index), S::N::from(1)) {
                     o.send(
                         t.cfg.first_contact(usize::from(index)),
                         MultiMsg::Request(cmd),
@@ -1478,10 +1261,10 @@ impl Actor for MultiActor {
                     // machine restarts from the snapshot.
                     Some(saved) => {
                         r.round = saved.round;
-                        r.accepted = saved.accepted;
-                        r.chosen = saved.chosen;
-                        r.executed = saved.snapshot;
-                        r.compact_to(saved.compacted, saved.snapshot);
+                        r.accepted = saved.accepted.clone();
+                        r.chosen = saved.chosen.clone();
+                        r.executed = saved.snapshot.clone();
+                        r.compact_to(saved.compacted, saved.snapshot.clone());
                         let highest_vote = saved
                             .accepted
                             .entries()
@@ -1499,8 +1282,8 @@ impl Actor for MultiActor {
                     None if usize::from(id) == 0 => {
                         r.round = 1;
                         r.phase = LeaderPhase::Leading {
-                            next_slot: 0,
-                            votes: Slots::default(),
+                            next_slot: S::N::default(),
+                            votes: Default::default(),
                         };
                         // L5': the leader's first confirmation round, as the service's
                         // heartbeat starts one on election; later rounds are the reads'.
@@ -1536,28 +1319,29 @@ impl Actor for MultiActor {
     fn on_msg(
         &self,
         id: Id,
-        state: &mut Cow<MultiState>,
+        state: &mut Cow<MultiState<S>>,
         src: Id,
-        msg: MultiMsg,
+        msg: MultiMsg<S>,
         o: &mut Out<Self>,
     ) {
-        match **state {
+        match &**state {
             MultiState::Client(c) => {
                 if let MultiMsg::Reply(cmd) = msg {
-                    if let Some(next) = self.on_reply(c, src, cmd, o) {
+                    if let Some(next) = self.on_reply(*c, src, cmd, o) {
                         *state.to_mut() = MultiState::Client(next);
                     }
                 }
             }
             MultiState::Reader(reader) => {
                 if let MultiMsg::ReadReply(k, _) = msg {
-                    if let Some(next) = self.on_read_reply(reader, k) {
+                    if let Some(next) = self.on_read_reply(*reader, k.get()) {
                         *state.to_mut() = MultiState::Reader(next);
                     }
                 }
             }
             MultiState::Replica(before) => {
-                let mut r = before;
+                let before = before.clone();
+                let mut r = before.clone();
                 match msg {
                     MultiMsg::Prepare(b, a) => self.on_prepare(&mut r, src, b, a, o),
                     MultiMsg::Promise(b, accepted, c) => {
@@ -1591,35 +1375,38 @@ impl Actor for MultiActor {
     fn on_timeout(
         &self,
         id: Id,
-        state: &mut Cow<MultiState>,
+        state: &mut Cow<MultiState<S>>,
         timer: &MultiTimer,
         o: &mut Out<Self>,
     ) {
-        match (**state, timer) {
+        match (&**state, timer) {
             (MultiState::Client(c), MultiTimer::Retry) => {
-                if let Some(next) = self.on_retry(c, o) {
+                if let Some(next) = self.on_retry(*c, o) {
                     *state.to_mut() = MultiState::Client(next);
                 }
             }
             (MultiState::Replica(before), MultiTimer::Election) => {
-                let mut r = before;
+                let before = before.clone();
+                let mut r = before.clone();
                 self.on_election_timeout(id, &mut r, o);
                 // The timer that fired is disarmed, whatever it was before.
                 self.finish(&before, r, false, state, o);
             }
             (MultiState::Replica(before), MultiTimer::Compact) => {
-                let mut r = before;
+                let before = before.clone();
+                let mut r = before.clone();
                 self.on_compact(&mut r);
                 o.set_timer(MultiTimer::Compact, model_timeout());
                 let armed = self.topology.election_armed(&before);
                 self.finish(&before, r, armed, state, o);
             }
             (MultiState::Replica(before), MultiTimer::CatchUp) => {
-                self.on_catch_up_timer(id, &before, o);
+                self.on_catch_up_timer(id, before, o);
                 o.set_timer(MultiTimer::CatchUp, model_timeout());
             }
             (MultiState::Replica(before), MultiTimer::Clock) => {
-                let mut r = before;
+                let before = before.clone();
+                let mut r = before.clone();
                 r.lease.now += 1;
                 r.lease.forget_passed();
                 if self.topology.clock_armed(&r) {
@@ -1629,6 +1416,7 @@ impl Actor for MultiActor {
                 self.finish(&before, r, armed, state, o);
             }
             (MultiState::Reader(reader), MultiTimer::ReadAt(replica)) => {
+                let reader = *reader;
                 if let Some(next) = self.invoke_read(reader, Id::from(usize::from(*replica)), o) {
                     *state.to_mut() = MultiState::Reader(next);
                 }
@@ -1638,15 +1426,29 @@ impl Actor for MultiActor {
     }
 }
 
-impl MultiActor {
+impl<S: Space> MultiActor<S> {
+    /// A replica actor of `cfg` on its own, for stepping replicas outside a model (trace
+    /// validation). In [`Unbounded`], `cfg.slots` and `cfg.commands` bound nothing the run
+    /// does not: set them to the largest slot and command id the run may use.
+    pub fn replica(cfg: MultiConfig) -> Self {
+        MultiActor {
+            role: Role::Replica,
+            topology: Arc::new(Topology {
+                replicas: cfg.replica_ids(),
+                cfg,
+            }),
+            space: PhantomData,
+        }
+    }
+
     /// Ends every replica step the same way: persist if durable state changed, keep the
     /// election timer armed exactly when [`Topology::election_armed`] says, store the state.
     fn finish(
         &self,
-        before: &ReplicaState,
-        mut after: ReplicaState,
+        before: &ReplicaState<S>,
+        mut after: ReplicaState<S>,
         was_armed: bool,
-        state: &mut Cow<MultiState>,
+        state: &mut Cow<MultiState<S>>,
         o: &mut Out<Self>,
     ) {
         self.serve_reads(&mut after, o);
@@ -1664,7 +1466,7 @@ impl MultiActor {
     }
 
     /// M1: suspect the leader and start phase 1 for every slot at a higher ballot.
-    fn on_election_timeout(&self, me: Id, r: &mut ReplicaState, o: &mut Out<Self>) {
+    fn on_election_timeout(&self, me: Id, r: &mut ReplicaState<S>, o: &mut Out<Self>) {
         let t = &*self.topology;
         if matches!(r.phase, LeaderPhase::Leading { .. }) {
             return;
@@ -1680,7 +1482,7 @@ impl MultiActor {
         r.promised = r.ballot(me);
         r.phase = LeaderPhase::Preparing {
             promises: IdSet::default().with(me),
-            merged: r.accepted,
+            merged: r.accepted.clone(),
             floor: r.compacted,
         };
         // Without compaction no one reads the applied prefix (K2 compares it with a
@@ -1688,7 +1490,7 @@ impl MultiActor {
         let applied = if t.cfg.compactions > 0 {
             r.applied_prefix()
         } else {
-            0
+            S::N::default()
         };
         o.broadcast(
             &t.others(me).collect::<Vec<_>>(),
@@ -1701,7 +1503,7 @@ impl MultiActor {
 
     /// M2, M2', M2'', with K2: the Promise reports the compaction point, and a candidate
     /// whose applied prefix is below it gets the snapshot too.
-    fn on_prepare(&self, r: &mut ReplicaState, src: Id, b: Ballot, a: u8, o: &mut Out<Self>) {
+    fn on_prepare(&self, r: &mut ReplicaState<S>, src: Id, b: Ballot, a: S::N, o: &mut Out<Self>) {
         // L2: while a granted lease holds, a higher ballot gets neither a promise nor a Nack.
         if r.promised < b
             && r.lease.grant_active()
@@ -1720,13 +1522,13 @@ impl MultiActor {
             }
         }
         let c = if self.topology.has_bug(MultiBug::PromiseHidesCompaction) {
-            0
+            S::N::default()
         } else {
             r.compacted
         };
-        o.send(src, MultiMsg::Promise(b, r.accepted, c));
+        o.send(src, MultiMsg::Promise(b, r.accepted.clone(), c));
         if c > a {
-            o.send(src, MultiMsg::Snapshot(c, r.snapshot));
+            o.send(src, MultiMsg::Snapshot(c, r.snapshot.clone()));
         }
     }
 
@@ -1735,11 +1537,11 @@ impl MultiActor {
     fn on_promise(
         &self,
         me: Id,
-        r: &mut ReplicaState,
+        r: &mut ReplicaState<S>,
         src: Id,
         b: Ballot,
-        accepted: Slots<Option<Vote>>,
-        compacted: u8,
+        accepted: SlotsOf<S, Option<VoteOf<S>>>,
+        compacted: S::N,
         o: &mut Out<Self>,
     ) {
         let t = &*self.topology;
@@ -1747,7 +1549,7 @@ impl MultiActor {
             mut promises,
             mut merged,
             floor,
-        } = r.phase
+        } = r.phase.clone()
         else {
             return;
         };
@@ -1775,35 +1577,35 @@ impl MultiActor {
     /// M4 with K3: re-propose the highest-ballot command of every slot from the floor (the
     /// highest compaction point of the majority, own included) up to the highest one known,
     /// fill gaps with no-ops, then propose the pending commands, never below the floor.
-    fn become_leader(&self, me: Id, r: &mut ReplicaState, o: &mut Out<Self>) {
+    fn become_leader(&self, me: Id, r: &mut ReplicaState<S>, o: &mut Out<Self>) {
         let t = &*self.topology;
-        let LeaderPhase::Preparing { merged, floor, .. } = r.phase else {
+        let LeaderPhase::Preparing { merged, floor, .. } = r.phase.clone() else {
             return;
         };
         let b = r.ballot(me);
         let floor = floor.max(r.compacted);
         let top = merged.last_used().max(r.chosen.last_used());
-        let after_top = top.map_or(0, |s| s + 1);
+        let after_top = top.map_or(S::N::default(), Number::next);
         let next_slot = if t.has_bug(MultiBug::NextSlotIgnoresCompaction) {
             after_top
         } else {
             after_top.max(floor)
         };
-        let mut votes = Slots::default();
-        let mut reproposed = CmdSet::default();
+        let mut votes = SlotsOf::<S, IdSet>::default();
+        let mut reproposed = S::CmdSet::default();
         let others: Vec<Id> = t.others(me).collect();
-        for s in floor..after_top {
+        for s in (floor.get()..after_top.get()).map(S::N::of) {
             if r.chosen.get(s).is_some() {
                 continue;
             }
             let gap = if t.has_bug(MultiBug::GapFillFabricates) {
-                Cmd::FABRICATED
+                Cmd::fabricated()
             } else {
-                Cmd::NOOP
+                Cmd::noop()
             };
             let cmd = match merged.get(s) {
                 Some(_) if t.has_bug(MultiBug::NoopOverwritesAccepted) && Some(s) != top => {
-                    Cmd::NOOP
+                    Cmd::noop()
                 }
                 Some((_, cmd)) => cmd,
                 None => gap,
@@ -1818,7 +1620,8 @@ impl MultiActor {
         if t.cfg.reads > 0 {
             r.reads.fence = next_slot;
         }
-        for cmd in r.pending.iter() {
+        let pending: Vec<CmdOf<S>> = r.pending.iter().collect();
+        for cmd in pending {
             if reproposed.contains(cmd) || t.is_executed(r, cmd) {
                 r.pending.remove(cmd);
             }
@@ -1827,14 +1630,14 @@ impl MultiActor {
     }
 
     /// M5b: a stable leader skips phase 1 and pipelines pending commands into free slots.
-    fn propose_pending(&self, me: Id, r: &mut ReplicaState, o: &mut Out<Self>) {
+    fn propose_pending(&self, me: Id, r: &mut ReplicaState<S>, o: &mut Out<Self>) {
         let t = &*self.topology;
         let b = r.ballot(me);
         loop {
             let LeaderPhase::Leading {
                 mut next_slot,
                 mut votes,
-            } = r.phase
+            } = r.phase.clone()
             else {
                 return;
             };
@@ -1853,14 +1656,15 @@ impl MultiActor {
             let Some(cmd) = r.pending.iter().min_by_key(|&c| t.cfg.command_owner(c)) else {
                 return;
             };
-            if in_flight >= t.cfg.window || usize::from(next_slot) >= t.cfg.slots {
+            if in_flight >= t.cfg.window || next_slot.get() >= t.cfg.slots as u64 {
                 return;
             }
             let s = next_slot;
             r.pending.remove(cmd);
             r.accepted.set(s, Some((b, cmd)));
             votes.set(s, IdSet::default().with(me));
-            next_slot += 1;
+            let chosen = votes.get(s).len() >= t.commit_quorum();
+            next_slot += S::N::from(1);
             r.phase = LeaderPhase::Leading { next_slot, votes };
             o.broadcast(
                 &t.others(me).collect::<Vec<_>>(),
@@ -1869,14 +1673,14 @@ impl MultiActor {
             if t.has_bug(MultiBug::ReplyBeforeCommit) {
                 Self::reply(t, cmd, o);
             }
-            if votes.get(s).len() >= t.commit_quorum() {
+            if chosen {
                 self.commit(me, r, s, cmd, o);
             }
         }
     }
 
     /// M5, M5', M5''.
-    fn on_request(&self, me: Id, r: &mut ReplicaState, cmd: Cmd, o: &mut Out<Self>) {
+    fn on_request(&self, me: Id, r: &mut ReplicaState<S>, cmd: CmdOf<S>, o: &mut Out<Self>) {
         let t = &*self.topology;
         match r.phase {
             LeaderPhase::Leading { next_slot, .. } => {
@@ -1908,11 +1712,11 @@ impl MultiActor {
     fn on_accept(
         &self,
         me: Id,
-        r: &mut ReplicaState,
+        r: &mut ReplicaState<S>,
         src: Id,
         b: Ballot,
-        s: u8,
-        cmd: Cmd,
+        s: S::N,
+        cmd: CmdOf<S>,
         o: &mut Out<Self>,
     ) {
         let t = &*self.topology;
@@ -1920,7 +1724,7 @@ impl MultiActor {
         // leader whose majority includes it from proposing there; one whose majority does not
         // re-proposes the chosen command, and learns from the snapshot that it is chosen.
         if s < r.compacted {
-            o.send(src, MultiMsg::Snapshot(r.compacted, r.snapshot));
+            o.send(src, MultiMsg::Snapshot(r.compacted, r.snapshot.clone()));
             return;
         }
         if r.promised > b && !t.has_bug(MultiBug::AcceptBelowPromise) {
@@ -1940,38 +1744,32 @@ impl MultiActor {
     fn on_accepted(
         &self,
         me: Id,
-        r: &mut ReplicaState,
+        r: &mut ReplicaState<S>,
         src: Id,
         b: Ballot,
-        s: u8,
-        cmd: Cmd,
+        s: S::N,
+        cmd: CmdOf<S>,
         o: &mut Out<Self>,
     ) {
         let t = &*self.topology;
-        let LeaderPhase::Leading {
-            next_slot,
-            mut votes,
-        } = r.phase
-        else {
+        let ballot = r.ballot(me);
+        let LeaderPhase::Leading { votes, .. } = &mut r.phase else {
             return;
         };
-        if b != r.ballot(me)
-            || s < r.compacted
-            || r.chosen.get(s).is_some()
-            || votes.get(s).contains(src)
+        if b != ballot || s < r.compacted || r.chosen.get(s).is_some() || votes.get(s).contains(src)
         {
             return;
         }
-        votes.set(s, votes.get(s).with(src));
-        r.phase = LeaderPhase::Leading { next_slot, votes };
-        if votes.get(s).len() >= t.commit_quorum() {
+        let voters = votes.get(s).with(src);
+        votes.set(s, voters);
+        if voters.len() >= t.commit_quorum() {
             self.commit(me, r, s, cmd, o);
             self.propose_pending(me, r, o);
         }
     }
 
     /// The second half of M7: the slot is chosen; tell the others and apply.
-    fn commit(&self, me: Id, r: &mut ReplicaState, s: u8, cmd: Cmd, o: &mut Out<Self>) {
+    fn commit(&self, me: Id, r: &mut ReplicaState<S>, s: S::N, cmd: CmdOf<S>, o: &mut Out<Self>) {
         let t = &*self.topology;
         r.chosen.set(s, Some(cmd));
         if let LeaderPhase::Leading { votes, .. } = &mut r.phase {
@@ -1982,7 +1780,14 @@ impl MultiActor {
     }
 
     /// M8 (and each entry of a K6 `CatchUp`).
-    fn on_decide(&self, me: Id, r: &mut ReplicaState, s: u8, cmd: Cmd, o: &mut Out<Self>) {
+    fn on_decide(
+        &self,
+        me: Id,
+        r: &mut ReplicaState<S>,
+        s: S::N,
+        cmd: CmdOf<S>,
+        o: &mut Out<Self>,
+    ) {
         if s < r.compacted || r.chosen.get(s).is_some() {
             return;
         }
@@ -1994,7 +1799,7 @@ impl MultiActor {
     }
 
     /// M9: apply chosen slots in order; a leader replies to each command it executes.
-    fn apply(&self, _me: Id, r: &mut ReplicaState, o: &mut Out<Self>) {
+    fn apply(&self, _me: Id, r: &mut ReplicaState<S>, o: &mut Out<Self>) {
         let t = &*self.topology;
         loop {
             let next = if t.has_bug(MultiBug::ApplyOutOfOrder) {
@@ -2012,7 +1817,7 @@ impl MultiActor {
             let Some(cmd) = r.chosen.get(s).filter(|c| !c.is_noop()) else {
                 continue;
             };
-            if cmd == Cmd::FABRICATED || t.is_executed(r, cmd) {
+            if cmd == Cmd::fabricated() || t.is_executed(r, cmd) {
                 continue;
             }
             r.executed.push(cmd);
@@ -2026,7 +1831,7 @@ impl MultiActor {
     fn on_nack(
         &self,
         me: Id,
-        r: &mut ReplicaState,
+        r: &mut ReplicaState<S>,
         b: Ballot,
         promised: Ballot,
         o: &mut Out<Self>,
@@ -2037,14 +1842,14 @@ impl MultiActor {
         }
         // The round bound keeps two buggy leaders from outbidding each other forever.
         let outbid = t.has_bug(MultiBug::SkipPhase1AfterNack) && promised.round <= t.cfg.max_round;
-        if let (true, LeaderPhase::Leading { next_slot, .. }) = (outbid, r.phase) {
+        if let (true, &LeaderPhase::Leading { next_slot, .. }) = (outbid, &r.phase) {
             // The bug: outbid the Nack and carry on as leader without phase 1.
             r.round = promised.round + 1;
             let b = r.ballot(me);
             r.promised = r.promised.max(b);
-            let mut votes = Slots::default();
+            let mut votes = SlotsOf::<S, IdSet>::default();
             let others: Vec<Id> = t.others(me).collect();
-            let in_flight: Vec<(u8, Cmd)> = r
+            let in_flight: Vec<(S::N, CmdOf<S>)> = r
                 .accepted
                 .entries()
                 .filter(|&(s, _)| s < next_slot && r.chosen.get(s).is_none())
@@ -2063,15 +1868,15 @@ impl MultiActor {
     }
 
     /// K1: snapshot the applied prefix and forget the log below it.
-    fn on_compact(&self, r: &mut ReplicaState) {
+    fn on_compact(&self, r: &mut ReplicaState<S>) {
         let t = &*self.topology;
         let upto = if t.has_bug(MultiBug::CompactPastApplied) {
-            r.chosen.last_used().map_or(0, |s| s + 1)
+            r.chosen.last_used().map_or(S::N::default(), Number::next)
         } else {
             r.applied_prefix()
         };
         if upto > r.compacted {
-            r.compact_to(upto, r.executed);
+            r.compact_to(upto, r.executed.clone());
         }
     }
 
@@ -2079,9 +1884,9 @@ impl MultiActor {
     fn on_snapshot(
         &self,
         me: Id,
-        r: &mut ReplicaState,
-        c: u8,
-        executed: Executed,
+        r: &mut ReplicaState<S>,
+        c: S::N,
+        executed: S::Executed,
         o: &mut Out<Self>,
     ) {
         let t = &*self.topology;
@@ -2091,18 +1896,18 @@ impl MultiActor {
         }
         // What this leader was asked for (pending, or proposed below `c`) and the snapshot
         // executed is answered as M9 would have answered it.
-        let mut asked = r.pending;
-        if let LeaderPhase::Leading { .. } = r.phase {
+        let mut asked = r.pending.clone();
+        if r.phase.is_leading() {
             let b = r.ballot(me);
             let proposed = r.accepted.entries().filter(|&(s, _)| s < c);
             for (_, cmd) in proposed.filter_map(|(_, v)| v.filter(|(vb, _)| *vb == b)) {
                 asked.insert(cmd);
             }
         }
-        r.executed = executed;
-        r.applied = Applied::default();
+        r.executed = executed.clone();
+        r.applied = S::Applied::default();
         r.compact_to(c, executed);
-        let answered: Vec<Cmd> = asked
+        let answered: Vec<CmdOf<S>> = asked
             .iter()
             .filter(|c| !c.is_noop() && t.is_executed(r, *c))
             .collect();
@@ -2122,7 +1927,7 @@ impl MultiActor {
     /// no leader to ask, and a leader below its floor (the first slot it has not applied is
     /// below `next_slot`, not proposed by it and not known chosen: chosen by others, K3) needs
     /// what others chose: both ask every other replica.
-    fn on_catch_up_timer(&self, me: Id, r: &ReplicaState, o: &mut Out<Self>) {
+    fn on_catch_up_timer(&self, me: Id, r: &ReplicaState<S>, o: &mut Out<Self>) {
         let t = &*self.topology;
         let a = r.applied_prefix();
         let status = MultiMsg::Status(a);
@@ -2138,13 +1943,13 @@ impl MultiActor {
 
     /// K6: a snapshot to a replica below the compaction point, and the chosen entries it may
     /// lack at or above both.
-    fn on_status(&self, r: &ReplicaState, src: Id, a: u8, o: &mut Out<Self>) {
+    fn on_status(&self, r: &ReplicaState<S>, src: Id, a: S::N, o: &mut Out<Self>) {
         let t = &*self.topology;
         if a < r.compacted {
-            o.send(src, MultiMsg::Snapshot(r.compacted, r.snapshot));
+            o.send(src, MultiMsg::Snapshot(r.compacted, r.snapshot.clone()));
         }
         let from = a.max(r.compacted);
-        let mut entries = Slots::default();
+        let mut entries = SlotsOf::<S, Option<CmdOf<S>>>::default();
         for (s, chosen) in r.chosen.entries().filter(|&(s, _)| s >= from) {
             entries.set(s, chosen);
         }
@@ -2160,33 +1965,36 @@ impl MultiActor {
     }
 
     /// Answers `cmd`'s client (M5, M9, K4).
-    fn reply(t: &Topology, cmd: Cmd, o: &mut Out<Self>) {
+    fn reply(t: &Topology, cmd: CmdOf<S>, o: &mut Out<Self>) {
         let (client, _) = t.cfg.command_owner(cmd);
         o.send(t.cfg.client_id(client), MultiMsg::Reply(cmd));
     }
 
     /// M12 (with Q1–Q5: the reads waiting here are dropped, and the reader's copies of them
     /// at other replicas still stand).
-    fn step_down(r: &mut ReplicaState) {
+    fn step_down(r: &mut ReplicaState<S>) {
         r.phase = LeaderPhase::Follower;
-        r.pending = CmdSet::default();
+        r.pending = S::CmdSet::default();
         r.reads = ReadIndex::default();
         r.lease.round_lease = 0;
         r.lease.lease_until = 0;
     }
 
     /// Q1: a read waits for the next confirmation round, started now if none is outstanding.
-    fn on_read(&self, me: Id, r: &mut ReplicaState, k: u8, o: &mut Out<Self>) {
+    fn on_read(&self, me: Id, r: &mut ReplicaState<S>, k: S::N, o: &mut Out<Self>) {
         let t = &*self.topology;
         let LeaderPhase::Leading { .. } = r.phase else {
             return;
         };
-        if !Waiting::holds(k) || r.reads.waiting.round(k) != 0 {
+        if !S::Waiting::holds(k) || r.reads.waiting.round(k) != S::N::default() {
             return;
         }
         // L5: under a lease, once the fence is applied, the answer needs no round.
         if r.lease.lease_active() && r.applied_prefix() >= r.reads.fence {
-            o.send(t.cfg.reader_id(), MultiMsg::ReadReply(k, r.executed));
+            o.send(
+                t.cfg.reader_id(),
+                MultiMsg::ReadReply(k, r.executed.clone()),
+            );
             return;
         }
         let reads = &mut r.reads;
@@ -2194,7 +2002,7 @@ impl MultiActor {
         let round = if outstanding && t.has_bug(MultiBug::ReadJoinsOutstandingRound) {
             reads.started
         } else {
-            reads.started + 1
+            reads.started.next()
         };
         reads.waiting.set(k, round);
         if !outstanding {
@@ -2203,9 +2011,9 @@ impl MultiActor {
     }
 
     /// Q1, Q3: ask every other replica whether this leader's ballot still stands.
-    fn start_round(&self, me: Id, r: &mut ReplicaState, o: &mut Out<Self>) {
+    fn start_round(&self, me: Id, r: &mut ReplicaState<S>, o: &mut Out<Self>) {
         let t = &*self.topology;
-        r.reads.started += 1;
+        r.reads.started += S::N::from(1);
         r.reads.acks = IdSet::default();
         // L3: a lease based on this round ends `L - margin` of this clock after it is sent.
         if t.cfg.leases > 0 {
@@ -2219,7 +2027,7 @@ impl MultiActor {
 
     /// Q2, Q2': confirm a ballot not below the promise; confirming promises nothing. L1:
     /// with leases, confirming grants a lease: no new promise for `L` of this clock.
-    fn on_confirm(&self, r: &mut ReplicaState, src: Id, b: Ballot, n: u8, o: &mut Out<Self>) {
+    fn on_confirm(&self, r: &mut ReplicaState<S>, src: Id, b: Ballot, n: S::N, o: &mut Out<Self>) {
         let t = &*self.topology;
         if r.promised > b && !t.has_bug(MultiBug::ConfirmAbovePromise) {
             o.send(src, MultiMsg::Nack(b, r.promised));
@@ -2236,10 +2044,10 @@ impl MultiActor {
     fn on_confirmed(
         &self,
         me: Id,
-        r: &mut ReplicaState,
+        r: &mut ReplicaState<S>,
         src: Id,
         b: Ballot,
-        n: u8,
+        n: S::N,
         o: &mut Out<Self>,
     ) {
         let t = &*self.topology;
@@ -2275,7 +2083,7 @@ impl MultiActor {
 
     /// Q4, after every step of a leader: answer each read whose round is confirmed, once the
     /// slots in play at the election are applied.
-    fn serve_reads(&self, r: &mut ReplicaState, o: &mut Out<Self>) {
+    fn serve_reads(&self, r: &mut ReplicaState<S>, o: &mut Out<Self>) {
         let t = &*self.topology;
         if r.reads.is_idle() || !matches!(r.phase, LeaderPhase::Leading { .. }) {
             return;
@@ -2286,7 +2094,7 @@ impl MultiActor {
             return;
         }
         let unconfirmed = t.has_bug(MultiBug::ReadWithoutConfirmation);
-        let answered: Vec<u8> = r
+        let answered: Vec<S::N> = r
             .reads
             .waiting
             .entries()
@@ -2294,8 +2102,11 @@ impl MultiActor {
             .map(|(k, _)| k)
             .collect();
         for k in answered {
-            r.reads.waiting.set(k, 0);
-            o.send(t.cfg.reader_id(), MultiMsg::ReadReply(k, r.executed));
+            r.reads.waiting.set(k, S::N::default());
+            o.send(
+                t.cfg.reader_id(),
+                MultiMsg::ReadReply(k, r.executed.clone()),
+            );
         }
     }
 
@@ -2330,7 +2141,7 @@ impl MultiActor {
             invoked: reader.invoked + 1,
             ..reader
         };
-        o.send(replica, MultiMsg::Read(next.invoked));
+        o.send(replica, MultiMsg::Read(S::N::from(next.invoked)));
         // Every replica stays a choice until the last read; then no timer is left to tell
         // (by the replica it names) otherwise equal states apart.
         for other in Self::read_targets(t) {
@@ -2345,8 +2156,11 @@ impl MultiActor {
     }
 
     /// The first answer to a read completes it.
-    fn on_read_reply(&self, reader: ReaderState, k: u8) -> Option<ReaderState> {
-        if k == 0 || k > reader.invoked || reader.is_answered(k) {
+    fn on_read_reply(&self, reader: ReaderState, k: u64) -> Option<ReaderState> {
+        let k = u8::try_from(k)
+            .ok()
+            .filter(|&k| k > 0 && k <= reader.invoked)?;
+        if reader.is_answered(k) {
             return None;
         }
         Some(ReaderState {
@@ -2359,12 +2173,12 @@ impl MultiActor {
         &self,
         c: ClientState,
         src: Id,
-        cmd: Cmd,
+        cmd: CmdOf<S>,
         o: &mut Out<Self>,
     ) -> Option<ClientState> {
         let t = &*self.topology;
         let index = usize::from(c.index);
-        if t.cfg.command_of(index, c.seq) != Some(cmd) {
+        if t.cfg.command_of(index, S::N::from(c.seq)) != Some(cmd) {
             return None;
         }
         let next = ClientState {
@@ -2372,7 +2186,7 @@ impl MultiActor {
             retries: 0,
             ..c
         };
-        match t.cfg.command_of(index, next.seq) {
+        match t.cfg.command_of(index, S::N::from(next.seq)) {
             Some(cmd) => {
                 o.send(src, MultiMsg::Request(cmd));
                 if t.cfg.retries > 0 {
@@ -2386,7 +2200,7 @@ impl MultiActor {
 
     fn on_retry(&self, c: ClientState, o: &mut Out<Self>) -> Option<ClientState> {
         let t = &*self.topology;
-        let cmd = t.cfg.command_of(usize::from(c.index), c.seq)?;
+        let cmd = t.cfg.command_of(usize::from(c.index), S::N::from(c.seq))?;
         if c.retries >= t.cfg.retries {
             return None;
         }
@@ -2874,6 +2688,7 @@ pub fn model(cfg: MultiConfig) -> MultiModel {
         cfg: cfg.clone(),
     });
     let actor = |role| MultiActor {
+        space: PhantomData,
         role,
         topology: Arc::clone(&topology),
     };
@@ -3531,9 +3346,128 @@ impl CheckTarget for MultiModel {
 mod tests {
     use std::collections::BTreeSet;
 
+    use stateright::actor::Command as OutCommand;
     use stateright::{Checker, HasDiscoveries, Model};
 
     use super::*;
+
+    /// One handler call on a replica of space `S`: the state after it and what it sent.
+    fn step<S: Space>(
+        actor: &MultiActor<S>,
+        id: usize,
+        r: &ReplicaState<S>,
+        src: usize,
+        msg: Option<MultiMsg<S>>,
+        timer: Option<MultiTimer>,
+    ) -> (ReplicaState<S>, Vec<(usize, MultiMsg<S>)>) {
+        let mut out = Out::new();
+        let mut state = Cow::Owned(MultiState::Replica(r.clone()));
+        match (msg, timer) {
+            (Some(msg), _) => actor.on_msg(Id::from(id), &mut state, Id::from(src), msg, &mut out),
+            (None, Some(timer)) => actor.on_timeout(Id::from(id), &mut state, &timer, &mut out),
+            (None, None) => unreachable!("a step is a delivery or a timeout"),
+        }
+        let MultiState::Replica(after) = state.into_owned() else {
+            unreachable!("a replica stays a replica")
+        };
+        let sent = out
+            .into_iter()
+            .filter_map(|c| match c {
+                OutCommand::Send(to, msg) => Some((usize::from(to), msg)),
+                _ => None,
+            })
+            .collect();
+        (after, sent)
+    }
+
+    /// The same rules in the unbounded space: a leader and a follower take a log of 1,000
+    /// slots from 2 clients, with compactions, far past every bound of the small space, and
+    /// a restarted follower recovers from its storage.
+    #[test]
+    fn an_unbounded_replica_runs_the_same_rules_past_the_small_bounds() {
+        let commands = 1_000u64;
+        let cfg = MultiConfig {
+            clients: 2,
+            commands: commands as usize,
+            slots: usize::MAX,
+            window: 1,
+            compactions: 1,
+            ..MultiConfig::default()
+        };
+        let actor = MultiActor::<Unbounded>::replica(cfg.clone());
+        let mut out = Out::new();
+        let MultiState::Replica(mut leader) = actor.on_start(Id::from(0), &None, &mut out) else {
+            unreachable!("replica 0 is a replica")
+        };
+        let MultiState::Replica(mut follower) = actor.on_start(Id::from(1), &None, &mut out) else {
+            unreachable!("replica 1 is a replica")
+        };
+        let mut replies = 0u64;
+        for k in 1..=commands {
+            let request = MultiMsg::Request(Cmd(k));
+            let (after, sent) = step(&actor, 0, &leader, 3, Some(request), None);
+            leader = after;
+            let accept = sent
+                .into_iter()
+                .find(|(to, _)| *to == 1)
+                .map(|(_, msg)| msg)
+                .expect("the leader sends its Accept to the follower");
+            assert!(
+                matches!(accept, MultiMsg::Accept(_, s, Cmd(c)) if s == k - 1 && c == k),
+                "{accept:?}"
+            );
+            let (after, sent) = step(&actor, 1, &follower, 0, Some(accept), None);
+            follower = after;
+            let [(0, accepted)] = &sent[..] else {
+                panic!("the follower answers its Accept: {sent:?}")
+            };
+            let (after, sent) = step(&actor, 0, &leader, 1, Some(accepted.clone()), None);
+            leader = after;
+            for (to, msg) in sent {
+                match msg {
+                    MultiMsg::Reply(Cmd(c)) if c == k => replies += 1,
+                    MultiMsg::Reply(other) => panic!("k {k}: reply {other:?}"),
+                    MultiMsg::Decide(s, cmd) if to == 1 => {
+                        let decide = MultiMsg::Decide(s, cmd);
+                        follower = step(&actor, 1, &follower, 0, Some(decide), None).0;
+                    }
+                    _ => {}
+                }
+            }
+            assert_eq!(replies, k, "k {k}: {leader:?}");
+            if k % 100 == 0 {
+                let compact = Some(MultiTimer::Compact);
+                leader = step(&actor, 0, &leader, 0, None, compact).0;
+                follower = step(&actor, 1, &follower, 0, None, compact).0;
+            }
+        }
+        assert_eq!(replies, commands);
+        for r in [&leader, &follower] {
+            assert_eq!(r.applied_prefix(), commands);
+            assert_eq!(r.compacted, commands);
+            assert_eq!(
+                r.executed().map(Cmd::id).collect::<Vec<_>>(),
+                (1..=commands).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                r.accepted.entries().count(),
+                0,
+                "compaction forgot every vote"
+            );
+        }
+        // M11: a restart keeps the snapshot and the round; the state machine restarts from it.
+        let saved = follower.storage();
+        let MultiState::Replica(restarted) = actor.on_start(Id::from(1), &Some(saved), &mut out)
+        else {
+            unreachable!("replica 1 is a replica")
+        };
+        assert_eq!(restarted.executed, follower.executed);
+        assert_eq!(restarted.applied_prefix(), commands);
+        assert!(
+            format!("{restarted:?}").contains("applied [..s999]"),
+            "{restarted:?}"
+        );
+    }
 
     /// Runs DFS to exhaustion (or until every property in `stop_at` is discovered) and returns
     /// the discovered property names and the unique state count.
@@ -4028,11 +3962,11 @@ mod tests {
             commands: 5,
             ..MultiConfig::default()
         };
-        assert_eq!(cfg.command_owner(Cmd(1)), (0, 1));
-        assert_eq!(cfg.command_owner(Cmd(2)), (1, 1));
-        assert_eq!(cfg.command_owner(Cmd(5)), (0, 3));
-        assert_eq!(cfg.command_of(1, 2), Some(Cmd(4)));
-        assert_eq!(cfg.command_of(1, 3), None);
+        assert_eq!(cfg.command_owner(Cmd(1u8)), (0, 1));
+        assert_eq!(cfg.command_owner(Cmd(2u8)), (1, 1));
+        assert_eq!(cfg.command_owner(Cmd(5u8)), (0, 3));
+        assert_eq!(cfg.command_of(1, 2u8), Some(Cmd(4)));
+        assert_eq!(cfg.command_of(1, 3u8), None);
     }
 
     #[test]

@@ -1,0 +1,850 @@
+//! The two representations of the Multi-Paxos model's state, one transition code over both
+//! (specs/proposals/unbounded-validation.md).
+//!
+//! - [`Small`], for the exhaustive check: fixed arrays and bit sets with `u8` slot numbers,
+//!   command ids and read numbers, so that states are `Copy`, small and cheap to hash. Its
+//!   bounds are [`MAX_SLOTS`], [`MAX_COMMANDS`] and [`MAX_READS`].
+//! - [`Unbounded`], for trace validation of real runs of any length: persistent maps and
+//!   vectors (a clone shares the tree) with `u64` numbers.
+//!
+//! The handlers reach a slot vector, the state machine, the applied set, a set of commands
+//! and the waiting reads only through the traits here, never by indexing, so neither
+//! representation leaks into the rules.
+
+use std::fmt;
+use std::hash::Hash;
+use std::ops::{Add, AddAssign};
+
+use imbl::{OrdMap, OrdSet, Vector};
+use serde::Serialize;
+
+use crate::types::Ballot;
+
+/// The most slots a [`Small`] configuration may have.
+pub const MAX_SLOTS: usize = 4;
+/// The most client commands a [`Small`] configuration may have ([`CmdSet`] is a 16-bit set,
+/// and id 15 is reserved for the fabricated command of a seeded bug).
+pub const MAX_COMMANDS: usize = 6;
+/// The most reads a [`Small`] configuration's reader may invoke (Q1–Q5).
+pub const MAX_READS: usize = 3;
+
+/// Slot numbers, command ids, read numbers and confirmation rounds: `u8` in [`Small`], `u64`
+/// in [`Unbounded`]. The handlers count in it and compare with the configuration in `u64`.
+pub trait Number:
+    Copy
+    + Default
+    + Ord
+    + Hash
+    + fmt::Debug
+    + fmt::Display
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+    + From<u8>
+    + Into<u64>
+    + TryFrom<u64>
+    + Add<Output = Self>
+    + AddAssign
+{
+    /// The id of the command the `gap-fill-fabricates` bug writes into gaps: one no client
+    /// ever sends.
+    const FABRICATED: Self;
+
+    /// `x`, which the space's bounds (the configuration's, checked before the model runs)
+    /// keep within this type.
+    fn of(x: u64) -> Self {
+        Self::try_from(x).unwrap_or_else(|_| panic!("{x} is beyond the model's bounds"))
+    }
+
+    fn get(self) -> u64 {
+        self.into()
+    }
+
+    fn next(self) -> Self {
+        self + Self::from(1)
+    }
+}
+
+impl Number for u8 {
+    const FABRICATED: u8 = 15;
+}
+
+impl Number for u64 {
+    const FABRICATED: u64 = u64::MAX;
+}
+
+/// A log entry: `c0` is the no-op, `c1..=cN` are client commands (see
+/// [`super::MultiConfig::command_owner`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Cmd<N = u8>(pub N);
+
+impl Cmd {
+    pub const NOOP: Cmd = Cmd(0);
+    /// What the `gap-fill-fabricates` bug writes into gaps: no client ever sends it.
+    pub const FABRICATED: Cmd = Cmd(u8::FABRICATED);
+}
+
+impl<N: Number> Cmd<N> {
+    pub fn noop() -> Self {
+        Cmd(N::default())
+    }
+
+    pub fn fabricated() -> Self {
+        Cmd(N::FABRICATED)
+    }
+
+    pub fn is_noop(self) -> bool {
+        self == Cmd::noop()
+    }
+
+    /// The id as a number.
+    pub fn id(self) -> u64 {
+        self.0.get()
+    }
+}
+
+impl<N: Number> fmt::Debug for Cmd<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_noop() {
+            f.write_str("noop")
+        } else {
+            write!(f, "c{}", self.0)
+        }
+    }
+}
+
+/// A vote: the ballot and command an acceptor accepted in a slot.
+pub type Vote<N = u8> = (Ballot, Cmd<N>);
+
+/// What a slot vector holds per slot; `T::default()` is the empty entry.
+pub trait SlotEntry:
+    Copy + Default + Eq + Hash + Ord + fmt::Debug + Serialize + Send + Sync + 'static
+{
+}
+
+impl<T: Copy + Default + Eq + Hash + Ord + fmt::Debug + Serialize + Send + Sync + 'static> SlotEntry
+    for T
+{
+}
+
+/// The derives every part of a state needs (stateright hashes and compares states, the
+/// explorer and traces serialize them).
+pub trait StatePart:
+    Clone + Default + Eq + Hash + Ord + fmt::Debug + Serialize + Send + Sync + 'static
+{
+}
+
+impl<T: Clone + Default + Eq + Hash + Ord + fmt::Debug + Serialize + Send + Sync + 'static>
+    StatePart for T
+{
+}
+
+/// One entry per slot, every one empty but those in use: a slot-indexed part of a replica's
+/// state or of a message.
+pub trait SlotVec<N: Number, T: SlotEntry>: StatePart {
+    /// The entry of slot `s` (empty where nothing is stored).
+    fn get(&self, s: N) -> T;
+    /// Sets slot `s`'s entry.
+    fn set(&mut self, s: N, entry: T);
+    /// The entries in use, by ascending slot.
+    fn entries(&self) -> impl Iterator<Item = (N, T)> + '_;
+    /// Empties every slot below `c`.
+    fn clear_below(&mut self, c: N);
+    /// Applies `f` to every entry in use (`f` must not empty one).
+    fn map(&self, f: impl Fn(T) -> T) -> Self;
+    /// How many slots a trace shows: the whole log where it is short, up to the last in use
+    /// where it is not.
+    fn shown(&self) -> u64;
+
+    /// The highest slot in use.
+    fn last_used(&self) -> Option<N> {
+        self.entries().last().map(|(s, _)| s)
+    }
+}
+
+/// The state machine as the client commands it executed, in order.
+pub trait StateMachine<N: Number>: StatePart {
+    fn iter(&self) -> impl Iterator<Item = Cmd<N>> + '_;
+    fn len(&self) -> usize;
+    fn push(&mut self, cmd: Cmd<N>);
+    /// As traces show a snapshot.
+    fn fmt_padded(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The slots applied to the state machine: a prefix, unless a seeded bug applies out of
+/// order.
+pub trait AppliedSet<N: Number>: StatePart + Copy {
+    /// The length of the applied prefix.
+    fn prefix(&self) -> N;
+    fn contains(&self, s: N) -> bool;
+    fn insert(&mut self, s: N);
+    /// Every slot below `c` is applied (K1, K4).
+    fn insert_below(&mut self, c: N);
+    /// The applied slots, ascending.
+    fn slots(&self) -> impl Iterator<Item = N> + '_;
+}
+
+/// A set of commands.
+pub trait CommandSet<N: Number>: StatePart {
+    fn insert(&mut self, cmd: Cmd<N>);
+    fn remove(&mut self, cmd: Cmd<N>);
+    fn contains(&self, cmd: Cmd<N>) -> bool;
+    fn is_empty(&self) -> bool;
+    /// Ascending.
+    fn iter(&self) -> impl Iterator<Item = Cmd<N>> + '_;
+}
+
+/// Per read `k`, the confirmation round it waits for at a leader; 0 when it does not wait
+/// there.
+pub trait WaitingReads<N: Number>: StatePart {
+    /// Whether `k` names a read this space can hold (reads count from 1).
+    fn holds(k: N) -> bool;
+    /// The round read `k` waits for (0: none).
+    fn round(&self, k: N) -> N;
+    /// Read `k` waits for `round` (0: no longer). `k` must be one [`WaitingReads::holds`].
+    fn set(&mut self, k: N, round: N);
+    /// The waiting reads `(k, round)`, by ascending `k`.
+    fn entries(&self) -> impl Iterator<Item = (N, N)> + '_;
+}
+
+/// A representation of the model's state: the number type and the containers.
+pub trait Space:
+    Copy + Default + Eq + Hash + Ord + fmt::Debug + Serialize + Send + Sync + 'static
+{
+    type N: Number;
+    type Slots<T: SlotEntry>: SlotVec<Self::N, T>;
+    type Executed: StateMachine<Self::N>;
+    type Applied: AppliedSet<Self::N>;
+    type CmdSet: CommandSet<Self::N>;
+    type Waiting: WaitingReads<Self::N>;
+}
+
+/// The exhaustive check's representation (see the module notes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Small;
+
+impl Space for Small {
+    type N = u8;
+    type Slots<T: SlotEntry> = Slots<T>;
+    type Executed = Executed;
+    type Applied = Applied;
+    type CmdSet = CmdSet;
+    type Waiting = Waiting;
+}
+
+/// Trace validation's representation (see the module notes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Unbounded;
+
+impl Space for Unbounded {
+    type N = u64;
+    type Slots<T: SlotEntry> = SparseSlots<T>;
+    type Executed = ExecutedLog;
+    type Applied = AppliedSlots;
+    type CmdSet = CmdIds;
+    type Waiting = WaitingMap;
+}
+
+// ------------------------------------------------------------------------------ Small
+
+/// A set of commands (ids below 16).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct CmdSet(u16);
+
+impl CmdSet {
+    pub fn insert(&mut self, cmd: Cmd) {
+        self.0 |= 1 << cmd.0;
+    }
+
+    pub fn remove(&mut self, cmd: Cmd) {
+        self.0 &= !(1 << cmd.0);
+    }
+
+    pub fn contains(self, cmd: Cmd) -> bool {
+        self.0 & (1 << cmd.0) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Cmd> {
+        (0..16u8).filter(move |k| self.0 & (1 << k) != 0).map(Cmd)
+    }
+}
+
+impl CommandSet<u8> for CmdSet {
+    fn insert(&mut self, cmd: Cmd) {
+        CmdSet::insert(self, cmd)
+    }
+
+    fn remove(&mut self, cmd: Cmd) {
+        CmdSet::remove(self, cmd)
+    }
+
+    fn contains(&self, cmd: Cmd) -> bool {
+        CmdSet::contains(*self, cmd)
+    }
+
+    fn is_empty(&self) -> bool {
+        CmdSet::is_empty(*self)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Cmd> + '_ {
+        CmdSet::iter(*self)
+    }
+}
+
+impl fmt::Debug for CmdSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// [`Small`]'s slot vector: one entry per slot of the log.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Slots<T>([T; MAX_SLOTS]);
+
+impl<T: SlotEntry> Default for Slots<T> {
+    fn default() -> Self {
+        Slots([T::default(); MAX_SLOTS])
+    }
+}
+
+impl<T: SlotEntry> fmt::Debug for Slots<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.entries()).finish()
+    }
+}
+
+impl<T: SlotEntry> Slots<T> {
+    /// The entry of slot `s` (empty beyond the bound: nothing is ever stored there).
+    pub fn get(&self, s: u8) -> T {
+        self.0.get(usize::from(s)).copied().unwrap_or_default()
+    }
+
+    /// Sets slot `s`'s entry. Panics beyond [`MAX_SLOTS`]: the configuration's `slots`
+    /// bound keeps every handler below it, and a mapping from outside refuses larger slots.
+    pub fn set(&mut self, s: u8, entry: T) {
+        self.0[usize::from(s)] = entry;
+    }
+
+    /// The entries in use, by ascending slot.
+    pub fn entries(&self) -> impl Iterator<Item = (u8, T)> + '_ {
+        let empty = T::default();
+        (0u8..)
+            .zip(self.0.iter().copied())
+            .filter(move |(_, e)| *e != empty)
+    }
+
+    /// The highest slot in use.
+    pub fn last_used(&self) -> Option<u8> {
+        self.entries().last().map(|(s, _)| s)
+    }
+}
+
+impl<T: SlotEntry> SlotVec<u8, T> for Slots<T> {
+    fn get(&self, s: u8) -> T {
+        Slots::get(self, s)
+    }
+
+    fn set(&mut self, s: u8, entry: T) {
+        Slots::set(self, s, entry)
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (u8, T)> + '_ {
+        Slots::entries(self)
+    }
+
+    fn clear_below(&mut self, c: u8) {
+        for entry in self.0.iter_mut().take(usize::from(c)) {
+            *entry = T::default();
+        }
+    }
+
+    fn map(&self, f: impl Fn(T) -> T) -> Self {
+        let empty = T::default();
+        Slots(self.0.map(|e| if e == empty { e } else { f(e) }))
+    }
+
+    fn shown(&self) -> u64 {
+        MAX_SLOTS as u64
+    }
+}
+
+/// [`Small`]'s state machine (a slot executes at most one command, so a log of
+/// [`MAX_SLOTS`] slots executes at most that many).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Executed([Option<Cmd>; MAX_SLOTS]);
+
+impl Executed {
+    /// The state machine that executed `commands`, or `None` if they are more than a log of
+    /// [`MAX_SLOTS`] slots executes.
+    pub fn of(commands: impl IntoIterator<Item = Cmd>) -> Option<Self> {
+        let mut executed = Executed::default();
+        for cmd in commands {
+            if executed.len() == MAX_SLOTS {
+                return None;
+            }
+            executed.push(cmd);
+        }
+        Some(executed)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Cmd> + '_ {
+        self.0.iter().map_while(|c| *c)
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0[0].is_none()
+    }
+}
+
+impl StateMachine<u8> for Executed {
+    fn iter(&self) -> impl Iterator<Item = Cmd> + '_ {
+        Executed::iter(self)
+    }
+
+    fn len(&self) -> usize {
+        Executed::len(self)
+    }
+
+    fn push(&mut self, cmd: Cmd) {
+        if let Some(free) = self.0.iter_mut().find(|c| c.is_none()) {
+            *free = Some(cmd);
+        }
+    }
+
+    /// `[c1 c2 - -]`: as long as the log, as snapshots have always been shown in traces.
+    fn fmt_padded(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (s, cmd) in self.0.iter().enumerate() {
+            let sep = if s > 0 { " " } else { "" };
+            match cmd {
+                None => write!(f, "{sep}-")?,
+                Some(cmd) => write!(f, "{sep}{cmd:?}")?,
+            }
+        }
+        f.write_str("]")
+    }
+}
+
+/// `[c1 c2]`.
+fn fmt_commands<N: Number>(
+    f: &mut fmt::Formatter<'_>,
+    commands: impl Iterator<Item = Cmd<N>>,
+) -> fmt::Result {
+    f.write_str("[")?;
+    for (i, c) in commands.enumerate() {
+        write!(f, "{}{c:?}", if i > 0 { " " } else { "" })?;
+    }
+    f.write_str("]")
+}
+
+impl fmt::Debug for Executed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_commands(f, self.iter())
+    }
+}
+
+/// [`Small`]'s applied set: a bit per slot, so that a seeded bug can apply out of order.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Applied(u8);
+
+impl Applied {
+    /// The slots below `c`: an applied prefix of length `c`.
+    pub fn below(c: u8) -> Self {
+        let mut applied = Applied::default();
+        applied.insert_below(c);
+        applied
+    }
+
+    /// The length of the applied prefix.
+    pub fn prefix(self) -> u8 {
+        self.0.trailing_ones() as u8
+    }
+}
+
+impl AppliedSet<u8> for Applied {
+    fn prefix(&self) -> u8 {
+        Applied::prefix(*self)
+    }
+
+    fn contains(&self, s: u8) -> bool {
+        s < 8 && self.0 & (1 << s) != 0
+    }
+
+    fn insert(&mut self, s: u8) {
+        self.0 |= 1 << s;
+    }
+
+    fn insert_below(&mut self, c: u8) {
+        self.0 |= ((1u16 << c) - 1) as u8;
+    }
+
+    fn slots(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..8).filter(|&s| self.contains(s))
+    }
+}
+
+impl fmt::Debug for Applied {
+    /// `[s0 s1]`: the slot numbers, not the bitmask ("applied 0001" read as slot 3 to most
+    /// people).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        let shown = self.slots().filter(|&s| usize::from(s) < MAX_SLOTS);
+        for (i, s) in shown.enumerate() {
+            write!(f, "{}s{s}", if i > 0 { " " } else { "" })?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// [`Small`]'s waiting reads: one round per read of the configuration.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Waiting([u8; MAX_READS]);
+
+impl Waiting {
+    /// Whether `k` names a read the configuration can have (reads count from 1).
+    pub fn holds(k: u8) -> bool {
+        (1..=MAX_READS).contains(&usize::from(k))
+    }
+
+    /// The waiting reads `(k, round)`, by ascending `k`.
+    pub fn entries(&self) -> impl Iterator<Item = (u8, u8)> + '_ {
+        (1u8..)
+            .zip(self.0.iter().copied())
+            .filter(|(_, round)| *round > 0)
+    }
+
+    /// Read `k` waits for `round` (0: no longer). `k` must be one [`Waiting::holds`].
+    pub fn set(&mut self, k: u8, round: u8) {
+        self.0[usize::from(k) - 1] = round;
+    }
+}
+
+impl WaitingReads<u8> for Waiting {
+    fn holds(k: u8) -> bool {
+        Waiting::holds(k)
+    }
+
+    fn round(&self, k: u8) -> u8 {
+        usize::from(k)
+            .checked_sub(1)
+            .and_then(|i| self.0.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn set(&mut self, k: u8, round: u8) {
+        Waiting::set(self, k, round)
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (u8, u8)> + '_ {
+        Waiting::entries(self)
+    }
+}
+
+impl fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.entries()).finish()
+    }
+}
+
+// ------------------------------------------------------------------------------ Unbounded
+
+/// [`Unbounded`]'s slot vector: the entries in use, by slot.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SparseSlots<T: Ord + Clone>(OrdMap<u64, T>);
+
+impl<T: SlotEntry> SlotVec<u64, T> for SparseSlots<T> {
+    fn get(&self, s: u64) -> T {
+        self.0.get(&s).copied().unwrap_or_default()
+    }
+
+    fn set(&mut self, s: u64, entry: T) {
+        // Empty entries are not stored, so that equal vectors are equal maps.
+        if entry == T::default() {
+            self.0.remove(&s);
+        } else {
+            self.0.insert(s, entry);
+        }
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (u64, T)> + '_ {
+        self.0.iter().map(|(s, e)| (*s, *e))
+    }
+
+    fn clear_below(&mut self, c: u64) {
+        // `split` keeps the entries at and above `c`.
+        let (_, at, above) = self.0.split_lookup(&c);
+        let mut kept = above;
+        if let Some(entry) = at {
+            kept.insert(c, entry);
+        }
+        self.0 = kept;
+    }
+
+    fn map(&self, f: impl Fn(T) -> T) -> Self {
+        SparseSlots(self.0.iter().map(|(s, e)| (*s, f(*e))).collect())
+    }
+
+    fn shown(&self) -> u64 {
+        self.last_used().map_or(0, |s| s + 1)
+    }
+
+    fn last_used(&self) -> Option<u64> {
+        self.0.get_max().map(|(s, _)| *s)
+    }
+}
+
+impl<T: SlotEntry> fmt::Debug for SparseSlots<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.entries()).finish()
+    }
+}
+
+/// [`Unbounded`]'s state machine.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ExecutedLog(Vector<Cmd<u64>>);
+
+impl ExecutedLog {
+    pub fn of(commands: impl IntoIterator<Item = Cmd<u64>>) -> Self {
+        ExecutedLog(commands.into_iter().collect())
+    }
+}
+
+impl StateMachine<u64> for ExecutedLog {
+    fn iter(&self) -> impl Iterator<Item = Cmd<u64>> + '_ {
+        self.0.iter().copied()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn push(&mut self, cmd: Cmd<u64>) {
+        self.0.push_back(cmd);
+    }
+
+    fn fmt_padded(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_commands(f, self.0.iter().copied())
+    }
+}
+
+impl fmt::Debug for ExecutedLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_commands(f, self.0.iter().copied())
+    }
+}
+
+/// [`Unbounded`]'s applied set: the prefix, and the slots applied above it (only a seeded
+/// bug applies any).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct AppliedSlots {
+    prefix: u64,
+    /// Out of order above the prefix. A bit set is enough: trace validation runs no seeded
+    /// bugs, and a run that applies out of order past it is rejected, not modelled.
+    above: u64,
+}
+
+impl AppliedSlots {
+    pub fn below(c: u64) -> Self {
+        AppliedSlots {
+            prefix: c,
+            above: 0,
+        }
+    }
+
+    fn normalize(&mut self) {
+        while self.above & 1 != 0 {
+            self.above >>= 1;
+            self.prefix += 1;
+        }
+    }
+}
+
+impl AppliedSet<u64> for AppliedSlots {
+    fn prefix(&self) -> u64 {
+        self.prefix
+    }
+
+    fn contains(&self, s: u64) -> bool {
+        s < self.prefix || (s - self.prefix < 64 && self.above & (1 << (s - self.prefix)) != 0)
+    }
+
+    fn insert(&mut self, s: u64) {
+        if s < self.prefix {
+            return;
+        }
+        let offset = s - self.prefix;
+        assert!(
+            offset < 64,
+            "slot {s} applied 64 or more slots past the prefix"
+        );
+        self.above |= 1 << offset;
+        self.normalize();
+    }
+
+    fn insert_below(&mut self, c: u64) {
+        if c > self.prefix {
+            let shift = c - self.prefix;
+            self.above = if shift >= 64 { 0 } else { self.above >> shift };
+            self.prefix = c;
+            self.normalize();
+        }
+    }
+
+    fn slots(&self) -> impl Iterator<Item = u64> + '_ {
+        let above = (0..64)
+            .filter(|i| self.above & (1 << i) != 0)
+            .map(|i| self.prefix + i);
+        (0..self.prefix).chain(above)
+    }
+}
+
+impl fmt::Debug for AppliedSlots {
+    /// `[..s41]`, `[]` when empty, `[..s41 s43]` out of order.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        if self.prefix > 0 {
+            write!(f, "..s{}", self.prefix - 1)?;
+        }
+        let above = (0..64).filter(|i| self.above & (1 << i) != 0);
+        for s in above.map(|i| self.prefix + i) {
+            write!(f, " s{s}")?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// [`Unbounded`]'s set of commands.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct CmdIds(OrdSet<Cmd<u64>>);
+
+impl CommandSet<u64> for CmdIds {
+    fn insert(&mut self, cmd: Cmd<u64>) {
+        self.0.insert(cmd);
+    }
+
+    fn remove(&mut self, cmd: Cmd<u64>) {
+        self.0.remove(&cmd);
+    }
+
+    fn contains(&self, cmd: Cmd<u64>) -> bool {
+        self.0.contains(&cmd)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Cmd<u64>> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl fmt::Debug for CmdIds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.iter()).finish()
+    }
+}
+
+/// [`Unbounded`]'s waiting reads.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct WaitingMap(OrdMap<u64, u64>);
+
+impl WaitingReads<u64> for WaitingMap {
+    fn holds(k: u64) -> bool {
+        k >= 1
+    }
+
+    fn round(&self, k: u64) -> u64 {
+        self.0.get(&k).copied().unwrap_or(0)
+    }
+
+    fn set(&mut self, k: u64, round: u64) {
+        if round == 0 {
+            self.0.remove(&k);
+        } else {
+            self.0.insert(k, round);
+        }
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.0.iter().map(|(k, n)| (*k, *n))
+    }
+}
+
+impl fmt::Debug for WaitingMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.entries()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_slots_store_only_what_is_in_use_so_equal_vectors_are_equal() {
+        let mut a: SparseSlots<Option<Cmd<u64>>> = SparseSlots::default();
+        a.set(7, Some(Cmd(3)));
+        a.set(9, Some(Cmd(4)));
+        a.set(9, None);
+        let mut b = SparseSlots::default();
+        b.set(7, Some(Cmd(3)));
+        assert_eq!(a, b);
+        a.set(1_000_000, Some(Cmd(5)));
+        a.clear_below(8);
+        assert_eq!(a.entries().collect::<Vec<_>>(), [(1_000_000, Some(Cmd(5)))]);
+        assert_eq!(a.last_used(), Some(1_000_000));
+        a.set(8, Some(Cmd(6)));
+        a.clear_below(8);
+        assert_eq!(a.get(8), Some(Cmd(6)), "clearing below 8 keeps slot 8");
+    }
+
+    #[test]
+    fn an_unbounded_applied_set_absorbs_what_joins_its_prefix() {
+        let mut applied = AppliedSlots::default();
+        applied.insert(1);
+        assert_eq!((applied.prefix(), applied.contains(1)), (0, true));
+        applied.insert(0);
+        assert_eq!(applied, AppliedSlots::below(2));
+        applied.insert_below(1_000);
+        applied.insert(1_002);
+        assert_eq!(applied.prefix(), 1_000);
+        assert!(applied.contains(999) && applied.contains(1_002) && !applied.contains(1_001));
+        applied.insert_below(1_001);
+        assert_eq!(format!("{applied:?}"), "[..s1000 s1002]");
+        applied.insert(1_001);
+        assert_eq!(applied, AppliedSlots::below(1_003));
+    }
+
+    #[test]
+    fn the_small_applied_set_counts_its_prefix() {
+        let mut applied = Applied::below(2);
+        applied.insert(3);
+        assert_eq!(AppliedSet::prefix(&applied), 2);
+        applied.insert(2);
+        assert_eq!(AppliedSet::prefix(&applied), 4);
+        assert_eq!(applied.slots().collect::<Vec<_>>(), [0, 1, 2, 3]);
+    }
+}
