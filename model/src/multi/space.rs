@@ -18,6 +18,9 @@ use std::ops::{Add, AddAssign};
 use imbl::{OrdMap, OrdSet, Vector};
 use serde::Serialize;
 
+use super::{
+    CloneFields, LeaderPhase, MultiMsg, MultiState, ReadIndex, ReplicaState, ReplicaStorage,
+};
 use crate::types::Ballot;
 
 /// The most slots a [`Small`] configuration may have.
@@ -222,6 +225,45 @@ pub trait Space:
     type Applied: AppliedSet<Self::N>;
     type CmdSet: CommandSet<Self::N>;
     type Waiting: WaitingReads<Self::N>;
+
+    // `Clone` of the generic states and messages (see `clone_through_space` in the parent
+    // module): a copy in `Small`, where they are `Copy`; field by field elsewhere.
+    fn clone_msg(x: &MultiMsg<Self>) -> MultiMsg<Self>;
+    fn clone_phase(x: &LeaderPhase<Self>) -> LeaderPhase<Self>;
+    fn clone_reads(x: &ReadIndex<Self>) -> ReadIndex<Self>;
+    fn clone_replica(x: &ReplicaState<Self>) -> ReplicaState<Self>;
+    fn clone_state(x: &MultiState<Self>) -> MultiState<Self>;
+    fn clone_storage(x: &ReplicaStorage<Self>) -> ReplicaStorage<Self>;
+}
+
+/// The clones of [`Space`] for a space whose states are `Copy` (`copy`) or not (`fields`).
+macro_rules! space_clones {
+    (copy) => {
+        space_clones!(@each |x| *x);
+    };
+    (fields) => {
+        space_clones!(@each |x| x.clone_fields());
+    };
+    (@each |$x:ident| $body:expr) => {
+        fn clone_msg($x: &MultiMsg<Self>) -> MultiMsg<Self> {
+            $body
+        }
+        fn clone_phase($x: &LeaderPhase<Self>) -> LeaderPhase<Self> {
+            $body
+        }
+        fn clone_reads($x: &ReadIndex<Self>) -> ReadIndex<Self> {
+            $body
+        }
+        fn clone_replica($x: &ReplicaState<Self>) -> ReplicaState<Self> {
+            $body
+        }
+        fn clone_state($x: &MultiState<Self>) -> MultiState<Self> {
+            $body
+        }
+        fn clone_storage($x: &ReplicaStorage<Self>) -> ReplicaStorage<Self> {
+            $body
+        }
+    };
 }
 
 /// The exhaustive check's representation (see the module notes).
@@ -235,6 +277,8 @@ impl Space for Small {
     type Applied = Applied;
     type CmdSet = CmdSet;
     type Waiting = Waiting;
+
+    space_clones!(copy);
 }
 
 /// Trace validation's representation (see the module notes).
@@ -248,6 +292,8 @@ impl Space for Unbounded {
     type Applied = AppliedSlots;
     type CmdSet = CmdIds;
     type Waiting = WaitingMap;
+
+    space_clones!(fields);
 }
 
 // ------------------------------------------------------------------------------ Small
@@ -307,9 +353,20 @@ impl fmt::Debug for CmdSet {
 }
 
 /// [`Small`]'s slot vector: one entry per slot of the log.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Slots<T>([T; MAX_SLOTS]);
+
+/// The entries without the length an array's `Hash` writes first (it is always
+/// [`MAX_SLOTS`]): the checker hashes every state it reaches, and this is most of one.
+impl<T: Hash> Hash for Slots<T> {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for entry in &self.0 {
+            entry.hash(state);
+        }
+    }
+}
 
 impl<T: SlotEntry> Default for Slots<T> {
     fn default() -> Self {
@@ -380,9 +437,19 @@ impl<T: SlotEntry> SlotVec<u8, T> for Slots<T> {
 
 /// [`Small`]'s state machine (a slot executes at most one command, so a log of
 /// [`MAX_SLOTS`] slots executes at most that many).
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Executed([Option<Cmd>; MAX_SLOTS]);
+
+/// As [`Slots`]' `Hash`.
+impl Hash for Executed {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for cmd in &self.0 {
+            cmd.hash(state);
+        }
+    }
+}
 
 impl Executed {
     /// The state machine that executed `commands`, or `None` if they are more than a log of
