@@ -549,14 +549,8 @@ pub fn model_recovery_view(storage: Option<&ReplicaStorage>) -> ReplicaStorage {
         snapshot: Executed::default(),
         clock: 0,
     });
-    let highest_vote = s
-        .accepted
-        .entries()
-        .filter_map(|(_, v)| v)
-        .map(|(b, _)| b)
-        .max();
     ReplicaStorage {
-        promised: s.promised.max(highest_vote.unwrap_or(s.promised)),
+        promised: s.recovered_promise(),
         ..s
     }
 }

@@ -1104,6 +1104,15 @@ pub struct ReplicaStorage<S: Space = Small> {
 
 impl Copy for ReplicaStorage<Small> {}
 
+impl<S: Space> ReplicaStorage<S> {
+    /// M11: the promise a replica recovers from this storage: a vote is also a promise, so
+    /// the highest ballot it voted in counts when that is above the promise written.
+    pub fn recovered_promise(&self) -> Ballot {
+        let votes = self.accepted.entries().filter_map(|(_, v)| v);
+        votes.map(|(b, _)| b).fold(self.promised, Ballot::max)
+    }
+}
+
 /// `Clone` for the generic states and messages goes through their space:
 /// a derived `Clone` of a generic type clones field by field, which in `Small`, where they
 /// are `Copy`, cost the checker 12% (specs/results.md, session 25).
@@ -1392,13 +1401,7 @@ impl<S: Space> Actor for MultiActor<S> {
                         r.chosen = saved.chosen.clone();
                         r.executed = saved.snapshot.clone();
                         r.compact_to(saved.compacted, saved.snapshot.clone());
-                        let highest_vote = saved
-                            .accepted
-                            .entries()
-                            .filter_map(|(_, v)| v)
-                            .map(|(b, _)| b)
-                            .max();
-                        r.promised = saved.promised.max(highest_vote.unwrap_or(saved.promised));
+                        r.promised = saved.recovered_promise();
                         r.lease.now = saved.clock;
                         // L6: a lease this replica granted and forgot may still hold.
                         if t.cfg.leases > 0 && !t.has_bug(MultiBug::LeaseForgottenOnRestart) {
