@@ -57,9 +57,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
 use paxos_model::multi::{
-    self, Applied, Cmd, CmdSet, Executed, LeaderPhase, LeaseClock, MultiConfig, MultiModel,
-    MultiModelState, MultiMsg, MultiState, MultiTimer, ReadIndex, ReplicaState, ReplicaStorage,
-    SlotEntry, Slots, Ticks, Vote, Waiting, MAX_SLOTS,
+    self, AppliedSet, Cmd, CmdOf, CommandSet, LeaderPhase, LeaseClock, MultiConfig, MultiModel,
+    MultiModelState, MultiMsg, MultiState, MultiTimer, Number, ReadIndex, ReplicaState,
+    ReplicaStorage, Small, SlotEntry, SlotVec, SlotsOf, Space, StateMachine, Ticks, Vote, VoteOf,
+    WaitingReads,
 };
 use paxos_model::types::{Ballot, IdSet};
 use paxos_protocol::multi::{
@@ -73,8 +74,11 @@ use stateright::actor::{Actor, ActorModelAction, Command as OutCommand, Id, Out}
 
 use crate::{ballot_to_impl, ballot_to_model};
 
+/// A command's operation under conformance: the model command's id (the recorder executes
+/// it as an opaque value, and the mapping reads the command back from it).
+pub type Op = u64;
 /// The implementation's state machine under conformance: it records what it executes.
-pub type Sm = Recorder<u8>;
+pub type Sm = Recorder<Op>;
 /// The implementation replica under conformance.
 pub type ImplReplica = Replica<Sm>;
 pub(crate) type ImplEffect = ReplicaEffect<Sm>;
@@ -87,22 +91,22 @@ pub(crate) type ModelAction = ActorModelAction<MultiMsg, MultiTimer, ()>;
 
 /// What one replica step did, in the model's vocabulary, for comparison.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StepOutcome {
+pub struct StepOutcome<S: Space = Small> {
     /// The replica's state after the step.
-    pub state: ReplicaState,
+    pub state: ReplicaState<S>,
     /// `(destination actor, message)`, sorted: compared as a multiset.
-    pub sends: Vec<(usize, MultiMsg)>,
+    pub sends: Vec<(usize, MultiMsg<S>)>,
     /// The durable state after the step as recovery reads it (M11): `promised` is
     /// `max(promised, highest accepted ballot)`, `1.0` when never written.
-    pub persisted: ReplicaStorage,
+    pub persisted: ReplicaStorage<S>,
     /// Whether the election timer is armed after the step (and, impl side, a campaign is
     /// within the model's round bound).
     pub election_timer: bool,
 }
 
-impl StepOutcome {
+impl<S: Space> StepOutcome<S> {
     /// The parts of the two outcomes that differ.
-    pub fn differences(&self, other: &StepOutcome) -> Vec<&'static str> {
+    pub fn differences(&self, other: &StepOutcome<S>) -> Vec<&'static str> {
         let mut parts = Vec::new();
         if self.state != other.state {
             parts.push("state");
@@ -166,7 +170,7 @@ fn tick_for(now: Millis, due: Due) -> ImplInput {
 /// The timers of a concretised replica whose clock reads `now`: those its phase arms and the
 /// catch-up timer, the ones `due` names due at `now`; a leader's retransmission covers every
 /// slot in flight (the most R1 can re-send).
-fn timers_due(phase: &Phase<u8>, due: Due, now: Millis) -> Timers {
+fn timers_due(phase: &Phase<Op>, due: Due, now: Millis) -> Timers {
     let (due_at, later) = (now, now + TIMERS_NOT_DUE_MS);
     let (phase_at, catch_up_at) = match due {
         Due::Phase => (due_at, later),
@@ -194,17 +198,18 @@ fn node_id(i: usize) -> u32 {
     u32::try_from(i).expect("models have fewer than 16 actors")
 }
 
-/// The client command that model command `cmd` (not the no-op) stands for.
-pub fn command_to_impl(cfg: &MultiConfig, cmd: Cmd) -> Command<u8> {
+/// The client command that model command `cmd` (not the no-op) stands for: its operation is
+/// the command's id.
+pub fn command_to_impl<N: Number>(cfg: &MultiConfig, cmd: Cmd<N>) -> Command<Op> {
     let (client, seq) = cfg.command_owner(cmd);
     Command {
         client: ClientId(client as u64),
-        seq: u64::from(seq),
-        op: cmd.0,
+        seq: seq.get(),
+        op: cmd.id(),
     }
 }
 
-pub fn entry_to_impl(cfg: &MultiConfig, cmd: Cmd) -> Entry<u8> {
+pub fn entry_to_impl<N: Number>(cfg: &MultiConfig, cmd: Cmd<N>) -> Entry<Op> {
     if cmd.is_noop() {
         Entry::Noop
     } else {
@@ -212,21 +217,25 @@ pub fn entry_to_impl(cfg: &MultiConfig, cmd: Cmd) -> Entry<u8> {
     }
 }
 
-/// The model command of an impl command: its operation names it, and its `(client, seq)` must
-/// be that command's.
-pub fn command_to_model(cfg: &MultiConfig, c: &Command<u8>) -> Result<Cmd, String> {
-    let cmd = Cmd(c.op);
-    let owner = (c.op != 0 && c.op < 16).then(|| cfg.command_owner(cmd));
-    let id = (c.client.0 as usize, c.seq);
-    match owner {
-        Some((client, seq)) if (client, u64::from(seq)) == id => Ok(cmd),
+/// The model command of an impl command: its operation names it (one of the configuration's
+/// commands, or the one a seeded bug fabricates), and its `(client, seq)` must be that
+/// command's.
+pub fn command_to_model<N: Number>(cfg: &MultiConfig, c: &Command<Op>) -> Result<Cmd<N>, String> {
+    let known = |cmd: &Cmd<N>| {
+        !cmd.is_noop() && (c.op <= cfg.commands as u64 || *cmd == Cmd::fabricated())
+    };
+    let cmd = N::try_from(c.op).ok().map(Cmd).filter(known);
+    match cmd.map(|cmd| (cmd, cfg.command_owner(cmd))) {
+        Some((cmd, (client, seq))) if (client as u64, seq.get()) == (c.client.0, c.seq) => {
+            Ok(cmd)
+        }
         _ => Err(format!("command {c:?} is no model command")),
     }
 }
 
-pub fn entry_to_model(cfg: &MultiConfig, entry: &Entry<u8>) -> Result<Cmd, String> {
+pub fn entry_to_model<N: Number>(cfg: &MultiConfig, entry: &Entry<Op>) -> Result<Cmd<N>, String> {
     match entry {
-        Entry::Noop => Ok(Cmd::NOOP),
+        Entry::Noop => Ok(Cmd::noop()),
         Entry::Command(c) => command_to_model(cfg, c),
     }
 }
@@ -235,56 +244,64 @@ fn ballot_out(b: ImplBallot) -> Result<Ballot, String> {
     ballot_to_model(b).ok_or_else(|| format!("ballot {b} is beyond the model's bounds"))
 }
 
-fn small<T: TryFrom<u64>>(what: &str, x: u64) -> Result<T, String> {
+/// `x` in the model's type for it (a `u8` of [`Small`], a `u64` of [`Unbounded`], a clock).
+fn within<T: TryFrom<u64>>(what: &str, x: u64) -> Result<T, String> {
     T::try_from(x).map_err(|_| format!("{what} {x} is beyond the model's bounds"))
 }
 
-fn slot_index(slot: u64) -> Result<u8, String> {
-    u8::try_from(slot)
+/// Slot `slot` as an index into the slot vectors of space `S`.
+fn slot_in<S: Space>(slot: u64) -> Result<S::N, String> {
+    S::N::try_from(slot)
         .ok()
-        .filter(|&s| usize::from(s) < MAX_SLOTS)
-        .ok_or_else(|| format!("slot {slot} is beyond the model's {MAX_SLOTS} slots"))
+        .filter(|_| slot < S::SLOTS)
+        .ok_or_else(|| format!("slot {slot} is beyond the model's {} slots", S::SLOTS))
 }
 
-fn vote_to_impl(cfg: &MultiConfig, (b, cmd): Vote) -> (ImplBallot, Entry<u8>) {
+fn vote_to_impl<N: Number>(cfg: &MultiConfig, (b, cmd): Vote<N>) -> (ImplBallot, Entry<Op>) {
     (ballot_to_impl(b), entry_to_impl(cfg, cmd))
 }
 
 /// A model replica's votes as the core holds them: what [`msg_to_model`] resolves an
 /// `Accepted` run's entries from.
-pub fn votes_to_impl(
+pub fn votes_to_impl<S: Space>(
     cfg: &MultiConfig,
-    votes: &Slots<Option<Vote>>,
-) -> SlotMap<(ImplBallot, Entry<u8>)> {
+    votes: &SlotsOf<S, Option<VoteOf<S>>>,
+) -> SlotMap<(ImplBallot, Entry<Op>)> {
     slots_to_map(votes, |v| vote_to_impl(cfg, v))
 }
 
-fn vote_to_model(cfg: &MultiConfig, (b, entry): &(ImplBallot, Entry<u8>)) -> Result<Vote, String> {
+fn vote_to_model<N: Number>(
+    cfg: &MultiConfig,
+    (b, entry): &(ImplBallot, Entry<Op>),
+) -> Result<Vote<N>, String> {
     Ok((ballot_out(*b)?, entry_to_model(cfg, entry)?))
 }
 
 /// A model slot vector as a sparse map keyed by slot.
-fn slots_to_map<T, U, C: FromIterator<(u64, U)>>(slots: &Slots<Option<T>>, f: impl Fn(T) -> U) -> C
+fn slots_to_map<N: Number, T, U, C: FromIterator<(u64, U)>>(
+    slots: &impl SlotVec<N, Option<T>>,
+    f: impl Fn(T) -> U,
+) -> C
 where
     Option<T>: SlotEntry,
 {
     slots
         .entries()
-        .filter_map(|(s, x)| x.map(|x| (u64::from(s), f(x))))
+        .filter_map(|(s, x)| x.map(|x| (s.get(), f(x))))
         .collect()
 }
 
-/// A sparse map keyed by slot as a model slot vector.
-fn map_to_slots<T, U>(
+/// A sparse map keyed by slot as a slot vector of space `S`.
+fn map_to_slots<S: Space, T, U>(
     map: &SlotMap<T>,
     f: impl Fn(&T) -> Result<U, String>,
-) -> Result<Slots<Option<U>>, String>
+) -> Result<SlotsOf<S, Option<U>>, String>
 where
     Option<U>: SlotEntry,
 {
-    let mut slots = Slots::default();
+    let mut slots = SlotsOf::<S, Option<U>>::default();
     for (slot, x) in map.iter() {
-        slots.set(slot_index(slot)?, Some(f(x)?));
+        slots.set(slot_in::<S>(slot)?, Some(f(x)?));
     }
     Ok(slots)
 }
@@ -300,16 +317,20 @@ fn ids_to_model(ids: impl IntoIterator<Item = u32>) -> IdSet {
 
 /// The model's snapshot `(c, executed)` as the core holds it (`None` at compaction point 0,
 /// where the model holds none).
-pub fn snapshot_to_impl(cfg: &MultiConfig, c: u8, executed: &Executed) -> Option<ImplSnapshot> {
-    if c == 0 {
+pub fn snapshot_to_impl<S: Space>(
+    cfg: &MultiConfig,
+    c: S::N,
+    executed: &S::Executed,
+) -> Option<ImplSnapshot> {
+    if c == S::N::default() {
         return None;
     }
-    let executed: Vec<Command<u8>> = executed
+    let executed: Vec<Command<Op>> = executed
         .iter()
         .map(|cmd| command_to_impl(cfg, cmd))
         .collect();
     Some(Arc::new(AppliedState {
-        applied: u64::from(c),
+        applied: c.get(),
         clients: client_table(&executed),
         state_machine: executed,
     }))
@@ -317,44 +338,47 @@ pub fn snapshot_to_impl(cfg: &MultiConfig, c: u8, executed: &Executed) -> Option
 
 /// The core's snapshot as the model's `(c, executed)`: its client table must be the one its
 /// executed commands give.
-pub fn snapshot_to_model(
+pub fn snapshot_to_model<S: Space>(
     cfg: &MultiConfig,
-    s: &AppliedState<Vec<Command<u8>>, u64>,
-) -> Result<(u8, Executed), String> {
-    let executed = executed_to_model(cfg, &s.state_machine)?;
+    s: &AppliedState<Vec<Command<Op>>, u64>,
+) -> Result<(S::N, S::Executed), String> {
+    let executed = executed_to_model::<S>(cfg, &s.state_machine)?;
     if s.clients != client_table(&s.state_machine) {
         return Err(format!(
             "snapshot at {}: client table {:?} is not the executed sequence's",
             s.applied, s.clients
         ));
     }
-    Ok((small("snapshot", s.applied)?, executed))
+    Ok((within("snapshot", s.applied)?, executed))
 }
 
-/// A sequence of executed commands as the model's `executed` vector.
-fn executed_to_model(cfg: &MultiConfig, done: &[Command<u8>]) -> Result<Executed, String> {
+/// A sequence of executed commands as the model's state machine.
+fn executed_to_model<S: Space>(
+    cfg: &MultiConfig,
+    done: &[Command<Op>],
+) -> Result<S::Executed, String> {
     let commands = done
         .iter()
         .map(|c| command_to_model(cfg, c))
         .collect::<Result<Vec<_>, _>>()?;
-    Executed::of(commands)
+    S::Executed::from_commands(commands)
         .ok_or_else(|| format!("{} commands executed, beyond the model's", done.len()))
 }
 
-pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<ImplMessage> {
+pub fn msg_to_impl<S: Space>(cfg: &MultiConfig, msg: MultiMsg<S>) -> Option<ImplMessage> {
     let b = ballot_to_impl;
     Some(match msg {
         MultiMsg::Prepare(ballot, applied) => Message::Prepare {
             ballot: b(ballot),
-            applied: u64::from(applied),
+            applied: applied.get(),
         },
         MultiMsg::Promise(ballot, accepted, compacted) => Message::Promise {
             ballot: b(ballot),
-            accepted: slots_to_map::<_, _, Vec<_>>(&accepted, |v| vote_to_impl(cfg, v))
+            accepted: slots_to_map::<_, _, _, Vec<_>>(&accepted, |v| vote_to_impl(cfg, v))
                 .into_iter()
                 .map(|(slot, (vb, entry))| (slot, vb, entry))
                 .collect(),
-            compacted: u64::from(compacted),
+            compacted: compacted.get(),
         },
         MultiMsg::Nack(ballot, promised) => Message::Nack {
             ballot: b(ballot),
@@ -362,17 +386,17 @@ pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<ImplMessage> {
         },
         MultiMsg::Accept(ballot, s, cmd) => Message::Accept {
             ballot: b(ballot),
-            slot: u64::from(s),
+            slot: s.get(),
             entries: vec![entry_to_impl(cfg, cmd)],
         },
         // The command is dropped: the leader counts the vote for its own proposal.
         MultiMsg::Accepted(ballot, s, _) => Message::Accepted {
             ballot: b(ballot),
-            slot: u64::from(s),
+            slot: s.get(),
             count: 1,
         },
         MultiMsg::Decide(s, cmd) => Message::Decide {
-            slot: u64::from(s),
+            slot: s.get(),
             entries: vec![entry_to_impl(cfg, cmd)],
         },
         // A client's messages are inputs and effects, not replica messages (`input_of`).
@@ -381,17 +405,17 @@ pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<ImplMessage> {
         }
         MultiMsg::Confirm(ballot, round) => Message::Confirm {
             ballot: b(ballot),
-            round: u64::from(round),
+            round: round.get(),
         },
         MultiMsg::Confirmed(ballot, round) => Message::Confirmed {
             ballot: b(ballot),
-            round: u64::from(round),
+            round: round.get(),
         },
         MultiMsg::Snapshot(c, executed) => Message::Snapshot {
-            state: snapshot_to_impl(cfg, c, &executed)?,
+            state: snapshot_to_impl::<S>(cfg, c, &executed)?,
         },
         MultiMsg::Status(applied) => Message::Status {
-            applied: u64::from(applied),
+            applied: applied.get(),
         },
         MultiMsg::CatchUp(entries) => Message::CatchUp {
             entries: slots_to_map(&entries, |cmd| entry_to_impl(cfg, cmd)),
@@ -399,21 +423,27 @@ pub fn msg_to_impl(cfg: &MultiConfig, msg: MultiMsg) -> Option<ImplMessage> {
     })
 }
 
+/// The most slots one message of a real run may stand for: more is a tampered or foreign
+/// message (a window is far smaller), refused before it is split slot by slot.
+pub(crate) const MAX_RUN: usize = 1 << 20;
+
 /// An implementation message as the model's messages: a run of `n` slots (an `Accept`,
 /// `Accepted` or `Decide` for several slots) is the `n` one-slot messages the model sends for
 /// it, in slot order; any other message is one model message. `votes` resolves what an
 /// `Accepted` run (which carries no entries) voted for: the `accepted` map of the replica that
 /// sent it, or of the leader it reached, whose own proposals those are.
-pub fn msg_to_model(
+pub fn msg_to_model<S: Space>(
     cfg: &MultiConfig,
     msg: &ImplMessage,
-    votes: &SlotMap<(ImplBallot, Entry<u8>)>,
-) -> Result<Vec<MultiMsg>, String> {
-    let parts: Vec<ImplMessage> = msg.per_slot().take(MAX_SLOTS + 1).collect();
-    if parts.is_empty() || parts.len() > MAX_SLOTS {
+    votes: &SlotMap<(ImplBallot, Entry<Op>)>,
+) -> Result<Vec<MultiMsg<S>>, String> {
+    let most = cfg.slots.min(MAX_RUN);
+    let parts: Vec<ImplMessage> = msg.per_slot().take(most.saturating_add(1)).collect();
+    if parts.is_empty() || parts.len() > most {
         return Err(format!(
-            "{msg:?}: a run of {} slots (the model's log has {MAX_SLOTS})",
-            if parts.is_empty() { "no" } else { "too many" }
+            "{msg:?}: a run of {} slots (the model's log has {})",
+            if parts.is_empty() { "no" } else { "too many" },
+            cfg.slots
         ));
     }
     parts
@@ -423,22 +453,22 @@ pub fn msg_to_model(
 }
 
 /// One message of at most one slot ([`Message::per_slot`]) as the model's message.
-fn one_slot_to_model(
+fn one_slot_to_model<S: Space>(
     cfg: &MultiConfig,
     msg: &ImplMessage,
-    votes: &SlotMap<(ImplBallot, Entry<u8>)>,
-) -> Result<MultiMsg, String> {
+    votes: &SlotMap<(ImplBallot, Entry<Op>)>,
+) -> Result<MultiMsg<S>, String> {
     let b = |ballot| ballot_out(ballot);
     // A slot past the model's log would index past its arrays: a tampered or foreign message.
-    let slot = |s: u64| match u8::try_from(s) {
-        Ok(small) if usize::from(small) < cfg.slots => Ok(small),
+    let slot = |s: u64| match S::N::try_from(s) {
+        Ok(n) if s < cfg.slots as u64 && s < S::SLOTS => Ok(n),
         _ => Err(format!(
             "{msg:?}: slot {s} is beyond the model's {} slots",
             cfg.slots
         )),
     };
-    let cmd = |entry: &Entry<u8>| entry_to_model(cfg, entry);
-    let only = |entries: &[Entry<u8>]| match entries {
+    let cmd = |entry: &Entry<Op>| entry_to_model(cfg, entry);
+    let only = |entries: &[Entry<Op>]| match entries {
         [entry] => cmd(entry),
         _ => Err(format!("{msg:?}: not one slot")),
     };
@@ -447,9 +477,9 @@ fn one_slot_to_model(
         // reads it otherwise, specs/protocol.md), so without compaction it is 0 here too.
         Message::Prepare { ballot, applied } => {
             let applied = if cfg.compactions > 0 {
-                small("applied", *applied)?
+                within("applied", *applied)?
             } else {
-                0
+                S::N::default()
             };
             MultiMsg::Prepare(b(*ballot)?, applied)
         }
@@ -458,11 +488,11 @@ fn one_slot_to_model(
             accepted,
             compacted,
         } => {
-            let mut votes = Slots::default();
+            let mut votes = SlotsOf::<S, Option<VoteOf<S>>>::default();
             for (s, vb, entry) in accepted {
-                votes.set(slot_index(*s)?, Some((b(*vb)?, cmd(entry)?)));
+                votes.set(slot_in::<S>(*s)?, Some((b(*vb)?, cmd(entry)?)));
             }
-            MultiMsg::Promise(b(*ballot)?, votes, small("compacted", *compacted)?)
+            MultiMsg::Promise(b(*ballot)?, votes, within("compacted", *compacted)?)
         }
         Message::Nack { ballot, promised } => MultiMsg::Nack(b(*ballot)?, b(*promised)?),
         Message::Accept {
@@ -483,16 +513,16 @@ fn one_slot_to_model(
             }
         },
         Message::Decide { slot: s, entries } => MultiMsg::Decide(slot(*s)?, only(entries)?),
-        Message::Status { applied } => MultiMsg::Status(small("applied", *applied)?),
+        Message::Status { applied } => MultiMsg::Status(within("applied", *applied)?),
         Message::CatchUp { entries } => {
-            let mut slots = Slots::default();
+            let mut slots = SlotsOf::<S, Option<CmdOf<S>>>::default();
             for (s, entry) in entries {
                 slots.set(slot(*s)?, Some(cmd(entry)?));
             }
             MultiMsg::CatchUp(slots)
         }
         Message::Snapshot { state } => {
-            let (c, executed) = snapshot_to_model(cfg, state)?;
+            let (c, executed) = snapshot_to_model::<S>(cfg, state)?;
             MultiMsg::Snapshot(c, executed)
         }
         Message::Heartbeat { .. } => {
@@ -501,10 +531,10 @@ fn one_slot_to_model(
             ))
         }
         Message::Confirm { ballot, round } => {
-            MultiMsg::Confirm(b(*ballot)?, small("round", *round)?)
+            MultiMsg::Confirm(b(*ballot)?, within("round", *round)?)
         }
         Message::Confirmed { ballot, round } => {
-            MultiMsg::Confirmed(b(*ballot)?, small("round", *round)?)
+            MultiMsg::Confirmed(b(*ballot)?, within("round", *round)?)
         }
     })
 }
@@ -512,7 +542,10 @@ fn one_slot_to_model(
 // ------------------------------------------------------------------------------ durable state
 
 /// The durable state the implementation restarts from when the model's storage is `storage`.
-pub fn durable_to_impl(cfg: &MultiConfig, storage: Option<&ReplicaStorage>) -> Durable<u8> {
+pub fn durable_to_impl<S: Space>(
+    cfg: &MultiConfig,
+    storage: Option<&ReplicaStorage<S>>,
+) -> Durable<Op> {
     match storage {
         None => Durable::default(),
         Some(s) => Durable {
@@ -525,11 +558,11 @@ pub fn durable_to_impl(cfg: &MultiConfig, storage: Option<&ReplicaStorage>) -> D
 }
 
 /// The model's storage as the core's durable state and snapshot.
-pub(crate) fn persisted_to_impl(
+pub(crate) fn persisted_to_impl<S: Space>(
     cfg: &MultiConfig,
-    storage: Option<&ReplicaStorage>,
-) -> (Durable<u8>, Option<ImplSnapshot>) {
-    let snapshot = storage.and_then(|s| snapshot_to_impl(cfg, s.compacted, &s.snapshot));
+    storage: Option<&ReplicaStorage<S>>,
+) -> (Durable<Op>, Option<ImplSnapshot>) {
+    let snapshot = storage.and_then(|s| snapshot_to_impl::<S>(cfg, s.compacted, &s.snapshot));
     (durable_to_impl(cfg, storage), snapshot)
 }
 
@@ -539,14 +572,14 @@ fn bootstrap_ballot() -> Ballot {
 }
 
 /// The model's storage as recovery reads it (M11).
-pub fn model_recovery_view(storage: Option<&ReplicaStorage>) -> ReplicaStorage {
-    let s = storage.copied().unwrap_or(ReplicaStorage {
+pub fn model_recovery_view<S: Space>(storage: Option<&ReplicaStorage<S>>) -> ReplicaStorage<S> {
+    let s = storage.cloned().unwrap_or(ReplicaStorage {
         round: 0,
         promised: bootstrap_ballot(),
-        accepted: Slots::default(),
-        chosen: Slots::default(),
-        compacted: 0,
-        snapshot: Executed::default(),
+        accepted: Default::default(),
+        chosen: Default::default(),
+        compacted: Default::default(),
+        snapshot: Default::default(),
         clock: 0,
     });
     ReplicaStorage {
@@ -558,22 +591,22 @@ pub fn model_recovery_view(storage: Option<&ReplicaStorage>) -> ReplicaStorage {
 /// The implementation's durable state as recovery reads it (M11): its log and its snapshot,
 /// with the host's clock reading `clock` (the model keeps it in storage: a restart does not
 /// reset it).
-pub fn impl_recovery_view(
+pub fn impl_recovery_view<S: Space>(
     cfg: &MultiConfig,
-    d: &Durable<u8>,
+    d: &Durable<Op>,
     snapshot: Option<&ImplSnapshot>,
     clock: Millis,
-) -> Result<ReplicaStorage, String> {
+) -> Result<ReplicaStorage<S>, String> {
     let promised = d.promised.map(ballot_out).transpose()?;
     let (compacted, snapshot) = match snapshot {
-        Some(s) => snapshot_to_model(cfg, s)?,
-        None => (0, Executed::default()),
+        Some(s) => snapshot_to_model::<S>(cfg, s)?,
+        None => Default::default(),
     };
     let storage = ReplicaStorage {
-        round: small("round", d.round)?,
+        round: within("round", d.round)?,
         promised: promised.unwrap_or(bootstrap_ballot()),
-        accepted: map_to_slots(&d.accepted, |v| vote_to_model(cfg, v))?,
-        chosen: map_to_slots(&d.chosen, |e| entry_to_model(cfg, e))?,
+        accepted: map_to_slots::<S, _, _>(&d.accepted, |v| vote_to_model(cfg, v))?,
+        chosen: map_to_slots::<S, _, _>(&d.chosen, |e| entry_to_model(cfg, e))?,
         compacted,
         snapshot,
         clock: clock_to_model(cfg, clock)?,
@@ -585,7 +618,7 @@ pub fn impl_recovery_view(
 
 /// The client table a state machine that executed `executed`, in order, has: per client, its
 /// last request and that request's output (a [`Recorder`] outputs positions).
-pub(crate) fn client_table(executed: &[Command<u8>]) -> ClientTable<u64> {
+pub(crate) fn client_table(executed: &[Command<Op>]) -> ClientTable<u64> {
     let mut table = ClientTable::default();
     for (position, c) in executed.iter().enumerate() {
         let row = ClientEntry {
@@ -630,7 +663,7 @@ pub fn concretize(
                 .collect(),
         },
     };
-    let executed: Vec<Command<u8>> = r.executed().map(|c| command_to_impl(cfg, c)).collect();
+    let executed: Vec<Command<Op>> = r.executed().map(|c| command_to_impl(cfg, c)).collect();
     let timers = timers_due(&phase, due, Millis::from(r.lease.now));
     let state = ImplState {
         round: u64::from(r.round),
@@ -657,15 +690,18 @@ pub fn concretize(
             lease_until: deadline_to_impl(r.lease.lease_until),
         },
     };
-    let snapshot = snapshot_to_impl(cfg, r.compacted, &r.snapshot);
+    let snapshot = snapshot_to_impl::<Small>(cfg, r.compacted, &r.snapshot);
     Replica::from_state(impl_config(cfg, id), state, snapshot, Recorder { executed })
         .expect("the model's configurations are valid implementation configurations")
 }
 
 /// Abstraction: the model state of an implementation replica (`Err`: it has none).
-pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaState, String> {
+pub fn abstraction<S: Space>(
+    cfg: &MultiConfig,
+    replica: &ImplReplica,
+) -> Result<ReplicaState<S>, String> {
     let s = replica.state();
-    let chosen = map_to_slots(&s.chosen, |e| entry_to_model(cfg, e))?;
+    let chosen = map_to_slots::<S, _, _>(&s.chosen, |e| entry_to_model(cfg, e))?;
     let phase = match &s.phase {
         Phase::Follower => LeaderPhase::Follower,
         Phase::Preparing {
@@ -674,30 +710,30 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
             floor,
         } => LeaderPhase::Preparing {
             promises: ids_to_model(promises.iter().copied()),
-            merged: map_to_slots(merged, |v| vote_to_model(cfg, v))?,
-            floor: small("floor", *floor)?,
+            merged: map_to_slots::<S, _, _>(merged, |v| vote_to_model(cfg, v))?,
+            floor: within("floor", *floor)?,
         },
         Phase::Leading { next_slot, votes } => {
             // Voters of a chosen slot are dead state on both sides (see `canonical`).
-            let mut model_votes = Slots::default();
+            let mut model_votes = SlotsOf::<S, IdSet>::default();
             for (slot, voters) in votes {
-                let slot = slot_index(slot)?;
+                let slot = slot_in::<S>(slot)?;
                 if chosen.get(slot).is_none() {
                     model_votes.set(slot, ids_to_model(voters.iter()));
                 }
             }
             LeaderPhase::Leading {
-                next_slot: small("next_slot", *next_slot)?,
+                next_slot: within("next_slot", *next_slot)?,
                 votes: model_votes,
             }
         }
     };
-    let mut pending = CmdSet::default();
+    let mut pending = S::CmdSet::default();
     for c in s.pending.values() {
         pending.insert(command_to_model(cfg, c)?);
     }
     let done = &replica.state_machine().executed;
-    let executed = executed_to_model(cfg, done)?;
+    let executed = executed_to_model::<S>(cfg, done)?;
     if s.clients != client_table(done) {
         return Err(format!(
             "client table {:?} is not the executed sequence's {:?}",
@@ -705,25 +741,26 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
             client_table(done)
         ));
     }
-    let applied: u8 = small("applied", s.applied)?;
-    if usize::from(applied) > MAX_SLOTS {
-        return Err(format!("applied {applied} is beyond the model's slots"));
+    if s.applied > S::SLOTS {
+        return Err(format!("applied {} is beyond the model's slots", s.applied));
     }
+    let mut applied = S::Applied::default();
+    applied.insert_below(within("applied", s.applied)?);
     Ok(ReplicaState {
-        round: small("round", s.round)?,
+        round: within("round", s.round)?,
         promised: ballot_out(s.promised)?,
-        accepted: map_to_slots(&s.accepted, |v| vote_to_model(cfg, v))?,
+        accepted: map_to_slots::<S, _, _>(&s.accepted, |v| vote_to_model(cfg, v))?,
         chosen,
         phase,
         pending,
-        applied: Applied::below(applied),
+        applied,
         executed,
-        compacted: small("compacted", s.compacted)?,
+        compacted: within("compacted", s.compacted)?,
         snapshot: match replica.snapshot() {
-            Some(snapshot) => snapshot_to_model(cfg, snapshot)?.1,
-            None => Executed::default(),
+            Some(snapshot) => snapshot_to_model::<S>(cfg, snapshot)?.1,
+            None => S::Executed::default(),
         },
-        reads: reads_to_model(cfg, &s.reads)?,
+        reads: reads_to_model::<S>(cfg, &s.reads)?,
         lease: LeaseClock {
             now: clock_to_model(cfg, s.timers.now_ms)?,
             grant_until: deadline_to_model("grant_until", s.lease.grant_until)?,
@@ -737,7 +774,7 @@ pub fn abstraction(cfg: &MultiConfig, replica: &ImplReplica) -> Result<ReplicaSt
 /// equal states), and the core's clock, which the other timers move, is not compared.
 fn clock_to_model(cfg: &MultiConfig, now: Millis) -> Result<Ticks, String> {
     if cfg.leases > 0 {
-        small("clock", now)
+        within("clock", now)
     } else {
         Ok(0)
     }
@@ -754,55 +791,59 @@ fn deadline_to_model(name: &str, at: Option<Millis>) -> Result<Ticks, String> {
         Some(0) => Err(format!(
             "{name} at 0, which the model cannot tell from none"
         )),
-        Some(at) => small(name, at),
+        Some(at) => within(name, at),
     }
 }
 
 /// The model's read `k` is the core's read id `k`; its operation is immaterial (the
 /// recorder answers every read with how many commands it executed).
-pub(crate) const READ_OP: u8 = 0;
+pub(crate) const READ_OP: Op = 0;
 
-fn reads_to_impl(reads: &ReadIndex) -> ImplReadIndex<u8> {
+fn reads_to_impl<S: Space>(reads: &ReadIndex<S>) -> ImplReadIndex<Op> {
     ImplReadIndex {
-        fence: u64::from(reads.fence),
-        started: u64::from(reads.started),
-        confirmed: u64::from(reads.confirmed),
+        fence: reads.fence.get(),
+        started: reads.started.get(),
+        confirmed: reads.confirmed.get(),
         acks: ids_to_impl(reads.acks),
         waiting: reads
             .waiting
             .entries()
             .map(|(k, round)| WaitingRead {
-                id: u64::from(k),
+                id: k.get(),
                 op: READ_OP,
-                round: u64::from(round),
+                round: round.get(),
             })
             .collect(),
     }
 }
 
-/// The model's read `k` (1 to [`multi::MAX_READS`]) that the core's read id names.
-fn read_to_model(id: u64) -> Result<u8, String> {
-    u8::try_from(id)
+/// The model's read `k` that the core's read id names (1 to [`multi::MAX_READS`] in
+/// [`Small`]).
+fn read_to_model<S: Space>(id: u64) -> Result<S::N, String> {
+    S::N::try_from(id)
         .ok()
-        .filter(|k| Waiting::holds(*k))
+        .filter(|k| S::Waiting::holds(*k))
         .ok_or_else(|| format!("read id {id} is not one of the model's reads"))
 }
 
 /// The fence is set at every election and read by reads only: without reads the model keeps
 /// it 0 (so as not to split equal states), and so does the abstraction.
-fn reads_to_model(cfg: &MultiConfig, reads: &ImplReadIndex<u8>) -> Result<ReadIndex, String> {
-    let mut waiting = Waiting::default();
+fn reads_to_model<S: Space>(
+    cfg: &MultiConfig,
+    reads: &ImplReadIndex<Op>,
+) -> Result<ReadIndex<S>, String> {
+    let mut waiting = S::Waiting::default();
     for read in &reads.waiting {
-        waiting.set(read_to_model(read.id)?, small("read round", read.round)?);
+        waiting.set(read_to_model::<S>(read.id)?, within("read round", read.round)?);
     }
     Ok(ReadIndex {
         fence: if cfg.reads > 0 {
-            small("fence", reads.fence)?
+            within("fence", reads.fence)?
         } else {
-            0
+            S::N::default()
         },
-        started: small("started", reads.started)?,
-        confirmed: small("confirmed", reads.confirmed)?,
+        started: within("started", reads.started)?,
+        confirmed: within("confirmed", reads.confirmed)?,
         acks: ids_to_model(reads.acks.iter()),
         waiting,
     })
@@ -814,7 +855,7 @@ fn reads_to_model(cfg: &MultiConfig, reads: &ImplReadIndex<u8>) -> Result<ReadIn
 /// M7 or M8 chooses the slot, but a leader can also propose into a slot it already learned as
 /// chosen (M5b after an M8 at or above `next_slot`): the model then holds `votes[s] = {self}`
 /// for a chosen `s`, and the core no voters (its voters are exactly the slots in flight).
-pub fn canonical(mut r: ReplicaState) -> ReplicaState {
+pub fn canonical<S: Space>(mut r: ReplicaState<S>) -> ReplicaState<S> {
     if let LeaderPhase::Leading { ref mut votes, .. } = r.phase {
         for (s, _) in r.chosen.entries() {
             votes.set(s, IdSet::default());
@@ -864,12 +905,12 @@ fn outcome_from_model(
 
 /// The implementation's side: the replica after the step, the step's effects, and the
 /// durable state before it (onto which the step's records are folded).
-pub(crate) fn outcome_from_impl(
+pub(crate) fn outcome_from_impl<S: Space>(
     cfg: &MultiConfig,
     replica: &ImplReplica,
     effects: Vec<ImplEffect>,
-    (mut durable, mut snapshot): (Durable<u8>, Option<ImplSnapshot>),
-) -> Result<StepOutcome, String> {
+    (mut durable, mut snapshot): (Durable<Op>, Option<ImplSnapshot>),
+) -> Result<StepOutcome<S>, String> {
     let mut sends = Vec::new();
     for effect in effects {
         match effect {
@@ -888,9 +929,9 @@ pub(crate) fn outcome_from_impl(
             }
             Effect::Reply { client, seq, .. } => {
                 let client = client.0 as usize;
-                let cmd = u8::try_from(seq)
+                let cmd = S::N::try_from(seq)
                     .ok()
-                    .filter(|&seq| seq > 0 && client < cfg.clients)
+                    .filter(|&seq| seq.get() > 0 && client < cfg.clients)
                     .and_then(|seq| cfg.command_of(client, seq))
                     .ok_or_else(|| {
                         format!("reply to client {client} seq {seq}: no model command")
@@ -901,14 +942,14 @@ pub(crate) fn outcome_from_impl(
             // executed sequence, which must be that long (state-machine safety makes it that
             // prefix of the replica's).
             Effect::ReadReply { id, output } => {
-                let k = read_to_model(id)?;
+                let k = read_to_model::<S>(id)?;
                 let len = output.ok_or_else(|| format!("read {id} answered with no output"))?;
                 let done = &replica.state_machine().executed;
                 let prefix = usize::try_from(len)
                     .ok()
                     .and_then(|len| done.get(..len))
                     .ok_or_else(|| format!("read {id} answered {len}: past what was executed"))?;
-                let state = executed_to_model(cfg, prefix)?;
+                let state = executed_to_model::<S>(cfg, prefix)?;
                 sends.push((usize::from(cfg.reader_id()), MultiMsg::ReadReply(k, state)));
             }
             Effect::Executed { .. } => {}
@@ -1228,7 +1269,7 @@ pub(crate) fn start(model: &MultiModel, init: &MultiModelState, i: usize) -> Pai
     model.actors[i].on_start(Id::from(i), &None, &mut out);
     let expected =
         outcome_from_model(init, i, out).expect("a replica's initial state is a replica state");
-    let fresh = persisted_to_impl(cfg, None);
+    let fresh = persisted_to_impl::<Small>(cfg, None);
     let actual = guarded(|| Replica::new(impl_config(cfg, i), Sm::default())).and_then(|result| {
         let (replica, effects) = result.map_err(|e| format!("start refused: {e}"))?;
         outcome_from_impl(cfg, &replica, effects, fresh)
@@ -1344,7 +1385,7 @@ mod tests {
             entries: cmds.iter().map(|&c| entry(c)).collect(),
         };
         assert_eq!(
-            msg_to_model(&cfg, &accept(0, &[1, 2]), &none),
+            msg_to_model::<Small>(&cfg, &accept(0, &[1, 2]), &none),
             Ok(vec![
                 MultiMsg::Accept(mb, 0, Cmd(1)),
                 MultiMsg::Accept(mb, 1, Cmd(2))
@@ -1358,7 +1399,7 @@ mod tests {
             count,
         };
         assert_eq!(
-            msg_to_model(&cfg, &accepted(1), &votes),
+            msg_to_model::<Small>(&cfg, &accepted(1), &votes),
             Ok(vec![MultiMsg::Accepted(mb, 1, Cmd(2))])
         );
         let last = cfg.slots as u64 - 1;
@@ -1371,7 +1412,7 @@ mod tests {
             (Message::Heartbeat { ballot: b }, "heartbeat"),
         ];
         for (msg, why) in refused {
-            let error = msg_to_model(&cfg, &msg, &votes).expect_err(&format!("{msg:?}"));
+            let error = msg_to_model::<Small>(&cfg, &msg, &votes).expect_err(&format!("{msg:?}"));
             assert!(error.contains(why), "{msg:?}: {error}");
         }
     }

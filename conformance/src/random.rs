@@ -44,7 +44,7 @@ use crate::conform::{multi_json, Mismatch};
 use crate::multi::{
     abstraction, canonical, command_to_impl, entry_to_impl, guarded, impl_config,
     impl_recovery_view, input_of, model_outcome, model_recovery_view, outcome_from_impl, stutters,
-    ImplEffect, ImplInput, ImplReplica, ImplSnapshot, ModelAction, Sm, StepOutcome,
+    ImplEffect, ImplInput, ImplReplica, ImplSnapshot, ModelAction, Op, Sm, StepOutcome,
 };
 
 /// A catch-up interval no walk's clock reaches.
@@ -274,7 +274,7 @@ impl Cluster {
     }
 
     /// What replica `i` has made durable, as recovery reads it: its log and its snapshot.
-    fn durable(&self, i: usize) -> Result<(Durable<u8>, Option<ImplSnapshot>), String> {
+    fn durable(&self, i: usize) -> Result<(Durable<Op>, Option<ImplSnapshot>), String> {
         let node = self.sim.nodes.get(i).ok_or(format!("no replica {i}"))?;
         let durable = node
             .storage

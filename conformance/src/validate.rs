@@ -62,7 +62,7 @@ use std::path::{Path, PathBuf};
 
 use paxos_model::multi::{
     self, MultiActor, MultiConfig, MultiMsg, MultiState, MultiTimer, ReplicaState, ReplicaStorage,
-    Ticks, MAX_READS, MAX_SLOTS,
+    Ticks, Unbounded,
 };
 use paxos_protocol::multi::{
     AppliedState, ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry,
@@ -76,7 +76,8 @@ use stateright::actor::{Actor, Command as OutCommand, Id, Out};
 
 use crate::multi::{
     canonical, client_table, model_recovery_view, msg_to_model, outcome_from_impl, votes_to_impl,
-    ImplEffect, ImplInput, ImplMessage, ImplReplica, ImplSnapshot, StepOutcome, READ_OP,
+    ImplEffect, ImplInput, ImplMessage, ImplReplica, ImplSnapshot, Op, StepOutcome, MAX_RUN,
+    READ_OP,
 };
 
 /// The `format` of [`Report`].
@@ -348,16 +349,16 @@ struct Domain {
 
 /// A read as the model's: its number, and the operation it asked for.
 struct ModelRead {
-    k: u8,
+    k: u64,
     op: KvOp,
 }
 
 /// Every read the run's cores received, as the model's reads (see [`Domain::reads`]), or
 /// the bound a replica exceeds.
-fn reads_of(lines: &[Logged]) -> Result<BTreeMap<(Process, ReadId), ModelRead>, String> {
+fn reads_of(lines: &[Logged]) -> BTreeMap<(Process, ReadId), ModelRead> {
     let mut reads = BTreeMap::new();
     // Per replica: the reads waiting in its current process, and their model numbers.
-    let mut waiting: BTreeMap<u32, BTreeMap<ReadId, u8>> = BTreeMap::new();
+    let mut waiting: BTreeMap<u32, BTreeMap<ReadId, u64>> = BTreeMap::new();
     for logged in lines {
         let held = waiting.entry(logged.node()).or_default();
         let StepLine::Step { input, state, .. } = &logged.entry else {
@@ -366,24 +367,15 @@ fn reads_of(lines: &[Logged]) -> Result<BTreeMap<(Process, ReadId), ModelRead>, 
         };
         if let Input::Read { id, op } = input {
             if let btree_map::Entry::Vacant(entry) = reads.entry((logged.process(), *id)) {
-                let k = (1..=MAX_READS as u8)
-                    .find(|k| !held.values().any(|h| h == k))
-                    .ok_or_else(|| {
-                        format!(
-                            "{}: {} reads wait at n{} at once: the model's replica holds at \
-                             most {MAX_READS}",
-                            logged.place(),
-                            held.len() + 1,
-                            logged.node()
-                        )
-                    })?;
+                let taken: BTreeSet<u64> = held.values().copied().collect();
+                let k = (1..).find(|k| !taken.contains(k)).unwrap_or(u64::MAX);
                 held.insert(*id, k);
                 entry.insert(ModelRead { k, op: op.clone() });
             }
         }
         held.retain(|id, _| state.reads.waiting.iter().any(|w| w.id == *id));
     }
-    Ok(reads)
+    reads
 }
 
 impl Domain {
@@ -394,7 +386,7 @@ impl Domain {
         let mut config: Option<&Config> = None;
         let mut executed = BTreeMap::new();
         let mut snapshots = false;
-        let reads = reads_of(lines)?;
+        let reads = reads_of(lines);
         for logged in lines {
             nodes.insert(logged.node());
             let (StepLine::Start { effects, .. } | StepLine::Step { effects, .. }) = &logged.entry;
@@ -469,25 +461,16 @@ impl Domain {
         } else {
             (0, 0)
         };
+        // The run's own bound on the log, if it has one: the model refuses what the core
+        // refuses (M4).
         let slots = match config.slot_limit {
-            Some(limit) if (1..=MAX_SLOTS as u64).contains(&limit) => limit as usize,
-            other => {
-                return Err(format!(
-                    "slot limit {other:?}: the model's log has {MAX_SLOTS} slots, so only runs \
-                     with `[limits] slot_limit` between 1 and {MAX_SLOTS} can be validated"
-                ))
-            }
+            None => usize::MAX,
+            Some(0) => return Err("slot limit 0: a log with no slots".to_string()),
+            Some(limit) => usize::try_from(limit).unwrap_or(usize::MAX),
         };
         let window = usize::try_from(config.window)
             .unwrap_or(usize::MAX)
             .min(slots);
-        if clients.len() > 3 {
-            return Err(format!(
-                "{} clients: the model has at most 3 (bound the workload, e.g. `paxos-node \
-                 chaos --clients 2 --ops-per-client 2`)",
-                clients.len()
-            ));
-        }
         let clients: BTreeMap<ClientId, usize> = clients
             .into_iter()
             .enumerate()
@@ -497,7 +480,8 @@ impl Domain {
             cfg: MultiConfig {
                 replicas,
                 clients: clients.len().max(1),
-                commands: multi::MAX_COMMANDS,
+                // Set below: the highest command id the run uses.
+                commands: 0,
                 slots,
                 window,
                 max_round: u8::MAX,
@@ -509,7 +493,9 @@ impl Domain {
                 // snapshots is checked by a model that has them (K2's applied prefix).
                 compactions: if snapshots { 8 } else { 0 },
                 catch_ups: 0,
-                reads: if reads.is_empty() { 0 } else { MAX_READS as u8 },
+                // The model's reader invokes reads in the exhaustive check; here only whether
+                // there are any matters (Q1's fence).
+                reads: if reads.is_empty() { 0 } else { u8::MAX },
                 leases,
                 drift,
                 // Clocks run for as long as the run does.
@@ -532,31 +518,30 @@ impl Domain {
                 }
             }
         }
-        domain.cfg.commands = usize::from(highest);
+        domain.cfg.commands = usize::try_from(highest).unwrap_or(usize::MAX);
         Ok(domain)
     }
 
-    fn command(&self, c: &Command<KvOp>) -> Result<Command<u8>, String> {
+    fn command(&self, c: &Command<KvOp>) -> Result<Command<Op>, String> {
         let client = *self.clients.get(&c.client).ok_or_else(|| {
             format!(
                 "{:?} never sent a request, yet its command is in the log",
                 c.client
             )
         })?;
-        let cmd = u8::try_from(c.seq)
-            .ok()
-            .filter(|&seq| seq > 0)
-            .and_then(|seq| {
-                let k = (usize::from(seq) - 1) * self.clients.len().max(1) + client + 1;
-                (k <= multi::MAX_COMMANDS).then_some(k as u8)
-            })
+        // Client `client`'s `seq`th command is the model's `(seq - 1) * clients + client + 1`
+        // (`MultiConfig::command_of`).
+        let clients = self.clients.len().max(1) as u64;
+        let cmd = c
+            .seq
+            .checked_sub(1)
+            .and_then(|s| s.checked_mul(clients))
+            .and_then(|k| k.checked_add(client as u64 + 1))
+            .filter(|&k| k != <u64 as multi::Number>::FABRICATED)
             .ok_or_else(|| {
                 format!(
-                    "{:?} seq {}: beyond the model's {} commands from {} clients",
-                    c.client,
-                    c.seq,
-                    multi::MAX_COMMANDS,
-                    self.clients.len()
+                    "{:?} seq {}: no model command (sequence numbers count from 1)",
+                    c.client, c.seq
                 )
             })?;
         Ok(Command {
@@ -566,14 +551,14 @@ impl Domain {
         })
     }
 
-    fn entry(&self, e: &Entry<KvOp>) -> Result<Entry<u8>, String> {
+    fn entry(&self, e: &Entry<KvOp>) -> Result<Entry<Op>, String> {
         e.try_map_command(|c| self.command(c))
     }
 
     fn votes(
         &self,
         map: &SlotMap<(paxos_protocol::Ballot, Entry<KvOp>)>,
-    ) -> Result<SlotMap<(paxos_protocol::Ballot, Entry<u8>)>, String> {
+    ) -> Result<SlotMap<(paxos_protocol::Ballot, Entry<Op>)>, String> {
         map.iter()
             .map(|(slot, (b, e))| Ok((slot, (*b, self.entry(e)?))))
             .collect()
@@ -668,12 +653,12 @@ impl Domain {
             ));
         }
         Ok(Effect::ReadReply {
-            id: u64::from(read.k),
+            id: read.k,
             output: Some(commands.len() as u64),
         })
     }
 
-    fn record(&self, r: &Record<KvOp>) -> Result<Record<u8>, String> {
+    fn record(&self, r: &Record<KvOp>) -> Result<Record<Op>, String> {
         Ok(match r {
             Record::Round(round) => Record::Round(*round),
             Record::Promise(b) => Record::Promise(*b),
@@ -697,7 +682,7 @@ impl Domain {
         })
     }
 
-    fn durable(&self, d: &Durable<KvOp>) -> Result<Durable<u8>, String> {
+    fn durable(&self, d: &Durable<KvOp>) -> Result<Durable<Op>, String> {
         Ok(Durable {
             round: d.round,
             promised: d.promised,
@@ -774,7 +759,7 @@ impl Domain {
             Input::Tick { now_ms } => Input::Tick { now_ms: *now_ms },
             Input::Compact => Input::Compact,
             Input::Read { id, .. } => Input::Read {
-                id: u64::from(self.read(at, *id)?.k),
+                id: self.read(at, *id)?.k,
                 op: READ_OP,
             },
         })
@@ -786,7 +771,7 @@ impl Domain {
         &self,
         config: &Config,
         s: &KvState,
-        executed: &[Command<u8>],
+        executed: &[Command<Op>],
         snapshot: Option<ImplSnapshot>,
         at: Process,
         clock_offset: i64,
@@ -866,7 +851,7 @@ impl Domain {
                     .iter()
                     .map(|w| {
                         Ok(WaitingRead {
-                            id: u64::from(self.read(at, w.id)?.k),
+                            id: self.read(at, w.id)?.k,
                             op: READ_OP,
                             round: w.round,
                         })
@@ -920,15 +905,15 @@ fn same_cluster(a: &Config, b: &Config) -> bool {
 /// A replica as the model sees it, between two logged transitions.
 #[derive(Clone)]
 struct ModelReplica {
-    state: ReplicaState,
-    storage: Option<ReplicaStorage>,
+    state: ReplicaState<Unbounded>,
+    storage: Option<ReplicaStorage<Unbounded>>,
     timer: bool,
 }
 
 /// What a model handler is run on.
 enum ModelEvent {
     Start,
-    Deliver(Id, MultiMsg),
+    Deliver(Id, MultiMsg<Unbounded>),
     Timeout(MultiTimer),
     /// The `Clock` timer this many times: a tick of the model's clock per millisecond,
     /// without a vector of as many events.
@@ -938,11 +923,11 @@ enum ModelEvent {
 /// Runs the replica actor's handler for `event` from `before`; the outcome in
 /// [`StepOutcome`] form and the replica after it.
 fn model_step(
-    actor: &MultiActor,
+    actor: &MultiActor<Unbounded>,
     id: usize,
     before: &ModelReplica,
     events: &[ModelEvent],
-) -> (StepOutcome, ModelReplica) {
+) -> (StepOutcome<Unbounded>, ModelReplica) {
     let id = Id::from(id);
     let mut after = before.clone();
     let mut sends = Vec::new();
@@ -970,8 +955,9 @@ fn model_step(
                 None
             }
             ModelEvent::Deliver(src, msg) => {
-                let mut cow = Cow::Owned(MultiState::Replica(after.state));
-                actor.on_msg(id, &mut cow, *src, *msg, &mut out);
+                let replica = std::mem::replace(&mut after.state, ReplicaState::empty());
+                let mut cow = Cow::Owned(MultiState::Replica(replica));
+                actor.on_msg(id, &mut cow, *src, msg.clone(), &mut out);
                 if let MultiState::Replica(r) = cow.into_owned() {
                     after.state = r;
                 }
@@ -981,7 +967,8 @@ fn model_step(
             ModelEvent::Clock(_) => Some(&MultiTimer::Clock),
         };
         if let Some(timer) = timer {
-            let mut cow = Cow::Owned(MultiState::Replica(after.state));
+            let replica = std::mem::replace(&mut after.state, ReplicaState::empty());
+            let mut cow = Cow::Owned(MultiState::Replica(replica));
             actor.on_timeout(id, &mut cow, timer, &mut out);
             if let MultiState::Replica(r) = cow.into_owned() {
                 after.state = r;
@@ -999,7 +986,7 @@ fn model_step(
     }
     sends.sort();
     let outcome = StepOutcome {
-        state: canonical(after.state),
+        state: canonical(after.state.clone()),
         sends,
         persisted: model_recovery_view(after.storage.as_ref()),
         election_timer: after.timer,
@@ -1017,14 +1004,14 @@ struct Node {
     /// The model's view of the replica (`None` before its first start).
     model: Option<ModelReplica>,
     /// What the current process has executed, in order (from its snapshot on, if any).
-    executed: Vec<Command<u8>>,
+    executed: Vec<Command<Op>>,
     /// The durable state as the records persisted so far fold it, below the snapshot dropped.
-    durable: Durable<u8>,
+    durable: Durable<Op>,
     /// The replica's snapshot at its compaction point (K1, K4), durable with the step that
     /// took or installed it.
     snapshot: Option<ImplSnapshot>,
     /// Every record persisted, across processes, with the index of its step in `steps`.
-    records: Vec<(Record<u8>, usize)>,
+    records: Vec<(Record<Op>, usize)>,
     /// Every snapshot taken or installed, with the number of records persisted before it and
     /// the index of its step in `steps`: recovery starts from one of them (or from nothing)
     /// and folds a prefix of the records after it.
@@ -1075,7 +1062,7 @@ pub fn validate(paths: &[PathBuf]) -> Result<Report, String> {
 /// [`validate`] on lines already read.
 pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, String> {
     let domain = Domain::of(lines)?;
-    let model = multi::model(domain.cfg.clone());
+    let actor = MultiActor::<Unbounded>::replica(domain.cfg.clone());
     let mut report = Report {
         format: REPORT_FORMAT.to_string(),
         files: paths.iter().map(|p| p.display().to_string()).collect(),
@@ -1115,7 +1102,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
         let i = logged.node() as usize;
         let node = &mut nodes[i];
         node.process = logged.process();
-        let actor = &model.actors[i];
+        let actor = &actor;
         let model_before = node
             .model
             .as_ref()
@@ -1261,7 +1248,7 @@ fn message_keys(msg: &ImplMessage) -> Vec<String> {
             .unwrap_or_else(|e| format!("unserializable {m:?}: {e}"))
     };
     // No real run is longer than the model's log; a longer one is refused elsewhere.
-    msg.per_slot().take(MAX_SLOTS + 1).map(key).collect()
+    msg.per_slot().take(MAX_RUN + 1).map(key).collect()
 }
 
 /// Whether `input` stands for several model steps.
@@ -1356,7 +1343,10 @@ fn describe(input: &KvInput) -> String {
 
 /// Compares the model's outcome with the logged one; on a difference, the model replica to
 /// go on from is the logged one.
-fn compare(expected: &StepOutcome, actual: &StepOutcome) -> Result<(), Failure> {
+fn compare(
+    expected: &StepOutcome<Unbounded>,
+    actual: &StepOutcome<Unbounded>,
+) -> Result<(), Failure> {
     if expected == actual {
         return Ok(());
     }
@@ -1368,8 +1358,8 @@ fn compare(expected: &StepOutcome, actual: &StepOutcome) -> Result<(), Failure> 
         expected: Some(format!("{expected:?}")),
         actual: Some(format!("{actual:?}")),
         resync: Some(Box::new(ModelReplica {
-            state: actual.state,
-            storage: Some(actual.persisted),
+            state: actual.state.clone(),
+            storage: Some(actual.persisted.clone()),
             timer: actual.election_timer,
         })),
     })
@@ -1384,7 +1374,7 @@ struct Recovered<'a> {
 #[allow(clippy::too_many_arguments)]
 fn validate_start(
     domain: &Domain,
-    actor: &MultiActor,
+    actor: &MultiActor<Unbounded>,
     i: usize,
     node: &mut Node,
     config: &Config,
@@ -1428,7 +1418,7 @@ fn validate_start(
     node.snapshot = snapshot;
     if domain.cfg.leases > 0 {
         // The model recovers with the clock its storage kept (a fresh start with 0).
-        let model_clock = before.storage.map_or(0, |s| s.clock);
+        let model_clock = before.storage.as_ref().map_or(0, |s| s.clock);
         node.clock_offset =
             i64::from(model_clock) - i64::try_from(state.timers.now_ms).unwrap_or(i64::MAX);
     }
@@ -1450,7 +1440,7 @@ fn validate_start(
 
 /// A model replica state the start handler overwrites (the model starts every replica from
 /// its storage alone).
-fn initial_placeholder() -> ReplicaState {
+fn initial_placeholder() -> ReplicaState<Unbounded> {
     ReplicaState::empty()
 }
 
@@ -1461,12 +1451,12 @@ fn initial_placeholder() -> ReplicaState {
 /// recovery started from were never durable (a crash came first) and are forgotten.
 fn surviving_prefix(
     node: &mut Node,
-    recovered: &Durable<u8>,
+    recovered: &Durable<Op>,
     snapshot: Option<&ImplSnapshot>,
 ) -> Result<(usize, Option<usize>), Failure> {
     // The durable state at each snapshot: the one before with the records between folded
     // in, and the log below the new snapshot dropped.
-    let mut bases: Vec<(usize, Durable<u8>, Option<&ImplSnapshot>)> =
+    let mut bases: Vec<(usize, Durable<Op>, Option<&ImplSnapshot>)> =
         vec![(0, Durable::default(), None)];
     for (at, _, s) in &node.snapshots {
         let (from, mut durable, _) = bases[bases.len() - 1].clone();
@@ -1542,7 +1532,7 @@ fn logged_outcome(
     config: &Config,
     state: &KvState,
     effects: Vec<ImplEffect>,
-) -> Result<StepOutcome, Failure> {
+) -> Result<StepOutcome<Unbounded>, Failure> {
     let before = (node.durable.clone(), node.snapshot.clone());
     for effect in &effects {
         match effect {
@@ -1582,7 +1572,7 @@ fn reexecuted(
     domain: &Domain,
     state: &KvState,
     snapshot: Option<&ImplSnapshot>,
-) -> Result<Vec<Command<u8>>, String> {
+) -> Result<Vec<Command<Op>>, String> {
     // Keyed by the model's client ids, which the snapshot's commands carry.
     let mut last_seq: BTreeMap<ClientId, u64> = BTreeMap::new();
     let mut executed = Vec::new();
@@ -1607,7 +1597,7 @@ fn reexecuted(
 
 fn validate_step(
     domain: &Domain,
-    actor: &MultiActor,
+    actor: &MultiActor<Unbounded>,
     i: usize,
     node: &mut Node,
     input: &KvInput,
@@ -1697,16 +1687,16 @@ fn model_events(
     // at its ballot. A slot where the receiver holds no vote at that ballot is not in flight
     // there (the receiver does not lead at it, or the slot was never proposed, which no
     // follower answers), and the model ignores a vote for it whatever the command: no event.
-    let votes = votes_to_impl(&domain.cfg, &before.state.accepted);
+    let votes = votes_to_impl::<Unbounded>(&domain.cfg, &before.state.accepted);
     let deliver = |from: u32, msg: &ImplMessage| -> Result<Vec<ModelEvent>, Failure> {
-        let msgs = msg_to_model(&domain.cfg, msg, &votes).map_err(Failure::plain)?;
+        let msgs = msg_to_model::<Unbounded>(&domain.cfg, msg, &votes).map_err(Failure::plain)?;
         let src = Id::from(from as usize);
         Ok(msgs
             .into_iter()
             .map(|m| ModelEvent::Deliver(src, m))
             .collect())
     };
-    let request = |c: &Command<u8>| {
+    let request = |c: &Command<Op>| {
         let client = domain.cfg.client_id(c.client.0 as usize);
         ModelEvent::Deliver(client, MultiMsg::Request(multi::Cmd(c.op)))
     };
@@ -1770,26 +1760,23 @@ fn model_events(
         Input::Message { from, msg } => deliver(*from, msg)?,
         Input::ClientRequest(c) => vec![request(c)],
         Input::ClientRequests(cs) => {
-            let mut cs: Vec<&Command<u8>> = cs.iter().collect();
+            let mut cs: Vec<&Command<Op>> = cs.iter().collect();
             cs.sort_by_key(|c| c.id());
             cs.into_iter().map(request).collect()
         }
-        Input::Read { id, .. } => {
-            let k = u8::try_from(*id).map_err(|_| Failure::plain(format!("read {id}")))?;
-            vec![ModelEvent::Deliver(
-                domain.cfg.reader_id(),
-                MultiMsg::Read(k),
-            )]
-        }
+        Input::Read { id, .. } => vec![ModelEvent::Deliver(
+            domain.cfg.reader_id(),
+            MultiMsg::Read(*id),
+        )],
     };
     clock.extend(events);
     Ok(clock)
 }
 
 /// The outcome of a transition that changes nothing the model sees.
-fn stutter(before: &ModelReplica) -> StepOutcome {
+fn stutter(before: &ModelReplica) -> StepOutcome<Unbounded> {
     StepOutcome {
-        state: canonical(before.state),
+        state: canonical(before.state.clone()),
         sends: Vec::new(),
         persisted: model_recovery_view(before.storage.as_ref()),
         election_timer: before.timer,

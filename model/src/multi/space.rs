@@ -171,6 +171,9 @@ pub trait StateMachine<N: Number>: StatePart {
     fn iter(&self) -> impl Iterator<Item = Cmd<N>> + '_;
     fn len(&self) -> usize;
     fn push(&mut self, cmd: Cmd<N>);
+    /// The state machine that executed `commands`, in order, or `None` when this space
+    /// cannot hold that many.
+    fn from_commands(commands: impl IntoIterator<Item = Cmd<N>>) -> Option<Self>;
     /// As traces show a snapshot.
     fn fmt_padded(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
 
@@ -225,6 +228,8 @@ pub trait Space:
     type Applied: AppliedSet<Self::N>;
     type CmdSet: CommandSet<Self::N>;
     type Waiting: WaitingReads<Self::N>;
+    /// How many slots its slot vectors hold (slots `0..SLOTS`).
+    const SLOTS: u64;
 
     // `Clone` of the generic states and messages (see `clone_through_space` in the parent
     // module): a copy in `Small`, where they are `Copy`; field by field elsewhere.
@@ -277,6 +282,7 @@ impl Space for Small {
     type Applied = Applied;
     type CmdSet = CmdSet;
     type Waiting = Waiting;
+    const SLOTS: u64 = MAX_SLOTS as u64;
 
     space_clones!(copy);
 }
@@ -292,6 +298,7 @@ impl Space for Unbounded {
     type Applied = AppliedSlots;
     type CmdSet = CmdIds;
     type Waiting = WaitingMap;
+    const SLOTS: u64 = u64::MAX;
 
     space_clones!(fields);
 }
@@ -485,6 +492,10 @@ impl StateMachine<u8> for Executed {
 
     fn len(&self) -> usize {
         Executed::len(self)
+    }
+
+    fn from_commands(commands: impl IntoIterator<Item = Cmd>) -> Option<Self> {
+        Executed::of(commands)
     }
 
     fn push(&mut self, cmd: Cmd) {
@@ -707,6 +718,10 @@ impl StateMachine<u64> for ExecutedLog {
 
     fn push(&mut self, cmd: Cmd<u64>) {
         self.0.push_back(cmd);
+    }
+
+    fn from_commands(commands: impl IntoIterator<Item = Cmd<u64>>) -> Option<Self> {
+        Some(ExecutedLog::of(commands))
     }
 
     fn fmt_padded(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
