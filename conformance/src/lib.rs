@@ -29,16 +29,16 @@ use paxos_protocol::Ballot as ImplBallot;
 
 /// Model ballots name their proposer by actor index; implementation ballots by node id. The
 /// conformance harness numbers impl nodes by the model's actor indices, so the map is 1:1.
-pub fn ballot_to_model(ballot: ImplBallot) -> Option<ModelBallot> {
+pub fn ballot_to_model<R: TryFrom<u64>>(ballot: ImplBallot) -> Option<ModelBallot<R>> {
     Some(ModelBallot {
-        round: u8::try_from(ballot.round).ok()?,
+        round: R::try_from(ballot.round).ok()?,
         proposer: u8::try_from(ballot.node).ok()?,
     })
 }
 
-pub fn ballot_to_impl(ballot: ModelBallot) -> ImplBallot {
+pub fn ballot_to_impl<R: Into<u64>>(ballot: ModelBallot<R>) -> ImplBallot {
     ImplBallot {
-        round: u64::from(ballot.round),
+        round: ballot.round.into(),
         node: u32::from(ballot.proposer),
     }
 }
@@ -69,7 +69,7 @@ mod tests {
     #[test]
     fn impl_ballots_beyond_the_model_bounds_have_no_model_image() {
         assert_eq!(
-            ballot_to_model(ImplBallot {
+            ballot_to_model::<u8>(ImplBallot {
                 round: 300,
                 node: 0
             }),

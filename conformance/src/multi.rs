@@ -59,7 +59,7 @@ use std::sync::Arc;
 use paxos_model::multi::{
     self, AppliedSet, Cmd, CmdOf, CommandSet, LeaderPhase, LeaseClock, MultiConfig, MultiModel,
     MultiModelState, MultiMsg, MultiState, MultiTimer, Number, ReadIndex, ReplicaState,
-    ReplicaStorage, Small, SlotEntry, SlotVec, SlotsOf, Space, StateMachine, Ticks, Vote, VoteOf,
+    ReplicaStorage, SlotEntry, SlotVec, SlotsOf, Small, Space, StateMachine, Ticks, Vote, VoteOf,
     WaitingReads,
 };
 use paxos_model::types::{Ballot, IdSet};
@@ -221,14 +221,11 @@ pub fn entry_to_impl<N: Number>(cfg: &MultiConfig, cmd: Cmd<N>) -> Entry<Op> {
 /// commands, or the one a seeded bug fabricates), and its `(client, seq)` must be that
 /// command's.
 pub fn command_to_model<N: Number>(cfg: &MultiConfig, c: &Command<Op>) -> Result<Cmd<N>, String> {
-    let known = |cmd: &Cmd<N>| {
-        !cmd.is_noop() && (c.op <= cfg.commands as u64 || *cmd == Cmd::fabricated())
-    };
+    let known =
+        |cmd: &Cmd<N>| !cmd.is_noop() && (c.op <= cfg.commands as u64 || *cmd == Cmd::fabricated());
     let cmd = N::try_from(c.op).ok().map(Cmd).filter(known);
     match cmd.map(|cmd| (cmd, cfg.command_owner(cmd))) {
-        Some((cmd, (client, seq))) if (client as u64, seq.get()) == (c.client.0, c.seq) => {
-            Ok(cmd)
-        }
+        Some((cmd, (client, seq))) if (client as u64, seq.get()) == (c.client.0, c.seq) => Ok(cmd),
         _ => Err(format!("command {c:?} is no model command")),
     }
 }
@@ -240,7 +237,7 @@ pub fn entry_to_model<N: Number>(cfg: &MultiConfig, entry: &Entry<Op>) -> Result
     }
 }
 
-fn ballot_out(b: ImplBallot) -> Result<Ballot, String> {
+fn ballot_out<N: Number>(b: ImplBallot) -> Result<Ballot<N>, String> {
     ballot_to_model(b).ok_or_else(|| format!("ballot {b} is beyond the model's bounds"))
 }
 
@@ -549,7 +546,7 @@ pub fn durable_to_impl<S: Space>(
     match storage {
         None => Durable::default(),
         Some(s) => Durable {
-            round: u64::from(s.round),
+            round: s.round.get(),
             promised: Some(ballot_to_impl(s.promised)),
             accepted: slots_to_map(&s.accepted, |v| vote_to_impl(cfg, v)),
             chosen: slots_to_map(&s.chosen, |c| entry_to_impl(cfg, c)),
@@ -567,14 +564,14 @@ pub(crate) fn persisted_to_impl<S: Space>(
 }
 
 /// The bootstrap promise every replica holds before it writes one (M11 on empty storage).
-fn bootstrap_ballot() -> Ballot {
-    Ballot::new(1, 0)
+fn bootstrap_ballot<N: Number>() -> Ballot<N> {
+    Ballot::new(N::from(1), 0)
 }
 
 /// The model's storage as recovery reads it (M11).
 pub fn model_recovery_view<S: Space>(storage: Option<&ReplicaStorage<S>>) -> ReplicaStorage<S> {
     let s = storage.cloned().unwrap_or(ReplicaStorage {
-        round: 0,
+        round: Default::default(),
         promised: bootstrap_ballot(),
         accepted: Default::default(),
         chosen: Default::default(),
@@ -834,7 +831,10 @@ fn reads_to_model<S: Space>(
 ) -> Result<ReadIndex<S>, String> {
     let mut waiting = S::Waiting::default();
     for read in &reads.waiting {
-        waiting.set(read_to_model::<S>(read.id)?, within("read round", read.round)?);
+        waiting.set(
+            read_to_model::<S>(read.id)?,
+            within("read round", read.round)?,
+        );
     }
     Ok(ReadIndex {
         fence: if cfg.reads > 0 {
@@ -867,7 +867,7 @@ pub fn canonical<S: Space>(mut r: ReplicaState<S>) -> ReplicaState<S> {
 /// Whether the model's round bound still allows a campaign from this replica (M1).
 fn campaign_within_bound(cfg: &MultiConfig, replica: &ImplReplica) -> bool {
     let seen = replica.round().max(replica.promised().round);
-    seen < u64::from(cfg.max_round)
+    seen < cfg.max_round
 }
 
 // ------------------------------------------------------------------------------ one step

@@ -32,11 +32,11 @@
 //!
 //! And across replicas: every message a replica received was sent to it by its sender.
 //!
-//! The model's log has [`MAX_SLOTS`] slots and at most [`multi::MAX_COMMANDS`] commands from
-//! at most 3 clients, so a run is validated only when it stays within those bounds: replicas
-//! started with `[limits] slot_limit` at most 4, and a bounded workload (`paxos-node chaos
-//! --step-logs --ops-per-client 2 --slot-limit 4`). A run beyond them is refused with the
-//! bound it exceeds, not validated in part.
+//! The model's replica runs in its [`Unbounded`] space (specs/proposals/unbounded-validation.md):
+//! the same transition code the exhaustive check explores in `Small`, on persistent maps and
+//! `u64` slots, command ids, read numbers and rounds, so a run of any length, with any number
+//! of clients, slots, elections and reads, is validated. The model's slot bound is the run's
+//! own `[limits] slot_limit` (none by default).
 //!
 //! Commands: real clients map to model clients in ascending id order, a client's `seq` is the
 //! model's, so the command is `MultiConfig::command_of(client, seq)`, and the key-value
@@ -49,10 +49,9 @@
 //! offset fixed at its start (`model_reading`).
 //!
 //! Reads (Q1–Q5): a read the core received is the model's read `k`, the lowest number no
-//! other read waiting at that replica holds, so a run is validated when at most
-//! [`MAX_READS`] reads wait at one replica at once (any number in all). A read's answer must
-//! be what the key-value state after the commands executed below the replica's applied slot
-//! gives for its operation, and it stands for the model's answer with that prefix.
+//! other read waiting at that replica holds. A read's answer must be what the key-value state
+//! after the commands executed below the replica's applied slot gives for its operation, and
+//! it stands for the model's answer with that prefix.
 
 use std::borrow::Cow;
 use std::collections::{btree_map, BTreeMap, BTreeSet};
@@ -104,9 +103,6 @@ pub struct Logged {
     /// ids are the process's own (reads live in memory), so a read is named by its replica,
     /// its process and its id.
     pub incarnation: usize,
-    /// The whole replica state after this line: a start line's own, a step line's rebuilt
-    /// from the replica's previous line ([`paxos_protocol::step_log::StepState::after`]).
-    pub state: KvState,
 }
 
 impl Logged {
@@ -136,11 +132,12 @@ struct Process {
 }
 
 /// Reads step logs; lines are kept in file order. A malformed line is an error that names it.
+/// A step line holds what the step changed ([`paxos_protocol::step_log::StepState`]): the
+/// whole replica state after it is rebuilt during validation ([`States`]), never kept per
+/// line.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
     let mut lines = Vec::new();
     let mut starts: BTreeMap<u32, usize> = BTreeMap::new();
-    // Each replica's state after its latest line, which its next step line changes.
-    let mut states: BTreeMap<u32, KvState> = BTreeMap::new();
     for path in paths {
         let text =
             fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -173,7 +170,6 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
                     ));
                 }
             }
-            let place = || format!("{}:{}", path.display(), i + 1);
             let node = match &entry {
                 StepLine::Start { node, .. } | StepLine::Step { node, .. } => *node,
             };
@@ -182,35 +178,46 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
                 *incarnation += 1;
             }
             let incarnation = *incarnation;
-            let state = match &entry {
-                StepLine::Start { state, .. } => state.clone(),
-                StepLine::Step { state, effects, .. } => {
-                    let before = states.remove(&node).ok_or_else(|| {
-                        format!(
-                            "{}: a step of n{node} before its first start line: the log is \
-                             incomplete",
-                            place()
-                        )
-                    })?;
-                    state.clone().after(before, effects).map_err(|e| {
-                        format!(
-                            "{}: the step's records do not fold onto the replica's votes: {e:?}",
-                            place()
-                        )
-                    })?
-                }
-            };
-            states.insert(node, state.clone());
             lines.push(Logged {
                 file: path.clone(),
                 line: i + 1,
                 entry,
                 incarnation,
-                state,
             });
         }
     }
     Ok(lines)
+}
+
+/// Each replica's whole state after its latest line, which its next step line changes.
+#[derive(Default)]
+struct States(BTreeMap<u32, KvState>);
+
+impl States {
+    /// The replica state after `logged`: a start line's own, a step line's rebuilt from the
+    /// replica's previous line ([`paxos_protocol::step_log::StepState::after`]).
+    fn after(&mut self, logged: &Logged) -> Result<&KvState, String> {
+        let node = logged.node();
+        let state = match &logged.entry {
+            StepLine::Start { state, .. } => state.clone(),
+            StepLine::Step { state, effects, .. } => {
+                let before = self.0.remove(&node).ok_or_else(|| {
+                    format!(
+                        "{}: a step of n{node} before its first start line: the log is \
+                         incomplete",
+                        logged.place()
+                    )
+                })?;
+                state.clone().after(before, effects).map_err(|e| {
+                    format!(
+                        "{}: the step's records do not fold onto the replica's votes: {e:?}",
+                        logged.place()
+                    )
+                })?
+            }
+        };
+        Ok(self.0.entry(node).insert_entry(state).into_mut())
+    }
 }
 
 /// Whether a line that does not parse is the torn end of a killed process's log: the last
@@ -292,9 +299,13 @@ impl Report {
         let mut out = String::from("== paxos-conform validate ==\n");
         out += &format!("logs:         {}\n", self.files.join(" "));
         let c = &self.model_config;
+        let slots = match c.slots {
+            usize::MAX => "unbounded".to_string(),
+            limit => format!("at most {limit}"),
+        };
         out += &format!(
-            "model:        {} replicas, {} clients, {} commands, {} slots, window {}\n",
-            c.replicas, c.clients, c.commands, c.slots, c.window
+            "model:        {} replicas, {} clients, {} commands, slots {slots}, window {}\n",
+            c.replicas, c.clients, c.commands, c.window
         );
         out += &format!(
             "transitions:  {} validated ({} starts), {} peer messages received and found sent\n",
@@ -484,7 +495,7 @@ impl Domain {
                 commands: 0,
                 slots,
                 window,
-                max_round: u8::MAX,
+                max_round: u64::MAX,
                 elections: u8::MAX,
                 retries: 0,
                 spread_clients: false,
@@ -1098,15 +1109,16 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
         })
         .collect();
     let mut rejections = Vec::new();
+    let mut states = States::default();
     for logged in lines {
+        let state = states.after(logged)?;
         let i = logged.node() as usize;
         let node = &mut nodes[i];
         node.process = logged.process();
         let actor = &actor;
-        let model_before = node
-            .model
-            .as_ref()
-            .map_or("(not started)".into(), |m| format!("{:?}", m.state));
+        // Shown only with a rejection: formatting a long run's state at every step would
+        // cost more than validating it.
+        let model_before = ModelBefore(node.model.as_ref().map(|m| m.state.clone()));
         let checked = match &logged.entry {
             StepLine::Start {
                 config,
@@ -1137,7 +1149,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                         if !sent.contains(&(*from, i as u32, key.clone())) {
                             rejections.push(rejection(
                                 logged,
-                                model_before.clone(),
+                                &model_before,
                                 format!("n{from} never sent this message to n{i}: {key}"),
                                 None,
                                 None,
@@ -1146,14 +1158,14 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                         received.push((*from, i as u32, key));
                     }
                 }
-                validate_step(&domain, actor, i, node, input, effects, &logged.state)
+                validate_step(&domain, actor, i, node, input, effects, state)
             }
         };
         report.transitions += 1;
         if let Err(failure) = checked {
             rejections.push(rejection(
                 logged,
-                model_before,
+                &model_before,
                 failure.reason,
                 failure.expected,
                 failure.actual,
@@ -1190,9 +1202,69 @@ impl Failure {
     }
 }
 
+/// The model replica before a step, for a rejection's report.
+struct ModelBefore(Option<ReplicaState<Unbounded>>);
+
+/// The most characters of a state a rejection shows: a long run's replica holds thousands of
+/// slots and commands.
+const SHOWN_CHARS: usize = 2_000;
+
+impl ModelBefore {
+    fn shown(&self) -> String {
+        match &self.0 {
+            None => "(not started)".into(),
+            Some(state) => shortened(&format!("{state:?}")),
+        }
+    }
+}
+
+/// `text`, or its first [`SHOWN_CHARS`] characters and how many more there are.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        None => text.to_string(),
+        Some((cut, _)) => format!(
+            "{} … ({} more characters)",
+            &text[..cut],
+            text[cut..].chars().count()
+        ),
+    }
+}
+
+/// The model's and the log's versions of one thing, shortened to where they differ: what is
+/// the same on both sides before and after the difference is elided, with some context.
+fn where_they_differ(expected: &str, actual: &str) -> (String, String) {
+    const CONTEXT: usize = 300;
+    if expected.len() + actual.len() <= 2 * SHOWN_CHARS {
+        return (expected.to_string(), actual.to_string());
+    }
+    let (e, a) = (expected.as_bytes(), actual.as_bytes());
+    let same_start = e.iter().zip(a).take_while(|(x, y)| x == y).count();
+    let same_end = e
+        .iter()
+        .rev()
+        .zip(a.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
+        .min(e.len().min(a.len()) - same_start);
+    let excerpt = |text: &str| {
+        let mut from = same_start.saturating_sub(CONTEXT);
+        let mut to = (text.len() - same_end + CONTEXT).min(text.len());
+        while !text.is_char_boundary(from) {
+            from -= 1;
+        }
+        while !text.is_char_boundary(to) {
+            to += 1;
+        }
+        let before = if from > 0 { "… " } else { "" };
+        let after = if to < text.len() { " …" } else { "" };
+        shortened(&format!("{before}{}{after}", &text[from..to]))
+    };
+    (excerpt(expected), excerpt(actual))
+}
+
 fn rejection(
     logged: &Logged,
-    model_before: String,
+    model_before: &ModelBefore,
     reason: String,
     expected: Option<String>,
     actual: Option<String>,
@@ -1209,7 +1281,7 @@ fn rejection(
         at: logged.place(),
         event,
         reason,
-        model_before,
+        model_before: model_before.shown(),
         expected,
         actual,
     }
@@ -1350,13 +1422,14 @@ fn compare(
     if expected == actual {
         return Ok(());
     }
+    let shown = where_they_differ(&format!("{expected:?}"), &format!("{actual:?}"));
     Err(Failure {
         reason: format!(
             "the model does otherwise: {} differ",
             expected.differences(actual).join(", ")
         ),
-        expected: Some(format!("{expected:?}")),
-        actual: Some(format!("{actual:?}")),
+        expected: Some(shown.0),
+        actual: Some(shown.1),
         resync: Some(Box::new(ModelReplica {
             state: actual.state.clone(),
             storage: Some(actual.persisted.clone()),

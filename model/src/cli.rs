@@ -107,7 +107,7 @@ pub struct MultiBounds {
     /// Highest round an election may use: 1 keeps the initial leader, 2 allows every replica
     /// one election, and so on.
     #[arg(long, default_value_t = MultiConfig::default().max_round)]
-    pub rounds: u8,
+    pub rounds: u64,
     /// Elections the whole run may hold (any replica may campaign; each uses a higher round).
     #[arg(long, default_value_t = MultiConfig::default().elections)]
     pub elections: u8,

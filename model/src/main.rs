@@ -590,7 +590,7 @@ fn witness_flags(cfg: &MultiConfig, depth: Option<usize>) -> String {
         ("--slots", cfg.slots, d.slots),
         // The command line defaults --window to --slots.
         ("--window", cfg.window, cfg.slots),
-        ("--rounds", cfg.max_round.into(), d.max_round.into()),
+        ("--rounds", cfg.max_round as usize, d.max_round as usize),
         ("--elections", cfg.elections.into(), d.elections.into()),
         ("--retries", cfg.retries.into(), d.retries.into()),
         ("--crashes", cfg.crashes, d.crashes),

@@ -70,7 +70,7 @@ pub struct MultiConfig {
     /// At most this many slots in flight for new commands at the leader.
     pub window: usize,
     /// The highest round an election may use (bootstrap uses round 1).
-    pub max_round: u8,
+    pub max_round: u64,
     /// How many elections (M1 campaigns) a run may hold, across all replicas.
     pub elections: u8,
     /// How often a client may resend its outstanding request to every replica.
@@ -224,12 +224,12 @@ impl MultiConfig {
         }
         for (option, value) in [
             ("--rounds", self.max_round),
-            ("--elections", self.elections),
-            ("--retries", self.retries),
-            ("--compactions", self.compactions),
-            ("--catch-ups", self.catch_ups),
+            ("--elections", self.elections.into()),
+            ("--retries", self.retries.into()),
+            ("--compactions", self.compactions.into()),
+            ("--catch-ups", self.catch_ups.into()),
         ] {
-            if value > WALK_BOUND_MAX {
+            if value > u64::from(WALK_BOUND_MAX) {
                 return Err(format!(
                     "{option} must be at most {WALK_BOUND_MAX} (got {value})"
                 ));
@@ -610,6 +610,8 @@ crate::types::bug_names!(MultiBug);
 
 /// A command of space `S`.
 pub type CmdOf<S> = Cmd<<S as Space>::N>;
+/// A ballot of space `S`.
+pub type BallotOf<S> = Ballot<<S as Space>::N>;
 /// A vote of space `S`.
 pub type VoteOf<S> = Vote<<S as Space>::N>;
 /// A slot vector of space `S`.
@@ -620,12 +622,12 @@ pub type SlotsOf<S, T> = <S as Space>::Slots<T>;
 pub enum MultiMsg<S: Space = Small> {
     /// Phase 1a, with the candidate's applied prefix (K2; 0 when the configuration allows no
     /// compaction, since then no one reads it).
-    Prepare(Ballot, S::N),
+    Prepare(BallotOf<S>, S::N),
     /// Phase 1b: the votes at or above the compaction point, and the compaction point (K2).
-    Promise(Ballot, SlotsOf<S, Option<VoteOf<S>>>, S::N),
-    Nack(Ballot, Ballot),
-    Accept(Ballot, S::N, CmdOf<S>),
-    Accepted(Ballot, S::N, CmdOf<S>),
+    Promise(BallotOf<S>, SlotsOf<S, Option<VoteOf<S>>>, S::N),
+    Nack(BallotOf<S>, BallotOf<S>),
+    Accept(BallotOf<S>, S::N, CmdOf<S>),
+    Accepted(BallotOf<S>, S::N, CmdOf<S>),
     Decide(S::N, CmdOf<S>),
     Request(CmdOf<S>),
     Reply(CmdOf<S>),
@@ -641,9 +643,9 @@ pub enum MultiMsg<S: Space = Small> {
     /// answered (Q4).
     ReadReply(S::N, S::Executed),
     /// Does the leader's ballot still stand? Round `n` of its confirmations (Q1, Q3).
-    Confirm(Ballot, S::N),
+    Confirm(BallotOf<S>, S::N),
     /// It stood when this was sent (Q2).
-    Confirmed(Ballot, S::N),
+    Confirmed(BallotOf<S>, S::N),
 }
 
 impl Copy for MultiMsg<Small> {}
@@ -853,9 +855,9 @@ impl LeaseClock {
 #[derive(PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ReplicaState<S: Space = Small> {
     /// Durable: the highest round this replica has used for its own ballots.
-    pub round: u8,
+    pub round: S::N,
     /// Durable.
-    pub promised: Ballot,
+    pub promised: BallotOf<S>,
     /// Durable.
     pub accepted: SlotsOf<S, Option<VoteOf<S>>>,
     /// Durable: what this replica knows is chosen.
@@ -889,8 +891,8 @@ impl<S: Space> ReplicaState<S> {
     /// A replica with empty storage: a follower promised to the bootstrap ballot `1.0`.
     pub fn empty() -> Self {
         ReplicaState {
-            round: 0,
-            promised: Ballot::new(1, 0),
+            round: S::N::default(),
+            promised: Ballot::new(S::N::from(1), 0),
             accepted: Default::default(),
             chosen: Default::default(),
             phase: LeaderPhase::Follower,
@@ -904,7 +906,7 @@ impl<S: Space> ReplicaState<S> {
         }
     }
 
-    fn ballot(&self, me: Id) -> Ballot {
+    fn ballot(&self, me: Id) -> BallotOf<S> {
         Ballot::new(self.round, usize::from(me))
     }
 
@@ -1090,8 +1092,8 @@ impl<S: Space> fmt::Debug for MultiState<S> {
 /// What survives a replica's crash.
 #[derive(PartialEq, Eq, Hash, Serialize)]
 pub struct ReplicaStorage<S: Space = Small> {
-    pub round: u8,
-    pub promised: Ballot,
+    pub round: S::N,
+    pub promised: BallotOf<S>,
     pub accepted: SlotsOf<S, Option<VoteOf<S>>>,
     pub chosen: SlotsOf<S, Option<CmdOf<S>>>,
     pub compacted: S::N,
@@ -1107,7 +1109,7 @@ impl Copy for ReplicaStorage<Small> {}
 impl<S: Space> ReplicaStorage<S> {
     /// M11: the promise a replica recovers from this storage: a vote is also a promise, so
     /// the highest ballot it voted in counts when that is above the promise written.
-    pub fn recovered_promise(&self) -> Ballot {
+    pub fn recovered_promise(&self) -> BallotOf<S> {
         let votes = self.accepted.entries().filter_map(|(_, v)| v);
         votes.map(|(b, _)| b).fold(self.promised, Ballot::max)
     }
@@ -1293,9 +1295,9 @@ impl Topology {
     }
 
     /// The round of the next campaign, when the round bound allows one (M1).
-    fn next_campaign<S: Space>(&self, r: &ReplicaState<S>) -> Option<u8> {
-        let round = r.round.max(r.promised.round) + 1;
-        (round <= self.cfg.max_round).then_some(round)
+    fn next_campaign<S: Space>(&self, r: &ReplicaState<S>) -> Option<S::N> {
+        let round = r.round.max(r.promised.round).next();
+        (round.get() <= self.cfg.max_round).then_some(round)
     }
 
     /// The election timer is armed exactly when the replica is not leading and a campaign is
@@ -1410,7 +1412,7 @@ impl<S: Space> Actor for MultiActor<S> {
                         self.apply(id, &mut r, o);
                     }
                     None if usize::from(id) == 0 => {
-                        r.round = 1;
+                        r.round = S::N::from(1);
                         r.phase = LeaderPhase::Leading {
                             next_slot: S::N::default(),
                             votes: Default::default(),
@@ -1633,7 +1635,14 @@ impl<S: Space> MultiActor<S> {
 
     /// M2, M2', M2'', with K2: the Promise reports the compaction point, and a candidate
     /// whose applied prefix is below it gets the snapshot too.
-    fn on_prepare(&self, r: &mut ReplicaState<S>, src: Id, b: Ballot, a: S::N, o: &mut Out<Self>) {
+    fn on_prepare(
+        &self,
+        r: &mut ReplicaState<S>,
+        src: Id,
+        b: BallotOf<S>,
+        a: S::N,
+        o: &mut Out<Self>,
+    ) {
         // L2: while a granted lease holds, a higher ballot gets neither a promise nor a Nack.
         if r.promised < b
             && r.lease.grant_active()
@@ -1669,7 +1678,7 @@ impl<S: Space> MultiActor<S> {
         me: Id,
         r: &mut ReplicaState<S>,
         src: Id,
-        b: Ballot,
+        b: BallotOf<S>,
         accepted: SlotsOf<S, Option<VoteOf<S>>>,
         compacted: S::N,
         o: &mut Out<Self>,
@@ -1844,7 +1853,7 @@ impl<S: Space> MultiActor<S> {
         me: Id,
         r: &mut ReplicaState<S>,
         src: Id,
-        b: Ballot,
+        b: BallotOf<S>,
         s: S::N,
         cmd: CmdOf<S>,
         o: &mut Out<Self>,
@@ -1876,7 +1885,7 @@ impl<S: Space> MultiActor<S> {
         me: Id,
         r: &mut ReplicaState<S>,
         src: Id,
-        b: Ballot,
+        b: BallotOf<S>,
         s: S::N,
         cmd: CmdOf<S>,
         o: &mut Out<Self>,
@@ -1962,8 +1971,8 @@ impl<S: Space> MultiActor<S> {
         &self,
         me: Id,
         r: &mut ReplicaState<S>,
-        b: Ballot,
-        promised: Ballot,
+        b: BallotOf<S>,
+        promised: BallotOf<S>,
         o: &mut Out<Self>,
     ) {
         let t = &*self.topology;
@@ -1971,10 +1980,11 @@ impl<S: Space> MultiActor<S> {
             return;
         }
         // The round bound keeps two buggy leaders from outbidding each other forever.
-        let outbid = t.has_bug(MultiBug::SkipPhase1AfterNack) && promised.round <= t.cfg.max_round;
+        let outbid =
+            t.has_bug(MultiBug::SkipPhase1AfterNack) && promised.round.get() <= t.cfg.max_round;
         if let (true, &LeaderPhase::Leading { next_slot, .. }) = (outbid, &r.phase) {
             // The bug: outbid the Nack and carry on as leader without phase 1.
-            r.round = promised.round + 1;
+            r.round = promised.round.next();
             let b = r.ballot(me);
             r.promised = r.promised.max(b);
             let mut votes = SlotsOf::<S, IdSet>::default();
@@ -2157,7 +2167,14 @@ impl<S: Space> MultiActor<S> {
 
     /// Q2, Q2': confirm a ballot not below the promise; confirming promises nothing. L1:
     /// with leases, confirming grants a lease: no new promise for `L` of this clock.
-    fn on_confirm(&self, r: &mut ReplicaState<S>, src: Id, b: Ballot, n: S::N, o: &mut Out<Self>) {
+    fn on_confirm(
+        &self,
+        r: &mut ReplicaState<S>,
+        src: Id,
+        b: BallotOf<S>,
+        n: S::N,
+        o: &mut Out<Self>,
+    ) {
         let t = &*self.topology;
         if r.promised > b && !t.has_bug(MultiBug::ConfirmAbovePromise) {
             o.send(src, MultiMsg::Nack(b, r.promised));
@@ -2176,7 +2193,7 @@ impl<S: Space> MultiActor<S> {
         me: Id,
         r: &mut ReplicaState<S>,
         src: Id,
-        b: Ballot,
+        b: BallotOf<S>,
         n: S::N,
         o: &mut Out<Self>,
     ) {

@@ -13,33 +13,36 @@ use stateright::{Rewrite, RewritePlan};
 /// The proposer is an actor index, never rewritten by symmetry reduction: proposers are not
 /// interchangeable (each proposes its own value), so the models keep them out of the permuted
 /// set (see [`crate::synod`]'s symmetry notes).
+///
+/// The round is a `u8` in the exhaustive checks (`R` by default); trace validation of real
+/// runs counts rounds in `u64`, as the core does (`multi::Unbounded`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct Ballot {
-    pub round: u8,
+pub struct Ballot<R = u8> {
+    pub round: R,
     pub proposer: u8,
 }
 
-impl Ballot {
-    pub fn new(round: u8, proposer: usize) -> Self {
+impl<R> Ballot<R> {
+    pub fn new(round: R, proposer: usize) -> Self {
         let proposer = u8::try_from(proposer).expect("models have fewer than 256 nodes");
         Ballot { round, proposer }
     }
 }
 
-impl fmt::Debug for Ballot {
+impl<R: fmt::Display> fmt::Debug for Ballot<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.round, self.proposer)
     }
 }
 
-impl fmt::Display for Ballot {
+impl<R: fmt::Display> fmt::Display for Ballot<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
     }
 }
 
-impl<R> Rewrite<R> for Ballot {
-    fn rewrite<S>(&self, _: &RewritePlan<R, S>) -> Self {
+impl<R: Copy, P> Rewrite<P> for Ballot<R> {
+    fn rewrite<S>(&self, _: &RewritePlan<P, S>) -> Self {
         *self
     }
 }

@@ -118,7 +118,7 @@ impl<N: Number> fmt::Debug for Cmd<N> {
 }
 
 /// A vote: the ballot and command an acceptor accepted in a slot.
-pub type Vote<N = u8> = (Ballot, Cmd<N>);
+pub type Vote<N = u8> = (Ballot<N>, Cmd<N>);
 
 /// What a slot vector holds per slot; `T::default()` is the empty entry.
 pub trait SlotEntry:
