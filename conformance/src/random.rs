@@ -434,7 +434,7 @@ fn impl_step(
             let outcome = cluster.durable(i).and_then(|before| {
                 let effects = cluster.recover(i)?;
                 let replica = cluster.replica(i).ok_or("the replica did not recover")?;
-                outcome_from_impl(cfg, replica, effects, before)
+                outcome_from_impl(cfg, replica, effects, before, None)
             });
             return Some((i, outcome));
         }
@@ -458,7 +458,7 @@ fn step_replica(
             None => Vec::new(),
         };
         let replica = cluster.replica(i).ok_or("the replica stopped")?;
-        outcome_from_impl(cfg, replica, effects, before)
+        outcome_from_impl(cfg, replica, effects, before, None)
     });
     Some((i, outcome))
 }

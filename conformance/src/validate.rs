@@ -1108,7 +1108,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
             clock_offset: 0,
         })
         .collect();
-    let mut rejections = Vec::new();
+    let mut rejections = Rejections::default();
     let mut states = States::default();
     for logged in lines {
         let state = states.after(logged)?;
@@ -1147,13 +1147,15 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                     report.messages_received += 1;
                     for key in message_keys(&domain.message(msg)?) {
                         if !sent.contains(&(*from, i as u32, key.clone())) {
-                            rejections.push(rejection(
-                                logged,
-                                &model_before,
-                                format!("n{from} never sent this message to n{i}: {key}"),
-                                None,
-                                None,
-                            ));
+                            rejections.add(|| {
+                                rejection(
+                                    logged,
+                                    &model_before,
+                                    Failure::plain(format!(
+                                        "n{from} never sent this message to n{i}: {key}"
+                                    )),
+                                )
+                            });
                         }
                         received.push((*from, i as u32, key));
                     }
@@ -1162,32 +1164,45 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
             }
         };
         report.transitions += 1;
-        if let Err(failure) = checked {
-            rejections.push(rejection(
-                logged,
-                &model_before,
-                failure.reason,
-                failure.expected,
-                failure.actual,
-            ));
+        if let Err(mut failure) = checked {
             // Go on from what the log shows, so that later rejections are found too.
-            if let Some(resync) = failure.resync {
+            if let Some(resync) = failure.resync.take() {
                 node.model = Some(*resync);
             }
+            rejections.add(|| rejection(logged, &model_before, failure));
         }
     }
-    rejections.extend(unperformed_sends_received(&nodes, &received));
-    report.rejections_total = rejections.len();
-    rejections.truncate(REJECTIONS_KEPT);
-    report.rejections = rejections;
+    for late in unperformed_sends_received(&nodes, &received) {
+        rejections.add(|| late);
+    }
+    report.rejections_total = rejections.total;
+    report.rejections = rejections.kept;
     Ok(report)
+}
+
+/// The rejections of a run: all counted, the first [`REJECTIONS_KEPT`] shown. A run with a
+/// broken core rejects thousands of steps, each of which would otherwise be rendered with
+/// the states on both sides.
+#[derive(Default)]
+struct Rejections {
+    kept: Vec<Rejection>,
+    total: usize,
+}
+
+impl Rejections {
+    fn add(&mut self, rejection: impl FnOnce() -> Rejection) {
+        self.total += 1;
+        if self.kept.len() < REJECTIONS_KEPT {
+            self.kept.push(rejection());
+        }
+    }
 }
 
 /// Why a transition was rejected, and the model replica to go on from.
 struct Failure {
     reason: String,
-    expected: Option<String>,
-    actual: Option<String>,
+    /// The model's outcome and the logged one, when both exist.
+    outcomes: Option<Box<(StepOutcome<Unbounded>, StepOutcome<Unbounded>)>>,
     resync: Option<Box<ModelReplica>>,
 }
 
@@ -1195,8 +1210,7 @@ impl Failure {
     fn plain(reason: impl Into<String>) -> Self {
         Failure {
             reason: reason.into(),
-            expected: None,
-            actual: None,
+            outcomes: None,
             resync: None,
         }
     }
@@ -1262,13 +1276,7 @@ fn where_they_differ(expected: &str, actual: &str) -> (String, String) {
     (excerpt(expected), excerpt(actual))
 }
 
-fn rejection(
-    logged: &Logged,
-    model_before: &ModelBefore,
-    reason: String,
-    expected: Option<String>,
-    actual: Option<String>,
-) -> Rejection {
+fn rejection(logged: &Logged, model_before: &ModelBefore, failure: Failure) -> Rejection {
     let event = match &logged.entry {
         StepLine::Start { recovered, .. } if *recovered == Durable::default() => {
             "start on empty storage".to_string()
@@ -1276,14 +1284,23 @@ fn rejection(
         StepLine::Start { .. } => "restart from the WAL".to_string(),
         StepLine::Step { input, .. } => describe(input),
     };
+    let shown = match failure.outcomes {
+        Some(outcomes) => {
+            let (expected, actual) = *outcomes;
+            let (expected, actual) =
+                where_they_differ(&format!("{expected:?}"), &format!("{actual:?}"));
+            (Some(expected), Some(actual))
+        }
+        None => (None, None),
+    };
     Rejection {
         node: logged.node(),
         at: logged.place(),
         event,
-        reason,
+        reason: failure.reason,
         model_before: model_before.shown(),
-        expected,
-        actual,
+        expected: shown.0,
+        actual: shown.1,
     }
 }
 
@@ -1422,14 +1439,12 @@ fn compare(
     if expected == actual {
         return Ok(());
     }
-    let shown = where_they_differ(&format!("{expected:?}"), &format!("{actual:?}"));
     Err(Failure {
         reason: format!(
             "the model does otherwise: {} differ",
             expected.differences(actual).join(", ")
         ),
-        expected: Some(shown.0),
-        actual: Some(shown.1),
+        outcomes: Some(Box::new((expected.clone(), actual.clone()))),
         resync: Some(Box::new(ModelReplica {
             state: actual.state.clone(),
             storage: Some(actual.persisted.clone()),
@@ -1507,7 +1522,7 @@ fn validate_start(
     };
     let (expected, model_after) = model_step(actor, i, &before, events);
     node.push_step(&effects, model_after);
-    let actual = logged_outcome(domain, node, config, state, effects)?;
+    let actual = logged_outcome(domain, node, config, state, effects, &expected)?;
     compare(&expected, &actual)
 }
 
@@ -1605,6 +1620,7 @@ fn logged_outcome(
     config: &Config,
     state: &KvState,
     effects: Vec<ImplEffect>,
+    expected: &StepOutcome<Unbounded>,
 ) -> Result<StepOutcome<Unbounded>, Failure> {
     let before = (node.durable.clone(), node.snapshot.clone());
     for effect in &effects {
@@ -1634,7 +1650,7 @@ fn logged_outcome(
             node.clock_offset,
         )
         .map_err(Failure::plain)?;
-    outcome_from_impl(&domain.cfg, &replica, effects, before)
+    outcome_from_impl(&domain.cfg, &replica, effects, before, Some(expected))
         .map_err(|e| Failure::plain(format!("the logged state has no model counterpart: {e}")))
 }
 
@@ -1708,7 +1724,6 @@ fn validate_step(
         .cloned()
         .partition(|e| is_unmodelled_send(&input, e));
     let unmodelled_sends = check_unmodelled_sends(&input, &unmodelled, state, domain);
-    let logged = logged_outcome(domain, node, &config, state, compared);
     let (mut expected, model_after) = match &events {
         Ok(events) if !events.is_empty() => model_step(actor, i, &before, events),
         Ok(_) | Err(_) => (stutter(&before), before),
@@ -1719,6 +1734,7 @@ fn validate_step(
     expected
         .sends
         .dedup_by(|a, b| a == b && matches!(a.1, MultiMsg::Nack(..) | MultiMsg::Snapshot(..)));
+    let logged = logged_outcome(domain, node, &config, state, compared, &expected);
     node.push_step(&effects, model_after);
     events?;
     unmodelled_sends?;
