@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Trace validation of many real runs: for 3 and 5 replicas, RUNS bounded chaos runs (every fault
-# kind, a workload within the Multi-Paxos model's bounds, step logs on), each checked for
-# linearizability by the chaos harness and transition by transition against the model by
-# `paxos-conform validate`. Two runs in three snapshot after every applied slot, so that
-# compaction, snapshot messages and installs are validated too. Prints one line per run and the totals; exit 1 if any run failed.
+# Trace validation of many real runs: for 3 and 5 replicas, RUNS chaos runs (every fault kind,
+# step logs on), each checked for linearizability by the chaos harness and transition by
+# transition against the model by `paxos-conform validate`. Runs snapshot often (two in three
+# of the small ones), so that compaction, snapshot messages and installs are validated too.
+# Prints one line per run and the totals; exit 1 if any run failed.
 #
 #   scripts/validate-runs.sh [RUNS] [FIRST_SEED]      # default 10 runs per size, seeds from 1000
+#
+# WORKLOAD=small (the default) runs 6 s with 2 clients of 2 operations on one key in a log of 4
+# slots, snapshotting after every applied slot, every other run with the clients acting
+# together: short runs that reach every rule quickly.
+# WORKLOAD=full runs the chaos harness's own workload (6 clients, 4 keys, as many operations
+# as the run allows, no slot limit) for DURATION seconds (default 30), snapshotting every 500
+# applied slots: tens of thousands of operations per run, validated against the model's
+# unbounded representation. CI runs one full run of each size.
 #
 # READ_POLICY=lease runs the replicas with leases (default: the read index),
 # CLOCK_DRIFT_PPM=N runs the initial leader's clock N ppm off the host's, and READER_OPS=N
@@ -19,6 +27,17 @@ policy=(--read-policy "${READ_POLICY:-read-index}")
 reader_ops=(--reader-ops "${READER_OPS:-20}")
 drift=()
 [ -n "${CLOCK_DRIFT_PPM:-}" ] && drift=(--clock-drift-ppm="$CLOCK_DRIFT_PPM")
+case "${WORKLOAD:-small}" in
+  small) workload=(--clients 2 --keys 1 --ops-per-client 2 --slot-limit 4 --window 2
+                   --duration-secs 6 --hold-ms 800)
+         interval=1 every=3 ;;
+  full) workload=(--duration-secs "${DURATION:-30}")
+        # The harness's own clients read as well; a reader client, and clients acting
+        # together, need a bounded workload.
+        reader_ops=()
+        interval=500 every=0 ;;
+  *) echo "WORKLOAD must be small or full (got ${WORKLOAD})" >&2; exit 2 ;;
+esac
 cargo build --release --quiet -p paxos-impl --bin paxos-node
 cargo build --release --quiet -p paxos-conformance --bin paxos-conform
 out=$(mktemp -d)
@@ -28,19 +47,22 @@ for nodes in 3 5; do
   for _ in $(seq 1 "$runs"); do
     seed=$((seed + 1))
     dir="$out/n$nodes-s$seed"
+    mkdir -p "$dir"
     chaos_code=0
     # Every other run, the clients act together, so that the leader proposes runs of slots.
     together=()
-    [ $((seed % 2)) -eq 0 ] && together=(--together)
-    snapshots=()
-    [ $((seed % 3)) -ne 0 ] && snapshots=(--snapshot-interval-slots 1)
-    target/release/paxos-node chaos --nodes "$nodes" --seed "$seed" --clients 2 --keys 1 \
-      --ops-per-client 2 "${together[@]}" "${snapshots[@]}" "${policy[@]}" "${reader_ops[@]}" "${drift[@]}" --slot-limit 4 --window 2 --duration-secs 6 --hold-ms 800 \
+    [ "$every" -ne 0 ] && [ $((seed % 2)) -eq 0 ] && together=(--together)
+    snapshots=(--snapshot-interval-slots "$interval")
+    [ "$every" -ne 0 ] && [ $((seed % every)) -eq 0 ] && snapshots=()
+    target/release/paxos-node chaos --nodes "$nodes" --seed "$seed" "${workload[@]}" \
+      "${together[@]}" "${snapshots[@]}" "${policy[@]}" "${reader_ops[@]}" "${drift[@]}" \
       --step-logs --data-dir "$dir/cluster" --report "$dir/chaos.json" >"$dir.chaos.log" 2>&1 \
       || chaos_code=$?
     validate_code=0
+    started=$(date +%s)
     target/release/paxos-conform validate --json "$dir/cluster" >"$dir/validation.json" \
       2>"$dir.validate.log" || validate_code=$?
+    echo "$(( $(date +%s) - started ))" >"$dir/validate-seconds"
     if [ "$chaos_code" -ne 0 ] || [ "$validate_code" -ne 0 ]; then
       failed=1
       echo "FAILED: $nodes replicas, seed $seed (chaos exit $chaos_code, validate exit $validate_code)"
@@ -82,6 +104,10 @@ for nodes in (3, 5):
         t["taken"] += c.get("snapshots_taken", 0)
         t["installed"] += c.get("snapshots_installed", 0)
         kinds = v["by_kind"]
+        try:
+            seconds = (d / "validate-seconds").read_text().strip()
+        except OSError:
+            seconds = "?"
         t["snapshot_steps"] += kinds.get("compact", 0) + kinds.get("snapshot", 0)
         print(f"{nodes} replicas seed {d.name.split('-s')[1]}: {c['operations']['total']} ops, "
               f"{sum(c['faults'].values())} faults {dict(c['faults'])}, "
@@ -89,7 +115,7 @@ for nodes in (3, 5):
               f"{v['transitions']} transitions ({v['starts']} starts, {v['runs']} on runs), "
               f"{c.get('snapshots_taken', 0)} snapshots taken, "
               f"{c.get('snapshots_installed', 0)} installed, {c.get('lease_reads', 0)} lease reads; "
-              f"{v['rejections_total']} rejections")
+              f"{v['rejections_total']} rejections; validated in {seconds} s")
 print()
 print("| replicas | runs | operations | reads (under a lease) | faults | leader changes | linearizable | transitions validated | of them on runs of slots or requests | starts | messages checked sent | records lost in crashes | snapshots taken / installed | compact and snapshot steps validated | rejections |")
 print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -413,6 +413,33 @@ fn snapshot_near<S: Space>(
     Ok((within("snapshot", s.applied)?, executed))
 }
 
+/// [`snapshot_near`], or the model's snapshot `known` already holds for this very core
+/// snapshot (the same `Arc`, so the same content, abstracted at an earlier step): a
+/// replica keeps one snapshot across thousands of steps, and it holds the whole state machine.
+fn snapshot_known<S: Space>(
+    cfg: &MultiConfig,
+    s: &ImplSnapshot,
+    near: Option<&S::Executed>,
+    known: Option<&(ImplSnapshot, S::Executed)>,
+) -> Result<(S::N, S::Executed), String> {
+    match known {
+        Some((k, executed)) if Arc::ptr_eq(k, s) => {
+            Ok((within("snapshot", s.applied)?, executed.clone()))
+        }
+        _ => snapshot_near::<S>(cfg, s, near),
+    }
+}
+
+/// What trace validation knows of a step before abstracting the core's side of it, from
+/// which the abstraction is built where it is equal (see [`map_to_slots_near`]); the result
+/// does not depend on it.
+pub(crate) struct Near<'a, S: Space> {
+    /// The model's outcome of the same step.
+    pub outcome: &'a StepOutcome<S>,
+    /// A core snapshot already abstracted, and its model counterpart.
+    pub snapshot: Option<&'a (ImplSnapshot, S::Executed)>,
+}
+
 /// A sequence of executed commands as the model's state machine.
 fn executed_to_model<S: Space>(
     cfg: &MultiConfig,
@@ -658,7 +685,7 @@ pub fn impl_recovery_view<S: Space>(
     snapshot: Option<&ImplSnapshot>,
     clock: Millis,
 ) -> Result<ReplicaStorage<S>, String> {
-    recovery_view_near(cfg, d, snapshot, clock, None)
+    recovery_view_near(cfg, d, snapshot, clock, None, None)
 }
 
 /// [`impl_recovery_view`] built near the model's storage (see [`map_to_slots_near`]).
@@ -668,10 +695,11 @@ fn recovery_view_near<S: Space>(
     snapshot: Option<&ImplSnapshot>,
     clock: Millis,
     near: Option<&ReplicaStorage<S>>,
+    known: Option<&(ImplSnapshot, S::Executed)>,
 ) -> Result<ReplicaStorage<S>, String> {
     let promised = d.promised.map(ballot_out).transpose()?;
     let (compacted, snapshot) = match snapshot {
-        Some(s) => snapshot_near::<S>(cfg, s, near.map(|n| &n.snapshot))?,
+        Some(s) => snapshot_known::<S>(cfg, s, near.map(|n| &n.snapshot), known)?,
         None => Default::default(),
     };
     let storage = ReplicaStorage {
@@ -780,7 +808,7 @@ pub fn abstraction<S: Space>(
     cfg: &MultiConfig,
     replica: &ImplReplica,
 ) -> Result<ReplicaState<S>, String> {
-    abstraction_near(cfg, replica, None)
+    abstraction_near(cfg, replica, None, None)
 }
 
 /// [`abstraction`] built near the model's state (see [`map_to_slots_near`]).
@@ -788,6 +816,7 @@ fn abstraction_near<S: Space>(
     cfg: &MultiConfig,
     replica: &ImplReplica,
     near: Option<&ReplicaState<S>>,
+    known: Option<&(ImplSnapshot, S::Executed)>,
 ) -> Result<ReplicaState<S>, String> {
     let s = replica.state();
     let chosen = map_to_slots_near::<S, _, _>(
@@ -861,7 +890,9 @@ fn abstraction_near<S: Space>(
         executed,
         compacted: within("compacted", s.compacted)?,
         snapshot: match replica.snapshot() {
-            Some(snapshot) => snapshot_near::<S>(cfg, snapshot, near.map(|n| &n.snapshot))?.1,
+            Some(snapshot) => {
+                snapshot_known::<S>(cfg, snapshot, near.map(|n| &n.snapshot), known)?.1
+            }
             None => S::Executed::default(),
         },
         reads: reads_to_model::<S>(cfg, &s.reads)?,
@@ -1012,15 +1043,15 @@ fn outcome_from_model(
 
 /// The implementation's side: the replica after the step, the step's effects, and the
 /// durable state before it (onto which the step's records are folded).
-/// `near`: the model's outcome of the same step, when there is one, which the abstraction is
-/// built from where it is equal (see [`map_to_slots_near`]); the result does not depend on it.
 pub(crate) fn outcome_from_impl<S: Space>(
     cfg: &MultiConfig,
     replica: &ImplReplica,
     effects: Vec<ImplEffect>,
     (mut durable, mut snapshot): (Durable<Op>, Option<ImplSnapshot>),
-    near: Option<&StepOutcome<S>>,
+    near: Option<Near<'_, S>>,
 ) -> Result<StepOutcome<S>, String> {
+    let known = near.as_ref().and_then(|n| n.snapshot);
+    let near = near.map(|n| n.outcome);
     let mut sends = Vec::new();
     for effect in effects {
         match effect {
@@ -1059,7 +1090,13 @@ pub(crate) fn outcome_from_impl<S: Space>(
                     .ok()
                     .and_then(|len| done.get(..len))
                     .ok_or_else(|| format!("read {id} answered {len}: past what was executed"))?;
-                let state = executed_to_model::<S>(cfg, prefix)?;
+                let modelled = near.and_then(|n| {
+                    n.sends.iter().find_map(|(_, m)| match m {
+                        MultiMsg::ReadReply(j, answer) if *j == k => Some(answer),
+                        _ => None,
+                    })
+                });
+                let state = executed_near::<S>(cfg, prefix, modelled)?;
                 sends.push((usize::from(cfg.reader_id()), MultiMsg::ReadReply(k, state)));
             }
             Effect::Executed { .. } => {}
@@ -1067,7 +1104,7 @@ pub(crate) fn outcome_from_impl<S: Space>(
     }
     sends.sort();
     Ok(StepOutcome {
-        state: abstraction_near(cfg, replica, near.map(|n| &n.state))?,
+        state: abstraction_near(cfg, replica, near.map(|n| &n.state), known)?,
         sends,
         persisted: recovery_view_near(
             cfg,
@@ -1075,6 +1112,7 @@ pub(crate) fn outcome_from_impl<S: Space>(
             snapshot.as_ref(),
             replica.now_ms(),
             near.map(|n| &n.persisted),
+            known,
         )?,
         election_timer: replica.election_timer_armed() && campaign_within_bound(cfg, replica),
     })

@@ -60,8 +60,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use paxos_model::multi::{
-    self, MultiActor, MultiConfig, MultiMsg, MultiState, MultiTimer, ReplicaState, ReplicaStorage,
-    Ticks, Unbounded,
+    self, ExecutedLog, MultiActor, MultiConfig, MultiMsg, MultiState, MultiTimer, ReplicaState,
+    ReplicaStorage, Ticks, Unbounded,
 };
 use paxos_protocol::multi::{
     AppliedState, ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry,
@@ -75,7 +75,7 @@ use stateright::actor::{Actor, Command as OutCommand, Id, Out};
 
 use crate::multi::{
     canonical, client_table, model_recovery_view, msg_to_model, outcome_from_impl, votes_to_impl,
-    ImplEffect, ImplInput, ImplMessage, ImplReplica, ImplSnapshot, Op, StepOutcome, MAX_RUN,
+    ImplEffect, ImplInput, ImplMessage, ImplReplica, ImplSnapshot, Near, Op, StepOutcome, MAX_RUN,
     READ_OP,
 };
 
@@ -133,8 +133,7 @@ struct Process {
 
 /// Reads step logs; lines are kept in file order. A malformed line is an error that names it.
 /// A step line holds what the step changed ([`paxos_protocol::step_log::StepState`]): the
-/// whole replica state after it is rebuilt during validation ([`States`]), never kept per
-/// line.
+/// whole replica state after it is rebuilt during validation, never kept per line.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
     let mut lines = Vec::new();
     let mut starts: BTreeMap<u32, usize> = BTreeMap::new();
@@ -351,11 +350,63 @@ struct Domain {
     /// report of a slot; a replica that executed another command there is told apart when its
     /// snapshot is checked): what a snapshot below a slot must hold.
     executed: BTreeMap<Slot, Command<KvOp>>,
+    /// The state after the executed commands below a slot, every [`CHECKPOINT_EVERY`]
+    /// commands, ascending: a read's answer or a snapshot is checked against the state below
+    /// its slot, replayed from the checkpoint under it rather than from the beginning.
+    checkpoints: Vec<Checkpoint>,
     /// Every read a replica's core received (Q1), as the model's read `k`: the lowest `k`
-    /// that no other read waiting at that replica holds when it arrives. The model's replica
-    /// knows a read only by its place among the reads waiting there, so a run is validated
-    /// when at most [`MAX_READS`] wait at a replica at once, however many it serves in all.
+    /// that no other read waiting at that replica holds when it arrives (the model's replica
+    /// knows a read only by its place among the reads waiting there).
     reads: BTreeMap<(Process, ReadId), ModelRead>,
+}
+
+/// How many executed commands apart [`Domain::checkpoints`] are.
+const CHECKPOINT_EVERY: usize = 64;
+
+/// The key-value store and client table after the `count` commands executed below slot
+/// `below`.
+#[derive(Clone)]
+struct Checkpoint {
+    below: Slot,
+    count: usize,
+    kv: KvStore,
+    table: ClientTable<KvOutput>,
+}
+
+impl Checkpoint {
+    fn empty() -> Self {
+        Checkpoint {
+            below: 0,
+            count: 0,
+            kv: KvStore::new(),
+            table: ClientTable::default(),
+        }
+    }
+
+    /// Executes `c`, in slot `slot` (above every slot executed so far).
+    fn execute(&mut self, slot: Slot, c: &Command<KvOp>) {
+        let output = self.kv.apply(c);
+        let row = ClientEntry {
+            last_seq: c.seq,
+            output,
+        };
+        self.table.insert(c.client, row);
+        self.count += 1;
+        self.below = slot + 1;
+    }
+}
+
+/// [`Domain::checkpoints`] of the commands `executed`.
+fn checkpoints_of(executed: &BTreeMap<Slot, Command<KvOp>>) -> Vec<Checkpoint> {
+    let mut at = Checkpoint::empty();
+    let mut checkpoints = vec![at.clone()];
+    for (slot, c) in executed {
+        at.execute(*slot, c);
+        if at.count.is_multiple_of(CHECKPOINT_EVERY) {
+            checkpoints.push(at.clone());
+        }
+    }
+    checkpoints
 }
 
 /// A read as the model's: its number, and the operation it asked for.
@@ -517,6 +568,7 @@ impl Domain {
                 ..MultiConfig::default()
             },
             clients,
+            checkpoints: checkpoints_of(&executed),
             executed,
             reads,
         };
@@ -615,19 +667,22 @@ impl Domain {
     ) -> (Vec<&Command<KvOp>>, KvStore, ClientTable<KvOutput>) {
         let commands: Vec<&Command<KvOp>> =
             self.executed.range(..applied).map(|(_, c)| c).collect();
-        let mut kv = KvStore::new();
-        let mut table: ClientTable<KvOutput> = ClientTable::default();
-        for c in &commands {
-            let output = kv.apply(c);
-            table.insert(
-                c.client,
-                ClientEntry {
-                    last_seq: c.seq,
-                    output,
-                },
-            );
+        let state = self.state_below(applied);
+        (commands, state.kv, state.table)
+    }
+
+    /// The state after the commands executed below `applied`.
+    fn state_below(&self, applied: Slot) -> Checkpoint {
+        let under = self.checkpoints.partition_point(|c| c.below <= applied);
+        let mut state = under
+            .checked_sub(1)
+            .and_then(|i| self.checkpoints.get(i))
+            .cloned()
+            .unwrap_or_else(Checkpoint::empty);
+        for (slot, c) in self.executed.range(state.below..applied) {
+            state.execute(*slot, c);
         }
-        (commands, kv, table)
+        state
     }
 
     /// The model's read that read `id` of `process` is.
@@ -652,20 +707,18 @@ impl Domain {
         applied: Slot,
     ) -> Result<ImplEffect, String> {
         let read = self.read(process, id)?;
-        let (commands, kv, _) = self.replayed_below(applied);
-        let expected = kv.query(&read.op);
+        let state = self.state_below(applied);
+        let expected = state.kv.query(&read.op);
         if *output != expected {
             return Err(format!(
                 "read {id} of n{} ({:?}) answered {output:?}, but the state after the {} \
                  commands executed below its applied slot {applied} answers {expected:?}",
-                process.node,
-                read.op,
-                commands.len()
+                process.node, read.op, state.count
             ));
         }
         Ok(Effect::ReadReply {
             id: read.k,
-            output: Some(commands.len() as u64),
+            output: Some(state.count as u64),
         })
     }
 
@@ -1021,6 +1074,8 @@ struct Node {
     /// The replica's snapshot at its compaction point (K1, K4), durable with the step that
     /// took or installed it.
     snapshot: Option<ImplSnapshot>,
+    /// `snapshot` and its abstraction, once a step has abstracted it.
+    abstracted_snapshot: Option<(ImplSnapshot, ExecutedLog)>,
     /// Every record persisted, across processes, with the index of its step in `steps`.
     records: Vec<(Record<Op>, usize)>,
     /// Every snapshot taken or installed, with the number of records persisted before it and
@@ -1101,6 +1156,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
             executed: Vec::new(),
             durable: Durable::default(),
             snapshot: None,
+            abstracted_snapshot: None,
             records: Vec::new(),
             snapshots: Vec::new(),
             steps: Vec::new(),
@@ -1650,8 +1706,17 @@ fn logged_outcome(
             node.clock_offset,
         )
         .map_err(Failure::plain)?;
-    outcome_from_impl(&domain.cfg, &replica, effects, before, Some(expected))
-        .map_err(|e| Failure::plain(format!("the logged state has no model counterpart: {e}")))
+    let near = Near {
+        outcome: expected,
+        snapshot: node.abstracted_snapshot.as_ref(),
+    };
+    let outcome = outcome_from_impl(&domain.cfg, &replica, effects, before, Some(near))
+        .map_err(|e| Failure::plain(format!("the logged state has no model counterpart: {e}")))?;
+    node.abstracted_snapshot = node
+        .snapshot
+        .clone()
+        .map(|s| (s, outcome.state.snapshot.clone()));
+    Ok(outcome)
 }
 
 /// What a replica recovered with `state` has executed: its snapshot's commands, then those
