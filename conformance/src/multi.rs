@@ -548,8 +548,8 @@ fn one_slot_to_model<S: Space>(
 ) -> Result<MultiMsg<S>, String> {
     let b = |ballot| ballot_out(ballot);
     // A slot past the model's log would index past its arrays: a tampered or foreign message.
-    let slot = |s: u64| match S::N::try_from(s) {
-        Ok(n) if s < cfg.slots as u64 && s < S::SLOTS => Ok(n),
+    let slot = |s: u64| match slot_in::<S>(s) {
+        Ok(n) if s < cfg.slots as u64 => Ok(n),
         _ => Err(format!(
             "{msg:?}: slot {s} is beyond the model's {} slots",
             cfg.slots

@@ -415,8 +415,7 @@ struct ModelRead {
     op: KvOp,
 }
 
-/// Every read the run's cores received, as the model's reads (see [`Domain::reads`]), or
-/// the bound a replica exceeds.
+/// Every read the run's cores received, as the model's reads (see [`Domain::reads`]).
 fn reads_of(lines: &[Logged]) -> BTreeMap<(Process, ReadId), ModelRead> {
     let mut reads = BTreeMap::new();
     // Per replica: the reads waiting in its current process, and their model numbers.
@@ -1171,7 +1170,6 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
         let i = logged.node() as usize;
         let node = &mut nodes[i];
         node.process = logged.process();
-        let actor = &actor;
         // Shown only with a rejection: formatting a long run's state at every step would
         // cost more than validating it.
         let model_before = ModelBefore(node.model.as_ref().map(|m| m.state.clone()));
@@ -1192,7 +1190,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                     snapshot: snapshot.as_ref(),
                 };
                 let result =
-                    validate_start(&domain, actor, i, node, config, recovered, effects, state);
+                    validate_start(&domain, &actor, i, node, config, recovered, effects, state);
                 report.records_lost_in_crashes += lost.saturating_sub(node.records.len());
                 result
             }
@@ -1216,7 +1214,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                         received.push((*from, i as u32, key));
                     }
                 }
-                validate_step(&domain, actor, i, node, input, effects, state)
+                validate_step(&domain, &actor, i, node, input, effects, state)
             }
         };
         report.transitions += 1;
@@ -1392,7 +1390,7 @@ fn message_keys(msg: &ImplMessage) -> Vec<String> {
             .map(|v| v.to_string())
             .unwrap_or_else(|e| format!("unserializable {m:?}: {e}"))
     };
-    // No real run is longer than the model's log; a longer one is refused elsewhere.
+    // A run longer than `MAX_RUN` is tampered or foreign, and `msg_to_model` refuses it.
     msg.per_slot().take(MAX_RUN + 1).map(key).collect()
 }
 
