@@ -308,13 +308,18 @@ impl Cluster {
     }
 
     /// Steps replica `i` on `input`; returns its effects. Every step also checks the step
-    /// log's claim (`paxos-steps/5`): the state its line leaves out is what the step's records
+    /// log's claim (`paxos-steps/6`): the state its line leaves out is what the step's records
     /// and effects say, so the line rebuilds the whole state from the one before.
     fn step(&mut self, i: usize, input: ImplInput) -> Result<Vec<ImplEffect>, String> {
         let before = self.sim.replica(i as u32).map(|r| r.state().clone());
         let effects = self.effects_of(i, |sim, observe| sim.step(i as u32, input, observe))?;
         if let (Some(before), Some(after)) = (before, self.sim.replica(i as u32)) {
-            let line = StepState::of(after.state(), &effects);
+            // Through JSON, as the runtime writes the line and validation reads it: a field
+            // JSON cannot hold stops a real replica's step log.
+            let written = serde_json::to_string(&StepState::of(after.state(), &effects))
+                .map_err(|e| format!("the step log's line cannot be written: {e}"))?;
+            let line: StepState<_, _> = serde_json::from_str(&written)
+                .map_err(|e| format!("the step log's line cannot be read back: {e}: {written}"))?;
             let rebuilt = line
                 .after(before, &effects)
                 .map_err(|e| format!("the step's records do not fold onto its votes: {e:?}"))?;

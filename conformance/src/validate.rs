@@ -1,5 +1,5 @@
 //! Trace validation (implementation → model): the step logs of a real run (`paxos-node serve
-//! --step-log`, format `paxos-steps/5`) checked transition by transition against the
+//! --step-log`, format `paxos-steps/6`) checked transition by transition against the
 //! Multi-Paxos model (`paxos-conform validate LOG...`).
 //!
 //! ```text

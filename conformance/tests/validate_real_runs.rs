@@ -417,7 +417,7 @@ fn tampered_step_logs_are_rejected() {
     let report = validated(&at_end);
     assert!(report.passed(), "{}", report.render());
     let refused = validate::validate(&in_middle).err().unwrap_or_default();
-    assert!(refused.contains("not a paxos-steps/5 line"), "{refused}");
+    assert!(refused.contains("not a paxos-steps/6 line"), "{refused}");
 }
 
 /// How many reads were answered in the step they arrived in.

@@ -1,10 +1,10 @@
-//! The step log's line format (`paxos-steps/5`): every transition a replica's core takes in a
+//! The step log's line format (`paxos-steps/6`): every transition a replica's core takes in a
 //! real run, as JSON lines, so that `paxos-conform validate` can check the run against the
 //! model (`specs/trace-format.md`, "Step logs"). The node crate writes them
 //! (`paxos_impl::runtime::step_log`).
 //!
 //! ```text
-//!   {"start":{"format":"paxos-steps/5","node":0,"pid":..,"config":..,"recovered":..,"effects":[..],"state":..}}
+//!   {"start":{"format":"paxos-steps/6","node":0,"pid":..,"config":..,"recovered":..,"effects":[..],"state":..}}
 //!   {"step":{"node":0,"input":..,"effects":[..],"state":..}}     one per core step
 //!   ... a restarted process appends another "start" line and goes on
 //! ```
@@ -27,7 +27,7 @@ use crate::multi::{
 };
 
 /// The format name every `start` line carries.
-pub const STEP_LOG_FORMAT: &str = "paxos-steps/5";
+pub const STEP_LOG_FORMAT: &str = "paxos-steps/6";
 
 fn none<T>() -> Option<T> {
     None
@@ -77,6 +77,7 @@ pub struct StepState<Op, Out> {
     pub round: u64,
     pub promised: Ballot,
     pub phase: Phase<Op>,
+    #[serde(with = "crate::multi::types::pending_as_list")]
     pub pending: BTreeMap<CommandId, Command<Op>>,
     pub applied: Slot,
     /// The rows the step changed, or the whole table after a snapshot (`whole_clients`).

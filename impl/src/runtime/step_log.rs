@@ -1,5 +1,5 @@
 //! The step log (`serve --step-log FILE`): every transition the core takes in a real run, one
-//! [`StepLine`] per JSON line (format `paxos-steps/5`, defined with the core in
+//! [`StepLine`] per JSON line (format `paxos-steps/6`, defined with the core in
 //! `paxos_protocol::step_log`), so that `paxos-conform validate` can check the run against the
 //! model.
 //!

@@ -201,6 +201,7 @@ pub struct ReplicaState<Op, Out> {
     pub chosen: SlotMap<Entry<Op>>,
     pub phase: Phase<Op>,
     /// Client commands waiting for a slot, in ascending `(client, seq)` order.
+    #[serde(with = "crate::multi::types::pending_as_list")]
     pub pending: BTreeMap<CommandId, Command<Op>>,
     /// The length of the applied prefix: slots `0..applied` are chosen and applied.
     pub applied: Slot,

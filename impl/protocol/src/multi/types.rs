@@ -51,6 +51,42 @@ impl<Op> Command<Op> {
     }
 }
 
+/// Commands waiting for a slot, keyed by their id, serialized as the list of commands: JSON
+/// object keys must be strings, and a `(client, seq)` key is not one (a step log holding a waiting
+/// command could not be written, and the replica stopped). The key is each command's own id, so
+/// the list loses nothing; a list naming one id twice is refused rather than silently merged.
+pub mod pending_as_list {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Command, CommandId};
+
+    pub fn serialize<Op: Serialize, S: Serializer>(
+        pending: &BTreeMap<CommandId, Command<Op>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(pending.values())
+    }
+
+    pub fn deserialize<'de, Op: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<CommandId, Command<Op>>, D::Error> {
+        let commands = Vec::<Command<Op>>::deserialize(deserializer)?;
+        let mut pending = BTreeMap::new();
+        for command in commands {
+            let (client, seq) = command.id();
+            if pending.insert(command.id(), command).is_some() {
+                return Err(D::Error::custom(format!(
+                    "{client}'s command {seq} is waiting twice"
+                )));
+            }
+        }
+        Ok(pending)
+    }
+}
+
 /// What a slot holds: a client command, or `noop` (fills a gap when a new leader re-proposes).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Entry<Op> {
@@ -610,3 +646,52 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::{ClientId, Command, CommandId};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Waiting {
+        #[serde(with = "super::pending_as_list")]
+        pending: BTreeMap<CommandId, Command<u64>>,
+    }
+
+    fn command(client: u64, seq: u64, op: u64) -> Command<u64> {
+        Command {
+            client: ClientId(client),
+            seq,
+            op,
+        }
+    }
+
+    #[test]
+    fn waiting_commands_round_trip_through_json() {
+        let pending: BTreeMap<_, _> = [command(2, 7, 1), command(1, 3, 2), command(2, 8, 3)]
+            .into_iter()
+            .map(|c| (c.id(), c))
+            .collect();
+        let waiting = Waiting { pending };
+        let json = serde_json::to_string(&waiting).expect("a list of commands is JSON");
+        assert_eq!(
+            serde_json::from_str::<Waiting>(&json).expect("reads back"),
+            waiting
+        );
+    }
+
+    #[test]
+    fn a_command_waiting_twice_is_refused() {
+        let twice = r#"{"pending":[{"client":1,"seq":3,"op":1},{"client":1,"seq":3,"op":2}]}"#;
+        let refused = serde_json::from_str::<Waiting>(twice).expect_err("one id twice");
+        assert!(
+            refused
+                .to_string()
+                .contains("client1's command 3 is waiting twice"),
+            "{refused}"
+        );
+    }
+}
