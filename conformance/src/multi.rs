@@ -438,6 +438,8 @@ pub(crate) struct Near<'a, S: Space> {
     pub outcome: &'a StepOutcome<S>,
     /// A core snapshot already abstracted, and its model counterpart.
     pub snapshot: Option<&'a (ImplSnapshot, S::Executed)>,
+    /// The view of the replica's executed sequence, kept from step to step.
+    pub executed: &'a mut ExecutedView<S>,
 }
 
 /// A sequence of executed commands as the model's state machine.
@@ -738,6 +740,87 @@ pub(crate) fn client_table(executed: &[Command<Op>]) -> ClientTable<u64> {
     table
 }
 
+/// A core replica's executed sequence as the abstraction needs it: its length, its model
+/// counterpart and the client table it gives. Trace validation keeps one per replica and
+/// extends it by each step's executed commands, where building it from the sequence costs the
+/// whole run at every step.
+#[derive(Clone, Debug)]
+pub(crate) struct ExecutedView<S: Space> {
+    len: usize,
+    /// `Err`: a command with no model counterpart, from that one on.
+    model: Result<S::Executed, String>,
+    clients: ClientTable<u64>,
+}
+
+impl<S: Space> ExecutedView<S> {
+    pub(crate) fn of(cfg: &MultiConfig, executed: &[Command<Op>]) -> Self {
+        let mut view = ExecutedView {
+            len: 0,
+            model: Ok(S::Executed::default()),
+            clients: ClientTable::default(),
+        };
+        for command in executed {
+            view.push(cfg, command);
+        }
+        view
+    }
+
+    /// The sequence after one more executed command.
+    pub(crate) fn push(&mut self, cfg: &MultiConfig, command: &Command<Op>) {
+        let row = ClientEntry {
+            last_seq: command.seq,
+            output: self.len as u64,
+        };
+        self.clients.insert(command.client, row);
+        self.len += 1;
+        if let Ok(model) = &mut self.model {
+            match command_to_model(cfg, command) {
+                Ok(cmd) => model.push(cmd),
+                Err(e) => self.model = Err(e),
+            }
+        }
+        if let Ok(model) = &self.model {
+            if model.len() != self.len {
+                self.model = Err(format!(
+                    "{} commands executed, beyond the model's",
+                    self.len
+                ));
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn clients(&self) -> &ClientTable<u64> {
+        &self.clients
+    }
+
+    /// The model's sequence, `near` itself when equal (see [`map_to_slots_near`]); an equal
+    /// `near` is kept, so that the next step's sequence, this one extended, shares its
+    /// nodes with the model's next and compares without a walk over the run.
+    fn near(&mut self, near: Option<&S::Executed>) -> Result<S::Executed, String> {
+        let model = self.model.as_mut().map_err(|e| e.clone())?;
+        if let Some(near) = near.filter(|near| **near == *model) {
+            *model = near.clone();
+        }
+        Ok(model.clone())
+    }
+
+    /// The model's sequence after its first `len` commands, `near` itself when equal.
+    fn prefix(&self, len: usize, near: Option<&S::Executed>) -> Result<S::Executed, String> {
+        let model = self.model.as_ref().map_err(|e| e.clone())?;
+        let prefix = model
+            .prefix(len)
+            .ok_or_else(|| format!("a prefix of {len} commands: past the {} executed", self.len))?;
+        Ok(match near {
+            Some(near) if *near == prefix => near.clone(),
+            _ => prefix,
+        })
+    }
+}
+
 /// Concretisation: the implementation replica `id` whose abstraction is `r`, with the
 /// persisted round and promise of the model's `storage`. From `r`'s canonical form: the
 /// model keeps the leader's own vote in a slot it proposed into after a higher leader's
@@ -808,13 +891,16 @@ pub fn abstraction<S: Space>(
     cfg: &MultiConfig,
     replica: &ImplReplica,
 ) -> Result<ReplicaState<S>, String> {
-    abstraction_near(cfg, replica, None, None)
+    let mut executed = ExecutedView::of(cfg, &replica.state_machine().executed);
+    abstraction_near(cfg, replica, &mut executed, None, None)
 }
 
-/// [`abstraction`] built near the model's state (see [`map_to_slots_near`]).
+/// [`abstraction`] built near the model's state (see [`map_to_slots_near`]), `executed`
+/// being the view of the replica's executed sequence.
 fn abstraction_near<S: Space>(
     cfg: &MultiConfig,
     replica: &ImplReplica,
+    executed: &mut ExecutedView<S>,
     near: Option<&ReplicaState<S>>,
     known: Option<&(ImplSnapshot, S::Executed)>,
 ) -> Result<ReplicaState<S>, String> {
@@ -861,15 +947,15 @@ fn abstraction_near<S: Space>(
     for c in s.pending.values() {
         pending.insert(command_to_model(cfg, c)?);
     }
-    let done = &replica.state_machine().executed;
-    let executed = executed_near::<S>(cfg, done, near.map(|n| &n.executed))?;
-    if s.clients != client_table(done) {
+    debug_assert_eq!(executed.len(), replica.state_machine().executed.len());
+    if s.clients != *executed.clients() {
         return Err(format!(
             "client table {:?} is not the executed sequence's {:?}",
             s.clients,
-            client_table(done)
+            executed.clients()
         ));
     }
+    let executed = executed.near(near.map(|n| &n.executed))?;
     if s.applied > S::SLOTS {
         return Err(format!("applied {} is beyond the model's slots", s.applied));
     }
@@ -1050,8 +1136,22 @@ pub(crate) fn outcome_from_impl<S: Space>(
     (mut durable, mut snapshot): (Durable<Op>, Option<ImplSnapshot>),
     near: Option<Near<'_, S>>,
 ) -> Result<StepOutcome<S>, String> {
-    let known = near.as_ref().and_then(|n| n.snapshot);
-    let near = near.map(|n| n.outcome);
+    let (near, known, mut own_view, kept_view) = match near {
+        Some(Near {
+            outcome,
+            snapshot,
+            executed,
+        }) => (Some(outcome), snapshot, None, Some(executed)),
+        None => (
+            None,
+            None,
+            Some(ExecutedView::of(cfg, &replica.state_machine().executed)),
+            None,
+        ),
+    };
+    let Some(view) = kept_view.or(own_view.as_mut()) else {
+        unreachable!("one of the two views is there")
+    };
     let mut sends = Vec::new();
     for effect in effects {
         match effect {
@@ -1085,10 +1185,9 @@ pub(crate) fn outcome_from_impl<S: Space>(
             Effect::ReadReply { id, output } => {
                 let k = read_to_model::<S>(id)?;
                 let len = output.ok_or_else(|| format!("read {id} answered with no output"))?;
-                let done = &replica.state_machine().executed;
-                let prefix = usize::try_from(len)
+                let len = usize::try_from(len)
                     .ok()
-                    .and_then(|len| done.get(..len))
+                    .filter(|&len| len <= view.len())
                     .ok_or_else(|| format!("read {id} answered {len}: past what was executed"))?;
                 let modelled = near.and_then(|n| {
                     n.sends.iter().find_map(|(_, m)| match m {
@@ -1096,7 +1195,7 @@ pub(crate) fn outcome_from_impl<S: Space>(
                         _ => None,
                     })
                 });
-                let state = executed_near::<S>(cfg, prefix, modelled)?;
+                let state = view.prefix(len, modelled)?;
                 sends.push((usize::from(cfg.reader_id()), MultiMsg::ReadReply(k, state)));
             }
             Effect::Executed { .. } => {}
@@ -1104,7 +1203,7 @@ pub(crate) fn outcome_from_impl<S: Space>(
     }
     sends.sort();
     Ok(StepOutcome {
-        state: abstraction_near(cfg, replica, near.map(|n| &n.state), known)?,
+        state: abstraction_near(cfg, replica, view, near.map(|n| &n.state), known)?,
         sends,
         persisted: recovery_view_near(
             cfg,
@@ -1614,6 +1713,26 @@ mod tests {
                 executed_near::<Unbounded>(&cfg, &done, Some(&same)),
                 Ok(same)
             );
+            // The view trace validation extends command by command is the one built from
+            // the whole sequence, whatever the model's side it is built near.
+            let (split, whole) = (done.len() / 2, executed_to_model::<Unbounded>(&cfg, &done));
+            let mut view = ExecutedView::<Unbounded>::of(&cfg, &done[..split]);
+            proptest::prop_assert!(view.near(Some(&near)).is_ok());
+            for command in &done[split..] {
+                view.push(&cfg, command);
+            }
+            let built = ExecutedView::<Unbounded>::of(&cfg, &done);
+            proptest::prop_assert_eq!(view.clients(), &client_table(&done));
+            proptest::prop_assert_eq!(built.clients(), &client_table(&done));
+            proptest::prop_assert_eq!(view.near(Some(&near)), whole.clone());
+            proptest::prop_assert_eq!(view.near(None), whole.clone());
+            for len in 0..=done.len() {
+                proptest::prop_assert_eq!(
+                    view.prefix(len, Some(&near)),
+                    executed_to_model::<Unbounded>(&cfg, &done[..len])
+                );
+            }
+            proptest::prop_assert!(view.prefix(done.len() + 1, None).is_err());
         }
     }
 

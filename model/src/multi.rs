@@ -1316,11 +1316,15 @@ impl Topology {
         if self.has_bug(MultiBug::IgnoreClientSequence) {
             return S::N::default();
         }
-        r.executed()
+        // A replica executes a client's command only above the client's last (M9), and a
+        // snapshot it installs is another replica's executed sequence: each client's commands
+        // stand in ascending order, so the first found from the newest is the highest (a
+        // reverse scan stops after a few commands, where a forward one walks the whole run).
+        r.executed
+            .iter_rev()
             .map(|c| self.cfg.command_owner(c))
-            .filter(|(owner, _)| *owner == client)
+            .find(|(owner, _)| *owner == client)
             .map(|(_, seq)| seq)
-            .max()
             .unwrap_or_default()
     }
 

@@ -14,8 +14,9 @@
 use std::fmt;
 use std::hash::Hash;
 use std::ops::{Add, AddAssign};
+use std::sync::Arc;
 
-use imbl::{OrdMap, OrdSet, Vector};
+use imbl::{OrdMap, OrdSet};
 use serde::Serialize;
 
 use super::{
@@ -169,8 +170,12 @@ pub trait SlotVec<N: Number, T: SlotEntry>: StatePart {
 /// The state machine as the client commands it executed, in order.
 pub trait StateMachine<N: Number>: StatePart {
     fn iter(&self) -> impl Iterator<Item = Cmd<N>> + '_;
+    /// Newest first.
+    fn iter_rev(&self) -> impl Iterator<Item = Cmd<N>> + '_;
     fn len(&self) -> usize;
     fn push(&mut self, cmd: Cmd<N>);
+    /// The state machine after its first `len` commands (`None`: it executed fewer).
+    fn prefix(&self, len: usize) -> Option<Self>;
     /// The state machine that executed `commands`, in order, or `None` when this space
     /// cannot hold that many.
     fn from_commands(commands: impl IntoIterator<Item = Cmd<N>>) -> Option<Self>;
@@ -490,6 +495,19 @@ impl StateMachine<u8> for Executed {
         Executed::iter(self)
     }
 
+    /// The commands fill a prefix of the array (`push` takes the first free place).
+    fn iter_rev(&self) -> impl Iterator<Item = Cmd> + '_ {
+        self.0.iter().rev().filter_map(|c| *c)
+    }
+
+    fn prefix(&self, len: usize) -> Option<Self> {
+        (len <= self.len()).then(|| {
+            let mut prefix = *self;
+            prefix.0[len..].fill(None);
+            prefix
+        })
+    }
+
     fn len(&self) -> usize {
         Executed::len(self)
     }
@@ -696,43 +714,146 @@ impl<T: SlotEntry> fmt::Debug for SparseSlots<T> {
     }
 }
 
-/// [`Unbounded`]'s state machine.
-#[derive(Clone, Default, Eq, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct ExecutedLog(Vector<Cmd<u64>>);
-
-/// By content, as the derived one would (consistent with the `PartialEq` below).
-impl Hash for ExecutedLog {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
+/// [`Unbounded`]'s state machine: a persistent list, newest command first, each node holding
+/// the length of the sequence it ends. Trace validation abstracts a replica's sequence by
+/// extending the model's sequence of the previous step, so the two share every node but the
+/// step's own: equality walks back only over the commands they do not share, and a read's
+/// answer (a prefix) is one of the sequence's own nodes. A flat vector (as before) compared
+/// the whole run's commands at every step.
+#[derive(Clone, Default)]
+pub struct ExecutedLog {
+    last: Option<Arc<ExecutedNode>>,
 }
 
-/// A log shared with another (a clone, or trace validation's abstraction built from the
-/// model's) is equal without a walk over thousands of commands.
-impl PartialEq for ExecutedLog {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.ptr_eq(&other.0) || self.0 == other.0
-    }
+struct ExecutedNode {
+    cmd: Cmd<u64>,
+    /// The length of the sequence this command ends.
+    len: usize,
+    before: Option<Arc<ExecutedNode>>,
 }
 
 impl ExecutedLog {
     pub fn of(commands: impl IntoIterator<Item = Cmd<u64>>) -> Self {
-        ExecutedLog(commands.into_iter().collect())
+        let mut log = ExecutedLog::default();
+        for cmd in commands {
+            log.push(cmd);
+        }
+        log
+    }
+
+    fn nodes(&self) -> impl Iterator<Item = &ExecutedNode> + '_ {
+        std::iter::successors(self.last.as_deref(), |n| n.before.as_deref())
+    }
+}
+
+/// Node by node: a list of a million commands dropped recursively would overflow the stack.
+impl Drop for ExecutedLog {
+    fn drop(&mut self) {
+        let mut next = self.last.take();
+        while let Some(node) = next {
+            next = match Arc::try_unwrap(node) {
+                Ok(mut node) => node.before.take(),
+                Err(_) => None,
+            };
+        }
+    }
+}
+
+/// By content; two sequences that share a node share everything before it, so the walk
+/// stops there.
+impl PartialEq for ExecutedLog {
+    fn eq(&self, other: &Self) -> bool {
+        let (mut a, mut b) = (self.last.as_ref(), other.last.as_ref());
+        loop {
+            match (a, b) {
+                (None, None) => return true,
+                (Some(x), Some(y)) => {
+                    if Arc::ptr_eq(x, y) {
+                        return true;
+                    }
+                    if x.len != y.len || x.cmd != y.cmd {
+                        return false;
+                    }
+                    (a, b) = (x.before.as_ref(), y.before.as_ref());
+                }
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl Eq for ExecutedLog {}
+
+/// By content, consistent with `PartialEq`.
+impl Hash for ExecutedLog {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.len().hash(state);
+        for cmd in self.iter_rev() {
+            cmd.hash(state);
+        }
+    }
+}
+
+/// As the sequences compare, oldest command first.
+impl Ord for ExecutedLog {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self == other {
+            return std::cmp::Ordering::Equal;
+        }
+        self.iter().cmp(other.iter())
+    }
+}
+
+impl PartialOrd for ExecutedLog {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Serialize for ExecutedLog {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
     }
 }
 
 impl StateMachine<u64> for ExecutedLog {
     fn iter(&self) -> impl Iterator<Item = Cmd<u64>> + '_ {
-        self.0.iter().copied()
+        let mut oldest_first: Vec<Cmd<u64>> = self.iter_rev().collect();
+        oldest_first.reverse();
+        oldest_first.into_iter()
+    }
+
+    fn iter_rev(&self) -> impl Iterator<Item = Cmd<u64>> + '_ {
+        self.nodes().map(|n| n.cmd)
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        self.last.as_ref().map_or(0, |n| n.len)
     }
 
     fn push(&mut self, cmd: Cmd<u64>) {
-        self.0.push_back(cmd);
+        let len = self.len() + 1;
+        let before = self.last.take();
+        self.last = Some(Arc::new(ExecutedNode { cmd, len, before }));
+    }
+
+    fn prefix(&self, len: usize) -> Option<Self> {
+        if len == 0 {
+            return Some(ExecutedLog::default());
+        }
+        let mut at = self.last.as_ref();
+        while let Some(node) = at {
+            if node.len == len {
+                return Some(ExecutedLog {
+                    last: Some(Arc::clone(node)),
+                });
+            }
+            if node.len < len {
+                return None;
+            }
+            at = node.before.as_ref();
+        }
+        None
     }
 
     fn from_commands(commands: impl IntoIterator<Item = Cmd<u64>>) -> Option<Self> {
@@ -740,13 +861,13 @@ impl StateMachine<u64> for ExecutedLog {
     }
 
     fn fmt_padded(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt_commands(f, self.0.iter().copied())
+        fmt_commands(f, self.iter())
     }
 }
 
 impl fmt::Debug for ExecutedLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt_commands(f, self.0.iter().copied())
+        fmt_commands(f, self.iter())
     }
 }
 
@@ -899,6 +1020,51 @@ impl fmt::Debug for WaitingMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn log(ids: &[u64]) -> ExecutedLog {
+        ExecutedLog::of(ids.iter().map(|&c| Cmd(c)))
+    }
+
+    #[test]
+    fn executed_logs_compare_by_content_whether_or_not_they_share_nodes() {
+        let base = log(&[1, 2, 3]);
+        let (mut a, mut b) = (base.clone(), base.clone());
+        a.push(Cmd(4));
+        b.push(Cmd(4));
+        assert_eq!(a, b, "shared up to the last command");
+        assert_eq!(a, log(&[1, 2, 3, 4]), "nothing shared");
+        b.push(Cmd(5));
+        assert_ne!(a, b, "longer");
+        assert_ne!(log(&[1, 2, 3, 5]), a, "equal length, another last command");
+        assert_ne!(log(&[9, 2, 3, 4]), a, "another first command");
+        assert!(log(&[1, 2]) < log(&[1, 3]) && log(&[1, 2]) < log(&[1, 2, 0]));
+        use std::hash::BuildHasher;
+        let state = std::collections::hash_map::RandomState::new();
+        assert_eq!(state.hash_one(&a), state.hash_one(log(&[1, 2, 3, 4])));
+    }
+
+    #[test]
+    fn an_executed_logs_prefix_is_its_own_node_and_iteration_runs_both_ways() {
+        let l = log(&[1, 2, 3, 4]);
+        assert_eq!(l.prefix(2), Some(log(&[1, 2])));
+        assert_eq!(l.prefix(0), Some(ExecutedLog::default()));
+        assert_eq!(l.prefix(4), Some(l.clone()));
+        assert_eq!(l.prefix(5), None);
+        assert_eq!(l.iter().map(|c| c.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(l.iter_rev().map(|c| c.0).collect::<Vec<_>>(), [4, 3, 2, 1]);
+        let small = Executed::of([Cmd(1), Cmd(2)]).expect("fits");
+        assert_eq!(small.iter_rev().map(|c| c.0).collect::<Vec<_>>(), [2, 1]);
+        assert_eq!(small.prefix(1), Executed::of([Cmd(1)]));
+        assert_eq!(small.prefix(3), None);
+    }
+
+    #[test]
+    fn a_long_executed_log_drops_without_recursion() {
+        let long = ExecutedLog::of((0..2_000_000).map(Cmd));
+        let shared = long.prefix(1_000_000).expect("long enough");
+        drop(long);
+        assert_eq!(shared.len(), 1_000_000);
+    }
 
     #[test]
     fn sparse_slots_store_only_what_is_in_use_so_equal_vectors_are_equal() {

@@ -696,6 +696,13 @@ impl<SM: StateMachine> Replica<SM> {
         &self.sm
     }
 
+    /// The state machine, taken back from a replica [`Replica::from_state`] built for one
+    /// step: trace validation lends each step's replica the run's executed sequence rather
+    /// than copying it.
+    pub fn into_state_machine(self) -> SM {
+        self.sm
+    }
+
     /// Armed exactly when not leading.
     pub fn election_timer_armed(&self) -> bool {
         self.state.timers.election_at_ms.is_some()
