@@ -145,8 +145,14 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
             if raw.trim().is_empty() {
                 continue;
             }
-            let entry: KvLine = match serde_json::from_str(raw) {
-                Ok(entry) => entry,
+            let entry: KvLine = match serde_json::from_str::<KvLine>(raw) {
+                Ok(entry) => entry.expanded().map_err(|e| {
+                    format!(
+                        "{}:{}: not a {STEP_LOG_FORMAT} line: {e}",
+                        path.display(),
+                        i + 1
+                    )
+                })?,
                 // A process killed while it wrote its lines leaves the last of them torn; the
                 // node performs a batch's effects only once its lines are written, so that
                 // step was never performed (as a WAL's torn tail), and its process's next

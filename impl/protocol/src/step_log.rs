@@ -61,9 +61,117 @@ pub enum StepLine<Op, Out, Snap> {
     Step {
         node: NodeId,
         input: Input<Op, Snap>,
+        /// As [`StepLine::step`] collapses them: a message sent to several peers in a row
+        /// appears once, with its first recipient.
         effects: Vec<Effect<Op, Out, Snap>>,
+        /// The other recipients of those messages: `(i, peers)` sends `effects[i]`'s message
+        /// to each of `peers` too, right after it, in that order ([`StepLine::expanded`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        also_to: Vec<(usize, Vec<NodeId>)>,
         state: StepState<Op, Out>,
     },
+}
+
+impl<Op, Out, Snap> StepLine<Op, Out, Snap>
+where
+    Op: Clone + PartialEq,
+    Out: Clone,
+    Snap: Clone + PartialEq,
+{
+    /// The line of one step. A leader's Accept carries the same entries to every peer, and
+    /// with one effect per peer those copies were most of its lines' bytes: a message sent to
+    /// several peers in a row is logged once, the other recipients in `also_to`.
+    pub fn step(
+        node: NodeId,
+        input: Input<Op, Snap>,
+        effects: &[Effect<Op, Out, Snap>],
+        state: StepState<Op, Out>,
+    ) -> Self {
+        let mut logged: Vec<Effect<Op, Out, Snap>> = Vec::with_capacity(effects.len());
+        let mut also_to: Vec<(usize, Vec<NodeId>)> = Vec::new();
+        for effect in effects {
+            if let (Effect::Send { to, msg }, Some(Effect::Send { msg: last, .. })) =
+                (effect, logged.last())
+            {
+                if msg == last {
+                    let at = logged.len() - 1;
+                    match also_to.last_mut() {
+                        Some((i, peers)) if *i == at => peers.push(*to),
+                        _ => also_to.push((at, vec![*to])),
+                    }
+                    continue;
+                }
+            }
+            logged.push(effect.clone());
+        }
+        StepLine::Step {
+            node,
+            input,
+            effects: logged,
+            also_to,
+            state,
+        }
+    }
+
+    /// The line with every effect the step had: each message of `also_to` sent again to each
+    /// of its peers (a `start` line, and a step line without `also_to`, are unchanged). A
+    /// line whose `also_to` names no `Send`, or names one twice or out of order, is refused.
+    pub fn expanded(self) -> Result<Self, String> {
+        let StepLine::Step {
+            node,
+            input,
+            effects,
+            also_to,
+            state,
+        } = self
+        else {
+            return Ok(self);
+        };
+        if also_to.is_empty() {
+            return Ok(StepLine::Step {
+                node,
+                input,
+                effects,
+                also_to,
+                state,
+            });
+        }
+        let mut all = Vec::with_capacity(effects.len() + also_to.len());
+        let mut more = also_to.into_iter().peekable();
+        for (i, effect) in effects.into_iter().enumerate() {
+            let peers = more.next_if(|(at, _)| *at == i).map(|(_, peers)| peers);
+            if let Some((at, _)) = more.peek() {
+                if *at <= i {
+                    return Err(format!("also_to names effect {at} twice or out of order"));
+                }
+            }
+            let again: Vec<Effect<Op, Out, Snap>> = match (&effect, peers) {
+                (_, None) => Vec::new(),
+                (Effect::Send { msg, .. }, Some(peers)) => peers
+                    .into_iter()
+                    .map(|to| Effect::Send {
+                        to,
+                        msg: msg.clone(),
+                    })
+                    .collect(),
+                (_, Some(_)) => return Err(format!("also_to names effect {i}, not a send")),
+            };
+            all.push(effect);
+            all.extend(again);
+        }
+        if let Some((at, _)) = more.next() {
+            return Err(format!(
+                "also_to names effect {at}, past the step's effects"
+            ));
+        }
+        Ok(StepLine::Step {
+            node,
+            input,
+            effects: all,
+            also_to: Vec::new(),
+            state,
+        })
+    }
 }
 
 /// The replica state after a step, less what the step's effects say: every field of
@@ -171,5 +279,94 @@ impl<Op: Clone, Out: Clone> StepState<Op, Out> {
             reads: self.reads,
             lease: self.lease,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::multi::{Message, Recorder, Replica, Timing};
+
+    type Line = StepLine<u64, u64, u64>;
+    type Fx = Effect<u64, u64, u64>;
+
+    fn state() -> StepState<u64, u64> {
+        let config = Config {
+            id: 0,
+            replicas: vec![0, 1, 2, 3, 4],
+            initial_leader: 0,
+            window: 4,
+            slot_limit: None,
+            timing: Timing::default(),
+        };
+        let (replica, _) = Replica::new(config, Recorder::<u64>::default()).expect("valid");
+        StepState::of::<u64>(replica.state(), &[])
+    }
+
+    fn heartbeat(to: NodeId, round: u64) -> Fx {
+        Effect::Send {
+            to,
+            msg: Message::Heartbeat {
+                ballot: Ballot { round, node: 0 },
+            },
+        }
+    }
+
+    fn effects_of(line: &Line) -> (&Vec<Fx>, &Vec<(usize, Vec<NodeId>)>) {
+        match line {
+            StepLine::Step {
+                effects, also_to, ..
+            } => (effects, also_to),
+            StepLine::Start { .. } => unreachable!("a step line"),
+        }
+    }
+
+    #[test]
+    fn a_broadcast_is_logged_once_and_read_back_as_every_send() {
+        let reply = Effect::Reply {
+            client: crate::multi::ClientId(7),
+            seq: 1,
+            output: Some(3),
+        };
+        let effects = vec![
+            heartbeat(1, 1),
+            heartbeat(2, 1),
+            heartbeat(3, 1),
+            reply,
+            heartbeat(4, 2),
+            heartbeat(1, 2),
+            heartbeat(2, 1),
+        ];
+        let line = Line::step(0, Input::Compact, &effects, state());
+        let (logged, also_to) = effects_of(&line);
+        assert_eq!(logged.len(), 4, "{logged:?}");
+        assert_eq!(also_to, &vec![(0, vec![2, 3]), (2, vec![1])]);
+        let json = serde_json::to_string(&line).expect("JSON");
+        let read: Line = serde_json::from_str(&json).expect("reads back");
+        let expanded = read.expanded().expect("expands");
+        assert_eq!(effects_of(&expanded), (&effects, &Vec::new()));
+    }
+
+    #[test]
+    fn also_to_naming_no_send_or_out_of_order_is_refused() {
+        let effects = vec![
+            heartbeat(1, 1),
+            Effect::Persist(crate::multi::Record::Round(1)),
+        ];
+        let with = |also_to: Vec<(usize, Vec<NodeId>)>| StepLine::Step {
+            node: 0,
+            input: Input::Compact,
+            effects: effects.clone(),
+            also_to,
+            state: state(),
+        };
+        let refused = |also_to, why: &str| {
+            let error = with(also_to).expanded().expect_err(why);
+            assert!(error.contains(why), "{error}");
+        };
+        refused(vec![(1, vec![2])], "not a send");
+        refused(vec![(2, vec![2])], "past the step's effects");
+        refused(vec![(0, vec![2]), (0, vec![3])], "twice or out of order");
+        assert!(with(vec![(0, vec![2])]).expanded().is_ok());
     }
 }

@@ -570,12 +570,8 @@ impl<S: Replicated> NodeTask<S> {
         });
         let logged_input = logged_input.filter(|_| !quiet_tick);
         if let (Some(log), Some(input)) = (&mut self.step_log, logged_input) {
-            let line = StepLine::Step {
-                node: self.id,
-                input,
-                effects: effects.clone(),
-                state: StepState::of(self.replica.state(), &effects),
-            };
+            let state = StepState::of(self.replica.state(), &effects);
+            let line = StepLine::step(self.id, input, &effects, state);
             if let Err(e) = log.push(&line) {
                 // A validated run with a gap in its log proves nothing: stop, like a WAL failure.
                 self.failure = Some(NodeError::StepLog(e.to_string()));
