@@ -209,6 +209,35 @@ fn a_seeded_core_bug_in_a_real_run_is_rejected() {
 
 /// Rewrites every line of every log with `edit` (which returns whether it changed the line),
 /// into `dir`; panics when no line was changed.
+/// A step line with its broadcasts written out, one `Send` per recipient, and no `also_to`
+/// (a line may leave it out): an edit that removes or moves effects would otherwise shift the
+/// indices `also_to` names.
+fn with_every_send(line: &mut Value) {
+    let Some(step) = line.get_mut("step").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let Some(also_to) = step.remove("also_to") else {
+        return;
+    };
+    let also_to: Vec<(usize, Vec<u64>)> =
+        serde_json::from_value(also_to).expect("also_to as the format has it");
+    let effects = step
+        .get_mut("effects")
+        .and_then(Value::as_array_mut)
+        .expect("a step's effects");
+    for (i, peers) in also_to.into_iter().rev() {
+        let again: Vec<Value> = peers
+            .into_iter()
+            .map(|to| {
+                let mut send = effects[i].clone();
+                send["Send"]["to"] = to.into();
+                send
+            })
+            .collect();
+        effects.splice(i + 1..i + 1, again);
+    }
+}
+
 fn tampered(
     logs: &[PathBuf],
     dir: &Path,
@@ -225,6 +254,7 @@ fn tampered(
                 lines.push(line.to_string());
                 continue;
             };
+            with_every_send(&mut value);
             if !changed && edit(&mut value) {
                 changed = true;
             }
@@ -455,6 +485,10 @@ fn answered_on_arrival(logs: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
             .lines()
             // A torn last line, which validation skips, is left out.
             .filter_map(|l| serde_json::from_str(l).ok())
+            .map(|mut line| {
+                with_every_send(&mut line);
+                line
+            })
             .collect();
         if !moved {
             let answer = lines.iter_mut().enumerate().find_map(|(at, line)| {

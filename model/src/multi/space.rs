@@ -747,14 +747,13 @@ impl ExecutedLog {
 }
 
 /// Node by node: a list of a million commands dropped recursively would overflow the stack.
+/// `Arc::into_inner`, not `try_unwrap`: two threads dropping the last two handles of a node
+/// at once could both fail `try_unwrap`, and the node would then drop recursively.
 impl Drop for ExecutedLog {
     fn drop(&mut self) {
         let mut next = self.last.take();
         while let Some(node) = next {
-            next = match Arc::try_unwrap(node) {
-                Ok(mut node) => node.before.take(),
-                Err(_) => None,
-            };
+            next = Arc::into_inner(node).and_then(|mut node| node.before.take());
         }
     }
 }
