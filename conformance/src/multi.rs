@@ -1136,21 +1136,17 @@ pub(crate) fn outcome_from_impl<S: Space>(
     (mut durable, mut snapshot): (Durable<Op>, Option<ImplSnapshot>),
     near: Option<Near<'_, S>>,
 ) -> Result<StepOutcome<S>, String> {
-    let (near, known, mut own_view, kept_view) = match near {
+    let mut own_view;
+    let (near, known, view) = match near {
         Some(Near {
             outcome,
             snapshot,
             executed,
-        }) => (Some(outcome), snapshot, None, Some(executed)),
-        None => (
-            None,
-            None,
-            Some(ExecutedView::of(cfg, &replica.state_machine().executed)),
-            None,
-        ),
-    };
-    let Some(view) = kept_view.or(own_view.as_mut()) else {
-        unreachable!("one of the two views is there")
+        }) => (Some(outcome), snapshot, executed),
+        None => {
+            own_view = ExecutedView::of(cfg, &replica.state_machine().executed);
+            (None, None, &mut own_view)
+        }
     };
     let mut sends = Vec::new();
     for effect in effects {

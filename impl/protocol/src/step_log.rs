@@ -117,6 +117,9 @@ where
     /// of its peers (a `start` line, and a step line without `also_to`, are unchanged). A
     /// line whose `also_to` names no `Send`, or names one twice or out of order, is refused.
     pub fn expanded(self) -> Result<Self, String> {
+        if matches!(&self, StepLine::Step { also_to, .. } if also_to.is_empty()) {
+            return Ok(self);
+        }
         let StepLine::Step {
             node,
             input,
@@ -127,15 +130,6 @@ where
         else {
             return Ok(self);
         };
-        if also_to.is_empty() {
-            return Ok(StepLine::Step {
-                node,
-                input,
-                effects,
-                also_to,
-                state,
-            });
-        }
         let mut all = Vec::with_capacity(effects.len() + also_to.len());
         let mut more = also_to.into_iter().peekable();
         for (i, effect) in effects.into_iter().enumerate() {
@@ -145,19 +139,17 @@ where
                     return Err(format!("also_to names effect {at} twice or out of order"));
                 }
             }
-            let again: Vec<Effect<Op, Out, Snap>> = match (&effect, peers) {
-                (_, None) => Vec::new(),
-                (Effect::Send { msg, .. }, Some(peers)) => peers
-                    .into_iter()
-                    .map(|to| Effect::Send {
-                        to,
-                        msg: msg.clone(),
-                    })
-                    .collect(),
-                (_, Some(_)) => return Err(format!("also_to names effect {i}, not a send")),
-            };
             all.push(effect);
-            all.extend(again);
+            if let Some(peers) = peers {
+                let Some(Effect::Send { msg, .. }) = all.last() else {
+                    return Err(format!("also_to names effect {i}, not a send"));
+                };
+                let msg = msg.clone();
+                all.extend(peers.into_iter().map(|to| Effect::Send {
+                    to,
+                    msg: msg.clone(),
+                }));
+            }
         }
         if let Some((at, _)) = more.next() {
             return Err(format!(
