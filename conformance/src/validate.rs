@@ -364,6 +364,10 @@ struct Domain {
     /// that no other read waiting at that replica holds when it arrives (the model's replica
     /// knows a read only by its place among the reads waiting there).
     reads: BTreeMap<(Process, ReadId), ModelRead>,
+    /// The conformance core's snapshot at each applied prefix a logged snapshot named, built
+    /// once: a snapshot holds every command below it, and a catch-up sends the same one
+    /// hundreds of times. Filled only after the logged snapshot was checked against the run.
+    snapshots: std::cell::RefCell<BTreeMap<Slot, ImplSnapshot>>,
 }
 
 /// How many executed commands apart [`Domain::checkpoints`] are.
@@ -544,6 +548,7 @@ impl Domain {
             .map(|(i, c)| (c, i))
             .collect();
         let mut domain = Domain {
+            snapshots: Default::default(),
             cfg: MultiConfig {
                 replicas,
                 clients: clients.len().max(1),
@@ -653,15 +658,20 @@ impl Domain {
                 table
             ));
         }
+        if let Some(built) = self.snapshots.borrow().get(&s.applied) {
+            return Ok(built.clone());
+        }
         let executed = commands
             .into_iter()
             .map(|c| self.command(c))
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(std::sync::Arc::new(AppliedState {
+        let built = std::sync::Arc::new(AppliedState {
             applied: s.applied,
             clients: client_table(&executed),
             state_machine: executed,
-        }))
+        });
+        self.snapshots.borrow_mut().insert(s.applied, built.clone());
+        Ok(built)
     }
 
     /// The commands executed below `applied`, and the key-value store and client table that
@@ -1397,18 +1407,37 @@ fn sent_messages(
 /// other message is itself), each as a key. A run is compared slot by slot because the leader
 /// re-sends the Accept of a single slot left unanswered, which no step sent on its own.
 fn message_keys(msg: &ImplMessage) -> Vec<String> {
-    // A snapshot through a JSON value, whose maps are sorted: its client table is a hash map,
-    // which serializes in a different order in every process. No other message holds a hash
-    // map, and the detour through a value cost a tenth of validation.
-    let key = |m: ImplMessage| {
-        let json = match &m {
-            Message::Snapshot { .. } => serde_json::to_value(&m).map(|v| v.to_string()),
-            _ => serde_json::to_string(&m),
-        };
-        json.unwrap_or_else(|e| format!("unserializable {m:?}: {e}"))
+    let key = |m: ImplMessage| match &m {
+        Message::Snapshot { state } => snapshot_key(state),
+        _ => serde_json::to_string(&m).unwrap_or_else(|e| format!("unserializable {m:?}: {e}")),
     };
     // A run longer than `MAX_RUN` is tampered or foreign, and `msg_to_model` refuses it.
     msg.per_slot().take(MAX_RUN + 1).map(key).collect()
+}
+
+/// A snapshot message's key: its applied prefix, and a digest of its commands and client
+/// table rather than their JSON. A snapshot holds every command below it, and one sent at
+/// each catch-up made its JSON half of validation's time. The digest is only compared within
+/// this process, so the hasher's fixed keys need not be secret.
+fn snapshot_key(state: &ImplSnapshot) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut digest = std::hash::DefaultHasher::new();
+    state.state_machine.hash(&mut digest);
+    // The client table is a hash map, in a different order in every process: sorted.
+    let mut rows: Vec<_> = state
+        .clients
+        .iter()
+        .map(|(client, row)| (client, row.last_seq, row.output))
+        .collect();
+    rows.sort_unstable();
+    rows.hash(&mut digest);
+    format!(
+        "{{\"Snapshot\":{{\"applied\":{},\"commands\":{},\"clients\":{},\"digest\":\"{:016x}\"}}}}",
+        state.applied,
+        state.state_machine.len(),
+        rows.len(),
+        digest.finish()
+    )
 }
 
 /// Whether `input` stands for several model steps.
