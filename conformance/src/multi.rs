@@ -66,7 +66,7 @@ use paxos_model::types::{Ballot, IdSet};
 use paxos_protocol::multi::{
     AppliedState, ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry,
     Input, InputOf, Lease, Message, MessageOf, Millis, Phase, ReadIndex as ImplReadIndex, Recorder,
-    Replica, ReplicaEffect, ReplicaState as ImplState, SlotMap, SnapshotOf, Timers, Timing,
+    Replica, ReplicaEffect, ReplicaState as ImplState, Slot, SlotMap, SnapshotOf, Timers, Timing,
     WaitingRead,
 };
 use paxos_protocol::Ballot as ImplBallot;
@@ -440,6 +440,111 @@ pub(crate) struct Near<'a, S: Space> {
     pub snapshot: Option<&'a (ImplSnapshot, S::Executed)>,
     /// The view of the replica's executed sequence, kept from step to step.
     pub executed: &'a mut ExecutedView<S>,
+    /// The abstraction of the replica's log before the step, which the step's records move
+    /// (`None`: abstract the whole log).
+    pub log: Option<&'a LogVectors<S>>,
+}
+
+/// A replica's votes and chosen entries as the model's slot vectors: those of its state and
+/// those of its durable state (M11). Trace validation keeps the abstraction of the step
+/// before and moves it by the slots the step's records touch
+/// ([`Record::slots`](paxos_protocol::multi::Record::slots)): both logs
+/// change only there and below the compaction point, and walking every slot since the last
+/// snapshot at every step made a step's cost grow with the snapshot interval.
+#[derive(Clone, Debug)]
+pub(crate) struct LogVectors<S: Space> {
+    pub accepted: SlotsOf<S, Option<VoteOf<S>>>,
+    pub chosen: SlotsOf<S, Option<CmdOf<S>>>,
+    pub durable_accepted: SlotsOf<S, Option<VoteOf<S>>>,
+    pub durable_chosen: SlotsOf<S, Option<CmdOf<S>>>,
+}
+
+impl<S: Space> LogVectors<S> {
+    pub fn of(outcome: &StepOutcome<S>) -> Self {
+        LogVectors {
+            accepted: outcome.state.accepted.clone(),
+            chosen: outcome.state.chosen.clone(),
+            durable_accepted: outcome.persisted.accepted.clone(),
+            durable_chosen: outcome.persisted.chosen.clone(),
+        }
+    }
+}
+
+/// The slots whose vote or chosen entry the step's records may change, ascending, once each.
+pub(crate) fn touched_slots(effects: &[ImplEffect]) -> Vec<Slot> {
+    let mut slots: Vec<Slot> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Persist(record) => Some(record.slots()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    slots
+}
+
+/// How a log's abstraction after a step is built: from the whole log, near the model's
+/// vector ([`map_to_slots_near`]), or by moving the abstraction before the step
+/// ([`map_to_slots_moved`]).
+enum LogSource<'a, S: Space, U>
+where
+    Option<U>: SlotEntry,
+{
+    Whole,
+    Moved {
+        before: &'a SlotsOf<S, Option<U>>,
+        touched: &'a [Slot],
+        below: Slot,
+    },
+}
+
+/// The abstraction of `map` from `source`, shared with `near` where equal.
+fn log_to_slots<S: Space, T, U>(
+    map: &SlotMap<T>,
+    f: impl Fn(&T) -> Result<U, String>,
+    near: Option<&SlotsOf<S, Option<U>>>,
+    source: LogSource<'_, S, U>,
+) -> Result<SlotsOf<S, Option<U>>, String>
+where
+    Option<U>: SlotEntry,
+{
+    match source {
+        LogSource::Whole => map_to_slots_near::<S, _, _>(map, f, near),
+        LogSource::Moved {
+            before,
+            touched,
+            below,
+        } => map_to_slots_moved::<S, _, _>(map, f, before, touched, below, near),
+    }
+}
+
+/// [`map_to_slots`] of `map`, given `before`, the abstraction of the map a step changed at
+/// `touched` only and then cleared below `below`: `before` cleared there and its `touched`
+/// slots read from `map` again. `near` itself when equal, so that the next step moves (and
+/// compares) a tree it shares with the model.
+fn map_to_slots_moved<S: Space, T, U>(
+    map: &SlotMap<T>,
+    f: impl Fn(&T) -> Result<U, String>,
+    before: &SlotsOf<S, Option<U>>,
+    touched: &[Slot],
+    below: Slot,
+    near: Option<&SlotsOf<S, Option<U>>>,
+) -> Result<SlotsOf<S, Option<U>>, String>
+where
+    Option<U>: SlotEntry,
+{
+    let mut out = before.clone();
+    out.clear_below(within("compaction point", below)?);
+    for &slot in touched {
+        let entry = map.get(&slot).map(&f).transpose()?;
+        out.set(slot_in::<S>(slot)?, entry);
+    }
+    Ok(match near {
+        Some(near) if *near == out => near.clone(),
+        _ => out,
+    })
 }
 
 /// A sequence of executed commands as the model's state machine.
@@ -687,7 +792,7 @@ pub fn impl_recovery_view<S: Space>(
     snapshot: Option<&ImplSnapshot>,
     clock: Millis,
 ) -> Result<ReplicaStorage<S>, String> {
-    recovery_view_near(cfg, d, snapshot, clock, None, None)
+    recovery_view_near(cfg, d, snapshot, clock, None, None, None)
 }
 
 /// [`impl_recovery_view`] built near the model's storage (see [`map_to_slots_near`]).
@@ -698,6 +803,7 @@ fn recovery_view_near<S: Space>(
     clock: Millis,
     near: Option<&ReplicaStorage<S>>,
     known: Option<&(ImplSnapshot, S::Executed)>,
+    moved: Option<(&LogVectors<S>, &[Slot], Slot)>,
 ) -> Result<ReplicaStorage<S>, String> {
     let promised = d.promised.map(ballot_out).transpose()?;
     let (compacted, snapshot) = match snapshot {
@@ -707,15 +813,31 @@ fn recovery_view_near<S: Space>(
     let storage = ReplicaStorage {
         round: within("round", d.round)?,
         promised: promised.unwrap_or(bootstrap_ballot()),
-        accepted: map_to_slots_near::<S, _, _>(
+        accepted: log_to_slots::<S, _, _>(
             &d.accepted,
             |v| vote_to_model(cfg, v),
             near.map(|n| &n.accepted),
+            match moved {
+                Some((log, touched, below)) => LogSource::Moved {
+                    before: &log.durable_accepted,
+                    touched,
+                    below,
+                },
+                None => LogSource::Whole,
+            },
         )?,
-        chosen: map_to_slots_near::<S, _, _>(
+        chosen: log_to_slots::<S, _, _>(
             &d.chosen,
             |e| entry_to_model(cfg, e),
             near.map(|n| &n.chosen),
+            match moved {
+                Some((log, touched, below)) => LogSource::Moved {
+                    before: &log.durable_chosen,
+                    touched,
+                    below,
+                },
+                None => LogSource::Whole,
+            },
         )?,
         compacted,
         snapshot,
@@ -892,7 +1014,7 @@ pub fn abstraction<S: Space>(
     replica: &ImplReplica,
 ) -> Result<ReplicaState<S>, String> {
     let mut executed = ExecutedView::of(cfg, &replica.state_machine().executed);
-    abstraction_near(cfg, replica, &mut executed, None, None)
+    abstraction_near(cfg, replica, &mut executed, None, None, None)
 }
 
 /// [`abstraction`] built near the model's state (see [`map_to_slots_near`]), `executed`
@@ -903,12 +1025,21 @@ fn abstraction_near<S: Space>(
     executed: &mut ExecutedView<S>,
     near: Option<&ReplicaState<S>>,
     known: Option<&(ImplSnapshot, S::Executed)>,
+    moved: Option<(&LogVectors<S>, &[Slot])>,
 ) -> Result<ReplicaState<S>, String> {
     let s = replica.state();
-    let chosen = map_to_slots_near::<S, _, _>(
+    let chosen = log_to_slots::<S, _, _>(
         &s.chosen,
         |e| entry_to_model(cfg, e),
         near.map(|n| &n.chosen),
+        match moved {
+            Some((log, touched)) => LogSource::Moved {
+                before: &log.chosen,
+                touched,
+                below: s.compacted,
+            },
+            None => LogSource::Whole,
+        },
     )?;
     let phase = match &s.phase {
         Phase::Follower => LeaderPhase::Follower,
@@ -964,10 +1095,18 @@ fn abstraction_near<S: Space>(
     Ok(ReplicaState {
         round: within("round", s.round)?,
         promised: ballot_out(s.promised)?,
-        accepted: map_to_slots_near::<S, _, _>(
+        accepted: log_to_slots::<S, _, _>(
             &s.accepted,
             |v| vote_to_model(cfg, v),
             near.map(|n| &n.accepted),
+            match moved {
+                Some((log, touched)) => LogSource::Moved {
+                    before: &log.accepted,
+                    touched,
+                    below: s.compacted,
+                },
+                None => LogSource::Whole,
+            },
         )?,
         chosen,
         phase,
@@ -1136,30 +1275,75 @@ pub(crate) fn outcome_from_impl<S: Space>(
     (mut durable, mut snapshot): (Durable<Op>, Option<ImplSnapshot>),
     near: Option<Near<'_, S>>,
 ) -> Result<StepOutcome<S>, String> {
+    let mut below = 0;
+    for effect in &effects {
+        below = below.max(fold_durable(&mut durable, &mut snapshot, effect)?);
+    }
+    outcome_after_fold(
+        cfg,
+        replica,
+        effects,
+        (&durable, snapshot.as_ref(), below),
+        near,
+    )
+}
+
+/// The durable state moved by one effect of a step: a record folded, or the log below a
+/// snapshot dropped (the runtime does so once the snapshot is durable: K1, K4). The slot
+/// below which the log was dropped, or 0.
+pub(crate) fn fold_durable(
+    durable: &mut Durable<Op>,
+    snapshot: &mut Option<ImplSnapshot>,
+    effect: &ImplEffect,
+) -> Result<Slot, String> {
+    match effect {
+        Effect::Persist(record) => {
+            durable
+                .apply(record.clone())
+                .map_err(|e| format!("the step's records do not fold: {e}"))?;
+            Ok(0)
+        }
+        Effect::Snapshot(s) => {
+            durable.accepted.remove_below(s.applied);
+            durable.chosen.remove_below(s.applied);
+            *snapshot = Some(s.clone());
+            Ok(s.applied)
+        }
+        Effect::Send { .. } | Effect::Reply { .. } | Effect::ReadReply { .. } => Ok(0),
+        Effect::Executed { .. } => Ok(0),
+    }
+}
+
+/// [`outcome_from_impl`] once the step's effects are folded into the durable state:
+/// `(durable, snapshot, below)` after the step, `below` the highest slot a snapshot of the
+/// step dropped the log below.
+pub(crate) fn outcome_after_fold<S: Space>(
+    cfg: &MultiConfig,
+    replica: &ImplReplica,
+    effects: Vec<ImplEffect>,
+    (durable, snapshot, below): (&Durable<Op>, Option<&ImplSnapshot>, Slot),
+    near: Option<Near<'_, S>>,
+) -> Result<StepOutcome<S>, String> {
+    let touched = match near.as_ref().and_then(|n| n.log) {
+        Some(_) => touched_slots(&effects),
+        None => Vec::new(),
+    };
     let mut own_view;
-    let (near, known, view) = match near {
+    let (near, known, view, log) = match near {
         Some(Near {
             outcome,
             snapshot,
             executed,
-        }) => (Some(outcome), snapshot, executed),
+            log,
+        }) => (Some(outcome), snapshot, executed, log),
         None => {
             own_view = ExecutedView::of(cfg, &replica.state_machine().executed);
-            (None, None, &mut own_view)
+            (None, None, &mut own_view, None)
         }
     };
     let mut sends = Vec::new();
     for effect in effects {
         match effect {
-            Effect::Persist(record) => durable
-                .apply(record)
-                .map_err(|e| format!("the step's records do not fold: {e}"))?,
-            // The runtime drops the log below a durable snapshot (K1, K4).
-            Effect::Snapshot(s) => {
-                durable.accepted.remove_below(s.applied);
-                durable.chosen.remove_below(s.applied);
-                snapshot = Some(s);
-            }
             Effect::Send { to, msg } => {
                 let msgs = msg_to_model(cfg, &msg, replica.accepted())?;
                 sends.extend(msgs.into_iter().map(|m| (to as usize, m)));
@@ -1194,20 +1378,28 @@ pub(crate) fn outcome_from_impl<S: Space>(
                 let state = view.prefix(len, modelled)?;
                 sends.push((usize::from(cfg.reader_id()), MultiMsg::ReadReply(k, state)));
             }
-            Effect::Executed { .. } => {}
+            Effect::Persist(_) | Effect::Snapshot(_) | Effect::Executed { .. } => {}
         }
     }
     sends.sort();
     Ok(StepOutcome {
-        state: abstraction_near(cfg, replica, view, near.map(|n| &n.state), known)?,
+        state: abstraction_near(
+            cfg,
+            replica,
+            view,
+            near.map(|n| &n.state),
+            known,
+            log.map(|log| (log, touched.as_slice())),
+        )?,
         sends,
         persisted: recovery_view_near(
             cfg,
-            &durable,
-            snapshot.as_ref(),
+            durable,
+            snapshot,
             replica.now_ms(),
             near.map(|n| &n.persisted),
             known,
+            log.map(|log| (log, touched.as_slice(), below)),
         )?,
         election_timer: replica.election_timer_armed() && campaign_within_bound(cfg, replica),
     })
@@ -1729,6 +1921,47 @@ mod tests {
                 );
             }
             proptest::prop_assert!(view.prefix(done.len() + 1, None).is_err());
+        }
+
+        /// Moving the abstraction of a log by the slots a step touched, and clearing it below
+        /// the compaction point, gives the abstraction of the log after the step, whatever the
+        /// model's vector it is shared with.
+        #[test]
+        fn moving_the_abstraction_by_the_touched_slots_is_abstracting_anew(
+            before in proptest::collection::btree_map(0u64..40, 0u64..5, 0..24),
+            changes in proptest::collection::vec((0u64..40, proptest::option::of(0u64..5)), 0..8),
+            below in 0u64..12,
+            theirs in proptest::collection::btree_map(0u64..40, 0u64..5, 0..24),
+        ) {
+            let cfg = MultiConfig { clients: 2, commands: 4, ..MultiConfig::default() };
+            let f = |e: &Entry<Op>| entry_to_model::<u64>(&cfg, e);
+            let mut map = SlotMap::new();
+            for (&slot, &c) in &before {
+                map.insert(slot, entry_to_impl(&cfg, Cmd(c)));
+            }
+            let abstracted = map_to_slots::<Unbounded, _, _>(&map, f).expect("in bounds");
+            let mut touched = Vec::new();
+            for &(slot, c) in &changes {
+                match c {
+                    Some(c) => map.insert(slot, entry_to_impl(&cfg, Cmd(c))),
+                    None => map.remove(&slot),
+                };
+                touched.push(slot);
+            }
+            touched.sort_unstable();
+            touched.dedup();
+            map.remove_below(below);
+            let mut near = SlotsOf::<Unbounded, Option<Cmd<u64>>>::default();
+            for (&slot, &c) in &theirs {
+                near.set(slot, Some(Cmd(c)));
+            }
+            let whole = map_to_slots::<Unbounded, _, _>(&map, f);
+            for near in [None, Some(&near), whole.as_ref().ok()] {
+                proptest::prop_assert_eq!(
+                    map_to_slots_moved::<Unbounded, _, _>(&map, f, &abstracted, &touched, below, near),
+                    whole.clone()
+                );
+            }
         }
     }
 

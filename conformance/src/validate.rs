@@ -74,9 +74,9 @@ use serde::Serialize;
 use stateright::actor::{Actor, Command as OutCommand, Id, Out};
 
 use crate::multi::{
-    canonical, client_table, model_recovery_view, msg_to_model, outcome_from_impl, votes_to_impl,
-    ExecutedView, ImplEffect, ImplInput, ImplMessage, ImplReplica, ImplSnapshot, Near, Op,
-    StepOutcome, MAX_RUN, READ_OP,
+    canonical, client_table, fold_durable, model_recovery_view, msg_to_model, outcome_after_fold,
+    touched_slots, votes_to_impl, ExecutedView, ImplEffect, ImplInput, ImplMessage, ImplReplica,
+    ImplSnapshot, LogVectors, Near, Op, StepOutcome, MAX_RUN, READ_OP,
 };
 
 /// The `format` of [`Report`].
@@ -91,6 +91,11 @@ type KvInput = Input<KvOp, KvSnapshot>;
 type KvEffect = Effect<KvOp, KvOutput, KvSnapshot>;
 
 type KvState = ImplState<KvOp, KvOutput>;
+/// A replica's votes and its chosen entries.
+type ImplLog = (
+    SlotMap<(paxos_protocol::Ballot, Entry<Op>)>,
+    SlotMap<Entry<Op>>,
+);
 
 /// One line of a step log, with where it came from.
 #[derive(Clone, Debug)]
@@ -845,14 +850,44 @@ impl Domain {
     }
 
     /// The logged replica `s` of `node` as a conformance replica (whose state machine records
-    /// what it executed), for [`abstraction`]. The replica holds `node.executed` (taken, not
-    /// copied: it is the whole run's) until [`Replica::into_state_machine`] gives it back.
+    /// what it executed), for [`abstraction`]. The replica holds `node.executed` and
+    /// `log_before` (taken, not copied: the whole run's sequence and log) until
+    /// [`Replica::into_parts`] gives them back. `touched`: the slots the step's records moved,
+    /// the only ones (with those below the compaction point) where `s`'s log differs from the
+    /// one `log_before` holds, converted (the step log's state is the records' fold:
+    /// [`paxos_protocol::step_log::StepState::after`]).
     fn replica(
         &self,
         config: &Config,
         s: &KvState,
         node: &mut Node,
+        log_before: Option<ImplLog>,
+        touched: &[Slot],
     ) -> Result<ImplReplica, String> {
+        let (accepted, chosen) = match log_before {
+            Some((mut accepted, mut chosen)) => {
+                for &slot in touched {
+                    match s.accepted.get(&slot) {
+                        Some((b, e)) => accepted.insert(slot, (*b, self.entry(e)?)),
+                        None => accepted.remove(&slot),
+                    };
+                    match s.chosen.get(&slot) {
+                        Some(e) => chosen.insert(slot, self.entry(e)?),
+                        None => chosen.remove(&slot),
+                    };
+                }
+                accepted.remove_below(s.compacted);
+                chosen.remove_below(s.compacted);
+                (accepted, chosen)
+            }
+            None => (
+                self.votes(&s.accepted)?,
+                s.chosen
+                    .iter()
+                    .map(|(slot, e)| Ok((slot, self.entry(e)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+        };
         let (at, clock_offset, snapshot) = (node.process, node.clock_offset, node.snapshot.clone());
         let phase = match &s.phase {
             Phase::Follower => Phase::Follower,
@@ -897,12 +932,8 @@ impl Domain {
         let state = ImplState {
             round: s.round,
             promised: s.promised,
-            accepted: self.votes(&s.accepted)?,
-            chosen: s
-                .chosen
-                .iter()
-                .map(|(slot, e)| Ok((slot, self.entry(e)?)))
-                .collect::<Result<_, String>>()?,
+            accepted,
+            chosen,
             phase,
             pending: s
                 .pending
@@ -1098,6 +1129,13 @@ struct Node {
     snapshot: Option<ImplSnapshot>,
     /// `snapshot` and its abstraction, once a step has abstracted it.
     abstracted_snapshot: Option<(ImplSnapshot, ExecutedLog)>,
+    /// The logged state's votes and chosen entries in the conformance core's vocabulary,
+    /// after the replica's last line: each step's replica borrows them, moved by the step's
+    /// records, rather than converting every slot since the last snapshot again.
+    log_memory: Option<ImplLog>,
+    /// Their abstraction and the durable state's after the replica's last line, which the
+    /// next step moves the same way ([`LogVectors`]).
+    log_vectors: Option<LogVectors<Unbounded>>,
     /// Every record persisted, across processes, with the index of its step in `steps`.
     records: Vec<(Record<Op>, usize)>,
     /// Every snapshot taken or installed, with the number of records persisted before it and
@@ -1112,6 +1150,14 @@ struct Node {
     /// The model's clock less the current process's (see [`model_reading`]): at its start,
     /// the clock the model recovers with (or 0 at the first) less the process's reading.
     clock_offset: i64,
+}
+
+/// A replica's log after its previous line, as the step of the next line moves it (see
+/// [`Node::log_memory`], [`Node::log_vectors`]); empty after a start line.
+#[derive(Default)]
+struct LogBefore {
+    memory: Option<ImplLog>,
+    vectors: Option<LogVectors<Unbounded>>,
 }
 
 struct StepTrace {
@@ -1180,6 +1226,8 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
             durable: Durable::default(),
             snapshot: None,
             abstracted_snapshot: None,
+            log_memory: None,
+            log_vectors: None,
             records: Vec::new(),
             snapshots: Vec::new(),
             steps: Vec::new(),
@@ -1197,6 +1245,13 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
         // Shown only with a rejection: formatting a long run's state at every step would
         // cost more than validating it.
         let model_before = ModelBefore(node.model.as_ref().map(|m| m.state.clone()));
+        // Taken at every line of the replica: a step's log can be moved from the one before
+        // only when that one was followed to the end ([`logged_outcome`]), and a start line
+        // holds its whole state.
+        let log_before = LogBefore {
+            memory: node.log_memory.take(),
+            vectors: node.log_vectors.take(),
+        };
         let checked = match &logged.entry {
             StepLine::Start {
                 config,
@@ -1238,7 +1293,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                         received.push((*from, i as u32, key));
                     }
                 }
-                validate_step(&domain, &actor, i, node, input, effects, state)
+                validate_step(&domain, &actor, i, node, input, effects, state, log_before)
             }
         };
         report.transitions += 1;
@@ -1623,7 +1678,15 @@ fn validate_start(
     };
     let (expected, model_after) = model_step(actor, i, &before, events);
     node.push_step(&effects, model_after);
-    let actual = logged_outcome(domain, node, config, state, effects, &expected)?;
+    let actual = logged_outcome(
+        domain,
+        node,
+        config,
+        state,
+        effects,
+        &expected,
+        LogBefore::default(),
+    )?;
     compare(&expected, &actual)
 }
 
@@ -1722,41 +1785,48 @@ fn logged_outcome(
     state: &KvState,
     effects: Vec<ImplEffect>,
     expected: &StepOutcome<Unbounded>,
+    log_before: LogBefore,
 ) -> Result<StepOutcome<Unbounded>, Failure> {
-    let before = (node.durable.clone(), node.snapshot.clone());
+    let mut below = 0;
     for effect in &effects {
+        let dropped =
+            fold_durable(&mut node.durable, &mut node.snapshot, effect).map_err(Failure::plain)?;
+        below = below.max(dropped);
         match effect {
-            Effect::Persist(record) => node
-                .durable
-                .apply(record.clone())
-                .map_err(|e| Failure::plain(format!("the step's records do not fold: {e}")))?,
-            // K1 snapshots what was executed; K4 replaces it.
             Effect::Snapshot(s) => {
-                node.durable.accepted.remove_below(s.applied);
-                node.durable.chosen.remove_below(s.applied);
                 node.executed = s.state_machine.clone();
                 node.executed_view = ExecutedView::of(&domain.cfg, &node.executed);
-                node.snapshot = Some(s.clone());
             }
             Effect::Executed { command, .. } => {
                 node.executed_view.push(&domain.cfg, command);
                 node.executed.push(command.clone());
             }
-            Effect::Send { .. } | Effect::Reply { .. } | Effect::ReadReply { .. } => {}
+            _ => {}
         }
     }
+    let touched = touched_slots(&effects);
     let replica = domain
-        .replica(config, state, node)
+        .replica(config, state, node, log_before.memory, &touched)
         .map_err(Failure::plain)?;
     let near = Near {
         outcome: expected,
         snapshot: node.abstracted_snapshot.as_ref(),
         executed: &mut node.executed_view,
+        log: log_before.vectors.as_ref(),
     };
-    let outcome = outcome_from_impl(&domain.cfg, &replica, effects, before, Some(near));
-    node.executed = replica.into_state_machine().executed;
+    let outcome = outcome_after_fold(
+        &domain.cfg,
+        &replica,
+        effects,
+        (&node.durable, node.snapshot.as_ref(), below),
+        Some(near),
+    );
+    let (after, recorder) = replica.into_parts();
+    node.executed = recorder.executed;
+    node.log_memory = Some((after.accepted, after.chosen));
     let outcome = outcome
         .map_err(|e| Failure::plain(format!("the logged state has no model counterpart: {e}")))?;
+    node.log_vectors = Some(LogVectors::of(&outcome));
     node.abstracted_snapshot = node
         .snapshot
         .clone()
@@ -1794,6 +1864,7 @@ fn reexecuted(
     Ok(executed)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn validate_step(
     domain: &Domain,
     actor: &MultiActor<Unbounded>,
@@ -1802,6 +1873,7 @@ fn validate_step(
     input: &KvInput,
     effects: &[KvEffect],
     state: &KvState,
+    log_before: LogBefore,
 ) -> Result<(), Failure> {
     let timers = std::mem::replace(&mut node.timers, state.timers.clone());
     let Some(before) = node.model.clone() else {
@@ -1844,7 +1916,9 @@ fn validate_step(
     expected
         .sends
         .dedup_by(|a, b| a == b && matches!(a.1, MultiMsg::Nack(..) | MultiMsg::Snapshot(..)));
-    let logged = logged_outcome(domain, node, &config, state, compared, &expected);
+    let logged = logged_outcome(
+        domain, node, &config, state, compared, &expected, log_before,
+    );
     node.push_step(&effects, model_after);
     events?;
     unmodelled_sends?;

@@ -686,13 +686,12 @@ impl<T: SlotEntry> SlotVec<u64, T> for SparseSlots<T> {
     }
 
     fn clear_below(&mut self, c: u64) {
-        // `split` keeps the entries at and above `c`.
-        let (_, at, above) = self.0.split_lookup(&c);
-        let mut kept = above;
-        if let Some(entry) = at {
-            kept.insert(c, entry);
+        // One entry at a time: each is removed once in a run, where `split_lookup` rebuilt
+        // the kept part by insertion whenever it was called, which trace validation does
+        // at every step.
+        while let Some(first) = self.0.get_min().map(|(s, _)| *s).filter(|s| *s < c) {
+            self.0.remove(&first);
         }
-        self.0 = kept;
     }
 
     fn map(&self, f: impl Fn(T) -> T) -> Self {

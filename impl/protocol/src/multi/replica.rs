@@ -696,11 +696,11 @@ impl<SM: StateMachine> Replica<SM> {
         &self.sm
     }
 
-    /// The state machine, taken back from a replica [`Replica::from_state`] built for one
-    /// step: trace validation lends each step's replica the run's executed sequence rather
-    /// than copying it.
-    pub fn into_state_machine(self) -> SM {
-        self.sm
+    /// The state and the state machine, taken back from a replica [`Replica::from_state`]
+    /// built for one step: trace validation lends each step's replica the run's executed
+    /// sequence and its log since the last snapshot rather than copying them.
+    pub fn into_parts(self) -> (ReplicaState<SM::Op, SM::Output>, SM) {
+        (self.state, self.sm)
     }
 
     /// Armed exactly when not leading.

@@ -344,6 +344,21 @@ pub enum Record<Op> {
     },
 }
 
+impl<Op> Record<Op> {
+    /// The slots whose vote or chosen entry applying this record may change
+    /// ([`Durable::apply`]); empty for a round or a promise. Trace validation moves its view of
+    /// a replica's log by these slots rather than walking the whole log at every step.
+    pub fn slots(&self) -> std::ops::Range<Slot> {
+        match self {
+            Record::Round(_) | Record::Promise(_) => 0..0,
+            Record::Accept { slot, .. } | Record::Chosen { slot, .. } => {
+                *slot..slot.saturating_add(1)
+            }
+            Record::ChosenVotes { slot, count } => *slot..slot.saturating_add(*count),
+        }
+    }
+}
+
 /// A record that does not fit the records before it: the log it comes from is damaged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordError {
@@ -653,7 +668,9 @@ mod tests {
 
     use serde::{Deserialize, Serialize};
 
-    use super::{ClientId, Command, CommandId};
+    use proptest::prelude::*;
+
+    use super::{Ballot, ClientId, Command, CommandId, Durable, Entry, Record};
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Waiting {
@@ -666,6 +683,50 @@ mod tests {
             client: ClientId(client),
             seq,
             op,
+        }
+    }
+
+    fn record() -> impl Strategy<Value = Record<u64>> {
+        let ballot = (1u64..4, 0u32..3).prop_map(|(round, node)| Ballot { round, node });
+        let entry = prop_oneof![
+            Just(Entry::Noop),
+            (0u64..3).prop_map(|op| Entry::Command(command(1, op + 1, op)))
+        ];
+        prop_oneof![
+            (0u64..4).prop_map(Record::Round),
+            ballot.clone().prop_map(Record::Promise),
+            (0u64..12, ballot, entry.clone()).prop_map(|(slot, ballot, entry)| Record::Accept {
+                slot,
+                ballot,
+                entry
+            }),
+            (0u64..12, entry).prop_map(|(slot, entry)| Record::Chosen { slot, entry }),
+            (0u64..12, 0u64..4).prop_map(|(slot, count)| Record::ChosenVotes { slot, count }),
+        ]
+    }
+
+    proptest! {
+        /// `Record::slots` names every slot a record can change: trace validation patches
+        /// its view of the log at those slots only.
+        #[test]
+        fn a_record_changes_no_slot_outside_its_slots(
+            records in proptest::collection::vec(record(), 0..40),
+        ) {
+            let mut durable = Durable::default();
+            for record in records {
+                let before = durable.clone();
+                let slots = record.slots();
+                if durable.apply(record).is_err() {
+                    durable = before;
+                    continue;
+                }
+                for slot in 0..16 {
+                    if !slots.contains(&slot) {
+                        prop_assert_eq!(durable.accepted.get(&slot), before.accepted.get(&slot));
+                        prop_assert_eq!(durable.chosen.get(&slot), before.chosen.get(&slot));
+                    }
+                }
+            }
         }
     }
 
