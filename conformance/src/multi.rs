@@ -267,6 +267,19 @@ pub fn votes_to_impl<S: Space>(
     slots_to_map(votes, |v| vote_to_impl(cfg, v))
 }
 
+/// [`votes_to_impl`] of the slots in `run` only: what an `Accepted` run reads.
+pub fn votes_to_impl_in<S: Space>(
+    cfg: &MultiConfig,
+    votes: &SlotsOf<S, Option<VoteOf<S>>>,
+    run: std::ops::Range<u64>,
+) -> SlotMap<(ImplBallot, Entry<Op>)> {
+    run.filter_map(|s| {
+        let vote = votes.get(S::N::try_from(s).ok()?)?;
+        Some((s, vote_to_impl(cfg, vote)))
+    })
+    .collect()
+}
+
 fn vote_to_model<N: Number>(
     cfg: &MultiConfig,
     (b, entry): &(ImplBallot, Entry<Op>),
@@ -1220,7 +1233,14 @@ fn reads_to_model<S: Space>(
 /// for a chosen `s`, and the core no voters (its voters are exactly the slots in flight).
 pub fn canonical<S: Space>(mut r: ReplicaState<S>) -> ReplicaState<S> {
     if let LeaderPhase::Leading { ref mut votes, .. } = r.phase {
-        for (s, _) in r.chosen.entries() {
+        // The slots with voters (in flight: a window's worth), not every chosen slot since
+        // the last snapshot, which a step of trace validation walked for nothing.
+        let dead: Vec<_> = votes
+            .entries()
+            .filter(|&(s, _)| r.chosen.get(s).is_some())
+            .map(|(s, _)| s)
+            .collect();
+        for s in dead {
             votes.set(s, IdSet::default());
         }
     }

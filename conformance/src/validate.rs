@@ -67,7 +67,7 @@ use paxos_protocol::multi::{
     AppliedState, ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry,
     Input, KvOp, KvOutput, KvStore, Lease, Message, Millis, Phase, ReadId,
     ReadIndex as ImplReadIndex, Record, Recorder, Replica, ReplicaState as ImplState, Slot,
-    SlotMap, SnapshotOf, StateMachine, Timers, WaitingRead,
+    SlotMap, SnapshotOf, StateMachine, Timers, WaitingRead, CATCH_UP_ENTRIES_MAX,
 };
 use paxos_protocol::step_log::{StepLine, STEP_LOG_FORMAT};
 use serde::Serialize;
@@ -75,7 +75,7 @@ use stateright::actor::{Actor, Command as OutCommand, Id, Out};
 
 use crate::multi::{
     canonical, client_table, fold_durable, model_recovery_view, msg_to_model, outcome_after_fold,
-    touched_slots, votes_to_impl, ExecutedView, ImplEffect, ImplInput, ImplMessage, ImplReplica,
+    touched_slots, votes_to_impl_in, ExecutedView, ImplEffect, ImplInput, ImplMessage, ImplReplica,
     ImplSnapshot, LogVectors, Near, Op, StepOutcome, MAX_RUN, READ_OP,
 };
 
@@ -580,6 +580,7 @@ impl Domain {
                 lossy: true,
                 duplicating: true,
                 bug: None,
+                catch_up_max: Some(CATCH_UP_ENTRIES_MAX),
                 ..MultiConfig::default()
             },
             clients,
@@ -1960,13 +1961,16 @@ fn model_events(
     // at its ballot. A slot where the receiver holds no vote at that ballot is not in flight
     // there (the receiver does not lead at it, or the slot was never proposed, which no
     // follower answers), and the model ignores a vote for it whatever the command: no event.
+    // No other message reads them (`msg_to_model`), and only the run's slots: converting every
+    // vote since the last compaction at every step was a tenth of validation.
     let votes = match input {
         Input::Message {
-            msg: Message::Accepted { .. },
+            msg: Message::Accepted { slot, count, .. },
             ..
-        } => votes_to_impl::<Unbounded>(&domain.cfg, &before.state.accepted),
-        // No other message reads them (`msg_to_model`), and converting every vote since the
-        // last compaction at every step was a tenth of validation.
+        } => {
+            let run = *slot..slot.saturating_add((*count).min(MAX_RUN as u64 + 1));
+            votes_to_impl_in::<Unbounded>(&domain.cfg, &before.state.accepted, run)
+        }
         _ => SlotMap::new(),
     };
     let deliver = |from: u32, msg: &ImplMessage| -> Result<Vec<ModelEvent>, Failure> {

@@ -129,6 +129,9 @@ pub struct MultiBounds {
     /// Catch-up requests (`Status`, K5) the whole run may send. 0 disables catch-up.
     #[arg(long, default_value_t = MultiConfig::default().catch_ups)]
     pub catch_ups: u8,
+    /// The most chosen entries one `CatchUp` carries, the lowest (K6); all when not given.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub catch_up_max: Option<u64>,
     /// Reads (0-3) a reader invokes one after another, at any time, answered by a leader
     /// through the read index (Q1-Q5). 0: no reader.
     #[arg(long, default_value_t = MultiConfig::default().reads)]
@@ -174,6 +177,9 @@ impl MultiBounds {
             crashes: faults.crashes,
             compactions: self.compactions,
             catch_ups: self.catch_ups,
+            catch_up_max: self
+                .catch_up_max
+                .map(|e| usize::try_from(e).unwrap_or(usize::MAX)),
             reads: self.reads,
             reader_at: self.reader_at,
             leases: self.leases,

@@ -88,6 +88,10 @@ pub struct MultiConfig {
     /// How many `Status` messages (K5 catch-up requests) the whole run may send. 0 disables
     /// catch-up.
     pub catch_ups: u8,
+    /// The most chosen entries one `CatchUp` carries, the lowest (K6); `None`: all. The
+    /// service sends at most 1,024; the exhaustive configurations have fewer slots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catch_up_max: Option<usize>,
     /// How many reads the reader actor invokes, one after another (Q1–Q5). 0: no reader, and
     /// no read state at the replicas.
     pub reads: u8,
@@ -126,6 +130,7 @@ impl Default for MultiConfig {
             crashes: 0,
             compactions: 0,
             catch_ups: 0,
+            catch_up_max: None,
             reads: 0,
             reader_at: None,
             leases: 0,
@@ -2094,7 +2099,8 @@ impl<S: Space> MultiActor<S> {
         }
         let from = a.max(r.compacted);
         let mut entries = SlotsOf::<S, Option<CmdOf<S>>>::default();
-        for (s, chosen) in r.chosen.entries().filter(|&(s, _)| s >= from) {
+        let known = r.chosen.entries().filter(|&(s, _)| s >= from);
+        for (s, chosen) in known.take(t.cfg.catch_up_max.unwrap_or(usize::MAX)) {
             entries.set(s, chosen);
         }
         if t.has_bug(MultiBug::CatchUpSendsVotes) {
@@ -3618,6 +3624,41 @@ mod tests {
             format!("{restarted:?}").contains("applied [..s999]"),
             "{restarted:?}"
         );
+    }
+
+    /// K6 with a bound `E`: a replica far behind is sent the lowest `E` chosen entries it
+    /// lacks, and the next ones when it asks again from its new applied prefix.
+    #[test]
+    fn a_catch_up_carries_the_lowest_entries_within_its_bound() {
+        let cfg = MultiConfig {
+            clients: 1,
+            commands: 10,
+            slots: usize::MAX,
+            window: 1,
+            catch_up_max: Some(3),
+            ..MultiConfig::default()
+        };
+        let actor = MultiActor::<Unbounded>::replica(cfg);
+        let mut out = Out::new();
+        let MultiState::Replica(mut leader) = actor.on_start(Id::from(0), &None, &mut out) else {
+            unreachable!("replica 0 is a replica")
+        };
+        for s in 0..7u64 {
+            leader.chosen.set(s, Some(Cmd(s + 1)));
+        }
+        let caught_up = |sent: Vec<(usize, MultiMsg<Unbounded>)>| -> Vec<u64> {
+            let [(1, MultiMsg::CatchUp(entries))] = &sent[..] else {
+                panic!("one CatchUp to the requester: {sent:?}")
+            };
+            entries.entries().map(|(s, _)| s).collect()
+        };
+        let status = |a: u64| Some(MultiMsg::Status(a));
+        let (_, sent) = step(&actor, 0, &leader, 1, status(0), None);
+        assert_eq!(caught_up(sent), [0, 1, 2]);
+        let (_, sent) = step(&actor, 0, &leader, 1, status(3), None);
+        assert_eq!(caught_up(sent), [3, 4, 5]);
+        let (_, sent) = step(&actor, 0, &leader, 1, status(6), None);
+        assert_eq!(caught_up(sent), [6]);
     }
 
     /// Runs DFS to exhaustion (or until every property in `stop_at` is discovered) and returns
