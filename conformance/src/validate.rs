@@ -74,9 +74,9 @@ use serde::Serialize;
 use stateright::actor::{Actor, Command as OutCommand, Id, Out};
 
 use crate::multi::{
-    canonical, client_table, fold_durable, model_recovery_view, msg_to_model, outcome_after_fold,
+    canonical, client_table, counted_recovery_view, fold_durable, msg_to_model, outcome_after_fold,
     touched_slots, votes_to_impl_in, ExecutedView, ImplEffect, ImplInput, ImplMessage, ImplReplica,
-    ImplSnapshot, LogVectors, Near, Op, StepOutcome, MAX_RUN, READ_OP,
+    ImplSnapshot, LogVectors, Near, Op, StepOutcome, VoteBallots, MAX_RUN, READ_OP,
 };
 
 /// The `format` of [`Report`].
@@ -1024,6 +1024,9 @@ struct ModelReplica {
     state: ReplicaState<Unbounded>,
     storage: Option<ReplicaStorage<Unbounded>>,
     timer: bool,
+    /// The ballots of the votes in `storage` (for M11's recovered promise); counted on
+    /// another vector they are still right, only slower to ask.
+    ballots: VoteBallots<Unbounded>,
 }
 
 /// What a model handler is run on.
@@ -1104,7 +1107,12 @@ fn model_step(
     let outcome = StepOutcome {
         state: canonical(after.state.clone()),
         sends,
-        persisted: model_recovery_view(after.storage.as_ref()),
+        persisted: {
+            if let Some(storage) = &after.storage {
+                after.ballots.move_to(&storage.accepted);
+            }
+            counted_recovery_view(after.storage.as_ref(), &after.ballots)
+        },
         election_timer: after.timer,
     };
     (outcome, after)
@@ -1605,6 +1613,7 @@ fn compare(
             state: actual.state.clone(),
             storage: Some(actual.persisted.clone()),
             timer: actual.election_timer,
+            ballots: VoteBallots::default(),
         })),
     })
 }
@@ -1655,6 +1664,7 @@ fn validate_start(
             state: initial_placeholder(),
             storage: None,
             timer: false,
+            ballots: VoteBallots::default(),
         });
     // Recovery re-applies the chosen prefix without reporting it (M11).
     node.executed = reexecuted(domain, state, snapshot.as_ref()).map_err(Failure::plain)?;
@@ -1827,7 +1837,7 @@ fn logged_outcome(
     node.log_memory = Some((after.accepted, after.chosen));
     let outcome = outcome
         .map_err(|e| Failure::plain(format!("the logged state has no model counterpart: {e}")))?;
-    node.log_vectors = Some(LogVectors::of(&outcome));
+    node.log_vectors = Some(LogVectors::of(&outcome, log_before.vectors));
     node.abstracted_snapshot = node
         .snapshot
         .clone()
@@ -2063,7 +2073,7 @@ fn stutter(before: &ModelReplica) -> StepOutcome<Unbounded> {
     StepOutcome {
         state: canonical(before.state.clone()),
         sends: Vec::new(),
-        persisted: model_recovery_view(before.storage.as_ref()),
+        persisted: counted_recovery_view(before.storage.as_ref(), &before.ballots),
         election_timer: before.timer,
     }
 }

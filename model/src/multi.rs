@@ -1791,9 +1791,11 @@ impl<S: Space> MultiActor<S> {
             };
             // Its own proposals not yet chosen: below a floor above its applied prefix are
             // slots chosen by others that it has not learned, which it did not propose.
+            // Below the applied prefix every slot is chosen or compacted, so the count
+            // starts there (a long log is not walked for every proposal).
             let in_flight = r
                 .accepted
-                .entries()
+                .entries_from(r.applied.prefix())
                 .filter(|&(s, v)| {
                     s < next_slot && r.chosen.get(s).is_none() && v.is_some_and(|(vb, _)| vb == b)
                 })
@@ -1837,7 +1839,7 @@ impl<S: Space> MultiActor<S> {
                     return;
                 }
                 let b = r.ballot(me);
-                let in_flight = r.accepted.entries().any(|(s, v)| {
+                let in_flight = r.accepted.entries_from(r.applied.prefix()).any(|(s, v)| {
                     s < next_slot && r.chosen.get(s).is_none() && v == Some((b, cmd))
                 });
                 if in_flight || r.pending.contains(cmd) {

@@ -16,6 +16,7 @@ use std::hash::Hash;
 use std::ops::{Add, AddAssign};
 use std::sync::Arc;
 
+use imbl::ordmap::DiffItem;
 use imbl::{OrdMap, OrdSet};
 use serde::Serialize;
 
@@ -164,6 +165,25 @@ pub trait SlotVec<N: Number, T: SlotEntry>: StatePart {
     /// The highest slot in use.
     fn last_used(&self) -> Option<N> {
         self.entries().last().map(|(s, _)| s)
+    }
+
+    /// The entries in use at slot `from` and above, by ascending slot.
+    fn entries_from(&self, from: N) -> impl Iterator<Item = (N, T)> + '_ {
+        self.entries().filter(move |&(s, _)| s >= from)
+    }
+
+    /// Every slot whose entry differs between `earlier` and this vector, ascending, with
+    /// its entry there and here.
+    fn changes_since<'a>(&'a self, earlier: &'a Self) -> impl Iterator<Item = (N, T, T)> + 'a {
+        let slots: std::collections::BTreeSet<N> = earlier
+            .entries()
+            .chain(self.entries())
+            .map(|(s, _)| s)
+            .collect();
+        slots
+            .into_iter()
+            .map(|s| (s, earlier.get(s), self.get(s)))
+            .filter(|(_, was, is)| was != is)
     }
 }
 
@@ -704,6 +724,20 @@ impl<T: SlotEntry> SlotVec<u64, T> for SparseSlots<T> {
 
     fn last_used(&self) -> Option<u64> {
         self.0.get_max().map(|(s, _)| *s)
+    }
+
+    fn entries_from(&self, from: u64) -> impl Iterator<Item = (u64, T)> + '_ {
+        self.0.range(from..).map(|(s, e)| (*s, *e))
+    }
+
+    /// Skips the subtrees the two maps share: a vector moved by a step from the one
+    /// before it differs in that step's slots only.
+    fn changes_since<'a>(&'a self, earlier: &'a Self) -> impl Iterator<Item = (u64, T, T)> + 'a {
+        earlier.0.diff(&self.0).map(|change| match change {
+            DiffItem::Add(s, e) => (*s, T::default(), *e),
+            DiffItem::Update { old, new } => (*old.0, *old.1, *new.1),
+            DiffItem::Remove(s, e) => (*s, *e, T::default()),
+        })
     }
 }
 
