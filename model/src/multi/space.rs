@@ -451,6 +451,14 @@ impl<T: SlotEntry> SlotVec<u8, T> for Slots<T> {
         Slots::entries(self)
     }
 
+    fn entries_from(&self, from: u8) -> impl Iterator<Item = (u8, T)> + '_ {
+        let empty = T::default();
+        let rest = self.0.get(usize::from(from)..).unwrap_or_default();
+        (from..)
+            .zip(rest.iter().copied())
+            .filter(move |(_, e)| *e != empty)
+    }
+
     fn clear_below(&mut self, c: u8) {
         for entry in self.0.iter_mut().take(usize::from(c)) {
             *entry = T::default();
