@@ -67,7 +67,7 @@ use paxos_protocol::multi::{
     AppliedState, ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry,
     Input, KvOp, KvOutput, KvStore, Lease, Message, Millis, Phase, ReadId,
     ReadIndex as ImplReadIndex, Record, Recorder, Replica, ReplicaState as ImplState, Slot,
-    SlotMap, SnapshotOf, StateMachine, Timers, WaitingRead, CATCH_UP_ENTRIES_MAX,
+    SlotMap, SnapshotOf, StateMachine, Timers, WaitingRead,
 };
 use paxos_protocol::step_log::{StepLine, STEP_LOG_FORMAT};
 use serde::Serialize;
@@ -580,7 +580,7 @@ impl Domain {
                 lossy: true,
                 duplicating: true,
                 bug: None,
-                catch_up_max: Some(CATCH_UP_ENTRIES_MAX),
+                catch_up_max: Some(config.catch_up_entries_max),
                 ..MultiConfig::default()
             },
             clients,

@@ -116,6 +116,7 @@ impl Cluster {
                 window,
                 slot_limit: None,
                 timing: Default::default(),
+                catch_up_entries_max: paxos_impl::multi::CATCH_UP_ENTRIES_MAX,
             })
             .collect();
         let mut seen = Seen {

@@ -591,6 +591,7 @@ impl Cluster {
                 window: 4,
                 slot_limit: None,
                 timing: Default::default(),
+                catch_up_entries_max: paxos_impl::multi::CATCH_UP_ENTRIES_MAX,
             })
             .collect();
         let sim = Sim::start(

@@ -4,7 +4,9 @@
 //! queues the message, timers are never armed by a stable leader.
 
 use paxos_protocol::ballot::NodeId;
-use paxos_protocol::multi::{ClientId, Command, Config, Input, InputOf, StateMachine};
+use paxos_protocol::multi::{
+    ClientId, Command, Config, Input, InputOf, StateMachine, CATCH_UP_ENTRIES_MAX,
+};
 use paxos_protocol::sim::{ignore, Cluster as Sim, MemoryLog};
 
 use crate::harness::{checksum, Cluster};
@@ -66,6 +68,7 @@ impl Ours {
                 window,
                 slot_limit: None,
                 timing: Default::default(),
+                catch_up_entries_max: CATCH_UP_ENTRIES_MAX,
             })
             .collect();
         let sim = Sim::start(

@@ -385,6 +385,7 @@ mod tests {
                 window: 2,
                 slot_limit: None,
                 timing: Timing::default(),
+                catch_up_entries_max: crate::multi::CATCH_UP_ENTRIES_MAX,
             })
             .collect()
     }

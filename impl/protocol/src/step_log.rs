@@ -290,6 +290,7 @@ mod tests {
             window: 4,
             slot_limit: None,
             timing: Timing::default(),
+            catch_up_entries_max: crate::multi::CATCH_UP_ENTRIES_MAX,
         };
         let (replica, _) = Replica::new(config, Recorder::<u64>::default()).expect("valid");
         StepState::of::<u64>(replica.state(), &[])

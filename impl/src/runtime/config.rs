@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{PeerSecret, SecretError};
 use super::wire::LeaseTerms;
 use crate::ballot::NodeId;
-use crate::multi::{Config as CoreConfig, Timing as CoreTiming, TimingError};
+use crate::multi::{Config as CoreConfig, Timing as CoreTiming, TimingError, CATCH_UP_ENTRIES_MAX};
 use crate::storage::{GroupCommitOptions, ReplicaLogOptions, WalOptions};
 
 /// The smallest WAL segment allowed: below it a segment holds a handful of records and every
@@ -504,6 +504,7 @@ impl ClusterConfig {
             window: self.limits.window,
             slot_limit: self.limits.slot_limit,
             timing: self.protocol_timing(),
+            catch_up_entries_max: CATCH_UP_ENTRIES_MAX,
         };
         config.validate().map_err(|e| invalid(e.to_string()))?;
         Ok(config)

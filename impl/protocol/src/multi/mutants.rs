@@ -183,6 +183,7 @@ mod tests {
                 window: 1,
                 slot_limit: None,
                 timing: Default::default(),
+                catch_up_entries_max: crate::multi::CATCH_UP_ENTRIES_MAX,
             };
             let majority = config.majority();
             assert_eq!(majority, replicas as usize / 2 + 1);

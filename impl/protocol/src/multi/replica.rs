@@ -15,7 +15,7 @@ use super::state_machine::StateMachine;
 use super::timers::{Lease, Millis, Timers};
 use super::types::{
     ClientId, Command, CommandId, Config, ConfigError, Durable, Effect, Entry, Input, Message,
-    ReadId, Record, Slot, Vote, CATCH_UP_ENTRIES_MAX,
+    ReadId, Record, Slot, Vote,
 };
 use crate::ballot::{Ballot, NodeId};
 use crate::rules::{self, PrepareVerdict};
@@ -940,7 +940,7 @@ impl<SM: StateMachine> Replica<SM> {
             .state
             .chosen
             .range(applied.max(compacted)..)
-            .take(CATCH_UP_ENTRIES_MAX)
+            .take(self.config.catch_up_entries_max)
             .map(|(slot, entry)| (slot, entry.clone()))
             .collect();
         if !entries.is_empty() {

@@ -314,8 +314,9 @@ impl<Op: Clone, Snap: Clone> Message<Op, Snap> {
     }
 }
 
-/// The most chosen entries one [`Message::CatchUp`] carries; a replica further behind
-/// catches up over several requests (K5, once per catch-up interval).
+/// The most chosen entries one [`Message::CatchUp`] carries in the service
+/// ([`Config::catch_up_entries_max`]); a replica further behind catches up over several
+/// requests (K5, once per catch-up interval).
 pub const CATCH_UP_ENTRIES_MAX: usize = 1024;
 
 /// One durable change. A write-ahead log is a sequence of these; [`Durable::from_records`]
@@ -577,6 +578,14 @@ pub struct Config {
     /// The timers' lengths and the election jitter's seed.
     #[serde(default)]
     pub timing: Timing,
+    /// The most chosen entries one `CatchUp` carries (K6); [`CATCH_UP_ENTRIES_MAX`] in the
+    /// service, smaller under exhaustive conformance so that a bounded log reaches it.
+    #[serde(default = "catch_up_entries_max")]
+    pub catch_up_entries_max: usize,
+}
+
+fn catch_up_entries_max() -> usize {
+    CATCH_UP_ENTRIES_MAX
 }
 
 impl Config {
@@ -624,6 +633,9 @@ impl Config {
         if self.window == 0 {
             return Err(ConfigError::ZeroWindow);
         }
+        if self.catch_up_entries_max == 0 {
+            return Err(ConfigError::ZeroCatchUp);
+        }
         self.timing.validate().map_err(ConfigError::Timing)
     }
 }
@@ -635,6 +647,8 @@ pub enum ConfigError {
     /// This id (the replica's own or the initial leader's) is not in `replicas`.
     NotAReplica(NodeId),
     ZeroWindow,
+    /// A `CatchUp` that may carry no entry would never catch a replica up.
+    ZeroCatchUp,
     /// Fewer than [`REPLICAS_MIN`] replicas.
     TooFewReplicas(usize),
     Timing(TimingError),
@@ -651,6 +665,9 @@ impl fmt::Display for ConfigError {
             ConfigError::DuplicateReplica => write!(f, "a replica id appears twice"),
             ConfigError::NotAReplica(id) => write!(f, "node {id} is not in the replica list"),
             ConfigError::ZeroWindow => write!(f, "the window must allow at least one slot"),
+            ConfigError::ZeroCatchUp => {
+                write!(f, "a catch-up answer must be allowed at least one entry")
+            }
             ConfigError::TooFewReplicas(n) => write!(
                 f,
                 "{n} replica(s): at least {REPLICAS_MIN} are needed, and 3 or 5 tolerate failures"

@@ -44,8 +44,16 @@ fn configurations_that_cannot_run_are_refused() {
         ..base.clone()
     };
     assert_eq!(bad(pair), None, "two replicas are the least that run");
-    let closed = Config { window: 0, ..base };
+    let closed = Config {
+        window: 0,
+        ..base.clone()
+    };
     assert_eq!(bad(closed), Some(ConfigError::ZeroWindow));
+    let mute = Config {
+        catch_up_entries_max: 0,
+        ..base
+    };
+    assert_eq!(bad(mute), Some(ConfigError::ZeroCatchUp));
 }
 
 /// What an operator reads when the configuration is refused names the fault.
@@ -61,6 +69,7 @@ fn configuration_errors_say_what_is_wrong() {
         "node 4 is not in the replica list"
     );
     assert!(said(ConfigError::ZeroWindow).contains("window"));
+    assert!(said(ConfigError::ZeroCatchUp).contains("catch-up"));
     assert!(said(ConfigError::TooFewReplicas(1)).starts_with("1 replica(s): at least 2"));
 }
 

@@ -34,6 +34,7 @@ fn config_of(id: NodeId, replicas: u32, window: u64) -> Config {
         window,
         slot_limit: None,
         timing: Timing::default(),
+        catch_up_entries_max: crate::multi::CATCH_UP_ENTRIES_MAX,
     }
 }
 
