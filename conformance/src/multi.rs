@@ -57,10 +57,9 @@ use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
-use paxos_model::multi::BallotOf;
 use paxos_model::multi::{
-    self, AppliedSet, Cmd, CmdOf, CommandSet, LeaderPhase, LeaseClock, MultiConfig, MultiModel,
-    MultiModelState, MultiMsg, MultiState, MultiTimer, Number, ReadIndex, ReplicaState,
+    self, AppliedSet, BallotOf, Cmd, CmdOf, CommandSet, LeaderPhase, LeaseClock, MultiConfig,
+    MultiModel, MultiModelState, MultiMsg, MultiState, MultiTimer, Number, ReadIndex, ReplicaState,
     ReplicaStorage, SlotEntry, SlotVec, SlotsOf, Small, Space, StateMachine, Ticks, Vote, VoteOf,
     WaitingReads,
 };
@@ -261,16 +260,8 @@ fn vote_to_impl<N: Number>(cfg: &MultiConfig, (b, cmd): Vote<N>) -> (ImplBallot,
     (ballot_to_impl(b), entry_to_impl(cfg, cmd))
 }
 
-/// A model replica's votes as the core holds them: what [`msg_to_model`] resolves an
-/// `Accepted` run's entries from.
-pub fn votes_to_impl<S: Space>(
-    cfg: &MultiConfig,
-    votes: &SlotsOf<S, Option<VoteOf<S>>>,
-) -> SlotMap<(ImplBallot, Entry<Op>)> {
-    slots_to_map(votes, |v| vote_to_impl(cfg, v))
-}
-
-/// [`votes_to_impl`] of the slots in `run` only: what an `Accepted` run reads.
+/// A model replica's votes in the slots of `run` as the core holds them: what
+/// [`msg_to_model`] resolves an `Accepted` run's entries from.
 pub fn votes_to_impl_in<S: Space>(
     cfg: &MultiConfig,
     votes: &SlotsOf<S, Option<VoteOf<S>>>,
@@ -471,9 +462,9 @@ pub(crate) struct Near<'a, S: Space> {
 pub(crate) struct LogVectors<S: Space> {
     pub accepted: SlotsOf<S, Option<VoteOf<S>>>,
     pub chosen: SlotsOf<S, Option<CmdOf<S>>>,
-    pub durable_accepted: SlotsOf<S, Option<VoteOf<S>>>,
     pub durable_chosen: SlotsOf<S, Option<CmdOf<S>>>,
-    /// The ballots of `durable_accepted`, for M11's recovered promise.
+    /// The durable votes ([`VoteBallots::votes`]) and their ballots, for M11's recovered
+    /// promise.
     pub durable_ballots: VoteBallots<S>,
 }
 
@@ -486,7 +477,6 @@ impl<S: Space> LogVectors<S> {
         LogVectors {
             accepted: outcome.state.accepted.clone(),
             chosen: outcome.state.chosen.clone(),
-            durable_accepted: outcome.persisted.accepted.clone(),
             durable_chosen: outcome.persisted.chosen.clone(),
             durable_ballots,
         }
@@ -845,6 +835,11 @@ impl<S: Space> Clone for VoteBallots<S> {
 }
 
 impl<S: Space> VoteBallots<S> {
+    /// The vote vector counted.
+    pub(crate) fn votes(&self) -> &SlotsOf<S, Option<VoteOf<S>>> {
+        &self.votes
+    }
+
     /// Counts the ballots of `votes` instead.
     pub(crate) fn move_to(&mut self, votes: &SlotsOf<S, Option<VoteOf<S>>>) {
         Self::count_changes(&mut self.count, &self.votes, votes);
@@ -927,7 +922,7 @@ fn recovery_view_near<S: Space>(
             near.map(|n| &n.accepted),
             match moved {
                 Some((log, touched, below)) => LogSource::Moved {
-                    before: &log.durable_accepted,
+                    before: log.durable_ballots.votes(),
                     touched,
                     below,
                 },

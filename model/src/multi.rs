@@ -2101,7 +2101,7 @@ impl<S: Space> MultiActor<S> {
         }
         let from = a.max(r.compacted);
         let mut entries = SlotsOf::<S, Option<CmdOf<S>>>::default();
-        let known = r.chosen.entries().filter(|&(s, _)| s >= from);
+        let known = r.chosen.entries_from(from);
         for (s, chosen) in known.take(t.cfg.catch_up_max.unwrap_or(usize::MAX)) {
             entries.set(s, chosen);
         }
