@@ -75,13 +75,15 @@ Examples:
       --ops-per-client 2 --slot-limit 4 --window 2 --duration-secs 6 --data-dir /tmp/lease
   paxos-conform validate /tmp/lease          # leases: the clock ticked to every step's
 
-Only runs within the model's bounds can be validated: replicas 0..R (2 to 5) with replica 0
-the initial leader, `[limits] slot_limit` at most 4, at most 3 clients and 6 commands (reads
-are not commands: any number, at most 3 waiting at a replica at once). A run beyond them is
-refused with the bound it exceeds. Every read policy validates, leases included.
+A run of any length validates (the model's replica runs in its unbounded space): replicas
+0..R (2 to 5) with replica 0 the initial leader, any number of clients, commands, slots,
+elections, snapshots and reads; every read policy, leases included. With --trace-dir, each
+rejection shown gets a trace file of the run's state around the step (its causal past):
+  paxos-conform validate --trace-dir /tmp/rejected /tmp/run
+  paxos-model explore --trace /tmp/rejected/validation-n1-node-1_steps_jsonl-line-812.json
 
 Exit codes: 0 every transition is one the model allows, 1 a transition was rejected, 2 logs
-that cannot be read or a run beyond the model's bounds.";
+that cannot be read or a run the model cannot stand for (6 replicas, another initial leader).";
 
 #[derive(Parser, Debug)]
 #[command(name = "paxos-conform", version, about, long_about = None, after_help = EXAMPLES)]
@@ -113,7 +115,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check the step logs of a real run (`paxos-node serve --step-log`, paxos-steps/6)
+    /// Check the step logs of a real run (`paxos-node serve --step-log`, paxos-steps/7)
     /// against the Multi-Paxos model, transition by transition.
     ///
     /// Every logged step must be a transition the model's replica takes from the same state
@@ -128,6 +130,11 @@ enum Command {
         /// Print one JSON object (paxos-validation-report/1).
         #[arg(long)]
         json: bool,
+        /// Write a trace file for each rejection shown (the run's state around the step, as
+        /// a state of the model) into this directory; `paxos-model explore --trace FILE`
+        /// opens it.
+        #[arg(long, value_name = "DIR")]
+        trace_dir: Option<PathBuf>,
     },
 }
 
@@ -612,7 +619,11 @@ fn replay_command(files: &[PathBuf], json: bool) -> Result<u8, Failure> {
     Ok(code)
 }
 
-fn validate_command(paths: &[PathBuf], json: bool) -> Result<u8, Failure> {
+fn validate_command(
+    paths: &[PathBuf],
+    json: bool,
+    trace_dir: Option<&Path>,
+) -> Result<u8, Failure> {
     let mut logs = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -628,7 +639,7 @@ fn validate_command(paths: &[PathBuf], json: bool) -> Result<u8, Failure> {
             logs.push(path.clone());
         }
     }
-    let report = validate::validate(&logs).map_err(Failure::Usage)?;
+    let report = validate::validate_with_traces(&logs, trace_dir).map_err(Failure::Usage)?;
     if json {
         let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
         println!("{text}");
@@ -660,7 +671,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { variant } => check_command(variant),
         Command::Replay { files, json } => replay_command(&files, json),
-        Command::Validate { logs, json } => validate_command(&logs, json),
+        Command::Validate {
+            logs,
+            json,
+            trace_dir,
+        } => validate_command(&logs, json, trace_dir.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

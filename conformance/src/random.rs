@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use paxos_protocol::multi::{Durable, Input, Message, Replica, Runs, Slot, Timers, Timing};
 use paxos_protocol::sim::{ignore, Cluster as Sim, MemoryLog, Observer};
-use paxos_protocol::step_log::StepState;
+use paxos_protocol::step_log::{self, StepState};
 use stateright::actor::{ActorModelAction, Id};
 use stateright::{Expectation, Model};
 
@@ -308,7 +308,7 @@ impl Cluster {
     }
 
     /// Steps replica `i` on `input`; returns its effects. Every step also checks the step
-    /// log's claim (`paxos-steps/6`): the state its line leaves out is what the step's records
+    /// log's claim (`paxos-steps/7`): the state its line leaves out is what the step's records
     /// and effects say, so the line rebuilds the whole state from the one before.
     fn step(&mut self, i: usize, input: ImplInput) -> Result<Vec<ImplEffect>, String> {
         let before = self.sim.replica(i as u32).map(|r| r.state().clone());
@@ -316,7 +316,8 @@ impl Cluster {
         if let (Some(before), Some(after)) = (before, self.sim.replica(i as u32)) {
             // Through JSON, as the runtime writes the line and validation reads it: a field
             // JSON cannot hold stops a real replica's step log.
-            let written = serde_json::to_string(&StepState::of(after.state(), &effects))
+            let previous = step_log::merged(&before.phase);
+            let written = serde_json::to_string(&StepState::of(after.state(), &effects, previous))
                 .map_err(|e| format!("the step log's line cannot be written: {e}"))?;
             let line: StepState<_, _> = serde_json::from_str(&written)
                 .map_err(|e| format!("the step log's line cannot be read back: {e}: {written}"))?;

@@ -1,5 +1,5 @@
 //! Trace validation (implementation → model): the step logs of a real run (`paxos-node serve
-//! --step-log`, format `paxos-steps/6`) checked transition by transition against the
+//! --step-log`, format `paxos-steps/7`) checked transition by transition against the
 //! Multi-Paxos model (`paxos-conform validate LOG...`).
 //!
 //! ```text
@@ -69,9 +69,11 @@ use paxos_protocol::multi::{
     ReadIndex as ImplReadIndex, Record, Recorder, Replica, ReplicaState as ImplState, Slot,
     SlotMap, SnapshotOf, StateMachine, Timers, WaitingRead,
 };
-use paxos_protocol::step_log::{StepLine, STEP_LOG_FORMAT};
+use paxos_protocol::step_log::{StepLine, STEP_LOG_FORMAT, STEP_LOG_FORMATS_READ};
 use serde::Serialize;
 use stateright::actor::{Actor, Command as OutCommand, Id, Out};
+
+mod rejection_trace;
 
 use crate::multi::{
     canonical, client_table, counted_recovery_view, fold_durable, msg_to_model, outcome_after_fold,
@@ -172,9 +174,9 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
                 }
             };
             if let StepLine::Start { format, .. } = &entry {
-                if format != STEP_LOG_FORMAT {
+                if !STEP_LOG_FORMATS_READ.contains(&format.as_str()) {
                     return Err(format!(
-                        "{}:{}: format {format:?}, expected {STEP_LOG_FORMAT:?}",
+                        "{}:{}: format {format:?}, expected one of {STEP_LOG_FORMATS_READ:?}",
                         path.display(),
                         i + 1
                     ));
@@ -256,6 +258,10 @@ pub struct Rejection {
     pub expected: Option<String>,
     /// What the log shows.
     pub actual: Option<String>,
+    /// The trace file written for it (`validate --trace-dir`): the run's state around the
+    /// step, for `paxos-model explore --trace`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl fmt::Display for Rejection {
@@ -268,6 +274,9 @@ impl fmt::Display for Rejection {
         }
         if let Some(actual) = &self.actual {
             writeln!(f, "  logged: {actual}")?;
+        }
+        if let Some(trace) = &self.trace {
+            writeln!(f, "  trace:  {trace} (paxos-model explore --trace {trace})")?;
         }
         Ok(())
     }
@@ -1030,6 +1039,7 @@ struct ModelReplica {
 }
 
 /// What a model handler is run on.
+#[derive(Clone)]
 enum ModelEvent {
     Start,
     Deliver(Id, MultiMsg<Unbounded>),
@@ -1198,12 +1208,28 @@ impl Node {
 
 /// Validates step logs against the Multi-Paxos model.
 pub fn validate(paths: &[PathBuf]) -> Result<Report, String> {
+    validate_with_traces(paths, None)
+}
+
+/// [`validate`], writing into `trace_dir` a trace file for each rejection shown
+/// (specs/proposals/rejection-traces.md): the run's state around the rejected step, as
+/// `paxos-model explore --trace` opens it.
+pub fn validate_with_traces(paths: &[PathBuf], trace_dir: Option<&Path>) -> Result<Report, String> {
     let lines = load(paths)?;
-    validate_lines(paths, &lines)
+    validate_lines_with(paths, &lines, trace_dir)
 }
 
 /// [`validate`] on lines already read.
 pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, String> {
+    validate_lines_with(paths, lines, None)
+}
+
+/// [`validate_with_traces`] on lines already read.
+pub fn validate_lines_with(
+    paths: &[PathBuf],
+    lines: &[Logged],
+    trace_dir: Option<&Path>,
+) -> Result<Report, String> {
     let domain = Domain::of(lines)?;
     let actor = MultiActor::<Unbounded>::replica(domain.cfg.clone());
     let mut report = Report {
@@ -1246,10 +1272,15 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
         .collect();
     let mut rejections = Rejections::default();
     let mut states = States::default();
-    for logged in lines {
+    // Per line, the index of the step it pushed in its replica's `steps` (a start that
+    // failed early pushed none); and the rejections shown that a trace file can start from.
+    let mut line_steps: Vec<Option<usize>> = Vec::with_capacity(lines.len());
+    let mut seeds: Vec<(usize, usize, Box<rejection_trace::Seed>)> = Vec::new();
+    for (index, logged) in lines.iter().enumerate() {
         let state = states.after(logged)?;
         let i = logged.node() as usize;
         let node = &mut nodes[i];
+        let steps_before = node.steps.len();
         node.process = logged.process();
         // Shown only with a rejection: formatting a long run's state at every step would
         // cost more than validating it.
@@ -1288,7 +1319,7 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
                 if let Input::Message { from, msg } = input {
                     report.messages_received += 1;
                     for key in message_keys(&domain.message(msg)?) {
-                        if !sent.contains(&(*from, i as u32, key.clone())) {
+                        if !sent.contains_key(&(*from, i as u32, key.clone())) {
                             rejections.add(|| {
                                 rejection(
                                     logged,
@@ -1306,12 +1337,34 @@ pub fn validate_lines(paths: &[PathBuf], lines: &[Logged]) -> Result<Report, Str
             }
         };
         report.transitions += 1;
+        line_steps.push((node.steps.len() > steps_before).then(|| node.steps.len() - 1));
         if let Err(mut failure) = checked {
             // Go on from what the log shows, so that later rejections are found too.
             if let Some(resync) = failure.resync.take() {
                 node.model = Some(*resync);
             }
+            let seed = failure.seed.take();
+            let shown = rejections.kept.len();
             rejections.add(|| rejection(logged, &model_before, failure));
+            if let (Some(seed), true) = (seed, rejections.kept.len() > shown) {
+                seeds.push((index, shown, seed));
+            }
+        }
+    }
+    if let Some(dir) = trace_dir {
+        let run = rejection_trace::Run {
+            domain: &domain,
+            lines,
+            nodes: &nodes,
+            line_steps: &line_steps,
+            sent: &sent,
+        };
+        for (index, shown, seed) in seeds {
+            let rejection = &mut rejections.kept[shown];
+            match rejection_trace::write(dir, &run, index, *seed, rejection) {
+                Ok(path) => rejection.trace = Some(path.display().to_string()),
+                Err(e) => rejection.reason += &format!(" (no trace file: {e})"),
+            }
         }
     }
     for late in unperformed_sends_received(&nodes, &received) {
@@ -1346,6 +1399,8 @@ struct Failure {
     /// The model's outcome and the logged one, when both exist.
     outcomes: Option<Box<(StepOutcome<Unbounded>, StepOutcome<Unbounded>)>>,
     resync: Option<Box<ModelReplica>>,
+    /// Where a trace file of the rejection starts ([`trace`]), when the model had a step.
+    seed: Option<Box<rejection_trace::Seed>>,
 }
 
 impl Failure {
@@ -1354,6 +1409,7 @@ impl Failure {
             reason: reason.into(),
             outcomes: None,
             resync: None,
+            seed: None,
         }
     }
 }
@@ -1443,23 +1499,26 @@ fn rejection(logged: &Logged, model_before: &ModelBefore, failure: Failure) -> R
         model_before: model_before.shown(),
         expected: shown.0,
         actual: shown.1,
+        trace: None,
     }
 }
 
-/// Every message a replica's steps sent, as `(from, to, message)`.
+/// Every message a replica's steps sent, as `(from, to, message)`, with the index in `lines`
+/// of the first line that sent it (the earliest step of its sender, since a replica's lines
+/// are in step order).
 fn sent_messages(
     domain: &Domain,
     lines: &[Logged],
-) -> Result<BTreeSet<(u32, u32, String)>, String> {
-    let mut sent = BTreeSet::new();
-    for logged in lines {
+) -> Result<BTreeMap<(u32, u32, String), usize>, String> {
+    let mut sent = BTreeMap::new();
+    for (index, logged) in lines.iter().enumerate() {
         let effects = match &logged.entry {
             StepLine::Start { effects, .. } | StepLine::Step { effects, .. } => effects,
         };
         for effect in effects {
             if let Effect::Send { to, msg } = effect {
                 for key in message_keys(&domain.message(msg)?) {
-                    sent.insert((logged.node(), *to, key));
+                    sent.entry((logged.node(), *to, key)).or_insert(index);
                 }
             }
         }
@@ -1558,6 +1617,7 @@ fn unperformed_sends_received(nodes: &[Node], received: &[(u32, u32, String)]) -
                     model_before: String::new(),
                     expected: None,
                     actual: None,
+                    trace: None,
                 });
             }
         }
@@ -1615,6 +1675,7 @@ fn compare(
             timer: actual.election_timer,
             ballots: VoteBallots::default(),
         })),
+        seed: None,
     })
 }
 
@@ -1917,9 +1978,14 @@ fn validate_step(
         .cloned()
         .partition(|e| is_unmodelled_send(&input, e));
     let unmodelled_sends = check_unmodelled_sends(&input, &unmodelled, state, domain);
-    let (mut expected, model_after) = match &events {
-        Ok(events) if !events.is_empty() => model_step(actor, i, &before, events),
-        Ok(_) | Err(_) => (stutter(&before), before),
+    // `before` is kept for a rejection's trace file; after a stuttering step it is the
+    // replica after the step.
+    let (mut expected, model_after, kept_before) = match &events {
+        Ok(events) if !events.is_empty() => {
+            let (expected, after) = model_step(actor, i, &before, events);
+            (expected, after, Some(before))
+        }
+        Ok(_) | Err(_) => (stutter(&before), before, None),
     };
     // A refused run is refused once (M6'), and its slots below the compaction point answered
     // with one snapshot (K7); slot by slot the model sends the same Nack or Snapshot for each
@@ -1931,9 +1997,13 @@ fn validate_step(
         domain, node, &config, state, compared, &expected, log_before,
     );
     node.push_step(&effects, model_after);
-    events?;
+    let events = events?;
     unmodelled_sends?;
-    compare(&expected, &logged?)
+    compare(&expected, &logged?).map_err(|mut failure| {
+        let before = kept_before.or_else(|| node.steps.last()?.model_after.clone());
+        failure.seed = before.map(|before| Box::new(rejection_trace::Seed { before, events }));
+        failure
+    })
 }
 
 /// The sends no model message stands for: a leader's heartbeat (H1), retransmitted Accepts

@@ -193,18 +193,86 @@ fn a_seeded_core_bug_in_a_real_run_is_rejected() {
     // vote besides the leader's, which is what the correct count (2) needs too.
     let dir = tempfile::tempdir().expect("temp dir");
     let (_, chaos) = bounded_chaos(dir.path(), 5, 33, &["--seeded-bug", "quorum-one-short"]);
-    let report = validated(&step_logs(&chaos));
+    let traces = dir.path().join("traces");
+    let report = validate::validate_with_traces(&step_logs(&chaos), Some(&traces))
+        .unwrap_or_else(|e| panic!("cannot validate: {e}"));
+    eprintln!("{}", report.render());
     assert!(!report.passed(), "{}", report.render());
+    for rejection in report.rejections.iter().filter(|r| r.trace.is_some()) {
+        opens_on_the_rejected_step(rejection);
+    }
     // The leader chooses on too few Accepteds (phase 2), or leads on too few Promises (phase 1).
     let quorum_step = report.rejections.iter().find(|r| {
         r.reason.contains("the model does otherwise")
             && (r.event.contains("Accepted") || r.event.contains("Promise"))
     });
     assert!(
-        quorum_step.is_some(),
-        "no rejected Accepted or Promise step: {}",
+        quorum_step.is_some_and(|r| r.trace.is_some()),
+        "no rejected Accepted or Promise step with a trace file: {}",
         report.render()
     );
+}
+
+/// A rejection's trace file (`validate --trace-dir`) is a `multi-unbounded` trace whose
+/// initial state holds the rejected replica as the rejection shows it, and whose path is the
+/// model's actions for the step, each enabled where it is taken; the explorer model starts
+/// there. What `paxos-model explore --trace` does with the file, without the server.
+fn opens_on_the_rejected_step(rejection: &validate::Rejection) {
+    use paxos_model::actor_trace;
+    use paxos_model::explorer_view::Readable;
+    use paxos_model::multi::{self, MultiConfig, MultiState};
+    use stateright::Model;
+
+    let file = rejection.trace.as_deref().expect("a trace file");
+    let trace = paxos_model::runner::read_trace(Path::new(file)).expect("a trace file");
+    assert_eq!(trace.variant, "multi-unbounded");
+    let divergence = trace.divergence.as_ref().expect("the rejection");
+    assert_eq!(divergence["at"], rejection.at.as_str());
+    let cfg: MultiConfig = serde_json::from_value(trace.config.clone()).expect("a configuration");
+    cfg.validate_unbounded().expect("valid");
+    let model = multi::unbounded_model(cfg.clone());
+    let start = actor_trace::state_from_json(&model, trace.initial_state.clone())
+        .expect("the initial state is a state of the model");
+    assert_eq!(start.actor_states.len(), cfg.replicas);
+    let MultiState::Replica(replica) = &*start.actor_states[rejection.node as usize] else {
+        panic!("n{} is a replica", rejection.node)
+    };
+    // The rejection shows the replica's model state before the step, shortened.
+    let shown = rejection
+        .model_before
+        .split(" … (")
+        .next()
+        .unwrap_or_default();
+    assert!(
+        format!("{replica:?}").starts_with(shown),
+        "{file}: {replica:?} against {shown}"
+    );
+    let explorer = Readable::starting_at(model.clone(), start.clone());
+    let mut state = explorer.init_states().remove(0);
+    let mut indices = trace.explorer_path.split('/');
+    assert_eq!(indices.next(), Some("0"), "{file}");
+    let mut taken = 0;
+    for index in indices {
+        let index: usize = index.parse().expect("an action index");
+        let mut actions = Vec::new();
+        explorer.actions(&state, &mut actions);
+        assert!(
+            index < actions.len(),
+            "{file}: action {index} of {}",
+            actions.len()
+        );
+        let action = actions.swap_remove(index);
+        state = explorer.next_state(&state, action).unwrap_or(state);
+        taken += 1;
+    }
+    assert_eq!(taken, trace.steps.len(), "{file}");
+    assert!(
+        taken > 0 || divergence["path_stopped"].is_string(),
+        "{file}"
+    );
+    if let Some(last) = trace.steps.last() {
+        assert_eq!(actor_trace::state_json(&state.0), last.state, "{file}");
+    }
 }
 
 /// Rewrites every line of every log with `edit` (which returns whether it changed the line),
@@ -447,7 +515,7 @@ fn tampered_step_logs_are_rejected() {
     let report = validated(&at_end);
     assert!(report.passed(), "{}", report.render());
     let refused = validate::validate(&in_middle).err().unwrap_or_default();
-    assert!(refused.contains("not a paxos-steps/6 line"), "{refused}");
+    assert!(refused.contains("not a paxos-steps/7 line"), "{refused}");
 }
 
 /// How many reads were answered in the step they arrived in.

@@ -7,9 +7,14 @@ use std::collections::BTreeMap;
 use std::fmt::{Debug, Write as _};
 use std::hash::Hash;
 
-use serde::Serialize;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
-use stateright::actor::{Actor, ActorModel, ActorModelAction, ActorModelState, Command, Id, Out};
+use stateright::actor::{
+    Actor, ActorModel, ActorModelAction, ActorModelState, Command, Envelope, Id, Network, Out,
+};
 
 /// The node name used in every listing: `n<id>`, plus its role when the model knows it.
 pub trait NodeNames {
@@ -83,6 +88,110 @@ where
         "crashed": state.crashed,
         "actor_storages": state.actor_storages,
         "history": state.history,
+    })
+}
+
+/// A message in flight as [`state_json`] writes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InFlight<M> {
+    src: usize,
+    dst: usize,
+    msg: M,
+    count: usize,
+}
+
+/// The parts of a state [`state_json`] writes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateParts<S, M, T, St, H> {
+    actor_states: Vec<S>,
+    network: Vec<InFlight<M>>,
+    timers_set: Vec<Vec<T>>,
+    crashed: Vec<bool>,
+    actor_storages: Vec<Option<St>>,
+    history: H,
+}
+
+/// The most copies of one message a state read from a file may hold: a duplicating network
+/// holds one, a non-duplicating one as many as were sent and not yet delivered.
+const COPIES_MAX: usize = 1_000;
+
+/// Reads back a state [`state_json`] wrote, for `model`: one state and timer set per actor,
+/// messages between its actors or to ids past them (clients outside the model), into the
+/// kind of network the model has. A state that does not fit the model is an error.
+pub fn state_from_json<A, C, H>(
+    model: &ActorModel<A, C, H>,
+    json: Json,
+) -> Result<ActorModelState<A, H>, String>
+where
+    A: Actor,
+    A::State: DeserializeOwned,
+    A::Msg: DeserializeOwned + Ord,
+    A::Timer: DeserializeOwned + Ord,
+    A::Storage: DeserializeOwned,
+    H: DeserializeOwned + Clone + Debug + Hash,
+{
+    let parts: StateParts<A::State, A::Msg, A::Timer, A::Storage, H> =
+        serde_json::from_value(json).map_err(|e| format!("not a state of this model: {e}"))?;
+    let actors = model.actors.len();
+    let per_actor = [
+        ("actor_states", parts.actor_states.len()),
+        ("timers_set", parts.timers_set.len()),
+        ("crashed", parts.crashed.len()),
+        ("actor_storages", parts.actor_storages.len()),
+    ];
+    for (field, len) in per_actor {
+        if len != actors {
+            return Err(format!(
+                "{field} has {len} entries; the model has {actors} actors"
+            ));
+        }
+    }
+    let mut envelopes = Vec::new();
+    for m in parts.network {
+        if m.src == m.dst || m.count == 0 || m.count > COPIES_MAX {
+            return Err(format!(
+                "a message from n{} to n{} with {} copies cannot be in flight",
+                m.src, m.dst, m.count
+            ));
+        }
+        let copies = match model.init_network {
+            Network::UnorderedDuplicating(..) => 1,
+            _ => m.count,
+        };
+        for _ in 0..copies {
+            envelopes.push(Envelope {
+                src: Id::from(m.src),
+                dst: Id::from(m.dst),
+                msg: m.msg.clone(),
+            });
+        }
+    }
+    let network = match model.init_network {
+        Network::UnorderedDuplicating(..) => Network::new_unordered_duplicating(envelopes),
+        Network::UnorderedNonDuplicating(..) => Network::new_unordered_nonduplicating(envelopes),
+        Network::Ordered(..) => Network::new_ordered(envelopes),
+    };
+    let timers_set = parts
+        .timers_set
+        .into_iter()
+        .map(|timers| {
+            let mut set = stateright::actor::Timers::new();
+            for timer in timers {
+                set.set(timer);
+            }
+            set
+        })
+        .collect();
+    Ok(ActorModelState {
+        actor_states: parts.actor_states.into_iter().map(Arc::new).collect(),
+        network,
+        timers_set,
+        random_choices: vec![Default::default(); actors],
+        crashed: parts.crashed,
+        history: parts.history,
+        actor_storages: parts.actor_storages,
     })
 }
 

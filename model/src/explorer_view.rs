@@ -109,9 +109,38 @@ impl<S: ReadableState> Debug for View<S> {
 }
 
 /// `inner` with readable states; use it for `explore` only.
-#[derive(Clone)]
-pub struct Readable<M> {
+pub struct Readable<M: Model> {
     pub inner: M,
+    /// The one state the explorer starts from instead of `inner`'s initial states: a state
+    /// of a real run, around a step trace validation rejected
+    /// (specs/proposals/rejection-traces.md).
+    pub start: Option<M::State>,
+}
+
+impl<M: Model> Readable<M> {
+    pub fn new(inner: M) -> Self {
+        Readable { inner, start: None }
+    }
+
+    /// `inner`'s rules, from `start` on.
+    pub fn starting_at(inner: M, start: M::State) -> Self {
+        Readable {
+            inner,
+            start: Some(start),
+        }
+    }
+}
+
+impl<M: Model + Clone> Clone for Readable<M>
+where
+    M::State: Clone,
+{
+    fn clone(&self) -> Self {
+        Readable {
+            inner: self.inner.clone(),
+            start: self.start.clone(),
+        }
+    }
 }
 
 /// Properties are plain `fn` pointers, so a wrapper cannot close over the inner ones: this
@@ -208,7 +237,10 @@ where
     type Action = M::Action;
 
     fn init_states(&self) -> Vec<Self::State> {
-        self.inner.init_states().into_iter().map(View).collect()
+        match &self.start {
+            Some(start) => vec![View(start.clone())],
+            None => self.inner.init_states().into_iter().map(View).collect(),
+        }
     }
 
     fn actions(&self, state: &Self::State, actions: &mut Vec<Self::Action>) {
@@ -236,6 +268,11 @@ where
     }
 
     fn as_svg(&self, path: Path<Self::State, Self::Action>) -> Option<String> {
+        // stateright draws a sequence diagram only for a path from the model's own initial
+        // states (`Path::from_actions` checks it): none from a given start.
+        if self.start.is_some() {
+            return None;
+        }
         let steps = path.into_vec();
         let init = steps.first()?.0 .0.clone();
         let actions: Vec<M::Action> = steps.into_iter().filter_map(|(_, a)| a).collect();
@@ -319,12 +356,10 @@ mod tests {
             ..SynodConfig::default()
         };
         let plain = synod::model(cfg.clone()).checker().spawn_bfs().join();
-        let readable = Readable {
-            inner: synod::model(cfg),
-        }
-        .checker()
-        .spawn_bfs()
-        .join();
+        let readable = Readable::new(synod::model(cfg))
+            .checker()
+            .spawn_bfs()
+            .join();
         assert_eq!(plain.unique_state_count(), readable.unique_state_count());
         let mut a: Vec<_> = plain.discoveries().into_keys().collect();
         let mut b: Vec<_> = readable.discoveries().into_keys().collect();
@@ -335,9 +370,7 @@ mod tests {
 
     #[test]
     fn a_state_reads_as_nodes_messages_and_storage() {
-        let model = Readable {
-            inner: synod::model(SynodConfig::default()),
-        };
+        let model = Readable::new(synod::model(SynodConfig::default()));
         let init = model.init_states().remove(0);
         let (_, next) = model.next_steps(&init).remove(0);
         let text = format!("{next:#?}");
@@ -350,9 +383,7 @@ mod tests {
 
     #[test]
     fn a_replica_reads_as_role_log_and_applied_lines() {
-        let model = Readable {
-            inner: crate::multi::model(crate::multi::MultiConfig::default()),
-        };
+        let model = Readable::new(crate::multi::model(crate::multi::MultiConfig::default()));
         let init = model.init_states().remove(0);
         let text = format!("{init:#?}");
         assert!(text.contains("  n0: Replica "), "{text}");
@@ -368,9 +399,7 @@ mod tests {
             bug: Some(bug),
             ..SynodConfig::default()
         };
-        let model = Readable {
-            inner: synod::model(cfg),
-        };
+        let model = Readable::new(synod::model(cfg));
         let opts = crate::runner::CheckOptions {
             strategy: crate::runner::Strategy::Bfs,
             threads: 1,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use paxos_model::actor_trace;
 use paxos_model::cli::{MultiBounds, SynodBounds};
 use paxos_model::explorer_view::Readable;
 use paxos_model::lamport::{LamportBug, LamportConfig, LamportModel};
@@ -388,12 +389,7 @@ fn explore(variant: Variant, addr: SocketAddr) -> Result<i32, Failure> {
             let property = cfg
                 .bug
                 .map(|b| (b.violates()[0], runner::counterexample_search(None, false)));
-            explore_with(
-                synod::model(cfg),
-                |inner| Readable { inner },
-                addr,
-                property,
-            )
+            explore_with(synod::model(cfg), Readable::new, addr, property)
         }
         Variant::Multi(args) => {
             let cfg = multi_config(&args)?;
@@ -408,12 +404,7 @@ fn explore(variant: Variant, addr: SocketAddr) -> Result<i32, Failure> {
                 let search = runner::counterexample_search(b.search_depth(), false);
                 (b.violates()[0], search)
             });
-            explore_with(
-                multi::model(cfg),
-                |inner| Readable { inner },
-                addr,
-                property,
-            )
+            explore_with(multi::model(cfg), Readable::new, addr, property)
         }
         Variant::Lamport(args) => {
             let cfg = lamport_config(&args)?;
@@ -435,7 +426,7 @@ fn explore_trace(file: &std::path::Path, addr: SocketAddr) -> Result<i32, Failur
                 .map_err(|e| Failure::from(format!("{}: {e}", config("Synod"))))?;
             cfg.validate()?;
             let inner = synod::model(cfg);
-            runner::explore(Readable { inner }, addr, Some(&trace.explorer_path))?;
+            runner::explore(Readable::new(inner), addr, Some(&trace.explorer_path))?;
         }
         "multi" => {
             let cfg: MultiConfig = serde_json::from_value(trace.config.clone())
@@ -444,11 +435,27 @@ fn explore_trace(file: &std::path::Path, addr: SocketAddr) -> Result<i32, Failur
             // follows its path.
             cfg.validate_walk()?;
             let inner = multi::model(cfg);
-            runner::explore(Readable { inner }, addr, Some(&trace.explorer_path))?;
+            runner::explore(Readable::new(inner), addr, Some(&trace.explorer_path))?;
+        }
+        "multi-unbounded" => {
+            let cfg: MultiConfig = serde_json::from_value(trace.config.clone())
+                .map_err(|e| Failure::from(format!("{}: {e}", config("Multi-Paxos"))))?;
+            cfg.validate_unbounded()?;
+            // The state of a real run the trace starts from (paxos-conform validate
+            // --trace-dir), not the model's initial state.
+            let inner = multi::unbounded_model(cfg);
+            let start = actor_trace::state_from_json(&inner, trace.initial_state.clone())
+                .map_err(|e| Failure::from(format!("{}: initial_state: {e}", file.display())))?;
+            runner::explore(
+                Readable::starting_at(inner, start),
+                addr,
+                Some(&trace.explorer_path),
+            )?;
         }
         other => {
             return Err(Failure::from(format!(
-                "{}: --trace opens synod and multi traces, not {other:?} (use explore {other})",
+                "{}: --trace opens synod, multi and multi-unbounded traces, not {other:?} \
+                 (use explore {other})",
                 file.display()
             )))
         }

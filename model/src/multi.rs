@@ -187,6 +187,25 @@ impl MultiConfig {
         self.validate_walk()
     }
 
+    /// The checks of a configuration [`unbounded_model`] runs with (trace validation derives
+    /// it from a real run's logs: no bound of the exhaustive check applies).
+    pub fn validate_unbounded(&self) -> Result<(), String> {
+        if !(1..=IdSet::CAPACITY).contains(&self.replicas) {
+            return Err(format!(
+                "replicas must be between 1 and {} (got {})",
+                IdSet::CAPACITY,
+                self.replicas
+            ));
+        }
+        if self.window == 0 {
+            return Err("window must be at least 1".into());
+        }
+        if self.catch_up_max == Some(0) {
+            return Err("catch_up_max must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// What any run of the model needs, a random walk or a replayed trace included: the
     /// limits of its representation. Messages name the offending option and what it accepts.
     pub fn validate_walk(&self) -> Result<(), String> {
@@ -623,7 +642,8 @@ pub type VoteOf<S> = Vote<<S as Space>::N>;
 pub type SlotsOf<S, T> = <S as Space>::Slots<T>;
 
 /// Protocol messages, per slot and per ballot as in the papers.
-#[derive(PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(bound(deserialize = ""))]
 pub enum MultiMsg<S: Space = Small> {
     /// Phase 1a, with the candidate's applied prefix (K2; 0 when the configuration allows no
     /// compaction, since then no one reads it).
@@ -723,7 +743,7 @@ impl<S: Space> fmt::Debug for MultiMsg<S> {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum MultiTimer {
     /// A replica suspects the leader (fires at any time): M1.
     Election,
@@ -742,7 +762,8 @@ pub enum MultiTimer {
 }
 
 /// A replica's part as leader.
-#[derive(PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(bound(deserialize = ""))]
 pub enum LeaderPhase<S: Space = Small> {
     Follower,
     /// Phase 1 at the replica's own ballot `(round, self)`.
@@ -771,7 +792,8 @@ impl<S: Space> LeaderPhase<S> {
 
 /// A leader's read-index state (Q1–Q5). Volatile: all zero at a replica that does not lead,
 /// and everywhere when the configuration has no reads.
-#[derive(Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(bound(deserialize = ""))]
 pub struct ReadIndex<S: Space = Small> {
     /// M4's `next_slot`: every slot that can hold a command an earlier leader acknowledged is
     /// below it, and reads wait until the applied prefix reaches it (Q4).
@@ -810,7 +832,9 @@ pub type Ticks = u32;
 /// A replica's clock and the deadlines read on it (L1–L6): each a reading of this replica's
 /// clock, 0 once passed (or never set), so that states that behave alike are equal. All zero
 /// when the configuration has no leases.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct LeaseClock {
     /// This replica's clock. A restart does not reset it: only durations on one clock
     /// matter (A-clock), so a clock that starts afresh with each process, as the service's
@@ -857,7 +881,8 @@ impl LeaseClock {
     }
 }
 
-#[derive(PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(bound(deserialize = ""))]
 pub struct ReplicaState<S: Space = Small> {
     /// Durable: the highest round this replica has used for its own ballots.
     pub round: S::N,
@@ -883,10 +908,10 @@ pub struct ReplicaState<S: Space = Small> {
     /// Reads waiting at a leader, and its confirmation rounds (Q1–Q5). Left out of the JSON
     /// of states and traces while idle, so traces of configurations without reads read the
     /// same as before reads existed.
-    #[serde(skip_serializing_if = "ReadIndex::is_unused")]
+    #[serde(default, skip_serializing_if = "ReadIndex::is_unused")]
     pub reads: ReadIndex<S>,
     /// The clock and lease deadlines (L1–L6); left out of the JSON while unused.
-    #[serde(skip_serializing_if = "LeaseClock::is_unused")]
+    #[serde(default, skip_serializing_if = "LeaseClock::is_unused")]
     pub lease: LeaseClock,
 }
 
@@ -967,7 +992,7 @@ impl<S: Space> ReplicaState<S> {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ClientState {
     /// First field on purpose: keeps states readable and ordered by client.
     pub index: u8,
@@ -979,7 +1004,7 @@ pub struct ClientState {
 
 /// The reader (Q1–Q5): it invokes its reads `r1, r2, ...` at any time, without waiting for
 /// earlier ones to be answered (reads of several clients, or one client's concurrent reads).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ReaderState {
     /// Reads invoked so far.
     pub invoked: u8,
@@ -994,7 +1019,8 @@ impl ReaderState {
 }
 
 /// Variant order matches the actor layout: replicas first, then clients, then the reader.
-#[derive(PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(bound(deserialize = ""))]
 pub enum MultiState<S: Space = Small> {
     Replica(ReplicaState<S>),
     Client(ClientState),
@@ -1095,7 +1121,8 @@ impl<S: Space> fmt::Debug for MultiState<S> {
 }
 
 /// What survives a replica's crash.
-#[derive(PartialEq, Eq, Hash, Serialize)]
+#[derive(PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(bound(deserialize = ""))]
 pub struct ReplicaStorage<S: Space = Small> {
     pub round: S::N,
     pub promised: BallotOf<S>,
@@ -1105,7 +1132,7 @@ pub struct ReplicaStorage<S: Space = Small> {
     pub snapshot: S::Executed,
     /// The replica's clock (leases only): the host's monotonic clock, which a restart does
     /// not reset. Left out of the JSON while 0.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub clock: Ticks,
 }
 
@@ -1580,6 +1607,26 @@ impl<S: Space> MultiActor<S> {
             }),
             space: PhantomData,
         }
+    }
+
+    /// The timers the model keeps armed at a replica in state `r` (on start and at the end
+    /// of every step): a state of a real run, placed in the model, arms the same ones.
+    pub fn armed_timers(&self, r: &ReplicaState<S>) -> Vec<MultiTimer> {
+        let t = &*self.topology;
+        let mut timers = Vec::new();
+        if t.clock_armed(r) {
+            timers.push(MultiTimer::Clock);
+        }
+        if t.election_armed(r) {
+            timers.push(MultiTimer::Election);
+        }
+        if t.cfg.compactions > 0 {
+            timers.push(MultiTimer::Compact);
+        }
+        if t.cfg.catch_ups > 0 {
+            timers.push(MultiTimer::CatchUp);
+        }
+        timers
     }
 
     /// Ends every replica step the same way: persist if durable state changed, keep the
@@ -2985,6 +3032,85 @@ pub fn model(cfg: MultiConfig) -> MultiModel {
         )
 }
 
+/// The model in the [`Unbounded`] space, to explore from a state of a real run (a step trace
+/// validation rejected, specs/proposals/rejection-traces.md): the same replica rules, with
+/// no bounds. Its actors are the replicas only: what clients and the reader send is in the
+/// network of the state it starts from, and what replicas send them stays there.
+pub type UnboundedModel = ActorModel<MultiActor<Unbounded>, MultiConfig, ()>;
+pub type UnboundedModelState = ActorModelState<MultiActor<Unbounded>, ()>;
+
+/// Builds the [`UnboundedModel`] for `cfg` (its replicas, network and faults; the bounds of
+/// the exhaustive check are not enforced). Its properties read replica states only: with no
+/// ghost history, trace validation, not this model, is the oracle of a real run.
+pub fn unbounded_model(cfg: MultiConfig) -> UnboundedModel {
+    let topology = Arc::new(Topology {
+        replicas: cfg.replica_ids(),
+        cfg: cfg.clone(),
+    });
+    let replicas = (0..cfg.replicas).map(|_| MultiActor {
+        space: PhantomData,
+        role: Role::Replica,
+        topology: Arc::clone(&topology),
+    });
+    let network = if cfg.duplicating {
+        Network::new_unordered_duplicating([])
+    } else {
+        Network::new_unordered_nonduplicating([])
+    };
+    let lossy = if cfg.lossy {
+        LossyNetwork::Yes
+    } else {
+        LossyNetwork::No
+    };
+    let crashes = cfg.crashes;
+    ActorModel::new(cfg, ())
+        .actors(replicas)
+        .init_network(network)
+        .lossy_network(lossy)
+        .max_crashes(crashes)
+        .property(
+            Expectation::Always,
+            "Agreement (learned)",
+            |_, s: &UnboundedModelState| learned_agree(replica_states(s)),
+        )
+        .property(
+            Expectation::Always,
+            "State-machine safety",
+            |_, s: &UnboundedModelState| executed_agree(replica_states(s)),
+        )
+}
+
+fn replica_states<S: Space>(
+    s: &ActorModelState<MultiActor<S>, impl Clone + fmt::Debug + std::hash::Hash>,
+) -> impl Iterator<Item = &ReplicaState<S>> + '_ {
+    s.actor_states.iter().filter_map(|a| match &**a {
+        MultiState::Replica(r) => Some(r),
+        MultiState::Client(_) | MultiState::Reader(_) => None,
+    })
+}
+
+/// No two replicas know different commands chosen in one slot.
+fn learned_agree<'a, S: Space>(replicas: impl Iterator<Item = &'a ReplicaState<S>>) -> bool {
+    let mut learned: std::collections::BTreeMap<S::N, CmdOf<S>> = Default::default();
+    for r in replicas {
+        for (slot, cmd) in r.chosen.entries() {
+            let Some(cmd) = cmd else { continue };
+            if *learned.entry(slot).or_insert(cmd) != cmd {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Of any two replicas' state machines, one executed a prefix of the other's commands.
+fn executed_agree<'a, S: Space>(replicas: impl Iterator<Item = &'a ReplicaState<S>>) -> bool {
+    let logs: Vec<Vec<CmdOf<S>>> = replicas.map(|r| r.executed().collect()).collect();
+    let longest = logs.iter().max_by_key(|log| log.len());
+    logs.iter()
+        .all(|log| longest.is_some_and(|longest| longest.starts_with(log)))
+}
+
 /// The bounds that no single actor can enforce: the number of elections in the whole run, and
 /// clients never crash.
 fn within_bounds(cfg: &MultiConfig, s: &MultiModelState) -> bool {
@@ -3501,6 +3627,42 @@ impl CheckTarget for MultiModel {
     }
 }
 
+impl CheckTarget for UnboundedModel {
+    fn variant(&self) -> &'static str {
+        "multi-unbounded"
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.cfg).unwrap_or_default()
+    }
+
+    fn state_json(&self, state: &Self::State) -> serde_json::Value {
+        actor_trace::state_json(state)
+    }
+
+    fn action_json(&self, action: &Self::Action) -> serde_json::Value {
+        actor_trace::action_json(action)
+    }
+
+    fn describe_step(
+        &self,
+        prev: &Self::State,
+        action: &Self::Action,
+        next: &Self::State,
+    ) -> String {
+        actor_trace::describe_step(self, prev, action, next)
+    }
+
+    /// None: symmetry is a reduction of the exhaustive check.
+    fn symmetry(&self) -> Option<SymmetryFn<Self::State>> {
+        None
+    }
+
+    fn action_label(&self, action: &Self::Action) -> String {
+        ReadableAction::render(action)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -3622,10 +3784,100 @@ mod tests {
         };
         assert_eq!(restarted.executed, follower.executed);
         assert_eq!(restarted.applied_prefix(), commands);
+        // A rejection's trace file carries such states (specs/proposals/rejection-traces.md).
+        for r in [&leader, &follower, &restarted] {
+            let json = serde_json::to_string(r).expect("serialises");
+            let back: ReplicaState<Unbounded> = serde_json::from_str(&json).expect("reads back");
+            assert_eq!(&back, r, "{json}");
+        }
+        let json = serde_json::to_string(&follower.storage()).expect("serialises");
+        let back: ReplicaStorage<Unbounded> = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(back, follower.storage());
         assert!(
             format!("{restarted:?}").contains("applied [..s999]"),
             "{restarted:?}"
         );
+    }
+
+    /// A state of the unbounded model (as a rejection's trace file holds one) reads back
+    /// from its JSON as it was, and the explorer starts there and follows the same rules.
+    #[test]
+    fn an_unbounded_state_reads_back_and_the_explorer_starts_from_it() {
+        use crate::explorer_view::Readable;
+        let cfg = MultiConfig {
+            clients: 1,
+            commands: 1_000,
+            slots: usize::MAX,
+            window: 4,
+            crashes: 1,
+            ..MultiConfig::default()
+        };
+        cfg.validate_unbounded().expect("valid");
+        let model = unbounded_model(cfg.clone());
+        let init = model.init_states().remove(0);
+        // A client's request (a client is no actor of this model) in flight to the leader.
+        let mut json = actor_trace::state_json(&init);
+        let client = usize::from(cfg.client_id(0));
+        let request =
+            serde_json::json!({"src": client, "dst": 0, "msg": {"Request": 700}, "count": 1});
+        json["network"]
+            .as_array_mut()
+            .expect("a list")
+            .push(request);
+        let mut state = actor_trace::state_from_json(&model, json).expect("a state of the model");
+        // Deliver it, then every Accept it makes the leader send: a state with votes.
+        for _ in 0..3 {
+            let mut actions = Vec::new();
+            model.actions(&state, &mut actions);
+            let deliver = actions
+                .into_iter()
+                .find(|a| matches!(a, stateright::actor::ActorModelAction::Deliver { .. }))
+                .expect("a message to deliver");
+            state = model.next_state(&state, deliver).expect("enabled");
+        }
+        let MultiState::Replica(leader) = &*state.actor_states[0] else {
+            unreachable!("replica 0 is a replica")
+        };
+        assert!(leader.accepted.entries().next().is_some(), "{leader:?}");
+        let json = actor_trace::state_json(&state);
+        let back = actor_trace::state_from_json(&model, json.clone()).expect("reads back");
+        assert!(back == state, "{json}");
+        assert_eq!(actor_trace::state_json(&back), json);
+
+        let explorer = Readable::starting_at(model.clone(), state.clone());
+        let starts = explorer.init_states();
+        assert_eq!(starts.len(), 1);
+        assert!(starts[0].0 == state);
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        explorer.actions(&starts[0], &mut ours);
+        model.actions(&state, &mut theirs);
+        assert_eq!(ours, theirs, "the same actions in the same order");
+        assert!(explorer.properties().len() == 2);
+
+        // What does not fit the model is refused, not read as something else.
+        let refused = |mut json: serde_json::Value, edit: fn(&mut serde_json::Value), why: &str| {
+            edit(&mut json);
+            let error = actor_trace::state_from_json(&model, json)
+                .err()
+                .unwrap_or_default();
+            assert!(error.contains(why), "{why}: {error}");
+        };
+        refused(
+            json.clone(),
+            |j| j["crashed"] = serde_json::json!([false]),
+            "crashed has 1 entries",
+        );
+        refused(
+            json.clone(),
+            |j| j["network"][0]["count"] = 0.into(),
+            "cannot be in flight",
+        );
+        refused(
+            json.clone(),
+            |j| j["actor_states"][0] = serde_json::json!({"Replica": {"round": "x"}}),
+            "not a state of this model",
+        );
+        refused(json, |j| j["extra"] = 1.into(), "not a state of this model");
     }
 
     /// K6 with a bound `E`: a replica far behind is sent the lowest `E` chosen entries it

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
 use stateright::{Rewrite, RewritePlan};
 
@@ -16,7 +16,7 @@ use stateright::{Rewrite, RewritePlan};
 ///
 /// The round is a `u8` in the exhaustive checks (`R` by default); trace validation of real
 /// runs counts rounds in `u64`, as the core does (`multi::Unbounded`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Ballot<R = u8> {
     pub round: R,
     pub proposer: u8,
@@ -65,7 +65,7 @@ impl<R> Rewrite<R> for Value {
 }
 
 /// A set of actor ids (at most 16 actors), e.g. the acceptors that promised a ballot.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct IdSet(u16);
 
 impl IdSet {

@@ -244,6 +244,68 @@ fn explore_with_a_trace_serves_its_path() {
     explore_serves(&["--trace", &multi], "Replica");
 }
 
+/// A `multi-unbounded` trace (what `paxos-conform validate --trace-dir` writes for a rejected
+/// step of a real run) opens on its path from its own initial state; one whose state does not
+/// fit its configuration is refused, naming the file.
+#[test]
+fn explore_opens_a_trace_from_a_state_of_a_real_run() {
+    use paxos_model::actor_trace;
+    use paxos_model::multi::{self, MultiConfig};
+    use paxos_model::runner::{write_trace_as, CheckTarget, Classification, Trace};
+    use stateright::actor::ActorModelAction;
+    use stateright::Model;
+
+    let cfg = MultiConfig {
+        commands: 500,
+        slots: usize::MAX,
+        ..MultiConfig::default()
+    };
+    let model = multi::unbounded_model(cfg.clone());
+    let mut initial = actor_trace::state_json(&model.init_states().remove(0));
+    let client = usize::from(cfg.client_id(0));
+    let request = serde_json::json!({"src": client, "dst": 0, "msg": {"Request": 400}, "count": 1});
+    initial["network"]
+        .as_array_mut()
+        .expect("a list")
+        .push(request);
+    let start = actor_trace::state_from_json(&model, initial.clone()).expect("a state");
+    let mut actions = Vec::new();
+    model.actions(&start, &mut actions);
+    let deliver = actions
+        .iter()
+        .position(
+            |a| matches!(a, ActorModelAction::Deliver { src, .. } if usize::from(*src) == client),
+        )
+        .expect("the request can be delivered");
+    let trace = Trace {
+        format: paxos_model::runner::TRACE_FORMAT.to_string(),
+        variant: model.variant().to_string(),
+        config: model.config_json(),
+        property: "trace validation".to_string(),
+        classification: Classification::Divergence,
+        explorer_path: format!("0/{deliver}"),
+        initial_state: initial,
+        steps: Vec::new(),
+        divergence: None,
+    };
+    let dir = tempdir("unbounded");
+    let good = format!("{dir}/rejected.json");
+    write_trace_as(Path::new(&good), &trace).expect("written");
+    explore_serves(&["--trace", &good], "Replica");
+
+    let mut edited = trace.clone();
+    edited.initial_state["crashed"] = serde_json::json!([false]);
+    let bad = format!("{dir}/edited.json");
+    write_trace_as(Path::new(&bad), &edited).expect("written");
+    let output = paxos_model(&["explore", "--trace", &bad, "--addr", "127.0.0.1:0"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&bad) && stderr(&output).contains("initial_state"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 fn explore_serves(variant: &[&str], role: &str) {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::{TcpListener, TcpStream};

@@ -185,12 +185,10 @@ async fn browse(client: &Client, explorer: &Explorer, expected: &[String]) -> Re
 /// The labels the explorer gives the actions of `path` (`init/action/action/...`), computed
 /// from the same model the CLI serves.
 fn expected_actions(path: &str) -> Vec<String> {
-    let model = Readable {
-        inner: synod::model(SynodConfig {
-            bug: Some(SynodBug::DefaultValue),
-            ..SynodConfig::default()
-        }),
-    };
+    let model = Readable::new(synod::model(SynodConfig {
+        bug: Some(SynodBug::DefaultValue),
+        ..SynodConfig::default()
+    }));
     let mut indices = path
         .split('/')
         .map(|i| i.parse::<usize>().expect("an index"));

@@ -53,7 +53,7 @@ pub struct ServeOptions {
     /// A deliberate bug, for showing that the chaos harness catches one (`paxos-node serve
     /// --seeded-bug`, only in builds with the `mutants` feature). `None` in production.
     pub seeded_bug: Option<SeededBug>,
-    /// Append every core transition to this file (`paxos-steps/6`), for `paxos-conform
+    /// Append every core transition to this file (`paxos-steps/7`), for `paxos-conform
     /// validate`. `None` in production: each line holds the whole replica state.
     pub step_log: Option<PathBuf>,
     /// Run the core's clock this many parts per million faster than the host's (negative:

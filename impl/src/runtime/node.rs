@@ -32,7 +32,7 @@ use super::replicated::Replicated;
 
 use super::gate::DurabilityGate;
 use super::metrics::{add, inc, Metrics};
-use super::step_log::{StepLine, StepLog, StepState};
+use super::step_log::{LineBase, StepLine, StepLog};
 use super::transport::PeerLink;
 use super::wire::{PeerMsg, PeerMsgOf};
 use crate::ballot::NodeId;
@@ -309,6 +309,8 @@ pub struct NodeTask<S: Replicated> {
     leader: Option<NodeId>,
     failure: Option<NodeError>,
     step_log: Option<StepLog>,
+    /// What the step log's next line is written against (its previous line's phase-1 votes).
+    line_base: LineBase<S::Op>,
     core_mutant: Option<Mutant>,
     snapshot_interval_slots: u64,
     /// The newest snapshot the core asked to make durable (K1, K4) and not yet handed to the
@@ -321,6 +323,8 @@ impl<S: Replicated> NodeTask<S> {
     pub fn new(parts: NodeParts<S>) -> Self {
         let (durable_tx, durable_rx) = mpsc::unbounded_channel();
         let links = parts.links.into_iter().map(|l| (l.id, l)).collect();
+        // The replica as the start line shows it.
+        let line_base = LineBase::started(parts.replica.state());
         let mut task = NodeTask {
             id: parts.replica.id(),
             replica: parts.replica,
@@ -342,6 +346,7 @@ impl<S: Replicated> NodeTask<S> {
             actions: parts.startup_sends,
             leader: None,
             failure: None,
+            line_base,
             step_log: parts.step_log,
             core_mutant: parts.core_mutant,
             snapshot_interval_slots: parts.snapshot_interval_slots,
@@ -570,7 +575,7 @@ impl<S: Replicated> NodeTask<S> {
         });
         let logged_input = logged_input.filter(|_| !quiet_tick);
         if let (Some(log), Some(input)) = (&mut self.step_log, logged_input) {
-            let state = StepState::of(self.replica.state(), &effects);
+            let state = self.line_base.line(self.replica.state(), &effects);
             let line = StepLine::step(self.id, input, &effects, state);
             if let Err(e) = log.push(&line) {
                 // A validated run with a gap in its log proves nothing: stop, like a WAL failure.

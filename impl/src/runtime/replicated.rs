@@ -86,7 +86,7 @@ pub struct NodeOptions {
     pub data_dir: PathBuf,
     /// Seeds the core's election jitter (logged at start, so a run can be repeated).
     pub seed: u64,
-    /// Append every core transition to this file (`paxos-steps/6`), for `paxos-conform
+    /// Append every core transition to this file (`paxos-steps/7`), for `paxos-conform
     /// validate`. `None` in production: each line holds the whole replica state.
     pub step_log: Option<PathBuf>,
     /// A core mutant switched on around every step, for the power tests (only builds with

@@ -1,5 +1,5 @@
 //! The step log (`serve --step-log FILE`): every transition the core takes in a real run, one
-//! [`StepLine`] per JSON line (format `paxos-steps/6`, defined with the core in
+//! [`StepLine`] per JSON line (format `paxos-steps/7`, defined with the core in
 //! `paxos_protocol::step_log`), so that `paxos-conform validate` can check the run against the
 //! model.
 //!
@@ -18,7 +18,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub use paxos_protocol::step_log::{StepLine, StepState, STEP_LOG_FORMAT};
+pub use paxos_protocol::step_log::{LineBase, StepLine, StepState, STEP_LOG_FORMAT};
 
 /// The writer of one replica's step log (appends: a restarted replica continues its file).
 #[derive(Debug)]

@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use imbl::ordmap::DiffItem;
 use imbl::{OrdMap, OrdSet};
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::{
     CloneFields, LeaderPhase, MultiMsg, MultiState, ReadIndex, ReplicaState, ReplicaStorage,
@@ -43,6 +44,7 @@ pub trait Number:
     + fmt::Debug
     + fmt::Display
     + Serialize
+    + DeserializeOwned
     + Send
     + Sync
     + 'static
@@ -81,7 +83,7 @@ impl Number for u64 {
 
 /// A log entry: `c0` is the no-op, `c1..=cN` are client commands (see
 /// [`super::MultiConfig::command_owner`]).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Cmd<N = u8>(pub N);
 
 impl Cmd {
@@ -124,24 +126,56 @@ pub type Vote<N = u8> = (Ballot<N>, Cmd<N>);
 
 /// What a slot vector holds per slot; `T::default()` is the empty entry.
 pub trait SlotEntry:
-    Copy + Default + Eq + Hash + Ord + fmt::Debug + Serialize + Send + Sync + 'static
+    Copy + Default + Eq + Hash + Ord + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
 {
 }
 
-impl<T: Copy + Default + Eq + Hash + Ord + fmt::Debug + Serialize + Send + Sync + 'static> SlotEntry
-    for T
+impl<
+        T: Copy
+            + Default
+            + Eq
+            + Hash
+            + Ord
+            + fmt::Debug
+            + Serialize
+            + DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    > SlotEntry for T
 {
 }
 
 /// The derives every part of a state needs (stateright hashes and compares states, the
 /// explorer and traces serialize them).
 pub trait StatePart:
-    Clone + Default + Eq + Hash + Ord + fmt::Debug + Serialize + Send + Sync + 'static
+    Clone
+    + Default
+    + Eq
+    + Hash
+    + Ord
+    + fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
 {
 }
 
-impl<T: Clone + Default + Eq + Hash + Ord + fmt::Debug + Serialize + Send + Sync + 'static>
-    StatePart for T
+impl<
+        T: Clone
+            + Default
+            + Eq
+            + Hash
+            + Ord
+            + fmt::Debug
+            + Serialize
+            + DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    > StatePart for T
 {
 }
 
@@ -297,7 +331,9 @@ macro_rules! space_clones {
 }
 
 /// The exhaustive check's representation (see the module notes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Small;
 
 impl Space for Small {
@@ -313,7 +349,9 @@ impl Space for Small {
 }
 
 /// Trace validation's representation (see the module notes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Unbounded;
 
 impl Space for Unbounded {
@@ -331,7 +369,7 @@ impl Space for Unbounded {
 // ------------------------------------------------------------------------------ Small
 
 /// A set of commands (ids below 16).
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CmdSet(u16);
 
 impl CmdSet {
@@ -385,7 +423,7 @@ impl fmt::Debug for CmdSet {
 }
 
 /// [`Small`]'s slot vector: one entry per slot of the log.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Slots<T>([T; MAX_SLOTS]);
 
@@ -477,7 +515,7 @@ impl<T: SlotEntry> SlotVec<u8, T> for Slots<T> {
 
 /// [`Small`]'s state machine (a slot executes at most one command, so a log of
 /// [`MAX_SLOTS`] slots executes at most that many).
-#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Executed([Option<Cmd>; MAX_SLOTS]);
 
@@ -583,7 +621,7 @@ impl fmt::Debug for Executed {
 }
 
 /// [`Small`]'s applied set: a bit per slot, so that a seeded bug can apply out of order.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Applied(u8);
 
@@ -637,7 +675,7 @@ impl fmt::Debug for Applied {
 }
 
 /// [`Small`]'s waiting reads: one round per read of the configuration.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Waiting([u8; MAX_READS]);
 
@@ -694,6 +732,17 @@ impl fmt::Debug for Waiting {
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct SparseSlots<T: Ord + Clone>(OrdMap<u64, T>);
+
+/// Through [`SlotVec::set`], so that an empty entry written out is not stored.
+impl<'de, T: SlotEntry> Deserialize<'de> for SparseSlots<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut slots = SparseSlots::default();
+        for (s, entry) in std::collections::BTreeMap::<u64, T>::deserialize(deserializer)? {
+            slots.set(s, entry);
+        }
+        Ok(slots)
+    }
+}
 
 impl<T: SlotEntry> SlotVec<u64, T> for SparseSlots<T> {
     fn get(&self, s: u64) -> T {
@@ -856,6 +905,13 @@ impl Serialize for ExecutedLog {
     }
 }
 
+/// The commands in execution order, as [`Serialize`] writes them.
+impl<'de> Deserialize<'de> for ExecutedLog {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(ExecutedLog::of(Vec::<Cmd<u64>>::deserialize(deserializer)?))
+    }
+}
+
 impl StateMachine<u64> for ExecutedLog {
     fn iter(&self) -> impl Iterator<Item = Cmd<u64>> + '_ {
         let mut oldest_first: Vec<Cmd<u64>> = self.iter_rev().collect();
@@ -913,12 +969,36 @@ impl fmt::Debug for ExecutedLog {
 
 /// [`Unbounded`]'s applied set: the prefix, and the slots applied above it (only a seeded
 /// bug applies any).
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "RawAppliedSlots")]
 pub struct AppliedSlots {
     prefix: u64,
     /// Out of order above the prefix. A bit set is enough: trace validation runs no seeded
     /// bugs, and a run that applies out of order past it is rejected, not modelled.
     above: u64,
+}
+
+/// [`AppliedSlots`] as written, normalized when read.
+#[derive(Deserialize)]
+struct RawAppliedSlots {
+    prefix: u64,
+    above: u64,
+}
+
+impl TryFrom<RawAppliedSlots> for AppliedSlots {
+    type Error = &'static str;
+
+    fn try_from(raw: RawAppliedSlots) -> Result<Self, Self::Error> {
+        if raw.prefix.checked_add(u64::from(u64::BITS)).is_none() {
+            return Err("an applied prefix beyond any slot");
+        }
+        let mut applied = AppliedSlots {
+            prefix: raw.prefix,
+            above: raw.above,
+        };
+        applied.normalize();
+        Ok(applied)
+    }
 }
 
 impl AppliedSlots {
@@ -992,7 +1072,7 @@ impl fmt::Debug for AppliedSlots {
 }
 
 /// [`Unbounded`]'s set of commands.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CmdIds(OrdSet<Cmd<u64>>);
 
@@ -1025,7 +1105,7 @@ impl fmt::Debug for CmdIds {
 }
 
 /// [`Unbounded`]'s waiting reads.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct WaitingMap(OrdMap<u64, u64>);
 

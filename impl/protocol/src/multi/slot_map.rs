@@ -276,6 +276,63 @@ impl<T> SlotMap<T> {
         self.iter().map(|(_, value)| value)
     }
 
+    /// What turns `base` into `self`: the entries `base` lacks or holds with another value,
+    /// and the slots only `base` holds ([`SlotMap::patched`] applies them). One pass over
+    /// both; nothing is cloned where they agree.
+    pub fn changes_from(&self, base: &SlotMap<T>) -> (SlotMap<T>, Vec<Slot>)
+    where
+        T: Clone + PartialEq,
+    {
+        let mut changed = SlotMap::new();
+        let mut removed = Vec::new();
+        let mut ours = self.iter().peekable();
+        let mut theirs = base.iter().peekable();
+        loop {
+            match (ours.peek(), theirs.peek()) {
+                (None, None) => break,
+                (Some(&(slot, value)), None) => {
+                    changed.insert(slot, value.clone());
+                    ours.next();
+                }
+                (None, Some(&(slot, _))) => {
+                    removed.push(slot);
+                    theirs.next();
+                }
+                (Some(&(a, value)), Some(&(b, old))) => {
+                    if a < b {
+                        changed.insert(a, value.clone());
+                        ours.next();
+                    } else if b < a {
+                        removed.push(b);
+                        theirs.next();
+                    } else {
+                        if value != old {
+                            changed.insert(a, value.clone());
+                        }
+                        ours.next();
+                        theirs.next();
+                    }
+                }
+            }
+        }
+        (changed, removed)
+    }
+
+    /// `self` with the entries of `changed` set and the slots of `removed` dropped, as
+    /// [`SlotMap::changes_from`] gives them.
+    pub fn patched(mut self, changed: &SlotMap<T>, removed: &[Slot]) -> SlotMap<T>
+    where
+        T: Clone,
+    {
+        for slot in removed {
+            self.remove(slot);
+        }
+        for (slot, value) in changed.iter() {
+            self.insert(slot, value.clone());
+        }
+        self
+    }
+
     /// The highest slot held.
     pub fn last_slot(&self) -> Option<Slot> {
         let above = self.overflow.range(self.end()..).next_back();
@@ -474,7 +531,13 @@ mod tests {
             let mut map = SlotMap::new();
             let mut reference = BTreeMap::new();
             let mut probes: Vec<Slot> = vec![0, 1, GAP_MAX, 3 * GAP_MAX + 3, u64::MAX];
-            for op in ops {
+            // Halfway through, for the changes the second half makes.
+            let mut before = SlotMap::new();
+            let half = ops.len() / 2;
+            for (i, op) in ops.into_iter().enumerate() {
+                if i == half {
+                    before = map.clone();
+                }
                 match op {
                     Op::Insert(s, v) => {
                         prop_assert_eq!(map.insert(s, v), reference.insert(s, v));
@@ -505,6 +568,10 @@ mod tests {
             prop_assert_eq!(&json, &serde_json::to_string(&reference).expect("serialises"));
             let back: SlotMap<u32> = serde_json::from_str(&json).expect("its own JSON");
             prop_assert_eq!(&back, &map);
+            let (changed, removed) = map.changes_from(&before);
+            prop_assert_eq!(&before.clone().patched(&changed, &removed), &map);
+            prop_assert!(changed.iter().all(|(slot, value)| before.get(&slot) != Some(value)));
+            prop_assert!(removed.iter().all(|slot| before.contains_key(slot) && !map.contains_key(slot)));
             let bytes = postcard::to_allocvec(&map).expect("serialises");
             prop_assert_eq!(&bytes, &postcard::to_allocvec(&reference).expect("serialises"));
             let back: SlotMap<u32> = postcard::from_bytes(&bytes).expect("its own bytes");

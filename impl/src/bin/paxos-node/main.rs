@@ -117,7 +117,7 @@ enum Command {
         #[arg(long, value_parser = paxos_impl::runtime::SeededBug::from_name)]
         seeded_bug: Option<paxos_impl::runtime::SeededBug>,
         /// Append every transition of the protocol core to this file as JSON lines
-        /// (`paxos-steps/6`) for `paxos-conform validate`. A line holds what its step changed,
+        /// (`paxos-steps/7`) for `paxos-conform validate`. A line holds what its step changed,
         /// so it does not grow with the log.
         #[arg(long, value_name = "FILE")]
         step_log: Option<PathBuf>,
