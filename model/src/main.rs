@@ -446,11 +446,10 @@ fn explore_trace(file: &std::path::Path, addr: SocketAddr) -> Result<i32, Failur
             let inner = multi::unbounded_model(cfg);
             let start = actor_trace::state_from_json(&inner, trace.initial_state.clone())
                 .map_err(|e| Failure::from(format!("{}: initial_state: {e}", file.display())))?;
-            runner::explore(
-                Readable::starting_at(inner, start),
-                addr,
-                Some(&trace.explorer_path),
-            )?;
+            let explorer = Readable::starting_at(inner, start);
+            runner::path_is_enabled(&explorer, &trace.explorer_path)
+                .map_err(|e| Failure::from(format!("{}: explorer_path: {e}", file.display())))?;
+            runner::explore(explorer, addr, Some(&trace.explorer_path))?;
         }
         other => {
             return Err(Failure::from(format!(

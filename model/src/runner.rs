@@ -1261,6 +1261,36 @@ pub fn find_discovery<M: CheckTarget>(
     }))
 }
 
+/// Whether `path` (`I/A1/A2/...`, as [`Trace::explorer_path`]) names an initial state of
+/// `model` and then, at each step, one of the actions enabled there: a path the explorer
+/// could not follow is refused before it is served.
+pub fn path_is_enabled<M: Model>(model: &M, path: &str) -> Result<(), String> {
+    let mut indices = path.trim_matches('/').split('/').map(|i| {
+        i.parse::<usize>()
+            .map_err(|_| format!("{i:?} in {path:?} is not an index"))
+    });
+    let init = indices.next().ok_or("an empty path")??;
+    let mut state = model
+        .init_states()
+        .into_iter()
+        .nth(init)
+        .ok_or_else(|| format!("no initial state {init}"))?;
+    for (step, index) in indices.enumerate() {
+        let index = index?;
+        let mut actions = Vec::new();
+        model.actions(&state, &mut actions);
+        let enabled = actions.len();
+        let action = actions
+            .into_iter()
+            .nth(index)
+            .ok_or_else(|| format!("step {}: action {index} of {enabled} enabled", step + 1))?;
+        if let Some(next) = model.next_state(&state, action) {
+            state = next;
+        }
+    }
+    Ok(())
+}
+
 /// The explorer URL for `addr`, opened on `explorer_path` when given. The UI routes
 /// `#/steps/<init index>/<action index>/…` by following the indices from its init-state list,
 /// exactly the components of `Path::encode`. An unspecified listen address (0.0.0.0) is shown

@@ -304,6 +304,17 @@ fn explore_opens_a_trace_from_a_state_of_a_real_run() {
         "{}",
         stderr(&output)
     );
+    let mut far = trace;
+    far.explorer_path = "0/9999".into();
+    let bad = format!("{dir}/far.json");
+    write_trace_as(Path::new(&bad), &far).expect("written");
+    let output = paxos_model(&["explore", "--trace", &bad, "--addr", "127.0.0.1:0"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&bad) && stderr(&output).contains("action 9999 of"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 fn explore_serves(variant: &[&str], role: &str) {
