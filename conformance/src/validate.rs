@@ -69,7 +69,9 @@ use paxos_protocol::multi::{
     ReadIndex as ImplReadIndex, Record, Recorder, Replica, ReplicaState as ImplState, Slot,
     SlotMap, SnapshotOf, StateMachine, Timers, WaitingRead,
 };
-use paxos_protocol::step_log::{StepLine, STEP_LOG_FORMAT, STEP_LOG_FORMATS_READ};
+use paxos_protocol::step_log::{
+    self, MergedBase, StepLine, STEP_LOG_FORMAT, STEP_LOG_FORMATS_READ,
+};
 use serde::Serialize;
 use stateright::actor::{Actor, Command as OutCommand, Id, Out};
 
@@ -93,6 +95,9 @@ type KvInput = Input<KvOp, KvSnapshot>;
 type KvEffect = Effect<KvOp, KvOutput, KvSnapshot>;
 
 type KvState = ImplState<KvOp, KvOutput>;
+/// A vote in a step log, and in the conformance core's vocabulary.
+type KvVote = (paxos_protocol::Ballot, Entry<KvOp>);
+type ImplVote = (paxos_protocol::Ballot, Entry<Op>);
 /// A replica's votes and its chosen entries.
 type ImplLog = (
     SlotMap<(paxos_protocol::Ballot, Entry<Op>)>,
@@ -643,13 +648,33 @@ impl Domain {
         e.try_map_command(|c| self.command(c))
     }
 
-    fn votes(
-        &self,
-        map: &SlotMap<(paxos_protocol::Ballot, Entry<KvOp>)>,
-    ) -> Result<SlotMap<(paxos_protocol::Ballot, Entry<Op>)>, String> {
+    fn votes(&self, map: &SlotMap<KvVote>) -> Result<SlotMap<ImplVote>, String> {
         map.iter()
             .map(|(slot, (b, e))| Ok((slot, (*b, self.entry(e)?))))
             .collect()
+    }
+
+    /// A phase-1 candidate's `merged` votes, converted: the previous line's conversion moved
+    /// by the changes the line itself writes (`merged_base: previous`), when the previous
+    /// line of the replica was converted; a candidate steps on every tick and message, and
+    /// its merged votes (every slot since its snapshot) change only on a Promise.
+    fn merged_votes(
+        &self,
+        merged: &SlotMap<KvVote>,
+        node: &mut Node,
+    ) -> Result<SlotMap<ImplVote>, String> {
+        let previous = node
+            .merged
+            .take()
+            .filter(|(line, _)| line.is_some() && *line == node.previous_line);
+        let converted = match (node.merged_change.take(), previous) {
+            (Some((changed, removed)), Some((_, converted))) => {
+                converted.patched(&self.votes(&changed)?, &removed)
+            }
+            _ => self.votes(merged)?,
+        };
+        node.merged = Some((node.line, converted.clone()));
+        Ok(converted)
     }
 
     fn message(&self, m: &KvMessage) -> Result<ImplMessage, String> {
@@ -907,7 +932,7 @@ impl Domain {
                 floor,
             } => Phase::Preparing {
                 promises: promises.clone(),
-                merged: self.votes(merged)?,
+                merged: self.merged_votes(merged, node)?,
                 floor: *floor,
             },
             Phase::Leading { next_slot, votes } => Phase::Leading {
@@ -1155,6 +1180,14 @@ struct Node {
     /// Their abstraction and the durable state's after the replica's last line, which the
     /// next step moves the same way ([`LogVectors`]).
     log_vectors: Option<LogVectors<Unbounded>>,
+    /// The index of the line being validated, and of the replica's line before it.
+    line: Option<usize>,
+    previous_line: Option<usize>,
+    /// The last phase-1 `merged` votes converted, and the line they are of
+    /// ([`Domain::merged_votes`]).
+    merged: Option<(Option<usize>, SlotMap<ImplVote>)>,
+    /// The changes to `merged` the line being validated writes, against the line before.
+    merged_change: Option<(SlotMap<KvVote>, Vec<Slot>)>,
     /// Every record persisted, across processes, with the index of its step in `steps`.
     records: Vec<(Record<Op>, usize)>,
     /// Every snapshot taken or installed, with the number of records persisted before it and
@@ -1263,6 +1296,10 @@ pub fn validate_lines_with(
             abstracted_snapshot: None,
             log_memory: None,
             log_vectors: None,
+            line: None,
+            previous_line: None,
+            merged: None,
+            merged_change: None,
             records: Vec::new(),
             snapshots: Vec::new(),
             steps: Vec::new(),
@@ -1281,6 +1318,13 @@ pub fn validate_lines_with(
         let i = logged.node() as usize;
         let node = &mut nodes[i];
         let steps_before = node.steps.len();
+        node.previous_line = node.line.replace(index);
+        node.merged_change = match &logged.entry {
+            StepLine::Step { state, .. } if state.merged_base == Some(MergedBase::Previous) => {
+                step_log::merged(&state.phase).map(|m| (m.clone(), state.merged_removed.clone()))
+            }
+            _ => None,
+        };
         node.process = logged.process();
         // Shown only with a rejection: formatting a long run's state at every step would
         // cost more than validating it.
