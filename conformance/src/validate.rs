@@ -58,6 +58,8 @@ use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::PoisonError;
 
 use paxos_model::multi::{
     self, ExecutedLog, MultiActor, MultiConfig, MultiMsg, MultiState, MultiTimer, ReplicaState,
@@ -147,61 +149,101 @@ struct Process {
 /// A step line holds what the step changed ([`paxos_protocol::step_log::StepState`]): the
 /// whole replica state after it is rebuilt during validation, never kept per line.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
-    let mut lines = Vec::new();
-    let mut starts: BTreeMap<u32, usize> = BTreeMap::new();
-    for path in paths {
-        let text =
-            fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let raws: Vec<&str> = text.lines().collect();
-        for (i, raw) in raws.iter().enumerate() {
-            if raw.trim().is_empty() {
-                continue;
-            }
-            let entry: KvLine = match serde_json::from_str::<KvLine>(raw) {
-                Ok(entry) => entry.expanded().map_err(|e| {
-                    format!(
-                        "{}:{}: not a {STEP_LOG_FORMAT} line: {e}",
-                        path.display(),
-                        i + 1
-                    )
-                })?,
-                // A process killed while it wrote its lines leaves the last of them torn; the
-                // node performs a batch's effects only once its lines are written, so that
-                // step was never performed (as a WAL's torn tail), and its process's next
-                // start begins a new line (`StepLog::open`).
-                Err(_) if is_torn_tail(&raws[i + 1..]) => continue,
-                Err(e) => {
-                    return Err(format!(
-                        "{}:{}: not a {STEP_LOG_FORMAT} line: {e}",
-                        path.display(),
-                        i + 1
-                    ))
+    // Files are read and parsed on threads of their own (a run's logs are one per replica),
+    // then put in the order given.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(paths.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let mut parsed: Vec<Option<Result<Vec<Logged>, String>>> = paths.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = paths.get(k) else { break };
+                        done.push((k, load_file(path)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for worker in workers {
+            match worker.join() {
+                Ok(done) => {
+                    for (k, lines) in done {
+                        parsed[k] = Some(lines);
+                    }
                 }
-            };
-            if let StepLine::Start { format, .. } = &entry {
-                if !STEP_LOG_FORMATS_READ.contains(&format.as_str()) {
-                    return Err(format!(
-                        "{}:{}: format {format:?}, expected one of {STEP_LOG_FORMATS_READ:?}",
-                        path.display(),
-                        i + 1
-                    ));
-                }
+                Err(panic) => std::panic::resume_unwind(panic),
             }
-            let node = match &entry {
-                StepLine::Start { node, .. } | StepLine::Step { node, .. } => *node,
-            };
-            let incarnation = starts.entry(node).or_default();
-            if matches!(entry, StepLine::Start { .. }) {
-                *incarnation += 1;
-            }
-            let incarnation = *incarnation;
-            lines.push(Logged {
-                file: path.clone(),
-                line: i + 1,
-                entry,
-                incarnation,
-            });
         }
+    });
+    let mut lines = Vec::new();
+    for file in parsed {
+        lines.extend(file.ok_or("a step log was not read")??);
+    }
+    // A replica's starts are counted across its files, in the order given.
+    let mut starts: BTreeMap<u32, usize> = BTreeMap::new();
+    for logged in &mut lines {
+        let incarnation = starts.entry(logged.node()).or_default();
+        if matches!(logged.entry, StepLine::Start { .. }) {
+            *incarnation += 1;
+        }
+        logged.incarnation = *incarnation;
+    }
+    Ok(lines)
+}
+
+/// The lines of one step log, in order (their `incarnation` is set by [`load`]).
+fn load_file(path: &Path) -> Result<Vec<Logged>, String> {
+    let mut lines = Vec::new();
+    let text =
+        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let raws: Vec<&str> = text.lines().collect();
+    for (i, raw) in raws.iter().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let entry: KvLine = match serde_json::from_str::<KvLine>(raw) {
+            Ok(entry) => entry.expanded().map_err(|e| {
+                format!(
+                    "{}:{}: not a {STEP_LOG_FORMAT} line: {e}",
+                    path.display(),
+                    i + 1
+                )
+            })?,
+            // A process killed while it wrote its lines leaves the last of them torn; the
+            // node performs a batch's effects only once its lines are written, so that
+            // step was never performed (as a WAL's torn tail), and its process's next
+            // start begins a new line (`StepLog::open`).
+            Err(_) if is_torn_tail(&raws[i + 1..]) => continue,
+            Err(e) => {
+                return Err(format!(
+                    "{}:{}: not a {STEP_LOG_FORMAT} line: {e}",
+                    path.display(),
+                    i + 1
+                ))
+            }
+        };
+        if let StepLine::Start { format, .. } = &entry {
+            if !STEP_LOG_FORMATS_READ.contains(&format.as_str()) {
+                return Err(format!(
+                    "{}:{}: format {format:?}, expected one of {STEP_LOG_FORMATS_READ:?}",
+                    path.display(),
+                    i + 1
+                ));
+            }
+        }
+        lines.push(Logged {
+            file: path.to_path_buf(),
+            line: i + 1,
+            entry,
+            incarnation: 0,
+        });
     }
     Ok(lines)
 }
@@ -386,7 +428,7 @@ struct Domain {
     /// The conformance core's snapshot at each applied prefix a logged snapshot named, built
     /// once: a snapshot holds every command below it, and a catch-up sends the same one
     /// hundreds of times. Filled only after the logged snapshot was checked against the run.
-    snapshots: std::cell::RefCell<BTreeMap<Slot, ImplSnapshot>>,
+    snapshots: std::sync::Mutex<BTreeMap<Slot, ImplSnapshot>>,
 }
 
 /// How many executed commands apart [`Domain::checkpoints`] are.
@@ -698,8 +740,14 @@ impl Domain {
                 table
             ));
         }
-        if let Some(built) = self.snapshots.borrow().get(&s.applied) {
-            return Ok(built.clone());
+        let cached = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&s.applied)
+            .cloned();
+        if let Some(built) = cached {
+            return Ok(built);
         }
         let executed = commands
             .into_iter()
@@ -710,7 +758,10 @@ impl Domain {
             clients: client_table(&executed),
             state_machine: executed,
         });
-        self.snapshots.borrow_mut().insert(s.applied, built.clone());
+        self.snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(s.applied, built.clone());
         Ok(built)
     }
 
@@ -1280,120 +1331,96 @@ pub fn validate_lines_with(
         rejections: Vec::new(),
     };
     let sent = sent_messages(&domain, lines)?;
-    let mut received: Vec<(u32, u32, String)> = Vec::new();
-    let mut nodes: Vec<Node> = (0..domain.cfg.replicas)
-        .map(|i| Node {
-            config: None,
-            process: Process {
-                node: i as u32,
-                incarnation: 0,
-            },
-            model: None,
-            executed: Vec::new(),
-            executed_view: ExecutedView::of(&domain.cfg, &[]),
-            durable: Durable::default(),
-            snapshot: None,
-            abstracted_snapshot: None,
-            log_memory: None,
-            log_vectors: None,
-            line: None,
-            previous_line: None,
-            merged: None,
-            merged_change: None,
-            records: Vec::new(),
-            snapshots: Vec::new(),
-            steps: Vec::new(),
-            timers: Timers::default(),
-            clock_offset: 0,
-        })
-        .collect();
-    let mut rejections = Rejections::default();
-    let mut states = States::default();
-    // Per line, the index of the step it pushed in its replica's `steps` (a start that
-    // failed early pushed none); and the rejections shown that a trace file can start from.
-    let mut line_steps: Vec<Option<usize>> = Vec::with_capacity(lines.len());
-    let mut seeds: Vec<(usize, usize, Box<rejection_trace::Seed>)> = Vec::new();
+    // Each replica's lines are validated in order, and replicas apart: on threads of their
+    // own, the largest logs first. What they find is put together in the lines' order.
+    let mut by_node: Vec<Vec<usize>> = vec![Vec::new(); domain.cfg.replicas];
     for (index, logged) in lines.iter().enumerate() {
-        let state = states.after(logged)?;
-        let i = logged.node() as usize;
-        let node = &mut nodes[i];
-        let steps_before = node.steps.len();
-        node.previous_line = node.line.replace(index);
-        node.merged_change = match &logged.entry {
-            StepLine::Step { state, .. } if state.merged_base == Some(MergedBase::Previous) => {
-                step_log::merged(&state.phase).map(|m| (m.clone(), state.merged_removed.clone()))
-            }
-            _ => None,
+        by_node
+            .get_mut(logged.node() as usize)
+            .ok_or_else(|| {
+                format!(
+                    "{}: n{} is no replica of the run",
+                    logged.place(),
+                    logged.node()
+                )
+            })?
+            .push(index);
+    }
+    let mut order: Vec<usize> = (0..by_node.len()).collect();
+    order.sort_by_key(|&n| std::cmp::Reverse(by_node[n].len()));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(order.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let run_node = |n: usize| {
+        let ctx = NodeContext {
+            domain: &domain,
+            actor: &actor,
+            sent: &sent,
+            lines,
         };
-        node.process = logged.process();
-        // Shown only with a rejection: formatting a long run's state at every step would
-        // cost more than validating it.
-        let model_before = ModelBefore(node.model.as_ref().map(|m| m.state.clone()));
-        // Taken at every line of the replica: a step's log can be moved from the one before
-        // only when that one was followed to the end ([`logged_outcome`]), and a start line
-        // holds its whole state.
-        let log_before = LogBefore {
-            memory: node.log_memory.take(),
-            vectors: node.log_vectors.take(),
-        };
-        let checked = match &logged.entry {
-            StepLine::Start {
-                config,
-                recovered,
-                snapshot,
-                effects,
-                state,
-                ..
-            } => {
-                report.starts += 1;
-                *report.by_kind.entry("recover".into()).or_default() += 1;
-                let lost = node.records.len();
-                let recovered = Recovered {
-                    durable: recovered,
-                    snapshot: snapshot.as_ref(),
-                };
-                let result =
-                    validate_start(&domain, &actor, i, node, config, recovered, effects, state);
-                report.records_lost_in_crashes += lost.saturating_sub(node.records.len());
-                result
-            }
-            StepLine::Step { input, effects, .. } => {
-                *report.by_kind.entry(kind(input)).or_default() += 1;
-                report.runs += usize::from(is_run(input));
-                if let Input::Message { from, msg } = input {
-                    report.messages_received += 1;
-                    for key in message_keys(&domain.message(msg)?) {
-                        if !sent.contains_key(&(*from, i as u32, key.clone())) {
-                            rejections.add(|| {
-                                rejection(
-                                    logged,
-                                    &model_before,
-                                    Failure::plain(format!(
-                                        "n{from} never sent this message to n{i}: {key}"
-                                    )),
-                                )
-                            });
-                        }
-                        received.push((*from, i as u32, key));
+        validate_node(&ctx, n, &by_node[n])
+    };
+    let mut runs: Vec<Option<Result<NodeRun, String>>> = (0..by_node.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&n) = order.get(k) else { break };
+                        done.push((n, run_node(n)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for worker in workers {
+            match worker.join() {
+                Ok(done) => {
+                    for (n, run) in done {
+                        runs[n] = Some(run);
                     }
                 }
-                validate_step(&domain, &actor, i, node, input, effects, state, log_before)
-            }
-        };
-        report.transitions += 1;
-        line_steps.push((node.steps.len() > steps_before).then(|| node.steps.len() - 1));
-        if let Err(mut failure) = checked {
-            // Go on from what the log shows, so that later rejections are found too.
-            if let Some(resync) = failure.resync.take() {
-                node.model = Some(*resync);
-            }
-            let seed = failure.seed.take();
-            let shown = rejections.kept.len();
-            rejections.add(|| rejection(logged, &model_before, failure));
-            if let (Some(seed), true) = (seed, rejections.kept.len() > shown) {
-                seeds.push((index, shown, seed));
+                Err(panic) => std::panic::resume_unwind(panic),
             }
         }
+    });
+    let mut nodes: Vec<Node> = Vec::with_capacity(runs.len());
+    let mut received: Vec<(usize, (u32, u32, String))> = Vec::new();
+    let mut shown: Vec<(usize, Rejection, Option<Box<rejection_trace::Seed>>)> = Vec::new();
+    let mut rejections = Rejections::default();
+    let mut line_steps: Vec<Option<usize>> = vec![None; lines.len()];
+    for run in runs {
+        let run = run.ok_or("a replica's lines were not validated")??;
+        report.starts += run.starts;
+        report.transitions += run.transitions;
+        report.messages_received += run.messages_received;
+        report.runs += run.runs;
+        report.records_lost_in_crashes += run.records_lost;
+        for (kind, count) in run.by_kind {
+            *report.by_kind.entry(kind).or_default() += count;
+        }
+        rejections.total += run.rejections_total;
+        shown.extend(run.shown);
+        received.extend(run.received);
+        for (index, step) in run.line_steps {
+            line_steps[index] = step;
+        }
+        nodes.push(run.node);
+    }
+    shown.sort_by_key(|(index, ..)| *index);
+    shown.truncate(REJECTIONS_KEPT);
+    received.sort_by_key(|(index, _)| *index);
+    let received: Vec<(u32, u32, String)> = received.into_iter().map(|(_, r)| r).collect();
+    let mut seeds: Vec<(usize, usize, Box<rejection_trace::Seed>)> = Vec::new();
+    for (index, rejection, seed) in shown {
+        if let Some(seed) = seed {
+            seeds.push((index, rejections.kept.len(), seed));
+        }
+        rejections.kept.push(rejection);
     }
     if let Some(dir) = trace_dir {
         let run = rejection_trace::Run {
@@ -1417,6 +1444,163 @@ pub fn validate_lines_with(
     report.rejections_total = rejections.total;
     report.rejections = rejections.kept;
     Ok(report)
+}
+
+/// What every replica's validation reads.
+struct NodeContext<'a> {
+    domain: &'a Domain,
+    actor: &'a MultiActor<Unbounded>,
+    sent: &'a BTreeMap<(u32, u32, String), usize>,
+    lines: &'a [Logged],
+}
+
+/// What validating one replica's lines found.
+struct NodeRun {
+    node: Node,
+    starts: usize,
+    transitions: usize,
+    by_kind: BTreeMap<String, usize>,
+    messages_received: usize,
+    runs: usize,
+    records_lost: usize,
+    /// The messages it received, each with the index of its line.
+    received: Vec<(usize, (u32, u32, String))>,
+    rejections_total: usize,
+    /// Its first [`REJECTIONS_KEPT`] rejections, with their lines and where their trace
+    /// files would start.
+    shown: Vec<(usize, Rejection, Option<Box<rejection_trace::Seed>>)>,
+    /// Per line, the index of the step it pushed in the replica's `steps` (a start that
+    /// failed early pushed none).
+    line_steps: Vec<(usize, Option<usize>)>,
+}
+
+/// Validates replica `i`'s lines (`indices` into `ctx.lines`, in order).
+fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<NodeRun, String> {
+    let NodeContext {
+        domain,
+        actor,
+        sent,
+        lines,
+    } = *ctx;
+    let mut run = NodeRun {
+        node: Node {
+            config: None,
+            process: Process {
+                node: i as u32,
+                incarnation: 0,
+            },
+            model: None,
+            executed: Vec::new(),
+            executed_view: ExecutedView::of(&domain.cfg, &[]),
+            durable: Durable::default(),
+            snapshot: None,
+            abstracted_snapshot: None,
+            log_memory: None,
+            log_vectors: None,
+            line: None,
+            previous_line: None,
+            merged: None,
+            merged_change: None,
+            records: Vec::new(),
+            snapshots: Vec::new(),
+            steps: Vec::new(),
+            timers: Timers::default(),
+            clock_offset: 0,
+        },
+        starts: 0,
+        transitions: 0,
+        by_kind: BTreeMap::new(),
+        messages_received: 0,
+        runs: 0,
+        records_lost: 0,
+        received: Vec::new(),
+        rejections_total: 0,
+        shown: Vec::new(),
+        line_steps: Vec::with_capacity(indices.len()),
+    };
+    let mut states = States::default();
+    for &index in indices {
+        let logged = &lines[index];
+        let state = states.after(logged)?;
+        let node = &mut run.node;
+        let steps_before = node.steps.len();
+        node.previous_line = node.line.replace(index);
+        node.merged_change = match &logged.entry {
+            StepLine::Step { state, .. } if state.merged_base == Some(MergedBase::Previous) => {
+                step_log::merged(&state.phase).map(|m| (m.clone(), state.merged_removed.clone()))
+            }
+            _ => None,
+        };
+        node.process = logged.process();
+        // Shown only with a rejection: formatting a long run's state at every step would
+        // cost more than validating it.
+        let model_before = ModelBefore(node.model.as_ref().map(|m| m.state.clone()));
+        // Taken at every line of the replica: a step's log can be moved from the one before
+        // only when that one was followed to the end ([`logged_outcome`]), and a start line
+        // holds its whole state.
+        let log_before = LogBefore {
+            memory: node.log_memory.take(),
+            vectors: node.log_vectors.take(),
+        };
+        let mut rejected = |failure: Failure, seed: Option<Box<rejection_trace::Seed>>| {
+            run.rejections_total += 1;
+            if run.shown.len() < REJECTIONS_KEPT {
+                run.shown
+                    .push((index, rejection(logged, &model_before, failure), seed));
+            }
+        };
+        let checked = match &logged.entry {
+            StepLine::Start {
+                config,
+                recovered,
+                snapshot,
+                effects,
+                state,
+                ..
+            } => {
+                run.starts += 1;
+                *run.by_kind.entry("recover".into()).or_default() += 1;
+                let lost = node.records.len();
+                let recovered = Recovered {
+                    durable: recovered,
+                    snapshot: snapshot.as_ref(),
+                };
+                let result =
+                    validate_start(domain, actor, i, node, config, recovered, effects, state);
+                run.records_lost += lost.saturating_sub(node.records.len());
+                result
+            }
+            StepLine::Step { input, effects, .. } => {
+                *run.by_kind.entry(kind(input)).or_default() += 1;
+                run.runs += usize::from(is_run(input));
+                if let Input::Message { from, msg } = input {
+                    run.messages_received += 1;
+                    for key in message_keys(&domain.message(msg)?) {
+                        if !sent.contains_key(&(*from, i as u32, key.clone())) {
+                            let why = format!("n{from} never sent this message to n{i}: {key}");
+                            rejected(Failure::plain(why), None);
+                        }
+                        run.received.push((index, (*from, i as u32, key)));
+                    }
+                }
+                validate_step(domain, actor, i, node, input, effects, state, log_before)
+            }
+        };
+        run.transitions += 1;
+        run.line_steps.push((
+            index,
+            (node.steps.len() > steps_before).then(|| node.steps.len() - 1),
+        ));
+        if let Err(mut failure) = checked {
+            // Go on from what the log shows, so that later rejections are found too.
+            if let Some(resync) = failure.resync.take() {
+                node.model = Some(*resync);
+            }
+            let seed = failure.seed.take();
+            rejected(failure, seed);
+        }
+    }
+    Ok(run)
 }
 
 /// The rejections of a run: all counted, the first [`REJECTIONS_KEPT`] shown. A run with a
