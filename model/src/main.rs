@@ -446,6 +446,17 @@ fn explore_trace(file: &std::path::Path, addr: SocketAddr) -> Result<i32, Failur
             let inner = multi::unbounded_model(cfg);
             let start = actor_trace::state_from_json(&inner, trace.initial_state.clone())
                 .map_err(|e| Failure::from(format!("{}: initial_state: {e}", file.display())))?;
+            // Its actors are the replicas: a client's or the reader's state is no state of it.
+            if let Some(i) = start
+                .actor_states
+                .iter()
+                .position(|s| !matches!(**s, multi::MultiState::Replica(_)))
+            {
+                return Err(Failure::from(format!(
+                    "{}: initial_state: actor {i} is not a replica",
+                    file.display()
+                )));
+            }
             let explorer = Readable::starting_at(inner, start);
             runner::path_is_enabled(&explorer, &trace.explorer_path)
                 .map_err(|e| Failure::from(format!("{}: explorer_path: {e}", file.display())))?;

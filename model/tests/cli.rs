@@ -304,6 +304,18 @@ fn explore_opens_a_trace_from_a_state_of_a_real_run() {
         "{}",
         stderr(&output)
     );
+    let mut client = trace.clone();
+    client.initial_state["actor_states"][1] =
+        serde_json::json!({"Client": {"index": 0, "seq": 1, "retries": 0}});
+    let bad = format!("{dir}/client.json");
+    write_trace_as(Path::new(&bad), &client).expect("written");
+    let output = paxos_model(&["explore", "--trace", &bad, "--addr", "127.0.0.1:0"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("actor 1 is not a replica"),
+        "{}",
+        stderr(&output)
+    );
     let mut far = trace;
     far.explorer_path = "0/9999".into();
     let bad = format!("{dir}/far.json");
