@@ -151,37 +151,8 @@ struct Process {
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
     // Files are read and parsed on threads of their own (a run's logs are one per replica),
     // then put in the order given.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(paths.len())
-        .max(1);
-    let next = AtomicUsize::new(0);
-    let mut parsed: Vec<Option<Result<Vec<Logged>, String>>> = paths.iter().map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let k = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = paths.get(k) else { break };
-                        done.push((k, load_file(path)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        for worker in workers {
-            match worker.join() {
-                Ok(done) => {
-                    for (k, lines) in done {
-                        parsed[k] = Some(lines);
-                    }
-                }
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-    });
+    let order: Vec<usize> = (0..paths.len()).collect();
+    let parsed = on_threads(&order, |k| load_file(&paths[k]));
     let mut lines = Vec::new();
     for file in parsed {
         lines.extend(file.ok_or("a step log was not read")??);
@@ -246,6 +217,44 @@ fn load_file(path: &Path) -> Result<Vec<Logged>, String> {
         });
     }
     Ok(lines)
+}
+
+/// `work(k)` for every `k` in `order` (a permutation of `0..order.len()`), on a thread per
+/// core, jobs taken in that order; the results indexed by `k` (`None` only if `order` is not
+/// a permutation).
+fn on_threads<T: Send>(order: &[usize], work: impl Fn(usize) -> T + Sync) -> Vec<Option<T>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(order.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<T>> = order.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while let Some(&k) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        done.push((k, work(k)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for worker in workers {
+            match worker.join() {
+                Ok(done) => {
+                    for (k, result) in done {
+                        if let Some(slot) = results.get_mut(k) {
+                            *slot = Some(result);
+                        }
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    results
 }
 
 /// Each replica's whole state after its latest line, which its next step line changes.
@@ -1348,46 +1357,13 @@ pub fn validate_lines_with(
     }
     let mut order: Vec<usize> = (0..by_node.len()).collect();
     order.sort_by_key(|&n| std::cmp::Reverse(by_node[n].len()));
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(order.len())
-        .max(1);
-    let next = AtomicUsize::new(0);
-    let run_node = |n: usize| {
-        let ctx = NodeContext {
-            domain: &domain,
-            actor: &actor,
-            sent: &sent,
-            lines,
-        };
-        validate_node(&ctx, n, &by_node[n])
+    let ctx = NodeContext {
+        domain: &domain,
+        actor: &actor,
+        sent: &sent,
+        lines,
     };
-    let mut runs: Vec<Option<Result<NodeRun, String>>> = (0..by_node.len()).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let k = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&n) = order.get(k) else { break };
-                        done.push((n, run_node(n)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        for worker in workers {
-            match worker.join() {
-                Ok(done) => {
-                    for (n, run) in done {
-                        runs[n] = Some(run);
-                    }
-                }
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-    });
+    let runs = on_threads(&order, |n| validate_node(&ctx, n, &by_node[n]));
     let mut nodes: Vec<Node> = Vec::with_capacity(runs.len());
     let mut received: Vec<(usize, (u32, u32, String))> = Vec::new();
     let mut shown: Vec<(usize, Rejection, Option<Box<rejection_trace::Seed>>)> = Vec::new();
@@ -1758,12 +1734,20 @@ fn sent_messages(
 /// other message is itself), each as a key. A run is compared slot by slot because the leader
 /// re-sends the Accept of a single slot left unanswered, which no step sent on its own.
 fn message_keys(msg: &ImplMessage) -> Vec<String> {
-    let key = |m: ImplMessage| match &m {
+    keyed_parts(msg).into_iter().map(|(key, _)| key).collect()
+}
+
+/// The one-slot messages of [`message_keys`], each with its key.
+fn keyed_parts(msg: &ImplMessage) -> Vec<(String, ImplMessage)> {
+    let key = |m: &ImplMessage| match m {
         Message::Snapshot { state } => snapshot_key(state),
-        _ => serde_json::to_string(&m).unwrap_or_else(|e| format!("unserializable {m:?}: {e}")),
+        _ => serde_json::to_string(m).unwrap_or_else(|e| format!("unserializable {m:?}: {e}")),
     };
     // A run longer than `MAX_RUN` is tampered or foreign, and `msg_to_model` refuses it.
-    msg.per_slot().take(MAX_RUN + 1).map(key).collect()
+    msg.per_slot()
+        .take(MAX_RUN + 1)
+        .map(|part| (key(&part), part))
+        .collect()
 }
 
 /// A snapshot message's key: its applied prefix, and a digest of its commands and client

@@ -283,8 +283,7 @@ fn in_flight(
         };
         for effect in effects {
             if let Effect::Send { to, msg } = effect {
-                for part in run.domain.message(msg)?.per_slot().take(MAX_RUN + 1) {
-                    let key = message_keys(&part).remove(0);
+                for (key, part) in keyed_parts(&run.domain.message(msg)?) {
                     count
                         .entry((logged.node(), *to, key))
                         .or_insert((0, part))
@@ -293,8 +292,7 @@ fn in_flight(
             }
         }
         if let Some(Input::Message { from, msg }) = input {
-            for part in run.domain.message(msg)?.per_slot().take(MAX_RUN + 1) {
-                let key = message_keys(&part).remove(0);
+            for (key, part) in keyed_parts(&run.domain.message(msg)?) {
                 count
                     .entry((*from, logged.node(), key))
                     .or_insert((0, part))
@@ -308,8 +306,7 @@ fn in_flight(
         ..
     } = &run.lines[at].entry
     {
-        for part in run.domain.message(msg)?.per_slot().take(MAX_RUN + 1) {
-            let key = message_keys(&part).remove(0);
+        for (key, _) in keyed_parts(&run.domain.message(msg)?) {
             count.remove(&(*from, run.lines[at].node(), key));
         }
     }
