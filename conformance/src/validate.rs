@@ -54,9 +54,10 @@
 //! it stands for the model's answer with that prefix.
 
 use std::borrow::Cow;
-use std::collections::{btree_map, BTreeMap, BTreeSet};
+use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::PoisonError;
@@ -169,49 +170,59 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
     Ok(lines)
 }
 
-/// The lines of one step log, in order (their `incarnation` is set by [`load`]).
+/// The lines of one step log, in order (their `incarnation` is set by [`load`]). Read a line
+/// at a time: holding a long run's whole file as text besides its parsed lines cost as much
+/// time in page faults as the parsing did.
 fn load_file(path: &Path) -> Result<Vec<Logged>, String> {
+    let cannot_read = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let not_a_line = |number: usize, e: &dyn fmt::Display| {
+        format!(
+            "{}:{number}: not a {STEP_LOG_FORMAT} line: {e}",
+            path.display()
+        )
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, fs::File::open(path).map_err(cannot_read)?);
     let mut lines = Vec::new();
-    let text =
-        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let raws: Vec<&str> = text.lines().collect();
-    for (i, raw) in raws.iter().enumerate() {
+    let mut raw = String::new();
+    // A line that did not parse, waiting for the line after it to tell whether it is the torn
+    // end of a killed process's log: the last line of its file, or followed by the next
+    // process's start line. The node performs a batch's effects only once its lines are
+    // written, so that step was never performed (as a WAL's torn tail), and its process's
+    // next start begins a new line (`StepLog::open`).
+    let mut torn: Option<(usize, serde_json::Error)> = None;
+    let mut number = 0;
+    loop {
+        raw.clear();
+        if reader.read_line(&mut raw).map_err(cannot_read)? == 0 {
+            break;
+        }
+        number += 1;
         if raw.trim().is_empty() {
             continue;
         }
-        let entry: KvLine = match serde_json::from_str::<KvLine>(raw) {
-            Ok(entry) => entry.expanded().map_err(|e| {
-                format!(
-                    "{}:{}: not a {STEP_LOG_FORMAT} line: {e}",
-                    path.display(),
-                    i + 1
-                )
-            })?,
-            // A process killed while it wrote its lines leaves the last of them torn; the
-            // node performs a batch's effects only once its lines are written, so that
-            // step was never performed (as a WAL's torn tail), and its process's next
-            // start begins a new line (`StepLog::open`).
-            Err(_) if is_torn_tail(&raws[i + 1..]) => continue,
+        if let Some((at, e)) = torn.take() {
+            if !raw.trim_start().starts_with(r#"{"start":"#) {
+                return Err(not_a_line(at, &e));
+            }
+        }
+        let entry: KvLine = match serde_json::from_str::<KvLine>(&raw) {
+            Ok(entry) => entry.expanded().map_err(|e| not_a_line(number, &e))?,
             Err(e) => {
-                return Err(format!(
-                    "{}:{}: not a {STEP_LOG_FORMAT} line: {e}",
-                    path.display(),
-                    i + 1
-                ))
+                torn = Some((number, e));
+                continue;
             }
         };
         if let StepLine::Start { format, .. } = &entry {
             if !STEP_LOG_FORMATS_READ.contains(&format.as_str()) {
                 return Err(format!(
-                    "{}:{}: format {format:?}, expected one of {STEP_LOG_FORMATS_READ:?}",
+                    "{}:{number}: format {format:?}, expected one of {STEP_LOG_FORMATS_READ:?}",
                     path.display(),
-                    i + 1
                 ));
             }
         }
         lines.push(Logged {
             file: path.to_path_buf(),
-            line: i + 1,
+            line: number,
             entry,
             incarnation: 0,
         });
@@ -286,15 +297,6 @@ impl States {
         };
         Ok(self.0.entry(node).insert_entry(state).into_mut())
     }
-}
-
-/// Whether a line that does not parse is the torn end of a killed process's log: the last
-/// line of its file, or followed by the next process's start line.
-fn is_torn_tail(after: &[&str]) -> bool {
-    after
-        .iter()
-        .find(|raw| !raw.trim().is_empty())
-        .is_none_or(|next| next.trim_start().starts_with(r#"{"start":"#))
 }
 
 // ------------------------------------------------------------------------------ the report
@@ -1309,7 +1311,16 @@ pub fn validate(paths: &[PathBuf]) -> Result<Report, String> {
 /// `paxos-model explore --trace` opens it.
 pub fn validate_with_traces(paths: &[PathBuf], trace_dir: Option<&Path>) -> Result<Report, String> {
     let lines = load(paths)?;
-    validate_lines_with(paths, &lines, trace_dir)
+    let report = validate_lines_with(paths, &lines, trace_dir);
+    drop_elsewhere(lines);
+    report
+}
+
+/// Drops `value` on a thread of its own. A long run's lines and validation state are
+/// gigabytes in many small allocations, whose freeing took a tenth of validation's time; a
+/// caller that exits once it has the report need not wait for it.
+fn drop_elsewhere<T: Send + 'static>(value: T) {
+    std::thread::spawn(move || drop(value));
 }
 
 /// [`validate`] on lines already read.
@@ -1339,9 +1350,9 @@ pub fn validate_lines_with(
         rejections_total: 0,
         rejections: Vec::new(),
     };
-    let sent = sent_messages(&domain, lines)?;
     // Each replica's lines are validated in order, and replicas apart: on threads of their
-    // own, the largest logs first. What they find is put together in the lines' order.
+    // own, the largest logs first. What they find is put together in the lines' order. A
+    // received message is checked to have been sent once every replica's sends are known.
     let mut by_node: Vec<Vec<usize>> = vec![Vec::new(); domain.cfg.replicas];
     for (index, logged) in lines.iter().enumerate() {
         by_node
@@ -1360,7 +1371,6 @@ pub fn validate_lines_with(
     let ctx = NodeContext {
         domain: &domain,
         actor: &actor,
-        sent: &sent,
         lines,
     };
     let runs = on_threads(&order, |n| validate_node(&ctx, n, &by_node[n]));
@@ -1369,6 +1379,7 @@ pub fn validate_lines_with(
     let mut shown: Vec<(usize, Rejection, Option<Box<rejection_trace::Seed>>)> = Vec::new();
     let mut rejections = Rejections::default();
     let mut line_steps: Vec<Option<usize>> = vec![None; lines.len()];
+    let mut sent = Sent(Vec::with_capacity(runs.len()));
     for run in runs {
         let run = run.ok_or("a replica's lines were not validated")??;
         report.starts += run.starts;
@@ -1385,7 +1396,17 @@ pub fn validate_lines_with(
         for (index, step) in run.line_steps {
             line_steps[index] = step;
         }
+        sent.0.push(run.sent);
         nodes.push(run.node);
+    }
+    for (index, (from, to, key)) in &received {
+        if sent.first(*from, *to, key).is_none() {
+            rejections.total += 1;
+            let why = format!("n{from} never sent this message to n{to}: {key}");
+            let model_before = ModelBefore(model_before_line(&nodes, &line_steps, lines, *index));
+            let rejection = rejection(&lines[*index], &model_before, Failure::plain(why));
+            shown.push((*index, rejection, None));
+        }
     }
     shown.sort_by_key(|(index, ..)| *index);
     shown.truncate(REJECTIONS_KEPT);
@@ -1419,6 +1440,7 @@ pub fn validate_lines_with(
     }
     report.rejections_total = rejections.total;
     report.rejections = rejections.kept;
+    drop_elsewhere((domain, nodes, sent, line_steps));
     Ok(report)
 }
 
@@ -1426,8 +1448,36 @@ pub fn validate_lines_with(
 struct NodeContext<'a> {
     domain: &'a Domain,
     actor: &'a MultiActor<Unbounded>,
-    sent: &'a BTreeMap<(u32, u32, String), usize>,
     lines: &'a [Logged],
+}
+
+/// Every message each replica's steps sent (see [`Sent::first`]): per sender, per receiver,
+/// each one-slot message's key with the index in `lines` of the first line that sent it.
+pub(crate) struct Sent(Vec<Vec<HashMap<String, usize>>>);
+
+impl Sent {
+    /// The first line that sent `key` from `from` to `to` (the earliest step of its sender,
+    /// since a replica's lines are in step order).
+    pub(crate) fn first(&self, from: u32, to: u32, key: &str) -> Option<usize> {
+        self.0
+            .get(from as usize)?
+            .get(to as usize)?
+            .get(key)
+            .copied()
+    }
+}
+
+/// The model replica before the step of line `index` (its replica's state after the step
+/// before it), where one was validated.
+fn model_before_line(
+    nodes: &[Node],
+    line_steps: &[Option<usize>],
+    lines: &[Logged],
+    index: usize,
+) -> Option<ReplicaState<Unbounded>> {
+    let node = nodes.get(lines[index].node() as usize)?;
+    let step = line_steps[index]?.checked_sub(1)?;
+    Some(node.steps.get(step)?.model_after.as_ref()?.state.clone())
 }
 
 /// What validating one replica's lines found.
@@ -1448,6 +1498,8 @@ struct NodeRun {
     /// Per line, the index of the step it pushed in the replica's `steps` (a start that
     /// failed early pushed none).
     line_steps: Vec<(usize, Option<usize>)>,
+    /// What it sent, per receiver ([`Sent`]).
+    sent: Vec<HashMap<String, usize>>,
 }
 
 /// Validates replica `i`'s lines (`indices` into `ctx.lines`, in order).
@@ -1455,7 +1507,6 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
     let NodeContext {
         domain,
         actor,
-        sent,
         lines,
     } = *ctx;
     let mut run = NodeRun {
@@ -1493,6 +1544,7 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
         rejections_total: 0,
         shown: Vec::new(),
         line_steps: Vec::with_capacity(indices.len()),
+        sent: vec![HashMap::new(); domain.cfg.replicas],
     };
     let mut states = States::default();
     for &index in indices {
@@ -1552,10 +1604,6 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
                 if let Input::Message { from, msg } = input {
                     run.messages_received += 1;
                     for key in message_keys(&domain.message(msg)?) {
-                        if !sent.contains_key(&(*from, i as u32, key.clone())) {
-                            let why = format!("n{from} never sent this message to n{i}: {key}");
-                            rejected(Failure::plain(why), None);
-                        }
                         run.received.push((index, (*from, i as u32, key)));
                     }
                 }
@@ -1563,10 +1611,23 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
             }
         };
         run.transitions += 1;
-        run.line_steps.push((
-            index,
-            (node.steps.len() > steps_before).then(|| node.steps.len() - 1),
-        ));
+        let pushed = (node.steps.len() > steps_before).then(|| node.steps.len() - 1);
+        run.line_steps.push((index, pushed));
+        // The step's sends as its validation keyed them, or, for a step validation stopped
+        // short of that, keyed here.
+        let sends = match pushed.and_then(|step| node.steps.get(step)) {
+            Some(step) => step.sends.clone(),
+            None => line_sends(domain, logged)?,
+        };
+        for (to, key) in sends {
+            let to_node = run.sent.get_mut(to as usize).ok_or_else(|| {
+                format!(
+                    "{}: a message to n{to}, which is no replica",
+                    logged.place()
+                )
+            })?;
+            to_node.entry(key).or_insert(index);
+        }
         if let Err(mut failure) = checked {
             // Go on from what the log shows, so that later rejections are found too.
             if let Some(resync) = failure.resync.take() {
@@ -1707,27 +1768,20 @@ fn rejection(logged: &Logged, model_before: &ModelBefore, failure: Failure) -> R
     }
 }
 
-/// Every message a replica's steps sent, as `(from, to, message)`, with the index in `lines`
-/// of the first line that sent it (the earliest step of its sender, since a replica's lines
-/// are in step order).
-fn sent_messages(
-    domain: &Domain,
-    lines: &[Logged],
-) -> Result<BTreeMap<(u32, u32, String), usize>, String> {
-    let mut sent = BTreeMap::new();
-    for (index, logged) in lines.iter().enumerate() {
-        let effects = match &logged.entry {
-            StepLine::Start { effects, .. } | StepLine::Step { effects, .. } => effects,
-        };
-        for effect in effects {
-            if let Effect::Send { to, msg } = effect {
-                for key in message_keys(&domain.message(msg)?) {
-                    sent.entry((logged.node(), *to, key)).or_insert(index);
-                }
-            }
+/// The messages line `logged` sent, as `(to, one-slot message key)`.
+fn line_sends(domain: &Domain, logged: &Logged) -> Result<Vec<(u32, String)>, String> {
+    let (StepLine::Start { effects, .. } | StepLine::Step { effects, .. }) = &logged.entry;
+    let mut sends = Vec::new();
+    for effect in effects {
+        if let Effect::Send { to, msg } = effect {
+            sends.extend(
+                message_keys(&domain.message(msg)?)
+                    .into_iter()
+                    .map(|k| (*to, k)),
+            );
         }
     }
-    Ok(sent)
+    Ok(sends)
 }
 
 /// A message as the one-slot messages it stands for (a run of slots is one per slot; any

@@ -43,7 +43,7 @@ pub(super) struct Run<'a> {
     /// Per line, the index of its step in its replica's `steps`.
     pub line_steps: &'a [Option<usize>],
     /// Every message sent, with the first line that sent it.
-    pub sent: &'a BTreeMap<(u32, u32, String), usize>,
+    pub sent: &'a super::Sent,
 }
 
 /// The most model actions a file's path takes: a tick can stand for many clock ticks.
@@ -222,7 +222,7 @@ impl Cut {
         };
         let mut senders = Vec::new();
         for key in message_keys(&run.domain.message(msg)?) {
-            if let Some(&sent_at) = run.sent.get(&(*from, logged.node(), key)) {
+            if let Some(sent_at) = run.sent.first(*from, logged.node(), &key) {
                 senders.push((*from as usize, self.position[sent_at]));
             }
         }
