@@ -15,6 +15,8 @@
 # applied slots: tens of thousands of operations per run, validated against the model's
 # unbounded representation. CI runs one full run of each size.
 #
+# SEGMENT_MIB=N rotates each replica's step log every N MiB (`--step-log-segment-mib`): every
+# file after a replica's first begins with a checkpoint, which validation checks.
 # READ_POLICY=lease runs the replicas with leases (default: the read index),
 # CLOCK_DRIFT_PPM=N runs the initial leader's clock N ppm off the host's, and READER_OPS=N
 # has the read-only client issue N reads (default 20; reads are no commands, so the model
@@ -26,6 +28,8 @@ seed=${2:-1000}
 policy=(--read-policy "${READ_POLICY:-read-index}")
 reader_ops=(--reader-ops "${READER_OPS:-20}")
 drift=()
+segments=()
+[ -n "${SEGMENT_MIB:-}" ] && segments=(--step-log-segment-mib "$SEGMENT_MIB")
 [ -n "${CLOCK_DRIFT_PPM:-}" ] && drift=(--clock-drift-ppm="$CLOCK_DRIFT_PPM")
 case "${WORKLOAD:-small}" in
   small) workload=(--clients 2 --keys 1 --ops-per-client 2 --slot-limit 4 --window 2
@@ -56,7 +60,7 @@ for nodes in 3 5; do
     [ "$every" -ne 0 ] && [ $((seed % every)) -eq 0 ] && snapshots=()
     target/release/paxos-node chaos --nodes "$nodes" --seed "$seed" "${workload[@]}" \
       "${together[@]}" "${snapshots[@]}" "${policy[@]}" "${reader_ops[@]}" "${drift[@]}" \
-      --step-logs --data-dir "$dir/cluster" --report "$dir/chaos.json" >"$dir.chaos.log" 2>&1 \
+      --step-logs "${segments[@]}" --data-dir "$dir/cluster" --report "$dir/chaos.json" >"$dir.chaos.log" 2>&1 \
       || chaos_code=$?
     validate_code=0
     started=$(date +%s)
@@ -115,6 +119,7 @@ for nodes in (3, 5):
               f"{v['transitions']} transitions ({v['starts']} starts, {v['runs']} on runs), "
               f"{c.get('snapshots_taken', 0)} snapshots taken, "
               f"{c.get('snapshots_installed', 0)} installed, {c.get('lease_reads', 0)} lease reads; "
+              f"{v.get('checkpoints', 0)} checkpoints; "
               f"{v['rejections_total']} rejections; validated in {seconds} s")
 print()
 print("| replicas | runs | operations | reads (under a lease) | faults | leader changes | linearizable | transitions validated | of them on runs of slots or requests | starts | messages checked sent | records lost in crashes | snapshots taken / installed | compact and snapshot steps validated | rejections |")

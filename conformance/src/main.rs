@@ -115,7 +115,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check the step logs of a real run (`paxos-node serve --step-log`, paxos-steps/7)
+    /// Check the step logs of a real run (`paxos-node serve --step-log`, paxos-steps/8)
     /// against the Multi-Paxos model, transition by transition.
     ///
     /// Every logged step must be a transition the model's replica takes from the same state

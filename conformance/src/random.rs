@@ -308,7 +308,7 @@ impl Cluster {
     }
 
     /// Steps replica `i` on `input`; returns its effects. Every step also checks the step
-    /// log's claim (`paxos-steps/7`): the state its line leaves out is what the step's records
+    /// log's claim (`paxos-steps/8`): the state its line leaves out is what the step's records
     /// and effects say, so the line rebuilds the whole state from the one before.
     fn step(&mut self, i: usize, input: ImplInput) -> Result<Vec<ImplEffect>, String> {
         let before = self.sim.replica(i as u32).map(|r| r.state().clone());

@@ -1,5 +1,5 @@
 //! Trace validation (implementation → model): the step logs of a real run (`paxos-node serve
-//! --step-log`, format `paxos-steps/7`) checked transition by transition against the
+//! --step-log`, format `paxos-steps/8`) checked transition by transition against the
 //! Multi-Paxos model (`paxos-conform validate LOG...`).
 //!
 //! ```text
@@ -123,7 +123,9 @@ pub struct Logged {
 impl Logged {
     fn node(&self) -> u32 {
         match &self.entry {
-            StepLine::Start { node, .. } | StepLine::Step { node, .. } => *node,
+            StepLine::Start { node, .. }
+            | StepLine::Step { node, .. }
+            | StepLine::Checkpoint { node, .. } => *node,
         }
     }
 
@@ -212,7 +214,7 @@ fn load_file(path: &Path) -> Result<Vec<Logged>, String> {
                 continue;
             }
         };
-        if let StepLine::Start { format, .. } = &entry {
+        if let StepLine::Start { format, .. } | StepLine::Checkpoint { format, .. } = &entry {
             if !STEP_LOG_FORMATS_READ.contains(&format.as_str()) {
                 return Err(format!(
                     "{}:{number}: format {format:?}, expected one of {STEP_LOG_FORMATS_READ:?}",
@@ -278,7 +280,7 @@ impl States {
     fn after(&mut self, logged: &Logged) -> Result<&KvState, String> {
         let node = logged.node();
         let state = match &logged.entry {
-            StepLine::Start { state, .. } => state.clone(),
+            StepLine::Start { state, .. } | StepLine::Checkpoint { state, .. } => state.clone(),
             StepLine::Step { state, effects, .. } => {
                 let before = self.0.remove(&node).ok_or_else(|| {
                     format!(
@@ -362,6 +364,9 @@ pub struct Report {
     pub runs: usize,
     /// Records persisted that a crash lost before they reached the disk.
     pub records_lost_in_crashes: usize,
+    /// Checkpoint lines (a rotated log's later segments begin with one), each checked to be
+    /// the state the lines before it rebuilt.
+    pub checkpoints: usize,
     pub rejections_total: usize,
     /// The first [`REJECTIONS_KEPT`].
     pub rejections: Vec<Rejection>,
@@ -403,6 +408,12 @@ impl Report {
             "crashes:      {} persisted records lost before the disk had them\n",
             self.records_lost_in_crashes
         );
+        if self.checkpoints > 0 {
+            out += &format!(
+                "checkpoints:  {} (rotated logs), each the state the lines before it rebuilt\n",
+                self.checkpoints
+            );
+        }
         if self.passed() {
             out += "verdict:      every transition is one the model allows (0 rejections)\n";
         } else {
@@ -504,9 +515,14 @@ fn reads_of(lines: &[Logged]) -> BTreeMap<(Process, ReadId), ModelRead> {
     let mut waiting: BTreeMap<u32, BTreeMap<ReadId, u64>> = BTreeMap::new();
     for logged in lines {
         let held = waiting.entry(logged.node()).or_default();
-        let StepLine::Step { input, state, .. } = &logged.entry else {
-            held.clear();
-            continue;
+        let (input, state) = match &logged.entry {
+            StepLine::Step { input, state, .. } => (input, state),
+            // A checkpoint is the same process, its waiting reads still waiting.
+            StepLine::Checkpoint { .. } => continue,
+            StepLine::Start { .. } => {
+                held.clear();
+                continue;
+            }
         };
         if let Input::Read { id, op } = input {
             if let btree_map::Entry::Vacant(entry) = reads.entry((logged.process(), *id)) {
@@ -532,7 +548,10 @@ impl Domain {
         let reads = reads_of(lines);
         for logged in lines {
             nodes.insert(logged.node());
-            let (StepLine::Start { effects, .. } | StepLine::Step { effects, .. }) = &logged.entry;
+            let effects = match &logged.entry {
+                StepLine::Start { effects, .. } | StepLine::Step { effects, .. } => effects,
+                StepLine::Checkpoint { .. } => &Vec::new(),
+            };
             for effect in effects {
                 match effect {
                     Effect::Executed { slot, command, .. } => {
@@ -543,7 +562,7 @@ impl Domain {
                 }
             }
             match &logged.entry {
-                StepLine::Start { config: c, .. } => {
+                StepLine::Start { config: c, .. } | StepLine::Checkpoint { config: c, .. } => {
                     if config.is_some_and(|seen| !same_cluster(seen, c)) {
                         return Err(format!(
                             "{}: replicas {:?} window {} slot limit {:?}, where an earlier start \
@@ -1220,6 +1239,8 @@ fn model_step(
 /// One replica's progress through its log.
 struct Node {
     config: Option<Config>,
+    /// The process id its current process's start line gave.
+    pid: Option<u32>,
     /// The process whose line is being validated: its read ids name its reads.
     process: Process,
     /// The model's view of the replica (`None` before its first start).
@@ -1347,6 +1368,7 @@ pub fn validate_lines_with(
         messages_received: 0,
         runs: 0,
         records_lost_in_crashes: 0,
+        checkpoints: 0,
         rejections_total: 0,
         rejections: Vec::new(),
     };
@@ -1387,6 +1409,7 @@ pub fn validate_lines_with(
         report.messages_received += run.messages_received;
         report.runs += run.runs;
         report.records_lost_in_crashes += run.records_lost;
+        report.checkpoints += run.checkpoints;
         for (kind, count) in run.by_kind {
             *report.by_kind.entry(kind).or_default() += count;
         }
@@ -1489,6 +1512,7 @@ struct NodeRun {
     messages_received: usize,
     runs: usize,
     records_lost: usize,
+    checkpoints: usize,
     /// The messages it received, each with the index of its line.
     received: Vec<(usize, (u32, u32, String))>,
     rejections_total: usize,
@@ -1512,6 +1536,7 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
     let mut run = NodeRun {
         node: Node {
             config: None,
+            pid: None,
             process: Process {
                 node: i as u32,
                 incarnation: 0,
@@ -1540,6 +1565,7 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
         messages_received: 0,
         runs: 0,
         records_lost: 0,
+        checkpoints: 0,
         received: Vec::new(),
         rejections_total: 0,
         shown: Vec::new(),
@@ -1549,6 +1575,28 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
     let mut states = States::default();
     for &index in indices {
         let logged = &lines[index];
+        if let StepLine::Checkpoint { .. } = &logged.entry {
+            // Not a transition: the replica's state as its writer had it, which the lines
+            // before it must have rebuilt. The next step moves on from it.
+            run.checkpoints += 1;
+            let node = &mut run.node;
+            let checked = validate_checkpoint(domain, node, logged, states.0.get(&(i as u32)));
+            states.after(logged)?;
+            node.previous_line = node.line.replace(index);
+            run.line_steps.push((index, None));
+            if let Err(failure) = checked {
+                run.rejections_total += 1;
+                if run.shown.len() < REJECTIONS_KEPT {
+                    let model_before = ModelBefore(node.model.as_ref().map(|m| m.state.clone()));
+                    run.shown
+                        .push((index, rejection(logged, &model_before, failure), None));
+                }
+            }
+            continue;
+        }
+        if let StepLine::Start { pid, .. } = &logged.entry {
+            run.node.pid = Some(*pid);
+        }
         let state = states.after(logged)?;
         let node = &mut run.node;
         let steps_before = node.steps.len();
@@ -1598,6 +1646,7 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
                 run.records_lost += lost.saturating_sub(node.records.len());
                 result
             }
+            StepLine::Checkpoint { .. } => continue,
             StepLine::Step { input, effects, .. } => {
                 *run.by_kind.entry(kind(input)).or_default() += 1;
                 run.runs += usize::from(is_run(input));
@@ -1746,6 +1795,7 @@ fn rejection(logged: &Logged, model_before: &ModelBefore, failure: Failure) -> R
         }
         StepLine::Start { .. } => "restart from the WAL".to_string(),
         StepLine::Step { input, .. } => describe(input),
+        StepLine::Checkpoint { segment, .. } => format!("checkpoint beginning segment {segment}"),
     };
     let shown = match failure.outcomes {
         Some(outcomes) => {
@@ -1770,7 +1820,10 @@ fn rejection(logged: &Logged, model_before: &ModelBefore, failure: Failure) -> R
 
 /// The messages line `logged` sent, as `(to, one-slot message key)`.
 fn line_sends(domain: &Domain, logged: &Logged) -> Result<Vec<(u32, String)>, String> {
-    let (StepLine::Start { effects, .. } | StepLine::Step { effects, .. }) = &logged.entry;
+    let effects = match &logged.entry {
+        StepLine::Start { effects, .. } | StepLine::Step { effects, .. } => effects,
+        StepLine::Checkpoint { .. } => return Ok(Vec::new()),
+    };
     let mut sends = Vec::new();
     for effect in effects {
         if let Effect::Send { to, msg } = effect {
@@ -2026,6 +2079,88 @@ fn validate_start(
         LogBefore::default(),
     )?;
     compare(&expected, &actual)
+}
+
+/// A checkpoint line ([`StepLine::Checkpoint`]) of the replica's current process, `rebuilt`
+/// the state its lines before it rebuilt: the checkpoint must be that state, but for what the
+/// ticks the node does not log moved (the clock, and the lease deadlines it passed); the
+/// records folded since the replica's snapshot must give the durable state it states, and
+/// its snapshot be the one the replica took or installed last.
+fn validate_checkpoint(
+    domain: &Domain,
+    node: &Node,
+    logged: &Logged,
+    rebuilt: Option<&KvState>,
+) -> Result<(), Failure> {
+    let StepLine::Checkpoint {
+        pid,
+        segment,
+        config,
+        snapshot,
+        state,
+        ..
+    } = &logged.entry
+    else {
+        return Ok(());
+    };
+    let (Some(rebuilt), Some(current)) = (rebuilt, node.pid) else {
+        return Err(Failure::plain(format!(
+            "no start line of n{} before this checkpoint (segment {segment}): the segments \
+             before it were deleted (serve --step-log-keep) or not given, and validate needs a \
+             replica's log from its first line",
+            node.process.node
+        )));
+    };
+    if *pid != current {
+        return Err(Failure::plain(format!(
+            "written by process {pid}, where the replica's current process is {current}"
+        )));
+    }
+    if !node
+        .config
+        .as_ref()
+        .is_some_and(|c| same_cluster(c, config))
+    {
+        return Err(Failure::plain(
+            "a configuration other than the one its process started with",
+        ));
+    }
+    let now = state.timers.now_ms;
+    if now < rebuilt.timers.now_ms {
+        return Err(Failure::plain(format!(
+            "clock {now} ms, where the line before it read {} ms",
+            rebuilt.timers.now_ms
+        )));
+    }
+    let mut expected = rebuilt.clone();
+    expected.timers.now_ms = now;
+    expected.lease.forget_passed(now);
+    if expected != *state {
+        let (expected, actual) = where_they_differ(&format!("{expected:?}"), &format!("{state:?}"));
+        return Err(Failure::plain(format!(
+            "the replica state is not the one its lines rebuilt: they give {expected}, the \
+             checkpoint holds {actual}"
+        )));
+    }
+    let durable = domain.durable(&state.durable()).map_err(Failure::plain)?;
+    if durable != node.durable {
+        let (expected, actual) =
+            where_they_differ(&format!("{:?}", node.durable), &format!("{durable:?}"));
+        return Err(Failure::plain(format!(
+            "durable state {actual}, where the records persisted since the snapshot fold to \
+             {expected}"
+        )));
+    }
+    let snapshot = snapshot.as_ref().map(|s| domain.snapshot(s));
+    let snapshot = snapshot.transpose().map_err(Failure::plain)?;
+    if snapshot != node.snapshot {
+        return Err(Failure::plain(format!(
+            "snapshot at {:?}, where the replica's last taken or installed is at {:?}",
+            snapshot.map(|s| s.applied),
+            node.snapshot.as_ref().map(|s| s.applied)
+        )));
+    }
+    Ok(())
 }
 
 /// A model replica state the start handler overwrites (the model starts every replica from

@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use paxos_conformance::validate::{self, Report};
+use paxos_protocol::step_log::STEP_LOG_FORMAT;
 use serde_json::Value;
 
 /// The tests start real clusters whose elections depend on timers: one at a time, also under
@@ -48,19 +49,36 @@ fn paxos_node() -> PathBuf {
 /// 4 slots, window 2, faults held up to 800 ms unless `extra` says otherwise. Returns the exit
 /// code, the chaos report and the step logs.
 fn bounded_chaos(dir: &Path, nodes: u32, seed: u64, extra: &[&str]) -> (Option<i32>, Value) {
-    let report = dir.join("report.json");
     let hold: &[&str] = match extra.contains(&"--hold-ms") {
         true => &[],
         false => &["--hold-ms", "800"],
     };
+    let bounded = [
+        "--clients",
+        "2",
+        "--keys",
+        "1",
+        "--ops-per-client",
+        "2",
+        "--slot-limit",
+        "4",
+        "--window",
+        "2",
+        "--duration-secs",
+        "6",
+    ];
+    let args: Vec<&str> = bounded.iter().chain(hold).chain(extra).copied().collect();
+    chaos(dir, nodes, seed, &args)
+}
+
+/// `paxos-node chaos --step-logs` with `args`; the exit code and the chaos report.
+fn chaos(dir: &Path, nodes: u32, seed: u64, args: &[&str]) -> (Option<i32>, Value) {
+    let report = dir.join("report.json");
     let output = Command::new(paxos_node())
         .arg("chaos")
         .args(["--nodes", &nodes.to_string(), "--seed", &seed.to_string()])
-        .args(["--clients", "2", "--keys", "1", "--ops-per-client", "2"])
-        .args(["--slot-limit", "4", "--window", "2"])
-        .args(["--duration-secs", "6", "--step-logs"])
-        .args(hold)
-        .args(extra)
+        .arg("--step-logs")
+        .args(args)
         .arg("--data-dir")
         .arg(dir.join("cluster"))
         .arg("--report")
@@ -353,6 +371,72 @@ fn reasons(report: &Report) -> String {
         .join(" | ")
 }
 
+/// A rotated step log (`--step-log-segment-mib`): every segment after a replica's first
+/// begins with a checkpoint line, which validation checks is the state the lines before it
+/// rebuilt. A checkpoint that is not, and a replica's log without its first segments, are
+/// rejected.
+#[test]
+fn a_rotated_run_validates_and_its_checkpoints_are_checked() {
+    let _cluster = one_cluster_at_a_time();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The harness's own workload for 8 s writes a few MiB per replica.
+    let args = ["--duration-secs", "8", "--step-log-segment-mib", "1"];
+    let (code, chaos) = chaos(dir.path(), 3, 36, &args);
+    assert_eq!(chaos["linearizable"], true, "{chaos:#}");
+    assert_eq!(code, Some(0), "{chaos:#}");
+    let logs = step_logs(&chaos);
+    let begins_with_checkpoint = |log: &PathBuf| {
+        let text = std::fs::read_to_string(log).expect("read a step log");
+        text.starts_with(r#"{"checkpoint":"#)
+    };
+    let checkpoints = logs
+        .iter()
+        .filter(|log| begins_with_checkpoint(log))
+        .count();
+    assert!(
+        checkpoints >= 3,
+        "{checkpoints} segments begin with a checkpoint: {logs:?}"
+    );
+    let report = validated(&logs);
+    assert!(report.passed(), "{}", report.render());
+    assert_eq!(report.checkpoints, checkpoints, "{}", report.render());
+
+    // A checkpoint whose state is not the one the lines before it rebuilt.
+    let forged = dir.path().join("forged");
+    std::fs::create_dir(&forged).expect("mkdir");
+    let logs_forged = tampered(&logs, &forged, |line| {
+        match line.pointer_mut("/checkpoint/state/applied") {
+            Some(applied) => {
+                *applied = (applied.as_u64().unwrap_or(0) + 1).into();
+                true
+            }
+            None => false,
+        }
+    });
+    let report = validated(&logs_forged);
+    assert!(
+        reasons(&report).contains("not the one its lines rebuilt"),
+        "{}",
+        report.render()
+    );
+
+    // A replica's first segment missing: its log starts at a checkpoint.
+    let first = logs
+        .iter()
+        .position(|log| !begins_with_checkpoint(log))
+        .expect("a first segment");
+    let second_is_checkpoint = logs.get(first + 1).is_some_and(begins_with_checkpoint);
+    assert!(second_is_checkpoint, "{logs:?}");
+    let mut without_first = logs.clone();
+    without_first.remove(first);
+    let report = validated(&without_first);
+    assert!(
+        reasons(&report).contains("no start line"),
+        "{}",
+        report.render()
+    );
+}
+
 #[test]
 fn tampered_step_logs_are_rejected() {
     let _cluster = one_cluster_at_a_time();
@@ -515,7 +599,8 @@ fn tampered_step_logs_are_rejected() {
     let report = validated(&at_end);
     assert!(report.passed(), "{}", report.render());
     let refused = validate::validate(&in_middle).err().unwrap_or_default();
-    assert!(refused.contains("not a paxos-steps/7 line"), "{refused}");
+    let expected = format!("not a {STEP_LOG_FORMAT} line");
+    assert!(refused.contains(&expected), "{refused}");
 }
 
 /// How many reads were answered in the step they arrived in.

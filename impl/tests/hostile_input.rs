@@ -484,6 +484,7 @@ async fn in_process_cluster(tweak: impl FnOnce(&mut ClusterConfig)) -> InProcess
             seed: u64::from(id),
             seeded_bug: None,
             step_log: None,
+            step_log_rotation: None,
             clock_drift_ppm: 0,
         };
         let (stop_tx, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -280,6 +280,7 @@ fn in_flight(
         let (effects, input) = match &logged.entry {
             StepLine::Start { effects, .. } => (effects, None),
             StepLine::Step { effects, input, .. } => (effects, Some(input)),
+            StepLine::Checkpoint { .. } => continue,
         };
         for effect in effects {
             if let Effect::Send { to, msg } = effect {

@@ -1,12 +1,14 @@
-//! The step log's line format (`paxos-steps/7`): every transition a replica's core takes in a
+//! The step log's line format (`paxos-steps/8`): every transition a replica's core takes in a
 //! real run, as JSON lines, so that `paxos-conform validate` can check the run against the
 //! model (`specs/trace-format.md`, "Step logs"). The node crate writes them
 //! (`paxos_impl::runtime::step_log`).
 //!
 //! ```text
-//!   {"start":{"format":"paxos-steps/7","node":0,"pid":..,"config":..,"recovered":..,"effects":[..],"state":..}}
+//!   {"start":{"format":"paxos-steps/8","node":0,"pid":..,"config":..,"recovered":..,"effects":[..],"state":..}}
 //!   {"step":{"node":0,"input":..,"effects":[..],"state":..}}     one per core step
 //!   ... a restarted process appends another "start" line and goes on
+//!   {"checkpoint":{"format":"paxos-steps/8","node":0,"pid":..,"segment":1,..,"state":..}}
+//!   ... the first line of each later segment of a rotated log
 //! ```
 //!
 //! A `start` line holds the whole replica state; a `step` line only what the step changed
@@ -27,11 +29,11 @@ use crate::multi::{
 };
 
 /// The format name every `start` line carries.
-pub const STEP_LOG_FORMAT: &str = "paxos-steps/7";
+pub const STEP_LOG_FORMAT: &str = "paxos-steps/8";
 
 /// The formats a reader takes: `/6` lines hold a `Preparing` phase's `merged` whole, which
-/// a `/7` reader reads as such (no `merged_base`).
-pub const STEP_LOG_FORMATS_READ: [&str; 2] = ["paxos-steps/6", STEP_LOG_FORMAT];
+/// a later reader reads as such (no `merged_base`); `/7` logs have no `checkpoint` lines.
+pub const STEP_LOG_FORMATS_READ: [&str; 3] = ["paxos-steps/6", "paxos-steps/7", STEP_LOG_FORMAT];
 
 /// A phase-1 candidate's merged votes: per slot, the highest-ballot vote it has counted.
 type Merged<Op> = SlotMap<(Ballot, Entry<Op>)>;
@@ -76,6 +78,25 @@ pub enum StepLine<Op, Out, Snap> {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         also_to: Vec<(usize, Vec<NodeId>)>,
         state: StepState<Op, Out>,
+    },
+    /// The first line of every segment of a rotated log but the first: the replica's whole
+    /// state, written where every record the replica had persisted was durable, so that its
+    /// storage holds `snapshot` and the durable state `state` gives
+    /// ([`ReplicaState::durable`]). Not a transition: a reader with the lines before it checks
+    /// they rebuilt this state; one without them can start from it.
+    Checkpoint {
+        format: String,
+        node: NodeId,
+        /// The process that wrote it (a `start` line of that process comes before it).
+        pid: u32,
+        /// The segment this line begins (1 for the first rotation).
+        segment: u64,
+        /// Milliseconds since the Unix epoch, from the host's clock, when it was written.
+        wall_ms: u64,
+        config: Config,
+        #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+        snapshot: Option<Snap>,
+        state: ReplicaState<Op, Out>,
     },
 }
 
@@ -458,7 +479,7 @@ mod tests {
             StepLine::Step {
                 effects, also_to, ..
             } => (effects, also_to),
-            StepLine::Start { .. } => unreachable!("a step line"),
+            StepLine::Start { .. } | StepLine::Checkpoint { .. } => unreachable!("a step line"),
         }
     }
 

@@ -53,9 +53,11 @@ pub struct ServeOptions {
     /// A deliberate bug, for showing that the chaos harness catches one (`paxos-node serve
     /// --seeded-bug`, only in builds with the `mutants` feature). `None` in production.
     pub seeded_bug: Option<SeededBug>,
-    /// Append every core transition to this file (`paxos-steps/7`), for `paxos-conform
-    /// validate`. `None` in production: each line holds the whole replica state.
+    /// Append every core transition to this file (`paxos-steps/8`), for `paxos-conform
+    /// validate`. `None` unless asked for (`serve --step-log`).
     pub step_log: Option<PathBuf>,
+    /// When the step log starts a new file (`serve --step-log-segment-mib`; `None`: never).
+    pub step_log_rotation: Option<step_log::Rotation>,
     /// Run the core's clock this many parts per million faster than the host's (negative:
     /// slower): fault injection for chaos runs of the lease read policy (`paxos-node serve
     /// --clock-drift-ppm`). 0 in production.
@@ -168,6 +170,7 @@ pub async fn serve(
         seed,
         seeded_bug,
         step_log,
+        step_log_rotation,
         clock_drift_ppm,
     } = options;
     if clock_drift_ppm != 0 {
@@ -198,6 +201,7 @@ pub async fn serve(
         data_dir,
         seed,
         step_log,
+        step_log_rotation,
         core_mutant: seeded_bug.and_then(SeededBug::core_mutant),
         clock_drift_ppm,
     };

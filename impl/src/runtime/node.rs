@@ -32,7 +32,7 @@ use super::replicated::Replicated;
 
 use super::gate::DurabilityGate;
 use super::metrics::{add, inc, Metrics};
-use super::step_log::{LineBase, StepLine, StepLog};
+use super::step_log::{LineBase, StepLine, StepLog, STEP_LOG_FORMAT};
 use super::transport::PeerLink;
 use super::wire::{PeerMsg, PeerMsgOf};
 use crate::ballot::NodeId;
@@ -401,6 +401,9 @@ impl<S: Replicated> NodeTask<S> {
             }
             self.compact_if_due();
             self.flush();
+            if self.step_log.as_ref().is_some_and(StepLog::rotation_due) {
+                self.rotate_step_log().await;
+            }
             if self.failure.is_some() {
                 break;
             }
@@ -893,6 +896,42 @@ impl<S: Replicated> NodeTask<S> {
             wal_batch_records_max: stats.batch_records_max,
         };
         self.status.send_replace(status);
+    }
+
+    /// Closes the step log's file and begins the next with a checkpoint line, once every
+    /// submission to the WAL is durable: the checkpoint's state then says what the storage
+    /// holds (its persisted fields and snapshot), which a reader that starts from it needs.
+    /// The node waits for one group commit at most, once per segment.
+    async fn rotate_step_log(&mut self) {
+        while self.failure.is_none() && self.gate.outstanding() {
+            match self.durable_rx.recv().await {
+                Some(note) => self.on_durable(note),
+                None => break,
+            }
+        }
+        if self.failure.is_some() {
+            return;
+        }
+        let Some(log) = &mut self.step_log else {
+            return;
+        };
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let checkpoint: StepLine<S::Op, S::Output, SnapshotOf<S>> = StepLine::Checkpoint {
+            format: STEP_LOG_FORMAT.to_string(),
+            node: self.id,
+            pid: std::process::id(),
+            segment: log.next_segment(),
+            wall_ms,
+            config: self.replica.config().clone(),
+            snapshot: self.replica.snapshot().cloned(),
+            state: self.replica.state().clone(),
+        };
+        match log.rotate(&checkpoint) {
+            Ok(()) => self.line_base = LineBase::started(self.replica.state()),
+            Err(e) => self.failure = Some(NodeError::StepLog(e.to_string())),
+        }
     }
 
     /// Finishes in-flight fsyncs (bounded), performs what they release, closes the peer

@@ -41,7 +41,7 @@ use super::metrics::Metrics;
 use super::node::{
     self, ClientOutcome, NodeError, NodeEvent, NodeParts, NodeStatus, NodeTask, ReadOutcome,
 };
-use super::step_log::{self, StepLine, StepLog};
+use super::step_log::{self, Rotation, StepLine, StepLog};
 use super::{transport, ServeError, INBOX_EVENTS_MAX};
 use crate::ballot::NodeId;
 use crate::multi::mutants::Mutant;
@@ -86,9 +86,11 @@ pub struct NodeOptions {
     pub data_dir: PathBuf,
     /// Seeds the core's election jitter (logged at start, so a run can be repeated).
     pub seed: u64,
-    /// Append every core transition to this file (`paxos-steps/7`), for `paxos-conform
-    /// validate`. `None` in production: each line holds the whole replica state.
+    /// Append every core transition to this file (`paxos-steps/8`), for `paxos-conform
+    /// validate`. `None` unless asked for (`serve --step-log`).
     pub step_log: Option<PathBuf>,
+    /// When the step log starts a new file (`None`: never).
+    pub step_log_rotation: Option<Rotation>,
     /// A core mutant switched on around every step, for the power tests (only builds with
     /// the `mutants` feature have mutants to switch on). `None` in production.
     pub core_mutant: Option<Mutant>,
@@ -106,6 +108,7 @@ impl NodeOptions {
             data_dir,
             seed: 0,
             step_log: None,
+            step_log_rotation: None,
             core_mutant: None,
             clock_drift_ppm: 0,
         }
@@ -425,7 +428,8 @@ pub(crate) fn recover<S: Replicated>(
                 file: path.display().to_string(),
                 source,
             };
-            let mut log = StepLog::open(path).map_err(log_error)?;
+            let mut log =
+                StepLog::open_rotating(path, options.step_log_rotation).map_err(log_error)?;
             log.write(&StepLine::Start {
                 format: step_log::STEP_LOG_FORMAT.to_string(),
                 node: id,

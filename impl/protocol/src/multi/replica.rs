@@ -759,12 +759,7 @@ impl<SM: StateMachine> Replica<SM> {
 
     /// The state the records persisted so far rebuild ([`Durable::from_records`] of them).
     pub fn durable(&self) -> Durable<SM::Op> {
-        Durable {
-            round: self.state.persisted_round,
-            promised: self.state.persisted_promise,
-            accepted: self.state.accepted.clone(),
-            chosen: self.state.chosen.clone(),
-        }
+        self.state.durable()
     }
 
     // ---------------------------------------------------------------- handlers
@@ -2165,6 +2160,21 @@ impl<Op, Out> ReplicaState<Op, Out> {
             timers,
             reads: ReadIndex::default(),
             lease: Lease::default(),
+        }
+    }
+
+    /// The state the records a replica in this state persisted rebuild: every change to
+    /// its votes and chosen entries is persisted in the step that makes it, and the round
+    /// and promise it persisted are fields of their own.
+    pub fn durable(&self) -> Durable<Op>
+    where
+        Op: Clone,
+    {
+        Durable {
+            round: self.persisted_round,
+            promised: self.persisted_promise,
+            accepted: self.accepted.clone(),
+            chosen: self.chosen.clone(),
         }
     }
 }

@@ -28,6 +28,7 @@ use paxos_impl::runtime::auth::PeerSecret;
 use paxos_impl::runtime::client::{fetch_metrics, http_client, Client, ClientError};
 use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy};
 use paxos_impl::runtime::node::{SNAPSHOT_INSTALLED, SNAPSHOT_TAKEN};
+use paxos_impl::runtime::step_log::closed_segments;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -78,6 +79,11 @@ pub struct ChaosArgs {
     /// (`serve --step-log`), for `paxos-conform validate`.
     #[arg(long)]
     pub step_logs: bool,
+    /// With `--step-logs`: each replica's log starts a new file every this many MiB
+    /// (`serve --step-log-segment-mib`), every file kept.
+    #[arg(long, value_name = "MIB", requires = "step_logs",
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub step_log_segment_mib: Option<u64>,
     /// Each client issues at most this many operations, and a client whose operation ends
     /// unknown stops instead of going on under a new id: with `--slot-limit 4` a run stays
     /// within the Multi-Paxos model's bounds (at most 3 clients, 6 commands, 4 slots,
@@ -262,6 +268,7 @@ struct Nodes {
     children: Vec<Option<Child>>,
     seeded_bug: Option<String>,
     step_logs: bool,
+    step_log_segment_mib: Option<u64>,
     /// Per replica: `serve --clock-drift-ppm`.
     clock_drift_ppm: Vec<i64>,
 }
@@ -297,6 +304,9 @@ impl Nodes {
         }
         if self.step_logs {
             command.arg("--step-log").arg(self.step_log(id));
+            if let Some(mib) = self.step_log_segment_mib {
+                command.args(["--step-log-segment-mib", &mib.to_string()]);
+            }
         }
         let drift = self.clock_drift_ppm[id as usize];
         if drift != 0 {
@@ -438,6 +448,7 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
         children: (0..args.nodes).map(|_| None).collect(),
         seeded_bug: seeded_bug.clone(),
         step_logs: args.step_logs,
+        step_log_segment_mib: args.step_log_segment_mib,
         clock_drift_ppm: clock_drift_ppm.clone(),
     }));
     for id in 0..args.nodes {
@@ -547,12 +558,17 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
         }
     }
     lock(&nodes).stop_all();
-    let step_logs = match args.step_logs {
-        true => (0..args.nodes)
-            .map(|id| lock(&nodes).step_log(id))
-            .collect(),
-        false => Vec::new(),
-    };
+    // Each replica's closed segments, oldest first, then the file it was writing.
+    let mut step_logs = Vec::new();
+    if args.step_logs {
+        for id in 0..args.nodes {
+            let active = lock(&nodes).step_log(id);
+            let closed = closed_segments(&active)
+                .map_err(|e| format!("cannot list the segments of {}: {e}", active.display()))?;
+            step_logs.extend(closed.into_iter().map(|(_, path)| path));
+            step_logs.push(active);
+        }
+    }
     for task in proxy_tasks {
         task.abort();
     }

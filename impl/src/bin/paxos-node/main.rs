@@ -27,6 +27,7 @@ use paxos_impl::multi::KvOp;
 use paxos_impl::runtime::auth::PeerSecret;
 use paxos_impl::runtime::client::{fetch_json, http_client, Client};
 use paxos_impl::runtime::config::ClusterConfig;
+use paxos_impl::runtime::step_log::Rotation;
 use paxos_impl::runtime::{serve, ServeError, ServeOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -117,10 +118,21 @@ enum Command {
         #[arg(long, value_parser = paxos_impl::runtime::SeededBug::from_name)]
         seeded_bug: Option<paxos_impl::runtime::SeededBug>,
         /// Append every transition of the protocol core to this file as JSON lines
-        /// (`paxos-steps/7`) for `paxos-conform validate`. A line holds what its step changed,
+        /// (`paxos-steps/8`) for `paxos-conform validate`. A line holds what its step changed,
         /// so it does not grow with the log.
         #[arg(long, value_name = "FILE")]
         step_log: Option<PathBuf>,
+        /// Close the step log once it holds this many MiB and begin a new file with a
+        /// checkpoint line (the replica's whole state); the closed one is kept as
+        /// `<name>.<number>.steps.jsonl` (specs/trace-format.md, "Rotation").
+        #[arg(long, value_name = "MIB", requires = "step_log",
+              value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+        step_log_segment_mib: Option<u64>,
+        /// Keep this many closed step-log segments, deleting the oldest (default: all).
+        /// `paxos-conform validate` needs a replica's log from its first line.
+        #[arg(long, value_name = "N", requires = "step_log_segment_mib",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        step_log_keep: Option<u64>,
         /// Fault injection: run the protocol's clock this many parts per million faster than
         /// the host's (negative: slower), as a drifting clock would. Leases are correct only
         /// while every replica's drift stays within `[reads] max_clock_drift_ppm`.
@@ -269,6 +281,8 @@ async fn run(cli: Cli) -> ExitCode {
             #[cfg(feature = "mutants")]
             seeded_bug,
             step_log,
+            step_log_segment_mib,
+            step_log_keep,
             clock_drift_ppm,
         } => {
             #[cfg(not(feature = "mutants"))]
@@ -280,6 +294,10 @@ async fn run(cli: Cli) -> ExitCode {
                 seed: seed.unwrap_or_else(rand::random),
                 seeded_bug,
                 step_log,
+                step_log_rotation: step_log_segment_mib.map(|mib| Rotation {
+                    segment_bytes: mib << 20,
+                    keep: step_log_keep.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
+                }),
                 clock_drift_ppm,
             };
             run_serve(&config, options).await
