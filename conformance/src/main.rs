@@ -69,7 +69,8 @@ const VALIDATE_EXAMPLES: &str = "\
 Examples:
   paxos-node chaos --step-logs --clients 2 --keys 1 --ops-per-client 2 --slot-limit 4 \\
       --window 2 --duration-secs 5 --data-dir /tmp/run
-  paxos-conform validate /tmp/run            # every *.steps.jsonl in the directory
+  paxos-conform validate /tmp/run            # every *.steps.jsonl in the directory, rotated
+                                             # files (node-0.000003.steps.jsonl) in order
   paxos-conform validate --json /tmp/run/node-0.steps.jsonl /tmp/run/node-1.steps.jsonl
   paxos-node chaos --step-logs --read-policy lease --reader-ops 40 --clients 2 --keys 1 \
       --ops-per-client 2 --slot-limit 4 --window 2 --duration-secs 6 --data-dir /tmp/lease

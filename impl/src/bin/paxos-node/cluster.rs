@@ -37,6 +37,16 @@ pub struct ClusterArgs {
     /// data directory, for `paxos-conform validate` (and to measure what logging costs).
     #[arg(long)]
     step_logs: bool,
+    /// With `--step-logs`: each step log starts a new file every this many MiB
+    /// (`serve --step-log-segment-mib`).
+    #[arg(long, value_name = "MIB", requires = "step_logs",
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    step_log_segment_mib: Option<u64>,
+    /// With `--step-log-segment-mib`: closed files kept per replica, the oldest deleted
+    /// (`serve --step-log-keep`; default: all).
+    #[arg(long, value_name = "N", requires = "step_log_segment_mib",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    step_log_keep: Option<u64>,
 }
 
 /// How long stopped replicas get to exit before they are killed.
@@ -62,7 +72,7 @@ pub async fn run(args: ClusterArgs, json_logs: bool) -> ExitCode {
     };
     let mut children = Vec::new();
     for node in &config.nodes {
-        match spawn_node(&dir, &config_path, node.id, json_logs, args.step_logs) {
+        match spawn_node(&dir, &config_path, node.id, json_logs, &args) {
             Ok(child) => children.push((node.id, child)),
             Err(e) => {
                 eprintln!("error: cannot start node {}: {e}", node.id);
@@ -149,7 +159,7 @@ fn spawn_node(
     config: &Path,
     id: u32,
     json_logs: bool,
-    step_log: bool,
+    args: &ClusterArgs,
 ) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let log_path = dir.join(format!("node-{id}.log"));
@@ -165,10 +175,16 @@ fn spawn_node(
         .arg(config)
         .args(["--id", &id.to_string(), "--data-dir"])
         .arg(dir.join(format!("node-{id}")));
-    if step_log {
+    if args.step_logs {
         command
             .arg("--step-log")
             .arg(dir.join(format!("node-{id}.steps.jsonl")));
+    }
+    if let Some(mib) = args.step_log_segment_mib {
+        command.args(["--step-log-segment-mib", &mib.to_string()]);
+    }
+    if let Some(keep) = args.step_log_keep {
+        command.args(["--step-log-keep", &keep.to_string()]);
     }
     command
         .stdin(Stdio::null())
