@@ -1341,7 +1341,8 @@ pub fn validate_with_traces(paths: &[PathBuf], trace_dir: Option<&Path>) -> Resu
 /// gigabytes in many small allocations, whose freeing took a tenth of validation's time; a
 /// caller that exits once it has the report need not wait for it.
 fn drop_elsewhere<T: Send + 'static>(value: T) {
-    std::thread::spawn(move || drop(value));
+    // Where no thread can be made, `spawn` drops `value` here instead.
+    let _ = std::thread::Builder::new().spawn(move || drop(value));
 }
 
 /// [`validate`] on lines already read.
@@ -1422,14 +1423,19 @@ pub fn validate_lines_with(
         sent.0.push(run.sent);
         nodes.push(run.node);
     }
-    for (index, (from, to, key)) in &received {
-        if sent.first(*from, *to, key).is_none() {
-            rejections.total += 1;
-            let why = format!("n{from} never sent this message to n{to}: {key}");
-            let model_before = ModelBefore(model_before_line(&nodes, &line_steps, lines, *index));
-            let rejection = rejection(&lines[*index], &model_before, Failure::plain(why));
-            shown.push((*index, rejection, None));
-        }
+    // Counted all, rendered only as many as can be shown: a sender's file left out makes
+    // every message it sent a rejection.
+    let mut unsent: Vec<&(usize, (u32, u32, String))> = received
+        .iter()
+        .filter(|(_, (from, to, key))| sent.first(*from, *to, key).is_none())
+        .collect();
+    rejections.total += unsent.len();
+    unsent.sort_by_key(|(index, _)| *index);
+    for (index, (from, to, key)) in unsent.into_iter().take(REJECTIONS_KEPT) {
+        let why = format!("n{from} never sent this message to n{to}: {key}");
+        let model_before = ModelBefore(model_before_line(&nodes, &line_steps, lines, *index));
+        let rejection = rejection(&lines[*index], &model_before, Failure::plain(why));
+        shown.push((*index, rejection, None));
     }
     shown.sort_by_key(|(index, ..)| *index);
     shown.truncate(REJECTIONS_KEPT);
@@ -1499,8 +1505,12 @@ fn model_before_line(
     index: usize,
 ) -> Option<ReplicaState<Unbounded>> {
     let node = nodes.get(lines[index].node() as usize)?;
-    let step = line_steps[index]?.checked_sub(1)?;
-    Some(node.steps.get(step)?.model_after.as_ref()?.state.clone())
+    let step = line_steps[index]?;
+    node.steps[..step.min(node.steps.len())]
+        .iter()
+        .rev()
+        .find_map(|s| s.model_after.as_ref())
+        .map(|m| m.state.clone())
 }
 
 /// What validating one replica's lines found.
@@ -1585,6 +1595,10 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
             node.previous_line = node.line.replace(index);
             run.line_steps.push((index, None));
             if let Err(failure) = checked {
+                // The next step goes on from the checkpoint's state, not from a log the lines
+                // before it moved.
+                node.log_memory = None;
+                node.log_vectors = None;
                 run.rejections_total += 1;
                 if run.shown.len() < REJECTIONS_KEPT {
                     let model_before = ModelBefore(node.model.as_ref().map(|m| m.state.clone()));
@@ -1668,14 +1682,11 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
             Some(step) => step.sends.clone(),
             None => line_sends(domain, logged)?,
         };
+        // A send to no replica of the run is the model's to refuse, at the step.
         for (to, key) in sends {
-            let to_node = run.sent.get_mut(to as usize).ok_or_else(|| {
-                format!(
-                    "{}: a message to n{to}, which is no replica",
-                    logged.place()
-                )
-            })?;
-            to_node.entry(key).or_insert(index);
+            if let Some(to_node) = run.sent.get_mut(to as usize) {
+                to_node.entry(key).or_insert(index);
+            }
         }
         if let Err(mut failure) = checked {
             // Go on from what the log shows, so that later rejections are found too.

@@ -399,7 +399,12 @@ fn a_rotated_run_validates_and_its_checkpoints_are_checked() {
     );
     let report = validated(&logs);
     assert!(report.passed(), "{}", report.render());
-    assert_eq!(report.checkpoints, checkpoints, "{}", report.render());
+    // A kill in the middle of writing a checkpoint leaves it torn, and skipped.
+    assert!(
+        report.checkpoints >= 3 && report.checkpoints <= checkpoints,
+        "{checkpoints} files begin with a checkpoint: {}",
+        report.render()
+    );
 
     // A checkpoint whose state is not the one the lines before it rebuilt.
     let forged = dir.path().join("forged");
@@ -422,13 +427,20 @@ fn a_rotated_run_validates_and_its_checkpoints_are_checked() {
 
     // A replica's first segment missing: its log starts at a checkpoint.
     let first = logs
+        .windows(2)
+        .position(|pair| !begins_with_checkpoint(&pair[0]) && begins_with_checkpoint(&pair[1]))
+        .expect("a replica's first file followed by a rotated one");
+    // That replica's other files alone, so that its first line is the first rejection shown
+    // (the others' receipts of what its missing file sent are rejected too).
+    let replica = |log: &PathBuf| {
+        let name = log.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        name.split('.').next().unwrap_or_default().to_string()
+    };
+    let without_first: Vec<PathBuf> = logs[first + 1..]
         .iter()
-        .position(|log| !begins_with_checkpoint(log))
-        .expect("a first segment");
-    let second_is_checkpoint = logs.get(first + 1).is_some_and(begins_with_checkpoint);
-    assert!(second_is_checkpoint, "{logs:?}");
-    let mut without_first = logs.clone();
-    without_first.remove(first);
+        .filter(|log| replica(log) == replica(&logs[first]))
+        .cloned()
+        .collect();
     let report = validated(&without_first);
     assert!(
         reasons(&report).contains("no start line"),

@@ -72,24 +72,31 @@ pub fn closed_segments(path: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // A closed segment's name is `segment_path`'s: the stem, a dot and the number (6 digits
+    // or more), then the suffix, if the name had it.
+    let (stem, suffix) = match name.strip_suffix(SUFFIX) {
+        Some(stem) => (format!("{stem}."), SUFFIX),
+        None => (format!("{name}."), ""),
+    };
     let mut found = Vec::new();
     for entry in fs::read_dir(&dir)? {
         let candidate = entry?.path();
-        let Some(name) = candidate
+        let Some(other) = candidate
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
         else {
             continue;
         };
-        // A closed segment's name is `segment_path` of some number.
-        let number = name
-            .split('.')
-            .find(|part| part.len() == 6 && part.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|digits| digits.parse::<u64>().ok());
-        if let Some(number) = number {
-            if segment_path(path, number).file_name() == candidate.file_name() {
-                found.push((number, candidate));
-            }
+        let digits = other
+            .strip_prefix(stem.as_str())
+            .and_then(|rest| rest.strip_suffix(suffix))
+            .filter(|d| d.len() >= 6 && d.bytes().all(|b| b.is_ascii_digit()));
+        if let Some(number) = digits.and_then(|d| d.parse::<u64>().ok()) {
+            found.push((number, candidate));
         }
     }
     found.sort();
@@ -156,7 +163,15 @@ impl StepLog {
         checkpoint: &StepLine<Op, Out, Snap>,
     ) -> io::Result<()> {
         self.flush()?;
-        fs::rename(&self.path, segment_path(&self.path, self.segment))?;
+        let closed = segment_path(&self.path, self.segment);
+        // A closed segment is never replaced: a numbering that went wrong is an error.
+        if closed.try_exists()? {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists already", closed.display()),
+            ));
+        }
+        fs::rename(&self.path, closed)?;
         self.file = OpenOptions::new()
             .create_new(true)
             .read(true)
@@ -167,8 +182,12 @@ impl StepLog {
         self.write(checkpoint)?;
         if let Some(keep) = self.rotation.and_then(|r| r.keep) {
             let closed = closed_segments(&self.path)?;
+            // A file someone else moved or deleted first is no reason to stop the replica.
             for (_, old) in closed.iter().take(closed.len().saturating_sub(keep)) {
-                fs::remove_file(old)?;
+                if let Err(e) = fs::remove_file(old) {
+                    tracing::warn!(file = %old.display(), error = %e,
+                                   "cannot delete an old step-log segment");
+                }
             }
         }
         Ok(())
@@ -303,6 +322,14 @@ mod tests {
         // The first file fills at its 3rd line; a later one at the 2nd after its checkpoint
         // (a checkpoint counts towards its file's size, and is a few bytes longer).
         assert_eq!(segments, 9);
+        // Another replica's segments, and names that only look alike, are not this log's.
+        for decoy in [
+            "node-10.000001.steps.jsonl",
+            "node-0.12.steps.jsonl",
+            "node-0.000001.steps.jsonl.tmp",
+        ] {
+            fs::write(dir.path().join(decoy), "").expect("write a decoy");
+        }
         let closed = closed_segments(&path).expect("list");
         let numbers: Vec<u64> = closed.iter().map(|(n, _)| *n).collect();
         assert_eq!(numbers, [7, 8], "two kept, the oldest deleted");

@@ -566,7 +566,11 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
             let closed = closed_segments(&active)
                 .map_err(|e| format!("cannot list the segments of {}: {e}", active.display()))?;
             step_logs.extend(closed.into_iter().map(|(_, path)| path));
-            step_logs.push(active);
+            // A replica killed between closing a file and beginning the next, and not
+            // started again, has none being written.
+            if active.exists() {
+                step_logs.push(active);
+            }
         }
     }
     for task in proxy_tasks {

@@ -123,8 +123,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         step_log: Option<PathBuf>,
         /// Close the step log once it holds this many MiB and begin a new file with a
-        /// checkpoint line (the replica's whole state); the closed one is kept as
-        /// `<name>.<number>.steps.jsonl` (specs/trace-format.md, "Rotation").
+        /// checkpoint line (the replica's whole state); the closed one is kept with its number
+        /// before the suffix, `node-0.000003.steps.jsonl` (specs/trace-format.md, "Rotation").
         #[arg(long, value_name = "MIB", requires = "step_log",
               value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
         step_log_segment_mib: Option<u64>,
