@@ -367,6 +367,12 @@ pub struct Report {
     /// Checkpoint lines (a rotated log's later segments begin with one), each checked to be
     /// the state the lines before it rebuilt.
     pub checkpoints: usize,
+    /// Replicas whose lines begin at a checkpoint (their earlier files deleted), validated
+    /// from there.
+    pub windows: usize,
+    /// Messages received that their sender's lines do not show sent, taken as sent before
+    /// the sender's lines begin (a checkpoint: its earlier files deleted).
+    pub received_before_windows: usize,
     pub rejections_total: usize,
     /// The first [`REJECTIONS_KEPT`].
     pub rejections: Vec<Rejection>,
@@ -408,6 +414,13 @@ impl Report {
             "crashes:      {} persisted records lost before the disk had them\n",
             self.records_lost_in_crashes
         );
+        if self.windows > 0 {
+            out += &format!(
+                "windows:      {} replica(s) validated from a checkpoint (earlier files \
+                 deleted); {} message(s) received taken as sent before their sender's first line\n",
+                self.windows, self.received_before_windows
+            );
+        }
         if self.checkpoints > 0 {
             out += &format!(
                 "checkpoints:  {} (rotated logs), each the state the lines before it rebuilt\n",
@@ -451,7 +464,18 @@ struct Domain {
     /// once: a snapshot holds every command below it, and a catch-up sends the same one
     /// hundreds of times. Filled only after the logged snapshot was checked against the run.
     snapshots: std::sync::Mutex<BTreeMap<Slot, ImplSnapshot>>,
+    /// When every replica's lines begin at a snapshot (their earlier files deleted), the
+    /// commands below the lowest of them are unknown: `(client, seq)` of each client's last
+    /// command there, in client order, stands for them in every replica's state machine
+    /// (specs/proposals/step-log-deltas.md, "One representation of the state machine").
+    /// Empty when some replica's lines begin at slot 0.
+    prefix: Vec<(ClientId, u64)>,
 }
+
+/// How long after a sender's lines begin at a checkpoint a message it sent before may still
+/// be received (by the receiver's host clock, read through its own checkpoint): messages a
+/// partition or a proxy held, and retransmission queues, deliver within seconds.
+const SENT_BEFORE_WINDOW_MS: u64 = 60_000;
 
 /// How many executed commands apart [`Domain::checkpoints`] are.
 const CHECKPOINT_EVERY: usize = 64;
@@ -489,9 +513,9 @@ impl Checkpoint {
     }
 }
 
-/// [`Domain::checkpoints`] of the commands `executed`.
-fn checkpoints_of(executed: &BTreeMap<Slot, Command<KvOp>>) -> Vec<Checkpoint> {
-    let mut at = Checkpoint::empty();
+/// [`Domain::checkpoints`] of the commands `executed` after `start`.
+fn checkpoints_of(start: Checkpoint, executed: &BTreeMap<Slot, Command<KvOp>>) -> Vec<Checkpoint> {
+    let mut at = start;
     let mut checkpoints = vec![at.clone()];
     for (slot, c) in executed {
         at.execute(*slot, c);
@@ -500,6 +524,78 @@ fn checkpoints_of(executed: &BTreeMap<Slot, Command<KvOp>>) -> Vec<Checkpoint> {
         }
     }
     checkpoints
+}
+
+/// Where every replica's lines begin, as the state machine goes: the snapshot of the
+/// replica whose first line holds the lowest one, when every replica's first line holds one
+/// (`None` when some replica's lines begin at slot 0: a start on empty storage, or a state
+/// without a snapshot); and the commands chosen below `applied` in every replica's first line
+/// (executed there unless retries, which [`executed_from`] tells apart).
+fn window_base(lines: &[Logged]) -> (Option<&KvSnapshot>, BTreeMap<Slot, &Command<KvOp>>) {
+    let mut first: BTreeMap<u32, &Logged> = BTreeMap::new();
+    for logged in lines {
+        first.entry(logged.node()).or_insert(logged);
+    }
+    let mut base: Option<&KvSnapshot> = None;
+    let mut from_zero = false;
+    let mut chosen = BTreeMap::new();
+    for logged in first.values() {
+        let (snapshot, state) = match &logged.entry {
+            StepLine::Start {
+                snapshot, state, ..
+            }
+            | StepLine::Checkpoint {
+                snapshot, state, ..
+            } => (snapshot.as_ref(), state),
+            StepLine::Step { .. } => continue,
+        };
+        match snapshot {
+            Some(s) if base.is_none_or(|b| s.applied < b.applied) => base = Some(s),
+            Some(_) => {}
+            None => from_zero = true,
+        }
+        let below = state.applied;
+        for (slot, entry) in state.chosen.range(..below) {
+            if let Entry::Command(c) = entry {
+                chosen.entry(slot).or_insert(c);
+            }
+        }
+    }
+    (base.filter(|_| !from_zero), chosen)
+}
+
+/// The command each slot from `start` on executed: every replica's `Executed` reports, and,
+/// for a slot none reports, the command chosen there in a replica's first line, unless its
+/// client's later command had run before it (a retry the client table skips).
+fn executed_from(
+    start: &Checkpoint,
+    reported: BTreeMap<Slot, Command<KvOp>>,
+    chosen: BTreeMap<Slot, &Command<KvOp>>,
+) -> BTreeMap<Slot, Command<KvOp>> {
+    let mut last: BTreeMap<ClientId, u64> = start
+        .table
+        .iter()
+        .map(|(client, row)| (*client, row.last_seq))
+        .collect();
+    let slots: BTreeSet<Slot> = reported
+        .keys()
+        .chain(chosen.keys())
+        .copied()
+        .filter(|slot| *slot >= start.below)
+        .collect();
+    let mut executed = BTreeMap::new();
+    for slot in slots {
+        let command = match reported.get(&slot) {
+            Some(c) => c,
+            None => match chosen.get(&slot) {
+                Some(c) if last.get(&c.client).is_none_or(|seq| c.seq > *seq) => *c,
+                _ => continue,
+            },
+        };
+        last.insert(command.client, command.seq);
+        executed.insert(slot, command.clone());
+    }
+    executed
 }
 
 /// A read as the model's: its number, and the operation it asked for.
@@ -517,8 +613,23 @@ fn reads_of(lines: &[Logged]) -> BTreeMap<(Process, ReadId), ModelRead> {
         let held = waiting.entry(logged.node()).or_default();
         let (input, state) = match &logged.entry {
             StepLine::Step { input, state, .. } => (input, state),
-            // A checkpoint is the same process, its waiting reads still waiting.
-            StepLine::Checkpoint { .. } => continue,
+            // A checkpoint is the same process, its waiting reads still waiting; one that
+            // begins a replica's lines (its earlier files deleted) names them first.
+            StepLine::Checkpoint { state, .. } => {
+                for read in &state.reads.waiting {
+                    if let btree_map::Entry::Vacant(entry) =
+                        reads.entry((logged.process(), read.id))
+                    {
+                        let k = lowest_free(held);
+                        held.insert(read.id, k);
+                        entry.insert(ModelRead {
+                            k,
+                            op: read.op.clone(),
+                        });
+                    }
+                }
+                continue;
+            }
             StepLine::Start { .. } => {
                 held.clear();
                 continue;
@@ -526,8 +637,7 @@ fn reads_of(lines: &[Logged]) -> BTreeMap<(Process, ReadId), ModelRead> {
         };
         if let Input::Read { id, op } = input {
             if let btree_map::Entry::Vacant(entry) = reads.entry((logged.process(), *id)) {
-                let taken: BTreeSet<u64> = held.values().copied().collect();
-                let k = (1..).find(|k| !taken.contains(k)).unwrap_or(u64::MAX);
+                let k = lowest_free(held);
                 held.insert(*id, k);
                 entry.insert(ModelRead { k, op: op.clone() });
             }
@@ -535,6 +645,12 @@ fn reads_of(lines: &[Logged]) -> BTreeMap<(Process, ReadId), ModelRead> {
         held.retain(|id, _| state.reads.waiting.iter().any(|w| w.id == *id));
     }
     reads
+}
+
+/// The lowest model read number no read in `held` has.
+fn lowest_free(held: &BTreeMap<ReadId, u64>) -> u64 {
+    let taken: BTreeSet<u64> = held.values().copied().collect();
+    (1..).find(|k| !taken.contains(k)).unwrap_or(u64::MAX)
 }
 
 impl Domain {
@@ -546,6 +662,7 @@ impl Domain {
         let mut executed = BTreeMap::new();
         let mut snapshots = false;
         let reads = reads_of(lines);
+        let (base, chosen) = window_base(lines);
         for logged in lines {
             nodes.insert(logged.node());
             let effects = match &logged.entry {
@@ -633,6 +750,9 @@ impl Domain {
         let window = usize::try_from(config.window)
             .unwrap_or(usize::MAX)
             .min(slots);
+        if let Some(base) = base {
+            clients.extend(base.clients.keys().copied());
+        }
         let clients: BTreeMap<ClientId, usize> = clients
             .into_iter()
             .enumerate()
@@ -670,12 +790,36 @@ impl Domain {
                 ..MultiConfig::default()
             },
             clients,
-            checkpoints: checkpoints_of(&executed),
-            executed,
+            checkpoints: Vec::new(),
+            executed: BTreeMap::new(),
             reads,
+            prefix: Vec::new(),
         };
+        let start = match base {
+            Some(base) => {
+                let mut kv = KvStore::new();
+                kv.restore(base.state_machine.clone());
+                domain.prefix = base
+                    .clients
+                    .iter()
+                    .map(|(client, row)| (*client, row.last_seq))
+                    .collect();
+                Checkpoint {
+                    below: base.applied,
+                    count: domain.prefix.len(),
+                    kv,
+                    table: base.clients.clone(),
+                }
+            }
+            None => Checkpoint::empty(),
+        };
+        domain.executed = executed_from(&start, executed, chosen);
+        domain.checkpoints = checkpoints_of(start, &domain.executed);
         // The model's command count is the highest id the run uses.
         let mut highest = 1;
+        for (client, seq) in &domain.prefix {
+            highest = highest.max(domain.command_id(*client, *seq)?.op);
+        }
         for logged in lines {
             if let StepLine::Step { input, .. } = &logged.entry {
                 for c in requests_of(input) {
@@ -688,6 +832,16 @@ impl Domain {
     }
 
     fn command(&self, c: &Command<KvOp>) -> Result<Command<Op>, String> {
+        self.command_id(c.client, c.seq)
+    }
+
+    /// Client `client`'s command `seq` as the model's.
+    fn command_id(&self, client_id: ClientId, seq: u64) -> Result<Command<Op>, String> {
+        let c = Command {
+            client: client_id,
+            seq,
+            op: (),
+        };
         let client = *self.clients.get(&c.client).ok_or_else(|| {
             format!(
                 "{:?} never sent a request, yet its command is in the log",
@@ -757,6 +911,14 @@ impl Domain {
     /// executed below it. It must be the state after exactly those commands: the key-value
     /// store and the client table are replayed from them and compared.
     fn snapshot(&self, s: &KvSnapshot) -> Result<ImplSnapshot, String> {
+        let base = self.checkpoints.first().map_or(0, |c| c.below);
+        if s.applied < base {
+            return Err(format!(
+                "a snapshot at slot {}, below slot {base}, where the replicas' logs begin (their \
+                 earlier files were deleted): what it holds is unknown",
+                s.applied
+            ));
+        }
         let (commands, kv, table) = self.replayed_below(s.applied);
         if kv.snapshot() != s.state_machine || table != s.clients {
             return Err(format!(
@@ -779,9 +941,11 @@ impl Domain {
         if let Some(built) = cached {
             return Ok(built);
         }
-        let executed = commands
-            .into_iter()
-            .map(|c| self.command(c))
+        let executed = self
+            .prefix
+            .iter()
+            .map(|(client, seq)| self.command_id(*client, *seq))
+            .chain(commands.into_iter().map(|c| self.command(c)))
             .collect::<Result<Vec<_>, String>>()?;
         let built = std::sync::Arc::new(AppliedState {
             applied: s.applied,
@@ -1241,6 +1405,12 @@ struct Node {
     config: Option<Config>,
     /// The process id its current process's start line gave.
     pid: Option<u32>,
+    /// The durable state and snapshot its lines begin with: empty storage, or a checkpoint's
+    /// when its earlier files were deleted. Recovery folds the records after it.
+    origin: (Durable<Op>, Option<ImplSnapshot>),
+    /// Where its lines begin at a checkpoint: that process, and the host's clock and the
+    /// process's when the checkpoint was written.
+    window: Option<(Process, u64, Millis)>,
     /// The process whose line is being validated: its read ids name its reads.
     process: Process,
     /// The model's view of the replica (`None` before its first start).
@@ -1370,6 +1540,8 @@ pub fn validate_lines_with(
         runs: 0,
         records_lost_in_crashes: 0,
         checkpoints: 0,
+        windows: 0,
+        received_before_windows: 0,
         rejections_total: 0,
         rejections: Vec::new(),
     };
@@ -1411,6 +1583,7 @@ pub fn validate_lines_with(
         report.runs += run.runs;
         report.records_lost_in_crashes += run.records_lost;
         report.checkpoints += run.checkpoints;
+        report.windows += run.windows;
         for (kind, count) in run.by_kind {
             *report.by_kind.entry(kind).or_default() += count;
         }
@@ -1425,10 +1598,38 @@ pub fn validate_lines_with(
     }
     // Counted all, rendered only as many as can be shown: a sender's file left out makes
     // every message it sent a rejection.
-    let mut unsent: Vec<&(usize, (u32, u32, String))> = received
-        .iter()
-        .filter(|(_, (from, to, key))| sent.first(*from, *to, key).is_none())
-        .collect();
+    let mut unsent: Vec<&(usize, (u32, u32, String))> = Vec::new();
+    for receipt in &received {
+        let (index, (from, to, key)) = receipt;
+        if sent.first(*from, *to, key).is_some() {
+            continue;
+        }
+        // What a sender sent before its lines begin is not in them: a receipt from a
+        // replica whose lines begin at a checkpoint, by a step not much later than that
+        // checkpoint, is taken as sent before it. The step that received it is still the
+        // model's to check.
+        let before_window = nodes
+            .get(*from as usize)
+            .and_then(|n| n.window)
+            .is_some_and(|(_, sender_wall, _)| {
+                let receiver = nodes.get(*to as usize).and_then(|n| n.window);
+                match (receiver, &lines[*index].entry) {
+                    (Some((process, wall, now)), StepLine::Step { state, .. })
+                        if process == lines[*index].process() =>
+                    {
+                        let at = wall.saturating_add(state.timers.now_ms.saturating_sub(now));
+                        at <= sender_wall.saturating_add(SENT_BEFORE_WINDOW_MS)
+                    }
+                    // No reading of the receiver's host clock for that step.
+                    _ => true,
+                }
+            });
+        if before_window {
+            report.received_before_windows += 1;
+        } else {
+            unsent.push(receipt);
+        }
+    }
     rejections.total += unsent.len();
     unsent.sort_by_key(|(index, _)| *index);
     for (index, (from, to, key)) in unsent.into_iter().take(REJECTIONS_KEPT) {
@@ -1523,6 +1724,7 @@ struct NodeRun {
     runs: usize,
     records_lost: usize,
     checkpoints: usize,
+    windows: usize,
     /// The messages it received, each with the index of its line.
     received: Vec<(usize, (u32, u32, String))>,
     rejections_total: usize,
@@ -1547,6 +1749,8 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
         node: Node {
             config: None,
             pid: None,
+            origin: (Durable::default(), None),
+            window: None,
             process: Process {
                 node: i as u32,
                 incarnation: 0,
@@ -1576,6 +1780,7 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
         runs: 0,
         records_lost: 0,
         checkpoints: 0,
+        windows: 0,
         received: Vec::new(),
         rejections_total: 0,
         shown: Vec::new(),
@@ -1588,8 +1793,27 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
         if let StepLine::Checkpoint { .. } = &logged.entry {
             // Not a transition: the replica's state as its writer had it, which the lines
             // before it must have rebuilt. The next step moves on from it.
-            run.checkpoints += 1;
             let node = &mut run.node;
+            if node.pid.is_none() {
+                // The replica's earlier files are gone: its validation begins here.
+                run.windows += 1;
+                let state = states.after(logged)?.clone();
+                node.previous_line = node.line.replace(index);
+                node.process = logged.process();
+                let begun = start_window(domain, node, logged, &state);
+                run.line_steps
+                    .push((index, begun.is_ok().then(|| node.steps.len() - 1)));
+                if let Err(failure) = begun {
+                    run.rejections_total += 1;
+                    if run.shown.len() < REJECTIONS_KEPT {
+                        let model_before = ModelBefore(None);
+                        run.shown
+                            .push((index, rejection(logged, &model_before, failure), None));
+                    }
+                }
+                continue;
+            }
+            run.checkpoints += 1;
             let checked = validate_checkpoint(domain, node, logged, states.0.get(&(i as u32)));
             states.after(logged)?;
             node.previous_line = node.line.replace(index);
@@ -2116,9 +2340,7 @@ fn validate_checkpoint(
     };
     let (Some(rebuilt), Some(current)) = (rebuilt, node.pid) else {
         return Err(Failure::plain(format!(
-            "no start line of n{} before this checkpoint (segment {segment}): the segments \
-             before it were deleted (serve --step-log-keep) or not given, and validate needs a \
-             replica's log from its first line",
+            "no state of n{} before this checkpoint (segment {segment}) to check it against",
             node.process.node
         )));
     };
@@ -2174,6 +2396,64 @@ fn validate_checkpoint(
     Ok(())
 }
 
+/// Sets up a replica whose lines begin at checkpoint `logged` (its earlier files deleted):
+/// its validation starts there, from the replica as the checkpoint states it, as a start
+/// line's recovery would (specs/proposals/step-log-deltas.md, "What a window needs").
+fn start_window(
+    domain: &Domain,
+    node: &mut Node,
+    logged: &Logged,
+    state: &KvState,
+) -> Result<(), Failure> {
+    let StepLine::Checkpoint {
+        pid,
+        wall_ms,
+        config,
+        snapshot,
+        ..
+    } = &logged.entry
+    else {
+        return Ok(());
+    };
+    let snapshot = snapshot.as_ref().map(|s| domain.snapshot(s));
+    let snapshot = snapshot.transpose().map_err(Failure::plain)?;
+    let durable = domain.durable(&state.durable()).map_err(Failure::plain)?;
+    node.config = Some(config.clone());
+    node.pid = Some(*pid);
+    node.window = Some((logged.process(), *wall_ms, state.timers.now_ms));
+    node.timers = state.timers.clone();
+    node.executed = reexecuted(domain, state, snapshot.as_ref()).map_err(Failure::plain)?;
+    node.executed_view = ExecutedView::of(&domain.cfg, &node.executed);
+    node.durable = durable.clone();
+    node.snapshot = snapshot.clone();
+    node.origin = (durable, snapshot);
+    let replica = domain
+        .replica(config, state, node, None, &[])
+        .map_err(Failure::plain)?;
+    let outcome = outcome_after_fold::<Unbounded>(
+        &domain.cfg,
+        &replica,
+        Vec::new(),
+        (&node.durable, node.snapshot.as_ref(), 0),
+        None,
+    )
+    .map_err(Failure::plain)?;
+    let (_, recorder) = replica.into_parts();
+    node.executed = recorder.executed;
+    let model = ModelReplica {
+        state: outcome.state,
+        storage: Some(outcome.persisted),
+        timer: outcome.election_timer,
+        ballots: VoteBallots::default(),
+    };
+    node.steps.push(StepTrace {
+        sends: Vec::new(),
+        model_after: Some(model.clone()),
+    });
+    node.model = Some(model);
+    Ok(())
+}
+
 /// A model replica state the start handler overwrites (the model starts every replica from
 /// its storage alone).
 fn initial_placeholder() -> ReplicaState<Unbounded> {
@@ -2193,7 +2473,7 @@ fn surviving_prefix(
     // The durable state at each snapshot: the one before with the records between folded
     // in, and the log below the new snapshot dropped.
     let mut bases: Vec<(usize, Durable<Op>, Option<&ImplSnapshot>)> =
-        vec![(0, Durable::default(), None)];
+        vec![(0, node.origin.0.clone(), node.origin.1.as_ref())];
     for (at, _, s) in &node.snapshots {
         let (from, mut durable, _) = bases[bases.len() - 1].clone();
         for (record, _) in node.records.get(from..*at).unwrap_or_default() {
@@ -2243,7 +2523,7 @@ fn surviving_prefix(
             snapshot.map(|s| s.applied)
         ))
     })?;
-    // `bases[0]` is the empty start: snapshot `j` is `bases[j + 1]`.
+    // `bases[0]` is the origin: snapshot `j` is `bases[j + 1]`.
     let lost = node.snapshots.get(base).map(|(_, step, _)| *step);
     node.snapshots.truncate(base);
     Ok((kept, lost))

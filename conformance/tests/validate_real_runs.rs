@@ -373,14 +373,22 @@ fn reasons(report: &Report) -> String {
 
 /// A rotated step log (`--step-log-segment-mib`): every segment after a replica's first
 /// begins with a checkpoint line, which validation checks is the state the lines before it
-/// rebuilt. A checkpoint that is not, and a replica's log without its first segments, are
-/// rejected.
+/// rebuilt (a checkpoint that is not is rejected), and from which a replica whose earlier
+/// files were deleted is validated.
 #[test]
 fn a_rotated_run_validates_and_its_checkpoints_are_checked() {
     let _cluster = one_cluster_at_a_time();
     let dir = tempfile::tempdir().expect("temp dir");
-    // The harness's own workload for 8 s writes a few MiB per replica.
-    let args = ["--duration-secs", "8", "--step-log-segment-mib", "1"];
+    // The harness's own workload for 8 s writes a few MiB per replica; snapshots every 200
+    // slots put one below every replica's second file.
+    let args = [
+        "--duration-secs",
+        "8",
+        "--step-log-segment-mib",
+        "1",
+        "--snapshot-interval-slots",
+        "200",
+    ];
     let (code, chaos) = chaos(dir.path(), 3, 36, &args);
     assert_eq!(chaos["linearizable"], true, "{chaos:#}");
     assert_eq!(code, Some(0), "{chaos:#}");
@@ -425,28 +433,42 @@ fn a_rotated_run_validates_and_its_checkpoints_are_checked() {
         report.render()
     );
 
-    // A replica's first segment missing: its log starts at a checkpoint.
-    let first = logs
-        .windows(2)
-        .position(|pair| !begins_with_checkpoint(&pair[0]) && begins_with_checkpoint(&pair[1]))
-        .expect("a replica's first file followed by a rotated one");
-    // That replica's other files alone, so that its first line is the first rejection shown
-    // (the others' receipts of what its missing file sent are rejected too).
+    // Every replica's first file deleted (as `serve --step-log-keep` does): each replica is
+    // validated from its first checkpoint, the commands below the lowest snapshot among
+    // them standing in as each client's last; what a replica sent before its first line is
+    // taken as sent. It still validates, and a step tampered after a window is rejected.
     let replica = |log: &PathBuf| {
         let name = log.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         name.split('.').next().unwrap_or_default().to_string()
     };
-    let without_first: Vec<PathBuf> = logs[first + 1..]
+    let windowed: Vec<PathBuf> = logs
         .iter()
-        .filter(|log| replica(log) == replica(&logs[first]))
-        .cloned()
+        .enumerate()
+        .filter(|(k, log)| {
+            let first_of_replica = *k == 0 || replica(&logs[k - 1]) != replica(log);
+            let rotated = logs
+                .get(k + 1)
+                .is_some_and(|next| replica(next) == replica(log));
+            !(first_of_replica && rotated)
+        })
+        .map(|(_, log)| log.clone())
         .collect();
-    let report = validated(&without_first);
-    assert!(
-        reasons(&report).contains("no start line"),
-        "{}",
-        report.render()
-    );
+    let report = validated(&windowed);
+    assert!(report.passed(), "{}", report.render());
+    assert!(report.windows >= 1, "{}", report.render());
+    let forged_step = dir.path().join("forged-step");
+    std::fs::create_dir(&forged_step).expect("mkdir");
+    let windowed_forged = tampered(&windowed, &forged_step, |line| {
+        match line.pointer_mut("/step/state/promised/round") {
+            Some(round) => {
+                *round = (round.as_u64().unwrap_or(0) + 7).into();
+                true
+            }
+            None => false,
+        }
+    });
+    let report = validated(&windowed_forged);
+    assert!(!report.passed(), "{}", report.render());
 }
 
 #[test]
