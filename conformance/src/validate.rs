@@ -30,7 +30,17 @@
 //! - steps whose records a crash lost had no observable effect: no replica received a message
 //!   only such a step sent (persist before you speak, R1).
 //!
+//! - a checkpoint (the first line of a rotated log's next file) is the state the lines before
+//!   it rebuilt, with the durable state and snapshot the replica has.
+//!
 //! And across replicas: every message a replica received was sent to it by its sender.
+//!
+//! Rotated logs whose first files were deleted: a replica whose lines begin at a checkpoint is
+//! validated from there, set up as recovery would set it up; when every replica's lines begin
+//! with a snapshot, the commands below the lowest stand in every state machine as one command
+//! per client, its last (`Domain::prefix`); a message its sender sent before its first line
+//! is taken as sent when it arrives within `SENT_BEFORE_WINDOW_MS` of that line
+//! (specs/trace-format.md, "Rotation").
 //!
 //! The model's replica runs in its [`Unbounded`] space (specs/proposals/unbounded-validation.md):
 //! the same transition code the exhaustive check explores in `Small`, on persistent maps and

@@ -129,7 +129,8 @@ enum Command {
               value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
         step_log_segment_mib: Option<u64>,
         /// Keep this many closed step-log segments, deleting the oldest (default: all).
-        /// `paxos-conform validate` needs a replica's log from its first line.
+        /// `paxos-conform validate` starts a replica whose first files are gone at its
+        /// earliest checkpoint.
         #[arg(long, value_name = "N", requires = "step_log_segment_mib",
               value_parser = clap::value_parser!(u64).range(1..))]
         step_log_keep: Option<u64>,
