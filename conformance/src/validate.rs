@@ -383,6 +383,13 @@ pub struct Report {
     /// Messages received that their sender's lines do not show sent, taken as sent before
     /// the sender's lines begin (a checkpoint: its earlier files deleted).
     pub received_before_windows: usize,
+    /// Ranges of slots whose commands no line shows (below where the replicas' lines begin,
+    /// or ended by a snapshot a replica installed there), each standing in the state machines
+    /// as its clients' last commands.
+    pub unknown_ranges: usize,
+    /// Step lines of a replica whose lines begin at a checkpoint it could not be validated
+    /// from (rejected), skipped up to its next checkpoint.
+    pub skipped_before_windows: usize,
     pub rejections_total: usize,
     /// The first [`REJECTIONS_KEPT`].
     pub rejections: Vec<Rejection>,
@@ -424,11 +431,16 @@ impl Report {
             "crashes:      {} persisted records lost before the disk had them\n",
             self.records_lost_in_crashes
         );
-        if self.windows > 0 {
+        if self.windows > 0 || self.skipped_before_windows > 0 {
             out += &format!(
                 "windows:      {} replica(s) validated from a checkpoint (earlier files \
-                 deleted); {} message(s) received taken as sent before their sender's first line\n",
-                self.windows, self.received_before_windows
+                 deleted); {} message(s) received taken as sent before their sender's first \
+                 line; {} range(s) of slots whose commands no line shows; {} step(s) skipped \
+                 after a checkpoint validation could not start from\n",
+                self.windows,
+                self.received_before_windows,
+                self.unknown_ranges,
+                self.skipped_before_windows
             );
         }
         if self.checkpoints > 0 {
@@ -474,12 +486,13 @@ struct Domain {
     /// once: a snapshot holds every command below it, and a catch-up sends the same one
     /// hundreds of times. Filled only after the logged snapshot was checked against the run.
     snapshots: std::sync::Mutex<BTreeMap<Slot, ImplSnapshot>>,
-    /// When every replica's lines begin at a snapshot (their earlier files deleted), the
-    /// commands below the lowest of them are unknown: `(client, seq)` of each client's last
-    /// command there, in client order, stands for them in every replica's state machine
-    /// (specs/proposals/step-log-deltas.md, "One representation of the state machine").
-    /// Empty when some replica's lines begin at slot 0.
-    prefix: Vec<(ClientId, u64)>,
+    /// Where replicas' lines begin mid-run (their earlier files deleted), the commands no
+    /// line shows, by the slot they end at: below the lowest snapshot every replica's lines
+    /// begin at, and below each snapshot that ends slots no replica was seen executing.
+    /// `(client, seq)` of each client's last command there, in client order, stands for them
+    /// in every replica's state machine (specs/proposals/step-log-deltas.md, "One
+    /// representation of the state machine"). Empty for a run whose lines begin at slot 0.
+    fillers: BTreeMap<Slot, Vec<(ClientId, u64)>>,
 }
 
 /// How long after a sender's lines begin at a checkpoint a message it sent before may still
@@ -523,89 +536,234 @@ impl Checkpoint {
     }
 }
 
-/// [`Domain::checkpoints`] of the commands `executed` after `start`.
-fn checkpoints_of(start: Checkpoint, executed: &BTreeMap<Slot, Command<KvOp>>) -> Vec<Checkpoint> {
-    let mut at = start;
-    let mut checkpoints = vec![at.clone()];
-    for (slot, c) in executed {
-        at.execute(*slot, c);
-        if at.count.is_multiple_of(CHECKPOINT_EVERY) {
-            checkpoints.push(at.clone());
-        }
-    }
-    checkpoints
+/// What the lines tell of the state machine's history: where every replica's lines begin
+/// (the snapshot of the replica whose first line holds the lowest, when every replica's first
+/// line holds one; `None` when some replica's lines begin at slot 0), the commands chosen
+/// below `applied` in every `start` and `checkpoint` line (executed there unless retries,
+/// which [`History::of`] tells apart), every snapshot the lines hold by its applied prefix,
+/// and the slots some replica is known to have executed in order (its chosen entries at a
+/// `start` or `checkpoint` line, and every step that moved its applied prefix without
+/// installing a snapshot), as ascending disjoint ranges.
+struct Lines<'a> {
+    base: Option<&'a KvSnapshot>,
+    chosen: BTreeMap<Slot, &'a Command<KvOp>>,
+    snapshots: BTreeMap<Slot, &'a KvSnapshot>,
+    covered: Vec<(Slot, Slot)>,
+    /// Whether some replica's lines begin at a checkpoint (its earlier files deleted).
+    windows: bool,
 }
 
-/// Where every replica's lines begin, as the state machine goes: the snapshot of the
-/// replica whose first line holds the lowest one, when every replica's first line holds one
-/// (`None` when some replica's lines begin at slot 0: a start on empty storage, or a state
-/// without a snapshot); and the commands chosen below `applied` in every replica's first line
-/// (executed there unless retries, which [`executed_from`] tells apart).
-fn window_base(lines: &[Logged]) -> (Option<&KvSnapshot>, BTreeMap<Slot, &Command<KvOp>>) {
-    let mut first: BTreeMap<u32, &Logged> = BTreeMap::new();
-    for logged in lines {
-        first.entry(logged.node()).or_insert(logged);
-    }
-    let mut base: Option<&KvSnapshot> = None;
-    let mut from_zero = false;
-    let mut chosen = BTreeMap::new();
-    for logged in first.values() {
-        let (snapshot, state) = match &logged.entry {
-            StepLine::Start {
-                snapshot, state, ..
+impl<'a> Lines<'a> {
+    fn of(lines: &'a [Logged]) -> Self {
+        let mut first: BTreeMap<u32, &Logged> = BTreeMap::new();
+        let mut applied: BTreeMap<u32, Slot> = BTreeMap::new();
+        let mut chosen = BTreeMap::new();
+        let mut snapshots = BTreeMap::new();
+        let mut ranges = Vec::new();
+        for logged in lines {
+            first.entry(logged.node()).or_insert(logged);
+            let before = applied.get(&logged.node()).copied();
+            match &logged.entry {
+                StepLine::Start {
+                    snapshot, state, ..
+                }
+                | StepLine::Checkpoint {
+                    snapshot, state, ..
+                } => {
+                    if let Some(s) = snapshot {
+                        snapshots.entry(s.applied).or_insert(s);
+                    }
+                    for (slot, entry) in state.chosen.range(..state.applied) {
+                        if let Entry::Command(c) = entry {
+                            chosen.entry(slot).or_insert(c);
+                        }
+                    }
+                    ranges.push((state.compacted, state.applied));
+                    applied.insert(logged.node(), state.applied);
+                }
+                StepLine::Step {
+                    input,
+                    effects,
+                    state,
+                    ..
+                } => {
+                    let mut installed = false;
+                    for effect in effects {
+                        if let Effect::Snapshot(s) = effect {
+                            snapshots.entry(s.applied).or_insert(s);
+                            installed |= !matches!(input, Input::Compact);
+                        }
+                    }
+                    if let Input::Message {
+                        msg: Message::Snapshot { state: s },
+                        ..
+                    } = input
+                    {
+                        snapshots.entry(s.applied).or_insert(s);
+                    }
+                    if let Some(before) = before.filter(|b| *b < state.applied && !installed) {
+                        ranges.push((before, state.applied));
+                    }
+                    applied.insert(logged.node(), state.applied);
+                }
             }
-            | StepLine::Checkpoint {
-                snapshot, state, ..
-            } => (snapshot.as_ref(), state),
-            StepLine::Step { .. } => continue,
+        }
+        let mut base: Option<&KvSnapshot> = None;
+        let mut from_zero = false;
+        let mut windows = false;
+        for logged in first.values() {
+            let snapshot = match &logged.entry {
+                StepLine::Start { snapshot, .. } => snapshot.as_ref(),
+                StepLine::Checkpoint { snapshot, .. } => {
+                    windows = true;
+                    snapshot.as_ref()
+                }
+                StepLine::Step { .. } => continue,
+            };
+            match snapshot {
+                Some(s) if base.is_none_or(|b| s.applied < b.applied) => base = Some(s),
+                Some(_) => {}
+                None => from_zero = true,
+            }
+        }
+        ranges.sort_unstable();
+        let mut covered: Vec<(Slot, Slot)> = Vec::new();
+        for (from, to) in ranges.into_iter().filter(|(from, to)| from < to) {
+            match covered.last_mut() {
+                Some(last) if from <= last.1 => last.1 = last.1.max(to),
+                _ => covered.push((from, to)),
+            }
+        }
+        Lines {
+            base: base.filter(|_| !from_zero),
+            chosen,
+            snapshots,
+            covered,
+            windows,
+        }
+    }
+
+    /// Whether some replica executed every slot of `from..to`.
+    fn covers(&self, from: Slot, to: Slot) -> bool {
+        from >= to
+            || self
+                .covered
+                .iter()
+                .any(|(start, end)| *start <= from && to <= *end)
+    }
+}
+
+/// The run's state machine history as validation represents it ([`Domain::executed`],
+/// [`Domain::fillers`], [`Domain::checkpoints`]).
+struct History {
+    executed: BTreeMap<Slot, Command<KvOp>>,
+    fillers: BTreeMap<Slot, Vec<(ClientId, u64)>>,
+    checkpoints: Vec<Checkpoint>,
+}
+
+impl History {
+    /// The command each slot executed, from the base on: every replica's `Executed`
+    /// reports, and, for a slot none reports, the command chosen there in a `start` or
+    /// `checkpoint` line, unless its client's later command had run before it (a retry the
+    /// client table skips). Where replicas' lines begin mid-run, commands no line shows stand
+    /// in as fillers: at the base, and at each snapshot that ends slots no replica was seen
+    /// executing (a replica that installed it, and none that executed them, in the lines
+    /// kept), each client's last command, the snapshot's state taken as it holds it.
+    fn of(lines: &Lines<'_>, reported: BTreeMap<Slot, Command<KvOp>>) -> History {
+        let mut fillers = BTreeMap::new();
+        let mut at = match lines.base {
+            Some(base) => {
+                let filler = last_commands(&base.clients, &ClientTable::default());
+                let state = anchored(base, filler.len());
+                fillers.insert(base.applied, filler);
+                state
+            }
+            None => Checkpoint::empty(),
         };
-        match snapshot {
-            Some(s) if base.is_none_or(|b| s.applied < b.applied) => base = Some(s),
-            Some(_) => {}
-            None => from_zero = true,
-        }
-        let below = state.applied;
-        for (slot, entry) in state.chosen.range(..below) {
-            if let Entry::Command(c) = entry {
-                chosen.entry(slot).or_insert(c);
+        let mut checkpoints = vec![at.clone()];
+        let mut executed = BTreeMap::new();
+        let mut anchors = lines
+            .snapshots
+            .range(at.below + 1..)
+            .filter(|_| lines.windows)
+            .peekable();
+        let mut anchor_from = at.below;
+        let slots: BTreeSet<Slot> = reported
+            .keys()
+            .chain(lines.chosen.keys())
+            .copied()
+            .filter(|slot| *slot >= at.below)
+            .collect();
+        let mut slots = slots.into_iter().peekable();
+        loop {
+            // A snapshot below the next slot comes first.
+            let next_slot = slots.peek().copied();
+            if let Some((&y, snapshot)) =
+                anchors.next_if(|(y, _)| next_slot.is_none_or(|s| **y <= s))
+            {
+                if !lines.covers(anchor_from, y) {
+                    let filler = last_commands(&snapshot.clients, &at.table);
+                    at = anchored(snapshot, at.count + filler.len());
+                    fillers.insert(y, filler);
+                    checkpoints.push(at.clone());
+                }
+                anchor_from = y;
+                continue;
+            }
+            let Some(slot) = slots.next() else { break };
+            let command = match reported.get(&slot) {
+                Some(c) => c,
+                None => match lines.chosen.get(&slot) {
+                    Some(c)
+                        if at
+                            .table
+                            .get(&c.client)
+                            .is_none_or(|row| c.seq > row.last_seq) =>
+                    {
+                        *c
+                    }
+                    _ => continue,
+                },
+            };
+            executed.insert(slot, command.clone());
+            at.execute(slot, command);
+            if at.count.is_multiple_of(CHECKPOINT_EVERY) {
+                checkpoints.push(at.clone());
             }
         }
+        History {
+            executed,
+            fillers,
+            checkpoints,
+        }
     }
-    (base.filter(|_| !from_zero), chosen)
 }
 
-/// The command each slot from `start` on executed: every replica's `Executed` reports, and,
-/// for a slot none reports, the command chosen there in a replica's first line, unless its
-/// client's later command had run before it (a retry the client table skips).
-fn executed_from(
-    start: &Checkpoint,
-    reported: BTreeMap<Slot, Command<KvOp>>,
-    chosen: BTreeMap<Slot, &Command<KvOp>>,
-) -> BTreeMap<Slot, Command<KvOp>> {
-    let mut last: BTreeMap<ClientId, u64> = start
-        .table
+/// The last command of each client of `table` whose row is newer than in `before`, as
+/// `(client, seq)` in client order: what stands in for commands no line shows.
+fn last_commands(
+    table: &ClientTable<KvOutput>,
+    before: &ClientTable<KvOutput>,
+) -> Vec<(ClientId, u64)> {
+    let mut last: Vec<(ClientId, u64)> = table
         .iter()
+        .filter(|(client, row)| before.get(client).is_none_or(|b| b.last_seq < row.last_seq))
         .map(|(client, row)| (*client, row.last_seq))
         .collect();
-    let slots: BTreeSet<Slot> = reported
-        .keys()
-        .chain(chosen.keys())
-        .copied()
-        .filter(|slot| *slot >= start.below)
-        .collect();
-    let mut executed = BTreeMap::new();
-    for slot in slots {
-        let command = match reported.get(&slot) {
-            Some(c) => c,
-            None => match chosen.get(&slot) {
-                Some(c) if last.get(&c.client).is_none_or(|seq| c.seq > *seq) => *c,
-                _ => continue,
-            },
-        };
-        last.insert(command.client, command.seq);
-        executed.insert(slot, command.clone());
+    last.sort_unstable();
+    last
+}
+
+/// The state a snapshot holds, as a [`Checkpoint`] after `count` commands.
+fn anchored(snapshot: &KvSnapshot, count: usize) -> Checkpoint {
+    let mut kv = KvStore::new();
+    kv.restore(snapshot.state_machine.clone());
+    Checkpoint {
+        below: snapshot.applied,
+        count,
+        kv,
+        table: snapshot.clients.clone(),
     }
-    executed
 }
 
 /// A read as the model's: its number, and the operation it asked for.
@@ -672,7 +830,7 @@ impl Domain {
         let mut executed = BTreeMap::new();
         let mut snapshots = false;
         let reads = reads_of(lines);
-        let (base, chosen) = window_base(lines);
+        let history_lines = Lines::of(lines);
         for logged in lines {
             nodes.insert(logged.node());
             let effects = match &logged.entry {
@@ -760,8 +918,8 @@ impl Domain {
         let window = usize::try_from(config.window)
             .unwrap_or(usize::MAX)
             .min(slots);
-        if let Some(base) = base {
-            clients.extend(base.clients.keys().copied());
+        for snapshot in history_lines.snapshots.values() {
+            clients.extend(snapshot.clients.keys().copied());
         }
         let clients: BTreeMap<ClientId, usize> = clients
             .into_iter()
@@ -803,31 +961,15 @@ impl Domain {
             checkpoints: Vec::new(),
             executed: BTreeMap::new(),
             reads,
-            prefix: Vec::new(),
+            fillers: BTreeMap::new(),
         };
-        let start = match base {
-            Some(base) => {
-                let mut kv = KvStore::new();
-                kv.restore(base.state_machine.clone());
-                domain.prefix = base
-                    .clients
-                    .iter()
-                    .map(|(client, row)| (*client, row.last_seq))
-                    .collect();
-                Checkpoint {
-                    below: base.applied,
-                    count: domain.prefix.len(),
-                    kv,
-                    table: base.clients.clone(),
-                }
-            }
-            None => Checkpoint::empty(),
-        };
-        domain.executed = executed_from(&start, executed, chosen);
-        domain.checkpoints = checkpoints_of(start, &domain.executed);
+        let history = History::of(&history_lines, executed);
+        domain.executed = history.executed;
+        domain.fillers = history.fillers;
+        domain.checkpoints = history.checkpoints;
         // The model's command count is the highest id the run uses.
         let mut highest = 1;
-        for (client, seq) in &domain.prefix {
+        for (client, seq) in domain.fillers.values().flatten() {
             highest = highest.max(domain.command_id(*client, *seq)?.op);
         }
         for logged in lines {
@@ -951,12 +1093,7 @@ impl Domain {
         if let Some(built) = cached {
             return Ok(built);
         }
-        let executed = self
-            .prefix
-            .iter()
-            .map(|(client, seq)| self.command_id(*client, *seq))
-            .chain(commands.into_iter().map(|c| self.command(c)))
-            .collect::<Result<Vec<_>, String>>()?;
+        let executed = self.sequence_below(s.applied)?;
         let built = std::sync::Arc::new(AppliedState {
             applied: s.applied,
             clients: client_table(&executed),
@@ -979,6 +1116,27 @@ impl Domain {
             self.executed.range(..applied).map(|(_, c)| c).collect();
         let state = self.state_below(applied);
         (commands, state.kv, state.table)
+    }
+
+    /// The state machine below `applied` as the sequence of commands the model's holds: the
+    /// fillers and commands executed, in slot order (a filler at a slot before its command).
+    fn sequence_below(&self, applied: Slot) -> Result<Vec<Command<Op>>, String> {
+        let mut sequence = Vec::new();
+        let mut fillers = self.fillers.range(..=applied).peekable();
+        for (slot, c) in self.executed.range(..applied) {
+            while let Some((_, filler)) = fillers.next_if(|(at, _)| **at <= *slot) {
+                for (client, seq) in filler {
+                    sequence.push(self.command_id(*client, *seq)?);
+                }
+            }
+            sequence.push(self.command(c)?);
+        }
+        for (_, filler) in fillers {
+            for (client, seq) in filler {
+                sequence.push(self.command_id(*client, *seq)?);
+            }
+        }
+        Ok(sequence)
     }
 
     /// The state after the commands executed below `applied`.
@@ -1421,6 +1579,9 @@ struct Node {
     /// Where its lines begin at a checkpoint: that process, and the host's clock and the
     /// process's when the checkpoint was written.
     window: Option<(Process, u64, Millis)>,
+    /// Its lines begin at a checkpoint it could not be set up from (the rejection says
+    /// why): its steps are skipped up to its next checkpoint.
+    window_failed: bool,
     /// The process whose line is being validated: its read ids name its reads.
     process: Process,
     /// The model's view of the replica (`None` before its first start).
@@ -1552,6 +1713,8 @@ pub fn validate_lines_with(
         checkpoints: 0,
         windows: 0,
         received_before_windows: 0,
+        unknown_ranges: domain.fillers.len(),
+        skipped_before_windows: 0,
         rejections_total: 0,
         rejections: Vec::new(),
     };
@@ -1594,6 +1757,7 @@ pub fn validate_lines_with(
         report.records_lost_in_crashes += run.records_lost;
         report.checkpoints += run.checkpoints;
         report.windows += run.windows;
+        report.skipped_before_windows += run.skipped;
         for (kind, count) in run.by_kind {
             *report.by_kind.entry(kind).or_default() += count;
         }
@@ -1735,6 +1899,7 @@ struct NodeRun {
     records_lost: usize,
     checkpoints: usize,
     windows: usize,
+    skipped: usize,
     /// The messages it received, each with the index of its line.
     received: Vec<(usize, (u32, u32, String))>,
     rejections_total: usize,
@@ -1761,6 +1926,7 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
             pid: None,
             origin: (Durable::default(), None),
             window: None,
+            window_failed: false,
             process: Process {
                 node: i as u32,
                 incarnation: 0,
@@ -1791,6 +1957,7 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
         records_lost: 0,
         checkpoints: 0,
         windows: 0,
+        skipped: 0,
         received: Vec::new(),
         rejections_total: 0,
         shown: Vec::new(),
@@ -1806,13 +1973,14 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
             let node = &mut run.node;
             if node.pid.is_none() {
                 // The replica's earlier files are gone: its validation begins here.
-                run.windows += 1;
                 let state = states.after(logged)?.clone();
                 node.previous_line = node.line.replace(index);
                 node.process = logged.process();
                 let begun = start_window(domain, node, logged, &state);
                 run.line_steps
                     .push((index, begun.is_ok().then(|| node.steps.len() - 1)));
+                node.window_failed = begun.is_err();
+                run.windows += usize::from(begun.is_ok());
                 if let Err(failure) = begun {
                     run.rejections_total += 1;
                     if run.shown.len() < REJECTIONS_KEPT {
@@ -1841,6 +2009,15 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
                 }
             }
             continue;
+        }
+        if run.node.window_failed && run.node.pid.is_none() {
+            if let StepLine::Step { .. } = &logged.entry {
+                // Up to the next checkpoint, from which the window is tried again.
+                states.after(logged)?;
+                run.skipped += 1;
+                run.line_steps.push((index, None));
+                continue;
+            }
         }
         if let StepLine::Start { pid, .. } = &logged.entry {
             run.node.pid = Some(*pid);
