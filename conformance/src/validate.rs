@@ -76,6 +76,7 @@ use paxos_model::multi::{
     self, ExecutedLog, MultiActor, MultiConfig, MultiMsg, MultiState, MultiTimer, ReplicaState,
     ReplicaStorage, Ticks, Unbounded,
 };
+use paxos_protocol::ballot::Ballot;
 use paxos_protocol::multi::{
     AppliedState, ClientEntry, ClientId, ClientTable, Command, Config, Durable, Effect, Entry,
     Input, KvOp, KvOutput, KvStore, Lease, Message, Millis, Phase, ReadId,
@@ -493,6 +494,24 @@ struct Domain {
     /// in every replica's state machine (specs/proposals/step-log-deltas.md, "One
     /// representation of the state machine"). Empty for a run whose lines begin at slot 0.
     fillers: BTreeMap<Slot, Vec<(ClientId, u64)>>,
+}
+
+/// The highest ballot a message names (`None`: it names none).
+fn highest_ballot(msg: &KvMessage) -> Option<Ballot> {
+    match msg {
+        Message::Prepare { ballot, .. }
+        | Message::Promise { ballot, .. }
+        | Message::Accept { ballot, .. }
+        | Message::Accepted { ballot, .. }
+        | Message::Heartbeat { ballot }
+        | Message::Confirm { ballot, .. }
+        | Message::Confirmed { ballot, .. } => Some(*ballot),
+        Message::Nack { ballot, promised } => Some((*ballot).max(*promised)),
+        Message::Decide { .. }
+        | Message::Status { .. }
+        | Message::CatchUp { .. }
+        | Message::Snapshot { .. } => None,
+    }
 }
 
 /// How long after a sender's lines begin at a checkpoint a message it sent before may still
@@ -1576,9 +1595,9 @@ struct Node {
     /// The durable state and snapshot its lines begin with: empty storage, or a checkpoint's
     /// when its earlier files were deleted. Recovery folds the records after it.
     origin: (Durable<Op>, Option<ImplSnapshot>),
-    /// Where its lines begin at a checkpoint: that process, and the host's clock and the
-    /// process's when the checkpoint was written.
-    window: Option<(Process, u64, Millis)>,
+    /// Where its lines begin at a checkpoint: that process, the host's clock and the
+    /// process's when the checkpoint was written, and the ballot it had promised.
+    window: Option<(Process, u64, Millis, Ballot)>,
     /// Its lines begin at a checkpoint it could not be set up from (the rejection says
     /// why): its steps are skipped up to its next checkpoint.
     window_failed: bool,
@@ -1780,17 +1799,24 @@ pub fn validate_lines_with(
         }
         // What a sender sent before its lines begin is not in them: a receipt from a
         // replica whose lines begin at a checkpoint, by a step not much later than that
-        // checkpoint, is taken as sent before it. The step that received it is still the
-        // model's to check.
+        // checkpoint, naming no ballot above the one the sender had promised there (a
+        // replica names none above its promise, which only grows), is taken as sent before
+        // it. The step that received it is still the model's to check.
         let before_window = nodes
             .get(*from as usize)
             .and_then(|n| n.window)
-            .is_some_and(|(_, sender_wall, _)| {
-                let receiver = nodes.get(*to as usize).and_then(|n| n.window);
-                match (receiver, &lines[*index].entry) {
-                    (Some((process, wall, now)), StepLine::Step { state, .. })
-                        if process == lines[*index].process() =>
-                    {
+            .is_some_and(|(_, sender_wall, _, promised)| {
+                let logged = &lines[*index];
+                let StepLine::Step { state, input, .. } = &logged.entry else {
+                    return false;
+                };
+                if let Input::Message { msg, .. } = input {
+                    if highest_ballot(msg).is_some_and(|b| b > promised) {
+                        return false;
+                    }
+                }
+                match nodes.get(*to as usize).and_then(|n| n.window) {
+                    Some((process, wall, now, _)) if process == logged.process() => {
                         let at = wall.saturating_add(state.timers.now_ms.saturating_sub(now));
                         at <= sender_wall.saturating_add(SENT_BEFORE_WINDOW_MS)
                     }
@@ -2607,7 +2633,12 @@ fn start_window(
     let durable = domain.durable(&state.durable()).map_err(Failure::plain)?;
     node.config = Some(config.clone());
     node.pid = Some(*pid);
-    node.window = Some((logged.process(), *wall_ms, state.timers.now_ms));
+    node.window = Some((
+        logged.process(),
+        *wall_ms,
+        state.timers.now_ms,
+        state.promised,
+    ));
     node.timers = state.timers.clone();
     node.executed = reexecuted(domain, state, snapshot.as_ref()).map_err(Failure::plain)?;
     node.executed_view = ExecutedView::of(&domain.cfg, &node.executed);

@@ -469,6 +469,25 @@ fn a_rotated_run_validates_and_its_checkpoints_are_checked() {
     });
     let report = validated(&windowed_forged);
     assert!(!report.passed(), "{}", report.render());
+    // A message received from a replica whose lines begin at a checkpoint, and not among its
+    // sends, names a ballot above the one it had promised there: it was not sent before.
+    let forged_receipt = dir.path().join("forged-receipt");
+    std::fs::create_dir(&forged_receipt).expect("mkdir");
+    let windowed_forged = tampered(&windowed, &forged_receipt, |line| {
+        match line.pointer_mut("/step/input/Message/msg/Confirmed/ballot/round") {
+            Some(round) => {
+                *round = (round.as_u64().unwrap_or(0) + 100).into();
+                true
+            }
+            None => false,
+        }
+    });
+    let report = validated(&windowed_forged);
+    assert!(
+        reasons(&report).contains("never sent"),
+        "{}",
+        report.render()
+    );
 }
 
 #[test]
