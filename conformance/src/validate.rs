@@ -38,7 +38,7 @@
 //! Rotated logs whose first files were deleted: a replica whose lines begin at a checkpoint is
 //! validated from there, set up as recovery would set it up; when every replica's lines begin
 //! with a snapshot, the commands below the lowest stand in every state machine as one command
-//! per client, its last (`Domain::prefix`); a message its sender sent before its first line
+//! per client, its last (`Domain::fillers`); a message its sender sent before its first line
 //! is taken as sent when it arrives within `SENT_BEFORE_WINDOW_MS` of that line
 //! (specs/trace-format.md, "Rotation").
 //!
@@ -565,6 +565,8 @@ impl Checkpoint {
 /// installing a snapshot), as ascending disjoint ranges.
 struct Lines<'a> {
     base: Option<&'a KvSnapshot>,
+    /// The command each slot executed, as the first `Executed` effect of it reports.
+    reported: BTreeMap<Slot, &'a Command<KvOp>>,
     chosen: BTreeMap<Slot, &'a Command<KvOp>>,
     snapshots: BTreeMap<Slot, &'a KvSnapshot>,
     covered: Vec<(Slot, Slot)>,
@@ -577,11 +579,20 @@ impl<'a> Lines<'a> {
         let mut first: BTreeMap<u32, &Logged> = BTreeMap::new();
         let mut applied: BTreeMap<u32, Slot> = BTreeMap::new();
         let mut chosen = BTreeMap::new();
+        let mut reported = BTreeMap::new();
         let mut snapshots = BTreeMap::new();
         let mut ranges = Vec::new();
         for logged in lines {
             first.entry(logged.node()).or_insert(logged);
             let before = applied.get(&logged.node()).copied();
+            if let StepLine::Start { effects, .. } | StepLine::Step { effects, .. } = &logged.entry
+            {
+                for effect in effects {
+                    if let Effect::Executed { slot, command, .. } = effect {
+                        reported.entry(*slot).or_insert(command);
+                    }
+                }
+            }
             match &logged.entry {
                 StepLine::Start {
                     snapshot, state, ..
@@ -655,6 +666,7 @@ impl<'a> Lines<'a> {
         }
         Lines {
             base: base.filter(|_| !from_zero),
+            reported,
             chosen,
             snapshots,
             covered,
@@ -688,7 +700,7 @@ impl History {
     /// in as fillers: at the base, and at each snapshot that ends slots no replica was seen
     /// executing (a replica that installed it, and none that executed them, in the lines
     /// kept), each client's last command, the snapshot's state taken as it holds it.
-    fn of(lines: &Lines<'_>, reported: BTreeMap<Slot, Command<KvOp>>) -> History {
+    fn of(lines: &Lines<'_>) -> History {
         let mut fillers = BTreeMap::new();
         let mut at = match lines.base {
             Some(base) => {
@@ -707,7 +719,8 @@ impl History {
             .filter(|_| lines.windows)
             .peekable();
         let mut anchor_from = at.below;
-        let slots: BTreeSet<Slot> = reported
+        let slots: BTreeSet<Slot> = lines
+            .reported
             .keys()
             .chain(lines.chosen.keys())
             .copied()
@@ -730,8 +743,8 @@ impl History {
                 continue;
             }
             let Some(slot) = slots.next() else { break };
-            let command = match reported.get(&slot) {
-                Some(c) => c,
+            let command = match lines.reported.get(&slot) {
+                Some(c) => *c,
                 None => match lines.chosen.get(&slot) {
                     Some(c)
                         if at
@@ -846,7 +859,6 @@ impl Domain {
         let mut clients = BTreeSet::new();
         let mut nodes = BTreeSet::new();
         let mut config: Option<&Config> = None;
-        let mut executed = BTreeMap::new();
         let mut snapshots = false;
         let reads = reads_of(lines);
         let history_lines = Lines::of(lines);
@@ -856,15 +868,7 @@ impl Domain {
                 StepLine::Start { effects, .. } | StepLine::Step { effects, .. } => effects,
                 StepLine::Checkpoint { .. } => &Vec::new(),
             };
-            for effect in effects {
-                match effect {
-                    Effect::Executed { slot, command, .. } => {
-                        executed.entry(*slot).or_insert_with(|| command.clone());
-                    }
-                    Effect::Snapshot(_) => snapshots = true,
-                    _ => {}
-                }
-            }
+            snapshots |= effects.iter().any(|e| matches!(e, Effect::Snapshot(_)));
             match &logged.entry {
                 StepLine::Start { config: c, .. } | StepLine::Checkpoint { config: c, .. } => {
                     if config.is_some_and(|seen| !same_cluster(seen, c)) {
@@ -982,7 +986,7 @@ impl Domain {
             reads,
             fillers: BTreeMap::new(),
         };
-        let history = History::of(&history_lines, executed);
+        let history = History::of(&history_lines);
         domain.executed = history.executed;
         domain.fillers = history.fillers;
         domain.checkpoints = history.checkpoints;
@@ -1008,35 +1012,23 @@ impl Domain {
 
     /// Client `client`'s command `seq` as the model's.
     fn command_id(&self, client_id: ClientId, seq: u64) -> Result<Command<Op>, String> {
-        let c = Command {
-            client: client_id,
-            seq,
-            op: (),
-        };
-        let client = *self.clients.get(&c.client).ok_or_else(|| {
-            format!(
-                "{:?} never sent a request, yet its command is in the log",
-                c.client
-            )
+        let client = *self.clients.get(&client_id).ok_or_else(|| {
+            format!("{client_id:?} never sent a request, yet its command is in the log")
         })?;
         // Client `client`'s `seq`th command is the model's `(seq - 1) * clients + client + 1`
         // (`MultiConfig::command_of`).
         let clients = self.clients.len().max(1) as u64;
-        let cmd = c
-            .seq
+        let cmd = seq
             .checked_sub(1)
             .and_then(|s| s.checked_mul(clients))
             .and_then(|k| k.checked_add(client as u64 + 1))
             .filter(|&k| k != <u64 as multi::Number>::FABRICATED)
             .ok_or_else(|| {
-                format!(
-                    "{:?} seq {}: no model command (sequence numbers count from 1)",
-                    c.client, c.seq
-                )
+                format!("{client_id:?} seq {seq}: no model command (sequence numbers count from 1)")
             })?;
         Ok(Command {
             client: ClientId(client as u64),
-            seq: c.seq,
+            seq,
             op: cmd,
         })
     }
@@ -1141,19 +1133,22 @@ impl Domain {
     /// fillers and commands executed, in slot order (a filler at a slot before its command).
     fn sequence_below(&self, applied: Slot) -> Result<Vec<Command<Op>>, String> {
         let mut sequence = Vec::new();
+        let fill = |sequence: &mut Vec<Command<Op>>, filler: &[(ClientId, u64)]| {
+            for (client, seq) in filler {
+                sequence.push(self.command_id(*client, *seq)?);
+            }
+            Ok::<(), String>(())
+        };
         let mut fillers = self.fillers.range(..=applied).peekable();
         for (slot, c) in self.executed.range(..applied) {
+            // A filler at a slot comes before the slot's command.
             while let Some((_, filler)) = fillers.next_if(|(at, _)| **at <= *slot) {
-                for (client, seq) in filler {
-                    sequence.push(self.command_id(*client, *seq)?);
-                }
+                fill(&mut sequence, filler)?;
             }
             sequence.push(self.command(c)?);
         }
         for (_, filler) in fillers {
-            for (client, seq) in filler {
-                sequence.push(self.command_id(*client, *seq)?);
-            }
+            fill(&mut sequence, filler)?;
         }
         Ok(sequence)
     }
@@ -1780,8 +1775,8 @@ pub fn validate_lines_with(
         for (kind, count) in run.by_kind {
             *report.by_kind.entry(kind).or_default() += count;
         }
-        rejections.total += run.rejections_total;
-        shown.extend(run.shown);
+        rejections.total += run.rejections.total;
+        shown.extend(run.rejections.shown);
         received.extend(run.received);
         for (index, step) in run.line_steps {
             line_steps[index] = step;
@@ -1928,15 +1923,37 @@ struct NodeRun {
     skipped: usize,
     /// The messages it received, each with the index of its line.
     received: Vec<(usize, (u32, u32, String))>,
-    rejections_total: usize,
-    /// Its first [`REJECTIONS_KEPT`] rejections, with their lines and where their trace
-    /// files would start.
-    shown: Vec<(usize, Rejection, Option<Box<rejection_trace::Seed>>)>,
+    rejections: NodeRejections,
     /// Per line, the index of the step it pushed in the replica's `steps` (a start that
     /// failed early pushed none).
     line_steps: Vec<(usize, Option<usize>)>,
     /// What it sent, per receiver ([`Sent`]).
     sent: Vec<HashMap<String, usize>>,
+}
+
+/// A replica's rejections: every one counted, the first [`REJECTIONS_KEPT`] rendered with
+/// their lines and where their trace files would start.
+#[derive(Default)]
+struct NodeRejections {
+    total: usize,
+    shown: Vec<(usize, Rejection, Option<Box<rejection_trace::Seed>>)>,
+}
+
+impl NodeRejections {
+    fn add(
+        &mut self,
+        index: usize,
+        logged: &Logged,
+        model_before: &ModelBefore,
+        failure: Failure,
+        seed: Option<Box<rejection_trace::Seed>>,
+    ) {
+        self.total += 1;
+        if self.shown.len() < REJECTIONS_KEPT {
+            self.shown
+                .push((index, rejection(logged, model_before, failure), seed));
+        }
+    }
 }
 
 /// Validates replica `i`'s lines (`indices` into `ctx.lines`, in order).
@@ -1985,8 +2002,7 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
         windows: 0,
         skipped: 0,
         received: Vec::new(),
-        rejections_total: 0,
-        shown: Vec::new(),
+        rejections: NodeRejections::default(),
         line_steps: Vec::with_capacity(indices.len()),
         sent: vec![HashMap::new(); domain.cfg.replicas],
     };
@@ -2008,12 +2024,9 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
                 node.window_failed = begun.is_err();
                 run.windows += usize::from(begun.is_ok());
                 if let Err(failure) = begun {
-                    run.rejections_total += 1;
-                    if run.shown.len() < REJECTIONS_KEPT {
-                        let model_before = ModelBefore(None);
-                        run.shown
-                            .push((index, rejection(logged, &model_before, failure), None));
-                    }
+                    let model_before = ModelBefore(None);
+                    run.rejections
+                        .add(index, logged, &model_before, failure, None);
                 }
                 continue;
             }
@@ -2027,12 +2040,9 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
                 // before it moved.
                 node.log_memory = None;
                 node.log_vectors = None;
-                run.rejections_total += 1;
-                if run.shown.len() < REJECTIONS_KEPT {
-                    let model_before = ModelBefore(node.model.as_ref().map(|m| m.state.clone()));
-                    run.shown
-                        .push((index, rejection(logged, &model_before, failure), None));
-                }
+                let model_before = ModelBefore(node.model.as_ref().map(|m| m.state.clone()));
+                run.rejections
+                    .add(index, logged, &model_before, failure, None);
             }
             continue;
         }
@@ -2070,11 +2080,8 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
             vectors: node.log_vectors.take(),
         };
         let mut rejected = |failure: Failure, seed: Option<Box<rejection_trace::Seed>>| {
-            run.rejections_total += 1;
-            if run.shown.len() < REJECTIONS_KEPT {
-                run.shown
-                    .push((index, rejection(logged, &model_before, failure), seed));
-            }
+            run.rejections
+                .add(index, logged, &model_before, failure, seed);
         };
         let checked = match &logged.entry {
             StepLine::Start {

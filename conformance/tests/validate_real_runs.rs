@@ -354,6 +354,18 @@ fn tampered(
     out
 }
 
+/// A tampering for [`tampered`]: the number at `pointer` of the first line that has one,
+/// raised by `by`.
+fn raised(pointer: &'static str, by: u64) -> impl FnMut(&mut Value) -> bool {
+    move |line| match line.pointer_mut(pointer) {
+        Some(number) => {
+            *number = (number.as_u64().unwrap_or(0) + by).into();
+            true
+        }
+        None => false,
+    }
+}
+
 /// The field at `pointer` of the first of a step line's effects that has it.
 fn effect_field<'a>(line: &'a mut Value, pointer: &str) -> Option<&'a mut Value> {
     line.pointer_mut("/step/effects")?
@@ -417,15 +429,7 @@ fn a_rotated_run_validates_and_its_checkpoints_are_checked() {
     // A checkpoint whose state is not the one the lines before it rebuilt.
     let forged = dir.path().join("forged");
     std::fs::create_dir(&forged).expect("mkdir");
-    let logs_forged = tampered(&logs, &forged, |line| {
-        match line.pointer_mut("/checkpoint/state/applied") {
-            Some(applied) => {
-                *applied = (applied.as_u64().unwrap_or(0) + 1).into();
-                true
-            }
-            None => false,
-        }
-    });
+    let logs_forged = tampered(&logs, &forged, raised("/checkpoint/state/applied", 1));
     let report = validated(&logs_forged);
     assert!(
         reasons(&report).contains("not the one its lines rebuilt"),
@@ -458,30 +462,22 @@ fn a_rotated_run_validates_and_its_checkpoints_are_checked() {
     assert!(report.windows >= 1, "{}", report.render());
     let forged_step = dir.path().join("forged-step");
     std::fs::create_dir(&forged_step).expect("mkdir");
-    let windowed_forged = tampered(&windowed, &forged_step, |line| {
-        match line.pointer_mut("/step/state/promised/round") {
-            Some(round) => {
-                *round = (round.as_u64().unwrap_or(0) + 7).into();
-                true
-            }
-            None => false,
-        }
-    });
+    let windowed_forged = tampered(
+        &windowed,
+        &forged_step,
+        raised("/step/state/promised/round", 7),
+    );
     let report = validated(&windowed_forged);
     assert!(!report.passed(), "{}", report.render());
     // A message received from a replica whose lines begin at a checkpoint, and not among its
     // sends, names a ballot above the one it had promised there: it was not sent before.
     let forged_receipt = dir.path().join("forged-receipt");
     std::fs::create_dir(&forged_receipt).expect("mkdir");
-    let windowed_forged = tampered(&windowed, &forged_receipt, |line| {
-        match line.pointer_mut("/step/input/Message/msg/Confirmed/ballot/round") {
-            Some(round) => {
-                *round = (round.as_u64().unwrap_or(0) + 100).into();
-                true
-            }
-            None => false,
-        }
-    });
+    let windowed_forged = tampered(
+        &windowed,
+        &forged_receipt,
+        raised("/step/input/Message/msg/Confirmed/ballot/round", 100),
+    );
     let report = validated(&windowed_forged);
     assert!(
         reasons(&report).contains("never sent"),
@@ -894,15 +890,7 @@ fn a_real_run_with_compaction_and_an_install_is_transitions_the_model_allows() {
 
     // A restart from a snapshot the replica never took.
     let invented = tempfile::tempdir().expect("temp dir");
-    let invented = tampered(&logs, invented.path(), |line| {
-        match line.pointer_mut("/start/snapshot/applied") {
-            Some(applied) => {
-                *applied = (applied.as_u64().unwrap_or(0) + 1).into();
-                true
-            }
-            None => false,
-        }
-    });
+    let invented = tampered(&logs, invented.path(), raised("/start/snapshot/applied", 1));
     let report = validated(&invented);
     assert!(!report.passed(), "{}", report.render());
 }
