@@ -70,7 +70,7 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use paxos_model::multi::{
     self, ExecutedLog, MultiActor, MultiConfig, MultiMsg, MultiState, MultiTimer, ReplicaState,
@@ -121,7 +121,8 @@ type ImplLog = (
 /// One line of a step log, with where it came from.
 #[derive(Clone, Debug)]
 pub struct Logged {
-    pub file: PathBuf,
+    /// Shared by every line of the file: one allocation per file, not per line.
+    pub file: Arc<Path>,
     /// 1-based.
     pub line: usize,
     pub entry: KvLine,
@@ -167,9 +168,15 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Logged>, String> {
     // then put in the order given.
     let order: Vec<usize> = (0..paths.len()).collect();
     let parsed = on_threads(&order, |k| load_file(&paths[k]));
-    let mut lines = Vec::new();
+    let mut files = Vec::with_capacity(parsed.len());
     for file in parsed {
-        lines.extend(file.ok_or("a step log was not read")??);
+        files.push(file.ok_or("a step log was not read")??);
+    }
+    // Sized once: a long run's lines are hundreds of megabytes, and a vector grown by
+    // doubling copies them again into pages touched for the first time.
+    let mut lines = Vec::with_capacity(files.iter().map(Vec::len).sum());
+    for file in files {
+        lines.extend(file);
     }
     // A replica's starts are counted across its files, in the order given.
     let mut starts: BTreeMap<u32, usize> = BTreeMap::new();
@@ -196,6 +203,7 @@ fn load_file(path: &Path) -> Result<Vec<Logged>, String> {
     };
     let mut reader = BufReader::with_capacity(1 << 20, fs::File::open(path).map_err(cannot_read)?);
     let mut lines = Vec::new();
+    let file: Arc<Path> = Arc::from(path);
     let mut raw = String::new();
     // A line that did not parse, waiting for the line after it to tell whether it is the torn
     // end of a killed process's log: the last line of its file, or followed by the next
@@ -234,7 +242,7 @@ fn load_file(path: &Path) -> Result<Vec<Logged>, String> {
             }
         }
         lines.push(Logged {
-            file: path.to_path_buf(),
+            file: Arc::clone(&file),
             line: number,
             entry,
             incarnation: 0,
@@ -291,7 +299,7 @@ impl States {
     fn after(&mut self, logged: &Logged) -> Result<&KvState, String> {
         let node = logged.node();
         let state = match &logged.entry {
-            StepLine::Start { state, .. } | StepLine::Checkpoint { state, .. } => state.clone(),
+            StepLine::Start { state, .. } | StepLine::Checkpoint { state, .. } => (**state).clone(),
             StepLine::Step { state, effects, .. } => {
                 let before = self.0.remove(&node).ok_or_else(|| {
                     format!(
@@ -1651,7 +1659,7 @@ struct LogBefore {
 }
 
 struct StepTrace {
-    sends: Vec<(u32, String)>,
+    sends: Vec<(u32, MessageKey)>,
     /// `None` when the step was never performed: a crash lost its records, or an earlier
     /// step's, before its effects could go out.
     model_after: Option<ModelReplica>,
@@ -1757,7 +1765,7 @@ pub fn validate_lines_with(
     };
     let runs = on_threads(&order, |n| validate_node(&ctx, n, &by_node[n]));
     let mut nodes: Vec<Node> = Vec::with_capacity(runs.len());
-    let mut received: Vec<(usize, (u32, u32, String))> = Vec::new();
+    let mut received: Vec<(usize, (u32, u32, MessageKey))> = Vec::new();
     let mut shown: Vec<(usize, Rejection, Option<Box<rejection_trace::Seed>>)> = Vec::new();
     let mut rejections = Rejections::default();
     let mut line_steps: Vec<Option<usize>> = vec![None; lines.len()];
@@ -1786,10 +1794,10 @@ pub fn validate_lines_with(
     }
     // Counted all, rendered only as many as can be shown: a sender's file left out makes
     // every message it sent a rejection.
-    let mut unsent: Vec<&(usize, (u32, u32, String))> = Vec::new();
+    let mut unsent: Vec<&(usize, (u32, u32, MessageKey))> = Vec::new();
     for receipt in &received {
         let (index, (from, to, key)) = receipt;
-        if sent.first(*from, *to, key).is_some() {
+        if sent.first(*from, *to, *key).is_some() {
             continue;
         }
         // What a sender sent before its lines begin is not in them: a receipt from a
@@ -1828,6 +1836,7 @@ pub fn validate_lines_with(
     rejections.total += unsent.len();
     unsent.sort_by_key(|(index, _)| *index);
     for (index, (from, to, key)) in unsent.into_iter().take(REJECTIONS_KEPT) {
+        let key = shown_key(&domain, &lines[*index], *key);
         let why = format!("n{from} never sent this message to n{to}: {key}");
         let model_before = ModelBefore(model_before_line(&nodes, &line_steps, lines, *index));
         let rejection = rejection(&lines[*index], &model_before, Failure::plain(why));
@@ -1836,7 +1845,6 @@ pub fn validate_lines_with(
     shown.sort_by_key(|(index, ..)| *index);
     shown.truncate(REJECTIONS_KEPT);
     received.sort_by_key(|(index, _)| *index);
-    let received: Vec<(u32, u32, String)> = received.into_iter().map(|(_, r)| r).collect();
     let mut seeds: Vec<(usize, usize, Box<rejection_trace::Seed>)> = Vec::new();
     for (index, rejection, seed) in shown {
         if let Some(seed) = seed {
@@ -1860,7 +1868,7 @@ pub fn validate_lines_with(
             }
         }
     }
-    for late in unperformed_sends_received(&nodes, &received) {
+    for late in unperformed_sends_received(&domain, lines, &nodes, &received) {
         rejections.add(|| late);
     }
     report.rejections_total = rejections.total;
@@ -1878,16 +1886,16 @@ struct NodeContext<'a> {
 
 /// Every message each replica's steps sent (see [`Sent::first`]): per sender, per receiver,
 /// each one-slot message's key with the index in `lines` of the first line that sent it.
-pub(crate) struct Sent(Vec<Vec<HashMap<String, usize>>>);
+pub(crate) struct Sent(Vec<Vec<HashMap<MessageKey, usize>>>);
 
 impl Sent {
     /// The first line that sent `key` from `from` to `to` (the earliest step of its sender,
     /// since a replica's lines are in step order).
-    pub(crate) fn first(&self, from: u32, to: u32, key: &str) -> Option<usize> {
+    pub(crate) fn first(&self, from: u32, to: u32, key: MessageKey) -> Option<usize> {
         self.0
             .get(from as usize)?
             .get(to as usize)?
-            .get(key)
+            .get(&key)
             .copied()
     }
 }
@@ -1922,13 +1930,13 @@ struct NodeRun {
     windows: usize,
     skipped: usize,
     /// The messages it received, each with the index of its line.
-    received: Vec<(usize, (u32, u32, String))>,
+    received: Vec<(usize, (u32, u32, MessageKey))>,
     rejections: NodeRejections,
     /// Per line, the index of the step it pushed in the replica's `steps` (a start that
     /// failed early pushed none).
     line_steps: Vec<(usize, Option<usize>)>,
     /// What it sent, per receiver ([`Sent`]).
-    sent: Vec<HashMap<String, usize>>,
+    sent: Vec<HashMap<MessageKey, usize>>,
 }
 
 /// A replica's rejections: every one counted, the first [`REJECTIONS_KEPT`] rendered with
@@ -1988,7 +1996,9 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
             merged_change: None,
             records: Vec::new(),
             snapshots: Vec::new(),
-            steps: Vec::new(),
+            // At most a step per line: sized once, as a vector grown by doubling copies its
+            // model states into pages touched for the first time.
+            steps: Vec::with_capacity(indices.len()),
             timers: Timers::default(),
             clock_offset: 0,
         },
@@ -2274,7 +2284,7 @@ fn rejection(logged: &Logged, model_before: &ModelBefore, failure: Failure) -> R
 }
 
 /// The messages line `logged` sent, as `(to, one-slot message key)`.
-fn line_sends(domain: &Domain, logged: &Logged) -> Result<Vec<(u32, String)>, String> {
+fn line_sends(domain: &Domain, logged: &Logged) -> Result<Vec<(u32, MessageKey)>, String> {
     let effects = match &logged.entry {
         StepLine::Start { effects, .. } | StepLine::Step { effects, .. } => effects,
         StepLine::Checkpoint { .. } => return Ok(Vec::new()),
@@ -2292,24 +2302,112 @@ fn line_sends(domain: &Domain, logged: &Logged) -> Result<Vec<(u32, String)>, St
     Ok(sends)
 }
 
+/// A one-slot message as sends and receipts are matched: a 128-bit digest of its JSON (of
+/// [`snapshot_key`] for a snapshot). A long run sends millions of them, and each kept as its
+/// JSON, in the sends of its step, of its sender and of its receipt, was a tenth of
+/// validation's memory. Two messages share a key by chance with probability about n²/2¹²⁹
+/// for n keys. The text is made again for a rejection that shows one ([`shown_key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct MessageKey(u128);
+
+impl MessageKey {
+    fn of(msg: &ImplMessage) -> Self {
+        use std::io::Write;
+        let mut digest = KeyDigest::default();
+        let written = match msg {
+            Message::Snapshot { state } => digest.write_all(snapshot_key(state).as_bytes()),
+            _ => serde_json::to_writer(&mut digest, msg).map_err(std::io::Error::from),
+        };
+        // Serializing a message of our own types into memory cannot fail; were it to, its
+        // debug text stands in, so that the key still names the message.
+        if written.is_err() {
+            digest = KeyDigest::default();
+            let _ = digest.write_all(format!("unserializable {msg:?}").as_bytes());
+        }
+        digest.finish()
+    }
+}
+
+/// Two SipHash digests of one byte stream, one of them with a prefix: 128 bits. Only compared
+/// within this process, so the hasher's fixed keys need not be secret.
+struct KeyDigest(std::hash::DefaultHasher, std::hash::DefaultHasher);
+
+impl Default for KeyDigest {
+    fn default() -> Self {
+        use std::hash::Hasher;
+        let mut second = std::hash::DefaultHasher::new();
+        second.write(b"paxos-conform message key");
+        KeyDigest(std::hash::DefaultHasher::new(), second)
+    }
+}
+
+impl KeyDigest {
+    fn finish(&self) -> MessageKey {
+        use std::hash::Hasher;
+        MessageKey((u128::from(self.0.finish()) << 64) | u128::from(self.1.finish()))
+    }
+}
+
+impl std::io::Write for KeyDigest {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        use std::hash::Hasher;
+        self.0.write(bytes);
+        self.1.write(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A message as the one-slot messages it stands for (a run of slots is one per slot; any
 /// other message is itself), each as a key. A run is compared slot by slot because the leader
 /// re-sends the Accept of a single slot left unanswered, which no step sent on its own.
-fn message_keys(msg: &ImplMessage) -> Vec<String> {
+fn message_keys(msg: &ImplMessage) -> Vec<MessageKey> {
     keyed_parts(msg).into_iter().map(|(key, _)| key).collect()
 }
 
 /// The one-slot messages of [`message_keys`], each with its key.
-fn keyed_parts(msg: &ImplMessage) -> Vec<(String, ImplMessage)> {
-    let key = |m: &ImplMessage| match m {
-        Message::Snapshot { state } => snapshot_key(state),
-        _ => serde_json::to_string(m).unwrap_or_else(|e| format!("unserializable {m:?}: {e}")),
-    };
+fn keyed_parts(msg: &ImplMessage) -> Vec<(MessageKey, ImplMessage)> {
     // A run longer than `MAX_RUN` is tampered or foreign, and `msg_to_model` refuses it.
     msg.per_slot()
         .take(MAX_RUN + 1)
-        .map(|part| (key(&part), part))
+        .map(|part| (MessageKey::of(&part), part))
         .collect()
+}
+
+/// The text of the one-slot message `key` of the message line `logged` received or sent, for
+/// a rejection.
+fn shown_key(domain: &Domain, logged: &Logged, key: MessageKey) -> String {
+    let mut messages: Vec<&KvMessage> = Vec::new();
+    if let StepLine::Step {
+        input: Input::Message { msg, .. },
+        ..
+    } = &logged.entry
+    {
+        messages.push(msg);
+    }
+    if let StepLine::Start { effects, .. } | StepLine::Step { effects, .. } = &logged.entry {
+        messages.extend(effects.iter().filter_map(|e| match e {
+            Effect::Send { msg, .. } => Some(msg),
+            _ => None,
+        }));
+    }
+    for msg in messages {
+        let Ok(msg) = domain.message(msg) else {
+            continue;
+        };
+        for (k, part) in keyed_parts(&msg) {
+            if k == key {
+                return match &part {
+                    Message::Snapshot { state } => snapshot_key(state),
+                    _ => serde_json::to_string(&part).unwrap_or_else(|e| format!("{part:?}: {e}")),
+                };
+            }
+        }
+    }
+    format!("message {:032x}", key.0)
 }
 
 /// A snapshot message's key: its applied prefix, and a digest of its commands and client
@@ -2362,39 +2460,56 @@ fn requests_of(input: &KvInput) -> impl Iterator<Item = &Command<KvOp>> {
 
 /// R1 across crashes: a message that only a step whose records were lost sent must not have
 /// been received (its step's effects waited for those records).
-fn unperformed_sends_received(nodes: &[Node], received: &[(u32, u32, String)]) -> Vec<Rejection> {
-    let mut rejections = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let kept: BTreeSet<&(u32, String)> = node
-            .steps
-            .iter()
-            .filter(|s| s.model_after.is_some())
-            .flat_map(|s| s.sends.iter())
-            .collect();
-        let lost: BTreeSet<&(u32, String)> = node
-            .steps
-            .iter()
-            .filter(|s| s.model_after.is_none())
-            .flat_map(|s| s.sends.iter())
-            .filter(|send| !kept.contains(send))
-            .collect();
-        for (from, to, key) in received {
-            if *from as usize == i && lost.contains(&(*to, key.clone())) {
-                rejections.push(Rejection {
-                    node: *from,
-                    at: "(across the run)".into(),
-                    event: format!("n{from} → n{to}: {key}"),
-                    reason: "received, but the only step that sent it had its records lost in \
-                             a crash: an effect was performed before its records were durable \
-                             (R1)"
-                        .into(),
-                    model_before: String::new(),
-                    expected: None,
-                    actual: None,
-                    trace: None,
-                });
+fn unperformed_sends_received(
+    domain: &Domain,
+    lines: &[Logged],
+    nodes: &[Node],
+    received: &[(usize, (u32, u32, MessageKey))],
+) -> Vec<Rejection> {
+    // Steps that were never performed are few (a crash's last batch), so the sends only they
+    // made are found from them: a long run's every send in a set, and every receipt checked
+    // against every replica's, was most of the time after the replicas' passes.
+    let lost: Vec<BTreeSet<(u32, MessageKey)>> = nodes
+        .iter()
+        .map(|node| {
+            let mut lost: BTreeSet<(u32, MessageKey)> = node
+                .steps
+                .iter()
+                .filter(|s| s.model_after.is_none())
+                .flat_map(|s| s.sends.iter().copied())
+                .collect();
+            if !lost.is_empty() {
+                for step in node.steps.iter().filter(|s| s.model_after.is_some()) {
+                    for send in &step.sends {
+                        lost.remove(send);
+                    }
+                }
             }
+            lost
+        })
+        .collect();
+    let mut rejections = Vec::new();
+    for (index, (from, to, key)) in received {
+        if !lost
+            .get(*from as usize)
+            .is_some_and(|lost| lost.contains(&(*to, *key)))
+        {
+            continue;
         }
+        let key = shown_key(domain, &lines[*index], *key);
+        rejections.push(Rejection {
+            node: *from,
+            at: "(across the run)".into(),
+            event: format!("n{from} → n{to}: {key}"),
+            reason: "received, but the only step that sent it had its records lost in \
+                     a crash: an effect was performed before its records were durable \
+                     (R1)"
+                .into(),
+            model_before: String::new(),
+            expected: None,
+            actual: None,
+            trace: None,
+        });
     }
     rejections
 }
@@ -2588,7 +2703,7 @@ fn validate_checkpoint(
     let mut expected = rebuilt.clone();
     expected.timers.now_ms = now;
     expected.lease.forget_passed(now);
-    if expected != *state {
+    if expected != **state {
         let (expected, actual) = where_they_differ(&format!("{expected:?}"), &format!("{state:?}"));
         return Err(Failure::plain(format!(
             "the replica state is not the one its lines rebuilt: they give {expected}, the \
@@ -2754,7 +2869,7 @@ fn surviving_prefix(
     Ok((kept, lost))
 }
 
-fn sends_of(effects: &[ImplEffect]) -> Vec<(u32, String)> {
+fn sends_of(effects: &[ImplEffect]) -> Vec<(u32, MessageKey)> {
     effects
         .iter()
         .filter_map(|e| match e {

@@ -222,7 +222,7 @@ impl Cut {
         };
         let mut senders = Vec::new();
         for key in message_keys(&run.domain.message(msg)?) {
-            if let Some(sent_at) = run.sent.first(*from, logged.node(), &key) {
+            if let Some(sent_at) = run.sent.first(*from, logged.node(), key) {
                 senders.push((*from as usize, self.position[sent_at]));
             }
         }
@@ -272,7 +272,7 @@ fn in_flight(
     seed: &Seed,
 ) -> Result<Vec<Json>, String> {
     // Per (from, to, one-slot message): sent less received.
-    let mut count: BTreeMap<(u32, u32, String), (i64, ImplMessage)> = BTreeMap::new();
+    let mut count: BTreeMap<(u32, u32, MessageKey), (i64, ImplMessage)> = BTreeMap::new();
     for (line, logged) in run.lines.iter().enumerate() {
         if line == at || !cut.holds(run, line) {
             continue;

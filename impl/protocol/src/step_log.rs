@@ -47,7 +47,7 @@ fn none<T>() -> Option<T> {
 #[serde(rename_all = "snake_case")]
 #[allow(
     clippy::large_enum_variant,
-    reason = "a line lives only while it is written or read; boxing would add an allocation per step"
+    reason = "the largest variant, a step, is nearly every line: boxing it would add an allocation per step (the rare start and checkpoint lines box their state)"
 )]
 pub enum StepLine<Op, Out, Snap> {
     /// A process started the replica: from empty storage (`recovered` is empty) or by
@@ -63,7 +63,9 @@ pub enum StepLine<Op, Out, Snap> {
         #[serde(default = "none", skip_serializing_if = "Option::is_none")]
         snapshot: Option<Snap>,
         effects: Vec<Effect<Op, Out, Snap>>,
-        state: ReplicaState<Op, Out>,
+        /// Boxed: a start or checkpoint line is rare, and a reader holds every line of a run,
+        /// each as large as its largest variant.
+        state: Box<ReplicaState<Op, Out>>,
     },
     /// One core step: its input, its effects in order, and what of the replica state after
     /// it the effects do not say.
@@ -96,7 +98,9 @@ pub enum StepLine<Op, Out, Snap> {
         config: Config,
         #[serde(default = "none", skip_serializing_if = "Option::is_none")]
         snapshot: Option<Snap>,
-        state: ReplicaState<Op, Out>,
+        /// Boxed: a start or checkpoint line is rare, and a reader holds every line of a run,
+        /// each as large as its largest variant.
+        state: Box<ReplicaState<Op, Out>>,
     },
 }
 

@@ -926,7 +926,7 @@ impl<S: Replicated> NodeTask<S> {
             wall_ms,
             config: self.replica.config().clone(),
             snapshot: self.replica.snapshot().cloned(),
-            state: self.replica.state().clone(),
+            state: Box::new(self.replica.state().clone()),
         };
         match log.rotate(&checkpoint) {
             Ok(()) => self.line_base = LineBase::started(self.replica.state()),

@@ -438,7 +438,7 @@ pub(crate) fn recover<S: Replicated>(
                 recovered,
                 snapshot: recovered_snapshot,
                 effects: effects.clone(),
-                state: replica.state().clone(),
+                state: Box::new(replica.state().clone()),
             })
             .map_err(log_error)?;
             Some(log)
