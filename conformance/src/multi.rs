@@ -645,6 +645,24 @@ pub fn msg_to_model<S: Space>(
     msg: &ImplMessage,
     votes: &SlotMap<(ImplBallot, Entry<Op>)>,
 ) -> Result<Vec<MultiMsg<S>>, String> {
+    msg_to_model_knowing(cfg, msg, votes, None)
+}
+
+/// [`msg_to_model`], with a core snapshot already abstracted and its model counterpart: a
+/// `Snapshot` message carrying that very snapshot takes the counterpart
+/// ([`snapshot_known`]) rather than abstracting every command below it again. Trace
+/// validation sends and receives the same snapshot many times (K2, K6, K7), and abstracting
+/// it at each was a tenth of validating a long run.
+pub(crate) fn msg_to_model_knowing<S: Space>(
+    cfg: &MultiConfig,
+    msg: &ImplMessage,
+    votes: &SlotMap<(ImplBallot, Entry<Op>)>,
+    known: Option<&(ImplSnapshot, S::Executed)>,
+) -> Result<Vec<MultiMsg<S>>, String> {
+    if let Message::Snapshot { state } = msg {
+        let (c, executed) = snapshot_known::<S>(cfg, state, None, known)?;
+        return Ok(vec![MultiMsg::Snapshot(c, executed)]);
+    }
     let most = cfg.slots.min(MAX_RUN);
     let parts: Vec<ImplMessage> = msg.per_slot().take(most.saturating_add(1)).collect();
     if parts.is_empty() || parts.len() > most {
@@ -1458,7 +1476,7 @@ pub(crate) fn outcome_after_fold<S: Space>(
     for effect in effects {
         match effect {
             Effect::Send { to, msg } => {
-                let msgs = msg_to_model(cfg, &msg, replica.accepted())?;
+                let msgs = msg_to_model_knowing(cfg, &msg, replica.accepted(), known)?;
                 sends.extend(msgs.into_iter().map(|m| (to as usize, m)));
             }
             Effect::Reply { client, seq, .. } => {

@@ -92,9 +92,10 @@ use stateright::actor::{Actor, Command as OutCommand, Id, Out};
 mod rejection_trace;
 
 use crate::multi::{
-    canonical, client_table, counted_recovery_view, fold_durable, msg_to_model, outcome_after_fold,
-    touched_slots, votes_to_impl_in, ExecutedView, ImplEffect, ImplInput, ImplMessage, ImplReplica,
-    ImplSnapshot, LogVectors, Near, Op, StepOutcome, VoteBallots, MAX_RUN, READ_OP,
+    canonical, client_table, counted_recovery_view, fold_durable, msg_to_model,
+    msg_to_model_knowing, outcome_after_fold, snapshot_to_model, touched_slots, votes_to_impl_in,
+    ExecutedView, ImplEffect, ImplInput, ImplMessage, ImplReplica, ImplSnapshot, LogVectors, Near,
+    Op, StepOutcome, VoteBallots, MAX_RUN, READ_OP,
 };
 
 /// The `format` of [`Report`].
@@ -492,9 +493,14 @@ struct Domain {
     /// knows a read only by its place among the reads waiting there).
     reads: BTreeMap<(Process, ReadId), ModelRead>,
     /// The conformance core's snapshot at each applied prefix a logged snapshot named, built
-    /// once: a snapshot holds every command below it, and a catch-up sends the same one
-    /// hundreds of times. Filled only after the logged snapshot was checked against the run.
-    snapshots: std::sync::Mutex<BTreeMap<Slot, ImplSnapshot>>,
+    /// once, with the logged snapshot it was checked from: a snapshot holds every command
+    /// below it, and a catch-up sends the same one hundreds of times. Another logged snapshot
+    /// at that prefix with the same content is the same; one with other content is checked
+    /// (and refused) by replaying the run again.
+    snapshots: std::sync::Mutex<BTreeMap<Slot, (KvSnapshot, ImplSnapshot)>>,
+    /// Those snapshots as the model's, abstracted once each, for the `Snapshot` messages the
+    /// replicas receive ([`msg_to_model_knowing`]).
+    model_snapshots: std::sync::Mutex<BTreeMap<Slot, (ImplSnapshot, ExecutedLog)>>,
     /// Where replicas' lines begin mid-run (their earlier files deleted), the commands no
     /// line shows, by the slot they end at: below the lowest snapshot every replica's lines
     /// begin at, and below each snapshot that ends slots no replica was seen executing.
@@ -959,6 +965,7 @@ impl Domain {
             .collect();
         let mut domain = Domain {
             snapshots: Default::default(),
+            model_snapshots: Default::default(),
             cfg: MultiConfig {
                 replicas,
                 clients: clients.len().max(1),
@@ -1081,14 +1088,33 @@ impl Domain {
     /// A key-value snapshot as the conformance core's: its applied prefix and the commands
     /// executed below it. It must be the state after exactly those commands: the key-value
     /// store and the client table are replayed from them and compared.
+    ///
+    /// A snapshot below the base (some replicas' lines begin at checkpoints, and the commands
+    /// below the lowest of their snapshots are unknown) is one a replica sent before its lines
+    /// begin and another received after its own began: every replica's compaction point is
+    /// at or above the base from its first line on, so none sends one. Its receiver has
+    /// applied past it, and K4 changes nothing for it, whatever it holds: it stands in with
+    /// no commands. A core that installed it would move its applied prefix backwards, which the
+    /// model's step, changing nothing, rejects.
     fn snapshot(&self, s: &KvSnapshot) -> Result<ImplSnapshot, String> {
         let base = self.checkpoints.first().map_or(0, |c| c.below);
         if s.applied < base {
-            return Err(format!(
-                "a snapshot at slot {}, below slot {base}, where the replicas' logs begin (their \
-                 earlier files were deleted): what it holds is unknown",
-                s.applied
-            ));
+            return Ok(std::sync::Arc::new(AppliedState {
+                applied: s.applied,
+                clients: client_table(&[]),
+                state_machine: Vec::new(),
+            }));
+        }
+        let cached = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&s.applied)
+            .cloned();
+        if let Some((checked, built)) = &cached {
+            if checked.state_machine == s.state_machine && checked.clients == s.clients {
+                return Ok(built.clone());
+            }
         }
         let (commands, kv, table) = self.replayed_below(s.applied);
         if kv.snapshot() != s.state_machine || table != s.clients {
@@ -1103,15 +1129,6 @@ impl Domain {
                 table
             ));
         }
-        let cached = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&s.applied)
-            .cloned();
-        if let Some(built) = cached {
-            return Ok(built);
-        }
         let executed = self.sequence_below(s.applied)?;
         let built = std::sync::Arc::new(AppliedState {
             applied: s.applied,
@@ -1121,8 +1138,28 @@ impl Domain {
         self.snapshots
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(s.applied, built.clone());
+            .insert(s.applied, (s.clone(), built.clone()));
         Ok(built)
+    }
+
+    /// `snapshot` (one [`Domain::snapshot`] built) and its model counterpart, abstracted once.
+    fn model_snapshot(
+        &self,
+        snapshot: &ImplSnapshot,
+    ) -> Result<(ImplSnapshot, ExecutedLog), String> {
+        let mut cache = self
+            .model_snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = cache.get(&snapshot.applied) {
+            if Arc::ptr_eq(&known.0, snapshot) {
+                return Ok(known.clone());
+            }
+        }
+        let (_, executed) = snapshot_to_model::<Unbounded>(&self.cfg, snapshot)?;
+        let known = (snapshot.clone(), executed);
+        cache.insert(snapshot.applied, known.clone());
+        Ok(known)
     }
 
     /// The commands executed below `applied`, and the key-value store and client table that
@@ -1886,7 +1923,33 @@ struct NodeContext<'a> {
 
 /// Every message each replica's steps sent (see [`Sent::first`]): per sender, per receiver,
 /// each one-slot message's key with the index in `lines` of the first line that sent it.
-pub(crate) struct Sent(Vec<Vec<HashMap<MessageKey, usize>>>);
+pub(crate) struct Sent(Vec<Vec<KeyMap<usize>>>);
+
+/// A map keyed by [`MessageKey`]s, which are digests already: hashed by taking their low
+/// bits, not by SipHash again.
+pub(crate) type KeyMap<V> = HashMap<MessageKey, V, std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// The hasher of [`KeyMap`]: a message key's low 64 bits.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u128` is called for a `MessageKey`; any other input is folded in.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        // Truncation is the point: the low half of a digest is as uniform as the whole.
+        self.0 = key as u64;
+    }
+}
 
 impl Sent {
     /// The first line that sent `key` from `from` to `to` (the earliest step of its sender,
@@ -1936,7 +1999,7 @@ struct NodeRun {
     /// failed early pushed none).
     line_steps: Vec<(usize, Option<usize>)>,
     /// What it sent, per receiver ([`Sent`]).
-    sent: Vec<HashMap<MessageKey, usize>>,
+    sent: Vec<KeyMap<usize>>,
 }
 
 /// A replica's rejections: every one counted, the first [`REJECTIONS_KEPT`] rendered with
@@ -2014,7 +2077,7 @@ fn validate_node(ctx: &NodeContext<'_>, i: usize, indices: &[usize]) -> Result<N
         received: Vec::new(),
         rejections: NodeRejections::default(),
         line_steps: Vec::with_capacity(indices.len()),
-        sent: vec![HashMap::new(); domain.cfg.replicas],
+        sent: vec![KeyMap::default(); domain.cfg.replicas],
     };
     let mut states = States::default();
     for &index in indices {
@@ -2410,28 +2473,18 @@ fn shown_key(domain: &Domain, logged: &Logged, key: MessageKey) -> String {
     format!("message {:032x}", key.0)
 }
 
-/// A snapshot message's key: its applied prefix, and a digest of its commands and client
-/// table rather than their JSON. A snapshot holds every command below it, and one sent at
-/// each catch-up made its JSON half of validation's time. The digest is only compared within
-/// this process, so the hasher's fixed keys need not be secret.
+/// A snapshot message's key: its applied prefix (and its sizes, for the reader of a
+/// rejection). What it holds below that prefix is no part of the key because it is
+/// determined by it: every snapshot validation converts is [`Domain::snapshot`]'s, which
+/// refuses one that is not the state after the run's commands below its prefix (or, below
+/// where every replica's lines begin, stands in with nothing). A snapshot holds every command
+/// below it, and hashing them at each catch-up that sends one was a twentieth of validation.
 fn snapshot_key(state: &ImplSnapshot) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut digest = std::hash::DefaultHasher::new();
-    state.state_machine.hash(&mut digest);
-    // The client table is a hash map, in a different order in every process: sorted.
-    let mut rows: Vec<_> = state
-        .clients
-        .iter()
-        .map(|(client, row)| (client, row.last_seq, row.output))
-        .collect();
-    rows.sort_unstable();
-    rows.hash(&mut digest);
     format!(
-        "{{\"Snapshot\":{{\"applied\":{},\"commands\":{},\"clients\":{},\"digest\":\"{:016x}\"}}}}",
+        "{{\"Snapshot\":{{\"applied\":{},\"commands\":{},\"clients\":{}}}}}",
         state.applied,
         state.state_machine.len(),
-        rows.len(),
-        digest.finish()
+        state.clients.len(),
     )
 }
 
@@ -3086,7 +3139,14 @@ fn model_events(
         _ => SlotMap::new(),
     };
     let deliver = |from: u32, msg: &ImplMessage| -> Result<Vec<ModelEvent>, Failure> {
-        let msgs = msg_to_model::<Unbounded>(&domain.cfg, msg, &votes).map_err(Failure::plain)?;
+        let known = match msg {
+            Message::Snapshot { state } => {
+                Some(domain.model_snapshot(state).map_err(Failure::plain)?)
+            }
+            _ => None,
+        };
+        let msgs = msg_to_model_knowing::<Unbounded>(&domain.cfg, msg, &votes, known.as_ref())
+            .map_err(Failure::plain)?;
         let src = Id::from(from as usize);
         Ok(msgs
             .into_iter()
