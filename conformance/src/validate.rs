@@ -1099,7 +1099,7 @@ impl Domain {
     fn snapshot(&self, s: &KvSnapshot) -> Result<ImplSnapshot, String> {
         let base = self.checkpoints.first().map_or(0, |c| c.below);
         if s.applied < base {
-            return Ok(std::sync::Arc::new(AppliedState {
+            return Ok(Arc::new(AppliedState {
                 applied: s.applied,
                 clients: client_table(&[]),
                 state_machine: Vec::new(),
@@ -1130,7 +1130,7 @@ impl Domain {
             ));
         }
         let executed = self.sequence_below(s.applied)?;
-        let built = std::sync::Arc::new(AppliedState {
+        let built = Arc::new(AppliedState {
             applied: s.applied,
             clients: client_table(&executed),
             state_machine: executed,
@@ -2375,19 +2375,23 @@ pub(crate) struct MessageKey(u128);
 
 impl MessageKey {
     fn of(msg: &ImplMessage) -> Self {
-        use std::io::Write;
         let mut digest = KeyDigest::default();
-        let written = match msg {
-            Message::Snapshot { state } => digest.write_all(snapshot_key(state).as_bytes()),
-            _ => serde_json::to_writer(&mut digest, msg).map_err(std::io::Error::from),
-        };
-        // Serializing a message of our own types into memory cannot fail; were it to, its
-        // debug text stands in, so that the key still names the message.
-        if written.is_err() {
-            digest = KeyDigest::default();
-            let _ = digest.write_all(format!("unserializable {msg:?}").as_bytes());
-        }
+        write_key_text(msg, &mut digest);
         digest.finish()
+    }
+}
+
+/// What a one-slot message is keyed by ([`MessageKey`]) and shown as ([`shown_key`]): its
+/// JSON, or [`snapshot_key`] for a snapshot, written into `out` rather than made a string.
+fn write_key_text(msg: &ImplMessage, out: &mut impl std::io::Write) {
+    let written = match msg {
+        Message::Snapshot { state } => out.write_all(snapshot_key(state).as_bytes()),
+        _ => serde_json::to_writer(&mut *out, msg).map_err(std::io::Error::from),
+    };
+    // Serializing a message of our own types into memory cannot fail; were it to, its debug
+    // text follows, so that the key still names the message.
+    if written.is_err() {
+        let _ = out.write_all(format!("unserializable {msg:?}").as_bytes());
     }
 }
 
@@ -2461,13 +2465,10 @@ fn shown_key(domain: &Domain, logged: &Logged, key: MessageKey) -> String {
         let Ok(msg) = domain.message(msg) else {
             continue;
         };
-        for (k, part) in keyed_parts(&msg) {
-            if k == key {
-                return match &part {
-                    Message::Snapshot { state } => snapshot_key(state),
-                    _ => serde_json::to_string(&part).unwrap_or_else(|e| format!("{part:?}: {e}")),
-                };
-            }
+        if let Some((_, part)) = keyed_parts(&msg).into_iter().find(|(k, _)| *k == key) {
+            let mut text = Vec::new();
+            write_key_text(&part, &mut text);
+            return String::from_utf8_lossy(&text).into_owned();
         }
     }
     format!("message {:032x}", key.0)
