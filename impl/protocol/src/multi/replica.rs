@@ -1377,7 +1377,9 @@ impl<SM: StateMachine> Replica<SM> {
             if voters.insert(from) {
                 counted = true;
                 if voters.len() >= majority {
-                    reached.push(at);
+                    if let Some((_, entry)) = self.state.accepted.get(&at) {
+                        reached.push((at, entry.clone()));
+                    }
                 }
             }
         }
@@ -1387,27 +1389,19 @@ impl<SM: StateMachine> Replica<SM> {
         let mut transition = Transition::new(Rule::M7, "accepted")
             .ballot(ballot)
             .slot(slot);
-        let mut decided = Runs::new();
-        let mut chose = false;
-        for at in reached {
-            let Some((_, entry)) = self.state.accepted.get(&at) else {
-                continue;
-            };
-            let entry = entry.clone();
-            self.choose(at, entry.clone(), out);
-            chose = true;
-            transition = transition.chosen(at);
-            if let Some((slot, entries)) = decided.push(at, entry) {
-                self.send_to_others(Message::Decide { slot, entries }, out);
-            }
-        }
-        if let Some((slot, entries)) = decided.finish() {
+        let chose = !reached.is_empty();
+        let decided = reached.iter().map(|(at, entry)| (*at, entry.clone()));
+        for (slot, entries) in Runs::cut(decided) {
             self.send_to_others(Message::Decide { slot, entries }, out);
+        }
+        for (at, entry) in reached {
+            self.choose(at, entry, out);
+            transition = transition.chosen(at);
+            self.apply_and_serve_reads(out);
         }
         // As modelled, only a vote that chooses refills the window: where a Decide (M8) freed
         // room, a vote short of a majority proposes nothing.
         if chose {
-            self.apply_chosen(out);
             self.propose_pending(out);
         }
         transition
@@ -1429,9 +1423,9 @@ impl<SM: StateMachine> Replica<SM> {
             let at = slot + i;
             if self.learn(at, entry, out) {
                 transition = Transition::new(Rule::M8, "decide").slot(slot).chosen(at);
+                self.apply_and_serve_reads(out);
             }
         }
-        self.apply_chosen(out);
         transition
     }
 
@@ -1550,6 +1544,15 @@ impl<SM: StateMachine> Replica<SM> {
             Phase::Leading { next_slot, .. } => Some(next_slot),
             _ => None,
         }
+    }
+
+    /// M9 then Q4 after one slot of a run is chosen: a run of slots is its one-slot steps in
+    /// order ("Runs of slots"), and the model answers the reads that are ready after each, so
+    /// a read made ready by a run's first slot gets the state after that slot, not after the
+    /// whole run. (A `CatchUp` is one step in the model, and answers once, at its end.)
+    fn apply_and_serve_reads(&mut self, out: &mut OutboxOf<SM>) {
+        self.apply_chosen(out);
+        self.serve_reads(out);
     }
 
     /// M9: apply the chosen prefix in slot order. A `noop` and a retried duplicate are
@@ -1767,6 +1770,10 @@ impl<SM: StateMachine> Replica<SM> {
         } else {
             reads.confirmed
         };
+        // Called after every slot of a run: most calls find nothing ready, and cost no sort.
+        if reads.waiting.iter().all(|read| read.round > confirmed) {
+            return;
+        }
         let (mut ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut reads.waiting)
             .into_iter()
             .partition(|read| read.round <= confirmed);

@@ -168,6 +168,58 @@ fn q4_a_new_leader_answers_only_once_it_applied_the_slots_in_play_at_its_electio
     );
 }
 
+/// A run of slots is its one-slot steps in order ("Runs of slots"), and Q4 follows each: a read
+/// made ready by the run's first slot is answered with the state after that slot, not after
+/// the whole run.
+#[test]
+fn q4_a_run_that_reaches_the_fence_answers_at_the_slot_that_reached_it() {
+    let mut cand = candidate(1);
+    cand.step(request(7, 1));
+    let promise = Message::Promise {
+        ballot: b(2, 1),
+        accepted: vec![(0, b(1, 0), c(1, 1))],
+        compacted: 0,
+    };
+    cand.step(deliver(2, promise));
+    assert!(cand.is_leading());
+    assert_eq!(cand.state().reads.fence, 1, "slot 0 was in play");
+    cand.step(read(4));
+    assert_eq!(cand.step(deliver(2, confirmed(b(2, 1), 1))), vec![]);
+    let effects = cand.step(deliver(2, accepted_run(b(2, 1), 0, 2)));
+    assert_eq!(cand.applied(), 2, "both slots chosen and applied");
+    let answers: Vec<&E> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::ReadReply { .. }))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![&read_reply(4, Some(1))],
+        "the state after slot 0, the fence, as the model's step on slot 0 answers: {effects:?}"
+    );
+}
+
+/// The same for a run of `Decide`s at a leader (M8 slot by slot, then Q4).
+#[test]
+fn q4_a_decide_run_that_reaches_the_fence_answers_at_the_slot_that_reached_it() {
+    let mut cand = candidate(1);
+    let promise = Message::Promise {
+        ballot: b(2, 1),
+        accepted: vec![(0, b(1, 0), c(1, 1))],
+        compacted: 0,
+    };
+    cand.step(deliver(2, promise));
+    cand.step(read(4));
+    cand.step(deliver(2, confirmed(b(2, 1), 1)));
+    let run = decide_run(0, vec![c(1, 1), c(7, 1)]);
+    let effects = cand.step(deliver(0, run));
+    assert_eq!(cand.applied(), 2);
+    let answers: Vec<&E> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::ReadReply { .. }))
+        .collect();
+    assert_eq!(answers, vec![&read_reply(4, Some(1))], "{effects:?}");
+}
+
 #[test]
 fn q4_an_operation_the_state_machine_answers_only_through_the_log_gets_no_output() {
     let (mut l, _) = Replica::new(config(0), KvStore::new()).unwrap();
