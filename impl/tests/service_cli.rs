@@ -106,6 +106,70 @@ fn secret_writes_a_new_private_secret_and_never_overwrites_one() {
     assert_eq!(std::fs::read_to_string(&path).expect("secret"), secret);
 }
 
+#[test]
+fn certs_issues_a_ca_and_one_certificate_per_replica_and_client_from_the_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(
+        &config,
+        r#"
+        cluster_id = "t"
+        [auth]
+        secret_file = "cluster.secret"
+        [[nodes]]
+        id = 0
+        peer_addr = "10.0.0.1:7000"
+        client_addr = "0.0.0.0:8000"
+        [[nodes]]
+        id = 4
+        peer_addr = "127.0.0.1:7001"
+        client_addr = "127.0.0.1:8001"
+    "#,
+    )
+    .expect("config");
+    let out = dir.path().join("certs");
+    let run = |extra: &[&str]| {
+        Command::new(EXE)
+            .args(["certs", "--out"])
+            .arg(&out)
+            .arg("--config")
+            .arg(&config)
+            .args(extra)
+            .output()
+            .expect("run")
+    };
+    let first = run(&["--client", "ops:admin"]);
+    assert!(first.status.success(), "{first:?}");
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .expect("out")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "ca.key",
+            "ca.pem",
+            "client-ops.key",
+            "client-ops.pem",
+            "node-0.key",
+            "node-0.pem",
+            "node-4.key",
+            "node-4.pem"
+        ]
+    );
+    let again = run(&[]);
+    assert_eq!(again.status.code(), Some(2), "{again:?}");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("ca.pem") && stderr.contains("never overwritten"),
+        "{stderr}"
+    );
+    let bad_role = run(&["--client", "ops:root"]);
+    assert_eq!(bad_role.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("read, write or admin"));
+}
+
 /// A base port with `n` free consecutive ports after it, for the peer and client ranges.
 fn free_range(n: u16) -> u16 {
     loop {

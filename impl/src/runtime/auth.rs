@@ -99,15 +99,9 @@ impl PeerSecret {
 
     /// Writes the secret to a new file readable by its owner only.
     pub fn write_new(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path)?;
-        file.write_all(&self.0)?;
-        file.write_all(b"\n")?;
-        file.sync_all()
+        let mut line = self.0.clone();
+        line.push(b'\n');
+        write_private_new(path, &line)
     }
 
     fn mac(&self, role: &[u8], transcript: &Transcript<'_>) -> Hmac<Sha256> {
@@ -171,6 +165,19 @@ impl Transcript<'_> {
 }
 
 /// A fresh random nonce.
+/// Creates `path` readable and writable by its owner only, with `bytes`, made durable; an
+/// existing file is never overwritten (`AlreadyExists`). For secrets and private keys.
+pub fn write_private_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 pub fn nonce() -> Nonce {
     let mut nonce = [0u8; NONCE_BYTES];
     rand::rng().fill_bytes(&mut nonce);

@@ -21,6 +21,7 @@ pub mod node;
 pub mod replicated;
 pub mod snapshot_transfer;
 pub mod step_log;
+pub mod tls;
 pub mod transport;
 pub mod wire;
 

@@ -157,6 +157,36 @@ reported with the command that restarts it from its write-ahead log.")]
         #[arg(long)]
         out: PathBuf,
     },
+    /// Create a cluster CA and, signed by it, a certificate and key per replica and per
+    /// client (TLS between replicas and for clients). Keys are readable by their owner only;
+    /// existing files are never overwritten.
+    #[command(after_help = "\
+Examples:
+  paxos-node certs --out certs --config cluster.toml --client ops:admin --client web:write
+  paxos-node certs --out certs --nodes 3 --client reader:read
+
+Writes ca.pem and ca.key (keep ca.key off the replicas' machines: it issues certificates),
+node-<id>.pem/.key for each replica (naming node-<id>.paxos and the replica's addresses) and
+client-<name>.pem/.key for each client (naming <name>.<role>.client.paxos).")]
+    Certs {
+        /// The directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// The cluster's TOML configuration: one certificate per replica, naming its peer and
+        /// client addresses.
+        #[arg(long, conflicts_with = "nodes", required_unless_present = "nodes")]
+        config: Option<PathBuf>,
+        /// Replicas 0..N on loopback (instead of --config): their certificates name
+        /// 127.0.0.1 and localhost.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        nodes: Option<u32>,
+        /// A client certificate, NAME:ROLE with ROLE read, write or admin (repeatable).
+        #[arg(long = "client", value_name = "NAME:ROLE", value_parser = parse_client)]
+        clients: Vec<(String, paxos_impl::runtime::tls::Role)>,
+        /// How many days the certificates are valid.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=36_500))]
+        days: u64,
+    },
     /// Set KEY to VALUE (prints the value before).
     #[command(after_help = CLIENT_EXAMPLES)]
     Put {
@@ -317,6 +347,13 @@ async fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Certs {
+            out,
+            config,
+            nodes,
+            clients,
+            days,
+        } => certs(&out, config.as_deref(), nodes, clients, days),
         Command::Put { key, value, target } => client_op(&target, KvOp::Put { key, value }).await,
         Command::Get { key, target } => client_op(&target, KvOp::Get { key }).await,
         Command::Delete { key, target } => client_op(&target, KvOp::Delete { key }).await,
@@ -446,5 +483,70 @@ fn say_line(line: std::fmt::Arguments<'_>) {
             std::process::exit(1);
         }
         std::process::exit(0);
+    }
+}
+
+fn parse_client(text: &str) -> Result<(String, paxos_impl::runtime::tls::Role), String> {
+    let (name, role) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: expected NAME:ROLE, e.g. ops:admin"))?;
+    let role = role
+        .parse()
+        .map_err(|_| format!("{role:?}: the role is read, write or admin"))?;
+    Ok((name.to_string(), role))
+}
+
+/// `paxos-node certs`.
+fn certs(
+    out: &Path,
+    config: Option<&Path>,
+    nodes: Option<u32>,
+    clients: Vec<(String, paxos_impl::runtime::tls::Role)>,
+    days: u64,
+) -> ExitCode {
+    use paxos_impl::runtime::tls::{write_certs, CertsPlan};
+    let replicas = match (config, nodes) {
+        (Some(path), _) => match ClusterConfig::load(path) {
+            Ok(cluster) => cluster
+                .nodes
+                .iter()
+                .map(|node| {
+                    // An unspecified address (0.0.0.0) names no host a client could check.
+                    let mut ips = vec![node.peer_addr.ip(), node.client_addr.ip()];
+                    ips.retain(|ip| !ip.is_unspecified());
+                    ips.dedup();
+                    let mut addrs: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+                    if ips.iter().any(|ip| ip.is_loopback()) {
+                        addrs.push("localhost".into());
+                    }
+                    (node.id, addrs)
+                })
+                .collect(),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(n)) => (0..n)
+            .map(|id| (id, vec!["127.0.0.1".to_string(), "localhost".to_string()]))
+            .collect(),
+        (None, None) => unreachable!("clap requires --config or --nodes"),
+    };
+    let plan = CertsPlan {
+        replicas,
+        clients,
+        valid_for: Duration::from_secs(days * 86_400),
+    };
+    match write_certs(out, &plan) {
+        Ok(written) => {
+            for path in written {
+                say!("wrote {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e} (existing files are never overwritten)");
+            ExitCode::from(2)
+        }
     }
 }
