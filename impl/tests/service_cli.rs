@@ -61,6 +61,22 @@ fn serve_refuses_a_bad_configuration_with_a_clear_error_and_exit_2() {
             "1",
             "cannot read the cluster secret",
         ),
+        (
+            Some(
+                nodes
+                    .replace(
+                        "id = 0\n        peer_addr = \"127.0.0.1:3\"",
+                        "id = 1\n        peer_addr = \"127.0.0.1:3\"",
+                    )
+                    .replacen(
+                        "[[nodes]]",
+                        "[tls]\n        dir = \"nocerts\"\n        [[nodes]]",
+                        1,
+                    ),
+            ),
+            "1",
+            "nocerts/ca.pem",
+        ),
     ];
     for (text, id, expected) in cases {
         match &text {

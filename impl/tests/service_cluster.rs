@@ -14,9 +14,10 @@ use paxos_impl::multi::KvOp;
 use paxos_impl::multi::Message;
 use paxos_impl::runtime::auth::{self, PeerSecret, Transcript};
 use paxos_impl::runtime::client::{fetch_json, fetch_metrics, http_client, Client, ClientError};
-use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy, LOOPBACK_SECRET_FILE};
+use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy, Tls, LOOPBACK_SECRET_FILE};
 use paxos_impl::runtime::http::LocalValue;
 use paxos_impl::runtime::snapshot_transfer::SnapshotChunk;
+use paxos_impl::runtime::tls::{write_certs, CertsPlan};
 use paxos_impl::runtime::transport::UNREACHABLE_HOLD;
 use paxos_impl::runtime::wire::{self, Hello, HelloProof, HelloReply, LeaseTerms, MAGIC};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -87,6 +88,9 @@ impl TestCluster {
         PeerSecret::generate()
             .write_new(&dir.path().join(LOOPBACK_SECRET_FILE))
             .expect("write secret");
+        if let Some(tls_config) = &config.tls {
+            write_certs(&dir.path().join(&tls_config.dir), &loopback_certs(n)).expect("certs");
+        }
         let mut cluster = TestCluster {
             dir,
             config,
@@ -579,6 +583,124 @@ fn a_replica_configured_for_other_lease_terms_is_cut_off() {
         assert_eq!(seen.and_then(|v| v.value), None);
         assert!(metric(&http, &cluster.endpoint(2), refused).await >= 1.0);
     });
+}
+
+fn loopback_certs(n: u32) -> CertsPlan {
+    CertsPlan {
+        replicas: (0..n).map(|id| (id, vec!["127.0.0.1".into()])).collect(),
+        clients: Vec::new(),
+        valid_for: Duration::from_secs(3600),
+    }
+}
+
+/// With `[tls]`, replicas talk mutual TLS: the cluster serves, and a replica whose
+/// certificate is from another CA, or is another replica's, is refused at the handshake
+/// (each end says why) while the others serve on.
+#[test]
+fn replicas_over_tls_serve_and_refuse_a_stranger_and_a_borrowed_certificate() {
+    let _serial = serial();
+    bounded(Duration::from_secs(60), async {
+        let mut cluster = TestCluster::start_with(3, |config| {
+            config.tls = Some(Tls {
+                dir: PathBuf::from("certs"),
+            });
+        });
+        wait_for_leader(&cluster, &[0, 1, 2]).await;
+        let mut writer = client(&cluster.endpoints(), 1);
+        let put = |i: u32| KvOp::Put {
+            key: format!("key{i}"),
+            value: format!("value{i}"),
+        };
+        for i in 0..5 {
+            writer.execute(&put(i)).await.expect("put over TLS");
+        }
+        let http = http_client(Duration::from_secs(1)).expect("http");
+        wait_for_applied(&http, &cluster.endpoint(2), 5).await;
+
+        let refused = "paxos_peer_handshakes_refused_total";
+        // A plaintext handshake, and garbage, on a TLS port: closed, and counted.
+        let target = cluster.config.nodes[0].peer_addr;
+        for bytes in [
+            wire::encode(
+                &Hello {
+                    magic: MAGIC,
+                    cluster_id: "test".into(),
+                    from: 2,
+                    to: 0,
+                    nonce: auth::nonce(),
+                    lease: LeaseTerms::default(),
+                },
+                4096,
+            )
+            .expect("encode"),
+            vec![0x16, 0x03, 0x01, 0xFF, 0xFF, 0, 1, 2, 3],
+        ] {
+            let mut stream = TcpStream::connect(target).await.expect("connect");
+            stream.write_all(&bytes).await.expect("write");
+            assert!(closed_by_peer(&mut stream).await, "not refused: {bytes:?}");
+        }
+        assert!(metric(&http, &cluster.endpoint(0), refused).await >= 2.0);
+        let others = [cluster.endpoint(0), cluster.endpoint(1)];
+        let refusals = |counts: Vec<f64>| counts.iter().sum::<f64>();
+        let mut before = Vec::new();
+        for endpoint in &others {
+            before.push(metric(&http, endpoint, refused).await);
+        }
+        let before = refusals(before);
+        // Replica 2 restarted with certificates from another CA (every file of its own).
+        cluster.kill9(2);
+        let stranger = cluster.dir.path().join("stranger");
+        write_certs(&stranger, &loopback_certs(3)).expect("certs");
+        let mut config = cluster.config.clone();
+        config.tls = Some(Tls { dir: stranger });
+        let path = cluster.dir.path().join("stranger.toml");
+        std::fs::write(&path, config.to_toml().expect("toml")).expect("write config");
+        cluster.nodes[2] = Some(cluster.spawn_configured(2, &path));
+        loop {
+            let mut now = Vec::new();
+            for endpoint in &others {
+                now.push(metric(&http, endpoint, refused).await);
+            }
+            if refusals(now) > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        serve_without_2(&cluster, &mut writer, 5..8).await;
+
+        // Replica 2 restarted holding replica 1's certificate and key as its own.
+        cluster.kill9(2);
+        let borrowed = cluster.dir.path().join("borrowed");
+        std::fs::create_dir(&borrowed).expect("dir");
+        let certs = cluster.dir.path().join("certs");
+        std::fs::copy(certs.join("ca.pem"), borrowed.join("ca.pem")).expect("copy");
+        std::fs::copy(certs.join("node-1.pem"), borrowed.join("node-2.pem")).expect("copy");
+        std::fs::copy(certs.join("node-1.key"), borrowed.join("node-2.key")).expect("copy");
+        config.tls = Some(Tls { dir: borrowed });
+        std::fs::write(&path, config.to_toml().expect("toml")).expect("write config");
+        cluster.nodes[2] = Some(cluster.spawn_configured(2, &path));
+        while !cluster.log(0).contains("claims to be replica 2") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        serve_without_2(&cluster, &mut writer, 8..10).await;
+    });
+}
+
+/// Writes keys `keys` through replicas 0 and 1, and checks replica 2 (refused by both)
+/// learns none of them.
+async fn serve_without_2(cluster: &TestCluster, writer: &mut Client, keys: std::ops::Range<u32>) {
+    let last = keys.end - 1;
+    for i in keys {
+        let op = KvOp::Put {
+            key: format!("key{i}"),
+            value: format!("value{i}"),
+        };
+        writer.execute(&op).await.expect("the others serve on");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let http = http_client(Duration::from_secs(1)).expect("http");
+    let seen = local(&http, &cluster.endpoint(2), &format!("key{last}")).await;
+    assert_eq!(seen.and_then(|v| v.value), None, "replica 2 learns nothing");
 }
 
 #[test]

@@ -49,6 +49,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{PeerSecret, SecretError};
+use super::tls::{Identity, TlsError, TlsFiles};
 use super::wire::LeaseTerms;
 use crate::ballot::NodeId;
 use crate::multi::{Config as CoreConfig, Timing as CoreTiming, TimingError, CATCH_UP_ENTRIES_MAX};
@@ -363,7 +364,19 @@ pub struct ClusterConfig {
     pub limits: Limits,
     #[serde(default)]
     pub reads: Reads,
+    /// TLS between replicas (`runtime::tls`): absent, peers talk plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
     pub nodes: Vec<NodeConfig>,
+}
+
+/// Where a replica finds its TLS files: a directory `paxos-node certs` wrote, holding the
+/// cluster CA (`ca.pem`) and `node-<id>.pem` and `node-<id>.key` for each replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Relative to the directory of the configuration file.
+    pub dir: PathBuf,
 }
 
 /// Why a configuration cannot run.
@@ -381,6 +394,8 @@ pub enum ConfigError {
     Invalid(String),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 fn invalid(message: impl Into<String>) -> ConfigError {
@@ -416,7 +431,20 @@ impl ClusterConfig {
                 auth.secret_file = dir.join(&auth.secret_file);
             }
         }
+        if let (Some(tls), Some(dir)) = (config.tls.as_mut(), path.parent()) {
+            if tls.dir.is_relative() {
+                tls.dir = dir.join(&tls.dir);
+            }
+        }
         Ok(config)
+    }
+
+    /// Replica `id`'s TLS material, read and checked, if the configuration has `[tls]`.
+    pub fn peer_tls(&self, id: NodeId) -> Result<Option<Identity>, ConfigError> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        Ok(Some(TlsFiles::replica(&tls.dir, id).load()?))
     }
 
     /// Reads the peer secret named by `[auth]`.
@@ -552,6 +580,7 @@ impl ClusterConfig {
             timing: Timing::default(),
             limits: Limits::default(),
             reads: Reads::default(),
+            tls: None,
             nodes: nodes
                 .map(|((peer_addr, client_addr), id)| NodeConfig {
                     id,

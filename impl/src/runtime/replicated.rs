@@ -36,13 +36,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::config::ClusterConfig;
+use super::config::{ClusterConfig, ConfigError};
 use super::metrics::Metrics;
 use super::node::{
     self, ClientOutcome, NodeError, NodeEvent, NodeParts, NodeStatus, NodeTask, ReadOutcome,
 };
 use super::step_log::{self, Rotation, StepLine, StepLog};
-use super::{transport, ServeError, INBOX_EVENTS_MAX};
+use super::transport::{self, PeerAuth, PeerTls};
+use super::{ServeError, INBOX_EVENTS_MAX};
 use crate::ballot::NodeId;
 use crate::multi::mutants::Mutant;
 use crate::multi::{AppliedState, Command, Effect, Replica, ReplicaEffect, Slot, StateMachine};
@@ -231,7 +232,14 @@ impl<S: Replicated> Node<S> {
     pub async fn start(options: NodeOptions, state_machine: S) -> Result<Self, ServeError> {
         options.config.validate()?;
         let me = options.config.member(options.id)?.clone();
-        let secret = Arc::new(options.config.peer_secret()?);
+        let tls = match options.config.peer_tls(options.id)? {
+            Some(identity) => Some(PeerTls::new(&identity).map_err(ConfigError::from)?),
+            None => None,
+        };
+        let auth = PeerAuth {
+            secret: Arc::new(options.config.peer_secret()?),
+            tls,
+        };
         let recovered = recover(&options, state_machine)?;
         let peer_listener =
             TcpListener::bind(me.peer_addr)
@@ -251,7 +259,7 @@ impl<S: Replicated> Node<S> {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
         let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_EVENTS_MAX);
-        let (links, outbound) = transport::start_outbound(&config, &secret, id, &metrics);
+        let (links, outbound) = transport::start_outbound(&config, &auth, id, &metrics);
         let peers = links
             .iter()
             .map(|l| (l.id, Arc::clone(&l.connected)))
@@ -259,7 +267,7 @@ impl<S: Replicated> Node<S> {
         let listener = transport::start_listener(
             peer_listener,
             Arc::clone(&config),
-            secret,
+            auth,
             id,
             inbox_tx.clone(),
             Arc::clone(&metrics),

@@ -22,10 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::io::AsyncWriteExt;
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::auth::{self, PeerSecret, Transcript};
 use super::config::ClusterConfig;
@@ -33,6 +35,7 @@ use super::metrics::{add, inc, Metrics};
 use super::node::NodeEvent;
 use super::replicated::{Payload, Replicated};
 use super::snapshot_transfer::{AckSlot, Incoming, Outgoing, Received};
+use super::tls::{self, Identity, TlsError};
 use super::wire::{
     self, FrameError, Hello, HelloProof, HelloReply, LeaseTerms, PeerMsg, PeerMsgOf, MAGIC,
 };
@@ -58,6 +61,38 @@ pub const UNREACHABLE_HOLD: Duration = Duration::from_secs(1);
 /// A handshake frame is small; anything longer is refused.
 pub const HELLO_BYTES_MAX: u32 = 4096;
 
+/// A peer connection: plain TCP, or TLS over it.
+pub trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerIo for T {}
+type PeerStream = Box<dyn PeerIo>;
+
+/// Mutual TLS between replicas (`runtime::tls`): a replica dials a peer asking for that
+/// peer's certificate, and accepts only diallers with a certificate from the cluster CA,
+/// which must name the replica the dialler then claims to be. The secret handshake still
+/// runs inside it: it also checks the cluster id and the lease terms, and a leaked CA key
+/// alone does not let a stranger in.
+#[derive(Clone)]
+pub struct PeerTls {
+    connector: TlsConnector,
+    acceptor: TlsAcceptor,
+}
+
+impl PeerTls {
+    pub fn new(identity: &Identity) -> Result<PeerTls, TlsError> {
+        Ok(PeerTls {
+            connector: TlsConnector::from(Arc::new(identity.client_config()?)),
+            acceptor: TlsAcceptor::from(Arc::new(identity.server_config()?)),
+        })
+    }
+}
+
+/// How peers prove they belong: the cluster secret, and TLS when the cluster has it.
+#[derive(Clone)]
+pub struct PeerAuth {
+    pub secret: Arc<PeerSecret>,
+    pub tls: Option<PeerTls>,
+}
+
 /// The node task's handle to one peer's outbound queue.
 #[derive(Clone, Debug)]
 pub struct PeerLink<Op, Snap> {
@@ -77,7 +112,7 @@ pub struct PeerLink<Op, Snap> {
 /// Starts one outbound task per peer; returns their links and tasks.
 pub fn start_outbound<Op: Payload, Snap: Payload>(
     config: &Arc<ClusterConfig>,
-    secret: &Arc<PeerSecret>,
+    auth: &PeerAuth,
     me: NodeId,
     metrics: &Arc<Metrics>,
 ) -> (Vec<PeerLink<Op, Snap>>, Vec<JoinHandle<()>>) {
@@ -95,7 +130,8 @@ pub fn start_outbound<Op: Payload, Snap: Payload>(
             transfers: 0,
             wake: Arc::clone(&wake),
             config: Arc::clone(config),
-            secret: Arc::clone(secret),
+            secret: Arc::clone(&auth.secret),
+            tls: auth.tls.clone(),
             me,
             peer: peer.id,
             addr: peer.peer_addr,
@@ -118,6 +154,7 @@ pub fn start_outbound<Op: Payload, Snap: Payload>(
 struct Outbound<Op, Snap> {
     config: Arc<ClusterConfig>,
     secret: Arc<PeerSecret>,
+    tls: Option<PeerTls>,
     me: NodeId,
     peer: NodeId,
     addr: std::net::SocketAddr,
@@ -199,10 +236,17 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
     /// Connects and handshakes: both ends prove they hold the cluster secret. Bounded in time,
     /// so that a host that does not answer (no refusal, no reply) is not waited on for the
     /// kernel's connect timeout while messages for it pile up.
-    async fn dial(&self) -> Result<TcpStream, FrameError> {
+    async fn dial(&self) -> Result<PeerStream, FrameError> {
         tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            let mut stream = TcpStream::connect(self.addr).await?;
-            stream.set_nodelay(true)?;
+            let tcp = TcpStream::connect(self.addr).await?;
+            tcp.set_nodelay(true)?;
+            let mut stream: PeerStream = match &self.tls {
+                Some(tls) => {
+                    let name = tls::replica_server_name(self.peer);
+                    Box::new(tls.connector.connect(name, tcp).await?)
+                }
+                None => Box::new(tcp),
+            };
             self.handshake(&mut stream).await?;
             Ok(stream)
         })
@@ -210,7 +254,7 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
         .map_err(|_| FrameError::Malformed("connect and handshake timed out".into()))?
     }
 
-    async fn handshake(&self, stream: &mut TcpStream) -> Result<(), FrameError> {
+    async fn handshake(&self, stream: &mut PeerStream) -> Result<(), FrameError> {
         let hello = Hello {
             magic: MAGIC,
             cluster_id: self.config.cluster_id.clone(),
@@ -250,7 +294,7 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
         }
     }
 
-    async fn reply(&self, stream: &mut TcpStream) -> Result<HelloReply, FrameError> {
+    async fn reply(&self, stream: &mut PeerStream) -> Result<HelloReply, FrameError> {
         let payload = wire::read_frame(stream, HELLO_BYTES_MAX).await?;
         let reply = wire::decode::<HelloReply>(&payload)?;
         if let HelloReply::Refused(reason) = &reply {
@@ -262,7 +306,7 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
     /// Writes queued messages, several per frame when several are waiting, and the chunks of
     /// a snapshot transfer between them, one chunk per round. `Ok` when the queue closed
     /// (shutdown), `Err` when the connection failed.
-    async fn pump(&mut self, mut stream: TcpStream) -> Result<(), FrameError> {
+    async fn pump(&mut self, mut stream: PeerStream) -> Result<(), FrameError> {
         let max_msgs = self.config.limits.frame_messages_max;
         let max_bytes = self.config.limits.frame_bytes_max;
         let chunk_bytes = self.config.limits.snapshot_chunk_bytes as usize;
@@ -427,7 +471,7 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
 pub fn start_listener<S: Replicated>(
     listener: TcpListener,
     config: Arc<ClusterConfig>,
-    secret: Arc<PeerSecret>,
+    auth: PeerAuth,
     me: NodeId,
     inbox: mpsc::Sender<NodeEvent<S>>,
     metrics: Arc<Metrics>,
@@ -459,7 +503,8 @@ pub fn start_listener<S: Replicated>(
             };
             let inbound = Inbound {
                 config: Arc::clone(&config),
-                secret: Arc::clone(&secret),
+                secret: Arc::clone(&auth.secret),
+                tls: auth.tls.clone(),
                 me,
                 addr,
                 inbox: inbox.clone(),
@@ -475,6 +520,7 @@ pub fn start_listener<S: Replicated>(
 struct Inbound<S: Replicated> {
     config: Arc<ClusterConfig>,
     secret: Arc<PeerSecret>,
+    tls: Option<PeerTls>,
     me: NodeId,
     addr: std::net::SocketAddr,
     inbox: mpsc::Sender<NodeEvent<S>>,
@@ -494,9 +540,17 @@ struct LinkView<S: Replicated> {
 }
 
 impl<S: Replicated> Inbound<S> {
-    async fn run(self, mut stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
-        let from = match self.handshake(&mut stream).await {
+    async fn run(self, tcp: TcpStream) {
+        let _ = tcp.set_nodelay(true);
+        let (mut stream, cert) = match self.accept_tls(tcp).await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                inc(&self.metrics.peer_handshakes_refused);
+                tracing::warn!(remote = %self.addr, error = %e, "peer connection refused at TLS");
+                return;
+            }
+        };
+        let from = match self.handshake(&mut stream, cert.as_ref()).await {
             Ok(from) => from,
             Err(e) => {
                 inc(&self.metrics.peer_handshakes_refused);
@@ -604,10 +658,36 @@ impl<S: Replicated> Inbound<S> {
         delivered
     }
 
+    /// The TLS handshake, when the cluster has TLS, within [`HANDSHAKE_TIMEOUT`]: the stream
+    /// and the dialler's certificate (verified against the cluster CA).
+    async fn accept_tls(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<(PeerStream, Option<CertificateDer<'static>>), FrameError> {
+        let Some(tls) = &self.tls else {
+            return Ok((Box::new(tcp), None));
+        };
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp))
+            .await
+            .map_err(|_| FrameError::Malformed("no TLS handshake in time".into()))??;
+        let cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|cert| cert.clone().into_owned());
+        Ok((Box::new(stream), cert))
+    }
+
     /// Runs the listener's half of the handshake (`runtime::auth`) within
-    /// [`HANDSHAKE_TIMEOUT`], and returns the peer's id if it proved the secret.
-    async fn handshake(&self, stream: &mut TcpStream) -> Result<NodeId, FrameError> {
-        let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.challenge(stream))
+    /// [`HANDSHAKE_TIMEOUT`], and returns the peer's id if it proved the secret (and, with
+    /// TLS, holds that replica's certificate).
+    async fn handshake(
+        &self,
+        stream: &mut PeerStream,
+        cert: Option<&CertificateDer<'static>>,
+    ) -> Result<NodeId, FrameError> {
+        let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.challenge(stream, cert))
             .await
             .map_err(|_| FrameError::Malformed("no handshake in time".into()))?;
         let refusal = match outcome {
@@ -632,11 +712,17 @@ impl<S: Replicated> Inbound<S> {
     /// told why not, `Err` when the connection itself failed or spoke nonsense.
     async fn challenge(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut PeerStream,
+        cert: Option<&CertificateDer<'static>>,
     ) -> Result<Result<NodeId, String>, FrameError> {
         let hello: Hello = wire::decode(&wire::read_frame(stream, HELLO_BYTES_MAX).await?)?;
         if let Some(reason) = self.refusal(&hello) {
             return Ok(Err(reason));
+        }
+        if let Some(cert) = cert {
+            if let Err(e) = tls::check_replica(cert, hello.from) {
+                return Ok(Err(e.to_string()));
+            }
         }
         let nonce = auth::nonce();
         let challenge = HelloReply::Challenge {
