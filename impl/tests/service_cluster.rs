@@ -17,7 +17,7 @@ use paxos_impl::runtime::client::{fetch_json, fetch_metrics, http_client, Client
 use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy, Tls, LOOPBACK_SECRET_FILE};
 use paxos_impl::runtime::http::LocalValue;
 use paxos_impl::runtime::snapshot_transfer::SnapshotChunk;
-use paxos_impl::runtime::tls::{write_certs, CertsPlan};
+use paxos_impl::runtime::tls::ensure_loopback_certs;
 use paxos_impl::runtime::transport::UNREACHABLE_HOLD;
 use paxos_impl::runtime::wire::{self, Hello, HelloProof, HelloReply, LeaseTerms, MAGIC};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -89,7 +89,7 @@ impl TestCluster {
             .write_new(&dir.path().join(LOOPBACK_SECRET_FILE))
             .expect("write secret");
         if let Some(tls_config) = &config.tls {
-            write_certs(&dir.path().join(&tls_config.dir), &loopback_certs(n)).expect("certs");
+            ensure_loopback_certs(&dir.path().join(&tls_config.dir), n).expect("certs");
         }
         let mut cluster = TestCluster {
             dir,
@@ -585,14 +585,6 @@ fn a_replica_configured_for_other_lease_terms_is_cut_off() {
     });
 }
 
-fn loopback_certs(n: u32) -> CertsPlan {
-    CertsPlan {
-        replicas: (0..n).map(|id| (id, vec!["127.0.0.1".into()])).collect(),
-        clients: Vec::new(),
-        valid_for: Duration::from_secs(3600),
-    }
-}
-
 /// With `[tls]`, replicas talk mutual TLS: the cluster serves, and a replica whose
 /// certificate is from another CA, or is another replica's, is refused at the handshake
 /// (each end says why) while the others serve on.
@@ -650,7 +642,7 @@ fn replicas_over_tls_serve_and_refuse_a_stranger_and_a_borrowed_certificate() {
         // Replica 2 restarted with certificates from another CA (every file of its own).
         cluster.kill9(2);
         let stranger = cluster.dir.path().join("stranger");
-        write_certs(&stranger, &loopback_certs(3)).expect("certs");
+        ensure_loopback_certs(&stranger, 3).expect("certs");
         let mut config = cluster.config.clone();
         config.tls = Some(Tls { dir: stranger });
         let path = cluster.dir.path().join("stranger.toml");

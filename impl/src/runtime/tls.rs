@@ -426,6 +426,23 @@ pub fn write_certs_valid(
     Ok(written)
 }
 
+/// Certificates for replicas `0..n` on loopback in `dir`, unless `dir` already holds a CA
+/// (a local cluster restarted on its data directory keeps its certificates): what
+/// `paxos-node cluster` and `chaos` run with.
+pub fn ensure_loopback_certs(dir: &Path, n: NodeId) -> Result<(), TlsError> {
+    if dir.join(CA_CERT).exists() {
+        return Ok(());
+    }
+    let plan = CertsPlan {
+        replicas: (0..n)
+            .map(|id| (id, vec!["127.0.0.1".into(), "localhost".into()]))
+            .collect(),
+        clients: Vec::new(),
+        valid_for: Duration::from_secs(365 * 86_400),
+    };
+    write_certs(dir, &plan).map(drop)
+}
+
 fn write_public_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut file = std::fs::OpenOptions::new()

@@ -26,9 +26,10 @@ use clap::{Args, ValueEnum};
 use paxos_impl::multi::KvOp;
 use paxos_impl::runtime::auth::PeerSecret;
 use paxos_impl::runtime::client::{fetch_metrics, http_client, Client, ClientError};
-use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy};
+use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy, Tls};
 use paxos_impl::runtime::node::{SNAPSHOT_INSTALLED, SNAPSHOT_TAKEN};
 use paxos_impl::runtime::step_log::closed_segments;
+use paxos_impl::runtime::tls::ensure_loopback_certs;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -41,6 +42,10 @@ pub const REPORT_FORMAT: &str = "paxos-chaos-report/1";
 
 #[derive(Args, Debug, Clone)]
 pub struct ChaosArgs {
+    /// Plain TCP between replicas (by default they talk mutual TLS, through the fault
+    /// proxies, with certificates made in `certs/` of the data directory).
+    #[arg(long)]
+    pub insecure: bool,
     /// Replicas.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(3..=7))]
     pub nodes: u32,
@@ -200,6 +205,8 @@ pub struct Report {
     pub seeded_bug: Option<String>,
     /// `[reads] policy` of every replica.
     pub read_policy: String,
+    /// Whether the replicas talked mutual TLS (`--insecure`: plain TCP).
+    pub peer_tls: bool,
     /// Each replica's injected clock drift (`--clock-drift-ppm`), in parts per million.
     pub clock_drift_ppm: Vec<i64>,
     /// Reads answered under a lease (`paxos_lease_reads_total`), summed over the replicas'
@@ -431,7 +438,8 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
             .heartbeat_interval_ms
             .unwrap_or(timing.heartbeat_interval_ms);
     };
-    let (proxies, client_addrs) = write_configs(&dir, args.nodes, adjust).await?;
+    let tls = !args.insecure;
+    let (proxies, client_addrs) = write_configs(&dir, args.nodes, tls, adjust).await?;
     let proxies = Arc::new(proxies);
     let mut proxy_tasks = Vec::new();
     for proxy in proxies.iter() {
@@ -603,6 +611,7 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
         violation: summarize(&verdict),
         seeded_bug,
         read_policy: args.read_policy.name().to_string(),
+        peer_tls: !args.insecure,
         clock_drift_ppm,
         lease_reads: lease_reads as u64,
         step_logs,
@@ -645,6 +654,7 @@ async fn free_addr() -> Result<(SocketAddr, TcpListener), String> {
 async fn write_configs(
     dir: &Path,
     n: u32,
+    tls: bool,
     adjust: impl Fn(&mut ClusterConfig),
 ) -> Result<(Vec<Proxy>, Vec<SocketAddr>), String> {
     let mut peer_addrs = Vec::new();
@@ -663,6 +673,11 @@ async fn write_configs(
         PeerSecret::generate()
             .write_new(&secret)
             .map_err(|e| format!("cannot write {}: {e}", secret.display()))?;
+    }
+    let certs = dir.join("certs");
+    if tls {
+        ensure_loopback_certs(&certs, n)
+            .map_err(|e| format!("cannot make certificates in {}: {e}", certs.display()))?;
     }
     let mut proxies = Vec::new();
     for from in 0..n {
@@ -690,6 +705,9 @@ async fn write_configs(
         let mut config = ClusterConfig::with_addresses("chaos", addresses);
         if let Some(auth) = config.auth.as_mut() {
             auth.secret_file = secret.clone();
+        }
+        if tls {
+            config.tls = Some(Tls { dir: certs.clone() });
         }
         adjust(&mut config);
         config.validate().map_err(|e| e.to_string())?;

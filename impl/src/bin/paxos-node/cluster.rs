@@ -1,5 +1,5 @@
-//! `paxos-node cluster`: a local loopback cluster in one command. Writes `cluster.toml` and a
-//! new `cluster.secret` in the data directory, starts one `paxos-node serve` process per replica (logs to
+//! `paxos-node cluster`: a local loopback cluster in one command. Writes `cluster.toml`, a
+//! new `cluster.secret` and the replicas' certificates (`certs/`) in the data directory, starts one `paxos-node serve` process per replica (logs to
 //! `node-<id>.log`), and stops them all with SIGTERM on Ctrl-C. A replica that exits (or is
 //! killed) is reported with the command that restarts it; the others keep serving.
 
@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use paxos_impl::runtime::auth::PeerSecret;
-use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy, LOOPBACK_SECRET_FILE};
+use paxos_impl::runtime::config::{ClusterConfig, ReadPolicy, Tls, LOOPBACK_SECRET_FILE};
+use paxos_impl::runtime::tls::ensure_loopback_certs;
+
+/// Where in the data directory the cluster's certificates go.
+const CERTS_DIR: &str = "certs";
 
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
@@ -47,6 +51,10 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "N", requires = "step_log_segment_mib",
           value_parser = clap::value_parser!(u64).range(1..))]
     step_log_keep: Option<u64>,
+    /// Plain TCP between replicas (by default they talk mutual TLS with certificates made in
+    /// `certs/` of the data directory).
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// How long stopped replicas get to exit before they are killed.
@@ -63,6 +71,13 @@ pub async fn run(args: ClusterArgs, json_logs: bool) -> ExitCode {
         args.client_port,
     );
     config.reads.policy = args.read_policy;
+    if args.insecure {
+        tracing::warn!("--insecure: replicas talk plain TCP, readable and forgeable on the path");
+    } else {
+        config.tls = Some(Tls {
+            dir: PathBuf::from(CERTS_DIR),
+        });
+    }
     let config_path = match write_config(&dir, &config) {
         Ok(path) => path,
         Err(e) => {
@@ -147,6 +162,11 @@ fn write_config(dir: &Path, config: &ClusterConfig) -> Result<PathBuf, String> {
         PeerSecret::generate()
             .write_new(&secret)
             .map_err(|e| format!("cannot write {}: {e}", secret.display()))?;
+    }
+    if config.tls.is_some() {
+        let certs = dir.join(CERTS_DIR);
+        ensure_loopback_certs(&certs, config.nodes.len() as u32)
+            .map_err(|e| format!("cannot make certificates in {}: {e}", certs.display()))?;
     }
     let path = dir.join("cluster.toml");
     let text = config.to_toml().map_err(|e| e.to_string())?;
