@@ -234,7 +234,13 @@ impl<S: Replicated> Node<S> {
         let me = options.config.member(options.id)?.clone();
         let tls = match options.config.peer_tls(options.id)? {
             Some(identity) => Some(PeerTls::new(&identity).map_err(ConfigError::from)?),
-            None => None,
+            None => {
+                tracing::warn!(
+                    "no [tls] section: peer connections are plain TCP, readable and forgeable \
+                     on the path (paxos-node certs makes certificates)"
+                );
+                None
+            }
         };
         let auth = PeerAuth {
             secret: Arc::new(options.config.peer_secret()?),
