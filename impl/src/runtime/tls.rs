@@ -115,22 +115,32 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// The stem of replica `id`'s certificate and key files (`<stem>.pem`, `<stem>.key`).
+fn replica_stem(id: NodeId) -> String {
+    format!("node-{id}")
+}
+
+/// The stem of client `name`'s certificate and key files.
+fn client_stem(name: &str) -> String {
+    format!("client-{name}")
+}
+
 impl TlsFiles {
     /// Replica `id`'s files in a directory `paxos-node certs` wrote.
     pub fn replica(dir: &Path, id: NodeId) -> TlsFiles {
-        TlsFiles {
-            ca: dir.join(CA_CERT),
-            cert: dir.join(format!("node-{id}.pem")),
-            key: dir.join(format!("node-{id}.key")),
-        }
+        TlsFiles::of(dir, &replica_stem(id))
     }
 
     /// Client `name`'s files in a directory `paxos-node certs` wrote.
     pub fn client(dir: &Path, name: &str) -> TlsFiles {
+        TlsFiles::of(dir, &client_stem(name))
+    }
+
+    fn of(dir: &Path, stem: &str) -> TlsFiles {
         TlsFiles {
             ca: dir.join(CA_CERT),
-            cert: dir.join(format!("client-{name}.pem")),
-            key: dir.join(format!("client-{name}.key")),
+            cert: dir.join(format!("{stem}.pem")),
+            key: dir.join(format!("{stem}.key")),
         }
     }
 
@@ -326,12 +336,8 @@ pub fn write_certs_valid(
     // Every file is checked before any is written: a run that stops half way would leave a
     // CA whose key signed only some of the certificates.
     let mut files = vec![CA_CERT.to_string(), CA_KEY.to_string()];
-    let parties = plan.replicas.iter().map(|(id, _)| format!("node-{id}"));
-    let parties = parties.chain(
-        plan.clients
-            .iter()
-            .map(|(name, _)| format!("client-{name}")),
-    );
+    let parties = plan.replicas.iter().map(|(id, _)| replica_stem(*id));
+    let parties = parties.chain(plan.clients.iter().map(|(name, _)| client_stem(name)));
     for party in parties {
         for file in [format!("{party}.pem"), format!("{party}.key")] {
             if files.contains(&file) {
@@ -417,11 +423,11 @@ pub fn write_certs_valid(
     for (id, addrs) in &plan.replicas {
         let mut names = vec![replica_name(*id)];
         names.extend(addrs.iter().cloned());
-        issue(format!("node-{id}"), names, replica_name(*id))?;
+        issue(replica_stem(*id), names, replica_name(*id))?;
     }
     for (name, role) in &plan.clients {
         let full = client_name(name, *role);
-        issue(format!("client-{name}"), vec![full.clone()], full)?;
+        issue(client_stem(name), vec![full.clone()], full)?;
     }
     Ok(written)
 }

@@ -130,8 +130,7 @@ pub fn start_outbound<Op: Payload, Snap: Payload>(
             transfers: 0,
             wake: Arc::clone(&wake),
             config: Arc::clone(config),
-            secret: Arc::clone(&auth.secret),
-            tls: auth.tls.clone(),
+            auth: auth.clone(),
             me,
             peer: peer.id,
             addr: peer.peer_addr,
@@ -153,8 +152,7 @@ pub fn start_outbound<Op: Payload, Snap: Payload>(
 
 struct Outbound<Op, Snap> {
     config: Arc<ClusterConfig>,
-    secret: Arc<PeerSecret>,
-    tls: Option<PeerTls>,
+    auth: PeerAuth,
     me: NodeId,
     peer: NodeId,
     addr: std::net::SocketAddr,
@@ -240,7 +238,7 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
         tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             let tcp = TcpStream::connect(self.addr).await?;
             tcp.set_nodelay(true)?;
-            let mut stream: PeerStream = match &self.tls {
+            let mut stream: PeerStream = match &self.auth.tls {
                 Some(tls) => {
                     let name = tls::replica_server_name(self.peer);
                     Box::new(tls.connector.connect(name, tcp).await?)
@@ -269,7 +267,7 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
         let listener_nonce = match self.reply(stream).await? {
             HelloReply::Challenge { nonce, proof } => {
                 let transcript = transcript(&hello, &nonce);
-                if !self.secret.verify_listener(&transcript, &proof) {
+                if !self.auth.secret.verify_listener(&transcript, &proof) {
                     tracing::error!(peer = self.peer, addr = %self.addr,
                         "the node at this address does not hold the cluster secret");
                     return Err(FrameError::Malformed(
@@ -282,6 +280,7 @@ impl<Op: Payload, Snap: Payload> Outbound<Op, Snap> {
         };
         let proof = HelloProof {
             proof: self
+                .auth
                 .secret
                 .dialler_proof(&transcript(&hello, &listener_nonce)),
         };
@@ -503,8 +502,7 @@ pub fn start_listener<S: Replicated>(
             };
             let inbound = Inbound {
                 config: Arc::clone(&config),
-                secret: Arc::clone(&auth.secret),
-                tls: auth.tls.clone(),
+                auth: auth.clone(),
                 me,
                 addr,
                 inbox: inbox.clone(),
@@ -519,8 +517,7 @@ pub fn start_listener<S: Replicated>(
 
 struct Inbound<S: Replicated> {
     config: Arc<ClusterConfig>,
-    secret: Arc<PeerSecret>,
-    tls: Option<PeerTls>,
+    auth: PeerAuth,
     me: NodeId,
     addr: std::net::SocketAddr,
     inbox: mpsc::Sender<NodeEvent<S>>,
@@ -664,7 +661,7 @@ impl<S: Replicated> Inbound<S> {
         &self,
         tcp: TcpStream,
     ) -> Result<(PeerStream, Option<CertificateDer<'static>>), FrameError> {
-        let Some(tls) = &self.tls else {
+        let Some(tls) = &self.auth.tls else {
             return Ok((Box::new(tcp), None));
         };
         let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp))
@@ -727,13 +724,14 @@ impl<S: Replicated> Inbound<S> {
         let nonce = auth::nonce();
         let challenge = HelloReply::Challenge {
             nonce,
-            proof: self.secret.listener_proof(&transcript(&hello, &nonce)),
+            proof: self.auth.secret.listener_proof(&transcript(&hello, &nonce)),
         };
         stream
             .write_all(&wire::encode(&challenge, HELLO_BYTES_MAX)?)
             .await?;
         let proof: HelloProof = wire::decode(&wire::read_frame(stream, HELLO_BYTES_MAX).await?)?;
         if !self
+            .auth
             .secret
             .verify_dialler(&transcript(&hello, &nonce), &proof.proof)
         {

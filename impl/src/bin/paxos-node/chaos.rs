@@ -611,7 +611,7 @@ pub async fn chaos(args: ChaosArgs) -> Result<Report, String> {
         violation: summarize(&verdict),
         seeded_bug,
         read_policy: args.read_policy.name().to_string(),
-        peer_tls: !args.insecure,
+        peer_tls: tls,
         clock_drift_ppm,
         lease_reads: lease_reads as u64,
         step_logs,
